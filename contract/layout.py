@@ -1,0 +1,84 @@
+"""Where each component keeps its files in the shared data folder.
+
+<data_dir>/
+  kafka/                 embedded broker: data (kafka/data) and config
+  logs/                  one log file per component (launcher)
+  run/                   launcher state and pid files
+  spark/
+    checkpoint/          the streaming query's checkpoint
+    rows/                committed batch files  batch-<id>.csv   (written via temp + rename)
+    rejects/             committed reject files batch-<id>.csv
+    progress.json        latest StreamingQueryProgress summary (atomic replace)
+  merger/
+    merged.csv           the merged output
+    state.json           last merged batch, committed byte length, counts (atomic replace)
+    quarantine/          invalid batch files with a .reason.txt beside each
+  generator/
+    state.json           next eventOffset to hand out (never reused across restarts)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class DataLayout:
+    root: Path
+
+    @property
+    def kafka_dir(self) -> Path:
+        return self.root / "kafka"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.root / "run"
+
+    @property
+    def spark_dir(self) -> Path:
+        return self.root / "spark"
+
+    @property
+    def spark_checkpoint(self) -> Path:
+        return self.spark_dir / "checkpoint"
+
+    @property
+    def spark_rows(self) -> Path:
+        return self.spark_dir / "rows"
+
+    @property
+    def spark_rejects(self) -> Path:
+        return self.spark_dir / "rejects"
+
+    @property
+    def spark_progress(self) -> Path:
+        return self.spark_dir / "progress.json"
+
+    @property
+    def merger_dir(self) -> Path:
+        return self.root / "merger"
+
+    @property
+    def merged_csv(self) -> Path:
+        return self.merger_dir / "merged.csv"
+
+    @property
+    def merger_state(self) -> Path:
+        return self.merger_dir / "state.json"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.merger_dir / "quarantine"
+
+    @property
+    def generator_dir(self) -> Path:
+        return self.root / "generator"
+
+    @property
+    def generator_state(self) -> Path:
+        return self.generator_dir / "state.json"

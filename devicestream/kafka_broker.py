@@ -1,0 +1,306 @@
+"""The embedded Kafka: a real Apache Kafka 4.x broker in KRaft combined mode (broker + controller),
+run in its own JVM from the Maven Central jars resolved into .jars/kafka.
+
+Configuration is written under <data_dir>/kafka/node-<id>/; storage is formatted on first start
+(`kafka.tools.StorageTool format --standalone`, or `--initial-controllers` for a multi-node quorum)
+and reused after that, so a restarted broker keeps its data."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from devicestream.paths import RESOURCES, jars_dir
+
+log = logging.getLogger(__name__)
+
+JAVA_MAIN = "kafka.Kafka"
+STORAGE_TOOL = "kafka.tools.StorageTool"
+
+
+class BrokerError(RuntimeError):
+    """The broker could not be prepared, started or reached; the message says why."""
+
+
+@dataclass(frozen=True)
+class BrokerNode:
+    node_id: int
+    port: int
+    controller_port: int
+    host: str = "127.0.0.1"
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def controller_address(self) -> str:
+        return f"{self.host}:{self.controller_port}"
+
+
+@dataclass(frozen=True)
+class KafkaCluster:
+    """One or more combined-mode nodes sharing one metadata quorum, all on this machine."""
+
+    base_dir: Path
+    nodes: tuple[BrokerNode, ...]
+    heap: str = "512m"
+    default_partitions: int = 3
+
+    @classmethod
+    def single(cls, base_dir: Path, port: int, controller_port: int, **kw: object) -> KafkaCluster:
+        return cls(base_dir=base_dir, nodes=(BrokerNode(1, port, controller_port),), **kw)  # type: ignore[arg-type]
+
+    @classmethod
+    def local(cls, base_dir: Path, first_port: int, count: int, **kw: object) -> KafkaCluster:
+        """`count` nodes on consecutive port pairs: broker first_port+2i, controller first_port+2i+1."""
+        nodes = tuple(BrokerNode(i + 1, first_port + 2 * i, first_port + 2 * i + 1) for i in range(count))
+        return cls(base_dir=base_dir, nodes=nodes, **kw)  # type: ignore[arg-type]
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return ",".join(n.address for n in self.nodes)
+
+    @property
+    def replication_factor(self) -> int:
+        return min(3, len(self.nodes))
+
+    def node_dir(self, node: BrokerNode) -> Path:
+        return self.base_dir / f"node-{node.node_id}"
+
+    # ---- configuration -------------------------------------------------------------------------
+
+    def server_properties(self, node: BrokerNode) -> str:
+        rf = self.replication_factor
+        min_isr = 2 if rf >= 3 else 1
+        quorum = ",".join(n.controller_address for n in self.nodes)
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": node.node_id,
+            "controller.quorum.bootstrap.servers": quorum,
+            "listeners": f"PLAINTEXT://{node.address},CONTROLLER://{node.controller_address}",
+            "advertised.listeners": f"PLAINTEXT://{node.address},CONTROLLER://{node.controller_address}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "log.dirs": self.node_dir(node) / "data",
+            "num.partitions": self.default_partitions,
+            "default.replication.factor": rf,
+            "min.insync.replicas": min_isr,
+            "offsets.topic.replication.factor": rf,
+            "transaction.state.log.replication.factor": rf,
+            "transaction.state.log.min.isr": min_isr,
+            "share.coordinator.state.topic.replication.factor": rf,
+            "share.coordinator.state.topic.min.isr": min_isr,
+            "group.initial.rebalance.delay.ms": 0,
+            "auto.create.topics.enable": "false",
+            "log.retention.hours": 168,
+            "unclean.leader.election.enable": "false",
+        }
+        return "".join(f"{k}={v}\n" for k, v in props.items())
+
+    def cluster_id(self) -> str:
+        """A Kafka cluster id (base64url UUID), made once and kept beside the data."""
+        path = self.base_dir / "cluster.id"
+        if path.exists():
+            return path.read_text().strip()
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        path.write_text(cid + "\n")
+        return cid
+
+    def _directory_id(self, node: BrokerNode) -> str:
+        path = self.node_dir(node) / "directory.id"
+        if path.exists():
+            return path.read_text().strip()
+        did = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(did + "\n")
+        return did
+
+    def config_path(self, node: BrokerNode) -> Path:
+        return self.node_dir(node) / "server.properties"
+
+    def prepare(self, node: BrokerNode) -> None:
+        """Write the node's configuration and format its storage unless already formatted."""
+        d = self.node_dir(node)
+        (d / "data").mkdir(parents=True, exist_ok=True)
+        self.config_path(node).write_text(self.server_properties(node))
+        if (d / "data" / "meta.properties").exists():
+            return
+        args = ["format", "-t", self.cluster_id(), "-c", str(self.config_path(node)), "--ignore-formatted"]
+        if len(self.nodes) == 1:
+            args.append("--standalone")
+        else:
+            voters = ",".join(f"{n.node_id}@{n.host}:{n.controller_port}:{self._directory_id(n)}" for n in self.nodes)
+            args += ["--initial-controllers", voters]
+        # With --initial-controllers the node's log dir must carry the directory id named above.
+        env = {**os.environ}
+        cmd = [*self.java_base(node, heap="256m"), STORAGE_TOOL, *args]
+        if len(self.nodes) > 1:
+            # StorageTool picks the directory id from the voter list entry of this node.
+            pass
+        res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+        if res.returncode != 0:
+            raise BrokerError(
+                f"formatting Kafka storage for node {node.node_id} failed (exit {res.returncode}):\n"
+                f"{res.stdout[-2000:]}\n{res.stderr[-2000:]}"
+            )
+        log.info("formatted kafka storage", extra={"node": node.node_id, "dir": str(d)})
+
+    def java_base(self, node: BrokerNode, heap: str | None = None) -> list[str]:
+        heap = heap or self.heap
+        return [
+            "java",
+            f"-Xms{heap}",
+            f"-Xmx{heap}",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={RESOURCES / 'kafka-log4j2.properties'}",
+            f"-Dkafka.logs.dir={self.node_dir(node) / 'logs'}",
+            "-cp",
+            f"{jars_dir('kafka')}/*",
+        ]
+
+    def command(self, node: BrokerNode) -> list[str]:
+        """The command that runs `node` in the foreground (after `prepare`)."""
+        return [*self.java_base(node), JAVA_MAIN, str(self.config_path(node))]
+
+
+# ---- readiness and topics ---------------------------------------------------------------------
+
+
+async def describe_cluster(bootstrap: str, timeout_s: float = 5.0) -> dict:
+    """One metadata round trip: {"cluster_id", "controller_id", "brokers": [...]}. Raises KafkaError."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
+    try:
+        await asyncio.wait_for(admin.start(), timeout_s)
+        return await asyncio.wait_for(admin.describe_cluster(), timeout_s)
+    finally:
+        await admin.close()
+
+
+async def wait_until_ready(
+    bootstrap: str, deadline_s: float, *, min_brokers: int = 1, alive: callable | None = None
+) -> dict:
+    """Poll a metadata request until it succeeds with `min_brokers` brokers, or raise BrokerError."""
+    end = time.monotonic() + deadline_s
+    last: Exception | None = None
+    while time.monotonic() < end:
+        if alive is not None and not alive():
+            raise BrokerError("the Kafka process exited before it became ready")
+        try:
+            meta = await describe_cluster(bootstrap, timeout_s=min(5.0, max(0.5, end - time.monotonic())))
+            if len(meta.get("brokers", [])) >= min_brokers:
+                return meta
+            last = BrokerError(f"{len(meta.get('brokers', []))} of {min_brokers} brokers registered")
+        except (TimeoutError, KafkaError, OSError) as e:
+            last = e
+        await asyncio.sleep(0.25)
+    raise BrokerError(f"Kafka at {bootstrap} not ready within {deadline_s:.0f}s: {last!r}")
+
+
+async def ensure_topic(
+    bootstrap: str,
+    topic: str,
+    partitions: int,
+    replication_factor: int = 1,
+    *,
+    min_insync_replicas: int | None = None,
+    deadline_s: float = 30.0,
+) -> int:
+    """Create `topic` if missing and wait until every partition has a leader. Returns its partition
+    count (an existing topic keeps its own)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        configs = {"min.insync.replicas": str(min_insync_replicas)} if min_insync_replicas else {}
+        try:
+            await admin.create_topics([NewTopic(topic, partitions, replication_factor, topic_configs=configs)])
+            log.info("created topic %s (%d partitions, rf %d)", topic, partitions, replication_factor)
+        except TopicAlreadyExistsError:
+            pass
+        end = time.monotonic() + deadline_s
+        while True:
+            desc = await admin.describe_topics([topic])
+            parts = desc[0].get("partitions", []) if desc else []
+            err = desc[0].get("error_code", 0) if desc else -1
+            if err == 0 and parts and all(p.get("leader", -1) >= 0 for p in parts):
+                return len(parts)
+            if time.monotonic() > end:
+                raise BrokerError(f"topic {topic} has no leader for every partition after {deadline_s}s")
+            await asyncio.sleep(0.2)
+    finally:
+        await admin.close()
+
+
+def free_ports(n: int) -> list[int]:
+    """`n` distinct free TCP ports on 127.0.0.1 (for tests and side-by-side stacks)."""
+    import socket
+
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def log_tail(path: Path, lines: int = 40) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - 64 * 1024))
+            text = f.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return f"(no log at {path})"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def stop_process(proc: subprocess.Popen, timeout_s: float = 20.0) -> int:
+    """SIGTERM the process group, wait, SIGKILL after `timeout_s`. Returns the exit code."""
+    import signal
+
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    return proc.returncode
+
+
+def start_node(cluster: KafkaCluster, node: BrokerNode, log_file: Path) -> subprocess.Popen:
+    """Prepare and start `node` in its own process group, logging to `log_file`."""
+    cluster.prepare(node)
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    out = open(log_file, "ab")  # noqa: SIM115 - handed to the child
+    try:
+        return subprocess.Popen(cluster.command(node), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    finally:
+        out.close()
+
+
+def nodes_of(cluster: KafkaCluster, ids: Sequence[int] | None = None) -> list[BrokerNode]:
+    return [n for n in cluster.nodes if ids is None or n.node_id in ids]

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs everything devicestream needs into the work tree, idempotently:
+#   .venv/        Python 3.11 virtualenv with the pinned packages (pyproject.toml + constraints.txt)
+#   .jars/kafka/  the embedded broker's classpath     (runtime/maven/kafka/pom.xml)
+#   .jars/spark/  Spark's Kafka connector and its deps (runtime/maven/spark/pom.xml)
+# A second run only compares stamps and returns in well under a second.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3.11}
+command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
+need() { command -v "$1" >/dev/null 2>&1 || { echo "install: '$1' is required ($2)" >&2; exit 1; }; }
+need "$PYTHON" "Python 3.11"
+need java "Java 17 (apt-get install openjdk-17-jdk-headless)"
+need mvn "Maven (apt-get install maven)"
+"$PYTHON" - <<'PY' || { echo "install: Python >= 3.11 is required" >&2; exit 1; }
+import sys; sys.exit(sys.version_info < (3, 11))
+PY
+
+# stale STAMP INPUT...: true when STAMP is missing or older than any INPUT
+stale() { local stamp=$1; shift; [ -f "$stamp" ] || return 0; for f in "$@"; do [ "$f" -nt "$stamp" ] && return 0; done; return 1; }
+
+if [ ! -x .venv/bin/python ]; then
+  echo "install: creating .venv"
+  "$PYTHON" -m venv .venv
+fi
+if stale .venv/.installed pyproject.toml constraints.txt; then
+  echo "install: Python packages (first time takes a few minutes: pyspark is large)"
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  .venv/bin/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+  touch .venv/.installed
+fi
+
+mvn_copy() { # name, extra flags
+  local name=$1; shift
+  local out=.jars/$name pom=runtime/maven/$name/pom.xml
+  if stale "$out/.installed" "$pom"; then
+    echo "install: resolving $name jars from Maven Central"
+    rm -rf "$out"; mkdir -p "$out"
+    mvn -q -B -f "$pom" dependency:copy-dependencies -DoutputDirectory="$PWD/$out" "$@"
+    touch "$out/.installed"
+  fi
+}
+mvn_copy kafka -DincludeScope=runtime
+mvn_copy spark -DexcludeTransitive=true
