@@ -1,0 +1,359 @@
+"""The gateway: one door to the pipeline (generator commands, merged.csv, pipeline status, the
+dashboard). Upstream services are reached over HTTP through one httpx.AsyncClient owned by the
+lifespan; Kafka and the Spark progress file are read for /status. No other service's code is
+imported."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+from fastapi import Depends, FastAPI, Query, Request, Security
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, JSONResponse, ORJSONResponse, Response
+from fastapi.security import APIKeyHeader, HTTPBearer
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from contract.csv import ROW_COLUMNS
+from gateway import auth
+from gateway.errors import GatewayError, UpstreamError
+from gateway.metrics import GatewayMetrics
+from gateway.middleware import BodySizeLimit, RequestMetrics
+from gateway.models import ErrorBody, GeneratorStatus, PipelineStatus, RateRequest, Run, StartRequest, TailResponse
+from gateway.settings import GatewaySettings
+from gateway.status import StatusService
+from gateway.upstream import fetch_tail, forward_json, stream_merged
+
+log = logging.getLogger(__name__)
+STATIC_DIR = Path(__file__).parent / "static"
+
+# Declared for the OpenAPI document (so /docs offers an "Authorize" button); checked in auth.py.
+_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="The gateway's API key.")
+_bearer = HTTPBearer(auto_error=False, description="The gateway's API key as a bearer token.")
+
+_UPSTREAM_ERRORS: dict[int | str, dict[str, Any]] = {
+    502: {"model": ErrorBody, "description": "The upstream service gave a broken answer."},
+    503: {"model": ErrorBody, "description": "The upstream service is unreachable."},
+    504: {"model": ErrorBody, "description": "The upstream service did not answer in time."},
+}
+_AUTH_ERROR: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "Missing or invalid API key (when one is configured)."}
+}
+
+
+def _settings(request: Request) -> GatewaySettings:
+    return request.app.state.settings
+
+
+def _key(settings: GatewaySettings) -> str | None:
+    return settings.api_key.get_secret_value() if settings.api_key else None
+
+
+def require_write(
+    request: Request,
+    _k: Annotated[str | None, Security(_api_key_header)] = None,
+    _b: Annotated[Any, Security(_bearer)] = None,
+) -> None:
+    auth.check(request, _key(_settings(request)))
+
+
+def require_read(
+    request: Request,
+    _k: Annotated[str | None, Security(_api_key_header)] = None,
+    _b: Annotated[Any, Security(_bearer)] = None,
+) -> None:
+    s = _settings(request)
+    if s.protect_reads:
+        auth.check(request, _key(s))
+
+
+Write = Depends(require_write)
+Read = Depends(require_read)
+
+
+def _error_response(e: GatewayError) -> JSONResponse:
+    headers = {"www-authenticate": 'Bearer realm="devicestream"'} if e.status_code == 401 else None
+    return JSONResponse(e.body(), status_code=e.status_code, headers=headers)
+
+
+def create_app(settings: GatewaySettings) -> FastAPI:
+    metrics = GatewayMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        timeout = httpx.Timeout(settings.status_timeout_s, connect=settings.connect_timeout_s)
+        limits = httpx.Limits(max_connections=200, max_keepalive_connections=20)
+        async with httpx.AsyncClient(timeout=timeout, limits=limits, trust_env=False) as client:
+            status = StatusService(settings, client)
+            app.state.client = client
+            app.state.status = status
+            log.info(
+                "gateway up",
+                extra={
+                    "generator": settings.generator_base(),
+                    "merger": settings.merger_base(),
+                    "kafka": settings.kafka_bootstrap_servers or "-",
+                    "auth": settings.api_key is not None,
+                },
+            )
+            try:
+                yield
+            finally:
+                await status.aclose()
+
+    app = FastAPI(
+        title="devicestream gateway",
+        version="0.1.0",
+        description="One entry point to the devicestream pipeline: generator control, merged.csv, "
+        "pipeline status and a live dashboard at `/`.",
+        lifespan=lifespan,
+        default_response_class=ORJSONResponse,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+
+    @app.exception_handler(GatewayError)
+    async def on_gateway_error(request: Request, e: GatewayError) -> JSONResponse:
+        if isinstance(e, UpstreamError):
+            metrics.upstream_errors.labels(e.component or "-", e.error).inc()
+        return _error_response(e)
+
+    @app.exception_handler(Exception)
+    async def on_unexpected(request: Request, e: Exception) -> JSONResponse:
+        log.error("unexpected error", exc_info=e, extra={"path": request.url.path})
+        return JSONResponse(
+            {"detail": "internal error in the gateway", "error": "internal", "component": "gateway"}, status_code=500
+        )
+
+    gen = settings.generator_base()
+    merged_url = f"{settings.merger_base()}/merged.csv"
+
+    def client_of(request: Request) -> httpx.AsyncClient:
+        return request.app.state.client
+
+    # ---- generator ---------------------------------------------------------------------------------
+
+    @app.post(
+        "/generator/start",
+        status_code=202,
+        response_model=Run,
+        tags=["generator"],
+        summary="Start a generator run",
+        responses={
+            409: {"description": "A run is already active (the generator names it)."},
+            **_AUTH_ERROR,
+            **_UPSTREAM_ERRORS,
+        },
+        dependencies=[Write],
+    )
+    async def generator_start(body: StartRequest, request: Request) -> Response:
+        """Forwarded to the generator as sent; its status code and body come back unchanged."""
+        return await forward_json(
+            client_of(request),
+            "generator",
+            "POST",
+            f"{gen}/generator/start",
+            body=await request.body(),
+            timeout_s=settings.command_timeout_s,
+        )
+
+    @app.post(
+        "/generator/stop",
+        response_model=GeneratorStatus,
+        tags=["generator"],
+        summary="Stop the active run (flushes in-flight events, returns the final counts)",
+        responses={**_AUTH_ERROR, **_UPSTREAM_ERRORS},
+        dependencies=[Write],
+    )
+    async def generator_stop(request: Request) -> Response:
+        return await forward_json(
+            client_of(request),
+            "generator",
+            "POST",
+            f"{gen}/generator/stop",
+            body=None,
+            timeout_s=settings.command_timeout_s,
+        )
+
+    @app.put(
+        "/generator/rate",
+        response_model=Run,
+        tags=["generator"],
+        summary="Change the rate of the active run",
+        responses={409: {"description": "No active run."}, **_AUTH_ERROR, **_UPSTREAM_ERRORS},
+        dependencies=[Write],
+    )
+    async def generator_rate(body: RateRequest, request: Request) -> Response:
+        return await forward_json(
+            client_of(request),
+            "generator",
+            "PUT",
+            f"{gen}/generator/rate",
+            body=await request.body(),
+            timeout_s=settings.command_timeout_s,
+        )
+
+    @app.get(
+        "/generator/status",
+        response_model=GeneratorStatus,
+        tags=["generator"],
+        responses={**_AUTH_ERROR, **_UPSTREAM_ERRORS},
+        dependencies=[Read],
+    )
+    async def generator_status(request: Request) -> Response:
+        return await forward_json(
+            client_of(request),
+            "generator",
+            "GET",
+            f"{gen}/generator/status",
+            body=None,
+            timeout_s=settings.status_timeout_s,
+        )
+
+    # ---- merged.csv ------------------------------------------------------------------------------
+
+    merged_responses: dict[int | str, dict[str, Any]] = {
+        200: {"content": {"text/csv": {}}, "description": "The whole file."},
+        206: {"content": {"text/csv": {}}, "description": "The requested byte range."},
+        304: {"description": "Not modified (If-None-Match / If-Modified-Since)."},
+        404: {"description": "Nothing merged yet."},
+        416: {"description": "Range not satisfiable."},
+        **_AUTH_ERROR,
+        **_UPSTREAM_ERRORS,
+    }
+
+    async def merged_csv(request: Request) -> Response:
+        """Streamed from the merger chunk by chunk. Range, If-Range, If-None-Match and
+        If-Modified-Since go to the merger; ETag, Last-Modified, Content-Length, Content-Range and
+        Accept-Ranges come back, with its status code (200/206/304/404/416)."""
+        return await stream_merged(
+            client_of(request),
+            request.method,
+            merged_url,
+            request.headers,
+            connect_timeout_s=settings.connect_timeout_s,
+            read_timeout_s=settings.stream_read_timeout_s,
+        )
+
+    for method in ("GET", "HEAD"):
+        app.add_api_route(
+            "/merged.csv",
+            merged_csv,
+            methods=[method],
+            operation_id=f"{method.lower()}_merged_csv",
+            tags=["output"],
+            summary="The merged output" if method == "GET" else "Size, ETag and Last-Modified of the merged output",
+            response_class=Response,
+            responses=merged_responses,
+            dependencies=[Read],
+        )
+
+    @app.get(
+        "/merged/tail",
+        response_model=TailResponse,
+        tags=["output"],
+        summary="The last rows of merged.csv (one bounded Range request to the merger)",
+        responses={**_AUTH_ERROR, **_UPSTREAM_ERRORS},
+        dependencies=[Read],
+    )
+    async def merged_tail(request: Request, n: Annotated[int, Query(ge=1, le=1000)] = 20) -> TailResponse:
+        n = min(n, settings.tail_max_rows)
+        lines, size = await fetch_tail(
+            client_of(request),
+            merged_url,
+            n=n,
+            window_bytes=settings.tail_window_bytes,
+            timeout_s=settings.status_timeout_s,
+        )
+        rows = [row for row in csv.reader(lines)]
+        return TailResponse(columns=list(ROW_COLUMNS), rows=rows, file_size=size, available=size is not None)
+
+    # ---- status, health, metrics -------------------------------------------------------------------
+
+    @app.get(
+        "/status",
+        response_model=PipelineStatus,
+        tags=["status"],
+        summary="The whole pipeline in one document",
+        responses={503: {"model": PipelineStatus, "description": "overall is down."}, **_AUTH_ERROR},
+        dependencies=[Read],
+    )
+    async def status(request: Request) -> Response:
+        """Kafka, generator, Spark and merger probed concurrently within `status_timeout_s`;
+        HTTP 200 when overall is ok or degraded, 503 when down (see gateway/health.py for the rules)."""
+        doc = await request.app.state.status.snapshot()
+        return ORJSONResponse(doc, status_code=503 if doc["overall"] == "down" else 200)
+
+    @app.get("/healthz", tags=["status"], summary="The gateway process is alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "alive"}
+
+    @app.get(
+        "/readyz",
+        tags=["status"],
+        summary="The gateway can reach the generator and the merger",
+        responses={503: {"description": "An upstream service is unreachable."}},
+    )
+    async def readyz(request: Request) -> Response:
+        client = client_of(request)
+
+        async def reachable(url: str) -> bool:
+            try:
+                return (await client.get(url, timeout=settings.status_timeout_s)).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        gen_ok, merger_ok = await asyncio.gather(
+            reachable(f"{gen}/healthz"), reachable(f"{settings.merger_base()}/healthz")
+        )
+        body = {"generator": gen_ok, "merger": merger_ok}
+        return ORJSONResponse({"ready": gen_ok and merger_ok, **body}, status_code=200 if gen_ok and merger_ok else 503)
+
+    @app.get(
+        "/metrics",
+        tags=["status"],
+        response_class=Response,
+        dependencies=[Read],
+        responses={200: {"content": {"text/plain": {}}}, **_AUTH_ERROR},
+    )
+    async def prometheus(request: Request) -> Response:
+        with metrics.status_build.time():
+            doc = await request.app.state.status.snapshot()
+        metrics.observe_status(doc)
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    # ---- dashboard -------------------------------------------------------------------------------
+
+    @app.get("/", include_in_schema=False)
+    async def dashboard() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", headers={"cache-control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    # ---- middlewares (outermost last) ------------------------------------------------------------
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "HEAD", "POST", "PUT"],
+            allow_headers=[
+                "content-type",
+                "x-api-key",
+                "authorization",
+                "range",
+                "if-none-match",
+                "if-modified-since",
+                "if-range",
+            ],
+            expose_headers=["etag", "content-length", "content-range", "last-modified", "accept-ranges"],
+        )
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestMetrics, counter=metrics.requests)
+    return app

@@ -1,0 +1,40 @@
+"""The gateway's errors; app.py maps them to HTTP responses (and nothing else does)."""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    status_code = 500
+    error = "internal"
+
+    def __init__(self, message: str, *, component: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.component = component
+
+    def body(self) -> dict[str, object]:
+        return {"detail": self.message, "error": self.error, "component": self.component}
+
+
+class UpstreamError(GatewayError):
+    """An upstream service (generator, merger) could not answer properly."""
+
+
+class UpstreamUnreachable(UpstreamError):
+    status_code = 503
+    error = "unreachable"
+
+
+class UpstreamTimeout(UpstreamError):
+    status_code = 504
+    error = "timeout"
+
+
+class UpstreamBadResponse(UpstreamError):
+    status_code = 502
+    error = "bad_gateway"
+
+
+class Unauthorized(GatewayError):
+    status_code = 401
+    error = "unauthorized"

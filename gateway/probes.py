@@ -1,0 +1,139 @@
+"""The I/O half of GET /status: each probe asks one component within its own time budget and
+never raises; failures become fields of the probe result (see health.py for what they mean)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from pathlib import Path
+
+import httpx
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from contract.files import read_json
+from gateway.health import HttpProbe, KafkaProbe, SparkProbe
+
+log = logging.getLogger(__name__)
+
+
+def describe_http_error(e: BaseException, timeout_s: float) -> str:
+    if isinstance(e, httpx.ConnectError | httpx.ConnectTimeout):
+        return f"unreachable ({type(e).__name__})"
+    if isinstance(e, httpx.TimeoutException | TimeoutError):
+        return f"no answer within {timeout_s:g}s"
+    return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+
+
+async def probe_http(client: httpx.AsyncClient, component: str, url: str, timeout_s: float) -> HttpProbe:
+    """GET `url` (a status document) within `timeout_s`."""
+    probe = HttpProbe(component=component, url=url)
+    t0 = time.monotonic()
+    try:
+        async with asyncio.timeout(timeout_s):
+            resp = await client.get(url, timeout=timeout_s)
+        probe.latency_ms = round((time.monotonic() - t0) * 1000, 1)
+        if resp.status_code != 200:
+            probe.error = f"answered HTTP {resp.status_code}"
+            return probe
+        doc = orjson.loads(resp.content)
+        if not isinstance(doc, dict):
+            probe.error = "status is not a JSON object"
+            return probe
+        probe.doc = doc
+        probe.reachable = True
+    except (httpx.HTTPError, TimeoutError, orjson.JSONDecodeError) as e:
+        probe.error = describe_http_error(e, timeout_s)
+        log.debug("probe failed", extra={"component": component, "url": url, "error": probe.error})
+    return probe
+
+
+def _pid_alive(pid: object) -> bool | None:
+    if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _read_spark(path: Path, check_pid: bool) -> SparkProbe:
+    probe = SparkProbe(path=str(path))
+    try:
+        doc = read_json(path)
+    except (OSError, orjson.JSONDecodeError) as e:
+        probe.error = f"{type(e).__name__}: {e}"
+        return probe
+    if doc is None:
+        return probe
+    if not isinstance(doc, dict):
+        probe.error = "not a JSON object"
+        return probe
+    probe.doc = doc
+    if check_pid and doc.get("state") in ("starting", "running"):
+        probe.pid_alive = _pid_alive(doc.get("pid"))
+    return probe
+
+
+async def probe_spark(path: Path, check_pid: bool, timeout_s: float) -> SparkProbe:
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await asyncio.to_thread(_read_spark, path, check_pid)
+    except TimeoutError:
+        return SparkProbe(path=str(path), error=f"reading took longer than {timeout_s:g}s")
+
+
+async def probe_kafka(bootstrap: str, topic: str, timeout_s: float) -> KafkaProbe:
+    """Broker count and the topic's partitions (admin client), end offsets (consumer without a
+    group). Both clients are made for this call and closed before it returns."""
+    probe = KafkaProbe(bootstrap=bootstrap, topic=topic)
+    if not bootstrap:
+        probe.error = "KAFKA_BOOTSTRAP_SERVERS is not set"
+        return probe
+    t0 = time.monotonic()
+    ms = max(500, int(timeout_s * 1000))
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=ms, client_id="gateway-status")
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        request_timeout_ms=ms,
+        client_id="gateway-status",
+    )
+    try:
+        async with asyncio.timeout(timeout_s):
+            await asyncio.gather(admin.start(), consumer.start())
+            cluster = await admin.describe_cluster()
+            probe.brokers = len(cluster.get("brokers", []))
+            probe.reachable = True
+            desc = await admin.describe_topics([topic])
+            info = desc[0] if desc else {}
+            parts = [p["partition"] for p in info.get("partitions", [])] if info.get("error_code", 0) == 0 else []
+            probe.topic_exists = bool(parts)
+            probe.partitions = len(parts)
+            if parts:
+                ends = await consumer.end_offsets([TopicPartition(topic, p) for p in parts])
+                probe.end_offsets = {tp.partition: int(o) for tp, o in ends.items()}
+    except TimeoutError:
+        probe.error = f"no answer within {timeout_s:g}s"
+    except Exception as e:  # aiokafka raises many kinds; any of them means "not usable now"
+        probe.error = f"{type(e).__name__}: {e}"
+    finally:
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(1.0):
+                await consumer.stop()
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(1.0):
+                await admin.close()
+    if probe.error and probe.reachable:
+        # metadata worked but offsets did not: report what we know, not "unreachable"
+        log.info("kafka partially answered", extra={"error": probe.error})
+    probe.latency_ms = round((time.monotonic() - t0) * 1000, 1)
+    return probe

@@ -1,0 +1,63 @@
+"""The gateway's settings: env prefix GATEWAY_ (plus the pipeline-wide names from PipelineSettings)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import AnyHttpUrl, Field, SecretStr, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
+
+from contract.settings import PipelineSettings
+
+
+class GatewaySettings(PipelineSettings):
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", env_file=".env", extra="ignore", frozen=True)
+
+    host: str = Field(default="127.0.0.1", description="Bind address; loopback only unless set.")
+    port: int = Field(default=8000, ge=1, le=65535)
+    generator_url: AnyHttpUrl = Field(default=AnyHttpUrl("http://127.0.0.1:8001"))
+    merger_url: AnyHttpUrl = Field(default=AnyHttpUrl("http://127.0.0.1:8002"))
+
+    connect_timeout_s: float = Field(default=1.0, gt=0, description="TCP connect to an upstream service.")
+    status_timeout_s: float = Field(default=2.0, gt=0, description="Whole budget of one component probe.")
+    command_timeout_s: float = Field(
+        default=10.0, gt=0, description="start/stop/rate round trip (stop flushes in-flight events)."
+    )
+    stream_read_timeout_s: float = Field(default=30.0, gt=0, description="Max wait for one chunk of merged.csv.")
+    status_cache_s: float = Field(
+        default=0.5, ge=0, description="A /status snapshot younger than this is reused (dashboards poll)."
+    )
+
+    api_key: SecretStr | None = Field(default=None, description="When set, start/stop/rate require it.")
+    protect_reads: bool = Field(default=False, description="Require the API key for read routes as well.")
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Allowed CORS origins; empty = CORS off."
+    )
+    max_body_bytes: int = Field(default=64 * 1024, ge=1, description="Larger request bodies get 413.")
+
+    spark_stale_after_s: float = Field(
+        default=60.0, gt=0, description="progress.json older than this while input waits = Spark stale."
+    )
+    spark_check_pid: bool = Field(
+        default=True, description="Treat a 'running' progress whose driver pid is gone as Spark down (same host)."
+    )
+    spark_lag_warn_offsets: int = Field(
+        default=100_000, ge=0, description="Spark further behind Kafka than this many offsets = degraded."
+    )
+    merger_lag_warn_batches: int = Field(default=10, ge=0, description="Merger further behind = degraded.")
+    tail_max_rows: int = Field(default=200, ge=1)
+    tail_window_bytes: int = Field(default=64 * 1024, ge=1024, description="Bytes fetched for /merged/tail.")
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, v: object) -> object:
+        # GATEWAY_CORS_ORIGINS may be a JSON list or a plain comma-separated string.
+        if isinstance(v, str) and not v.strip().startswith("["):
+            return [o.strip() for o in v.split(",") if o.strip()]
+        return v
+
+    def generator_base(self) -> str:
+        return str(self.generator_url).rstrip("/")
+
+    def merger_base(self) -> str:
+        return str(self.merger_url).rstrip("/")

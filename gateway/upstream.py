@@ -1,0 +1,148 @@
+"""Talking to the upstream services over the one shared httpx.AsyncClient: JSON commands passed
+through intact, and merged.csv streamed chunk by chunk. httpx failures become UpstreamError."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping
+
+import httpx
+from starlette.background import BackgroundTask
+from starlette.responses import Response, StreamingResponse
+
+from gateway.errors import UpstreamBadResponse, UpstreamError, UpstreamTimeout, UpstreamUnreachable
+
+log = logging.getLogger(__name__)
+
+#: Request headers a client may send that the merger understands (conditional and range requests).
+MERGED_REQUEST_HEADERS = ("range", "if-range", "if-none-match", "if-modified-since")
+#: Response headers of the merger passed back to the client.
+MERGED_RESPONSE_HEADERS = (
+    "content-type",
+    "content-length",
+    "content-range",
+    "accept-ranges",
+    "etag",
+    "last-modified",
+    "cache-control",
+    "content-disposition",
+)
+#: Response headers of the generator passed back with its JSON.
+COMMAND_RESPONSE_HEADERS = ("content-type", "location", "retry-after")
+
+
+def to_upstream_error(e: httpx.HTTPError, component: str, url: str, timeout_s: float) -> UpstreamError:
+    if isinstance(e, httpx.ConnectError | httpx.ConnectTimeout):
+        return UpstreamUnreachable(f"{component} is unreachable at {url}", component=component)
+    if isinstance(e, httpx.TimeoutException):
+        return UpstreamTimeout(f"{component} did not answer within {timeout_s:g}s ({url})", component=component)
+    return UpstreamBadResponse(f"{component} gave a broken answer ({type(e).__name__}) at {url}", component=component)
+
+
+def _pick(headers: Mapping[str, str], names: tuple[str, ...]) -> dict[str, str]:
+    return {n: headers[n] for n in names if n in headers}
+
+
+async def forward_json(
+    client: httpx.AsyncClient,
+    component: str,
+    method: str,
+    url: str,
+    *,
+    body: bytes | None,
+    timeout_s: float,
+) -> Response:
+    """Send `body` (the client's bytes, unchanged) and hand the upstream's answer back as it is:
+    same status code, same body, same content type."""
+    headers = {"content-type": "application/json"} if body is not None else {}
+    try:
+        resp = await client.request(method, url, content=body, headers=headers, timeout=timeout_s)
+    except httpx.HTTPError as e:
+        err = to_upstream_error(e, component, url, timeout_s)
+        log.warning("upstream call failed", extra={"component": component, "url": url, "error": err.message})
+        raise err from None
+    if resp.status_code >= 500:
+        log.warning("upstream error", extra={"component": component, "url": url, "status": resp.status_code})
+    return Response(
+        content=resp.content,
+        status_code=resp.status_code,
+        headers=_pick(resp.headers, COMMAND_RESPONSE_HEADERS),
+    )
+
+
+async def stream_merged(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    request_headers: Mapping[str, str],
+    *,
+    connect_timeout_s: float,
+    read_timeout_s: float,
+) -> Response:
+    """GET or HEAD merged.csv from the merger and stream it back chunk by chunk (never buffered
+    whole), with the status (200/206/304/404/416) and the caching and range headers intact."""
+    headers = {**_pick(request_headers, MERGED_REQUEST_HEADERS), "accept-encoding": "identity"}
+    timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s)
+    req = client.build_request(method, url, headers=headers, timeout=timeout)
+    try:
+        resp = await client.send(req, stream=True)
+    except httpx.HTTPError as e:
+        raise to_upstream_error(e, "merger", url, connect_timeout_s) from None
+    out_headers = _pick(resp.headers, MERGED_RESPONSE_HEADERS)
+    if method == "HEAD" or resp.status_code in (204, 304):
+        await resp.aclose()
+        # Response() would compute its own content-length for an empty body; keep the merger's.
+        r = Response(status_code=resp.status_code)
+        r.raw_headers = [(k.encode(), v.encode()) for k, v in out_headers.items()]
+        return r
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            async for chunk in resp.aiter_raw():
+                yield chunk
+        except httpx.HTTPError as e:
+            # Headers are sent already: all we can do is end the response short (the client sees
+            # fewer bytes than Content-Length) and say so in the log.
+            log.warning("merged.csv stream broke off", extra={"url": url, "error": repr(e)})
+        finally:
+            await resp.aclose()  # also when the client went away mid-download
+
+    return StreamingResponse(
+        body(), status_code=resp.status_code, headers=out_headers, background=BackgroundTask(resp.aclose)
+    )
+
+
+async def fetch_tail(
+    client: httpx.AsyncClient, url: str, *, n: int, window_bytes: int, timeout_s: float
+) -> tuple[list[str], int | None]:
+    """The last `n` complete lines of merged.csv (without the header), read with a HEAD for the size
+    and one byte Range of at most `window_bytes`: the cost does not grow with the file.
+    Returns (lines, file size); ([], None) before anything is merged."""
+    try:
+        head = await client.head(url, timeout=timeout_s)
+        if head.status_code == 404:
+            return [], None
+        if head.status_code != 200:
+            raise UpstreamBadResponse(f"merger answered HEAD {url} with {head.status_code}", component="merger")
+        size = int(head.headers.get("content-length", "0"))
+        if size == 0:
+            return [], 0
+        start = max(0, size - window_bytes)
+        resp = await client.get(
+            url,
+            headers={"range": f"bytes={start}-{size - 1}", "accept-encoding": "identity"},
+            timeout=timeout_s,
+        )
+    except httpx.HTTPError as e:
+        raise to_upstream_error(e, "merger", url, timeout_s) from None
+    except ValueError:
+        raise UpstreamBadResponse("merger sent an invalid Content-Length", component="merger") from None
+    if resp.status_code == 200:  # a merger that ignores Range: the whole (small) file came back
+        start = 0
+    elif resp.status_code != 206:
+        raise UpstreamBadResponse(f"merger answered a Range request with {resp.status_code}", component="merger")
+    lines = resp.content.decode("utf-8", errors="replace").split("\n")
+    # Drop the first line: the header when the window starts at 0, else a line cut in the middle.
+    lines = lines[1:]
+    lines = [ln.rstrip("\r") for ln in lines if ln.strip()]
+    return lines[-n:], size
