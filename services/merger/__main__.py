@@ -1,0 +1,27 @@
+"""`python -m services.merger`: run the merger service (the launcher starts it exactly like this)."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from contract.logs import configure_logging
+from services.merger.app import create_app
+from services.merger.settings import MergerSettings
+
+
+def main() -> None:
+    settings = MergerSettings()
+    configure_logging("merger")
+    # SIGTERM: uvicorn stops accepting requests and runs the lifespan shutdown, which lets the commit
+    # in progress finish (merged.csv and state.json stay consistent) before the process exits.
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        timeout_graceful_shutdown=5,
+    )
+
+
+if __name__ == "__main__":
+    main()

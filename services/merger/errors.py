@@ -1,0 +1,32 @@
+"""The merger's exceptions; app.py alone maps them to HTTP responses."""
+
+from __future__ import annotations
+
+
+class MergerError(Exception):
+    """Base of every merger error."""
+
+
+class InvalidBatchError(MergerError):
+    """A batch file breaks the row contract; it is quarantined with `reason`."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class StateCorruptError(MergerError):
+    """state.json and merged.csv disagree in a way that cannot be repaired automatically
+    (e.g. merged.csv is shorter than the committed length). Merging stops until an operator acts."""
+
+
+class NothingMergedError(MergerError):
+    """merged.csv is requested before any batch has been merged."""
+
+
+class RangeNotSatisfiableError(MergerError):
+    """A Range request that starts at or past the end of merged.csv."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"range not satisfiable: merged.csv has {size} bytes")
+        self.size = size

@@ -1,0 +1,82 @@
+"""Prometheus metrics of one merger app, in a registry of its own."""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from collections.abc import Iterator, Sequence
+
+import polars as pl
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+FRESHNESS_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+
+
+class BulkHistogram(Collector):
+    """A histogram fed a whole column at once (one vectorised count per bucket instead of one
+    `observe` call per row, which would cost more than the merge itself)."""
+
+    def __init__(self, name: str, documentation: str, buckets: Sequence[float]) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.bounds = tuple(sorted(buckets))
+        self._counts = [0] * (len(self.bounds) + 1)  # per bucket (not cumulative); the last is +Inf
+        self._sum = 0.0
+        self._lock = threading.Lock()
+
+    def observe_many(self, values: pl.Series) -> None:
+        if values.len() == 0:
+            return
+        below = [int((values <= b).sum()) for b in self.bounds]
+        per_bucket = [below[0]] + [below[i] - below[i - 1] for i in range(1, len(below))]
+        per_bucket.append(values.len() - below[-1])
+        total = float(values.sum())
+        with self._lock:
+            for i, n in enumerate(per_bucket):
+                self._counts[i] += n
+            self._sum += total
+
+    def observe(self, value: float) -> None:
+        with self._lock:
+            self._counts[bisect.bisect_left(self.bounds, value)] += 1
+            self._sum += value
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        with self._lock:
+            counts, total = list(self._counts), self._sum
+        cumulative, acc = [], 0
+        for bound, n in zip([*map(str, self.bounds), "+Inf"], counts, strict=True):
+            acc += n
+            cumulative.append((bound, acc))
+        yield HistogramMetricFamily(self.name, self.documentation, buckets=cumulative, sum_value=total)
+
+
+class MergerMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.rows_merged = Counter("merger_rows_merged", "Rows appended to merged.csv.", registry=self.registry)
+        self.batches_merged = Counter(
+            "merger_batches_merged", "Batch files whose rows were appended.", registry=self.registry
+        )
+        self.empty_batches = Counter("merger_empty_batches", "Empty batch files skipped.", registry=self.registry)
+        self.quarantined = Counter(
+            "merger_quarantined_batches", "Invalid batch files moved to quarantine.", registry=self.registry
+        )
+        self.stale_removed = Counter(
+            "merger_stale_batches_removed",
+            "Re-written files of already merged batches removed.",
+            registry=self.registry,
+        )
+        self.io_errors = Counter("merger_io_errors", "Merge passes failed by an I/O error.", registry=self.registry)
+        self.merge_duration = Histogram(
+            "merger_merge_duration_seconds",
+            "Duration of one commit (read, check, append, fsync, state write) of a group of batches.",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+            registry=self.registry,
+        )
+        self.freshness = BulkHistogram(
+            "merger_freshness_seconds", "Time from a row's eventTime to its merge.", FRESHNESS_BUCKETS
+        )
+        self.registry.register(self.freshness)

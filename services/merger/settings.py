@@ -1,0 +1,70 @@
+"""Settings of the merger service (env prefix MERGER_, plus the shared pipeline settings)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from contract.settings import PipelineSettings
+
+
+class MergerSettings(PipelineSettings):
+    model_config = SettingsConfigDict(env_prefix="MERGER_", env_file=".env", extra="ignore", frozen=True)
+
+    host: str = Field(default="127.0.0.1", description="Interface the HTTP API listens on.")
+    port: int = Field(default=8002, ge=0, le=65535, description="Port of the HTTP API.")
+    delete_merged_batches: bool = Field(
+        default=True,
+        description="Delete a batch file once it is merged (and stale re-runs of merged batches), "
+        "so the disk stays bounded apart from merged.csv itself.",
+    )
+    rescan_interval_s: float = Field(
+        default=2.0, gt=0, description="Safety-net rescan of the input folder, besides file events."
+    )
+    gap_timeout_s: float = Field(
+        default=10.0, ge=0, description="How long a missing batch id is waited for before it is reported."
+    )
+    first_batch_id: int = Field(default=0, ge=0, description="The batch id expected first on a fresh state.")
+    max_group_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        gt=0,
+        description="Ready batches are appended in groups with one fsync and one state write per group; "
+        "a group stops growing past this many bytes.",
+    )
+    max_group_batches: int = Field(default=500, gt=0, description="At most this many batches per group.")
+    retry_backoff_max_s: float = Field(
+        default=30.0, gt=0, description="Longest wait between retries after an I/O error (e.g. disk full)."
+    )
+    input_dir: Path | None = Field(default=None, description="Batch files folder (default: <data_dir>/spark/rows).")
+    output_dir: Path | None = Field(
+        default=None, description="merged.csv, state.json and quarantine/ (default: <data_dir>/merger)."
+    )
+    progress_file: Path | None = Field(
+        default=None, description="The Spark job's progress.json (default: <data_dir>/spark/progress.json)."
+    )
+
+    @property
+    def rows_dir(self) -> Path:
+        return self.input_dir if self.input_dir is not None else self.layout.spark_rows
+
+    @property
+    def merger_dir(self) -> Path:
+        return self.output_dir if self.output_dir is not None else self.layout.merger_dir
+
+    @property
+    def merged_csv(self) -> Path:
+        return self.merger_dir / "merged.csv"
+
+    @property
+    def state_file(self) -> Path:
+        return self.merger_dir / "state.json"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.merger_dir / "quarantine"
+
+    @property
+    def spark_progress(self) -> Path:
+        return self.progress_file if self.progress_file is not None else self.layout.spark_progress
