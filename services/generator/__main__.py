@@ -1,0 +1,34 @@
+"""`python -m services.generator`: settings from the environment, logging, uvicorn.
+
+uvicorn turns SIGTERM/SIGINT into a lifespan shutdown, which stops the run and flushes every
+event in flight before the process exits."""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+
+from contract.logs import configure_logging
+from services.generator.app import create_app
+from services.generator.settings import GeneratorSettings
+
+
+def main() -> None:
+    settings = GeneratorSettings()
+    configure_logging("generator")
+    logging.getLogger(__name__).info(
+        "starting", extra={"host": settings.host, "port": settings.port, "topic": settings.topic}
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=int(settings.flush_timeout_s) + 5,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,156 @@
+"""The generator's REST API. The lifespan owns the Generator (Kafka producer, run and monitor
+tasks) and stops it, flushing what is in flight."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.generator.errors import (
+    GeneratorError,
+    KafkaUnavailableError,
+    NoActiveRunError,
+    OffsetStateError,
+    RunActiveError,
+)
+from services.generator.producer import Generator, Metrics, RunParams
+from services.generator.settings import GeneratorSettings
+
+log = logging.getLogger(__name__)
+
+
+class StartRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    rate: float = Field(gt=0, allow_inf_nan=False, description="Events per second (below 1 works: 0.2 = every 5 s).")
+    count: int | None = Field(default=None, ge=1, description="End the run after this many records.")
+    duration_s: float | None = Field(default=None, gt=0, allow_inf_nan=False, description="End the run after this.")
+    seed: int | None = Field(
+        default=None, description="Makes the run's content (all but eventTime/eventOffset) reproducible."
+    )
+    invalid_ratio: float = Field(
+        default=0.0, ge=0, le=1, allow_inf_nan=False, description="Fraction of malformed records."
+    )
+
+
+class RateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    rate: float = Field(gt=0, allow_inf_nan=False, description="Events per second.")
+
+
+def _over_max(rate: float, max_rate: float) -> JSONResponse | None:
+    if rate <= max_rate and math.isfinite(rate):
+        return None
+    detail = [
+        {
+            "type": "less_than_equal",
+            "loc": ["body", "rate"],
+            "msg": f"Input should be less than or equal to {max_rate:g} (GENERATOR_MAX_RATE)",
+            "input": rate,
+        }
+    ]
+    return JSONResponse({"detail": detail}, status_code=422)
+
+
+def create_app(settings: GeneratorSettings) -> FastAPI:
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        gen = Generator(settings, metrics)
+        app.state.generator = gen
+        await gen.start()
+        log.info("generator up", extra={"topic": settings.topic, "port": settings.port})
+        try:
+            yield
+        finally:
+            log.info("generator shutting down: flushing in-flight events")
+            await gen.close()
+
+    app = FastAPI(
+        title="devicestream generator",
+        description="Produces random device events to Kafka at the rate you ask for.",
+        lifespan=lifespan,
+    )
+
+    def generator(request: Request) -> Generator:
+        return request.app.state.generator
+
+    @app.exception_handler(RunActiveError)
+    async def _run_active(request: Request, exc: RunActiveError) -> JSONResponse:
+        run = generator(request).run
+        return JSONResponse({"detail": str(exc), "run": run.public() if run else None}, status_code=409)
+
+    @app.exception_handler(NoActiveRunError)
+    async def _no_run(request: Request, exc: NoActiveRunError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=409)
+
+    @app.exception_handler(KafkaUnavailableError)
+    @app.exception_handler(OffsetStateError)
+    async def _unavailable(request: Request, exc: GeneratorError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503)
+
+    @app.exception_handler(GeneratorError)
+    async def _generator_error(request: Request, exc: GeneratorError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unexpected error: %r", exc, exc_info=exc, extra={"path": request.url.path})
+        return JSONResponse({"detail": f"unexpected error: {exc!r}"}, status_code=503)
+
+    @app.post("/generator/start", status_code=202)
+    async def start(body: StartRequest, request: Request) -> Any:
+        """Start a run; 409 naming the active run if one is running."""
+        if (resp := _over_max(body.rate, settings.max_rate)) is not None:
+            return resp
+        run = generator(request).start_run(RunParams(**body.model_dump()))
+        return run.public()
+
+    @app.put("/generator/rate")
+    async def set_rate(body: RateRequest, request: Request) -> Any:
+        """Change the active run's rate without restarting it."""
+        if (resp := _over_max(body.rate, settings.max_rate)) is not None:
+            return resp
+        return generator(request).set_rate(body.rate).public()
+
+    @app.post("/generator/stop")
+    async def stop(request: Request) -> dict[str, Any]:
+        """Stop the active run, flush what is in flight, return the final counts (idempotent)."""
+        gen = generator(request)
+        if gen.run is None or not gen.run.active:
+            return gen.status()
+        return await gen.stop_run()
+
+    @app.get("/generator/status")
+    async def status(request: Request) -> dict[str, Any]:
+        return generator(request).status()
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz(request: Request) -> JSONResponse:
+        gen = generator(request)
+        ready = gen.producer is not None and gen.connected
+        body = {"ready": ready, "kafka": settings.kafka_bootstrap_servers, "topic": settings.topic}
+        if not ready:
+            body["error"] = gen.last_error or "connecting to Kafka"
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

@@ -1,0 +1,147 @@
+"""eventOffset allocation that never hands out a value twice, across runs, restarts and crashes.
+
+The state file (layout.generator_state) holds `next_offset`: the first value that is safe to hand
+out after a restart. Before handing out values beyond what the file covers, the allocator reserves
+a block ahead (writes next_offset = reserved end, durably); a crash therefore skips at most one
+block, never reuses. A clean close writes the exact next value so the next run continues without
+a gap.
+
+With no state file (first start, or a wiped data folder), the topic's newest records are read so
+offsets already in Kafka are not reused either."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from contract.events import FIRST_EVENT_OFFSET
+from contract.files import atomic_write_json, read_json
+from services.generator.errors import OffsetStateError
+
+log = logging.getLogger(__name__)
+
+
+def read_state_next(path: Path) -> int | None:
+    """`next_offset` from the state file, None when there is no file."""
+    try:
+        doc = read_json(path)
+    except (OSError, orjson.JSONDecodeError) as e:
+        raise OffsetStateError(f"cannot read the generator state {path}: {e}") from e
+    if doc is None:
+        return None
+    nxt = doc.get("next_offset") if isinstance(doc, dict) else None
+    if not isinstance(nxt, int) or isinstance(nxt, bool) or nxt < 0:
+        raise OffsetStateError(f"the generator state {path} has no valid next_offset: {doc!r}")
+    return nxt
+
+
+class OffsetAllocator:
+    """Hands out consecutive eventOffsets; persists reservations before use."""
+
+    def __init__(self, path: Path, next_offset: int, *, block: int = 100_000, durable: bool = True) -> None:
+        if block < 1:
+            raise ValueError("block must be >= 1")
+        self.path = path
+        self.block = block
+        self.durable = durable
+        self._next = next_offset
+        self._reserved_until = next_offset  # values below this are covered by the state file
+        self._write(next_offset)
+
+    @classmethod
+    def open(
+        cls, path: Path, *, topic_next: int | None = None, block: int = 100_000, durable: bool = True
+    ) -> OffsetAllocator:
+        """Continue from the state file, never below `topic_next` (one past the newest eventOffset
+        found in the topic) nor below FIRST_EVENT_OFFSET."""
+        state_next = read_state_next(path)
+        start = max(FIRST_EVENT_OFFSET, state_next or 0, topic_next or 0)
+        log.info(
+            "eventOffsets continue at %d",
+            start,
+            extra={"path": str(path), "state_next": state_next, "topic_next": topic_next},
+        )
+        return cls(path, start, block=block, durable=durable)
+
+    @property
+    def next(self) -> int:
+        return self._next
+
+    @property
+    def reserved_until(self) -> int:
+        return self._reserved_until
+
+    def take(self, n: int) -> int:
+        """Reserve `n` consecutive offsets; returns the first."""
+        if n < 0:
+            raise ValueError("n must be >= 0")
+        first = self._next
+        end = first + n
+        if end > self._reserved_until:
+            self._write(first + max(n, self.block))
+        self._next = end
+        return first
+
+    def close(self) -> None:
+        """Give back the unused part of the reservation: the next start continues at `next`."""
+        self._write(self._next)
+
+    def _write(self, reserved_until: int) -> None:
+        atomic_write_json(self.path, {"next_offset": reserved_until, "updated_at": time.time()}, durable=self.durable)
+        self._reserved_until = reserved_until
+
+
+def event_offset_of(value: bytes | None) -> int | None:
+    """The eventOffset of a record value, None when it is not a valid event."""
+    if not value:
+        return None
+    try:
+        doc = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
+    off = doc.get("eventOffset") if isinstance(doc, dict) else None
+    return off if isinstance(off, int) and not isinstance(off, bool) else None
+
+
+async def topic_next_offset(bootstrap: str, topic: str, *, tail: int = 50, timeout_s: float = 10.0) -> int | None:
+    """One past the highest eventOffset among the newest `tail` records of each partition of
+    `topic`, or None when the topic holds no valid event (or does not exist)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, request_timeout_ms=int(timeout_s * 1000)
+    )
+    await asyncio.wait_for(consumer.start(), timeout_s)
+    try:
+        if topic not in await consumer.topics():
+            return None
+        parts = consumer.partitions_for_topic(topic)
+        if not parts:
+            return None
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        begin = await consumer.beginning_offsets(tps)
+        end = await consumer.end_offsets(tps)
+        todo = {tp for tp in tps if end[tp] > begin[tp]}
+        for tp in todo:
+            consumer.seek(tp, max(begin[tp], end[tp] - tail))
+        best: int | None = None
+        deadline = time.monotonic() + timeout_s
+        while todo:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"reading the newest records of {topic} took over {timeout_s}s")
+            batches = await consumer.getmany(*todo, timeout_ms=500)
+            for records in batches.values():
+                for rec in records:
+                    off = event_offset_of(rec.value)
+                    if off is not None and (best is None or off > best):
+                        best = off
+            for tp in list(todo):
+                if await consumer.position(tp) >= end[tp]:
+                    todo.discard(tp)
+        return None if best is None else best + 1
+    finally:
+        await consumer.stop()

@@ -1,0 +1,608 @@
+"""The generator's engine: a Kafka connection, one run at a time, delivery tracking.
+
+`Generator` owns the AIOKafkaProducer (idempotent, acks=all, compressed batches) and the run task.
+Events are appended to one open batch per partition (`create_batch`), and a batch is handed to
+the producer (`send_batch`) when full or older than linger_ms; its delivery future is tracked with
+a callback, so no message is ever awaited on its own. A batch whose delivery fails is counted
+(delivery_errors) and its records are queued to be sent again: nothing is dropped silently. Retries
+of a batch in flight are the idempotent producer's (same producer id and sequence numbers), so the
+broker writes it once.
+
+While Kafka is unreachable (probe fails, or a batch waits longer than degraded_after_s for its
+acknowledgement) an active run shows state `degraded` with the error; it resumes by itself."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import random
+import time
+import uuid
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
+from aiokafka.partitioner import murmur2
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from contract.events import CUSTOMER_IDS
+from services.generator.errors import (
+    GeneratorError,
+    KafkaUnavailableError,
+    NoActiveRunError,
+    RunActiveError,
+)
+from services.generator.events import EventClock, EventEncoder, make_invalid
+from services.generator.offsets import OffsetAllocator, read_state_next, topic_next_offset
+from services.generator.rate import RateController
+from services.generator.settings import GeneratorSettings
+
+log = logging.getLogger(__name__)
+
+ACTIVE_STATES = frozenset({"running", "degraded"})
+MIN_TICK_S = 0.002  # never wake more often than this while on schedule
+MAX_CHUNK = 2000  # events made per tick before yielding to the event loop
+MONITOR_INTERVAL_S = 0.1
+PROBE_EVERY = 10  # monitor ticks between connection probes
+
+
+@dataclass(frozen=True)
+class RunParams:
+    rate: float
+    count: int | None = None
+    duration_s: float | None = None
+    seed: int | None = None
+    invalid_ratio: float = 0.0
+
+
+class Metrics:
+    """The app's Prometheus metrics, in a registry of its own."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.sent = Counter("generator_events_sent", "Records handed to the Kafka producer.", registry=registry)
+        self.acknowledged = Counter(
+            "generator_events_acknowledged", "Records acknowledged by Kafka (acks=all).", registry=registry
+        )
+        self.invalid = Counter("generator_events_invalid", "Deliberately malformed records sent.", registry=registry)
+        self.delivery_errors = Counter(
+            "generator_delivery_errors",
+            "Records whose delivery attempt failed (they are sent again).",
+            registry=registry,
+        )
+        self.send_latency = Histogram(
+            "generator_send_latency_seconds",
+            "From handing a batch to the producer to its acknowledgement.",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=registry,
+        )
+        self.rate = Gauge(
+            "generator_rate_events_per_second", "Acknowledged events/s over the last 1 s.", registry=registry
+        )
+        self.target_rate = Gauge("generator_target_rate_events_per_second", "The active run's rate.", registry=registry)
+        self.in_flight = Gauge(
+            "generator_events_in_flight", "Records sent and not yet acknowledged.", registry=registry
+        )
+        self.connected = Gauge("generator_kafka_connected", "1 when Kafka is reachable.", registry=registry)
+
+
+@dataclass
+class Run:
+    id: str
+    params: RunParams
+    started_at: float
+    state: str = "running"
+    ended_at: float | None = None
+    sent: int = 0
+    acknowledged: int = 0
+    invalid: int = 0
+    delivery_errors: int = 0
+    offset_first: int | None = None
+    offset_last: int | None = None
+    made: int = 0
+    in_flight: int = 0
+    degraded: bool = False
+    stop_requested: bool = False
+    stop_deadline: float | None = None
+    rate: float = 0.0
+    controller: RateController | None = None
+    task: asyncio.Task | None = None
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    retry: deque = field(default_factory=deque)  # (key, value) to send again
+    pending: OrderedDict = field(default_factory=OrderedDict)  # batch seq -> monotonic send time
+    samples: deque = field(default_factory=lambda: deque(maxlen=150))  # (monotonic, acknowledged)
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+    def public(self) -> dict[str, Any]:
+        p = self.params
+        return {
+            "id": self.id,
+            "state": self.state,
+            "params": {
+                "rate": self.rate,
+                "count": p.count,
+                "duration_s": p.duration_s,
+                "seed": p.seed,
+                "invalid_ratio": p.invalid_ratio,
+            },
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+        }
+
+    def rate_over(self, window_s: float, now: float) -> float:
+        ref = None
+        for t, n in self.samples:
+            if t >= now - window_s - 1e-9:
+                ref = (t, n)
+                break
+        if ref is None or now - ref[0] <= 0:
+            return 0.0
+        return (self.acknowledged - ref[1]) / (now - ref[0])
+
+
+def _producer_kwargs(settings: GeneratorSettings, bootstrap: str) -> dict[str, Any]:
+    return {
+        "bootstrap_servers": bootstrap,
+        "client_id": "devicestream-generator",
+        "acks": "all",
+        "enable_idempotence": True,
+        "compression_type": None if settings.compression == "none" else settings.compression,
+        "linger_ms": settings.linger_ms,
+        "max_batch_size": settings.max_batch_size,
+        "max_request_size": max(settings.max_batch_size * 4, 1_048_576),
+        "request_timeout_ms": settings.request_timeout_ms,
+        "retry_backoff_ms": settings.retry_backoff_ms,
+    }
+
+
+def partition_of_keys(n_partitions: int) -> dict[bytes, int]:
+    """Partition of each customer key, as Kafka's default partitioner (murmur2) places it."""
+    return {c.encode(): (murmur2(c.encode()) & 0x7FFFFFFF) % n_partitions for c in CUSTOMER_IDS}
+
+
+async def probe(bootstrap: str, timeout_s: float = 1.0) -> str | None:
+    """None when a TCP connection to a bootstrap server succeeds, else the error."""
+    errors = []
+    for server in bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host or "127.0.0.1", int(port)), timeout_s)
+        except (OSError, TimeoutError, ValueError) as e:
+            errors.append(f"{server}: {e!r}")
+            continue
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return None
+    return "Kafka unreachable: " + "; ".join(errors)
+
+
+class Generator:
+    def __init__(self, settings: GeneratorSettings, metrics: Metrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.producer: AIOKafkaProducer | None = None
+        self.allocator: OffsetAllocator | None = None
+        self.partitions: dict[bytes, int] = {}
+        self.connected = False
+        self.last_error: str | None = None
+        self.run: Run | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._ready = asyncio.Event()
+        self._batch_seq = 0
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect in the background: the service is up (healthz) before Kafka is reachable."""
+        self._tasks = [
+            asyncio.create_task(self._connect_loop(), name="generator-connect"),
+            asyncio.create_task(self._monitor_loop(), name="generator-monitor"),
+        ]
+
+    async def close(self) -> None:
+        run = self.run
+        if run is not None and run.active:
+            await self.stop_run()
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        if self.producer is not None:
+            try:
+                await asyncio.wait_for(self.producer.stop(), self.settings.flush_timeout_s)
+            except (TimeoutError, KafkaError) as e:
+                log.warning("producer did not stop cleanly: %r", e)
+            self.producer = None
+        if self.allocator is not None:
+            self.allocator.close()
+            log.info("offset state saved", extra={"next_offset": self.allocator.next})
+        self.connected = False
+
+    async def _connect_loop(self) -> None:
+        backoff = 0.2
+        s = self.settings
+        while self.producer is None:
+            try:
+                bootstrap = s.require_bootstrap()
+                await self._connect(bootstrap)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                self._set_error(f"cannot connect to Kafka at {s.kafka_bootstrap_servers or '(unset)'}: {e!r}")
+                log.warning("Kafka not ready, retrying in %.1fs: %s", backoff, self.last_error)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+        self._ready.set()
+
+    async def _connect(self, bootstrap: str) -> None:
+        s = self.settings
+        topic = s.topic
+        if s.create_topic:
+            await _ensure_topic(bootstrap, topic, s.topic_partitions)
+        if self.allocator is None:
+            topic_next = None
+            if read_state_next(s.layout.generator_state) is None:
+                topic_next = await topic_next_offset(bootstrap, topic)
+            self.allocator = OffsetAllocator.open(s.layout.generator_state, topic_next=topic_next, block=s.offset_block)
+        producer = AIOKafkaProducer(**_producer_kwargs(s, bootstrap))
+        try:
+            await producer.start()
+            parts = await asyncio.wait_for(producer.partitions_for(topic), s.request_timeout_ms / 1000)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(producer.stop(), 5)
+            raise
+        self.partitions = partition_of_keys(len(parts))
+        self.producer = producer
+        self.connected = True
+        self.metrics.connected.set(1)
+        log.info("connected to Kafka", extra={"bootstrap": bootstrap, "topic": topic, "partitions": len(parts)})
+
+    async def _monitor_loop(self) -> None:
+        """Rate samples, connection probe, degraded state."""
+        tick = 0
+        probe_error: str | None = None
+        while True:
+            now = time.monotonic()
+            run = self.run
+            if run is not None and run.active:
+                run.samples.append((now, run.acknowledged))
+                self.metrics.rate.set(run.rate_over(1.0, now))
+                self.metrics.in_flight.set(run.in_flight)
+            if tick % PROBE_EVERY == 0 and self.settings.kafka_bootstrap_servers:
+                probe_error = await probe(self.settings.kafka_bootstrap_servers)
+                if self.producer is not None:
+                    self.connected = probe_error is None
+                    self.metrics.connected.set(1 if self.connected else 0)
+                    if probe_error:
+                        self._set_error(probe_error)
+            if run is not None and run.active:
+                self._update_degraded(run, now, probe_error)
+            tick += 1
+            await asyncio.sleep(MONITOR_INTERVAL_S)
+
+    def _update_degraded(self, run: Run, now: float, probe_error: str | None) -> None:
+        stalled_s = now - next(iter(run.pending.values())) if run.pending else 0.0
+        stalled = stalled_s > self.settings.degraded_after_s
+        degraded = probe_error is not None or stalled or self.producer is None
+        if degraded and stalled and probe_error is None:
+            self._set_error(f"no acknowledgement from Kafka for {stalled_s:.1f}s ({run.in_flight} events in flight)")
+        if degraded != run.degraded:
+            run.degraded = degraded
+            if run.state in ACTIVE_STATES:
+                run.state = "degraded" if degraded else "running"
+            if degraded:
+                log.warning("run degraded: %s", self.last_error, extra={"run": run.id})
+            else:
+                log.info("run recovered", extra={"run": run.id})
+
+    def _set_error(self, message: str) -> None:
+        self.last_error = message
+
+    # ---- API ---------------------------------------------------------------------------------
+
+    def start_run(self, params: RunParams) -> Run:
+        if self.run is not None and self.run.active:
+            raise RunActiveError(self.run.id, self.run.state)
+        if self.producer is None or self.allocator is None:
+            raise KafkaUnavailableError(f"not connected to Kafka yet: {self.last_error or 'connecting'}")
+        if params.rate > self.settings.max_rate:
+            raise GeneratorError(f"rate {params.rate} is over the maximum {self.settings.max_rate}")
+        run = Run(id=uuid.uuid4().hex[:12], params=params, started_at=time.time(), rate=params.rate)
+        self.run = run
+        self.metrics.target_rate.set(params.rate)
+        run.task = asyncio.create_task(self._run_guarded(run), name=f"generator-run-{run.id}")
+        log.info("run started", extra={"run": run.id, "params": params})
+        return run
+
+    def set_rate(self, rate: float) -> Run:
+        run = self.run
+        if run is None or not run.active or run.stop_requested:
+            raise NoActiveRunError()
+        if run.controller is not None:
+            run.controller.set_rate(rate, time.monotonic())
+        run.rate = rate
+        self.metrics.target_rate.set(rate)
+        run.wake.set()
+        log.info("rate changed", extra={"run": run.id, "rate": rate})
+        return run
+
+    async def stop_run(self) -> dict[str, Any]:
+        run = self.run
+        if run is None or not run.active:
+            raise NoActiveRunError()
+        run.stop_requested = True
+        run.stop_deadline = time.monotonic() + self.settings.flush_timeout_s
+        run.wake.set()
+        if run.task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(run.task)
+        return self.status()
+
+    def status(self) -> dict[str, Any]:
+        run = self.run
+        now = time.monotonic()
+        base: dict[str, Any] = {
+            "state": run.state if run is not None else "idle",
+            "run": run.public() if run is not None else None,
+            "topic": self.settings.topic,
+            "connected": self.connected,
+            "sent": 0,
+            "acknowledged": 0,
+            "invalid": 0,
+            "delivery_errors": 0,
+            "in_flight": 0,
+            "rate_1s": 0.0,
+            "rate_10s": 0.0,
+            "offset_first": None,
+            "offset_last": None,
+            "next_offset": self.allocator.next if self.allocator else None,
+            "last_error": self.last_error,
+        }
+        if run is not None:
+            active = run.active
+            base.update(
+                sent=run.sent,
+                acknowledged=run.acknowledged,
+                invalid=run.invalid,
+                delivery_errors=run.delivery_errors,
+                in_flight=run.in_flight,
+                rate_1s=round(run.rate_over(1.0, now), 3) if active else 0.0,
+                rate_10s=round(run.rate_over(10.0, now), 3) if active else 0.0,
+                offset_first=run.offset_first,
+                offset_last=run.offset_last,
+            )
+        return base
+
+    # ---- the run -----------------------------------------------------------------------------
+
+    async def _run_guarded(self, run: Run) -> None:
+        try:
+            await self._run(run)
+        except asyncio.CancelledError:
+            run.state = "stopped"
+            raise
+        except Exception as e:
+            log.exception("run failed", extra={"run": run.id})
+            self._set_error(f"run {run.id} failed: {e!r}")
+            run.state = "failed"
+        finally:
+            run.ended_at = time.time()
+            self.metrics.target_rate.set(0)
+            self.metrics.in_flight.set(run.in_flight)
+            if self.allocator is not None:
+                self.allocator.close()  # the next run continues right after this one
+            log.info(
+                "run ended",
+                extra={
+                    "run": run.id,
+                    "state": run.state,
+                    "sent": run.sent,
+                    "acknowledged": run.acknowledged,
+                    "offset_first": run.offset_first,
+                    "offset_last": run.offset_last,
+                },
+            )
+
+    async def _run(self, run: Run) -> None:
+        s = self.settings
+        p = run.params
+        topic = s.topic
+        seed = p.seed if p.seed is not None else random.SystemRandom().getrandbits(64)
+        rng = random.Random(seed)
+        rnd = rng.random
+        encoder = EventEncoder()
+        clock = EventClock()
+        alloc = self.allocator
+        assert alloc is not None
+        take_offset = alloc.take
+        encode = encoder.encode
+        parts = self.partitions
+        invalid_ratio = p.invalid_ratio
+        linger_s = s.linger_ms / 1000
+        max_in_flight = s.max_in_flight_events
+        t0 = time.monotonic()
+        t_end = t0 + p.duration_s if p.duration_s is not None else math.inf
+        ctl = RateController(p.rate, t0, max_lag_s=s.max_lag_s)
+        run.controller = ctl
+        run.samples.append((t0, 0))
+        batches = _Batches(self._producer, parts)
+
+        async def ship(now: float, everything: bool) -> None:
+            for part, batch, recs, fresh in batches.ready(now, linger_s, everything):
+                await self._send(run, topic, part, batch, recs, fresh)
+
+        def making(now: float) -> bool:
+            return not run.stop_requested and now < t_end and (p.count is None or run.made < p.count)
+
+        while True:
+            now = time.monotonic()
+            while run.retry:  # records whose delivery failed go first
+                batches.put(*run.retry.popleft(), fresh=False)
+            if making(now):
+                limit = min(MAX_CHUNK, max(max_in_flight - run.in_flight, 0))
+                if p.count is not None:
+                    limit = min(limit, p.count - run.made)
+                n = ctl.take(min(now, t_end - 1e-9), limit)
+                put = batches.put
+                event_time = ""
+                for i in range(n):
+                    if not i & 31:  # events made within the same few hundred microseconds share a time
+                        event_time = clock.now()
+                    if invalid_ratio and rnd() < invalid_ratio:
+                        key, value, _kind = make_invalid(rng, datetime.now(UTC))
+                        run.invalid += 1
+                        self.metrics.invalid.inc()
+                    else:
+                        off = take_offset(1)
+                        key, value = encode(rng, event_time, off)
+                        if run.offset_first is None:
+                            run.offset_first = off
+                        run.offset_last = off
+                    put(key, value)
+                run.made += n
+            now = time.monotonic()
+            still_making = making(now)
+            await ship(now, everything=not still_making)
+            if not still_making:
+                if run.in_flight == 0 and not run.retry:
+                    break
+                if run.stop_requested and time.monotonic() > (run.stop_deadline or math.inf):
+                    self._set_error(
+                        f"stop: {run.in_flight} events still in flight after {s.flush_timeout_s}s flush timeout"
+                    )
+                    break
+                await self._sleep(run, 0.1)  # woken by each delivery
+                continue
+            wait = ctl.wait_s(now) if run.in_flight < max_in_flight else MIN_TICK_S
+            if wait <= 0:
+                await asyncio.sleep(0)
+                continue
+            wait = max(wait, MIN_TICK_S)
+            oldest = batches.oldest()
+            if oldest is not None:
+                wait = min(wait, max(0.0, oldest + linger_s - now))
+            wait = min(wait, max(0.0, t_end - now))
+            await self._sleep(run, wait)
+
+        run.state = "stopped" if run.stop_requested else "completed"
+
+    def _producer(self) -> AIOKafkaProducer:
+        if self.producer is None:
+            raise KafkaUnavailableError("the Kafka producer is not connected")
+        return self.producer
+
+    async def _sleep(self, run: Run, seconds: float) -> None:
+        run.wake.clear()
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(run.wake.wait(), seconds)
+
+    async def _send(self, run: Run, topic: str, part: int, batch: Any, recs: list, fresh: int) -> None:
+        """Hand one closed batch to the producer; track its delivery without awaiting it. `fresh`
+        of its records are sent for the first time (the others are re-sent after a failure)."""
+        n = len(recs)
+        while True:
+            producer = self._producer()
+            try:
+                fut = await producer.send_batch(batch, topic, partition=part)
+                break
+            except KafkaTimeoutError:
+                # The partition's previous batch is still waiting (broker away): keep waiting.
+                self._set_error(f"Kafka did not take a batch for {topic}[{part}] in time; retrying")
+                continue
+        self._batch_seq += 1
+        seq = self._batch_seq
+        sent_at = time.monotonic()
+        run.pending[seq] = sent_at
+        run.sent += fresh
+        run.in_flight += n
+        self.metrics.sent.inc(fresh)
+        fut.add_done_callback(partial(self._delivered, run, seq, sent_at, recs))
+
+    def _delivered(self, run: Run, seq: int, sent_at: float, recs: list, fut: asyncio.Future) -> None:
+        n = len(recs)
+        run.pending.pop(seq, None)
+        run.in_flight -= n
+        if fut.cancelled():
+            exc: BaseException | None = asyncio.CancelledError()
+        else:
+            exc = fut.exception()
+        if exc is None:
+            run.acknowledged += n
+            self.metrics.acknowledged.inc(n)
+            self.metrics.send_latency.observe(time.monotonic() - sent_at)
+        else:
+            run.delivery_errors += n
+            self.metrics.delivery_errors.inc(n)
+            self._set_error(f"delivery of {n} records failed, sending them again: {exc!r}")
+            log.warning("delivery failed, records queued again: %r", exc, extra={"run": run.id, "records": n})
+            run.retry.extend(recs)
+        run.wake.set()
+
+
+class _Batches:
+    """One open BatchBuilder per partition; full or lingered batches come out of `ready`."""
+
+    def __init__(self, producer: Any, partitions: dict[bytes, int]) -> None:
+        self._producer = producer
+        self._parts = partitions
+        self._open: dict[int, list] = {}  # part -> [builder, records, fresh, opened_at]
+        self._full: list[tuple[int, Any, list, int]] = []
+
+    def _new(self, part: int) -> list:
+        entry = [self._producer().create_batch(), [], 0, time.monotonic()]
+        self._open[part] = entry
+        return entry
+
+    def put(self, key: bytes, value: bytes, fresh: bool = True) -> None:
+        part = self._parts[key]
+        entry = self._open.get(part) or self._new(part)
+        if entry[0].append(timestamp=None, key=key, value=value) is None:
+            self._full.append((part, entry[0], entry[1], entry[2]))
+            entry = self._new(part)
+            if entry[0].append(timestamp=None, key=key, value=value) is None:
+                raise GeneratorError(f"a record of {len(value)} bytes does not fit in an empty batch")
+        entry[1].append((key, value))
+        if fresh:
+            entry[2] += 1
+
+    def oldest(self) -> float | None:
+        return min((e[3] for e in self._open.values()), default=None)
+
+    def ready(self, now: float, linger_s: float, everything: bool) -> list[tuple[int, Any, list, int]]:
+        out, self._full = self._full, []
+        for part in [q for q, e in self._open.items() if everything or now - e[3] >= linger_s]:
+            builder, recs, fresh, _ = self._open.pop(part)
+            builder.close()
+            out.append((part, builder, recs, fresh))
+        return out
+
+
+async def _ensure_topic(bootstrap: str, topic: str, partitions: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    await asyncio.wait_for(admin.start(), 10)
+    try:
+        if topic in await admin.list_topics():
+            return
+        try:
+            await admin.create_topics([NewTopic(topic, partitions, 1)])
+            log.info("created topic", extra={"topic": topic, "partitions": partitions})
+        except TopicAlreadyExistsError:
+            pass
+    finally:
+        await admin.close()
