@@ -13,8 +13,8 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 
 from services.merger.download import Snapshot, etag_matches, parse_range
 from services.merger.errors import MergerError, NothingMergedError, RangeNotSatisfiableError

@@ -59,9 +59,8 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
             raise RangeNotSatisfiableError(size)
         return max(0, size - n), size - 1
     start = int(first)
-    end = int(last) if last else size - 1
-    if end < start:
+    if last and int(last) < start:
         return None  # invalid range-spec: ignored
     if start >= size:
         raise RangeNotSatisfiableError(size)
-    return start, min(end, size - 1)
+    return start, min(int(last), size - 1) if last else size - 1

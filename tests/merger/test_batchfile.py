@@ -1,0 +1,74 @@
+import pytest
+
+from contract.csv import ROW_HEADER
+from services.merger.batchfile import parse_batch
+from services.merger.errors import InvalidBatchError
+from tests.merger.batches import batch_text, rows
+
+GOOD = "e1,10000,device,CI00100,2026-11-28T03:33:11.123456Z,0,D001,12,C,SUCCESS\n"
+
+
+def test_valid_batch_keeps_the_data_lines_as_written():
+    parsed = parse_batch(batch_text(3, 7).encode())
+    assert parsed is not None
+    assert parsed.rows == 7
+    assert parsed.data == rows(3, 7).encode()
+    assert parsed.event_time_us.len() == 7
+
+
+@pytest.mark.parametrize(
+    "raw", [b"", ROW_HEADER.encode(), (ROW_HEADER + "\n").encode(), b"\xef\xbb\xbf" + ROW_HEADER.encode()]
+)
+def test_empty_batches(raw):
+    assert parse_batch(raw) is None
+
+
+def test_crlf_and_missing_final_newline_are_normalised():
+    raw = (ROW_HEADER + "\r\n" + GOOD.replace("\n", "\r\n") + GOOD.rstrip("\n")).encode()
+    parsed = parse_batch(raw)
+    assert parsed is not None and parsed.rows == 2
+    assert parsed.data == (GOOD + GOOD).encode()
+
+
+def test_quoted_fields_are_accepted():
+    line = '"e1",10000,device,"CI,00100",2026-11-28T03:33:11.123456Z,0,"",12,C,\n'
+    parsed = parse_batch((ROW_HEADER + "\n" + line).encode())
+    assert parsed is not None and parsed.rows == 1 and parsed.data == line.encode()
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (GOOD.replace(",12,", ",hot,"), "temperature"),
+        (GOOD.replace("10000", "ten"), "eventOffset"),
+        (GOOD.replace(",0,D001", ",x,D001"), "deviceIndex"),
+        (GOOD.replace(",12,", ",99999999999,"), "temperature"),
+        (GOOD.replace(",SUCCESS", ""), "fields"),
+        (GOOD.replace(",SUCCESS", ",SUCCESS,extra"), "columns|fields"),
+        (GOOD.replace("2026-11-28T03:33:11.123456Z", "yesterday"), "eventTime"),
+        (GOOD.replace("e1,", ",", 1), "eventId"),
+        (GOOD + "\n" + GOOD, "blank line"),
+    ],
+)
+def test_invalid_rows(body, reason):
+    with pytest.raises(InvalidBatchError, match=reason):
+        parse_batch((ROW_HEADER + "\n" + body).encode())
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        ROW_HEADER.replace("eventId,eventOffset", "eventOffset,eventId"),
+        ROW_HEADER + ",extra",
+        ROW_HEADER.replace(",status", ""),
+        "1,2,3",
+    ],
+)
+def test_wrong_header(header):
+    with pytest.raises(InvalidBatchError, match="header"):
+        parse_batch((header + "\n" + GOOD).encode())
+
+
+def test_not_utf8():
+    with pytest.raises(InvalidBatchError, match="UTF-8"):
+        parse_batch((ROW_HEADER + "\n").encode() + GOOD.replace("D001", "D\xff01").encode("latin-1"))

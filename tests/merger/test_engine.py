@@ -1,0 +1,137 @@
+"""The merge engine on real files in a temp folder (no HTTP, no watcher)."""
+
+import errno
+import os
+
+import pytest
+
+from contract.csv import batch_file_name
+from services.merger import merge as merge_module
+from services.merger.merge import MergeEngine
+from services.merger.settings import MergerSettings
+from services.merger.state import HEADER_LINE
+from tests.merger.batches import batch_text, rows, write_batch
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return MergerSettings(data_dir=tmp_path)
+
+
+def expected(*batches: tuple[int, int]) -> bytes:
+    return HEADER_LINE + "".join(rows(b, n) for b, n in batches).encode()
+
+
+def test_merges_in_batch_order_whatever_the_arrival_order(settings):
+    for b in (2, 0, 3, 1):
+        write_batch(settings.rows_dir, b, batch_text(b, 5))
+    engine = MergeEngine(settings)
+    engine.run_pass()
+    assert settings.merged_csv.read_bytes() == expected((0, 5), (1, 5), (2, 5), (3, 5))
+    assert engine.state.last_batch_id == 3 and engine.state.rows_merged == 20 and engine.state.batches_merged == 4
+    assert not list(settings.rows_dir.iterdir())  # merged files deleted
+
+
+def test_a_gap_is_waited_for_never_skipped(settings):
+    for b in (0, 2):
+        write_batch(settings.rows_dir, b, batch_text(b, 2))
+    engine = MergeEngine(settings)
+    result = engine.run_pass()
+    assert result.plan.waiting_for == 1
+    assert engine.state.last_batch_id == 0
+    assert settings.merged_csv.read_bytes() == expected((0, 2))
+    write_batch(settings.rows_dir, 1, batch_text(1, 2))
+    assert engine.run_pass().plan.waiting_for is None
+    assert settings.merged_csv.read_bytes() == expected((0, 2), (1, 2), (2, 2))
+
+
+def test_a_rewritten_batch_is_removed_not_merged_twice(settings):
+    write_batch(settings.rows_dir, 0, batch_text(0, 3))
+    engine = MergeEngine(settings)
+    engine.run_pass()
+    write_batch(settings.rows_dir, 0, batch_text(0, 3))  # the job re-ran batch 0 after a crash
+    assert engine.run_pass().stale_removed == 1
+    assert not (settings.rows_dir / batch_file_name(0)).exists()
+    assert settings.merged_csv.read_bytes() == expected((0, 3))
+
+
+def test_empty_and_invalid_batches_are_recorded_and_the_merge_goes_on(settings):
+    write_batch(settings.rows_dir, 0, batch_text(0, 2))
+    write_batch(settings.rows_dir, 1, HEADER_LINE)
+    write_batch(settings.rows_dir, 2, b"")
+    write_batch(settings.rows_dir, 3, "not,a,header\n1,2,3\n")
+    write_batch(settings.rows_dir, 4, batch_text(4, 2).replace(",C,", ",C,extra,", 1))
+    write_batch(settings.rows_dir, 5, batch_text(5, 2))
+    engine = MergeEngine(settings)
+    engine.run_pass()
+    state = engine.state
+    assert settings.merged_csv.read_bytes() == expected((0, 2), (5, 2))
+    assert (state.last_batch_id, state.batches_merged, state.empty_batches) == (5, 2, 2)
+    assert [q.file for q in state.quarantined] == [batch_file_name(3), batch_file_name(4)]
+    assert "header" in state.quarantined[0].reason
+    q = settings.quarantine_dir
+    assert (q / batch_file_name(3)).read_text() == "not,a,header\n1,2,3\n"
+    assert "header" in (q / f"{batch_file_name(3)}.reason.txt").read_text()
+    assert not list(settings.rows_dir.iterdir())
+
+
+def test_keeping_merged_files_when_deletion_is_off(tmp_path):
+    settings = MergerSettings(data_dir=tmp_path, delete_merged_batches=False)
+    write_batch(settings.rows_dir, 0, batch_text(0, 2))
+    engine = MergeEngine(settings)
+    engine.run_pass()
+    engine.run_pass()
+    assert (settings.rows_dir / batch_file_name(0)).exists()
+    assert settings.merged_csv.read_bytes() == expected((0, 2))
+
+
+def test_groups_are_bounded(tmp_path):
+    settings = MergerSettings(data_dir=tmp_path, max_group_batches=2)
+    for b in range(5):
+        write_batch(settings.rows_dir, b, batch_text(b, 3))
+    commits = []
+    MergeEngine(settings, on_commit=commits.append).run_pass()
+    assert [c.batch_ids for c in commits] == [[0, 1], [2, 3], [4]]
+    assert settings.merged_csv.read_bytes() == expected(*[(b, 3) for b in range(5)])
+
+
+def test_disk_full_is_raised_cut_back_and_retried(settings, monkeypatch):
+    write_batch(settings.rows_dir, 0, batch_text(0, 2))
+    engine = MergeEngine(settings)
+    engine.run_pass()
+    write_batch(settings.rows_dir, 1, batch_text(1, 50))
+    real_pwrite = os.pwrite
+
+    def half_then_full(fd, data, offset):
+        real_pwrite(fd, bytes(data[:100]), offset)  # part of the batch reaches the disk
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(merge_module.os, "pwrite", half_then_full)
+    with pytest.raises(OSError, match="No space"):
+        engine.run_pass()
+    assert settings.merged_csv.read_bytes() == expected((0, 2))  # cut back to the committed length
+    assert engine.state.last_batch_id == 0
+    monkeypatch.setattr(merge_module.os, "pwrite", real_pwrite)  # space is back
+    engine.run_pass()
+    assert settings.merged_csv.read_bytes() == expected((0, 2), (1, 50))
+
+
+def test_crash_between_append_and_state_write_is_recovered_on_restart(settings, monkeypatch):
+    for b in range(3):
+        write_batch(settings.rows_dir, b, batch_text(b, 4))
+    engine = MergeEngine(settings, on_commit=None)
+    engine.commit_group((0,))
+
+    def crash(*_args, **_kwargs):
+        raise SystemExit("killed")  # not an OSError: nothing is cleaned up, as with SIGKILL
+
+    monkeypatch.setattr(merge_module, "save_state", crash)
+    with pytest.raises(SystemExit):
+        engine.commit_group((1, 2))
+    engine.close()
+    assert len(settings.merged_csv.read_bytes()) > len(expected((0, 4)))  # an uncommitted tail
+    monkeypatch.undo()
+    restarted = MergeEngine(settings)
+    assert settings.merged_csv.read_bytes() == expected((0, 4))
+    restarted.run_pass()
+    assert settings.merged_csv.read_bytes() == expected((0, 4), (1, 4), (2, 4))
