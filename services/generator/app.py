@@ -10,6 +10,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
@@ -61,6 +63,17 @@ def _over_max(rate: float, max_rate: float) -> JSONResponse | None:
     return JSONResponse({"detail": detail}, status_code=422)
 
 
+def _json_safe(obj: Any) -> Any:
+    """NaN and infinities (echoed back as the bad input) are not JSON: show them as text."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return str(obj)
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
 def create_app(settings: GeneratorSettings) -> FastAPI:
     registry = CollectorRegistry()
     metrics = Metrics(registry)
@@ -85,6 +98,10 @@ def create_app(settings: GeneratorSettings) -> FastAPI:
 
     def generator(request: Request) -> Generator:
         return request.app.state.generator
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": _json_safe(jsonable_encoder(exc.errors()))}, status_code=422)
 
     @app.exception_handler(RunActiveError)
     async def _run_active(request: Request, exc: RunActiveError) -> JSONResponse:

@@ -81,18 +81,17 @@ def encode_event(event: dict) -> bytes:
 class EventClock:
     """eventTime strings for "now", formatting the date/second part once per second."""
 
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
-        self._clock = clock
+    def __init__(self, clock_ns: Callable[[], int] = time.time_ns) -> None:
+        self._clock_ns = clock_ns
         self._sec = -1
         self._prefix = ""
 
     def now(self) -> str:
-        t = self._clock()
-        sec = int(t)
+        sec, ns = divmod(self._clock_ns(), 1_000_000_000)
         if sec != self._sec:
             self._sec = sec
             self._prefix = datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-        return f"{self._prefix}.{int((t - sec) * 1_000_000):06d}Z"
+        return f"{self._prefix}.{ns // 1000:06d}Z"
 
 
 class EventEncoder:
