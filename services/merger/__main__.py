@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import signal
+import sys
+from types import FrameType
+
 import uvicorn
 
 from contract.logs import configure_logging
@@ -9,11 +13,17 @@ from services.merger.app import create_app
 from services.merger.settings import MergerSettings
 
 
+def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    sys.exit(0)
+
+
 def main() -> None:
     settings = MergerSettings()
     configure_logging("merger")
     # SIGTERM: uvicorn stops accepting requests and runs the lifespan shutdown, which lets the commit
-    # in progress finish (merged.csv and state.json stay consistent) before the process exits.
+    # in progress finish (merged.csv and state.json stay consistent) before the process exits. uvicorn
+    # then re-raises the signal to the handler installed before it: exit 0, a requested stop.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     uvicorn.run(
         create_app(settings),
         host=settings.host,
