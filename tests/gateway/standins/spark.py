@@ -1,0 +1,138 @@
+"""Stand-in Spark job (plus the merger's appending half): reads KAFKA_TOPIC from the beginning,
+appends one contract row per event to merger/merged.csv, and keeps spark/progress.json and the
+stand-in merger's status file as the real components would. Not an HTTP service."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from contract.csv import ROW_HEADER
+from contract.files import atomic_write_json
+from contract.layout import DataLayout
+from contract.logs import configure_logging
+
+log = logging.getLogger("standin.spark")
+
+
+def row(ev: dict) -> str:
+    d = (ev.get("data") or {}).get("devices") or [{}]
+    r = d[0]
+    cols = [
+        ev["eventId"],
+        ev["eventOffset"],
+        ev["eventPublisher"],
+        ev["customerId"],
+        ev["eventTime"],
+        0,
+        r.get("deviceId") or "",
+        r.get("temperature", ""),
+        r.get("measure", ""),
+        r.get("status") or "",
+    ]
+    return ",".join(str(c) for c in cols)
+
+
+async def main(layout: DataLayout, bootstrap: str, topic: str) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        parts = sorted(p["partition"] for p in (await admin.describe_topics([topic]))[0]["partitions"])
+    finally:
+        await admin.close()
+    tps = [TopicPartition(topic, p) for p in parts]
+    consumer.assign(tps)
+    await consumer.seek_to_beginning(*tps)
+    layout.merger_dir.mkdir(parents=True, exist_ok=True)
+    merged = layout.merged_csv
+    if not merged.exists():
+        merged.write_text(ROW_HEADER + "\n")
+    started = time.time()
+    batch_id = -1
+    totals = {"inputRows": 0, "rowsOut": 0, "rejects": 0, "eventsWithoutReadings": 0, "batches": 0}
+    fresh_last: float | None = None
+    try:
+        while not stop.is_set():
+            got = await consumer.getmany(timeout_ms=250, max_records=5000)
+            records = [r for rs in got.values() for r in rs]
+            batch_id += 1
+            lines = []
+            for rec in records:
+                ev = orjson.loads(rec.value)
+                lines.append(row(ev))
+                t = datetime.strptime(ev["eventTime"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
+                fresh_last = time.time() - t
+            if lines:
+                with merged.open("a") as f:
+                    f.write("\n".join(lines) + "\n")
+            totals["inputRows"] += len(records)
+            totals["rowsOut"] += len(lines)
+            totals["batches"] += 1
+            ends = await consumer.end_offsets(tps)
+            positions = {str(tp.partition): await consumer.position(tp) for tp in tps}
+            latest = {str(tp.partition): o for tp, o in ends.items()}
+            now = time.time()
+            atomic_write_json(
+                layout.spark_progress,
+                {
+                    "state": "running",
+                    "startedAt": started,
+                    "updatedAt": now,
+                    "pid": os.getpid(),
+                    "batchId": batch_id,
+                    "numInputRows": len(records),
+                    "rowsOut": len(lines),
+                    "rejects": 0,
+                    "eventsWithoutReadings": 0,
+                    "inputRowsPerSecond": len(records) / 0.25,
+                    "processedRowsPerSecond": len(records) / 0.25,
+                    "batchDurationMs": 5,
+                    "endOffsets": positions,
+                    "latestOffsets": latest,
+                    "offsetsBehindLatest": sum(latest[p] - positions[p] for p in latest),
+                    "lastError": None,
+                    "totals": totals,
+                },
+                durable=False,
+            )
+            atomic_write_json(
+                layout.merger_dir / "standin-status.json",
+                {
+                    "batches_merged": batch_id + 1,
+                    "last_batch_id": batch_id,
+                    "rows_merged": totals["rowsOut"],
+                    "newest_batch_id": batch_id,
+                    "lag_batches": 0,
+                    "last_merge_at": now,
+                    "freshness": {"last_s": fresh_last, "p50_s": fresh_last, "p99_s": fresh_last},
+                },
+                durable=False,
+            )
+    finally:
+        await consumer.stop()
+
+
+if __name__ == "__main__":
+    configure_logging("standin-spark")
+    asyncio.run(
+        main(
+            DataLayout(Path(os.environ["DEVICESTREAM_DATA_DIR"])),
+            os.environ["KAFKA_BOOTSTRAP_SERVERS"],
+            os.environ["KAFKA_TOPIC"],
+        )
+    )
