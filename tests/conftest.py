@@ -74,3 +74,28 @@ def private_kafka(tmp_path: Path) -> Iterator[Broker]:
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[object]:
+    """One local SparkSession for the whole test session, with the Kafka connector jars on its
+    classpath (a JVM's classpath is fixed when the first session starts)."""
+    from pyspark.sql import SparkSession
+
+    from devicestream.paths import jars_dir
+
+    jars = ",".join(str(p) for p in sorted(jars_dir("spark").glob("*.jar")))
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("devicestream-tests")
+        .config("spark.jars", jars)
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.driver.memory", "1g")
+        .getOrCreate()
+    )
+    try:
+        yield session
+    finally:
+        session.stop()

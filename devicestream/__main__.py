@@ -1,0 +1,5 @@
+import sys
+
+from devicestream.cli import main
+
+sys.exit(main())

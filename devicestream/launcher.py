@@ -1,0 +1,585 @@
+"""`devicestream up`: start the pipeline on this machine, in order, each component after the previous
+one is ready; supervise them (a component that dies is reported and restarted with backoff); stop
+them in reverse order on Ctrl-C / SIGTERM, gracefully first.
+
+broker -> topic -> Spark job -> merger -> generator -> gateway
+
+The launcher never imports a component: it runs each as a process (`python -m services.x`,
+`spark-submit spark_job/job.py`, `java kafka.Kafka`) and judges readiness from outside (`/readyz`,
+the Spark progress file, a Kafka metadata request). Its own state is kept in <data>/run/launcher.json
+so that `devicestream status` and `down` work from another shell, and the gateway can show restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psutil
+
+from contract.files import atomic_write_json, read_json
+from contract.layout import DataLayout
+from devicestream.kafka_broker import (
+    BrokerError,
+    KafkaCluster,
+    ensure_topic,
+    log_tail,
+    wait_until_ready,
+)
+from devicestream.paths import REPO_ROOT, jars_dir, venv_bin
+from devicestream.settings import LauncherSettings
+
+log = logging.getLogger("devicestream.launcher")
+
+
+class LaunchError(RuntimeError):
+    """The stack could not be started; the message says what to fix."""
+
+
+Probe = Callable[[], Awaitable[bool]]
+
+
+@dataclass
+class ComponentSpec:
+    name: str
+    argv: list[str]
+    log_file: Path
+    ready: Probe
+    url: str = ""
+    env: dict[str, str] = field(default_factory=dict)
+    ready_timeout_s: float = 120.0
+    prestart: Callable[[], None] | None = None
+    #: pid to send SIGTERM to for a graceful stop (default: the whole process group)
+    graceful_pid: Callable[[subprocess.Popen], int | None] | None = None
+
+
+@dataclass
+class Running:
+    spec: ComponentSpec
+    proc: subprocess.Popen | None = None
+    state: str = "pending"  # pending | starting | ready | restarting | stopping | stopped | failed
+    restarts: int = 0
+    last_exit: int | None = None
+    started_at: float = 0.0
+    ready_at: float | None = None
+    #: set once the component was first ready: from then on the supervisor restarts it when it dies
+    supervised: bool = False
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+# ---- building the component specs ------------------------------------------------------------
+
+
+def http_probe(client: httpx.AsyncClient, url: str) -> Probe:
+    async def probe() -> bool:
+        try:
+            return (await client.get(url, timeout=2.0)).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    return probe
+
+
+def spark_probe(progress: Path, since: Callable[[], float]) -> Probe:
+    async def probe() -> bool:
+        doc = read_json(progress)
+        return (
+            isinstance(doc, dict)
+            and doc.get("state") == "running"
+            and float(doc.get("startedAt") or 0) >= since() - 1.0
+        )
+
+    return probe
+
+
+def kafka_probe(bootstrap: str) -> Probe:
+    async def probe() -> bool:
+        try:
+            await wait_until_ready(bootstrap, 3.0)
+            return True
+        except BrokerError:
+            return False
+
+    return probe
+
+
+def spark_driver_pid(progress: Path) -> Callable[[subprocess.Popen], int | None]:
+    """The Python driver's pid, from the job's progress file, if it belongs to this spark-submit: a
+    SIGTERM there stops the query after its current batch (SIGTERM to the JVM would not)."""
+
+    def pid(proc: subprocess.Popen) -> int | None:
+        doc = read_json(progress)
+        if not isinstance(doc, dict) or not doc.get("pid"):
+            return None
+        driver = int(doc["pid"])
+        try:
+            return driver if os.getpgid(driver) == proc.pid else None
+        except ProcessLookupError:
+            return None
+
+    return pid
+
+
+def build_specs(
+    settings: LauncherSettings, client: httpx.AsyncClient, cluster: KafkaCluster | None
+) -> list[ComponentSpec]:
+    layout = settings.layout
+    logs = layout.logs_dir
+    wanted = settings.component_list()
+    host = settings.host
+    specs: list[ComponentSpec] = []
+
+    if cluster is not None:
+        for node in cluster.nodes:
+            name = "kafka" if len(cluster.nodes) == 1 else f"kafka-{node.node_id}"
+
+            def prepare(node=node) -> None:
+                cluster.prepare(node)
+
+            specs.append(
+                ComponentSpec(
+                    name=name,
+                    argv=cluster.command(node),
+                    log_file=logs / f"{name}.log",
+                    ready=kafka_probe(node.address),
+                    url=node.address,
+                    prestart=prepare,
+                    ready_timeout_s=settings.ready_timeout_s,
+                )
+            )
+
+    py = sys.executable
+    if "spark" in wanted and (REPO_ROOT / "spark_job" / "job.py").exists():
+        launched: dict[str, float] = {"t": time.time()}
+        jars = ",".join(str(p) for p in sorted(jars_dir("spark").glob("*.jar")))
+        spec = ComponentSpec(
+            name="spark",
+            argv=[
+                venv_bin("spark-submit"),
+                "--master",
+                settings.spark_master,
+                "--name",
+                "devicestream",
+                "--driver-memory",
+                settings.spark_driver_memory,
+                "--jars",
+                jars,
+                "--conf",
+                "spark.ui.showConsoleProgress=false",
+                str(REPO_ROOT / "spark_job" / "job.py"),
+            ],
+            log_file=logs / "spark.log",
+            ready=spark_probe(layout.spark_progress, lambda: launched["t"]),
+            url=str(layout.spark_rows),
+            env={"PYSPARK_PYTHON": py, "PYSPARK_DRIVER_PYTHON": py},
+            ready_timeout_s=settings.spark_ready_timeout_s,
+            prestart=lambda: launched.__setitem__("t", time.time()),
+            graceful_pid=spark_driver_pid(layout.spark_progress),
+        )
+        specs.append(spec)
+
+    services = [
+        ("merger", "services.merger", settings.merger_port),
+        ("generator", "services.generator", settings.generator_port),
+        ("gateway", "gateway", settings.gateway_port),
+    ]
+    for name, module, port in services:
+        if name not in wanted or not (REPO_ROOT / Path(*module.split(".")) / "__main__.py").exists():
+            continue
+        base = f"http://{host}:{port}"
+        specs.append(
+            ComponentSpec(
+                name=name,
+                argv=[py, "-m", module],
+                log_file=logs / f"{name}.log",
+                ready=http_probe(client, f"{base}/readyz"),
+                url=base + ("/" if name == "gateway" else "/docs"),
+                ready_timeout_s=settings.ready_timeout_s,
+            )
+        )
+    return specs
+
+
+def child_env(settings: LauncherSettings, bootstrap: str) -> dict[str, str]:
+    """What every component is told: where Kafka is, the topic, the data folder, each other's ports."""
+    host = settings.host
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "KAFKA_TOPIC": settings.topic,
+        "DEVICESTREAM_DATA_DIR": str(settings.data_dir.resolve()),
+        "SPARK_MASTER": settings.spark_master,
+        "GENERATOR_PORT": str(settings.generator_port),
+        "MERGER_PORT": str(settings.merger_port),
+        "GATEWAY_PORT": str(settings.gateway_port),
+        "GENERATOR_HOST": host,
+        "MERGER_HOST": host,
+        "GATEWAY_HOST": os.environ.get("GATEWAY_HOST", host),
+        "GATEWAY_GENERATOR_URL": f"http://{host}:{settings.generator_port}",
+        "GATEWAY_MERGER_URL": f"http://{host}:{settings.merger_port}",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+# ---- pre-flight checks ------------------------------------------------------------------------
+
+
+def check_data_dir(data_dir: Path) -> None:
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        probe = data_dir / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as e:
+        raise LaunchError(
+            f"the data folder {data_dir} is not writable ({e.strerror}): fix its permissions or point "
+            f"DEVICESTREAM_DATA_DIR at a writable folder"
+        ) from e
+
+
+def check_port_free(host: str, port: int, setting: str) -> None:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            raise LaunchError(
+                f"port {host}:{port} is already in use ({e.strerror}): stop what holds it "
+                f"(`devicestream down` if it is an earlier stack) or set {setting}"
+            ) from e
+
+
+# ---- the supervisor ---------------------------------------------------------------------------
+
+
+class Supervisor:
+    def __init__(self, settings: LauncherSettings, out: Callable[[str], None] = print) -> None:
+        self.settings = settings
+        self.layout: DataLayout = settings.layout
+        self.out = out
+        self.components: list[Running] = []
+        self.stopping = asyncio.Event()
+        self.env: dict[str, str] = {}
+        self._tasks: set[asyncio.Task] = set()
+
+    # state file -----------------------------------------------------------------------------
+
+    @property
+    def state_file(self) -> Path:
+        return self.layout.run_dir / "launcher.json"
+
+    def write_state(self) -> None:
+        atomic_write_json(
+            self.state_file,
+            {
+                "pid": os.getpid(),
+                "updated_at": time.time(),
+                "stopping": self.stopping.is_set(),
+                "components": {
+                    r.spec.name: {
+                        "state": r.state,
+                        "pid": r.proc.pid if r.proc else None,
+                        "url": r.spec.url,
+                        "log": str(r.spec.log_file),
+                        "restarts": r.restarts,
+                        "last_exit": r.last_exit,
+                        "started_at": r.started_at,
+                        "ready_at": r.ready_at,
+                    }
+                    for r in self.components
+                },
+            },
+            durable=False,
+        )
+
+    # lifecycle ------------------------------------------------------------------------------
+
+    def _spawn(self, r: Running) -> None:
+        spec = r.spec
+        if spec.prestart:
+            spec.prestart()
+        spec.log_file.parent.mkdir(parents=True, exist_ok=True)
+        with open(spec.log_file, "ab") as out:
+            out.write(
+                f"\n==== {time.strftime('%Y-%m-%dT%H:%M:%S')} starting {spec.name}: {spec.argv[:3]}...\n".encode()
+            )
+            out.flush()
+            r.proc = subprocess.Popen(
+                spec.argv,
+                env={**os.environ, **self.env, **spec.env},
+                cwd=REPO_ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        r.state, r.started_at, r.ready_at = "starting", time.time(), None
+        self.write_state()
+
+    async def _await_ready(self, r: Running, deadline_s: float) -> None:
+        end = time.monotonic() + deadline_s
+        while True:
+            if not r.alive():
+                assert r.proc is not None
+                raise LaunchError(
+                    f"{r.spec.name} exited with code {r.proc.returncode} before it was ready; "
+                    f"log {r.spec.log_file}:\n{log_tail(r.spec.log_file)}"
+                )
+            if await r.spec.ready():
+                r.state, r.ready_at, r.supervised = "ready", time.time(), True
+                self.write_state()
+                return
+            if time.monotonic() > end:
+                raise LaunchError(
+                    f"{r.spec.name} not ready within {deadline_s:.0f}s; log {r.spec.log_file}:\n"
+                    f"{log_tail(r.spec.log_file)}"
+                )
+            await asyncio.sleep(0.25)
+
+    def _line(self, r: Running) -> str:
+        pid = r.proc.pid if r.proc else "-"
+        return f"  {r.spec.name:<10} {r.state:<10} pid {pid!s:<8} {r.spec.url:<34} log {r.spec.log_file}"
+
+    async def start(self, specs: list[ComponentSpec], after: dict[str, Callable[[], Awaitable[None]]]) -> None:
+        """Start `specs` in order, each once the previous is ready; run `after[name]` once `name` is."""
+        for spec in specs:
+            if self.stopping.is_set():
+                return
+            r = Running(spec)
+            self.components.append(r)
+            self._spawn(r)
+            await self._await_ready(r, spec.ready_timeout_s)
+            self.out(self._line(r))
+            if spec.name in after:
+                await after[spec.name]()
+
+    async def supervise(self) -> None:
+        """Until stopping: restart a component that died, with exponential backoff."""
+        backoff: dict[str, float] = {}
+        while not self.stopping.is_set():
+            for r in self.components:
+                if (
+                    r.supervised
+                    and r.state in ("ready", "starting")
+                    and r.proc is not None
+                    and r.proc.poll() is not None
+                ):
+                    r.last_exit = r.proc.returncode
+                    r.state = "restarting"
+                    r.restarts += 1
+                    delay = backoff.get(r.spec.name, 0.5)
+                    if r.ready_at and time.time() - r.ready_at > 60:
+                        delay = 0.5  # it had been healthy for a while: start over
+                    backoff[r.spec.name] = min(delay * 2, self.settings.restart_backoff_max_s)
+                    self.write_state()
+                    self.out(
+                        f"  {r.spec.name} exited with code {r.last_exit}: restarting in {delay:.1f}s "
+                        f"(restart #{r.restarts}, log {r.spec.log_file})"
+                    )
+                    task = asyncio.create_task(self._restart(r, delay))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), 0.5)
+
+    async def _restart(self, r: Running, delay: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stopping.wait(), delay)
+        if self.stopping.is_set():
+            return
+        self._spawn(r)
+        try:
+            await self._await_ready(r, r.spec.ready_timeout_s)
+            self.out(f"  {r.spec.name} ready again (restart #{r.restarts})")
+        except LaunchError as e:
+            log.error("%s", e)  # the supervise loop sees it exit (or keeps it "starting") and retries
+
+    async def stop(self) -> None:
+        """Reverse order: SIGTERM (to the graceful pid or the group), SIGKILL after the grace period."""
+        self.stopping.set()
+        for t in list(self._tasks):
+            t.cancel()
+        for r in reversed(self.components):
+            if r.proc is None:
+                continue
+            if r.proc.poll() is None:
+                r.state = "stopping"
+                self.write_state()
+                await asyncio.to_thread(self._terminate, r)
+            r.state = "stopped"
+            self.write_state()
+            self.out(f"  {r.spec.name:<10} stopped (exit {r.proc.returncode})")
+
+    def _terminate(self, r: Running) -> None:
+        assert r.proc is not None
+        target = r.spec.graceful_pid(r.proc) if r.spec.graceful_pid else None
+        with contextlib.suppress(ProcessLookupError):
+            if target:
+                os.kill(target, signal.SIGTERM)
+            else:
+                os.killpg(r.proc.pid, signal.SIGTERM)
+        try:
+            r.proc.wait(self.settings.stop_timeout_s)
+        except subprocess.TimeoutExpired:
+            log.warning("%s did not stop within %.0fs: SIGKILL", r.spec.name, self.settings.stop_timeout_s)
+        # Whatever is left in the group (a JVM's children, Spark's python workers) goes too.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(r.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            r.proc.wait(10)
+
+
+# ---- `up` -------------------------------------------------------------------------------------
+
+
+def _alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie waiting for its parent to reap it has stopped)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _running_launcher(state_file: Path) -> int | None:
+    doc = read_json(state_file)
+    if isinstance(doc, dict) and doc.get("pid"):
+        pid = int(doc["pid"])
+        return pid if pid != os.getpid() and _alive(pid) else None
+    return None
+
+
+async def up(settings: LauncherSettings, out: Callable[[str], None] = print) -> int:
+    layout = settings.layout
+    check_data_dir(settings.data_dir)
+    sup = Supervisor(settings, out)
+    other = _running_launcher(sup.state_file)
+    if other:
+        raise LaunchError(
+            f"a stack is already running from this data folder (launcher pid {other}): `devicestream down` stops it"
+        )
+    wanted = settings.component_list()
+    cluster: KafkaCluster | None = None
+    if not settings.kafka_bootstrap_servers and "kafka" in wanted:
+        cluster = (
+            KafkaCluster.local(
+                layout.kafka_dir,
+                settings.kafka_port,
+                settings.brokers,
+                heap=settings.kafka_heap,
+                default_partitions=settings.topic_partitions,
+            )
+            if settings.brokers > 1
+            else KafkaCluster.single(
+                layout.kafka_dir,
+                settings.kafka_port,
+                settings.kafka_controller_port,
+                heap=settings.kafka_heap,
+                default_partitions=settings.topic_partitions,
+            )
+        )
+        for node in cluster.nodes:
+            check_port_free(node.host, node.port, "DEVICESTREAM_KAFKA_PORT")
+            check_port_free(node.host, node.controller_port, "DEVICESTREAM_KAFKA_CONTROLLER_PORT")
+    bootstrap = cluster.bootstrap_servers if cluster else settings.require_bootstrap()
+    for name, port, setting in (
+        ("merger", settings.merger_port, "MERGER_PORT"),
+        ("generator", settings.generator_port, "GENERATOR_PORT"),
+        ("gateway", settings.gateway_port, "GATEWAY_PORT"),
+    ):
+        if name in wanted:
+            check_port_free(settings.host, port, setting)
+
+    sup.env = child_env(settings, bootstrap)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, sup.stopping.set)
+
+    async def make_topic() -> None:
+        assert cluster is not None or bootstrap
+        rf = cluster.replication_factor if cluster else 1
+        n = await ensure_topic(
+            bootstrap, settings.topic, settings.topic_partitions, rf, min_insync_replicas=2 if rf >= 3 else None
+        )
+        out(f"  {'topic':<10} {'ready':<10} {settings.topic} ({n} partitions, replication {rf})")
+
+    out(f"devicestream: starting in {settings.data_dir.resolve()} (Ctrl-C stops everything)")
+    async with httpx.AsyncClient() as client:
+        specs = build_specs(settings, client, cluster)
+        after = {specs[len(cluster.nodes) - 1].name: make_topic} if cluster else {}
+        status = 0
+        supervisor = asyncio.create_task(sup.supervise())
+        try:
+            if not cluster:
+                out(f"  {'kafka':<10} {'external':<10} {bootstrap}")
+                await make_topic()
+            starter = asyncio.create_task(sup.start(specs, after))
+            stop_wait = asyncio.create_task(sup.stopping.wait())
+            done, _ = await asyncio.wait({starter, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+            if starter in done:
+                starter.result()  # raises LaunchError
+                stop_wait.cancel()
+                gw = next((r for r in sup.components if r.spec.name == "gateway"), None)
+                out("devicestream: all components ready" + (f"; open {gw.spec.url}" if gw else ""))
+                await sup.stopping.wait()
+            else:
+                starter.cancel()
+                with contextlib.suppress(asyncio.CancelledError, LaunchError):
+                    await starter
+        except (LaunchError, BrokerError) as e:
+            out(f"devicestream: start failed: {e}")
+            status = 1
+        finally:
+            out("devicestream: stopping")
+            await sup.stop()
+            await supervisor
+            with contextlib.suppress(FileNotFoundError):
+                sup.state_file.unlink()
+    return status
+
+
+# ---- `status` and `down` from another shell ---------------------------------------------------
+
+
+def status_lines(settings: LauncherSettings) -> tuple[bool, list[str]]:
+    state_file = settings.layout.run_dir / "launcher.json"
+    pid = _running_launcher(state_file)
+    if not pid:
+        return False, [f"devicestream: not running (no live launcher for {settings.data_dir.resolve()})"]
+    doc = read_json(state_file)
+    assert isinstance(doc, dict)
+    lines = [f"devicestream: launcher pid {pid}"]
+    for name, c in doc.get("components", {}).items():
+        lines.append(
+            f"  {name:<10} {c['state']:<10} pid {c['pid']!s:<8} restarts {c['restarts']:<3} "
+            f"{c['url']:<34} log {c['log']}"
+        )
+    return True, lines
+
+
+def down(settings: LauncherSettings, out: Callable[[str], None], timeout_s: float = 120.0) -> int:
+    state_file = settings.layout.run_dir / "launcher.json"
+    pid = _running_launcher(state_file)
+    if not pid:
+        out(f"devicestream: nothing to stop for {settings.data_dir.resolve()}")
+        return 0
+    os.kill(pid, signal.SIGTERM)
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        if not _alive(pid):
+            out("devicestream: stopped")
+            return 0
+        time.sleep(0.2)
+    out(f"devicestream: launcher {pid} still running after {timeout_s:.0f}s")
+    return 1

@@ -1,0 +1,47 @@
+"""The launcher's settings (prefix DEVICESTREAM_), plus the component ports it hands to each child."""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import SettingsConfigDict
+
+from contract.settings import PipelineSettings
+
+ALL_COMPONENTS = ("kafka", "spark", "merger", "generator", "gateway")
+
+
+def _alias(name: str) -> AliasChoices:
+    return AliasChoices(name, name.lower())
+
+
+class LauncherSettings(PipelineSettings):
+    model_config = SettingsConfigDict(env_prefix="DEVICESTREAM_", env_file=".env", extra="ignore", frozen=True)
+
+    host: str = Field("127.0.0.1", description="Interface every local component binds to.")
+    components: str = Field(
+        ",".join(ALL_COMPONENTS),
+        description="Comma-separated components to start (kafka is skipped when KAFKA_BOOTSTRAP_SERVERS is set).",
+    )
+    kafka_port: int = Field(9092, description="Embedded broker port (brokers N use consecutive pairs).")
+    kafka_controller_port: int = Field(9093, description="Embedded controller port.")
+    kafka_heap: str = Field("512m", description="Heap of each embedded broker JVM.")
+    brokers: int = Field(1, ge=1, le=5, description="Embedded brokers (3 gives replication factor 3).")
+    topic_partitions: int = Field(3, ge=1, description="Partitions of the events topic when it is created.")
+    spark_master: str = Field(
+        "local[2]", validation_alias=_alias("SPARK_MASTER"), description="Spark master URL for the job."
+    )
+    spark_driver_memory: str = Field("1g", description="spark-submit --driver-memory.")
+    generator_port: int = Field(8001, validation_alias=_alias("GENERATOR_PORT"))
+    merger_port: int = Field(8002, validation_alias=_alias("MERGER_PORT"))
+    gateway_port: int = Field(8000, validation_alias=_alias("GATEWAY_PORT"))
+    ready_timeout_s: float = Field(120.0, gt=0, description="Deadline for each component to become ready.")
+    spark_ready_timeout_s: float = Field(240.0, gt=0, description="Deadline for the Spark job to start.")
+    stop_timeout_s: float = Field(30.0, gt=0, description="Grace period after SIGTERM before SIGKILL.")
+    restart_backoff_max_s: float = Field(30.0, gt=0, description="Longest wait between restarts.")
+
+    def component_list(self) -> list[str]:
+        wanted = [c.strip() for c in self.components.split(",") if c.strip()]
+        unknown = sorted(set(wanted) - set(ALL_COMPONENTS))
+        if unknown:
+            raise ValueError(f"DEVICESTREAM_COMPONENTS names unknown components {unknown}; known: {ALL_COMPONENTS}")
+        return [c for c in ALL_COMPONENTS if c in wanted]
