@@ -1,0 +1,115 @@
+"""SIGKILL the real merger process at random points of a long merge, restart it, and compare the
+result byte for byte with an uninterrupted run over the same batch files."""
+
+from __future__ import annotations
+
+import random
+import shutil
+from pathlib import Path
+
+import httpx
+import orjson
+
+from services.merger.merge import MergeEngine
+from services.merger.settings import MergerSettings
+from tests.helpers import wait_for
+from tests.merger.batches import HEADER_LINE, batch_text, write_batch
+
+N_BATCHES = 160
+
+
+def batch_files(seed: int) -> dict[int, bytes]:
+    """A long run's batch files: mostly rows, some empty ones, a few invalid ones."""
+    rnd = random.Random(seed)
+    files: dict[int, bytes] = {}
+    for b in range(N_BATCHES):
+        kind = rnd.random()
+        if kind < 0.08:
+            files[b] = rnd.choice([b"", HEADER_LINE.encode()])
+        elif kind < 0.11:
+            files[b] = batch_text(b, 20).replace(",C,", ",C,oops,", 1).encode()
+        else:
+            files[b] = batch_text(b, rnd.randint(20, 400)).encode()
+    return files
+
+
+def committed_last_batch(state_file: Path) -> int:
+    try:
+        doc = orjson.loads(state_file.read_bytes())
+    except (FileNotFoundError, orjson.JSONDecodeError):
+        return -1
+    return -1 if doc.get("last_batch_id") is None else doc["last_batch_id"]
+
+
+def test_sigkill_at_random_points_changes_nothing(tmp_path, merger_runner, rows_dir):
+    seed = random.randrange(1 << 30)
+    rnd = random.Random(seed)
+    files = batch_files(seed)
+
+    # The uninterrupted run, in-process, over a copy of the same files.
+    ref = MergerSettings(data_dir=tmp_path / "reference")
+    for b, data in files.items():
+        write_batch(ref.rows_dir, b, data)
+    ref_engine = MergeEngine(ref)
+    ref_engine.run_pass()
+    ref_engine.close()
+    reference = ref.merged_csv.read_bytes()
+    assert ref_engine.state.last_batch_id == N_BATCHES - 1
+
+    # The first half is there from the start, the second half appears after a few crashes.
+    for b in range(N_BATCHES // 2):
+        write_batch(rows_dir, b, files[b])
+    state_file = merger_runner.data_dir / "merger" / "state.json"
+    env = {"MERGER_MAX_GROUP_BATCHES": "1"}  # one commit per batch: many points to be killed at
+    targets = sorted(rnd.sample(range(3, N_BATCHES - 3), 5))
+    second_half_written = False
+    for i, target in enumerate(targets):
+        if not second_half_written and (i == 2 or target >= N_BATCHES // 2 - 1):
+            for b in range(N_BATCHES // 2, N_BATCHES):
+                write_batch(rows_dir, b, files[b])
+            second_half_written = True
+        proc = merger_runner.process(ready=False, **env).start()
+        if i == 0:
+            proc.kill()  # while it is still starting
+            continue
+        wait_for(
+            lambda t=target, p=proc: committed_last_batch(state_file) >= t or p.proc.poll() is not None,
+            60,
+            f"progress past batch {target} (seed {seed})",
+            logs=[proc.log_file],
+            interval=0.005,
+        )
+        assert proc.proc.poll() is None, f"merger died on its own (seed {seed})"
+        proc.kill()
+        # The job re-runs an already merged batch after a crash: its file comes back, same name.
+        last = committed_last_batch(state_file)
+        if last >= 0:
+            again = rnd.randint(0, last)
+            write_batch(rows_dir, again, files[again])
+
+    assert second_half_written
+    with merger_runner.process(**env) as proc:
+        url = merger_runner.url
+
+        def status() -> dict:
+            return httpx.get(f"{url}/merger/status", timeout=5).json()
+
+        wait_for(lambda: status()["last_batch_id"] == N_BATCHES - 1, 60, "all batches", logs=[proc.log_file])
+        wait_for(lambda: not any(rows_dir.iterdir()), 10, "stale re-runs removed", logs=[proc.log_file])
+        st = status()
+        download = httpx.get(f"{url}/merged.csv", timeout=30).content
+        assert proc.stop() == 0
+
+    merged = (merger_runner.data_dir / "merger" / "merged.csv").read_bytes()
+    assert merged == reference, f"merged.csv differs from the uninterrupted run (seed {seed})"
+    assert download == reference
+    ref_state = ref_engine.state
+    assert (st["batches_merged"], st["rows_merged"], st["empty_batches"]) == (
+        ref_state.batches_merged,
+        ref_state.rows_merged,
+        ref_state.empty_batches,
+    )
+    assert sorted({q["file"] for q in st["quarantined"]}) == sorted(q.file for q in ref_state.quarantined)
+    quarantine = merger_runner.data_dir / "merger" / "quarantine"
+    assert {p.name for p in quarantine.glob("batch-*.csv")} == {q.file for q in ref_state.quarantined}
+    shutil.rmtree(ref.data_dir)
