@@ -6,11 +6,15 @@ import argparse
 import asyncio
 import logging
 import sys
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
 from contract.logs import configure_logging
 from contract.settings import MissingSettingError
+
+if TYPE_CHECKING:
+    from devicestream.settings import LauncherSettings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,6 +25,11 @@ def main(argv: list[str] | None = None) -> int:
     p_up.add_argument("--components", help="comma-separated subset, e.g. kafka,spark,merger")
     sub.add_parser("status", help="show the state of a running stack")
     sub.add_parser("down", help="stop a stack started from another shell")
+    p_verify = sub.add_parser("verify", help="reconcile the topic with merged.csv and the rejects")
+    p_verify.add_argument("--wait", type=float, default=0.0, help="seconds to keep re-checking until clean")
+    p_verify.add_argument("--json", action="store_true", help="print the report as JSON")
+    p_verify.add_argument("--merged", type=str, help="merged.csv to check (default: the data folder's)")
+    p_verify.add_argument("--rejects", type=str, help="rejects folder (default: the data folder's)")
     args = parser.parse_args(argv)
 
     configure_logging("launcher", "WARNING")
@@ -42,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0 if running else 3
         if args.command == "down":
             return down(settings, out=print)
+        if args.command == "verify":
+            return _verify(settings, args)
     except ValidationError as e:
         print(f"devicestream: invalid setting: {e}", file=sys.stderr)
         return 2
@@ -50,6 +61,27 @@ def main(argv: list[str] | None = None) -> int:
         print(f"devicestream: {e}", file=sys.stderr)
         return 1
     return 0
+
+
+def _verify(settings: LauncherSettings, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import orjson
+
+    from devicestream.launcher import running_bootstrap
+    from devicestream.verify import format_report, verify
+
+    layout = settings.layout
+    bootstrap = settings.kafka_bootstrap_servers or running_bootstrap(settings)
+    report = verify(
+        bootstrap,
+        settings.topic,
+        Path(args.merged) if args.merged else layout.merged_csv,
+        Path(args.rejects) if args.rejects else layout.spark_rejects,
+        wait_s=args.wait,
+    )
+    print(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2).decode() if args.json else format_report(report))
+    return 0 if report.ok else 1
 
 
 if __name__ == "__main__":

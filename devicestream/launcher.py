@@ -285,6 +285,7 @@ class Supervisor:
             self.state_file,
             {
                 "pid": os.getpid(),
+                "bootstrap": self.env.get("KAFKA_BOOTSTRAP_SERVERS", ""),
                 "updated_at": time.time(),
                 "stopping": self.stopping.is_set(),
                 "components": {
@@ -566,6 +567,15 @@ def status_lines(settings: LauncherSettings) -> tuple[bool, list[str]]:
             f"{c['url']:<34} log {c['log']}"
         )
     return True, lines
+
+
+def running_bootstrap(settings: LauncherSettings) -> str:
+    """KAFKA_BOOTSTRAP_SERVERS of the stack running from this data folder, or of the embedded
+    broker's default port when none runs."""
+    doc = read_json(settings.layout.run_dir / "launcher.json")
+    if isinstance(doc, dict) and doc.get("bootstrap"):
+        return str(doc["bootstrap"])
+    return f"{settings.host}:{settings.kafka_port}"
 
 
 def down(settings: LauncherSettings, out: Callable[[str], None], timeout_s: float = 120.0) -> int:

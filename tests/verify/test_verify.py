@@ -1,0 +1,114 @@
+"""The reconciliation logic of `devicestream verify`, on hand-made files (no Kafka)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import orjson
+import pytest
+
+from contract.csv import REJECT_COLUMNS, ROW_COLUMNS, batch_file_name
+from devicestream.verify import Invalid, TopicScan, compare, expected_rows
+
+EVENT = {
+    "eventId": "e1",
+    "eventOffset": 10000,
+    "eventPublisher": "device",
+    "customerId": "CI00101",
+    "data": {
+        "devices": [
+            {"deviceId": "D001", "temperature": 20, "measure": "C", "status": "SUCCESS"},
+            {"deviceId": None, "temperature": 3, "measure": "C", "status": None},
+        ]
+    },
+    "eventTime": "2026-11-28T03:33:11.123456+00:00",
+}
+
+
+def test_expected_rows_of_a_valid_event() -> None:
+    rows = expected_rows(orjson.dumps({**EVENT, "extra": 1}))
+    assert rows == [
+        ["e1", "10000", "device", "CI00101", "2026-11-28T03:33:11.123456Z", "0", "D001", "20", "C", "SUCCESS"],
+        ["e1", "10000", "device", "CI00101", "2026-11-28T03:33:11.123456Z", "1", "", "3", "C", ""],
+    ]
+    assert expected_rows(orjson.dumps({**EVENT, "data": {"devices": []}})) == []
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (b"", "empty"),
+        (None, "empty"),
+        (b"\xff\xfe", "UTF-8"),
+        (b"not json", "not JSON"),
+        (b"[1, 2]", "not a JSON object"),
+        (orjson.dumps({k: v for k, v in EVENT.items() if k != "eventId"}), "missing eventId"),
+        (orjson.dumps({**EVENT, "eventOffset": "x"}), "eventOffset"),
+        (orjson.dumps({**EVENT, "eventTime": "yesterday"}), "eventTime"),
+        (orjson.dumps({**EVENT, "data": {"devices": "many"}}), "devices"),
+        (orjson.dumps({**EVENT, "data": {"devices": [{"temperature": "hot"}]}}), "temperature"),
+    ],
+)
+def test_bad_records_are_invalid(value: bytes | None, reason: str) -> None:
+    with pytest.raises(Invalid, match=reason):
+        expected_rows(value)
+
+
+def _write(path: Path, header: list[str], rows: list[list[str]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+def test_compare_counts_each_kind_of_problem(tmp_path: Path) -> None:
+    def row(offset: int, idx: int, temp: str = "20") -> list[str]:
+        return [
+            f"e{offset}",
+            str(offset),
+            "device",
+            "CI00101",
+            "2026-11-28T03:33:11.000000Z",
+            str(idx),
+            "D001",
+            temp,
+            "C",
+            "SUCCESS",
+        ]
+
+    expected = [[*row(o, i), "0", str(o - 10000)] for o in range(10000, 10004) for i in range(2)]
+    rows_csv = _write(tmp_path / "expected.csv", [*ROW_COLUMNS, "partition", "offset"], expected)
+    invalid_csv = _write(
+        tmp_path / "invalid.csv", ["partition", "offset", "reason"], [["0", "4", "not JSON"], ["0", "5", "not JSON"]]
+    )
+    merged = [
+        row(10000, 0),
+        row(10000, 1),
+        row(10000, 1),  # a duplicate
+        row(10001, 0, temp="21"),
+        row(10001, 1),  # an altered value
+        row(10002, 0),  # (10002, 1) missing
+        row(99999, 0),
+    ]  # unexpected; 10003 missing whole
+    merged_csv = _write(tmp_path / "merged.csv", list(ROW_COLUMNS), merged)
+    rejects = tmp_path / "rejects"
+    _write(rejects / batch_file_name(0), list(REJECT_COLUMNS), [["0", "0", "4", "not JSON", "x"]])
+
+    scan = TopicScan(records=6, valid=4, invalid=2, rows=8)
+    report = compare(scan, rows_csv, invalid_csv, merged_csv, rejects)
+    assert not report.ok
+    assert report.rows_duplicated == 1
+    assert report.rows_altered == 1
+    assert report.rows_missing == 3
+    assert report.rows_unexpected == 1
+    assert report.records_unaccounted == 2
+    assert report.invalid_not_rejected == 1  # offset 5
+    assert report.valid_rejected == 0
+    assert "rows_missing" in report.examples
+
+    clean = _write(tmp_path / "clean.csv", list(ROW_COLUMNS), [r[:-2] for r in expected])
+    _write(rejects / batch_file_name(1), list(REJECT_COLUMNS), [["1", "0", "5", "not JSON", "y"]])
+    assert compare(scan, rows_csv, invalid_csv, clean, rejects).ok
