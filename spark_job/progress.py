@@ -1,0 +1,269 @@
+"""progress.json: the job's latest progress, read by the launcher, the gateway and the merger.
+
+The document has exactly the fields listed in docs/DESIGN.md. Three writers feed one
+`ProgressTracker` (thread-safe; each update replaces the file atomically):
+- the job's main thread: state starting -> running -> stopped | failed;
+- the sink, once a batch's files are committed: batchId and the counts, added to `totals`;
+- a StreamingQueryListener: rates, duration and Kafka offsets of each finished batch.
+
+`totals` accumulate across restarts and count each batch id once: a batch re-run after a crash
+(same id, same records) is not added again when the previous document already counted it. A
+fresh checkpoint (batch ids start again at 0) keeps the totals and counts its batches anew.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+from pyspark.sql.streaming import StreamingQueryListener
+
+from contract.files import atomic_write_json, read_json
+
+log = logging.getLogger(__name__)
+
+STATES = ("starting", "running", "stopped", "failed")
+TOTAL_FIELDS = ("inputRows", "rowsOut", "rejects", "eventsWithoutReadings", "batches")
+FIELDS = (
+    "state",
+    "startedAt",
+    "updatedAt",
+    "pid",
+    "batchId",
+    "numInputRows",
+    "rowsOut",
+    "rejects",
+    "eventsWithoutReadings",
+    "inputRowsPerSecond",
+    "processedRowsPerSecond",
+    "batchDurationMs",
+    "endOffsets",
+    "latestOffsets",
+    "offsetsBehindLatest",
+    "lastError",
+    "totals",
+)
+
+
+@dataclass(frozen=True)
+class BatchCounts:
+    """What one micro-batch read and wrote."""
+
+    input_rows: int
+    rows_out: int
+    rejects: int
+    events_without_readings: int
+
+
+def flatten_offsets(offsets_json: str | None) -> dict[str, int]:
+    """Kafka source offsets {"topic": {"0": 12, ...}} -> {"0": 12, ...} (one topic is subscribed)."""
+    if not offsets_json:
+        return {}
+    parsed = orjson.loads(offsets_json)
+    out: dict[str, int] = {}
+    if isinstance(parsed, dict):
+        for partitions in parsed.values():
+            if isinstance(partitions, dict):
+                out.update({str(p): int(o) for p, o in partitions.items()})
+    return dict(sorted(out.items(), key=lambda kv: int(kv[0])))
+
+
+def offsets_behind(end: Mapping[str, int], latest: Mapping[str, int]) -> int | None:
+    if not latest:
+        return None
+    return sum(max(0, off - end.get(p, 0)) for p, off in latest.items())
+
+
+class ProgressTracker:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        resume_batches: bool,
+        clock: Callable[[], float] = time.time,
+        pid: int | None = None,
+    ) -> None:
+        """`resume_batches`: the checkpoint already has batches, so batch ids continue from the
+        previous document's batchId (a re-run of that batch is not counted twice)."""
+        self.path = path
+        self._clock = clock
+        self._lock = threading.Lock()
+        previous = read_json(path)
+        prev: dict[str, Any] = previous if isinstance(previous, dict) else {}
+        prev_totals = prev.get("totals") if isinstance(prev.get("totals"), dict) else {}
+        self._last_counted = int(prev["batchId"]) if resume_batches and isinstance(prev.get("batchId"), int) else -1
+        now = clock()
+        self._doc: dict[str, Any] = {
+            "state": "starting",
+            "startedAt": now,
+            "updatedAt": now,
+            "pid": pid if pid is not None else os.getpid(),
+            "batchId": prev.get("batchId") if resume_batches else None,
+            "numInputRows": 0,
+            "rowsOut": 0,
+            "rejects": 0,
+            "eventsWithoutReadings": 0,
+            "inputRowsPerSecond": 0.0,
+            "processedRowsPerSecond": 0.0,
+            "batchDurationMs": None,
+            "endOffsets": prev.get("endOffsets") or {},
+            "latestOffsets": prev.get("latestOffsets") or {},
+            "offsetsBehindLatest": prev.get("offsetsBehindLatest"),
+            "lastError": None,
+            "totals": {k: int(prev_totals.get(k) or 0) for k in TOTAL_FIELDS},
+        }
+
+    @property
+    def document(self) -> dict[str, Any]:
+        with self._lock:
+            return orjson.loads(orjson.dumps(self._doc))
+
+    def _write(self) -> None:
+        self._doc["updatedAt"] = self._clock()
+        try:
+            # Status, not data: no fsync per batch (the batch files themselves are fsynced).
+            atomic_write_json(self.path, self._doc, durable=False)
+        except OSError:
+            log.exception("cannot write progress", extra={"path": str(self.path)})
+
+    def _set_state(self, state: str, error: str | None = None) -> None:
+        with self._lock:
+            if self._doc["state"] == "failed" and state == "stopped":
+                return  # the failure is the news
+            self._doc["state"] = state
+            if error is not None:
+                self._doc["lastError"] = error
+            self._write()
+
+    def starting(self) -> None:
+        self._set_state("starting")
+
+    def running(self) -> None:
+        with self._lock:
+            if self._doc["state"] != "starting":
+                return
+            self._doc["state"] = "running"
+            self._write()
+
+    def stopped(self) -> None:
+        self._set_state("stopped")
+
+    def failed(self, error: str) -> None:
+        self._set_state("failed", error)
+
+    def error(self, error: str) -> None:
+        """An error that did not (yet) end the query."""
+        with self._lock:
+            self._doc["lastError"] = error
+            self._write()
+
+    def batch_committed(self, batch_id: int, counts: BatchCounts) -> None:
+        """Called by the sink once the batch's files are renamed into place."""
+        with self._lock:
+            doc = self._doc
+            doc["batchId"] = batch_id
+            doc["numInputRows"] = counts.input_rows
+            doc["rowsOut"] = counts.rows_out
+            doc["rejects"] = counts.rejects
+            doc["eventsWithoutReadings"] = counts.events_without_readings
+            if batch_id > self._last_counted:
+                totals = doc["totals"]
+                totals["inputRows"] += counts.input_rows
+                totals["rowsOut"] += counts.rows_out
+                totals["rejects"] += counts.rejects
+                totals["eventsWithoutReadings"] += counts.events_without_readings
+                totals["batches"] += 1
+                self._last_counted = batch_id
+            else:
+                log.info("batch re-run after a restart: not counted again", extra={"batch_id": batch_id})
+            self._write()
+
+    def batch_progress(
+        self,
+        *,
+        batch_id: int,
+        num_input_rows: int,
+        input_rows_per_second: float,
+        processed_rows_per_second: float,
+        duration_ms: int | None,
+        end_offsets: dict[str, int],
+        latest_offsets: dict[str, int],
+    ) -> None:
+        """Called by the listener when a batch (or a no-data trigger) has finished."""
+        with self._lock:
+            doc = self._doc
+            if doc["batchId"] == batch_id:  # a batch that ran (not a no-data trigger)
+                doc["inputRowsPerSecond"] = _finite(input_rows_per_second)
+                doc["processedRowsPerSecond"] = _finite(processed_rows_per_second)
+                doc["batchDurationMs"] = duration_ms
+            if end_offsets:
+                doc["endOffsets"] = end_offsets
+            if latest_offsets:
+                doc["latestOffsets"] = latest_offsets
+            doc["offsetsBehindLatest"] = offsets_behind(doc["endOffsets"], doc["latestOffsets"])
+            if doc["state"] == "starting":
+                doc["state"] = "running"
+            self._write()
+
+    def touch(self) -> None:
+        with self._lock:
+            self._write()
+
+
+def _finite(x: float | None) -> float:
+    if x is None or x != x or x in (float("inf"), float("-inf")):
+        return 0.0
+    return float(x)
+
+
+class ProgressListener(StreamingQueryListener):
+    """Feeds the tracker from the query's events. A listener hears every query of the session, so
+    it only follows the query named `query_name`."""
+
+    def __init__(self, tracker: ProgressTracker, query_name: str) -> None:
+        self.tracker = tracker
+        self.query_name = query_name
+        self._query_id: str | None = None
+
+    def onQueryStarted(self, event: Any) -> None:
+        if event.name == self.query_name:
+            self._query_id = str(event.id)
+            self.tracker.running()
+            log.info("query started", extra={"query": self.query_name, "run_id": str(event.runId)})
+
+    def onQueryProgress(self, event: Any) -> None:
+        p = event.progress
+        if p.name != self.query_name:
+            return
+        try:
+            source = p.sources[0] if p.sources else None
+            self.tracker.batch_progress(
+                batch_id=p.batchId,
+                num_input_rows=p.numInputRows,
+                input_rows_per_second=p.inputRowsPerSecond,
+                processed_rows_per_second=p.processedRowsPerSecond,
+                duration_ms=(p.durationMs or {}).get("triggerExecution"),
+                end_offsets=flatten_offsets(source.endOffset if source else None),
+                latest_offsets=flatten_offsets(source.latestOffset if source else None),
+            )
+        except Exception:  # a listener must never break the query
+            log.exception("cannot record progress", extra={"batch_id": p.batchId})
+
+    def onQueryIdle(self, event: Any) -> None:
+        if str(event.id) == self._query_id:
+            self.tracker.touch()
+
+    def onQueryTerminated(self, event: Any) -> None:
+        if str(event.id) != self._query_id:
+            return
+        if event.exception:
+            self.tracker.failed(event.exception)
+        else:
+            self.tracker.stopped()

@@ -1,0 +1,82 @@
+"""Settings of the Spark job: env prefix SPARK_JOB_, plus the shared pipeline settings and SPARK_MASTER."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import SettingsConfigDict
+
+from contract.settings import PipelineSettings
+
+
+class SparkJobSettings(PipelineSettings):
+    model_config = SettingsConfigDict(env_prefix="SPARK_JOB_", env_file=".env", extra="ignore", frozen=True)
+
+    master: str = Field(
+        default="local[2]",
+        validation_alias=AliasChoices("SPARK_MASTER", "master"),
+        description="Spark master URL (local[2], spark://host:7077, ...). Under spark-submit, --master wins.",
+    )
+    trigger_interval: str = Field(
+        default="1 second",
+        description='Micro-batch trigger interval ("1 second", "500 milliseconds"); "0" = as fast as possible.',
+    )
+    max_offsets_per_trigger: int | None = Field(
+        default=200_000,
+        gt=0,
+        description="At most this many Kafka records per micro-batch (bounds a batch after a backlog).",
+    )
+    starting_offsets: str = Field(
+        default="earliest",
+        description="Where the very first start reads from (ignored once a checkpoint exists).",
+    )
+    fail_on_data_loss: bool = Field(
+        default=True,
+        description="Fail the query (state failed, lastError) when offsets it needs were deleted (retention, "
+        "topic recreated). False skips them with only a Spark warning: records would be lost silently.",
+    )
+    shuffle_partitions: int = Field(default=2, gt=0, description="spark.sql.shuffle.partitions.")
+    driver_memory: str = Field(
+        default="1g", description="spark.driver.memory when the job starts its own JVM (not under spark-submit)."
+    )
+    jars: str = Field(
+        default="",
+        description="Comma-separated connector jars for spark.jars when not passed by spark-submit --jars.",
+    )
+    ui_enabled: bool = Field(default=False, description="Start the Spark web UI.")
+    spark_log_level: str = Field(default="WARN", description="Log level of Spark's own (JVM) logging.")
+    log_level: str = Field(default="INFO", description="Log level of the job's Python logging.")
+    query_name: str = Field(default="devicestream", description="Name of the streaming query.")
+    stop_timeout_s: float = Field(
+        default=30.0, gt=0, description="On SIGTERM, how long to wait for the running batch before stopping anyway."
+    )
+
+    @field_validator("trigger_interval")
+    @classmethod
+    def _interval_not_blank(cls, v: str) -> str:
+        v = v.strip()
+        if not v:
+            raise ValueError("trigger_interval must not be empty (use 0 for as fast as possible)")
+        return v
+
+    @property
+    def processing_time(self) -> str:
+        """The trigger interval as Spark's processingTime string ("0 seconds" for as fast as possible)."""
+        return "0 seconds" if self.trigger_interval in ("0", "0s", "0 seconds") else self.trigger_interval
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.layout.spark_checkpoint
+
+    @property
+    def rows_dir(self) -> Path:
+        return self.layout.spark_rows
+
+    @property
+    def rejects_dir(self) -> Path:
+        return self.layout.spark_rejects
+
+    @property
+    def progress_file(self) -> Path:
+        return self.layout.spark_progress

@@ -1,0 +1,232 @@
+"""The transformation, as pure functions DataFrame -> DataFrame (no I/O, no Kafka).
+
+Input: the Kafka source columns (key, value: binary, topic, partition, offset, timestamp).
+
+`classify` gives one row per Kafka record with a `reason` (null for a valid event) and the typed
+event fields; `rows` explodes the valid events into one row per device reading (ROW_COLUMNS);
+`rejects` keeps the bad records (REJECT_COLUMNS); `batch_counts` sums what the progress reports.
+
+Why not `from_json` alone: Spark's JSON reader coerces silently (123 becomes "123" for a string
+field, an integer becomes epoch seconds for a timestamp, a type mismatch nulls the field) and
+ignores trailing garbage. So each value is parsed once into a VARIANT (`try_parse_json`, wrapped in
+`[...]` so trailing garbage or two documents make it invalid), the JSON type of every field is
+checked with `schema_of_variant`, and only then are the fields extracted with the types of
+schema.EVENT_SCHEMA. Everything runs in the JVM (no Python UDF). Spark 4 runs in ANSI mode, so
+every extraction uses the try_ variants: a bad record yields a reason, never a failed task.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from contract.csv import REJECT_COLUMNS, ROW_COLUMNS
+from spark_job.schema import (
+    EVENT_SCALARS,
+    JSON_ARRAY_PREFIX,
+    JSON_INTEGER,
+    JSON_NULL,
+    JSON_OBJECT_PREFIX,
+    JSON_STRING,
+    READING_SCALARS,
+)
+
+#: eventTime as written (contract.csv.EVENT_TIME_FORMAT), in Spark's datetime pattern language.
+SPARK_EVENT_TIME_FORMAT: Final = "yyyy-MM-dd'T'HH:mm:ss.SSSSSS'Z'"
+#: An ISO-8601 date-time with a zone designator (so the instant never depends on a session zone).
+EVENT_TIME_PATTERN: Final = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$"
+UTC_ZONES: Final = frozenset({"UTC", "Etc/UTC", "GMT", "Z", "+00:00", "Etc/GMT"})
+INT32_MIN: Final = -(2**31)
+INT32_MAX: Final = 2**31 - 1
+
+_EXPECTED: Final = {JSON_STRING: "string", JSON_INTEGER: "integer"}
+
+
+class Reason:
+    """The reasons a record is rejected (the `reason` column of the rejects)."""
+
+    EMPTY: Final = "empty value"
+    NOT_UTF8: Final = "not UTF-8"
+    NOT_JSON: Final = "not JSON"
+    NOT_OBJECT: Final = "not a JSON object"
+    BAD_EVENT_TIME: Final = "eventTime is not an ISO-8601 timestamp with a zone"
+
+    @staticmethod
+    def missing(field: str) -> str:
+        return f"missing {field}"
+
+    @staticmethod
+    def wrong_type(path: str, expected: str) -> str:
+        return f"wrong type: {path} (expected {expected})"
+
+
+class SessionTimeZoneError(ValueError):
+    """eventTime is formatted in the session time zone, which must therefore be UTC."""
+
+
+def check_utc_session(df: DataFrame) -> None:
+    tz = df.sparkSession.conf.get("spark.sql.session.timeZone")
+    if tz not in UTC_ZONES:
+        raise SessionTimeZoneError(f"spark.sql.session.timeZone must be UTC to write eventTime, got {tz!r}")
+
+
+def _json_type(doc: Column, path: str) -> Column:
+    """The JSON type at `path` ("STRING", "BIGINT", "OBJECT<...>", "VOID" for null), null when absent."""
+    return F.schema_of_variant(F.variant_get(doc, path, "variant"))
+
+
+def _absent(t: Column) -> Column:
+    return t.isNull() | (t == F.lit(JSON_NULL))
+
+
+def _reading_reason(reading: Column) -> Column:
+    """Why one element of data.devices is invalid, or null."""
+    t = F.schema_of_variant(reading)
+    reason = F.when(
+        t.isNull() | ~t.startswith(JSON_OBJECT_PREFIX), F.lit(Reason.wrong_type("data.devices[]", "object"))
+    )
+    for field, expected in READING_SCALARS.items():
+        ft = _json_type(reading, f"$.{field}")
+        reason = reason.when(
+            ~_absent(ft) & (ft != F.lit(expected)),
+            F.lit(Reason.wrong_type(f"data.devices[].{field}", _EXPECTED[expected])),
+        )
+    temperature = F.try_variant_get(reading, "$.temperature", "bigint")
+    return reason.when(
+        ~temperature.between(INT32_MIN, INT32_MAX),
+        F.lit(Reason.wrong_type("data.devices[].temperature", "32-bit integer")),
+    )
+
+
+def _reading_struct(reading: Column) -> Column:
+    return F.struct(
+        F.try_variant_get(reading, "$.deviceId", "string").alias("deviceId"),
+        F.try_variant_get(reading, "$.temperature", "int").alias("temperature"),
+        F.try_variant_get(reading, "$.measure", "string").alias("measure"),
+        F.try_variant_get(reading, "$.status", "string").alias("status"),
+    )
+
+
+def classify(kafka_df: DataFrame) -> DataFrame:
+    """One row per Kafka record: partition, offset, reason (null when valid), value (the raw value as
+    text for the rejects: UTF-8 as is, otherwise "base64:<bytes>"), and the typed event fields
+    eventId, eventOffset, eventPublisher, customerId, eventTime (formatted), devices."""
+    check_utc_session(kafka_df)
+    value = F.col("value")
+    # Stage by stage (separate projections) so each expensive expression is computed once.
+    df = kafka_df.select(
+        "partition",
+        "offset",
+        value.alias("raw"),
+        F.is_valid_utf8(value).alias("utf8"),
+    ).select(
+        "*",
+        F.when(F.col("utf8"), F.col("raw").cast("string")).alias("text"),
+    )
+    items = F.try_variant_get(F.try_parse_json(F.concat(F.lit("["), F.col("text"), F.lit("]"))), "$", "array<variant>")
+    df = df.select("*", items.alias("items")).select(
+        "*",
+        (F.size("items") == 1).alias("json"),
+        F.when(F.size("items") == 1, F.try_element_at("items", F.lit(1))).alias("doc"),
+    )
+    doc = F.col("doc")
+    types = {name: _json_type(doc, f"$.{name}").alias(f"t_{name}") for name in (*EVENT_SCALARS, "eventTime", "data")}
+    df = df.select(
+        "*",
+        F.schema_of_variant(doc).alias("t_doc"),
+        *types.values(),
+        _json_type(doc, "$.data.devices").alias("t_devices"),
+        F.try_variant_get(doc, "$.eventTime", "string").alias("eventTimeText"),
+        F.try_variant_get(doc, "$.eventTime", "timestamp").alias("eventTs"),
+        F.try_variant_get(doc, "$.data.devices", "array<variant>").alias("readings"),
+    )
+    df = df.select(
+        "*",
+        F.try_element_at(F.filter(F.transform("readings", _reading_reason), lambda r: r.isNotNull()), F.lit(1)).alias(
+            "readingReason"
+        ),
+    )
+
+    t = F.col
+    reason = (
+        F.when(F.col("raw").isNull() | (F.length("raw") == 0), F.lit(Reason.EMPTY))
+        .when(~F.col("utf8"), F.lit(Reason.NOT_UTF8))
+        .when(~F.coalesce(F.col("json"), F.lit(False)), F.lit(Reason.NOT_JSON))
+        .when(t("t_doc").isNull() | ~t("t_doc").startswith(JSON_OBJECT_PREFIX), F.lit(Reason.NOT_OBJECT))
+    )
+    for name in ("eventId", "eventOffset", "eventTime"):
+        reason = reason.when(_absent(t(f"t_{name}")), F.lit(Reason.missing(name)))
+    for name, expected in EVENT_SCALARS.items():
+        reason = reason.when(
+            ~_absent(t(f"t_{name}")) & (t(f"t_{name}") != F.lit(expected)),
+            F.lit(Reason.wrong_type(name, _EXPECTED[expected])),
+        )
+    reason = (
+        reason.when(t("t_eventTime") != F.lit(JSON_STRING), F.lit(Reason.wrong_type("eventTime", "string")))
+        .when(~t("eventTimeText").rlike(EVENT_TIME_PATTERN) | t("eventTs").isNull(), F.lit(Reason.BAD_EVENT_TIME))
+        .when(
+            ~_absent(t("t_data")) & ~t("t_data").startswith(JSON_OBJECT_PREFIX),
+            F.lit(Reason.wrong_type("data", "object")),
+        )
+        .when(
+            ~_absent(t("t_devices")) & ~t("t_devices").startswith(JSON_ARRAY_PREFIX),
+            F.lit(Reason.wrong_type("data.devices", "array")),
+        )
+        .when(t("readingReason").isNotNull(), t("readingReason"))
+    )
+    rejected_value = F.when(F.col("utf8"), F.col("text")).otherwise(F.concat(F.lit("base64:"), F.base64("raw")))
+    return df.select(
+        "partition",
+        "offset",
+        reason.alias("reason"),
+        rejected_value.alias("value"),
+        F.try_variant_get(doc, "$.eventId", "string").alias("eventId"),
+        F.try_variant_get(doc, "$.eventOffset", "bigint").alias("eventOffset"),
+        F.try_variant_get(doc, "$.eventPublisher", "string").alias("eventPublisher"),
+        F.try_variant_get(doc, "$.customerId", "string").alias("customerId"),
+        F.date_format("eventTs", SPARK_EVENT_TIME_FORMAT).alias("eventTime"),
+        F.transform("readings", _reading_struct).alias("devices"),
+    )
+
+
+def rows(classified: DataFrame) -> DataFrame:
+    """One row per device reading of the valid events, columns exactly ROW_COLUMNS, in Kafka
+    (partition, offset) order then deviceIndex (0-based position in data.devices)."""
+    exploded = classified.filter(F.col("reason").isNull()).select(
+        "*", F.posexplode("devices").alias("deviceIndex", "reading")
+    )
+    return exploded.select(
+        "eventId",
+        "eventOffset",
+        "eventPublisher",
+        "customerId",
+        "eventTime",
+        "deviceIndex",
+        F.col("reading.deviceId").alias("deviceId"),
+        F.col("reading.temperature").alias("temperature"),
+        F.col("reading.measure").alias("measure"),
+        F.col("reading.status").alias("status"),
+    ).select(*ROW_COLUMNS)
+
+
+def rejects(classified: DataFrame, batch_id: int) -> DataFrame:
+    """The rejected records, columns exactly REJECT_COLUMNS."""
+    return (
+        classified.filter(F.col("reason").isNotNull())
+        .select(F.lit(batch_id).cast("long").alias("batchId"), "partition", "offset", "reason", "value")
+        .select(*REJECT_COLUMNS)
+    )
+
+
+def batch_counts(classified: DataFrame) -> DataFrame:
+    """A one-row DataFrame: inputRows, rowsOut, rejects, eventsWithoutReadings."""
+    valid = F.col("reason").isNull()
+    readings = F.when(F.col("devices").isNull(), F.lit(0)).otherwise(F.size("devices"))
+    return classified.agg(
+        F.count(F.lit(1)).alias("inputRows"),
+        F.coalesce(F.sum(F.when(valid, readings)), F.lit(0)).cast("long").alias("rowsOut"),
+        F.count_if(~valid).alias("rejects"),
+        F.count_if(valid & (readings == 0)).alias("eventsWithoutReadings"),
+    )

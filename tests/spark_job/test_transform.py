@@ -1,0 +1,176 @@
+"""The transformation on batch DataFrames (no Kafka): a table of good and bad records."""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from pyspark.sql import DataFrame, Row, SparkSession
+
+from contract.csv import REJECT_COLUMNS, ROW_COLUMNS
+from spark_job import transform
+from spark_job.transform import Reason
+
+GOOD: dict[str, Any] = {
+    "eventId": "0b6f3c2e-5a8d-4c1e-9f7a-2d4b6e8a1c3f",
+    "eventOffset": 10000,
+    "eventPublisher": "device",
+    "customerId": "CI00100",
+    "data": {
+        "devices": [
+            {"deviceId": "D001", "temperature": 12, "measure": "C", "status": "SUCCESS"},
+            {"deviceId": None, "temperature": 0, "measure": "C", "status": None},
+        ]
+    },
+    "eventTime": "2026-11-28T03:33:11.123456Z",
+}
+
+
+def ev(**changes: Any) -> bytes:
+    """GOOD with top-level changes; a value of ... removes the field."""
+    e = copy.deepcopy(GOOD)
+    for k, v in changes.items():
+        if v is ...:
+            e.pop(k)
+        else:
+            e[k] = v
+    return json.dumps(e).encode()
+
+
+def reading(**changes: Any) -> bytes:
+    r = {"deviceId": "D002", "temperature": 5, "measure": "C", "status": "ERROR", **changes}
+    return ev(data={"devices": [r]})
+
+
+def kafka_df(spark: SparkSession, values: list[bytes | None]) -> DataFrame:
+    ts = datetime(2026, 11, 28, tzinfo=UTC)
+    data = [(b"k", v, "t", i % 3, 100 + i, ts) for i, v in enumerate(values)]
+    schema = "key binary, value binary, topic string, partition int, offset long, timestamp timestamp"
+    return spark.createDataFrame([tuple(bytearray(x) if isinstance(x, bytes) else x for x in r) for r in data], schema)
+
+
+REJECTED: list[tuple[str, bytes | None, str]] = [
+    ("null value", None, Reason.EMPTY),
+    ("empty value", b"", Reason.EMPTY),
+    ("not utf-8", b'\xff\xfe{"eventId": 1}', Reason.NOT_UTF8),
+    ("latin-1", '{"customerId": "Ü"}'.encode("latin-1"), Reason.NOT_UTF8),
+    ("not json", b"{bad json", Reason.NOT_JSON),
+    ("trailing garbage", ev() + b" trailing", Reason.NOT_JSON),
+    ("two documents", ev() + b"," + ev(), Reason.NOT_JSON),
+    ("blank", b"   ", Reason.NOT_JSON),
+    ("json array", b"[" + ev() + b"]", Reason.NOT_OBJECT),
+    ("json number", b"42", Reason.NOT_OBJECT),
+    ("json string", b'"hello"', Reason.NOT_OBJECT),
+    ("json null", b"null", Reason.NOT_OBJECT),
+    ("missing eventId", ev(eventId=...), Reason.missing("eventId")),
+    ("null eventId", ev(eventId=None), Reason.missing("eventId")),
+    ("missing eventOffset", ev(eventOffset=...), Reason.missing("eventOffset")),
+    ("missing eventTime", ev(eventTime=...), Reason.missing("eventTime")),
+    ("eventId number", ev(eventId=123), Reason.wrong_type("eventId", "string")),
+    ("eventOffset string", ev(eventOffset="10001"), Reason.wrong_type("eventOffset", "integer")),
+    ("eventOffset float", ev(eventOffset=1.5), Reason.wrong_type("eventOffset", "integer")),
+    ("eventOffset huge", ev(eventOffset=2**70), Reason.wrong_type("eventOffset", "integer")),
+    ("eventOffset bool", ev(eventOffset=True), Reason.wrong_type("eventOffset", "integer")),
+    ("customerId number", ev(customerId=100), Reason.wrong_type("customerId", "string")),
+    ("eventPublisher object", ev(eventPublisher={"a": 1}), Reason.wrong_type("eventPublisher", "string")),
+    ("eventTime number", ev(eventTime=1764300000), Reason.wrong_type("eventTime", "string")),
+    ("eventTime word", ev(eventTime="hot"), Reason.BAD_EVENT_TIME),
+    ("eventTime no zone", ev(eventTime="2026-11-28T03:33:11.123456"), Reason.BAD_EVENT_TIME),
+    ("eventTime date only", ev(eventTime="2026-11-28"), Reason.BAD_EVENT_TIME),
+    ("eventTime month 13", ev(eventTime="2026-13-28T03:33:11Z"), Reason.BAD_EVENT_TIME),
+    ("data string", ev(data="x"), Reason.wrong_type("data", "object")),
+    ("devices object", ev(data={"devices": {"deviceId": "D001"}}), Reason.wrong_type("data.devices", "array")),
+    ("devices string", ev(data={"devices": "none"}), Reason.wrong_type("data.devices", "array")),
+    ("reading number", ev(data={"devices": [1]}), Reason.wrong_type("data.devices[]", "object")),
+    ("reading null", ev(data={"devices": [None]}), Reason.wrong_type("data.devices[]", "object")),
+    ("temperature hot", reading(temperature="hot"), Reason.wrong_type("data.devices[].temperature", "integer")),
+    ("temperature float", reading(temperature=21.5), Reason.wrong_type("data.devices[].temperature", "integer")),
+    ("temperature huge", reading(temperature=2**40), Reason.wrong_type("data.devices[].temperature", "32-bit integer")),
+    ("deviceId number", reading(deviceId=7), Reason.wrong_type("data.devices[].deviceId", "string")),
+    ("status bool", reading(status=False), Reason.wrong_type("data.devices[].status", "string")),
+    ("measure list", reading(measure=["C"]), Reason.wrong_type("data.devices[].measure", "string")),
+]
+
+
+@pytest.fixture(scope="module")
+def rejected_result(spark: SparkSession) -> dict[int, Row]:
+    df = kafka_df(spark, [v for _, v, _ in REJECTED])
+    classified = transform.classify(df)
+    assert transform.rows(classified).count() == 0
+    return {r["offset"]: r for r in transform.rejects(classified, batch_id=7).collect()}
+
+
+@pytest.mark.parametrize(("case", "value", "reason"), REJECTED, ids=[c for c, _, _ in REJECTED])
+def test_every_bad_record_is_rejected_with_its_reason(
+    rejected_result: dict[int, Row], case: str, value: bytes | None, reason: str
+) -> None:
+    i = next(i for i, (c, _, _) in enumerate(REJECTED) if c == case)
+    row = rejected_result[100 + i]
+    assert row["reason"] == reason
+    assert row["batchId"] == 7
+    assert row["partition"] == i % 3
+    if value is None:
+        assert row["value"] is None
+    elif reason == Reason.NOT_UTF8:
+        assert row["value"].startswith("base64:")
+    else:
+        assert row["value"] == value.decode()
+
+
+def test_rejects_columns(spark: SparkSession) -> None:
+    classified = transform.classify(kafka_df(spark, [b"x"]))
+    assert tuple(transform.rejects(classified, 0).columns) == REJECT_COLUMNS
+    assert tuple(transform.rows(classified).columns) == ROW_COLUMNS
+
+
+def test_good_records_give_one_row_per_reading(spark: SparkSession) -> None:
+    extra = copy.deepcopy(GOOD)
+    extra.update(eventOffset=10001, extraTop={"nested": [1, 2]}, note="more")
+    extra["data"]["firmware"] = "1.2"
+    extra["data"]["devices"] = [{"deviceId": "D005", "temperature": 30, "measure": "C", "status": "STANDBY", "x": 1}]
+    shifted = copy.deepcopy(GOOD)
+    shifted.update(
+        eventOffset=10002, eventTime="2026-11-28T05:33:11+02:00", data={"devices": [GOOD["data"]["devices"][0]]}
+    )
+    no_readings = [
+        ev(eventOffset=10003, data={"devices": []}),
+        ev(eventOffset=10004, data=...),
+        ev(eventOffset=10005, data={"devices": None}),
+        ev(eventOffset=10006, data={}),
+    ]
+    values = [ev(), json.dumps(extra).encode(), json.dumps(shifted).encode(), *no_readings, b"not json"]
+    classified = transform.classify(kafka_df(spark, values))
+    got = [r.asDict() for r in transform.rows(classified).collect()]
+    base = {"eventId": GOOD["eventId"], "eventPublisher": "device", "customerId": "CI00100"}
+    assert got == [
+        {**base, "eventOffset": 10000, "eventTime": "2026-11-28T03:33:11.123456Z", "deviceIndex": 0,
+         "deviceId": "D001", "temperature": 12, "measure": "C", "status": "SUCCESS"},
+        {**base, "eventOffset": 10000, "eventTime": "2026-11-28T03:33:11.123456Z", "deviceIndex": 1,
+         "deviceId": None, "temperature": 0, "measure": "C", "status": None},
+        {**base, "eventOffset": 10001, "eventTime": "2026-11-28T03:33:11.123456Z", "deviceIndex": 0,
+         "deviceId": "D005", "temperature": 30, "measure": "C", "status": "STANDBY"},
+        {**base, "eventOffset": 10002, "eventTime": "2026-11-28T03:33:11.000000Z", "deviceIndex": 0,
+         "deviceId": "D001", "temperature": 12, "measure": "C", "status": "SUCCESS"},
+    ]  # fmt: skip
+    counts = transform.batch_counts(classified).first()
+    assert counts is not None
+    assert counts.asDict() == {"inputRows": 8, "rowsOut": 4, "rejects": 1, "eventsWithoutReadings": 4}
+
+
+def test_missing_optional_fields_are_empty(spark: SparkSession) -> None:
+    value = ev(eventPublisher=..., customerId=None, data={"devices": [{"temperature": 3}]})
+    [row] = transform.rows(transform.classify(kafka_df(spark, [value]))).collect()
+    assert (row.eventPublisher, row.customerId, row.deviceId, row.measure, row.status) == (None,) * 5
+    assert row.temperature == 3
+
+
+def test_refuses_a_non_utc_session(spark: SparkSession) -> None:
+    spark.conf.set("spark.sql.session.timeZone", "Europe/Paris")
+    try:
+        with pytest.raises(transform.SessionTimeZoneError):
+            transform.classify(kafka_df(spark, [ev()]))
+    finally:
+        spark.conf.set("spark.sql.session.timeZone", "UTC")
