@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import shutil
+import time
 from pathlib import Path
 
 import httpx
@@ -33,12 +34,30 @@ def batch_files(seed: int) -> dict[int, bytes]:
     return files
 
 
-def committed_last_batch(state_file: Path) -> int:
+def committed(state_file: Path) -> tuple[int, int]:
+    """(last_batch_id or -1, committed_size) as recorded on disk."""
     try:
         doc = orjson.loads(state_file.read_bytes())
     except (FileNotFoundError, orjson.JSONDecodeError):
-        return -1
-    return -1 if doc.get("last_batch_id") is None else doc["last_batch_id"]
+        return -1, 0
+    return (-1 if doc.get("last_batch_id") is None else doc["last_batch_id"]), doc["committed_size"]
+
+
+def committed_last_batch(state_file: Path) -> int:
+    return committed(state_file)[0]
+
+
+def in_the_middle_of_an_append(state_file: Path, merged: Path, deadline_s: float) -> bool:
+    """Poll until merged.csv is longer than its committed length (rows written, state not yet):
+    the moment a crash leaves a partial append behind. False when not caught before the deadline."""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        try:
+            if merged.stat().st_size > committed(state_file)[1] > 0:
+                return True
+        except (FileNotFoundError, KeyError):
+            pass
+    return False
 
 
 def test_sigkill_at_random_points_changes_nothing(tmp_path, merger_runner, rows_dir):
@@ -63,6 +82,8 @@ def test_sigkill_at_random_points_changes_nothing(tmp_path, merger_runner, rows_
     env = {"MERGER_MAX_GROUP_BATCHES": "1"}  # one commit per batch: many points to be killed at
     targets = sorted(rnd.sample(range(3, N_BATCHES - 3), 5))
     second_half_written = False
+    merged_file = merger_runner.data_dir / "merger" / "merged.csv"
+    mid_append_kills = 0
     for i, target in enumerate(targets):
         if not second_half_written and (i == 2 or target >= N_BATCHES // 2 - 1):
             for b in range(N_BATCHES // 2, N_BATCHES):
@@ -80,6 +101,8 @@ def test_sigkill_at_random_points_changes_nothing(tmp_path, merger_runner, rows_
             interval=0.005,
         )
         assert proc.proc.poll() is None, f"merger died on its own (seed {seed})"
+        if i % 2 == 1 and in_the_middle_of_an_append(state_file, merged_file, 2.0):
+            mid_append_kills += 1
         proc.kill()
         # The job re-runs an already merged batch after a crash: its file comes back, same name.
         last = committed_last_batch(state_file)
@@ -88,6 +111,7 @@ def test_sigkill_at_random_points_changes_nothing(tmp_path, merger_runner, rows_
             write_batch(rows_dir, again, files[again])
 
     assert second_half_written
+    print(f"seed {seed}: {mid_append_kills} kill(s) in the middle of an append")
     with merger_runner.process(**env) as proc:
         url = merger_runner.url
 
