@@ -1,0 +1,49 @@
+"""The app in-process (lifespan included): a disk-full error is reported in status and retried."""
+
+from __future__ import annotations
+
+import errno
+import os
+
+from fastapi.testclient import TestClient
+
+from services.merger import merge as merge_module
+from services.merger.app import create_app
+from services.merger.settings import MergerSettings
+from tests.helpers import wait_for
+from tests.merger.batches import HEADER_LINE, batch_text, rows, write_batch
+
+
+def test_disk_full_is_reported_then_merging_resumes(tmp_path, monkeypatch):
+    settings = MergerSettings(data_dir=tmp_path, rescan_interval_s=0.2, retry_backoff_max_s=1.0)
+    disk_full = True
+    real_pwrite = os.pwrite
+
+    def pwrite(fd, data, offset):
+        if disk_full:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_pwrite(fd, data, offset)
+
+    monkeypatch.setattr(merge_module.os, "pwrite", pwrite)
+    with TestClient(create_app(settings)) as client:
+        write_batch(settings.rows_dir, 0, batch_text(0, 5))
+        wait_for(lambda: "No space" in (client.get("/merger/status").json()["last_error"] or ""), 10, "last_error")
+        assert client.get("/merged.csv").status_code == 404
+        assert client.get("/healthz").status_code == 200
+        disk_full = False
+        wait_for(lambda: client.get("/merger/status").json()["last_batch_id"] == 0, 10, "merge after space is back")
+        st = client.get("/merger/status").json()
+        assert st["last_error"] is None and st["rows_merged"] == 5
+        assert client.get("/merged.csv").content == (HEADER_LINE + rows(0, 5)).encode()
+        assert "merger_io_errors_total" in client.get("/metrics").text
+
+
+def test_state_that_cannot_be_reconciled_is_not_ready_and_says_why(tmp_path):
+    settings = MergerSettings(data_dir=tmp_path)
+    settings.merger_dir.mkdir(parents=True)
+    settings.merged_csv.write_text(HEADER_LINE + "rows,of,unknown,origin\n")
+    with TestClient(create_app(settings)) as client:
+        r = wait_for(lambda: client.get("/readyz").status_code == 503 and client.get("/readyz"), 10, "not ready")
+        assert "no committed progress" in r.json()["problems"][0]
+        assert "no committed progress" in client.get("/merger/status").json()["last_error"]
+        assert client.get("/merged.csv").status_code == 503
