@@ -6,6 +6,8 @@ event in flight before the process exits."""
 from __future__ import annotations
 
 import logging
+import signal
+from types import FrameType
 
 import uvicorn
 
@@ -14,7 +16,14 @@ from services.generator.app import create_app
 from services.generator.settings import GeneratorSettings
 
 
+def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    # Before uvicorn runs: exit at once. After its graceful shutdown uvicorn re-raises the signal it
+    # caught; with this handler restored the process then exits with 0 instead of dying by SIGTERM.
+    raise SystemExit(0)
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     settings = GeneratorSettings()
     configure_logging("generator")
     logging.getLogger(__name__).info(

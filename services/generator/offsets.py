@@ -18,6 +18,7 @@ from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from contract.events import FIRST_EVENT_OFFSET
 from contract.files import atomic_write_json, read_json
@@ -108,20 +109,31 @@ def event_offset_of(value: bytes | None) -> int | None:
     return off if isinstance(off, int) and not isinstance(off, bool) else None
 
 
+async def topic_partitions(bootstrap: str, topic: str, *, timeout_s: float = 10.0) -> list[int] | None:
+    """The partition ids of `topic`, None when it does not exist."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
+    await asyncio.wait_for(admin.start(), timeout_s)
+    try:
+        desc = await asyncio.wait_for(admin.describe_topics([topic]), timeout_s)
+    finally:
+        await admin.close()
+    if not desc or desc[0].get("error_code", 0) != 0:
+        return None
+    return sorted(p["partition"] for p in desc[0].get("partitions", []))
+
+
 async def topic_next_offset(bootstrap: str, topic: str, *, tail: int = 50, timeout_s: float = 10.0) -> int | None:
     """One past the highest eventOffset among the newest `tail` records of each partition of
     `topic`, or None when the topic holds no valid event (or does not exist)."""
+    parts = await topic_partitions(bootstrap, topic, timeout_s=timeout_s)
+    if not parts:
+        return None
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, request_timeout_ms=int(timeout_s * 1000)
     )
     await asyncio.wait_for(consumer.start(), timeout_s)
     try:
-        if topic not in await consumer.topics():
-            return None
-        parts = consumer.partitions_for_topic(topic)
-        if not parts:
-            return None
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        tps = [TopicPartition(topic, p) for p in parts]
         consumer.assign(tps)
         begin = await consumer.beginning_offsets(tps)
         end = await consumer.end_offsets(tps)

@@ -198,7 +198,7 @@ class Generator:
         self.last_error: str | None = None
         self.run: Run | None = None
         self._tasks: list[asyncio.Task] = []
-        self._ready = asyncio.Event()
+        self._closing = False
         self._batch_seq = 0
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -214,11 +214,12 @@ class Generator:
         run = self.run
         if run is not None and run.active:
             await self.stop_run()
+        self._closing = True
         for t in self._tasks:
             t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        # Loops also check _closing: on Python 3.11 wait_for can swallow a cancellation.
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=5)
         if self.producer is not None:
             try:
                 await asyncio.wait_for(self.producer.stop(), self.settings.flush_timeout_s)
@@ -233,7 +234,7 @@ class Generator:
     async def _connect_loop(self) -> None:
         backoff = 0.2
         s = self.settings
-        while self.producer is None:
+        while self.producer is None and not self._closing:
             try:
                 bootstrap = s.require_bootstrap()
                 await self._connect(bootstrap)
@@ -244,7 +245,6 @@ class Generator:
                 log.warning("Kafka not ready, retrying in %.1fs: %s", backoff, self.last_error)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
-        self._ready.set()
 
     async def _connect(self, bootstrap: str) -> None:
         s = self.settings
@@ -274,7 +274,7 @@ class Generator:
         """Rate samples, connection probe, degraded state."""
         tick = 0
         probe_error: str | None = None
-        while True:
+        while not self._closing:
             now = time.monotonic()
             run = self.run
             if run is not None and run.active:

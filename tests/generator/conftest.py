@@ -1,0 +1,115 @@
+"""Running the generator as a real process against a real broker, and reading its topic back."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from devicestream.kafka_broker import free_ports
+from services.generator.offsets import topic_partitions
+from tests.helpers import ServiceProcess, wait_for
+
+
+@dataclass
+class Record:
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+    @property
+    def event(self) -> dict | None:
+        try:
+            doc = orjson.loads(self.value or b"")
+        except orjson.JSONDecodeError:
+            return None
+        return doc if isinstance(doc, dict) else None
+
+
+async def _read_all(bootstrap: str, topic: str) -> list[Record]:
+    parts = await topic_partitions(bootstrap, topic) or []
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in parts]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        out: list[Record] = []
+        todo = {tp for tp in tps if end[tp] > 0}
+        while todo:
+            got = await consumer.getmany(*todo, timeout_ms=1000)
+            for tp, recs in got.items():
+                out += [Record(tp.partition, r.offset, r.key, r.value) for r in recs]
+            for tp in list(todo):
+                if await consumer.position(tp) >= end[tp]:
+                    todo.discard(tp)
+        return out
+    finally:
+        await consumer.stop()
+
+
+def read_topic(bootstrap: str, topic: str) -> list[Record]:
+    """Every record in `topic` now (up to each partition's end offset at the time of the call)."""
+    return asyncio.run(_read_all(bootstrap, topic))
+
+
+@dataclass
+class Generator:
+    proc: ServiceProcess
+    url: str
+
+    def status(self) -> dict:
+        return httpx.get(f"{self.url}/generator/status", timeout=5).json()
+
+    def post(self, path: str, body: dict | None = None) -> httpx.Response:
+        return httpx.post(f"{self.url}{path}", json=body, timeout=60)
+
+    def put(self, path: str, body: dict) -> httpx.Response:
+        return httpx.put(f"{self.url}{path}", json=body, timeout=10)
+
+    def wait_state(self, states: set[str], timeout: float) -> dict:
+        return wait_for(
+            lambda: (s := self.status())["state"] in states and s,
+            timeout,
+            f"generator state in {states}",
+            logs=[self.proc.log_file],
+        )
+
+
+@pytest.fixture
+def generator_factory(tmp_path: Path) -> Iterator[Callable[..., Generator]]:
+    """Start generator processes (stopped at the end of the test)."""
+    started: list[ServiceProcess] = []
+
+    def start(bootstrap: str, topic: str, data_dir: Path | None = None, **env: str) -> Generator:
+        (port,) = free_ports(1)
+        url = f"http://127.0.0.1:{port}"
+        proc = ServiceProcess(
+            "services.generator",
+            {
+                "GENERATOR_PORT": str(port),
+                "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+                "KAFKA_TOPIC": topic,
+                "DEVICESTREAM_DATA_DIR": str(data_dir or tmp_path / "data"),
+                **env,
+            },
+            tmp_path / f"generator-{len(started)}.log",
+            f"{url}/readyz",
+        )
+        started.append(proc)
+        proc.start()
+        return Generator(proc, url)
+
+    try:
+        yield start
+    finally:
+        for p in started:
+            p.stop()

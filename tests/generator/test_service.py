@@ -1,0 +1,125 @@
+"""The generator as a real process against the real broker."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from contract.events import FIRST_EVENT_OFFSET
+from tests.generator.conftest import read_topic
+from tests.helpers import wait_for
+
+
+def _offsets(records: list) -> list[int]:
+    """eventOffsets of the valid events (malformed records carry none, or not as an integer)."""
+    return sorted(o for r in records if (e := r.event) is not None and type(o := e.get("eventOffset")) is int)
+
+
+def test_counted_run_lands_exactly_count_then_restart_continues(kafka, generator_factory) -> None:
+    topic = kafka.new_topic()
+    gen = generator_factory(kafka.bootstrap, topic)
+    st = gen.status()
+    assert st["state"] == "idle" and st["topic"] == topic
+
+    resp = gen.post("/generator/start", {"rate": 4000, "count": 3000, "seed": 11})
+    assert resp.status_code == 202, resp.text
+    run = resp.json()
+    assert run["state"] == "running" and run["params"]["count"] == 3000 and run["params"]["seed"] == 11
+
+    st = gen.wait_state({"completed"}, 30)
+    assert (st["sent"], st["acknowledged"], st["delivery_errors"]) == (3000, 3000, 0)
+    assert (st["offset_first"], st["offset_last"]) == (FIRST_EVENT_OFFSET, FIRST_EVENT_OFFSET + 2999)
+    assert st["run"]["ended_at"] is not None
+
+    records = read_topic(kafka.bootstrap, topic)
+    assert len(records) == 3000
+    assert _offsets(records) == list(range(FIRST_EVENT_OFFSET, FIRST_EVENT_OFFSET + 3000))
+    for r in records:
+        assert r.key == r.event["customerId"].encode()
+    # one customer -> one partition (order kept per customer)
+    by_key = {}
+    for r in records:
+        assert by_key.setdefault(r.key, r.partition) == r.partition
+
+    # a second run, with malformed records mixed in: counted apart, valid offsets continue
+    resp = gen.post("/generator/start", {"rate": 5000, "count": 1000, "invalid_ratio": 0.2, "seed": 3})
+    assert resp.status_code == 202, resp.text
+    st = gen.wait_state({"completed"}, 30)
+    assert st["acknowledged"] == 1000 and 100 < st["invalid"] < 300
+    valid = 1000 - st["invalid"]
+    assert (st["offset_first"], st["offset_last"]) == (13_000, 13_000 + valid - 1)
+
+    # restart the service (SIGTERM, clean): the next run continues right after
+    assert gen.proc.stop() == 0
+    gen2 = generator_factory(kafka.bootstrap, topic)
+    resp = gen2.post("/generator/start", {"rate": 5000, "count": 500})
+    assert resp.status_code == 202
+    st = gen2.wait_state({"completed"}, 30)
+    assert st["offset_first"] == 13_000 + valid
+
+    records = read_topic(kafka.bootstrap, topic)
+    assert len(records) == 4500
+    offs = _offsets(records)
+    assert offs == list(range(FIRST_EVENT_OFFSET, FIRST_EVENT_OFFSET + len(offs)))
+
+
+def test_stop_flushes_rate_change_and_conflict(kafka, generator_factory, tmp_path) -> None:
+    topic = kafka.new_topic()
+    gen = generator_factory(kafka.bootstrap, topic)
+    run = gen.post("/generator/start", {"rate": 3000}).json()
+    # a second start names the active run
+    resp = gen.post("/generator/start", {"rate": 10})
+    assert resp.status_code == 409
+    assert run["id"] in resp.json()["detail"]
+
+    resp = gen.put("/generator/rate", {"rate": 6000})
+    assert resp.status_code == 200 and resp.json()["params"]["rate"] == 6000
+    wait_for(lambda: gen.status()["acknowledged"] > 2000, 30, "events acknowledged", logs=[gen.proc.log_file])
+
+    resp = gen.post("/generator/stop")
+    assert resp.status_code == 200
+    final = resp.json()
+    assert final["state"] == "stopped"
+    assert final["sent"] == final["acknowledged"] > 2000
+    records = read_topic(kafka.bootstrap, topic)
+    assert len(records) == final["acknowledged"]
+    offs = _offsets(records)
+    assert offs == list(range(final["offset_first"], final["offset_last"] + 1))
+
+    # SIGKILL mid-run: the next process never reuses an offset (a gap is fine)
+    gen.post("/generator/start", {"rate": 2000})
+    wait_for(lambda: gen.status()["acknowledged"] > 500, 30, "second run acknowledged", logs=[gen.proc.log_file])
+    gen.proc.kill()
+    gen2 = generator_factory(kafka.bootstrap, topic)
+    gen2.post("/generator/start", {"rate": 5000, "count": 200})
+    gen2.wait_state({"completed"}, 30)
+    counts = Counter(_offsets(read_topic(kafka.bootstrap, topic)))
+    assert max(counts.values()) == 1, "an eventOffset was reused"
+
+    # wiped state folder, same (non-empty) topic: offsets continue after what is in Kafka
+    gen2.proc.stop()
+    newest = max(counts)
+    gen3 = generator_factory(kafka.bootstrap, topic, data_dir=tmp_path / "wiped")
+    gen3.post("/generator/start", {"rate": 5000, "count": 10})
+    st = gen3.wait_state({"completed"}, 30)
+    assert st["offset_first"] == newest + 1
+
+
+def test_broker_outage_degrades_then_recovers_exactly_once(private_kafka, generator_factory) -> None:
+    topic = private_kafka.new_topic()
+    gen = generator_factory(private_kafka.bootstrap, topic, GENERATOR_DEGRADED_AFTER_S="1")
+    count = 4000
+    gen.post("/generator/start", {"rate": 400, "count": count, "seed": 5})
+    wait_for(lambda: gen.status()["acknowledged"] > 400, 30, "first acks", logs=[gen.proc.log_file])
+
+    private_kafka.stop()
+    st = gen.wait_state({"degraded"}, 30)
+    assert st["last_error"]
+    assert st["run"]["state"] == "degraded"
+
+    private_kafka.start()
+    st = gen.wait_state({"completed"}, 120)
+    assert st["acknowledged"] == count
+    records = read_topic(private_kafka.bootstrap, topic)
+    offs = _offsets(records)
+    assert len(records) == count
+    assert offs == list(range(st["offset_first"], st["offset_first"] + count)), "lost or duplicated events"
