@@ -67,19 +67,24 @@ def _verify(settings: LauncherSettings, args: argparse.Namespace) -> int:
     from pathlib import Path
 
     import orjson
+    from aiokafka.errors import KafkaError
 
     from devicestream.launcher import running_bootstrap
-    from devicestream.verify import format_report, verify
+    from devicestream.verify import VerifyError, format_report, verify
 
     layout = settings.layout
     bootstrap = settings.kafka_bootstrap_servers or running_bootstrap(settings)
-    report = verify(
-        bootstrap,
-        settings.topic,
-        Path(args.merged) if args.merged else layout.merged_csv,
-        Path(args.rejects) if args.rejects else layout.spark_rejects,
-        wait_s=args.wait,
-    )
+    try:
+        report = verify(
+            bootstrap,
+            settings.topic,
+            Path(args.merged) if args.merged else layout.merged_csv,
+            Path(args.rejects) if args.rejects else layout.spark_rejects,
+            wait_s=args.wait,
+        )
+    except (VerifyError, KafkaError, OSError) as e:
+        print(f"devicestream verify: cannot run: {e}", file=sys.stderr)
+        return 2
     print(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2).decode() if args.json else format_report(report))
     return 0 if report.ok else 1
 

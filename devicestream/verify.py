@@ -30,6 +30,7 @@ from typing import Any
 import orjson
 import polars as pl
 from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
 from contract.csv import REJECT_COLUMNS, ROW_COLUMNS, parse_batch_file_name
@@ -40,6 +41,10 @@ log = logging.getLogger(__name__)
 KEY = ["eventOffset", "deviceIndex"]
 INT32 = (-(2**31), 2**31 - 1)
 INT64 = (-(2**63), 2**63 - 1)
+
+
+class VerifyError(RuntimeError):
+    """The reconciliation could not run (Kafka unreachable, topic missing); the message says why."""
 
 
 class Invalid(ValueError):
@@ -143,6 +148,18 @@ class TopicScan:
     end_offsets: dict[int, int] = field(default_factory=dict)
 
 
+async def topic_partitions(bootstrap: str, topic: str) -> list[int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        desc = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    if not desc or desc[0].get("error_code", 0) != 0:
+        return []
+    return sorted(p["partition"] for p in desc[0]["partitions"])
+
+
 async def scan_topic(bootstrap: str, topic: str, rows_csv: Path, invalid_csv: Path) -> TopicScan:
     """Stream every record up to the current end offsets into `rows_csv` (expected rows plus their
     record's partition and offset) and `invalid_csv` (partition, offset, reason)."""
@@ -156,9 +173,9 @@ async def scan_topic(bootstrap: str, topic: str, rows_csv: Path, invalid_csv: Pa
     )
     await consumer.start()
     try:
-        parts = sorted(consumer.partitions_for_topic(topic) or [])
+        parts = await topic_partitions(bootstrap, topic)
         if not parts:
-            raise RuntimeError(f"topic {topic} not found at {bootstrap}")
+            raise VerifyError(f"topic {topic} not found at {bootstrap}")
         tps = [TopicPartition(topic, p) for p in parts]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
