@@ -21,7 +21,8 @@ class GeneratorSettings(PipelineSettings):
     # retries safe (nothing acknowledged is lost, nothing is written twice).
     linger_ms: int = Field(default=5, ge=0, description="How long a partly filled batch waits for more events.")
     max_batch_size: int = Field(default=256 * 1024, ge=1024, description="Bytes per partition batch.")
-    compression: Literal["lz4", "zstd", "none"] = "lz4"
+    # zstd (level 3): aiokafka compresses lz4 at level 9, which costs ~5x the CPU of zstd for a worse ratio.
+    compression: Literal["zstd", "lz4", "none"] = "zstd"
     request_timeout_ms: int = Field(default=30_000, ge=1000)
     retry_backoff_ms: int = Field(default=100, ge=1)
 
