@@ -55,8 +55,8 @@ class Stack:
     def log(self, name: str) -> Path:
         return self.tmp / "logs" / f"{name}.log"
 
-    def start(self, name: str) -> ServiceProcess:
-        env = self._common()
+    def start(self, name: str, **extra_env: str) -> ServiceProcess:
+        env = self._common() | extra_env
         if name == "generator":
             env["STANDIN_PORT"] = str(self.gen_port)
             proc = ServiceProcess(

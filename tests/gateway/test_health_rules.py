@@ -1,0 +1,109 @@
+"""The pure /status rules (gateway/health.py): no I/O, a fixed clock."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.health import HttpProbe, KafkaProbe, SparkProbe, Thresholds, assess
+
+NOW = 1_000_000.0
+T = Thresholds(spark_stale_after_s=30, spark_lag_warn_offsets=1000, merger_lag_warn_batches=5)
+
+
+def kafka(ends: dict[int, int] | None = None, **kw: Any) -> KafkaProbe:
+    ends = {0: 10, 1: 10} if ends is None else ends
+    return (
+        KafkaProbe(
+            bootstrap="b:9092", topic="t", reachable=True, brokers=1, topic_exists=True, partitions=2, end_offsets=ends
+        )
+        if not kw
+        else KafkaProbe(bootstrap="b:9092", topic="t", **kw)
+    )
+
+
+def gen(state: str = "idle", **kw: Any) -> HttpProbe:
+    return HttpProbe("generator", "http://g", reachable=True, doc={"state": state, "acknowledged": 20, **kw})
+
+
+def merger(**kw: Any) -> HttpProbe:
+    doc = {"rows_merged": 30, "last_batch_id": 7, "lag_batches": 0, "waiting_for_batch": None, "quarantined": []}
+    return HttpProbe("merger", "http://m", reachable=True, doc={**doc, **kw})
+
+
+def spark(**kw: Any) -> SparkProbe:
+    doc = {
+        "state": "running",
+        "updatedAt": NOW - 1,
+        "pid": 1,
+        "batchId": 7,
+        "endOffsets": {"0": 10, "1": 10},
+        "totals": {"inputRows": 20, "rowsOut": 30, "rejects": 0},
+    }
+    return SparkProbe(path="p.json", doc={**doc, **kw}, pid_alive=True)
+
+
+def run(
+    k: KafkaProbe | None = None, g: HttpProbe | None = None, s: SparkProbe | None = None, m: HttpProbe | None = None
+) -> dict[str, Any]:
+    return assess(k or kafka(), g or gen(), s or spark(), m or merger(), now=NOW, thresholds=T)
+
+
+def test_all_healthy_and_drained_is_ok_and_consistent() -> None:
+    doc = run()
+    assert doc["overall"] == "ok" and doc["reasons"] == []
+    assert doc["accounting"]["drained"] and doc["accounting"]["consistent"] is True
+
+
+def test_down_rules() -> None:
+    assert run(k=kafka(reachable=False, error="refused"))["overall"] == "down"
+    assert run(k=KafkaProbe(bootstrap="", topic="t"))["reasons"] == ["kafka: KAFKA_BOOTSTRAP_SERVERS is not set"]
+    assert run(m=HttpProbe("merger", "http://m", error="unreachable"))["overall"] == "down"
+    for s, why in (
+        (spark(state="failed", lastError="boom"), "spark: job failed: boom"),
+        (spark(state="stopped"), "spark: job stopped"),
+        (SparkProbe("p.json", doc=spark().doc, pid_alive=False), "spark: driver pid 1 is not running"),
+        (SparkProbe("p.json", error="bad json"), "spark: progress file unreadable"),
+    ):
+        doc = run(s=s)
+        assert doc["overall"] == "down" and doc["reasons"][0].startswith(why), doc["reasons"]
+
+
+def test_stale_only_counts_while_input_waits() -> None:
+    old = spark(updatedAt=NOW - 300)
+    assert run(s=old)["overall"] == "ok"  # idle: nothing waits
+    doc = run(k=kafka({0: 15, 1: 10}), s=old)
+    assert doc["overall"] == "down" and "stale" in doc["reasons"][0] and "5 events" in doc["reasons"][0]
+    assert doc["components"]["spark"]["pending_input"] == 5
+    assert run(k=kafka({0: 15, 1: 10}))["overall"] == "ok"  # fresh progress, just behind
+
+
+def test_missing_progress_file() -> None:
+    assert run(s=SparkProbe("p.json"), k=kafka({}))["overall"] == "degraded"
+    doc = run(s=SparkProbe("p.json"))
+    assert doc["overall"] == "down" and "20 events wait" in doc["reasons"][0]
+
+
+def test_degraded_rules() -> None:
+    assert run(g=HttpProbe("generator", "http://g", error="unreachable"))["overall"] == "degraded"
+    assert run(g=gen("failed", last_error="x"))["reasons"] == ["generator: state failed: x"]
+    assert run(s=spark(state="starting"))["overall"] == "degraded"
+    assert run(k=kafka(reachable=True, brokers=1))["reasons"][0] == "kafka: topic 't' does not exist yet"
+    assert run(k=kafka({0: 2000, 1: 10}))["reasons"] == ["spark: 1990 offsets behind Kafka"]
+    assert run(m=merger(quarantined=[{"file": "f", "reason": "r"}]))["overall"] == "degraded"
+    assert run(m=merger(waiting_for_batch=5))["reasons"] == ["merger: waiting for missing batch 5"]
+    assert run(m=merger(lag_batches=9))["reasons"] == ["merger: 9 batches behind"]
+
+
+def test_accounting_disagreement_after_drain_only() -> None:
+    doc = run(m=merger(rows_merged=29))
+    assert doc["overall"] == "degraded" and doc["accounting"]["consistent"] is False
+    assert doc["reasons"] == ["accounting: Spark wrote 30 rows but the merger merged 29"]
+    running = run(g=gen("running"), m=merger(rows_merged=29))  # in flight: no verdict
+    assert running["overall"] == "ok" and running["accounting"]["drained"] is False
+    behind = run(m=merger(rows_merged=29, last_batch_id=6))  # merger not caught up with spark's batch
+    assert behind["accounting"]["consistent"] is None
+
+
+def test_upstream_fields_cannot_shadow_verdict() -> None:
+    doc = run(g=gen(status="weird", reasons=["x"]))
+    assert doc["components"]["generator"]["status"] == "ok" and doc["components"]["generator"]["reasons"] == []
