@@ -43,3 +43,14 @@ mvn_copy() { # name, extra flags
 }
 mvn_copy kafka -DincludeScope=runtime
 mvn_copy spark -DexcludeTransitive=true
+
+# Headless Chromium for the gateway's dashboard test (Debian's package; playwright drives it).
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "install: chromium (for the dashboard test)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "install: /usr/bin/chromium is missing and this is not root with apt-get:" \
+         "run 'sudo apt-get install -y chromium' or the dashboard test will be skipped" >&2
+  fi
+fi
