@@ -178,7 +178,7 @@ class MergeEngine:
             empty_batches=self.state.empty_batches + result.empty,
             last_merge_at=now if result.merged else self.state.last_merge_at,
         ).with_quarantined(result.quarantined)
-        self._commit(b"".join(chunks) if len(chunks) > 1 else (chunks[0] if chunks else b""), state)
+        self._commit(chunks, state)
         result.committed_at = now
         result.duration_s = time.perf_counter() - t0
 
@@ -214,18 +214,13 @@ class MergeEngine:
         result.appended_bytes += len(parsed.data)
         result.event_times_us.append(parsed.event_time_us)
 
-    def _commit(self, data: bytes, state: MergerState) -> None:
-        """Write `data` at the committed length, make it durable, then make `state` (which points past
-        it) durable. On an I/O error (disk full...) merged.csv is cut back to the committed length and
-        the error raised: the same batches are retried later."""
-        offset = self.state.committed_size
+    def _commit(self, chunks: list[bytes], state: MergerState) -> None:
+        """Write `chunks` at the committed length, make them durable, then make `state` (which points
+        past them) durable. On an I/O error (disk full...) merged.csv is cut back to the committed
+        length and the error raised: the same batches are retried later."""
         try:
-            if data:
-                view = memoryview(data)
-                while view:
-                    written = os.pwrite(self._fd, view, offset)
-                    view = view[written:]
-                    offset += written
+            if chunks:
+                _pwrite_all(self._fd, chunks, self.state.committed_size)
                 os.fdatasync(self._fd)
             save_state(self.settings.state_file, state)
         except OSError:
@@ -257,3 +252,22 @@ class MergeEngine:
             "quarantined an invalid batch file", extra={"path": str(path), "batch_id": batch_id, "reason": reason}
         )
         return QuarantineEntry(file=path.name, reason=reason, at=self.clock())
+
+
+#: Buffers per pwritev call (Linux IOV_MAX is 1024).
+_IOV_BATCH = 512
+
+
+def _pwrite_all(fd: int, chunks: list[bytes], offset: int) -> None:
+    """Write `chunks` one after the other from `offset`, without joining them into one copy."""
+    for start in range(0, len(chunks), _IOV_BATCH):
+        group = chunks[start : start + _IOV_BATCH]
+        expected = sum(len(c) for c in group)
+        written = os.pwritev(fd, group, offset)
+        if written < expected:  # a short write: finish it piece by piece
+            rest = memoryview(b"".join(group))[written:]
+            pos = offset + written
+            while rest:
+                n = os.pwrite(fd, rest, pos)
+                rest, pos = rest[n:], pos + n
+        offset += expected

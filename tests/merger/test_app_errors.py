@@ -17,14 +17,14 @@ from tests.merger.batches import HEADER_LINE, batch_text, rows, write_batch
 def test_disk_full_is_reported_then_merging_resumes(tmp_path, monkeypatch):
     settings = MergerSettings(data_dir=tmp_path, rescan_interval_s=0.2, retry_backoff_max_s=1.0)
     disk_full = True
-    real_pwrite = os.pwrite
+    real_pwritev = os.pwritev
 
-    def pwrite(fd, data, offset):
+    def pwritev(fd, buffers, offset):
         if disk_full:
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real_pwrite(fd, data, offset)
+        return real_pwritev(fd, buffers, offset)
 
-    monkeypatch.setattr(merge_module.os, "pwrite", pwrite)
+    monkeypatch.setattr(merge_module.os, "pwritev", pwritev)
     with TestClient(create_app(settings)) as client:
         write_batch(settings.rows_dir, 0, batch_text(0, 5))
         wait_for(lambda: "No space" in (client.get("/merger/status").json()["last_error"] or ""), 10, "last_error")

@@ -47,7 +47,7 @@ def test_quoted_fields_are_accepted():
         (GOOD.replace(",SUCCESS", ",SUCCESS,extra"), "columns|fields"),
         (GOOD.replace("2026-11-28T03:33:11.123456Z", "yesterday"), "eventTime"),
         (GOOD.replace("e1,", ",", 1), "eventId"),
-        (GOOD + "\n" + GOOD, "blank line"),
+        (GOOD + "\n" + GOOD, "line 3 is blank"),
     ],
 )
 def test_invalid_rows(body, reason):

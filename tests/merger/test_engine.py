@@ -100,18 +100,17 @@ def test_disk_full_is_raised_cut_back_and_retried(settings, monkeypatch):
     engine = MergeEngine(settings)
     engine.run_pass()
     write_batch(settings.rows_dir, 1, batch_text(1, 50))
-    real_pwrite = os.pwrite
 
-    def half_then_full(fd, data, offset):
-        real_pwrite(fd, bytes(data[:100]), offset)  # part of the batch reaches the disk
+    def half_then_full(fd, buffers, offset):
+        os.pwrite(fd, bytes(buffers[0][:100]), offset)  # part of the batch reaches the disk
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(merge_module.os, "pwrite", half_then_full)
+    monkeypatch.setattr(merge_module.os, "pwritev", half_then_full)
     with pytest.raises(OSError, match="No space"):
         engine.run_pass()
     assert settings.merged_csv.read_bytes() == expected((0, 2))  # cut back to the committed length
     assert engine.state.last_batch_id == 0
-    monkeypatch.setattr(merge_module.os, "pwrite", real_pwrite)  # space is back
+    monkeypatch.undo()  # space is back
     engine.run_pass()
     assert settings.merged_csv.read_bytes() == expected((0, 2), (1, 50))
 
@@ -134,4 +133,17 @@ def test_crash_between_append_and_state_write_is_recovered_on_restart(settings, 
     restarted = MergeEngine(settings)
     assert settings.merged_csv.read_bytes() == expected((0, 4))
     restarted.run_pass()
+    assert settings.merged_csv.read_bytes() == expected((0, 4), (1, 4), (2, 4))
+
+
+def test_short_writes_are_completed(settings, monkeypatch):
+    real_pwritev = os.pwritev
+
+    def short_pwritev(fd, buffers, offset):
+        return real_pwritev(fd, [bytes(buffers[0][:7])], offset)
+
+    monkeypatch.setattr(merge_module.os, "pwritev", short_pwritev)
+    for b in range(3):
+        write_batch(settings.rows_dir, b, batch_text(b, 4))
+    MergeEngine(settings).run_pass()
     assert settings.merged_csv.read_bytes() == expected((0, 4), (1, 4), (2, 4))
