@@ -13,7 +13,9 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -28,6 +30,11 @@ from services.merger.settings import MergerSettings
 from services.merger.state import MergerState, QuarantineEntry, load_state, recover, save_state
 
 log = logging.getLogger(__name__)
+
+#: Batch files read and checked ahead of the one being appended.
+READ_AHEAD = 4
+#: (batch id, path, raw bytes or None when the file vanished, parsed batch / None if empty / the error)
+_Loaded = tuple[int, Path, bytes | None, ParsedBatch | InvalidBatchError | None]
 
 
 @dataclass
@@ -70,6 +77,7 @@ class MergeEngine:
         settings.quarantine_dir.mkdir(parents=True, exist_ok=True)
         self.state: MergerState = recover(settings.state_file, settings.merged_csv)
         self._fd = os.open(settings.merged_csv, os.O_WRONLY)
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="merger-read")
         log.info(
             "merger state loaded",
             extra={
@@ -80,6 +88,7 @@ class MergeEngine:
         )
 
     def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
@@ -148,16 +157,13 @@ class MergeEngine:
         result = CommitResult()
         chunks: list[bytes] = []
         to_delete: list[Path] = []
-        for batch_id in ready:
-            path = self.settings.rows_dir / batch_file_name(batch_id)
-            try:
-                raw = path.read_bytes()
-            except FileNotFoundError:
+        # Files are read and checked ahead in a small pool (polars and file reads release the GIL),
+        # and consumed here strictly in batch order.
+        for batch_id, path, raw, parsed in self._read_ahead(ready):
+            if raw is None:
                 break  # replaced or removed under us: plan again
-            try:
-                parsed = parse_batch(raw)
-            except InvalidBatchError as e:
-                result.quarantined.append(self._quarantine_copy(path, raw, batch_id, e.reason))
+            if isinstance(parsed, InvalidBatchError):
+                result.quarantined.append(self._quarantine_copy(path, raw, batch_id, parsed.reason))
             else:
                 self._count(result, parsed, chunks)
             result.batch_ids.append(batch_id)
@@ -202,6 +208,33 @@ class MergeEngine:
         if self.on_commit is not None:
             self.on_commit(result)
         return result
+
+    def _read_ahead(self, ready: tuple[int, ...]) -> Iterator[_Loaded]:
+        """Load results in `ready` order, at most READ_AHEAD files in flight (memory stays bounded)."""
+        pending: deque[Future[_Loaded]] = deque()
+        items = iter(ready)
+        try:
+            while True:
+                while len(pending) < READ_AHEAD and (b := next(items, None)) is not None:
+                    pending.append(self._pool.submit(self._load, (b, self.settings.rows_dir / batch_file_name(b))))
+                if not pending:
+                    return
+                yield pending.popleft().result()
+        finally:
+            for f in pending:
+                f.cancel()
+
+    @staticmethod
+    def _load(item: tuple[int, Path]) -> _Loaded:
+        batch_id, path = item
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return batch_id, path, None, None
+        try:
+            return batch_id, path, raw, parse_batch(raw)
+        except InvalidBatchError as e:
+            return batch_id, path, raw, e
 
     @staticmethod
     def _count(result: CommitResult, parsed: ParsedBatch | None, chunks: list[bytes]) -> None:
