@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,4 +48,5 @@ def test_schemathesis_finds_no_server_error(healthy: Stack, tmp_path: Path) -> N
         proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, timeout=420, cwd=tmp_path, check=False)
     text = report.read_text()
     assert proc.returncode == 0, text[-6000:]
-    assert "No issues found" in text, text[-6000:]
+    m = re.search(r"(\d+) generated, (\d+) passed", text)
+    assert m and m.group(1) == m.group(2) and int(m.group(1)) > 50, text[-6000:]

@@ -61,7 +61,11 @@ def broken(tmp_path: Path, kafka: object) -> Iterator[tuple[Stack, RawServer, Ra
     s = make_stack(tmp_path, kafka)
     # generator: nothing listens (503); merger: hangs (504); garbage server used via /readyz below
     s.gen_port, s.merger_port = dead_port, hang.port
-    s.gateway_env = {"GATEWAY_COMMAND_TIMEOUT_S": "1.5", "GATEWAY_STATUS_TIMEOUT_S": "1.5"}
+    s.gateway_env = {
+        "GATEWAY_COMMAND_TIMEOUT_S": "1.5",
+        "GATEWAY_STATUS_TIMEOUT_S": "1.5",
+        "GATEWAY_STREAM_READ_TIMEOUT_S": "2",
+    }
     try:
         s.start("gateway")
         yield s, hang, garbage
@@ -90,7 +94,7 @@ def test_down_hang_garbage(broken: tuple[Stack, RawServer, RawServer], tmp_path:
 
     r, dt = timed(lambda: httpx.get(f"{s.url}/merged.csv", timeout=60))
     assert r.status_code == 504 and r.json()["component"] == "merger", r.text
-    assert dt < 35  # stream_read_timeout_s default 30
+    assert dt < 5  # stream_read_timeout_s 2
     r, dt = timed(lambda: httpx.get(f"{s.url}/merged/tail", timeout=10))
     assert r.status_code == 504 and r.json()["component"] == "merger" and dt < 3
 
