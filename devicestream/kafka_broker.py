@@ -69,6 +69,12 @@ class KafkaCluster:
         nodes = tuple(BrokerNode(i + 1, first_port + 2 * i, first_port + 2 * i + 1) for i in range(count))
         return cls(base_dir=base_dir, nodes=nodes, **kw)  # type: ignore[arg-type]
 
+    @classmethod
+    def on_ports(cls, base_dir: Path, ports: Sequence[tuple[int, int]], **kw: object) -> KafkaCluster:
+        """One node per (broker port, controller port) pair, ids 1..n (tests use free, scattered ports)."""
+        nodes = tuple(BrokerNode(i + 1, p, c) for i, (p, c) in enumerate(ports))
+        return cls(base_dir=base_dir, nodes=nodes, **kw)  # type: ignore[arg-type]
+
     @property
     def bootstrap_servers(self) -> str:
         return ",".join(n.address for n in self.nodes)
@@ -122,13 +128,20 @@ class KafkaCluster:
         return cid
 
     def _directory_id(self, node: BrokerNode) -> str:
+        """The node's metadata log directory id (a Kafka Uuid, base64url), made once and kept."""
         path = self.node_dir(node) / "directory.id"
         if path.exists():
             return path.read_text().strip()
-        did = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        did = "-"
+        while did.startswith("-"):  # like Kafka's Uuid.randomUuid: no leading dash (reads as a CLI flag)
+            did = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(did + "\n")
         return did
+
+    def initial_controllers(self) -> str:
+        """The KRaft voter set for `StorageTool format --initial-controllers`: id@host:port:directoryId,..."""
+        return ",".join(f"{n.node_id}@{n.host}:{n.controller_port}:{self._directory_id(n)}" for n in self.nodes)
 
     def config_path(self, node: BrokerNode) -> Path:
         return self.node_dir(node) / "server.properties"
@@ -144,15 +157,12 @@ class KafkaCluster:
         if len(self.nodes) == 1:
             args.append("--standalone")
         else:
-            voters = ",".join(f"{n.node_id}@{n.host}:{n.controller_port}:{self._directory_id(n)}" for n in self.nodes)
-            args += ["--initial-controllers", voters]
-        # With --initial-controllers the node's log dir must carry the directory id named above.
-        env = {**os.environ}
+            # Every node is formatted with the same voter list "id@host:cport:directoryId,...". StorageTool
+            # writes this node's entry's directory id into its metadata log dir's meta.properties, which is
+            # how the quorum recognises the voter; so each id is made once and kept (directory.id).
+            args += ["--initial-controllers", self.initial_controllers()]
         cmd = [*self.java_base(node, heap="256m"), STORAGE_TOOL, *args]
-        if len(self.nodes) > 1:
-            # StorageTool picks the directory id from the voter list entry of this node.
-            pass
-        res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+        res = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ}, timeout=120)
         if res.returncode != 0:
             raise BrokerError(
                 f"formatting Kafka storage for node {node.node_id} failed (exit {res.returncode}):\n"
@@ -289,6 +299,18 @@ def stop_process(proc: subprocess.Popen, timeout_s: float = 20.0) -> int:
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
     return proc.returncode
+
+
+def stop_processes(procs: Sequence[subprocess.Popen], timeout_s: float = 20.0, last_grace_s: float = 5.0) -> list[int]:
+    """Stop the nodes of one cluster, last first, each after the previous has gone: a node's controlled
+    shutdown hands its leaderships over through the quorum. The final node cannot (its quorum has
+    gone with the others), so it gets `last_grace_s` before SIGKILL instead of waiting for a
+    controller that will not answer. Returns the exit codes, in the order given."""
+    running = [p for p in procs if p.poll() is None]
+    for i, proc in enumerate(reversed(running)):
+        last = i == len(running) - 1 and len(running) > 1
+        stop_process(proc, last_grace_s if last else timeout_s)
+    return [p.returncode for p in procs]
 
 
 def start_node(cluster: KafkaCluster, node: BrokerNode, log_file: Path) -> subprocess.Popen:
