@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import httpx
 from fastapi import Depends, FastAPI, Query, Request, Security
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse, JSONResponse, ORJSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -114,7 +114,6 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         description="One entry point to the devicestream pipeline: generator control, merged.csv, "
         "pipeline status and a live dashboard at `/`.",
         lifespan=lifespan,
-        default_response_class=ORJSONResponse,
     )
     app.state.settings = settings
     app.state.metrics = metrics
@@ -289,7 +288,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         """Kafka, generator, Spark and merger probed concurrently within `status_timeout_s`;
         HTTP 200 when overall is ok or degraded, 503 when down (see gateway/health.py for the rules)."""
         doc = await request.app.state.status.snapshot()
-        return ORJSONResponse(doc, status_code=503 if doc["overall"] == "down" else 200)
+        return JSONResponse(doc, status_code=503 if doc["overall"] == "down" else 200)
 
     @app.get("/healthz", tags=["status"], summary="The gateway process is alive")
     async def healthz() -> dict[str, str]:
@@ -314,7 +313,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             reachable(f"{gen}/healthz"), reachable(f"{settings.merger_base()}/healthz")
         )
         body = {"generator": gen_ok, "merger": merger_ok}
-        return ORJSONResponse({"ready": gen_ok and merger_ok, **body}, status_code=200 if gen_ok and merger_ok else 503)
+        return JSONResponse({"ready": gen_ok and merger_ok, **body}, status_code=200 if gen_ok and merger_ok else 503)
 
     @app.get(
         "/metrics",
