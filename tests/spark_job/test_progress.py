@@ -1,0 +1,91 @@
+"""progress.json: exact fields, states, totals across restarts without double counting."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from spark_job.progress import FIELDS, BatchCounts, ProgressTracker, flatten_offsets, offsets_behind
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        self.t += 1
+        return self.t
+
+
+def read(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def test_fields_states_and_batch_progress(tmp_path: Path) -> None:
+    path = tmp_path / "progress.json"
+    t = ProgressTracker(path, resume_batches=False, clock=Clock(), pid=4242)
+    t.starting()
+    doc = read(path)
+    assert tuple(doc) == FIELDS
+    assert (doc["state"], doc["pid"], doc["batchId"]) == ("starting", 4242, None)
+    t.running()
+    t.batch_committed(0, BatchCounts(input_rows=10, rows_out=15, rejects=1, events_without_readings=2))
+    t.batch_progress(
+        batch_id=0,
+        num_input_rows=10,
+        input_rows_per_second=5.0,
+        processed_rows_per_second=float("nan"),
+        duration_ms=120,
+        end_offsets={"0": 6, "1": 4},
+        latest_offsets={"0": 9, "1": 4},
+    )
+    doc = read(path)
+    assert tuple(doc) == FIELDS
+    assert doc["state"] == "running"
+    assert doc["startedAt"] < doc["updatedAt"]
+    assert (doc["batchId"], doc["numInputRows"], doc["rowsOut"], doc["rejects"], doc["eventsWithoutReadings"]) == (
+        0, 10, 15, 1, 2,
+    )  # fmt: skip
+    assert (doc["inputRowsPerSecond"], doc["processedRowsPerSecond"], doc["batchDurationMs"]) == (5.0, 0.0, 120)
+    assert (doc["endOffsets"], doc["latestOffsets"], doc["offsetsBehindLatest"]) == (
+        {"0": 6, "1": 4},
+        {"0": 9, "1": 4},
+        3,
+    )
+    assert doc["totals"] == {"inputRows": 10, "rowsOut": 15, "rejects": 1, "eventsWithoutReadings": 2, "batches": 1}
+    t.failed("boom")
+    t.stopped()  # the failure stays the news
+    assert (read(path)["state"], read(path)["lastError"]) == ("failed", "boom")
+
+
+def test_totals_survive_restarts_and_count_a_rerun_batch_once(tmp_path: Path) -> None:
+    path = tmp_path / "progress.json"
+    one = BatchCounts(input_rows=1, rows_out=2, rejects=0, events_without_readings=0)
+    t = ProgressTracker(path, resume_batches=False)
+    t.batch_committed(0, one)
+    t.batch_committed(1, one)  # then a crash before Spark committed batch 1
+
+    t = ProgressTracker(path, resume_batches=True)
+    assert read(path)["totals"]["batches"] == 2
+    t.starting()
+    assert (read(path)["state"], read(path)["lastError"]) == ("starting", None)
+    t.batch_committed(1, one)  # the re-run of batch 1
+    t.batch_committed(2, one)
+    assert read(path)["totals"] == {
+        "inputRows": 3,
+        "rowsOut": 6,
+        "rejects": 0,
+        "eventsWithoutReadings": 0,
+        "batches": 3,
+    }
+
+    t = ProgressTracker(path, resume_batches=False)  # a new checkpoint: batch ids start again at 0
+    t.batch_committed(0, one)
+    assert read(path)["totals"]["batches"] == 4
+
+
+def test_offsets_helpers() -> None:
+    assert flatten_offsets('{"device-events":{"1":5,"0":7,"10":1}}') == {"0": 7, "1": 5, "10": 1}
+    assert flatten_offsets(None) == {}
+    assert offsets_behind({"0": 7}, {"0": 9, "1": 2}) == 4
+    assert offsets_behind({"0": 7}, {}) is None

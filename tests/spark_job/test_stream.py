@@ -1,0 +1,94 @@
+"""Integration with the real broker, in-process: seeded events and bad records through the streaming
+query (Kafka source, foreachBatch sink, checkpoint, listener) into committed batch files."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from contract.csv import REJECT_HEADER, ROW_HEADER
+from spark_job.job import make_sink, start_query
+from spark_job.progress import FIELDS, ProgressListener, ProgressTracker
+from spark_job.settings import SparkJobSettings
+from spark_job.transform import Reason
+from tests.conftest import Broker
+from tests.spark_job.events import (
+    committed_files,
+    event_records,
+    expected_rows,
+    make_events,
+    produce,
+    read_all,
+    read_csv,
+)
+
+BAD_RECORDS: list[tuple[bytes, str]] = [
+    (b"{not json", Reason.NOT_JSON),
+    (b'["an", "array"]', Reason.NOT_OBJECT),
+    (b'{"eventOffset": 1, "eventTime": "2026-11-28T03:33:11.000000Z"}', Reason.missing("eventId")),
+    (
+        b'{"eventId": "x", "eventOffset": 2, "eventTime": "2026-11-28T03:33:11.000000Z",'
+        b' "data": {"devices": [{"temperature": "hot"}]}}',
+        Reason.wrong_type("data.devices[].temperature", "integer"),
+    ),
+    (b"\xc3\x28", Reason.NOT_UTF8),
+]
+
+
+def test_seeded_events_and_bad_records_land_exactly_once(spark: SparkSession, kafka: Broker, tmp_path: Path) -> None:
+    topic = kafka.new_topic(partitions=3)
+    events = make_events(seed=11, count=600)
+    produce(kafka.bootstrap, topic, event_records(events[:300]) + [(b"bad", v) for v, _ in BAD_RECORDS])
+    settings = SparkJobSettings(
+        data_dir=tmp_path,
+        kafka_bootstrap_servers=kafka.bootstrap,
+        topic=topic,
+        trigger_interval="0",
+        max_offsets_per_trigger=120,
+        query_name=f"stream-test-{uuid.uuid4().hex[:8]}",
+    )
+    tracker = ProgressTracker(settings.progress_file, resume_batches=False)
+    listener = ProgressListener(tracker, settings.query_name)
+    spark.streams.addListener(listener)
+    query = start_query(spark, settings, make_sink(settings, tracker))
+    try:
+        query.processAllAvailable()
+        produce(kafka.bootstrap, topic, event_records(events[300:]))
+        query.processAllAvailable()
+    finally:
+        query.stop()
+        spark.streams.removeListener(listener)
+
+    rows_files = committed_files(settings.rows_dir)
+    assert list(rows_files) == list(range(len(rows_files)))  # consecutive batch ids from 0
+    assert len(rows_files) >= (600 + len(BAD_RECORDS)) // 120  # maxOffsetsPerTrigger honoured
+    assert list(committed_files(settings.rejects_dir)) == list(rows_files)
+    for path in rows_files.values():
+        assert ",".join(read_csv(path)[0]) == ROW_HEADER
+    got = read_all(settings.rows_dir)
+    assert len(got) == len(set(got))
+    assert sorted(got) == expected_rows(events)
+
+    rejects = read_all(settings.rejects_dir)
+    assert sorted((r[3], r[4]) for r in rejects if r[3] != Reason.NOT_UTF8) == sorted(
+        (reason, v.decode()) for v, reason in BAD_RECORDS if reason != Reason.NOT_UTF8
+    )
+    assert [r[4] for r in rejects if r[3] == Reason.NOT_UTF8] == ["base64:wyg="]
+    for path in committed_files(settings.rejects_dir).values():
+        assert ",".join(read_csv(path)[0]) == REJECT_HEADER
+
+    doc = json.loads(settings.progress_file.read_text())
+    assert tuple(doc) == FIELDS
+    without_readings = sum(1 for e in events if not e["data"]["devices"])
+    assert doc["totals"] == {
+        "inputRows": 600 + len(BAD_RECORDS),
+        "rowsOut": len(got),
+        "rejects": len(BAD_RECORDS),
+        "eventsWithoutReadings": without_readings,
+        "batches": len(rows_files),
+    }
+    assert doc["batchId"] == len(rows_files) - 1
+    assert sum(doc["endOffsets"].values()) == 600 + len(BAD_RECORDS)
