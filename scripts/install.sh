@@ -54,3 +54,19 @@ if [ ! -x /usr/bin/chromium ]; then
          "run 'sudo apt-get install -y chromium' or the dashboard test will be skipped" >&2
   fi
 fi
+
+# compose-go's validator (the loader `docker compose` is built on) for tests/deploy/test_compose.py:
+# `.venv/bin/compose-spec compose.yaml` interpolates, validates and checks compose.yaml like
+# `docker compose config`, with no Docker engine. Built from the Go module proxy when Go is there;
+# without it those tests use the vendored Compose Specification schema alone.
+COMPOSE_GO=v2.16.2
+if command -v go >/dev/null 2>&1 && [ "$(cat .venv/.compose-spec 2>/dev/null)" != "$COMPOSE_GO" ]; then
+  echo "install: building compose-go $COMPOSE_GO's compose file validator"
+  gobin=$(mktemp -d)
+  if GOBIN="$gobin" GOFLAGS=-mod=mod go install "github.com/compose-spec/compose-go/v2/cmd@$COMPOSE_GO"; then
+    mv "$gobin/cmd" .venv/bin/compose-spec && echo "$COMPOSE_GO" > .venv/.compose-spec
+  else
+    echo "install: could not build compose-go's validator; compose.yaml is checked against the schema alone" >&2
+  fi
+  rm -rf "$gobin"
+fi
