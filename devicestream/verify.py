@@ -232,6 +232,7 @@ class Report:
     records_unaccounted: int = 0
     invalid_not_rejected: int = 0
     valid_rejected: int = 0
+    offsets_reused: int = 0
     examples: dict[str, list] = field(default_factory=dict)
 
     PROBLEMS = (
@@ -298,6 +299,8 @@ def compare(
     unaccounted = missing_records.join(rejects, on=["partition", "offset"], how="anti")
     invalid_not_rejected = invalid.join(rejects, on=["partition", "offset"], how="anti")
     valid_rejected = rejects.join(invalid, on=["partition", "offset"], how="anti")
+    # Two records carrying one eventOffset: the generator reused an offset (never allowed).
+    reused = expected.group_by(KEY).agg(pl.len().alias("n")).filter(pl.col("n") > 1)
 
     def n(lf: pl.LazyFrame) -> int:
         return lf.select(pl.len()).collect(**stream).item()
@@ -317,6 +320,7 @@ def compare(
         records_unaccounted=n(unaccounted),
         invalid_not_rejected=n(invalid_not_rejected),
         valid_rejected=n(valid_rejected),
+        offsets_reused=n(reused),
     )
     if not report.ok:
         for name, lf in (
@@ -326,6 +330,7 @@ def compare(
             ("rows_unexpected", unexpected),
             ("invalid_not_rejected", invalid_not_rejected),
             ("valid_rejected", valid_rejected),
+            ("offsets_reused", reused),
         ):
             if getattr(report, name):
                 report.examples[name] = lf.head(examples).collect().to_dicts()

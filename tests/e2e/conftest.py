@@ -1,0 +1,189 @@
+"""One real stack for the end-to-end scenarios, started by the launcher exactly as a user starts it
+(`devicestream up`), on free ports in a temporary data folder, stopped with `devicestream down`.
+
+The merger's folder sits on its own tmpfs when this machine lets us mount one (root), so the disk
+scenario can make it full and give the space back without touching the real disk."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from devicestream.kafka_broker import free_ports, log_tail
+from tests.helpers import REPO_ROOT, wait_for
+
+
+@dataclass
+class Stack:
+    data: Path
+    env: dict[str, str]
+    out_log: Path
+    proc: subprocess.Popen | None = None
+    tmpfs: Path | None = None
+    runs: list[dict] = field(default_factory=list)
+
+    # ---- addresses ---------------------------------------------------------------------------
+    @property
+    def gateway(self) -> str:
+        return f"http://127.0.0.1:{self.env['GATEWAY_PORT']}"
+
+    @property
+    def generator(self) -> str:
+        return f"http://127.0.0.1:{self.env['GENERATOR_PORT']}"
+
+    @property
+    def merger(self) -> str:
+        return f"http://127.0.0.1:{self.env['MERGER_PORT']}"
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.env['DEVICESTREAM_KAFKA_PORT']}"
+
+    def logs(self, *names: str) -> list[Path]:
+        names = names or ("kafka", "spark", "merger", "generator", "gateway")
+        return [self.out_log, *(self.data / "logs" / f"{n}.log" for n in names)]
+
+    # ---- the launcher's view -----------------------------------------------------------------
+    def components(self) -> dict[str, dict]:
+        return json.loads((self.data / "run" / "launcher.json").read_text())["components"]
+
+    def pid(self, name: str) -> int:
+        return int(self.components()[name]["pid"])
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> int:
+        """Signal the component's whole process group (a crash takes the JVM and workers too)."""
+        pid = self.pid(name)
+        os.killpg(pid, sig)
+        return pid
+
+    def wait_restarted(self, name: str, old_pid: int, timeout: float = 240) -> None:
+        def ready_again() -> bool:
+            c = self.components()[name]
+            return c["state"] == "ready" and c["pid"] != old_pid
+
+        wait_for(ready_again, timeout, f"{name} restarted by the launcher and ready", logs=self.logs(name))
+
+    # ---- driving the generator ---------------------------------------------------------------
+    def start_run(self, **body: object) -> dict:
+        r = httpx.post(f"{self.gateway}/generator/start", json=body, timeout=10)
+        assert r.status_code == 202, r.text
+        run = r.json()
+        self.runs.append(run)
+        return run
+
+    def generator_status(self) -> dict:
+        return httpx.get(f"{self.generator}/generator/status", timeout=5).json()
+
+    def wait_run_ended(self, timeout: float = 180) -> dict:
+        def ended() -> dict | None:
+            s = self.generator_status()
+            return s if s["state"] in ("completed", "stopped", "failed", "idle") else None
+
+        return wait_for(ended, timeout, "the generator run to end", logs=self.logs("generator"), interval=0.5)
+
+    def status(self) -> dict:
+        return httpx.get(f"{self.gateway}/status", timeout=15).json()
+
+    # ---- the proof ---------------------------------------------------------------------------
+    def verify(self, wait_s: float = 180) -> dict:
+        res = subprocess.run(
+            [sys.executable, "-m", "devicestream", "verify", "--json", "--wait", str(wait_s)],
+            env={**os.environ, **self.env},
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=wait_s + 300,
+        )
+        try:
+            report = json.loads(res.stdout)
+        except json.JSONDecodeError:
+            raise AssertionError(f"verify did not answer: {res.stdout}\n{res.stderr}") from None
+        if not report.get("ok"):
+            tails = "\n".join(f"--- {p}:\n{log_tail(p, 25)}" for p in self.logs())
+            raise AssertionError(f"verify found problems: {json.dumps(report, indent=1)}\n{tails}")
+        return report
+
+
+def _mount_tmpfs(path: Path) -> bool:
+    path.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0:
+        return False
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2g", "tmpfs", str(path)], capture_output=True)
+    return res.returncode == 0
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    base = tmp_path_factory.mktemp("e2e")
+    data = base / "data"
+    kport, cport, gw, gen, mer = free_ports(5)
+    env = {
+        "DEVICESTREAM_DATA_DIR": str(data),
+        "DEVICESTREAM_KAFKA_PORT": str(kport),
+        "DEVICESTREAM_KAFKA_CONTROLLER_PORT": str(cport),
+        "GATEWAY_PORT": str(gw),
+        "GENERATOR_PORT": str(gen),
+        "MERGER_PORT": str(mer),
+        "KAFKA_BOOTSTRAP_SERVERS": "",
+        "DEVICESTREAM_COMPONENTS": "kafka,spark,merger,generator,gateway",
+    }
+    st = Stack(data=data, env=env, out_log=base / "up.log")
+    merger_dir = data / "merger"
+    if _mount_tmpfs(merger_dir):
+        st.tmpfs = merger_dir
+    with open(st.out_log, "wb") as out:
+        st.proc = subprocess.Popen(
+            [sys.executable, "-m", "devicestream", "up"],
+            env={**os.environ, **env},
+            cwd=REPO_ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_for(
+            lambda: (
+                "all components ready" in st.out_log.read_text()
+                or (st.proc.poll() is not None and pytest.fail(f"launcher exited:\n{log_tail(st.out_log)}"))
+            ),
+            420,
+            "the whole stack to be ready",
+            logs=st.logs(),
+            interval=1.0,
+        )
+        yield st
+    finally:
+        subprocess.run(
+            [sys.executable, "-m", "devicestream", "down"],
+            env={**os.environ, **env},
+            cwd=REPO_ROOT,
+            capture_output=True,
+            timeout=180,
+        )
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            st.proc.wait(30)
+        if st.proc.poll() is None:
+            os.killpg(st.proc.pid, signal.SIGKILL)
+        for p in psutil.process_iter(["cmdline"]):
+            with contextlib.suppress(psutil.Error):
+                if str(data) in " ".join(p.info["cmdline"] or []):
+                    p.kill()
+        if st.tmpfs:
+            deadline = time.monotonic() + 30
+            while subprocess.run(["umount", str(st.tmpfs)], capture_output=True).returncode != 0:
+                if time.monotonic() > deadline:
+                    subprocess.run(["umount", "-l", str(st.tmpfs)], capture_output=True)
+                    break
+                time.sleep(0.5)
