@@ -387,7 +387,8 @@ class Supervisor:
                     self.write_state()
                     self.out(
                         f"  {r.spec.name} exited with code {r.last_exit}: restarting in {delay:.1f}s "
-                        f"(restart #{r.restarts}, log {r.spec.log_file})"
+                        f"(restart #{r.restarts}); last lines of {r.spec.log_file}:\n"
+                        + "\n".join(f"    | {line}" for line in log_tail(r.spec.log_file, 8).splitlines())
                     )
                     task = asyncio.create_task(self._restart(r, delay))
                     self._tasks.add(task)
