@@ -66,7 +66,10 @@ def flatten_offsets(offsets_json: str | None) -> dict[str, int]:
     """Kafka source offsets {"topic": {"0": 12, ...}} -> {"0": 12, ...} (one topic is subscribed)."""
     if not offsets_json:
         return {}
-    parsed = orjson.loads(offsets_json)
+    try:
+        parsed = orjson.loads(offsets_json)
+    except orjson.JSONDecodeError:  # e.g. no latest offset known yet
+        return {}
     out: dict[str, int] = {}
     if isinstance(parsed, dict):
         for partitions in parsed.values():

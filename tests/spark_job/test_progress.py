@@ -89,3 +89,7 @@ def test_offsets_helpers() -> None:
     assert flatten_offsets(None) == {}
     assert offsets_behind({"0": 7}, {"0": 9, "1": 2}) == 4
     assert offsets_behind({"0": 7}, {}) is None
+
+
+def test_offsets_that_are_not_json_are_ignored() -> None:
+    assert flatten_offsets("None") == {}
