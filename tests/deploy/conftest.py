@@ -1,0 +1,123 @@
+"""A whole stack started by the launcher (`devicestream up`) on free ports in the test's own data
+folder, for the deployment tests (Spark standalone cluster, 3 brokers). It hands back the
+end-to-end suite's `Stack` helper, so kills, restarts, generator runs and `verify` work the same way;
+unlike the e2e fixture it is per test and takes extra settings (SPARK_MASTER, DEVICESTREAM_BROKERS)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from devicestream.kafka_broker import free_ports, log_tail
+from tests.e2e.conftest import Stack
+from tests.helpers import REPO_ROOT, wait_for
+
+LaunchStack = Callable[..., Stack]
+
+
+def free_port_range(n: int, tries: int = 100) -> int:
+    """The first of `n` consecutive free ports on 127.0.0.1 (the launcher gives brokers consecutive
+    port pairs starting at DEVICESTREAM_KAFKA_PORT)."""
+    for _ in range(tries):
+        (first,) = free_ports(1)
+        if first + n > 65535:
+            continue
+        socks: list[socket.socket] = []
+        try:
+            for port in range(first, first + n):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError(f"no {n} consecutive free ports found in {tries} tries")
+
+
+def _stop(st: Stack) -> None:
+    """`devicestream down`, then make sure nothing of this stack is left (not even a stray JVM)."""
+    subprocess.run(
+        [sys.executable, "-m", "devicestream", "down"],
+        env={**os.environ, **st.env},
+        cwd=REPO_ROOT,
+        capture_output=True,
+        timeout=180,
+    )
+    if st.proc is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            st.proc.wait(30)
+        if st.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(st.proc.pid, signal.SIGKILL)
+            st.proc.wait(10)
+    for p in psutil.process_iter(["cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            if str(st.data) in " ".join(p.info["cmdline"] or []):
+                p.kill()
+
+
+@pytest.fixture
+def launch_stack(tmp_path: Path) -> Iterator[LaunchStack]:
+    """`launch_stack(env, kafka_ports=2, up_args=(), timeout=420)` starts `devicestream up` and waits
+    until every component is ready; every stack started is stopped when the test ends."""
+    started: list[Stack] = []
+
+    def launch(
+        env: dict[str, str] | None = None, *, kafka_ports: int = 2, up_args: tuple[str, ...] = (), timeout: float = 420
+    ) -> Stack:
+        base = tmp_path / f"stack-{len(started)}"
+        base.mkdir()
+        data = base / "data"
+        kport = free_port_range(kafka_ports)
+        gw, gen, mer = free_ports(3)
+        full_env = {
+            "DEVICESTREAM_DATA_DIR": str(data),
+            "DEVICESTREAM_KAFKA_PORT": str(kport),
+            "DEVICESTREAM_KAFKA_CONTROLLER_PORT": str(kport + 1),
+            "GATEWAY_PORT": str(gw),
+            "GENERATOR_PORT": str(gen),
+            "MERGER_PORT": str(mer),
+            "KAFKA_BOOTSTRAP_SERVERS": "",
+            "DEVICESTREAM_COMPONENTS": "kafka,spark,merger,generator,gateway",
+            **(env or {}),
+        }
+        st = Stack(data=data, env=full_env, out_log=base / "up.log")
+        started.append(st)
+        with open(st.out_log, "wb") as out:
+            st.proc = subprocess.Popen(
+                [sys.executable, "-m", "devicestream", "up", *up_args],
+                env={**os.environ, **full_env},
+                cwd=REPO_ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+        def ready() -> bool:
+            if "all components ready" in st.out_log.read_text():
+                return True
+            assert st.proc is not None
+            if st.proc.poll() is not None:
+                pytest.fail(f"the launcher exited with {st.proc.returncode}:\n{log_tail(st.out_log)}")
+            return False
+
+        wait_for(ready, timeout, "the whole stack to be ready", logs=st.logs(), interval=1.0)
+        return st
+
+    try:
+        yield launch
+    finally:
+        for st in reversed(started):
+            _stop(st)
