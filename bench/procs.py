@@ -1,0 +1,141 @@
+"""Processes the benchmarks start: an embedded broker, component services, py-spy. Every one is
+started in its own process group and stopped by the caller (context managers, finally)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from bench.common import PY, StageError, wait_until
+from devicestream.kafka_broker import (
+    KafkaCluster,
+    ensure_topic,
+    free_ports,
+    log_tail,
+    start_node,
+    stop_process,
+    wait_until_ready,
+)
+from devicestream.paths import REPO_ROOT
+
+
+@dataclass(frozen=True)
+class Broker:
+    bootstrap: str
+    log: Path
+    proc: subprocess.Popen
+
+    def topic(self, name: str, partitions: int = 3) -> str:
+        asyncio.run(ensure_topic(self.bootstrap, name, partitions, 1))
+        return name
+
+
+@contextlib.contextmanager
+def broker(base: Path, heap: str = "1g") -> Iterator[Broker]:
+    """A single-node KRaft broker on free ports with its data under `base`."""
+    port, cport = free_ports(2)
+    cluster = KafkaCluster.single(base / "kafka", port, cport, heap=heap)
+    node = cluster.nodes[0]
+    log = base / "logs" / "kafka.log"
+    proc = start_node(cluster, node, log)
+    try:
+        try:
+            asyncio.run(wait_until_ready(cluster.bootstrap_servers, 90, alive=lambda: proc.poll() is None))
+        except Exception as e:
+            raise StageError(f"the bench broker did not start: {e}\n{log_tail(log)}") from e
+        yield Broker(cluster.bootstrap_servers, log, proc)
+    finally:
+        stop_process(proc)
+
+
+@dataclass
+class Service:
+    name: str
+    proc: subprocess.Popen
+    base_url: str
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def check_alive(self) -> None:
+        if self.proc.poll() is not None:
+            raise StageError(f"{self.name} exited with {self.proc.returncode}; log {self.log}:\n{log_tail(self.log)}")
+
+
+@contextlib.contextmanager
+def service(
+    name: str, module: str, port: int, env: dict[str, str], log: Path, ready_s: float = 60, ready_path: str = "/readyz"
+) -> Iterator[Service]:
+    """`python -m module` with `env` (on top of ours), ready once GET `ready_path` answers 200."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [PY, "-m", module],
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
+            cwd=REPO_ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    svc = Service(name, proc, f"http://127.0.0.1:{port}", log)
+    try:
+
+        def ready() -> bool:
+            svc.check_alive()
+            try:
+                return httpx.get(f"{svc.base_url}{ready_path}", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        try:
+            wait_until(ready, ready_s, f"{name} to be ready", interval_s=0.2)
+        except StageError as e:
+            raise StageError(f"{e}; log {log}:\n{log_tail(log)}") from e
+        yield svc
+    finally:
+        stop_process(proc, timeout_s=30)
+
+
+@contextlib.contextmanager
+def py_spy(pid: int, out: Path, duration_s: float) -> Iterator[Path]:
+    """Sample `pid` (speedscope format) while the block runs; the file is written when it ends."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        str(REPO_ROOT / ".venv" / "bin" / "py-spy"),
+        "record",
+        "--pid",
+        str(pid),
+        "--format",
+        "speedscope",
+        "--output",
+        str(out),
+        "--duration",
+        str(max(1, int(duration_s))),
+        "--rate",
+        "100",
+        "--subprocesses",
+    ]
+    errlog = out.with_suffix(".py-spy.log")
+    with open(errlog, "wb") as err:
+        proc = subprocess.Popen(cmd, stdout=err, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield out
+    finally:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGINT)  # py-spy writes what it has on Ctrl-C
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            stop_process(proc, timeout_s=10)

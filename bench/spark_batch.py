@@ -1,0 +1,51 @@
+"""The batch baseline of the Spark stage, run with spark-submit: the same transformation and the
+same file writing as the streaming job (spark_job.sink.BatchSink.write_batch: classify, counts,
+rejects file, rows file), over the whole topic read as one batch DataFrame. Prints one JSON line."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __name__ == "__main__":  # run as a script by spark-submit: import from the repo root
+    _root = Path(__file__).resolve().parent.parent
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+    sys.path.insert(0, str(_root))
+
+import time
+
+import orjson
+
+from spark_job.job import make_sink
+from spark_job.session import build_session
+from spark_job.settings import SparkJobSettings
+
+
+def main() -> int:
+    settings = SparkJobSettings()
+    spark = build_session(settings, app_name="devicestream-bench-batch")
+    try:
+        sink = make_sink(settings, None)
+        t0 = time.perf_counter()
+        df = (
+            spark.read.format("kafka")
+            .option("kafka.bootstrap.servers", settings.require_bootstrap())
+            .option("subscribe", settings.topic)
+            .option("startingOffsets", "earliest")
+            .option("endingOffsets", "latest")
+            .load()
+        )
+        counts = sink.write_batch(df, 0)
+        seconds = time.perf_counter() - t0
+        print(
+            "BENCH_RESULT "
+            + orjson.dumps({"seconds": seconds, "input_rows": counts.input_rows, "rows_out": counts.rows_out}).decode(),
+            flush=True,
+        )
+    finally:
+        spark.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

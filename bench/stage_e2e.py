@@ -1,0 +1,269 @@
+"""End to end on the whole stack (`devicestream up`, all components co-located on this machine):
+freshness (eventTime -> row in merged.csv) at 1,000 events/s, and the highest rate the pipeline
+sustains with bounded lag, against the generator alone."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from bench.common import Config, Figure, Spread, StageError, StageResult, Target, wait_until
+from bench.procs import py_spy
+from bench.profiles import speedscope_top
+from bench.stack import Stack, stack
+from bench.tail import MergedTail
+from contract.files import read_json
+
+if TYPE_CHECKING:
+    from bench.ctx import RunContext
+
+FRESH_RATE = 1_000.0
+TRIGGER_S = 1.0  # spark_job.settings default trigger interval
+LAG_BOUND_S = 5.0  # the pipeline has caught up within this long after a run ends
+MIN_ACHIEVED = 0.95  # the generator delivers at least this share of the asked rate
+RATE_TARGET = 20_000.0
+
+
+@dataclass(frozen=True)
+class E2ESizes:
+    fresh_s: float
+    warmup_s: float
+    ladder: tuple[float, ...]
+    probe_s: float
+    confirm_s: float  # 0: no long confirmation run
+
+
+FULL = E2ESizes(
+    fresh_s=60, warmup_s=5, ladder=(5_000, 10_000, 20_000, 30_000, 40_000, 60_000), probe_s=30, confirm_s=300
+)
+QUICK = E2ESizes(fresh_s=15, warmup_s=3, ladder=(5_000, 20_000), probe_s=8, confirm_s=0)
+
+
+class Driver:
+    """Runs the generator on the stack and watches the pipeline drain."""
+
+    def __init__(self, st: Stack, tail: MergedTail) -> None:
+        self.st = st
+        self.tail = tail
+        self.acked_total = 0
+        self.requested: list[tuple[float, float, float]] = []  # (start, end, rate) seconds after t0
+
+    def run(self, rate: float, duration_s: float) -> dict[str, Any]:
+        gen = self.st.url("generator")
+        t_start = time.time() - self.tail.t0
+        r = httpx.post(f"{gen}/generator/start", json={"rate": rate, "duration_s": duration_s}, timeout=10)
+        if r.status_code != 202:
+            raise StageError(f"POST /generator/start answered {r.status_code}: {r.text[:300]}")
+
+        def done() -> dict | None:
+            self.st.check_alive()
+            s = httpx.get(f"{gen}/generator/status", timeout=5).json()
+            return s if s["run"] and s["run"]["state"] not in ("running", "degraded") else None
+
+        s = wait_until(done, duration_s + 120, f"the generator run at {rate:,.0f}/s", interval_s=0.1)
+        if s["run"]["state"] != "completed":
+            raise StageError(f"generator run ended {s['run']['state']}: {s.get('last_error')}")
+        self.requested.append((t_start, time.time() - self.tail.t0, rate))
+        self.acked_total += int(s["acknowledged"])
+        run = s["run"]
+        return {"acknowledged": s["acknowledged"], "seconds": run["ended_at"] - run["started_at"]}
+
+    def drain_s(self, limit_s: float) -> float:
+        """Seconds until Spark has read every acknowledged event and the merger has merged every
+        row Spark wrote (inf when not within `limit_s`)."""
+        t0 = time.monotonic()
+        merger = self.st.url("merger")
+        progress = self.st.data / "spark" / "progress.json"
+
+        def drained() -> bool:
+            doc = read_json(progress)
+            if not isinstance(doc, dict) or int(doc["totals"]["inputRows"]) < self.acked_total:
+                return False
+            rows_out = int(doc["totals"]["rowsOut"])
+            m = httpx.get(f"{merger}/merger/status", timeout=5).json()
+            return int(m["rows_merged"]) >= rows_out
+
+        try:
+            wait_until(drained, limit_s, "the pipeline to drain", interval_s=0.05)
+        except StageError:
+            return math.inf
+        return time.monotonic() - t0
+
+
+def run(ctx: RunContext, work: Path) -> StageResult:
+    cfg: Config = ctx.cfg
+    sizes = QUICK if cfg.quick else FULL
+    res = StageResult("e2e")
+    spark_conf = work / "spark-conf"
+    spark_conf.mkdir(parents=True, exist_ok=True)
+    events_dir = (cfg.profiles / "spark-events-e2e").resolve()
+    events_dir.mkdir(parents=True, exist_ok=True)
+    (spark_conf / "spark-defaults.conf").write_text(
+        f"spark.eventLog.enabled true\nspark.eventLog.dir file://{events_dir}\n"
+    )
+    env = {"SPARK_CONF_DIR": str(spark_conf), "GENERATOR_MAX_RATE": "1000000"}
+    with stack(work / "data", env) as st:
+        tail = MergedTail(st.data / "merger" / "merged.csv", t0=time.time())
+        tail.start()
+        try:
+            drv = Driver(st, tail)
+            fresh = _freshness(drv, sizes)
+            ladder, best, cpu = _ladder(drv, sizes)
+            confirm = None
+            if sizes.confirm_s and best:
+                confirm = _probe(drv, best, sizes.confirm_s)
+            profile = None
+            passed = _sustained(best, confirm)
+            if passed < RATE_TARGET:
+                failing = next((p["rate"] for p in ladder if not p["ok"]), sizes.ladder[-1])
+                profile = _profile_rate(drv, cfg, failing)
+            merger_view = httpx.get(f"{st.url('merger')}/merger/status", timeout=5).json().get("freshness")
+        finally:
+            tail.stop()
+        series = tail.timeline()
+    series["rate_requested"] = [next((r for a, b, r in drv.requested if a <= t < b), 0.0) for t in series["t"]]
+    res.series["freshness"] = series
+
+    t_from, t_to = fresh["window"]
+    (p50, p99), rows = tail.quantiles(t_from, t_to)
+    common_notes = [
+        "stack: `devicestream up` (broker, Spark local[2], merger, generator, gateway) on free ports, "
+        "temp data folder, all on this machine",
+        "freshness = time the bench saw the row in merged.csv (20 ms polling) - the row's eventTime",
+        f"Spark event log: {events_dir}",
+    ]
+    quick_note = ["quick mode: short windows and a short rate probe, no 5-minute run"] if cfg.quick else []
+    for q, val, lim in (("p50", p50, 1.0), ("p99", p99, 2.5)):
+        f = Figure(
+            stage="e2e",
+            name=f"freshness {q} @ {FRESH_RATE:,.0f}/s",
+            unit="s",
+            value=Spread.of([val]),
+            baseline_name="Spark trigger interval",
+            baseline=Spread.of([TRIGGER_S]),
+            target=Target("value", "<=", lim, f"{q} <= {lim} s"),
+            sizes={"window_s": round(t_to - t_from, 1), "rows": rows, "rate": FRESH_RATE},
+            notes=[*common_notes, f"the merger's own view at the end: {merger_view}", *quick_note],
+        )
+        if not f.met:
+            f.profile = str(events_dir)
+            f.notes.append(
+                f"per-second p50/p99 are in latest.json (series) and freshness.png; CPU during the probes: {cpu}"
+            )
+        res.figures.append(f)
+
+    baseline = ctx.shared.get("generator_events_per_s")
+    base_note = "generator alone: the generator stage's throughput in this run"
+    if baseline is None:
+        baseline = _generator_alone(ctx)
+        base_note = "generator alone: measured by this stage (generator stage not run)"
+    f = Figure(
+        stage="e2e",
+        name="highest sustained rate, bounded lag",
+        unit="events/s",
+        value=Spread.of([passed]),
+        baseline_name="generator alone",
+        baseline=baseline,
+        target=Target("value", ">=", RATE_TARGET, ">= 20,000 events/s"),
+        sizes={"ladder": list(sizes.ladder), "probe_s": sizes.probe_s, "confirm_s": sizes.confirm_s},
+        notes=[
+            *common_notes,
+            base_note,
+            f"sustained = generator delivers >= {MIN_ACHIEVED:.0%} of the asked rate and the pipeline has merged "
+            f"everything within {LAG_BOUND_S:.0f} s after the run ends",
+            "probes: "
+            + "; ".join(
+                f"{p['rate']:,.0f}/s {'ok' if p['ok'] else 'FAIL'} (achieved {p['achieved']:,.0f}/s, drain "
+                f"{p['drain_s']:.1f} s, p99 {p['p99_last_half']:.2f} s)"
+                for p in ladder + ([confirm] if confirm else [])
+            ),
+            *quick_note,
+        ],
+        extra={"probes": ladder, "confirm": confirm, "cpu_seconds_per_second": cpu},
+    )
+    if profile:
+        f.profile, summary = profile
+        f.notes.append(summary)
+    res.figures.append(f)
+    return res
+
+
+def _freshness(drv: Driver, sizes: E2ESizes) -> dict[str, Any]:
+    t_run = time.time() - drv.tail.t0
+    drv.run(FRESH_RATE, sizes.fresh_s)
+    drain = drv.drain_s(30)
+    if math.isinf(drain):
+        raise StageError("the pipeline did not merge the 1,000 events/s run within 30 s of its end")
+    return {"window": (t_run + sizes.warmup_s, t_run + sizes.fresh_s + 1), "drain_s": drain}
+
+
+def _probe(drv: Driver, rate: float, seconds: float) -> dict[str, Any]:
+    cpu0, w0 = drv.st.cpu_seconds(), time.monotonic()
+    t_run = time.time() - drv.tail.t0
+    r = drv.run(rate, seconds)
+    cpu1, w1 = drv.st.cpu_seconds(), time.monotonic()
+    achieved = r["acknowledged"] / max(r["seconds"], 1e-9)
+    drain = drv.drain_s(LAG_BOUND_S)
+    (p99,), _ = drv.tail.quantiles(t_run + seconds / 2, t_run + seconds + 1, (0.99,))
+    if math.isinf(drain):
+        drv.drain_s(300)  # let it catch up before the next probe
+    ok = achieved >= MIN_ACHIEVED * rate and not math.isinf(drain)
+    cpu = {k: round((cpu1.get(k, 0) - v) / (w1 - w0), 2) for k, v in cpu0.items()}
+    return {
+        "rate": rate,
+        "seconds": seconds,
+        "achieved": achieved,
+        "drain_s": drain,
+        "p99_last_half": p99,
+        "ok": ok,
+        "cpu_cores": cpu,
+    }
+
+
+def _ladder(drv: Driver, sizes: E2ESizes) -> tuple[list[dict], float, dict]:
+    probes: list[dict] = []
+    best = 0.0
+    for rate in sizes.ladder:
+        p = _probe(drv, rate, sizes.probe_s)
+        probes.append(p)
+        if not p["ok"]:
+            break
+        best = rate
+    return probes, best, probes[-1]["cpu_cores"] if probes else {}
+
+
+def _sustained(best: float, confirm: dict | None) -> float:
+    if confirm is None or confirm["ok"]:
+        return best
+    return 0.0
+
+
+def _profile_rate(drv: Driver, cfg: Config, rate: float) -> tuple[str, str]:
+    """py-spy on the merger and the generator during a short run at the rate that failed."""
+    pids = drv.st.component_pids()
+    outs = []
+    summaries = []
+    seconds = 10.0
+    with contextlib.ExitStack() as es:
+        for name in ("merger", "generator"):
+            if name in pids:
+                out = cfg.profiles / f"e2e-{name}-{int(rate)}.speedscope.json"
+                es.enter_context(py_spy(pids[name], out, seconds + 5))
+                outs.append((name, out))
+        drv.run(rate, seconds)
+    drv.drain_s(300)
+    for name, out in outs:
+        summaries.append(f"{name}: {speedscope_top(out, top=4)}")
+    return ", ".join(str(o) for _, o in outs), f"profiles at {rate:,.0f}/s: " + " | ".join(summaries)
+
+
+def _generator_alone(ctx: RunContext) -> Spread:
+    from bench import stage_generator
+
+    return stage_generator.throughput_only(ctx.cfg, ctx.broker, ctx.work / "e2e-generator-alone")

@@ -1,0 +1,214 @@
+"""Merger: appending one batch to a large merged.csv, and catching up over many batch files.
+
+Drives the merger's own code in-process: `services.merger.merge.MergeEngine.run_pass`, exactly
+what the service's watcher runs in its worker thread for each wake-up (scan, plan, read and check
+each file with polars, one pwrite + fdatasync, atomic state.json, delete the merged files).
+Baselines in the same run, on the same files: the old approach (pandas reads every part and
+rewrites the whole file) and `tail -q -n +2` concatenation."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from bench.common import Config, Figure, Spread, StageError, StageResult, Target
+from bench.data import csv_rows, write_batches
+from bench.profiles import cprofile_call
+from contract.csv import ROW_HEADER, batch_file_name
+from services.merger.merge import MergeEngine
+from services.merger.settings import MergerSettings
+
+
+@dataclass(frozen=True)
+class MergerSizes:
+    part_rows: int  # rows per batch file
+    parts: int  # files in the catch-up (and parts of the pre-existing merged.csv)
+    append_reps: int
+    pandas_reps: int
+    catchup_reps: int
+
+    @property
+    def merged_rows(self) -> int:
+        return self.part_rows * self.parts
+
+
+FULL = MergerSizes(part_rows=5_000, parts=200, append_reps=20, pandas_reps=3, catchup_reps=3)
+QUICK = MergerSizes(part_rows=5_000, parts=40, append_reps=10, pandas_reps=2, catchup_reps=2)
+APPEND_TARGET_MS = 50.0
+
+
+def engine_for(root: Path) -> MergeEngine:
+    settings = MergerSettings(
+        data_dir=root,
+        input_dir=root / "rows",
+        output_dir=root / "merger",
+        progress_file=root / "no-progress.json",
+        kafka_bootstrap_servers="",
+    )
+    return MergeEngine(settings)
+
+
+def fresh_merge_dir(root: Path) -> None:
+    for sub in ("rows", "merger"):
+        shutil.rmtree(root / sub, ignore_errors=True)
+
+
+def copy_parts(parts: Path, rows_dir: Path) -> None:
+    rows_dir.mkdir(parents=True, exist_ok=True)
+    for p in sorted(parts.iterdir()):
+        shutil.copyfile(p, rows_dir / p.name)
+
+
+def old_approach(parts: Path, out: Path) -> None:
+    """The replaced merger: read every part with pandas, concatenate, rewrite merged.csv whole."""
+    frames = [pd.read_csv(p) for p in sorted(parts.iterdir())]
+    pd.concat(frames, ignore_index=True).to_csv(out, index=False)
+
+
+def tail_concat(parts: Path, out: Path) -> None:
+    files = sorted(str(p) for p in parts.iterdir())
+    with open(out, "wb") as f:
+        f.write(ROW_HEADER.encode() + b"\n")
+        f.flush()
+        res = subprocess.run(["tail", "-q", "-n", "+2", *files], stdout=f, stderr=subprocess.PIPE)
+    if res.returncode != 0:
+        raise StageError(f"tail failed: {res.stderr.decode()[-500:]}")
+
+
+def measure_catchup(root: Path, parts: Path, sizes: MergerSizes) -> tuple[list[float], MergeEngine]:
+    """Seconds to merge all parts from scratch, per repetition; the last engine is left open on a
+    merged.csv of sizes.merged_rows rows."""
+    times: list[float] = []
+    engine: MergeEngine | None = None
+    for _ in range(sizes.catchup_reps):
+        if engine is not None:
+            engine.close()
+        fresh_merge_dir(root)
+        copy_parts(parts, root / "rows")
+        engine = engine_for(root)
+        t0 = time.perf_counter()
+        engine.run_pass()
+        times.append(time.perf_counter() - t0)
+        if engine.state.rows_merged != sizes.merged_rows:
+            raise StageError(f"merger merged {engine.state.rows_merged} rows, expected {sizes.merged_rows}")
+    assert engine is not None
+    return times, engine
+
+
+def measure_appends(engine: MergeEngine, sizes: MergerSizes) -> list[float]:
+    rows_dir = engine.settings.rows_dir
+    next_id = (engine.state.last_batch_id or 0) + 1
+    batch = ROW_HEADER.encode() + b"\n" + csv_rows(sizes.part_rows, first_offset=50_000_000)
+    times: list[float] = []
+    for i in range(sizes.append_reps):
+        (rows_dir / batch_file_name(next_id + i)).write_bytes(batch)
+        t0 = time.perf_counter()
+        engine.run_pass()
+        times.append((time.perf_counter() - t0) * 1000)
+        if engine.state.last_batch_id != next_id + i:
+            raise StageError(f"append of batch {next_id + i} was not merged (state {engine.state})")
+    return times
+
+
+def run(cfg: Config, sizes: MergerSizes | None = None) -> StageResult:
+    sizes = sizes or (QUICK if cfg.quick else FULL)
+    res = StageResult("merger")
+    with tempfile.TemporaryDirectory(prefix="bench-merger-") as tmp:
+        root = Path(tmp)
+        parts = root / "parts"
+        part_bytes = write_batches(parts, sizes.parts, sizes.part_rows)
+
+        catchup_s, engine = measure_catchup(root, parts, sizes)
+        try:
+            merged_size = engine.state.committed_size
+            append_ms = measure_appends(engine, sizes)
+            profile_note = None
+            if Spread.of(append_ms).median > APPEND_TARGET_MS:
+                nxt = (engine.state.last_batch_id or 0) + 1
+                batch = ROW_HEADER.encode() + b"\n" + csv_rows(sizes.part_rows, first_offset=60_000_000)
+                (engine.settings.rows_dir / batch_file_name(nxt)).write_bytes(batch)
+                prof = cfg.profiles / "merger-append.prof"
+                _, summary = cprofile_call(engine.run_pass, prof)
+                profile_note = (str(prof), summary)
+        finally:
+            engine.close()
+
+        tail_s = []
+        for _ in range(sizes.catchup_reps):
+            t0 = time.perf_counter()
+            tail_concat(parts, root / "tail.csv")
+            tail_s.append(time.perf_counter() - t0)
+
+        # The old approach for one more batch: every part plus the new one, read and rewritten.
+        (parts / batch_file_name(sizes.parts)).write_bytes(
+            ROW_HEADER.encode() + b"\n" + csv_rows(sizes.part_rows, first_offset=50_000_000)
+        )
+        pandas_ms = []
+        for _ in range(sizes.pandas_reps):
+            t0 = time.perf_counter()
+            old_approach(parts, root / "pandas.csv")
+            pandas_ms.append((time.perf_counter() - t0) * 1000)
+
+    common = {
+        "merged_rows": sizes.merged_rows,
+        "merged_bytes": merged_size,
+        "batch_rows": sizes.part_rows,
+        "catchup_files": sizes.parts,
+        "catchup_bytes": part_bytes,
+    }
+    quick_note = [f"quick mode: merged.csv of {sizes.merged_rows:,} rows instead of 1,000,000"] if cfg.quick else []
+    how = "in-process MergeEngine.run_pass (the service's own merge code, durable: fdatasync + atomic state.json)"
+    append = Figure(
+        stage="merger",
+        name="append one batch",
+        unit="ms",
+        value=Spread.of(append_ms),
+        baseline_name="old approach: pandas reads every part, rewrites merged.csv",
+        baseline=Spread.of(pandas_ms),
+        ratio_inverted=True,
+        target=Target("value", "<=", APPEND_TARGET_MS, f"<= {APPEND_TARGET_MS:.0f} ms; ratio = speed-up reported"),
+        sizes={**common, "append_reps": sizes.append_reps, "baseline_reps": sizes.pandas_reps},
+        notes=[how, *quick_note],
+    )
+    if profile_note:
+        append.profile, summary = profile_note
+        append.notes.append(summary)
+    rows_per_s = [sizes.merged_rows / s for s in catchup_s]
+    tail_rows_per_s = [sizes.merged_rows / s for s in tail_s]
+    catchup = Figure(
+        stage="merger",
+        name="catch-up throughput",
+        unit="rows/s",
+        value=Spread.of(rows_per_s),
+        baseline_name="tail -q -n +2 concatenation (no checks, no fsync)",
+        baseline=Spread.of(tail_rows_per_s),
+        target=Target("ratio", ">=", 0.5, "ratio >= 0.5"),
+        sizes={**common, "reps": sizes.catchup_reps},
+        notes=[how, *quick_note],
+        extra={"catchup_mb_per_s": round(part_bytes / Spread.of(catchup_s).median / 1e6, 1)},
+    )
+    if not catchup.met:
+        catchup.profile, summary = profile_catchup(cfg, sizes)
+        catchup.notes.append(summary)
+    res.figures += [append, catchup]
+    return res
+
+
+def profile_catchup(cfg: Config, sizes: MergerSizes) -> tuple[str, str]:
+    """One more catch-up under cProfile, for the report."""
+    with tempfile.TemporaryDirectory(prefix="bench-merger-prof-") as tmp:
+        root = Path(tmp)
+        write_batches(root / "rows", sizes.parts, sizes.part_rows)
+        engine = engine_for(root)
+        try:
+            prof = cfg.profiles / "merger-catchup.prof"
+            _, summary = cprofile_call(engine.run_pass, prof)
+        finally:
+            engine.close()
+    return str(prof), summary

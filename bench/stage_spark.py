@@ -1,0 +1,201 @@
+"""Spark job: rows/s of the real streaming job over a backlog vs a batch run of the same
+transformation over the same records.
+
+Streaming: `spark-submit spark_job/job.py` exactly as the launcher starts it (its default settings:
+1 s trigger, maxOffsetsPerTrigger 200,000), on a fresh checkpoint, the backlog already in Kafka.
+rows/s = backlog / (time from the job's progress.json saying `running` to its totals.inputRows
+reaching the backlog); JVM and session start-up are outside the timing, as in the batch run.
+Batch: bench/spark_batch.py (BatchSink.write_batch over the whole topic in one DataFrame), timed
+from the read to the committed rows file. The event log of every run is kept in
+results/profiles/spark-events (open it with the Spark history server)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+from bench.common import PY, Config, Figure, Spread, StageError, StageResult, Target, wait_until
+from bench.data import write_payload_file
+from bench.procs import Broker
+from bench.stage_generator import producer_performance
+from contract.files import read_json
+from devicestream.kafka_broker import log_tail, stop_process
+from devicestream.paths import REPO_ROOT, jars_dir
+
+RATIO_TARGET = 0.7
+
+
+@dataclass(frozen=True)
+class SparkSizes:
+    events: int
+    reps: int
+
+
+FULL = SparkSizes(events=1_000_000, reps=2)
+QUICK = SparkSizes(events=100_000, reps=1)
+
+
+def spark_submit_argv(script: Path, event_log: Path) -> list[str]:
+    jars = ",".join(str(p) for p in sorted(jars_dir("spark").glob("*.jar")))
+    event_log.mkdir(parents=True, exist_ok=True)
+    return [
+        str(REPO_ROOT / ".venv" / "bin" / "spark-submit"),
+        "--master",
+        "local[2]",
+        "--driver-memory",
+        "1g",
+        "--jars",
+        jars,
+        "--conf",
+        "spark.ui.showConsoleProgress=false",
+        "--conf",
+        "spark.eventLog.enabled=true",
+        "--conf",
+        f"spark.eventLog.dir=file://{event_log.resolve()}",
+        str(script),
+    ]
+
+
+def spark_env(broker: Broker, topic: str, data: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+        "KAFKA_TOPIC": topic,
+        "DEVICESTREAM_DATA_DIR": str(data),
+        "PYSPARK_PYTHON": PY,
+        "PYSPARK_DRIVER_PYTHON": PY,
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def streaming_run(broker: Broker, topic: str, data: Path, events: int, event_log: Path) -> tuple[float, dict]:
+    shutil.rmtree(data, ignore_errors=True)
+    data.mkdir(parents=True)
+    log = data / "spark.log"
+    progress = data / "spark" / "progress.json"
+    argv = spark_submit_argv(REPO_ROOT / "spark_job" / "job.py", event_log)
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            argv,
+            env=spark_env(broker, topic, data),
+            cwd=REPO_ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+
+        def state(want: str) -> bool:
+            if proc.poll() is not None:
+                raise StageError(f"the Spark job exited with {proc.returncode}:\n{log_tail(log)}")
+            doc = read_json(progress)
+            if isinstance(doc, dict) and doc.get("state") == "failed":
+                raise StageError(f"the Spark job failed: {doc.get('lastError')}")
+            return isinstance(doc, dict) and doc.get("state") == want
+
+        wait_until(lambda: state("running"), 240, "the Spark job to start")
+        t_running = time.time()
+        batches: list[dict] = []
+
+        def all_read() -> bool:
+            state("running")
+            doc = read_json(progress)
+            assert isinstance(doc, dict)
+            if doc.get("batchId") is not None and (not batches or batches[-1]["batchId"] != doc["batchId"]):
+                batches.append({k: doc.get(k) for k in ("batchId", "numInputRows", "batchDurationMs", "updatedAt")})
+            return int(doc["totals"]["inputRows"]) >= events
+
+        wait_until(all_read, 900, f"the Spark job to read {events} records", interval_s=0.02)
+        seconds = time.time() - t_running
+        doc = read_json(progress)
+        assert isinstance(doc, dict)
+        if int(doc["totals"]["inputRows"]) != events:
+            raise StageError(f"the Spark job read {doc['totals']['inputRows']} records, expected {events}")
+        return seconds, {"totals": doc["totals"], "batches": batches}
+    finally:
+        stop_process(proc, timeout_s=40)
+
+
+def batch_run(broker: Broker, topic: str, data: Path, events: int, event_log: Path) -> tuple[float, dict]:
+    shutil.rmtree(data, ignore_errors=True)
+    data.mkdir(parents=True)
+    argv = spark_submit_argv(REPO_ROOT / "bench" / "spark_batch.py", event_log)
+    res = subprocess.run(
+        argv, env=spark_env(broker, topic, data), cwd=REPO_ROOT, capture_output=True, text=True, timeout=900
+    )
+    line = next((ln for ln in res.stdout.splitlines() if ln.startswith("BENCH_RESULT ")), None)
+    if res.returncode != 0 or line is None:
+        raise StageError(f"the batch run failed ({res.returncode}):\n{res.stdout[-1500:]}\n{res.stderr[-3000:]}")
+    doc = orjson.loads(line.removeprefix("BENCH_RESULT "))
+    if doc["input_rows"] != events:
+        raise StageError(f"the batch run read {doc['input_rows']} records, expected {events}")
+    return float(doc["seconds"]), doc
+
+
+def run(cfg: Config, broker: Broker, work: Path) -> StageResult:
+    sizes = QUICK if cfg.quick else FULL
+    res = StageResult("spark")
+    work.mkdir(parents=True, exist_ok=True)
+    payload = work / "payload.txt"
+    mean = write_payload_file(payload)
+    topic = broker.topic("bench-spark")
+    producer_performance(broker, topic, sizes.events, payload)
+    event_log = cfg.profiles / "spark-events"
+    stream_rps: list[float] = []
+    batch_rps: list[float] = []
+    details: list[dict] = []
+    for rep in range(sizes.reps):
+        s, info = streaming_run(broker, topic, work / f"stream-{rep}", sizes.events, event_log)
+        stream_rps.append(sizes.events / s)
+        b, binfo = batch_run(broker, topic, work / f"batch-{rep}", sizes.events, event_log)
+        batch_rps.append(sizes.events / b)
+        details.append({"stream_s": s, "batch_s": b, "stream": info, "batch": binfo})
+    fig = Figure(
+        stage="spark",
+        name="streaming over a backlog",
+        unit="events/s",
+        value=Spread.of(stream_rps),
+        baseline_name="batch run, same transformation and sink",
+        baseline=Spread.of(batch_rps),
+        target=Target("ratio", ">=", RATIO_TARGET, f"ratio >= {RATIO_TARGET}"),
+        sizes={
+            "backlog_events": sizes.events,
+            "reps": sizes.reps,
+            "mean_record_bytes": round(mean, 1),
+            "rows_out": details[-1]["batch"]["rows_out"],
+        },
+        notes=[
+            "spark-submit --master local[2] --driver-memory 1g, the job's defaults (trigger 1 s, "
+            "maxOffsetsPerTrigger 200,000); records: the generator's encoded events (ProducerPerformance "
+            "--payload-file)",
+            f"micro-batches of the last streaming run: {len(details[-1]['stream']['batches'])} seen",
+            f"Spark event logs: {event_log}",
+        ],
+        extra={"runs": details},
+    )
+    if cfg.quick:
+        fig.notes.append(f"quick mode: backlog of {sizes.events:,} events instead of 1,000,000")
+    if not fig.met:
+        fig.profile = str(event_log)
+        fig.notes.append(_batch_overhead_note(details[-1]))
+    res.figures.append(fig)
+    return res
+
+
+def _batch_overhead_note(d: dict) -> str:
+    batches = d["stream"]["batches"]
+    durs = [b["batchDurationMs"] for b in batches if b.get("batchDurationMs")]
+    if not durs:
+        return "no batch durations recorded"
+    busy = sum(durs) / 1000
+    return (
+        f"streaming: {len(batches)} micro-batches seen, {busy:.1f} s inside batches of {d['stream_s']:.1f} s "
+        f"wall; fixed cost per micro-batch (planning, the counts job, two file writes) is what the batch run "
+        f"pays once"
+    )
