@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ TRIGGER_S = 1.0  # spark_job.settings default trigger interval
 LAG_BOUND_S = 5.0  # the pipeline has caught up within this long after a run ends
 MIN_ACHIEVED = 0.95  # the generator delivers at least this share of the asked rate
 RATE_TARGET = 20_000.0
+DRAIN_LIMIT_S = 180.0  # after this, the stage reports what it saw (a slow pipeline is a finding, not an error)
 
 
 @dataclass(frozen=True)
@@ -114,13 +116,17 @@ def run(ctx: RunContext, work: Path) -> StageResult:
         try:
             drv = Driver(st, tail)
             fresh = _freshness(drv, sizes)
-            ladder, best, cpu = _ladder(drv, sizes)
+            if math.isinf(fresh["drain_s"]):
+                # It cannot keep up with 1,000 events/s: a faster probe would only pile up a backlog.
+                ladder, best, cpu = [], 0.0, {}
+            else:
+                ladder, best, cpu = _ladder(drv, sizes)
             confirm = None
             if sizes.confirm_s and best:
                 confirm = _probe(drv, best, sizes.confirm_s)
             profile = None
             passed = _sustained(best, confirm)
-            if passed < RATE_TARGET:
+            if passed < RATE_TARGET and ladder:
                 failing = next((p["rate"] for p in ladder if not p["ok"]), sizes.ladder[-1])
                 profile = _profile_rate(drv, cfg, failing)
             merger_view = httpx.get(f"{st.url('merger')}/merger/status", timeout=5).json().get("freshness")
@@ -130,6 +136,7 @@ def run(ctx: RunContext, work: Path) -> StageResult:
     series["rate_requested"] = [next((r for a, b, r in drv.requested if a <= t < b), 0.0) for t in series["t"]]
     res.series["freshness"] = series
 
+    spark_batches = _spark_batches(work / "data" / "logs" / "spark.log")
     t_from, t_to = fresh["window"]
     (p50, p99), rows = tail.quantiles(t_from, t_to)
     common_notes = [
@@ -149,13 +156,17 @@ def run(ctx: RunContext, work: Path) -> StageResult:
             baseline=Spread.of([TRIGGER_S]),
             target=Target("value", "<=", lim, f"{q} <= {lim} s"),
             sizes={"window_s": round(t_to - t_from, 1), "rows": rows, "rate": FRESH_RATE},
-            notes=[*common_notes, f"the merger's own view at the end: {merger_view}", *quick_note],
+            notes=[
+                *common_notes,
+                f"drained {fresh['drain_s']:.1f} s after the run ended (limit {DRAIN_LIMIT_S:.0f} s)",
+                f"the merger's own view at the end: {merger_view}",
+                *quick_note,
+            ],
         )
         if not f.met:
             f.profile = str(events_dir)
-            f.notes.append(
-                f"per-second p50/p99 are in latest.json (series) and freshness.png; CPU during the probes: {cpu}"
-            )
+            f.notes.append(f"CPU cores used per component during the run: {fresh['cpu_cores']}")
+            f.notes.append(spark_batches)
         res.figures.append(f)
 
     baseline = ctx.shared.get("generator_events_per_s")
@@ -184,6 +195,11 @@ def run(ctx: RunContext, work: Path) -> StageResult:
                 for p in ladder + ([confirm] if confirm else [])
             ),
             *quick_note,
+            *(
+                [f"no rate probe: the pipeline did not merge the 1,000 events/s run within {DRAIN_LIMIT_S:.0f} s"]
+                if not ladder
+                else []
+            ),
         ],
         extra={"probes": ladder, "confirm": confirm, "cpu_seconds_per_second": cpu},
     )
@@ -195,12 +211,18 @@ def run(ctx: RunContext, work: Path) -> StageResult:
 
 
 def _freshness(drv: Driver, sizes: E2ESizes) -> dict[str, Any]:
+    """The 1,000 events/s run; the window runs from the end of the warm-up until everything is
+    merged (rows that arrive late count, with their full delay)."""
     t_run = time.time() - drv.tail.t0
+    cpu0, w0 = drv.st.cpu_seconds(), time.monotonic()
     drv.run(FRESH_RATE, sizes.fresh_s)
-    drain = drv.drain_s(30)
-    if math.isinf(drain):
-        raise StageError("the pipeline did not merge the 1,000 events/s run within 30 s of its end")
-    return {"window": (t_run + sizes.warmup_s, t_run + sizes.fresh_s + 1), "drain_s": drain}
+    cpu1, w1 = drv.st.cpu_seconds(), time.monotonic()
+    drain = drv.drain_s(DRAIN_LIMIT_S)
+    if drv.tail.rows == 0:
+        raise StageError(f"nothing reached merged.csv within {DRAIN_LIMIT_S:.0f} s of the 1,000 events/s run")
+    t_end = time.time() - drv.tail.t0 + 1
+    cpu = {k: round((cpu1.get(k, 0) - v) / (w1 - w0), 2) for k, v in cpu0.items()}
+    return {"window": (t_run + sizes.warmup_s, t_end), "drain_s": drain, "cpu_cores": cpu}
 
 
 def _probe(drv: Driver, rate: float, seconds: float) -> dict[str, Any]:
@@ -210,9 +232,9 @@ def _probe(drv: Driver, rate: float, seconds: float) -> dict[str, Any]:
     cpu1, w1 = drv.st.cpu_seconds(), time.monotonic()
     achieved = r["acknowledged"] / max(r["seconds"], 1e-9)
     drain = drv.drain_s(LAG_BOUND_S)
-    (p99,), _ = drv.tail.quantiles(t_run + seconds / 2, t_run + seconds + 1, (0.99,))
     if math.isinf(drain):
-        drv.drain_s(300)  # let it catch up before the next probe
+        drv.drain_s(DRAIN_LIMIT_S)  # let it catch up before the next probe
+    (p99,), _ = drv.tail.quantiles(t_run + seconds / 2, time.time() - drv.tail.t0 + 1, (0.99,))
     ok = achieved >= MIN_ACHIEVED * rate and not math.isinf(drain)
     cpu = {k: round((cpu1.get(k, 0) - v) / (w1 - w0), 2) for k, v in cpu0.items()}
     return {
@@ -267,3 +289,20 @@ def _generator_alone(ctx: RunContext) -> Spread:
     from bench import stage_generator
 
     return stage_generator.throughput_only(ctx.cfg, ctx.broker, ctx.work / "e2e-generator-alone")
+
+
+def _spark_batches(log: Path) -> str:
+    """The Spark job's committed micro-batches (from its log): how long each took."""
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return "(no Spark log)"
+    found = re.findall(r"batch committed batch_id=(\d+) input_rows=(\d+).*?duration_ms=(\d+)", text)
+    if not found:
+        return "Spark log: no committed batch"
+    durs = sorted(int(d) for _, _, d in found)
+    shown = ", ".join(f"#{b}: {int(n):,} rows in {int(d):,} ms" for b, n, d in found[:8])
+    return (
+        f"Spark micro-batches: {len(found)}, duration median {durs[len(durs) // 2]:,} ms, max {durs[-1]:,} ms "
+        f"vs the 1 s trigger ({shown}{', ...' if len(found) > 8 else ''}); the event log shows where the time goes"
+    )

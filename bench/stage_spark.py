@@ -37,7 +37,7 @@ class SparkSizes:
     reps: int
 
 
-FULL = SparkSizes(events=1_000_000, reps=2)
+FULL = SparkSizes(events=1_000_000, reps=1)  # one 1M-event run of each takes minutes on 2 cores
 QUICK = SparkSizes(events=100_000, reps=1)
 
 
