@@ -30,6 +30,11 @@ JAVA_MAIN = "kafka.Kafka"
 STORAGE_TOOL = "kafka.tools.StorageTool"
 
 
+#: how long the last node of a multi-node cluster gets after SIGTERM: its controlled shutdown waits
+#: for a controller quorum that has gone with the other nodes, so it would only wait out the timeout
+LAST_NODE_GRACE_S = 5.0
+
+
 class BrokerError(RuntimeError):
     """The broker could not be prepared, started or reached; the message says why."""
 
@@ -301,7 +306,9 @@ def stop_process(proc: subprocess.Popen, timeout_s: float = 20.0) -> int:
     return proc.returncode
 
 
-def stop_processes(procs: Sequence[subprocess.Popen], timeout_s: float = 20.0, last_grace_s: float = 5.0) -> list[int]:
+def stop_processes(
+    procs: Sequence[subprocess.Popen], timeout_s: float = 20.0, last_grace_s: float = LAST_NODE_GRACE_S
+) -> list[int]:
     """Stop the nodes of one cluster, last first, each after the previous has gone: a node's controlled
     shutdown hands its leaderships over through the quorum. The final node cannot (its quorum has
     gone with the others), so it gets `last_grace_s` before SIGKILL instead of waiting for a

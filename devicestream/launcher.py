@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import signal
@@ -31,6 +32,7 @@ import psutil
 from contract.files import atomic_write_json, read_json
 from contract.layout import DataLayout
 from devicestream.kafka_broker import (
+    LAST_NODE_GRACE_S,
     BrokerError,
     KafkaCluster,
     ensure_topic,
@@ -62,6 +64,9 @@ class ComponentSpec:
     prestart: Callable[[], None] | None = None
     #: pid to send SIGTERM to for a graceful stop (default: the whole process group)
     graceful_pid: Callable[[subprocess.Popen], int | None] | None = None
+    #: consecutive specs of one quorum ("kafka" for 2+ brokers): started together, since no node is
+    #: ready before a majority runs; stopped last-first, the final node with a short grace
+    quorum: str = ""
 
 
 @dataclass
@@ -158,6 +163,7 @@ def build_specs(
                     url=node.address,
                     prestart=prepare,
                     ready_timeout_s=settings.ready_timeout_s,
+                    quorum="kafka" if len(cluster.nodes) > 1 else "",
                 )
             )
 
@@ -354,17 +360,25 @@ class Supervisor:
         return f"  {r.spec.name:<10} {r.state:<10} pid {pid!s:<8} {r.spec.url:<34} log {r.spec.log_file}"
 
     async def start(self, specs: list[ComponentSpec], after: dict[str, Callable[[], Awaitable[None]]]) -> None:
-        """Start `specs` in order, each once the previous is ready; run `after[name]` once `name` is."""
-        for spec in specs:
+        """Start `specs` in order, each once the previous is ready (a quorum's nodes all at once, then
+        wait for each); run `after[name]` once `name` is."""
+        for _, stage in itertools.groupby(specs, key=lambda s: s.quorum or s.name):
             if self.stopping.is_set():
                 return
-            r = Running(spec)
-            self.components.append(r)
-            self._spawn(r)
-            await self._await_ready(r, spec.ready_timeout_s)
-            self.out(self._line(r))
-            if spec.name in after:
-                await after[spec.name]()
+            started = [Running(spec) for spec in stage]
+            for r in started:
+                self.components.append(r)
+                self._spawn(r)
+            results = await asyncio.gather(
+                *(self._await_ready(r, r.spec.ready_timeout_s) for r in started), return_exceptions=True
+            )
+            for res in results:
+                if isinstance(res, BaseException):
+                    raise res
+            for r in started:
+                self.out(self._line(r))
+                if r.spec.name in after:
+                    await after[r.spec.name]()
 
     async def supervise(self) -> None:
         """Until stopping: restart a component that died, with exponential backoff."""
@@ -409,7 +423,10 @@ class Supervisor:
             log.error("%s", e)  # the supervise loop sees it exit (or keeps it "starting") and retries
 
     async def stop(self) -> None:
-        """Reverse order: SIGTERM (to the graceful pid or the group), SIGKILL after the grace period."""
+        """Reverse order: SIGTERM (to the graceful pid or the group), SIGKILL after the grace period.
+        A quorum's node stopped without a majority of live nodes cannot hand over its partitions (no
+        controller is left to answer), so it gets LAST_NODE_GRACE_S instead of waiting the whole
+        timeout for one (as kafka_broker.stop_processes does)."""
         self.stopping.set()
         for t in list(self._tasks):
             t.cancel()
@@ -419,12 +436,16 @@ class Supervisor:
             if r.proc.poll() is None:
                 r.state = "stopping"
                 self.write_state()
-                await asyncio.to_thread(self._terminate, r)
+                timeout = self.settings.stop_timeout_s
+                peers = [c for c in self.components if r.spec.quorum and c.spec.quorum == r.spec.quorum]
+                if peers and sum(c.alive() for c in peers) <= len(peers) // 2:
+                    timeout = min(timeout, LAST_NODE_GRACE_S)
+                await asyncio.to_thread(self._terminate, r, timeout)
             r.state = "stopped"
             self.write_state()
             self.out(f"  {r.spec.name:<10} stopped (exit {r.proc.returncode})")
 
-    def _terminate(self, r: Running) -> None:
+    def _terminate(self, r: Running, timeout_s: float) -> None:
         assert r.proc is not None
         target = r.spec.graceful_pid(r.proc) if r.spec.graceful_pid else None
         with contextlib.suppress(ProcessLookupError):
@@ -433,9 +454,9 @@ class Supervisor:
             else:
                 os.killpg(r.proc.pid, signal.SIGTERM)
         try:
-            r.proc.wait(self.settings.stop_timeout_s)
+            r.proc.wait(timeout_s)
         except subprocess.TimeoutExpired:
-            log.warning("%s did not stop within %.0fs: SIGKILL", r.spec.name, self.settings.stop_timeout_s)
+            log.warning("%s did not stop within %.0fs: SIGKILL", r.spec.name, timeout_s)
         # Whatever is left in the group (a JVM's children, Spark's python workers) goes too.
         with contextlib.suppress(ProcessLookupError):
             os.killpg(r.proc.pid, signal.SIGKILL)
@@ -511,6 +532,8 @@ async def up(settings: LauncherSettings, out: Callable[[str], None] = print) -> 
     async def make_topic() -> None:
         assert cluster is not None or bootstrap
         rf = cluster.replication_factor if cluster else 1
+        if cluster is not None and len(cluster.nodes) > 1:  # replicas need every broker registered
+            await wait_until_ready(bootstrap, settings.ready_timeout_s, min_brokers=len(cluster.nodes))
         n = await ensure_topic(
             bootstrap, settings.topic, settings.topic_partitions, rf, min_insync_replicas=2 if rf >= 3 else None
         )
