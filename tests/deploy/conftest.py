@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -24,13 +25,16 @@ from tests.helpers import REPO_ROOT, wait_for
 LaunchStack = Callable[..., Stack]
 
 
-def free_port_range(n: int, tries: int = 100) -> int:
+def free_port_range(n: int, tries: int = 200) -> int:
     """The first of `n` consecutive free ports on 127.0.0.1 (the launcher gives brokers consecutive
-    port pairs starting at DEVICESTREAM_KAFKA_PORT)."""
+    port pairs starting at DEVICESTREAM_KAFKA_PORT), below the kernel's ephemeral range: a node that
+    keeps dialling a peer's port before the peer listens can otherwise be handed that very port as
+    its own source port and connect to itself (TCP self-connect), reading its own request back as
+    the answer (Kafka: CorrelationIdMismatchException, the node exits)."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    rng = random.Random()
     for _ in range(tries):
-        (first,) = free_ports(1)
-        if first + n > 65535:
-            continue
+        first = rng.randrange(min(20000, low // 2), low - n)
         socks: list[socket.socket] = []
         try:
             for port in range(first, first + n):
