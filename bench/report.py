@@ -77,7 +77,7 @@ def markdown(doc: dict[str, Any], results: list[StageResult]) -> str:
         if f.profile:
             lines.append(f"  - profile: `{f.profile}`")
         for k, v in f.extra.items():
-            if not isinstance(v, list | dict):
+            if v is not None and not isinstance(v, list | dict):
                 lines.append(f"  - {k}: {v}")
     lines += ["", "Plots: `freshness.png` (end to end), `throughput.png` (each figure vs its baseline).", ""]
     return "\n".join(lines)

@@ -12,6 +12,7 @@ results/profiles/spark-events (open it with the Spark history server)."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -117,7 +118,8 @@ def streaming_run(broker: Broker, topic: str, data: Path, events: int, event_log
         assert isinstance(doc, dict)
         if int(doc["totals"]["inputRows"]) != events:
             raise StageError(f"the Spark job read {doc['totals']['inputRows']} records, expected {events}")
-        return seconds, {"totals": doc["totals"], "batches": batches}
+        m = re.search(r"spark_version=(\S+)", log.read_text(errors="replace"))
+        return seconds, {"totals": doc["totals"], "batches": batches, "spark_version": m.group(1) if m else "?"}
     finally:
         stop_process(proc, timeout_s=40)
 
@@ -174,7 +176,8 @@ def run(cfg: Config, broker: Broker, work: Path) -> StageResult:
             "spark-submit --master local[2] --driver-memory 1g, the job's defaults (trigger 1 s, "
             "maxOffsetsPerTrigger 200,000); records: the generator's encoded events (ProducerPerformance "
             "--payload-file)",
-            f"micro-batches of the last streaming run: {len(details[-1]['stream']['batches'])} seen",
+            f"micro-batches of the last streaming run: {len(details[-1]['stream']['batches'])} seen; Spark "
+            f"{details[-1]['stream']['spark_version']} (as the job reported it)",
             f"Spark event logs: {event_log}",
         ],
         extra={"runs": details},
