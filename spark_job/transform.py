@@ -107,7 +107,31 @@ VALID_DEVICES_PATTERN: Final = rf"^ARRAY<OBJECT<({_READING_FIELD})(, ({_READING_
 READINGS_TYPE: Final = "array<struct<deviceId:string,temperature:int,measure:string,status:string>>"
 
 
-def classify(kafka_df: DataFrame) -> DataFrame:
+# ---- the fast path: canonical events --------------------------------------------------------------
+#
+# Almost every record is an event exactly as the generator writes it (orjson, compact, fields in
+# contract order, strings without escapes). For those, one regex over the text proves every JSON
+# type the strict checks would check, so Spark's codegen'd from_json can extract the fields: about
+# ten times cheaper than the VARIANT checks. Anything else (other field order, escapes, extra
+# fields, any doubt) takes the strict path; both give the same result for a canonical record.
+_S: Final = r'"[^"\\\x00-\x1f]*"'  # a JSON string without escapes or control characters
+_SN: Final = rf"(?:{_S}|null)"
+_INT32: Final = r"-?(?:0|[1-9]\d{0,8})"
+_INT64: Final = r"-?(?:0|[1-9]\d{0,17})"
+_C: Final = r": ?"  # orjson writes "k":v, Python's json.dumps "k": v
+_READING: Final = rf'\{{"deviceId"{_C}{_SN}, ?"temperature"{_C}{_INT32}, ?"measure"{_C}{_S}, ?"status"{_C}{_SN}\}}'
+CANONICAL_EVENT_PATTERN: Final = (
+    rf'^\{{"eventId"{_C}{_S}, ?"eventOffset"{_C}{_INT64}, ?"eventPublisher"{_C}{_S}, ?"customerId"{_C}{_S}, ?'
+    rf'"data"{_C}\{{"devices"{_C}\[(?:{_READING}(?:, ?{_READING})*)?\]\}}, ?'
+    rf'"eventTime"{_C}"\d{{4}}-\d{{2}}-\d{{2}}T\d{{2}}:\d{{2}}:\d{{2}}\.\d{{6}}(?:Z|\+00:00)"\}}$'
+)
+_FAST_SCHEMA: Final = (
+    "eventId string, eventOffset bigint, eventPublisher string, customerId string, "
+    f"data struct<devices: {READINGS_TYPE}>, eventTime string"
+)
+
+
+def classify(kafka_df: DataFrame, *, fast_path: bool = True) -> DataFrame:
     """One row per Kafka record: partition, offset, reason (null when valid), value (the raw value as
     text for the rejects: UTF-8 as is, otherwise "base64:<bytes>"), and the typed event fields
     eventId, eventOffset, eventPublisher, customerId, eventTime (formatted), devices.
@@ -127,7 +151,15 @@ def classify(kafka_df: DataFrame) -> DataFrame:
         "*",
         F.when(F.col("utf8"), F.col("raw").cast("string")).alias("text"),
     )
-    items = F.try_variant_get(F.try_parse_json(F.concat(F.lit("["), F.col("text"), F.lit("]"))), "$", "array<variant>")
+    canonical = F.coalesce(F.col("text").rlike(CANONICAL_EVENT_PATTERN), F.lit(False)) if fast_path else F.lit(False)
+    df = df.select("*", canonical.alias("canonical")).select(
+        "*", F.when(F.col("canonical"), F.from_json("text", _FAST_SCHEMA)).alias("fast")
+    )
+    # The strict path parses only what the fast path did not take (CASE evaluates lazily).
+    items = F.when(
+        ~F.col("canonical"),
+        F.try_variant_get(F.try_parse_json(F.concat(F.lit("["), F.col("text"), F.lit("]"))), "$", "array<variant>"),
+    )
     df = df.select("*", items.alias("items")).select(
         "*",
         (F.size("items") == 1).alias("json"),
@@ -190,17 +222,26 @@ def classify(kafka_df: DataFrame) -> DataFrame:
         .otherwise(reading_reason)
     )
     rejected_value = F.when(F.col("utf8"), F.col("text")).otherwise(F.concat(F.lit("base64:"), F.base64("raw")))
+    fast = F.col("fast")
+    fast_ts = fast.getField("eventTime").try_cast("timestamp")
+    is_fast = F.col("canonical")
+
+    def pick(fast_value: Column, strict_value: Column) -> Column:
+        return F.when(is_fast, fast_value).otherwise(strict_value)
+
     return df.select(
         "partition",
         "offset",
-        reason.alias("reason"),
+        pick(F.when(fast_ts.isNull(), F.lit(Reason.BAD_EVENT_TIME)), reason).alias("reason"),
         rejected_value.alias("value"),
-        F.try_variant_get(doc, "$.eventId", "string").alias("eventId"),
-        F.try_variant_get(doc, "$.eventOffset", "bigint").alias("eventOffset"),
-        F.try_variant_get(doc, "$.eventPublisher", "string").alias("eventPublisher"),
-        F.try_variant_get(doc, "$.customerId", "string").alias("customerId"),
-        F.date_format("eventTs", SPARK_EVENT_TIME_FORMAT).alias("eventTime"),
-        "devices",
+        pick(fast.getField("eventId"), F.try_variant_get(doc, "$.eventId", "string")).alias("eventId"),
+        pick(fast.getField("eventOffset"), F.try_variant_get(doc, "$.eventOffset", "bigint")).alias("eventOffset"),
+        pick(fast.getField("eventPublisher"), F.try_variant_get(doc, "$.eventPublisher", "string")).alias(
+            "eventPublisher"
+        ),
+        pick(fast.getField("customerId"), F.try_variant_get(doc, "$.customerId", "string")).alias("customerId"),
+        F.date_format(pick(fast_ts, F.col("eventTs")), SPARK_EVENT_TIME_FORMAT).alias("eventTime"),
+        pick(fast.getField("data").getField("devices"), F.col("devices")).alias("devices"),
     )
 
 

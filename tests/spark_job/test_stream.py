@@ -15,6 +15,7 @@ from spark_job.progress import FIELDS, ProgressListener, ProgressTracker
 from spark_job.settings import SparkJobSettings
 from spark_job.transform import Reason
 from tests.conftest import Broker
+from tests.helpers import wait_for
 from tests.spark_job.events import (
     committed_files,
     event_records,
@@ -91,4 +92,9 @@ def test_seeded_events_and_bad_records_land_exactly_once(spark: SparkSession, ka
         "batches": len(rows_files),
     }
     assert doc["batchId"] == len(rows_files) - 1
-    assert sum(doc["endOffsets"].values()) == 600 + len(BAD_RECORDS)
+    # Offsets come from the query listener, whose events arrive asynchronously after the batch.
+    wait_for(
+        lambda: sum(json.loads(settings.progress_file.read_text())["endOffsets"].values()) == 600 + len(BAD_RECORDS),
+        30,
+        "the listener to report the last batch's end offsets",
+    )

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from pyspark.sql import DataFrame, Row, SparkSession
+from pyspark.sql import functions as F
 
 from contract.csv import REJECT_COLUMNS, ROW_COLUMNS
 from spark_job import transform
@@ -174,3 +175,42 @@ def test_refuses_a_non_utc_session(spark: SparkSession) -> None:
             transform.classify(kafka_df(spark, [ev()]))
     finally:
         spark.conf.set("spark.sql.session.timeZone", "UTC")
+
+
+FAST_PATH_VALUES = [
+    # canonical as the generator writes them (orjson, compact)
+    b'{"eventId":"a","eventOffset":10000,"eventPublisher":"device","customerId":"CI00100","data":{"devices":[]},'
+    b'"eventTime":"2026-11-28T03:33:11.123456Z"}',
+    b'{"eventId":"b","eventOffset":10001,"eventPublisher":"device","customerId":"CI00101","data":{"devices":['
+    b'{"deviceId":"D001","temperature":0,"measure":"C","status":"SUCCESS"},'
+    b'{"deviceId":null,"temperature":-30,"measure":"C","status":null}]},"eventTime":"2026-11-28T03:33:11.000001Z"}',
+    # json.dumps spacing and a +00:00 zone
+    b'{"eventId": "c", "eventOffset": 123456789012345678, "eventPublisher": "device", "customerId": "x", '
+    b'"data": {"devices": [{"deviceId": "D5", "temperature": 2147483647, "measure": "C", "status": "ERROR"}]}, '
+    b'"eventTime": "2026-11-28T03:33:11.999999+00:00"}',
+    # canonical shape, impossible date: rejected as the strict path rejects it
+    b'{"eventId":"d","eventOffset":1,"eventPublisher":"device","customerId":"c","data":{"devices":[]},'
+    b'"eventTime":"2026-02-30T03:33:11.123456Z"}',
+    # not canonical (escape, extra field, out-of-range temperature, other order): strict path only
+    b'{"eventId":"e\\"","eventOffset":2,"eventPublisher":"device","customerId":"c","data":{"devices":[]},'
+    b'"eventTime":"2026-11-28T03:33:11.123456Z"}',
+    b'{"eventId":"f","eventOffset":3,"eventPublisher":"device","customerId":"c","data":{"devices":[]},'
+    b'"eventTime":"2026-11-28T03:33:11.123456Z","extra":1}',
+    b'{"eventId":"g","eventOffset":4,"eventPublisher":"device","customerId":"c","data":{"devices":['
+    b'{"deviceId":"D1","temperature":2147483648,"measure":"C","status":null}]},"eventTime":"2026-11-28T03:33:11.1Z"}',
+    b'{"eventOffset":5,"eventId":"h","eventPublisher":"device","customerId":"c","data":{"devices":[]},'
+    b'"eventTime":"2026-11-28T03:33:11.123456Z"}',
+]
+
+
+def test_fast_path_agrees_with_the_strict_checks(spark: SparkSession) -> None:
+    """The regex fast path for canonical events must classify exactly as the strict VARIANT checks."""
+    df = kafka_df(spark, FAST_PATH_VALUES)
+
+    def collect(fast: bool) -> list[tuple]:
+        return sorted(tuple(r) for r in transform.classify(df, fast_path=fast).collect())
+
+    fast, strict = collect(True), collect(False)
+    assert fast == strict
+    canonical = df.select(F.col("value").cast("string").rlike(transform.CANONICAL_EVENT_PATTERN)).collect()
+    assert [r[0] for r in canonical] == [True, True, True, True, False, False, False, False]
