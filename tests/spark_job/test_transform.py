@@ -186,7 +186,7 @@ FAST_PATH_VALUES = [
     b'{"deviceId":null,"temperature":-30,"measure":"C","status":null}]},"eventTime":"2026-11-28T03:33:11.000001Z"}',
     # json.dumps spacing and a +00:00 zone
     b'{"eventId": "c", "eventOffset": 123456789012345678, "eventPublisher": "device", "customerId": "x", '
-    b'"data": {"devices": [{"deviceId": "D5", "temperature": 2147483647, "measure": "C", "status": "ERROR"}]}, '
+    b'"data": {"devices": [{"deviceId": "D5", "temperature": 999999999, "measure": "C", "status": "ERROR"}]}, '
     b'"eventTime": "2026-11-28T03:33:11.999999+00:00"}',
     # canonical shape, impossible date: rejected as the strict path rejects it
     b'{"eventId":"d","eventOffset":1,"eventPublisher":"device","customerId":"c","data":{"devices":[]},'
