@@ -50,6 +50,7 @@ def make_sink(settings: SparkJobSettings, tracker: ProgressTracker | None) -> Ba
         settings.rejects_dir,
         settings.layout.spark_dir / "_tmp",
         tracker.batch_committed if tracker is not None else None,
+        collect_max_rows=settings.collect_max_rows,
     )
     sink.prepare()
     return sink

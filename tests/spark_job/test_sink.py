@@ -79,3 +79,17 @@ def test_prepare_removes_only_temp_leftovers(tmp_path: Path) -> None:
     BatchSink(rows, tmp_path / "rejects", tmp_path / "_tmp").prepare()
     assert sorted(p.name for p in rows.iterdir()) == [batch_file_name(1)]
     assert list((tmp_path / "_tmp").iterdir()) == []
+
+
+def test_driver_written_small_batches_match_sparks_writer_byte_for_byte(spark: SparkSession, tmp_path: Path) -> None:
+    tricky = dict(GOOD, eventOffset=10001, customerId='CI,"00100"\nx', eventPublisher="")
+    values = [encode(tricky), encode(GOOD), b'not "json",\nat all', b"\xff\xfe", b""]
+    outputs = {}
+    for mode, limit in (("spark", 0), ("driver", 1000)):
+        sink = BatchSink(
+            tmp_path / mode / "rows", tmp_path / mode / "rejects", tmp_path / mode / "_tmp", collect_max_rows=limit
+        )
+        sink.prepare()
+        sink.write_batch(kafka_df(spark, values), 7)
+        outputs[mode] = [(tmp_path / mode / d / batch_file_name(7)).read_bytes() for d in ("rows", "rejects")]
+    assert outputs["driver"] == outputs["spark"]
