@@ -29,6 +29,9 @@ MERGED_RESPONSE_HEADERS = (
 )
 #: Response headers of the generator passed back with its JSON.
 COMMAND_RESPONSE_HEADERS = ("content-type", "location", "retry-after")
+#: merged.csv is relayed in chunks of this size: fewer, larger writes (the socket reads alone can be
+#: a few KiB each), memory bounded by one chunk per download.
+STREAM_CHUNK_BYTES = 256 * 1024
 
 
 def to_upstream_error(e: httpx.HTTPError, component: str, url: str, timeout_s: float) -> UpstreamError:
@@ -98,7 +101,7 @@ async def stream_merged(
 
     async def body() -> AsyncIterator[bytes]:
         try:
-            async for chunk in resp.aiter_raw():
+            async for chunk in resp.aiter_raw(chunk_size=STREAM_CHUNK_BYTES):
                 yield chunk
         except httpx.HTTPError as e:
             # Headers are sent already: all we can do is end the response short (the client sees
