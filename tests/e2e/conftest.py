@@ -124,7 +124,7 @@ def _mount_tmpfs(path: Path) -> bool:
     return res.returncode == 0
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     base = tmp_path_factory.mktemp("e2e")
     data = base / "data"
