@@ -39,6 +39,16 @@ class BrokerError(RuntimeError):
     """The broker could not be prepared, started or reached; the message says why."""
 
 
+def new_kafka_uuid() -> str:
+    """A random Kafka Uuid in its base64url form. Like Kafka's Uuid.randomUuid, never one starting
+    with "-": StorageTool's argument parser would read it as a flag (one id in 64 did, and the
+    broker then failed to format its storage)."""
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not text.startswith("-"):
+            return text
+
+
 @dataclass(frozen=True)
 class BrokerNode:
     node_id: int
@@ -128,7 +138,7 @@ class KafkaCluster:
         if path.exists():
             return path.read_text().strip()
         self.base_dir.mkdir(parents=True, exist_ok=True)
-        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        cid = new_kafka_uuid()
         path.write_text(cid + "\n")
         return cid
 
@@ -137,9 +147,7 @@ class KafkaCluster:
         path = self.node_dir(node) / "directory.id"
         if path.exists():
             return path.read_text().strip()
-        did = "-"
-        while did.startswith("-"):  # like Kafka's Uuid.randomUuid: no leading dash (reads as a CLI flag)
-            did = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        did = new_kafka_uuid()
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(did + "\n")
         return did

@@ -50,3 +50,11 @@ def test_message_survives_broker_restart(private_kafka) -> None:
     private_kafka.stop()
     private_kafka.start()
     assert asyncio.run(_consume_all(private_kafka.bootstrap, "persist", 1)) == [b"kept"]
+
+
+def test_kafka_ids_never_start_with_a_dash() -> None:
+    from devicestream.kafka_broker import new_kafka_uuid
+
+    ids = [new_kafka_uuid() for _ in range(5000)]
+    assert not any(i.startswith("-") for i in ids)
+    assert all(len(i) == 22 for i in ids)
