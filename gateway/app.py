@@ -139,6 +139,19 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
     # ---- generator ---------------------------------------------------------------------------------
 
+    async def to_generator(
+        request: Request, method: str, path: str, *, with_body: bool = False, timeout_s: float | None = None
+    ) -> Response:
+        """Forward to the generator as sent; its status code and body come back unchanged."""
+        return await forward_json(
+            client_of(request),
+            "generator",
+            method,
+            f"{gen}{path}",
+            body=await request.body() if with_body else None,
+            timeout_s=settings.command_timeout_s if timeout_s is None else timeout_s,
+        )
+
     @app.post(
         "/generator/start",
         status_code=202,
@@ -154,14 +167,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     )
     async def generator_start(body: StartRequest, request: Request) -> Response:
         """Forwarded to the generator as sent; its status code and body come back unchanged."""
-        return await forward_json(
-            client_of(request),
-            "generator",
-            "POST",
-            f"{gen}/generator/start",
-            body=await request.body(),
-            timeout_s=settings.command_timeout_s,
-        )
+        return await to_generator(request, "POST", "/generator/start", with_body=True)
 
     @app.post(
         "/generator/stop",
@@ -172,14 +178,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         dependencies=[Write],
     )
     async def generator_stop(request: Request) -> Response:
-        return await forward_json(
-            client_of(request),
-            "generator",
-            "POST",
-            f"{gen}/generator/stop",
-            body=None,
-            timeout_s=settings.command_timeout_s,
-        )
+        return await to_generator(request, "POST", "/generator/stop")
 
     @app.put(
         "/generator/rate",
@@ -190,14 +189,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         dependencies=[Write],
     )
     async def generator_rate(body: RateRequest, request: Request) -> Response:
-        return await forward_json(
-            client_of(request),
-            "generator",
-            "PUT",
-            f"{gen}/generator/rate",
-            body=await request.body(),
-            timeout_s=settings.command_timeout_s,
-        )
+        return await to_generator(request, "PUT", "/generator/rate", with_body=True)
 
     @app.get(
         "/generator/status",
@@ -207,14 +199,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         dependencies=[Read],
     )
     async def generator_status(request: Request) -> Response:
-        return await forward_json(
-            client_of(request),
-            "generator",
-            "GET",
-            f"{gen}/generator/status",
-            body=None,
-            timeout_s=settings.status_timeout_s,
-        )
+        return await to_generator(request, "GET", "/generator/status", timeout_s=settings.status_timeout_s)
 
     # ---- merged.csv ------------------------------------------------------------------------------
 
