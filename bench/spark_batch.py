@@ -1,6 +1,6 @@
 """The batch baseline of the Spark stage, run with spark-submit: the same transformation and the
-same file writing as the streaming job (spark_job.sink.BatchSink.write_batch: classify, counts,
-rejects file, rows file), over the whole topic read as one batch DataFrame. Prints one JSON line."""
+same file writing as the streaming job (spark_job.transform.classify, then spark_job.sink.BatchSink.write_batch:
+rows file with its counts, rejects file), over the whole topic read as one batch DataFrame. Prints one JSON line."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import time
 
 import orjson
 
+from spark_job import transform
 from spark_job.job import make_sink
 from spark_job.session import build_session
 from spark_job.settings import SparkJobSettings
@@ -35,7 +36,7 @@ def main() -> int:
             .option("endingOffsets", "latest")
             .load()
         )
-        counts = sink.write_batch(df, 0)
+        counts = sink.write_batch(transform.classify(df), 0)
         seconds = time.perf_counter() - t0
         print(
             "BENCH_RESULT "

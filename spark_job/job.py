@@ -28,6 +28,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
 from contract.logs import configure_logging
+from spark_job import transform
 from spark_job.progress import ProgressListener, ProgressTracker
 from spark_job.session import build_session
 from spark_job.settings import SparkJobSettings
@@ -50,14 +51,14 @@ def make_sink(settings: SparkJobSettings, tracker: ProgressTracker | None) -> Ba
         settings.rejects_dir,
         settings.layout.spark_dir / "_tmp",
         tracker.batch_committed if tracker is not None else None,
-        collect_max_rows=settings.collect_max_rows,
     )
     sink.prepare()
     return sink
 
 
 def start_query(spark: SparkSession, settings: SparkJobSettings, sink: BatchSink) -> StreamingQuery:
-    """Kafka -> foreachBatch(sink), checkpointed in the data folder."""
+    """Kafka -> classify -> foreachBatch(sink), checkpointed in the data folder. classify is applied
+    here, once, to the streaming DataFrame: each micro-batch then only plans it (in the JVM)."""
     reader = (
         spark.readStream.format("kafka")
         .option("kafka.bootstrap.servers", settings.require_bootstrap())
@@ -72,6 +73,7 @@ def start_query(spark: SparkSession, settings: SparkJobSettings, sink: BatchSink
     settings.checkpoint_dir.mkdir(parents=True, exist_ok=True)
     query = (
         reader.load()
+        .transform(transform.classify)
         .writeStream.queryName(settings.query_name)
         .foreachBatch(sink)
         .option("checkpointLocation", str(settings.checkpoint_dir))

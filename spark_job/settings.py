@@ -48,12 +48,6 @@ class SparkJobSettings(PipelineSettings):
     spark_log_level: str = Field(default="WARN", description="Log level of Spark's own (JVM) logging.")
     log_level: str = Field(default="INFO", description="Log level of the job's Python logging.")
     query_name: str = Field(default="devicestream", description="Name of the streaming query.")
-    collect_max_rows: int = Field(
-        default=50_000,
-        ge=0,
-        description="Batches with at most this many output rows are written by the driver (low latency); "
-        "larger ones by Spark's CSV writer (high throughput). 0 = always Spark's writer.",
-    )
     stop_timeout_s: float = Field(
         default=30.0, gt=0, description="On SIGTERM, how long to wait for the running batch before stopping anyway."
     )

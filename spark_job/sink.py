@@ -1,21 +1,21 @@
 """The foreachBatch sink: each micro-batch becomes exactly one committed rows file and one rejects
 file, `batch-<12-digit id>.csv` (header + rows; header only when empty).
 
-How a file is written: Spark's own CSV writer (`coalesce(1)`) writes the part file into a fresh
-temporary folder under `spark/_tmp/`, then the driver fsyncs it and renames it (os.replace) to its
-committed name. Why this and not collecting to the driver:
-- speed: the JVM formats and writes ~1M lines/s here, while collecting rows into Python runs at
-  ~100-200k rows/s (measured on this machine), and the Python driver would hold the whole batch;
-- a standalone cluster: executors write the part file to the shared data folder (the same path on
-  every node, e.g. NFS) and the driver only renames it: no batch data flows through the driver.
-  Spark's CSV writer escapes RFC-4180 style (quote '"' doubled), writes null as an empty field.
-Empty outputs (no rows, or no rejects: the usual case) skip the Spark job and are written
-directly as a header-only file via contract.files.atomic_write_bytes (same atomic rename).
-Small outputs (at most `collect_max_rows` rows, e.g. a 1-second batch at a few thousand events/s)
-are collected to the driver and written there with the same quoting: a Spark write job costs
-about a second of fixed overhead (job, task and commit protocol), which would dominate the
-freshness of merged.csv at low rates. A re-run of a batch has the same rows, so it takes the same
-path and writes the same bytes.
+Input: the batch as `transform.classify` returns it. The job applies `classify` to the streaming
+DataFrame once, when the query starts: building that plan from Python takes about half a second
+of py4j calls, which per micro-batch was a third of a small batch's cost.
+
+How a batch is written, in one Spark job in the usual case (no rejects):
+- the rows: Spark's own CSV writer (`coalesce(1)`) writes the part file into a fresh temporary
+  folder under `spark/_tmp/`; the batch's counts (input rows, rows out, rejects, events without
+  readings) are taken in the same pass with `DataFrame.observe`, so nothing is cached or counted
+  twice. The JVM formats ~1M lines/s; on a standalone cluster the executor writes the part file to
+  the shared data folder and the driver only renames it: no batch data flows through the driver.
+- the rejects: only when the counts say there are some, a second job writes them the same way
+  (the batch is read again: rare, and only bad input pays for it); otherwise a header-only file is
+  written directly (contract.files.atomic_write_bytes).
+- then the driver commits: fsync, rename (os.replace) the rejects file, then the rows file.
+Spark's CSV writer escapes RFC-4180 style (quote '"' doubled), writes null as an empty field.
 
 Exactly once: Spark re-runs a batch after a crash with the same id and the same offsets (its
 offset log is written before the batch runs), so the re-run renames the same rows over the same
@@ -37,7 +37,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Observation
 
 from contract.csv import REJECT_HEADER, ROW_HEADER, batch_file_name
 from contract.files import atomic_write_bytes, fsync_dir
@@ -60,19 +60,6 @@ CSV_OPTIONS: Final = {
 }
 
 
-def csv_field(value: object) -> str:
-    """One field as Spark's CSV writer (CSV_OPTIONS) writes it: null empty, an empty string "",
-    quoted with doubled quotes when it holds a comma, a quote or a line break."""
-    if value is None:
-        return ""
-    text = str(value)
-    if text == "":
-        return '""'
-    if any(c in text for c in ',"\n\r'):
-        return '"' + text.replace('"', '""') + '"'
-    return text
-
-
 class SinkError(RuntimeError):
     """A batch could not be written as exactly one committed file."""
 
@@ -88,14 +75,12 @@ class BatchSink:
         on_committed: Callable[[int, BatchCounts], None] | None = None,
         *,
         durable: bool = True,
-        collect_max_rows: int = 0,
     ) -> None:
         self.rows_dir = rows_dir
         self.rejects_dir = rejects_dir
         self.tmp_dir = tmp_dir
         self.on_committed = on_committed
         self.durable = durable
-        self.collect_max_rows = collect_max_rows
         self._busy = threading.Event()
 
     @property
@@ -120,23 +105,26 @@ class BatchSink:
         finally:
             self._busy.clear()
 
-    def write_batch(self, batch_df: DataFrame, batch_id: int) -> BatchCounts:
+    def write_batch(self, classified: DataFrame, batch_id: int) -> BatchCounts:
+        """Write one batch (`classified`: transform.classify's output) and commit its two files."""
         started = time.monotonic()
-        classified = transform.classify(batch_df).persist()
+        name = batch_file_name(batch_id)
+        observation = Observation(f"batch-{batch_id}-{uuid.uuid4().hex[:8]}")
+        observed = classified.observe(observation, *transform.count_columns())
+        rows_tmp = self._tmp_folder("rows", batch_id)
         try:
-            c = transform.batch_counts(classified).first()
-            assert c is not None
+            rows_part = self._spark_write(transform.rows(observed), ROW_HEADER, rows_tmp)
+            c = observation.get
             counts = BatchCounts(
                 input_rows=int(c["inputRows"]),
                 rows_out=int(c["rowsOut"]),
                 rejects=int(c["rejects"]),
                 events_without_readings=int(c["eventsWithoutReadings"]),
             )
-            name = batch_file_name(batch_id)
-            self._write(transform.rejects(classified, batch_id), counts.rejects, REJECT_HEADER, self.rejects_dir / name)
-            self._write(transform.rows(classified), counts.rows_out, ROW_HEADER, self.rows_dir / name)
+            self._commit_rejects(classified, batch_id, counts.rejects, self.rejects_dir / name)
+            self._commit(rows_part, ROW_HEADER, self.rows_dir / name)
         finally:
-            classified.unpersist()
+            shutil.rmtree(rows_tmp, ignore_errors=True)
         log.info(
             "batch committed",
             extra={
@@ -152,29 +140,41 @@ class BatchSink:
             self.on_committed(batch_id, counts)
         return counts
 
-    def _write(self, df: DataFrame, expected_rows: int, header: str, final: Path) -> None:
-        if expected_rows == 0:
-            atomic_write_bytes(final, f"{header}\n".encode(), durable=self.durable)
+    def _tmp_folder(self, kind: str, batch_id: int) -> Path:
+        return self.tmp_dir / f"{kind}-{batch_file_name(batch_id).removesuffix('.csv')}-{uuid.uuid4().hex[:8]}"
+
+    def _commit_rejects(self, classified: DataFrame, batch_id: int, rejects: int, final: Path) -> None:
+        if rejects == 0:
+            atomic_write_bytes(final, f"{REJECT_HEADER}\n".encode(), durable=self.durable)
             return
-        if expected_rows <= self.collect_max_rows:
-            lines = [header, *(",".join(map(csv_field, row)) for row in df.collect())]
-            atomic_write_bytes(final, ("\n".join(lines) + "\n").encode(), durable=self.durable)
-            return
-        tmp = self.tmp_dir / f"{final.parent.name}-{final.stem}-{uuid.uuid4().hex[:8]}"
+        tmp = self._tmp_folder("rejects", batch_id)
         try:
-            df.coalesce(1).write.options(**CSV_OPTIONS).mode("errorifexists").csv(str(tmp))
-            parts = sorted(tmp.glob("part-*"))
-            if len(parts) != 1:
-                raise SinkError(f"expected one part file in {tmp}, found {[p.name for p in parts]}")
-            part = parts[0]
-            with open(part, "rb") as f:
-                first = f.readline().rstrip(b"\r\n").decode()
-                if first != header:
-                    raise SinkError(f"unexpected header in {part}: {first!r} (expected {header!r})")
-                if self.durable:
-                    os.fsync(f.fileno())
-            os.replace(part, final)
-            if self.durable:
-                fsync_dir(final.parent)
+            part = self._spark_write(transform.rejects(classified, batch_id), REJECT_HEADER, tmp)
+            self._commit(part, REJECT_HEADER, final)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+    @staticmethod
+    def _spark_write(df: DataFrame, header: str, tmp: Path) -> Path | None:
+        """Write `df` as one CSV part file in the new folder `tmp`; the part file, or None when Spark
+        wrote none (no rows)."""
+        df.coalesce(1).write.options(**CSV_OPTIONS).mode("errorifexists").csv(str(tmp))
+        parts = sorted(tmp.glob("part-*"))
+        if len(parts) > 1:
+            raise SinkError(f"expected one part file in {tmp}, found {[p.name for p in parts]}")
+        return parts[0] if parts else None
+
+    def _commit(self, part: Path | None, header: str, final: Path) -> None:
+        """Give `part` its committed name (a header-only file when there is no part or it is empty)."""
+        if part is None or part.stat().st_size == 0:
+            atomic_write_bytes(final, f"{header}\n".encode(), durable=self.durable)
+            return
+        with open(part, "rb") as f:
+            first = f.readline().rstrip(b"\r\n").decode()
+            if first != header:
+                raise SinkError(f"unexpected header in {part}: {first!r} (expected {header!r})")
+            if self.durable:
+                os.fsync(f.fileno())
+        os.replace(part, final)
+        if self.durable:
+            fsync_dir(final.parent)

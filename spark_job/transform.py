@@ -4,7 +4,8 @@ Input: the Kafka source columns (key, value: binary, topic, partition, offset, t
 
 `classify` gives one row per Kafka record with a `reason` (null for a valid event) and the typed
 event fields; `rows` explodes the valid events into one row per device reading (ROW_COLUMNS);
-`rejects` keeps the bad records (REJECT_COLUMNS); `batch_counts` sums what the progress reports.
+`rejects` keeps the bad records (REJECT_COLUMNS); `count_columns` / `batch_counts` sum what the
+progress reports.
 
 Why not `from_json` alone: Spark's JSON reader coerces silently (123 becomes "123" for a string
 field, an integer becomes epoch seconds for a timestamp, a type mismatch nulls the field) and
@@ -274,13 +275,19 @@ def rejects(classified: DataFrame, batch_id: int) -> DataFrame:
     )
 
 
-def batch_counts(classified: DataFrame) -> DataFrame:
-    """A one-row DataFrame: inputRows, rowsOut, rejects, eventsWithoutReadings."""
+def count_columns() -> list[Column]:
+    """The aggregates the progress reports, over classify's output (for DataFrame.observe or agg):
+    inputRows, rowsOut, rejects, eventsWithoutReadings."""
     valid = F.col("reason").isNull()
     readings = F.when(F.col("devices").isNull(), F.lit(0)).otherwise(F.size("devices"))
-    return classified.agg(
+    return [
         F.count(F.lit(1)).alias("inputRows"),
         F.coalesce(F.sum(F.when(valid, readings)), F.lit(0)).cast("long").alias("rowsOut"),
         F.count_if(~valid).alias("rejects"),
         F.count_if(valid & (readings == 0)).alias("eventsWithoutReadings"),
-    )
+    ]
+
+
+def batch_counts(classified: DataFrame) -> DataFrame:
+    """A one-row DataFrame: inputRows, rowsOut, rejects, eventsWithoutReadings."""
+    return classified.agg(*count_columns())

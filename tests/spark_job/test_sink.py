@@ -9,6 +9,7 @@ from pyspark.sql import SparkSession
 from contract.csv import REJECT_HEADER, ROW_HEADER, batch_file_name
 from spark_job.progress import BatchCounts
 from spark_job.sink import BatchSink
+from spark_job.transform import classify
 from tests.spark_job.events import committed_files, encode, make_events, read_csv
 from tests.spark_job.test_transform import GOOD, kafka_df
 
@@ -27,7 +28,7 @@ def test_batch_files_hold_rows_and_rejects_escaped(spark: SparkSession, tmp_path
     calls: list[tuple[int, BatchCounts]] = []
     sink = make_sink(tmp_path, calls)
 
-    counts = sink.write_batch(kafka_df(spark, values), 42)
+    counts = sink.write_batch(classify(kafka_df(spark, values)), 42)
 
     assert counts == BatchCounts(input_rows=4, rows_out=4, rejects=2, events_without_readings=0)
     assert calls == [(42, counts)]
@@ -53,7 +54,7 @@ def test_batch_files_hold_rows_and_rejects_escaped(spark: SparkSession, tmp_path
 def test_empty_batch_writes_header_only_files(spark: SparkSession, tmp_path: Path) -> None:
     calls: list[tuple[int, BatchCounts]] = []
     sink = make_sink(tmp_path, calls)
-    counts = sink.write_batch(kafka_df(spark, []), 0)
+    counts = sink.write_batch(classify(kafka_df(spark, [])), 0)
     assert counts == BatchCounts(0, 0, 0, 0)
     assert (tmp_path / "rows" / batch_file_name(0)).read_text() == ROW_HEADER + "\n"
     assert (tmp_path / "rejects" / batch_file_name(0)).read_text() == REJECT_HEADER + "\n"
@@ -62,7 +63,7 @@ def test_empty_batch_writes_header_only_files(spark: SparkSession, tmp_path: Pat
 def test_rerun_of_a_batch_rewrites_the_same_bytes_under_the_same_name(spark: SparkSession, tmp_path: Path) -> None:
     values = [encode(e) for e in make_events(seed=3, count=200)] + [b"[1]"]
     sink = make_sink(tmp_path, [])
-    df = kafka_df(spark, values)
+    df = classify(kafka_df(spark, values))
     sink.write_batch(df, 5)
     first = {p.name: p.read_bytes() for p in (tmp_path / "rows").iterdir()}
     (tmp_path / "rows" / batch_file_name(5)).unlink()  # the merger may delete merged files
@@ -79,17 +80,3 @@ def test_prepare_removes_only_temp_leftovers(tmp_path: Path) -> None:
     BatchSink(rows, tmp_path / "rejects", tmp_path / "_tmp").prepare()
     assert sorted(p.name for p in rows.iterdir()) == [batch_file_name(1)]
     assert list((tmp_path / "_tmp").iterdir()) == []
-
-
-def test_driver_written_small_batches_match_sparks_writer_byte_for_byte(spark: SparkSession, tmp_path: Path) -> None:
-    tricky = dict(GOOD, eventOffset=10001, customerId='CI,"00100"\nx', eventPublisher="")
-    values = [encode(tricky), encode(GOOD), b'not "json",\nat all', b"\xff\xfe", b""]
-    outputs = {}
-    for mode, limit in (("spark", 0), ("driver", 1000)):
-        sink = BatchSink(
-            tmp_path / mode / "rows", tmp_path / mode / "rejects", tmp_path / mode / "_tmp", collect_max_rows=limit
-        )
-        sink.prepare()
-        sink.write_batch(kafka_df(spark, values), 7)
-        outputs[mode] = [(tmp_path / mode / d / batch_file_name(7)).read_bytes() for d in ("rows", "rejects")]
-    assert outputs["driver"] == outputs["spark"]
