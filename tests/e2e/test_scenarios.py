@@ -295,4 +295,6 @@ def test_7_load_20k_per_second(stack: Stack) -> None:
         f"load: {status['acknowledged'] / 60:.0f} ev/s acknowledged, max offsets behind "
         f"{max(behind, default=0)}, drained {time.monotonic() - stopped:.1f}s after the stop"
     )
+    verify_started = time.monotonic()
     stack.verify(wait_s=300)
+    print(f"load: verified in {time.monotonic() - verify_started:.1f}s")
