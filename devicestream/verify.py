@@ -12,7 +12,8 @@ whether it must be rejected, and compares that with merged.csv and the Spark job
 - invalid records not rejected / valid records rejected: disagreements on what is bad input
 
 Exit code 0 only when every one of these is zero. Memory stays bounded whatever the sizes: the
-expected rows are streamed to a temporary CSV and compared with polars' streaming engine.
+expected rows are streamed to temporary CSVs (one per partition, each scanned by its own process:
+decoding and checking records is CPU-bound Python) and compared with polars' streaming engine.
 """
 
 from __future__ import annotations
@@ -21,8 +22,11 @@ import asyncio
 import csv
 import datetime as dt
 import logging
+import multiprocessing
+import os
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -148,6 +152,14 @@ class TopicScan:
     end_offsets: dict[int, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ScanFiles:
+    """Where a scan wrote the expected rows and the invalid records (one file each per partition)."""
+
+    rows: list[Path]
+    invalid: list[Path]
+
+
 async def topic_partitions(bootstrap: str, topic: str) -> list[int]:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
@@ -160,12 +172,25 @@ async def topic_partitions(bootstrap: str, topic: str) -> list[int]:
     return sorted(p["partition"] for p in desc[0]["partitions"])
 
 
-async def scan_topic(bootstrap: str, topic: str, rows_csv: Path, invalid_csv: Path) -> TopicScan:
-    """Stream every record up to the current end offsets into `rows_csv` (expected rows plus their
-    record's partition and offset) and `invalid_csv` (partition, offset, reason)."""
-    scan = TopicScan()
+@dataclass(frozen=True)
+class PartitionScanJob:
+    """One partition to scan, up to `end` (exclusive), into its own two CSV files."""
+
+    bootstrap: str
+    topic: str
+    partition: int
+    end: int
+    rows_csv: Path
+    invalid_csv: Path
+
+
+async def scan_partition(job: PartitionScanJob) -> TopicScan:
+    """Stream the partition's records below `job.end` into `job.rows_csv` (expected rows plus their
+    record's partition and offset) and `job.invalid_csv` (partition, offset, reason)."""
+    scan = TopicScan(end_offsets={job.partition: job.end})
+    tp = TopicPartition(job.topic, job.partition)
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+        bootstrap_servers=job.bootstrap,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=8 * 1024 * 1024,
@@ -173,44 +198,77 @@ async def scan_topic(bootstrap: str, topic: str, rows_csv: Path, invalid_csv: Pa
     )
     await consumer.start()
     try:
-        parts = await topic_partitions(bootstrap, topic)
-        if not parts:
-            raise VerifyError(f"topic {topic} not found at {bootstrap}")
-        tps = [TopicPartition(topic, p) for p in parts]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        end = await consumer.end_offsets(tps)
-        scan.end_offsets = {tp.partition: end[tp] for tp in tps}
-        remaining = {tp for tp in tps if end[tp] > 0}
-        # A one-task command-line scan: blocking local writes are fine here.
-        with open(rows_csv, "w", newline="") as rf, open(invalid_csv, "w", newline="") as inf:  # noqa: ASYNC230
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        # A one-task scan in its own process: blocking local writes are fine here.
+        with open(job.rows_csv, "w", newline="") as rf, open(job.invalid_csv, "w", newline="") as inf:  # noqa: ASYNC230
             rows_w, inv_w = csv.writer(rf), csv.writer(inf)
             rows_w.writerow([*ROW_COLUMNS, "partition", "offset"])
             inv_w.writerow(["partition", "offset", "reason"])
-            while remaining:
-                batch = await consumer.getmany(*remaining, timeout_ms=1000, max_records=20000)
-                for tp, msgs in batch.items():
-                    for m in msgs:
-                        if m.offset >= end[tp]:
-                            continue
-                        scan.records += 1
-                        try:
-                            rows = expected_rows(m.value)
-                        except Invalid as e:
-                            scan.invalid += 1
-                            inv_w.writerow([m.partition, m.offset, str(e)])
-                            continue
-                        scan.valid += 1
-                        scan.rows += len(rows)
-                        if not rows:
-                            scan.without_readings += 1
-                        rows_w.writerows([*r, m.partition, m.offset] for r in rows)
-                for tp in list(remaining):
-                    if await consumer.position(tp) >= end[tp]:
-                        remaining.discard(tp)
+            while job.end > 0 and await consumer.position(tp) < job.end:
+                batch = await consumer.getmany(tp, timeout_ms=1000, max_records=20000)
+                for m in batch.get(tp, ()):
+                    if m.offset >= job.end:
+                        continue
+                    scan.records += 1
+                    try:
+                        rows = expected_rows(m.value)
+                    except Invalid as e:
+                        scan.invalid += 1
+                        inv_w.writerow([m.partition, m.offset, str(e)])
+                        continue
+                    scan.valid += 1
+                    scan.rows += len(rows)
+                    if not rows:
+                        scan.without_readings += 1
+                    rows_w.writerows([*r, m.partition, m.offset] for r in rows)
     finally:
         await consumer.stop()
     return scan
+
+
+def _scan_partition_in_process(job: PartitionScanJob) -> TopicScan:
+    return asyncio.run(scan_partition(job))
+
+
+async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    """Each partition's end offset now (what the scan reads up to)."""
+    parts = await topic_partitions(bootstrap, topic)
+    if not parts:
+        raise VerifyError(f"topic {topic} not found at {bootstrap}")
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        end = await consumer.end_offsets([TopicPartition(topic, p) for p in parts])
+    finally:
+        await consumer.stop()
+    return {tp.partition: offset for tp, offset in end.items()}
+
+
+def scan_topic(bootstrap: str, topic: str, folder: Path, workers: int | None = None) -> tuple[TopicScan, ScanFiles]:
+    """Scan every partition up to its current end offset, one process per partition (at most
+    `workers`, default the CPU count): decoding and checking records is CPU-bound Python."""
+    ends = asyncio.run(end_offsets(bootstrap, topic))
+    jobs = [
+        PartitionScanJob(bootstrap, topic, p, end, folder / f"expected-{p}.csv", folder / f"invalid-{p}.csv")
+        for p, end in sorted(ends.items())
+    ]
+    workers = max(1, min(len(jobs), workers or os.cpu_count() or 1))
+    if workers == 1:
+        scans = [_scan_partition_in_process(j) for j in jobs]
+    else:
+        # spawn: the caller may have threads (an event loop, a web server); fork would copy them.
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            scans = list(pool.map(_scan_partition_in_process, jobs))
+    total = TopicScan()
+    for sc in scans:
+        total.records += sc.records
+        total.valid += sc.valid
+        total.invalid += sc.invalid
+        total.without_readings += sc.without_readings
+        total.rows += sc.rows
+        total.end_offsets.update(sc.end_offsets)
+    return total, ScanFiles([j.rows_csv for j in jobs], [j.invalid_csv for j in jobs])
 
 
 # ---- comparing --------------------------------------------------------------------------------
@@ -253,13 +311,13 @@ class Report:
         return {**asdict(self), "ok": self.ok}
 
 
-def _strings(path: Path, columns: tuple[str, ...] | list[str]) -> pl.LazyFrame:
+def _strings(path: Path | list[Path], columns: tuple[str, ...] | list[str]) -> pl.LazyFrame:
     return pl.scan_csv(path, schema=dict.fromkeys(columns, pl.String)).with_columns(
         pl.col(c).fill_null("") for c in columns
     )
 
 
-def _rejects(rejects_dir: Path, tmp: Path) -> pl.LazyFrame:
+def _rejects(rejects_dir: Path) -> pl.LazyFrame:
     files = [p for p in sorted(rejects_dir.glob("batch-*.csv")) if parse_batch_file_name(p.name) is not None]
     if not files:
         return pl.LazyFrame(schema={"partition": pl.Int64, "offset": pl.Int64, "reason": pl.String})
@@ -273,7 +331,12 @@ def _rejects(rejects_dir: Path, tmp: Path) -> pl.LazyFrame:
 
 
 def compare(
-    scan: TopicScan, rows_csv: Path, invalid_csv: Path, merged_csv: Path, rejects_dir: Path, examples: int = 5
+    scan: TopicScan,
+    rows_csv: Path | list[Path],
+    invalid_csv: Path | list[Path],
+    merged_csv: Path,
+    rejects_dir: Path,
+    examples: int = 5,
 ) -> Report:
     stream = {"engine": "streaming"}
     expected = _strings(rows_csv, [*ROW_COLUMNS, "partition", "offset"]).with_columns(
@@ -284,7 +347,7 @@ def compare(
     else:
         merged = pl.LazyFrame(schema=dict.fromkeys(ROW_COLUMNS, pl.String))
     invalid = pl.scan_csv(invalid_csv, schema={"partition": pl.Int64, "offset": pl.Int64, "reason": pl.String})
-    rejects = _rejects(rejects_dir, rows_csv.parent)
+    rejects = _rejects(rejects_dir)
 
     counts = merged.group_by(KEY).agg(pl.len().alias("n"))
     rows_in_merged = merged.select(pl.len()).collect(**stream).item()
@@ -349,11 +412,10 @@ def verify(
     """Scan the topic once, then compare; with `wait_s`, compare again until clean or the deadline
     (the pipeline may still be draining what was just produced)."""
     with tempfile.TemporaryDirectory(dir=workdir, prefix="verify-") as d:
-        rows_csv, invalid_csv = Path(d) / "expected.csv", Path(d) / "invalid.csv"
-        scan = asyncio.run(scan_topic(bootstrap, topic, rows_csv, invalid_csv))
+        scan, files = scan_topic(bootstrap, topic, Path(d))
         end = time.monotonic() + wait_s
         while True:
-            report = compare(scan, rows_csv, invalid_csv, merged_csv, rejects_dir)
+            report = compare(scan, files.rows, files.invalid, merged_csv, rejects_dir)
             if report.ok or time.monotonic() >= end:
                 return report
             time.sleep(1.0)
