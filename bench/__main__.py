@@ -76,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM (timeout, CI cancel) unwinds like Ctrl-C: every finally runs and stops what we started.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     cfg = Config(quick=args.quick, out=args.out)
+    # The report is rewritten whole: the profiles next to it are this run's only.
+    shutil.rmtree(cfg.profiles, ignore_errors=True)
     cfg.profiles.mkdir(parents=True, exist_ok=True)
     names = args.only or list(STAGES)
     started = time.time()
