@@ -21,7 +21,7 @@ from tests.helpers import wait_for
 pytestmark = pytest.mark.slow
 
 TOPIC = "device-events"
-RATE, SECONDS = 1000, 40
+RATE, SECONDS = 1000, 25
 COUNT = RATE * SECONDS
 
 

@@ -27,7 +27,7 @@ from tests.helpers import wait_for
 pytestmark = pytest.mark.slow
 
 SPARK_HOME = Path(pyspark.__file__).resolve().parent
-RATE, COUNT = 500, 5000
+RATE, COUNT = 1000, 5000
 
 
 @dataclass
