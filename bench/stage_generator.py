@@ -43,6 +43,10 @@ FULL = GenSizes(events=2_000_000, reps=3, window_s=10.0)
 QUICK = GenSizes(events=300_000, reps=2, window_s=3.0)
 
 
+#: Both producers compress alike: the generator's default codec, set explicitly on both sides.
+COMPRESSION = "zstd"
+
+
 def generator_env(broker: Broker, topic: str, data_dir: Path, port: int) -> dict[str, str]:
     return {
         "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
@@ -50,6 +54,7 @@ def generator_env(broker: Broker, topic: str, data_dir: Path, port: int) -> dict
         "DEVICESTREAM_DATA_DIR": str(data_dir),
         "GENERATOR_PORT": str(port),
         "GENERATOR_MAX_RATE": str(UNLIMITED),
+        "GENERATOR_COMPRESSION": COMPRESSION,
     }
 
 
@@ -100,7 +105,7 @@ def producer_performance(broker: Broker, topic: str, events: int, payload: Path)
         f"bootstrap.servers={broker.bootstrap}",
         "acks=all",
         "enable.idempotence=true",
-        "compression.type=lz4",
+        f"compression.type={COMPRESSION}",
         "linger.ms=5",
         "batch.size=262144",
     ]
@@ -229,8 +234,8 @@ def run(cfg: Config, broker: Broker, work: Path) -> StageResult:
         notes=[
             "generator service process, rate asked above its reach, count-bounded runs; "
             "events/s = acknowledged / (ended_at - started_at)",
-            "both producers: acks=all, idempotent, lz4, linger.ms=5, batch.size=256 KiB (the generator's "
-            "settings), 3-partition topic on the same broker; ProducerPerformance sends the generator's "
+            f"both producers: acks=all, idempotent, {COMPRESSION}, linger.ms=5, batch.size=256 KiB (the "
+            "generator's settings), 3-partition topic on the same broker; ProducerPerformance sends the generator's "
             "encoded events from a --payload-file (10,000 distinct events), without keys",
         ],
     )
