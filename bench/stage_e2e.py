@@ -8,6 +8,7 @@ import contextlib
 import datetime as dt
 import math
 import re
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -343,10 +344,7 @@ def _batch_phases(events_dir: Path, t_from: float, t_to: float) -> str:
                     progress.append(p)
     if not progress:
         return "Spark event log: no micro-batch in the measured window"
-
-    def median(values: list[float]) -> float:
-        return sorted(values)[len(values) // 2]
-
+    median = statistics.median
     phases = {k: median([p["durationMs"].get(k, 0) for p in progress]) for k in BATCH_PHASES}
     total = median([p["durationMs"].get("triggerExecution", 0) for p in progress])
     rows = median([sum(s["numInputRows"] for s in p["sources"]) for p in progress])

@@ -145,7 +145,7 @@ class BatchSink:
 
     def _commit_rejects(self, classified: DataFrame, batch_id: int, rejects: int, final: Path) -> None:
         if rejects == 0:
-            atomic_write_bytes(final, f"{REJECT_HEADER}\n".encode(), durable=self.durable)
+            self._commit(None, REJECT_HEADER, final)  # header only, no Spark job
             return
         tmp = self._tmp_folder("rejects", batch_id)
         try:
