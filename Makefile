@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install up down status lint test test-fast bench bench-quick clean clean-data
+.PHONY: install up down status lint test test-unit test-fast bench bench-quick clean clean-data
 
 install:
 	@bash scripts/install.sh
@@ -22,6 +22,9 @@ lint: install
 
 test: install lint
 	.venv/bin/pytest
+
+test-unit: install lint
+	.venv/bin/pytest -m unit
 
 test-fast: install lint
 	.venv/bin/pytest -m "not slow"

@@ -99,3 +99,39 @@ def spark() -> Iterator[object]:
         yield session
     finally:
         session.stop()
+
+
+# -- test tiers ------------------------------------------------------------------------------------
+#: Fixtures that start a real process (broker, Spark, a service, a whole stack): a test that uses one,
+#: directly or through another fixture, is in the integration tier.
+_PROCESS_FIXTURES = frozenset(
+    {
+        "kafka",
+        "private_kafka",
+        "spark",
+        "stack",
+        "bare_stack",
+        "launch_stack",
+        "generator_factory",
+        "merger_runner",
+        "cluster3",
+        "standalone",
+        "job_factory",
+        "compose",
+    }
+)
+#: Folders whose tests all run real processes (whatever their fixtures).
+_PROCESS_FOLDERS = frozenset({"e2e", "deploy", "foundation", "security"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test `unit` (pure: no process, no network; `make test-unit`) or `integration`.
+    A module that starts processes by other means marks itself `pytestmark = pytest.mark.integration`."""
+    tests_root = Path(__file__).parent
+    for item in items:
+        folder = item.path.relative_to(tests_root).parts[0] if item.path.is_relative_to(tests_root) else ""
+        uses_process = bool(_PROCESS_FIXTURES.intersection(getattr(item, "fixturenames", ())))
+        if uses_process or folder in _PROCESS_FOLDERS or item.get_closest_marker("integration"):
+            item.add_marker(pytest.mark.integration)
+        else:
+            item.add_marker(pytest.mark.unit)
