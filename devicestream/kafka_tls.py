@@ -164,3 +164,16 @@ def ensure_broker_security(security_dir: Path, hosts: list[str] | None = None) -
         _private_write(creds, orjson.dumps({"username": DEFAULT_USER, "password": secrets.token_urlsafe(24)}))
     doc = orjson.loads(creds.read_bytes())
     return BrokerSecurity(security_dir, str(doc["username"]), SecretStr(str(doc["password"])))
+
+
+def embedded_client_security(kafka_dir: Path) -> KafkaSecurity | None:
+    """The client settings of the embedded broker in `kafka_dir` when it runs secured (its first
+    node's server.properties listens on SASL_SSL), else None: lets `devicestream verify` from another
+    shell reach a stack started with --secure without being given the password."""
+    props = kafka_dir / "node-1" / "server.properties"
+    creds = kafka_dir / "security" / "credentials.json"
+    try:
+        secured = any(line.startswith("listeners=SASL_SSL://") for line in props.read_text().splitlines())
+    except OSError:
+        return None
+    return ensure_broker_security(kafka_dir / "security").client() if secured and creds.exists() else None
