@@ -293,6 +293,8 @@ async def connection_failure(bootstrap: str, sec: KafkaSecurity, timeout_s: floa
             continue
         conn.close()
         return None
+    if len(reasons) == 1:  # the caller names the one server already
+        reasons = [reasons[0].split(": ", 1)[1]]
     return _redact("; ".join(reasons), sec) if reasons else "KAFKA_BOOTSTRAP_SERVERS is empty"
 
 

@@ -244,8 +244,11 @@ class Generator:
                 raise
             except Exception as e:
                 reason = await failure_reason(e, s.kafka_bootstrap_servers, s.kafka_security)
-                self._set_error(f"cannot connect to Kafka at {s.kafka_bootstrap_servers or '(unset)'}: {reason}")
-                log.warning("Kafka not ready, retrying in %.1fs: %s", backoff, self.last_error)
+                error = f"cannot connect to Kafka at {s.kafka_bootstrap_servers or '(unset)'}: {reason}"
+                # one warning per distinct cause, not one per retry
+                level = logging.DEBUG if error == self.last_error else logging.WARNING
+                self._set_error(error)
+                log.log(level, "Kafka not ready, retrying in %.1fs: %s", backoff, error)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
