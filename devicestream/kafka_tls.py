@@ -3,7 +3,9 @@
 - ca.pem / ca.key: a private CA (the clients' KAFKA_SSL_CA_FILE);
 - broker.pem: the broker's key and certificate (signed by the CA, names localhost, 127.0.0.1 and the
   machine's host name), a PEM keystore for Kafka (ssl.keystore.type=PEM);
-- credentials.json: the SCRAM-SHA-512 user and its random password (owner-only file).
+- credentials.json: the SCRAM-SHA-512 user and its random password (owner-only file);
+- client.properties: the same for Kafka's own tools, e.g. `kafka-topics.sh --bootstrap-server
+  127.0.0.1:9092 --command-config <data>/kafka/security/client.properties --list` (owner-only).
 
 Files holding a key or a password are written 0600. Made with the `cryptography` package."""
 
@@ -23,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from pydantic import SecretStr
 
-from contract.kafka import KafkaSecurity
+from contract.kafka import KafkaSecurity, write_client_properties
 
 SCRAM_MECHANISM = "SCRAM-SHA-512"
 DEFAULT_USER = "devicestream"
@@ -163,7 +165,9 @@ def ensure_broker_security(security_dir: Path, hosts: list[str] | None = None) -
     if not creds.exists():
         _private_write(creds, orjson.dumps({"username": DEFAULT_USER, "password": secrets.token_urlsafe(24)}))
     doc = orjson.loads(creds.read_bytes())
-    return BrokerSecurity(security_dir, str(doc["username"]), SecretStr(str(doc["password"])))
+    security = BrokerSecurity(security_dir, str(doc["username"]), SecretStr(str(doc["password"])))
+    write_client_properties(security.client(), security_dir / "client.properties")
+    return security
 
 
 def embedded_client_security(kafka_dir: Path) -> KafkaSecurity | None:
