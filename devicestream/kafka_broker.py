@@ -115,7 +115,6 @@ class KafkaCluster:
                 "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
             }
         sec = self.security
-        jaas = sec.client().model_copy(update={"kafka_sasl_mechanism": SCRAM_MECHANISM})
         mech = SCRAM_MECHANISM.lower()
         return {
             "listeners": f"SASL_SSL://{node.address},CONTROLLER://{node.controller_address}",
@@ -124,7 +123,7 @@ class KafkaCluster:
             "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL",
             "sasl.enabled.mechanisms": SCRAM_MECHANISM,
             "sasl.mechanism.inter.broker.protocol": SCRAM_MECHANISM,
-            f"listener.name.sasl_ssl.{mech}.sasl.jaas.config": jaas_config(jaas),
+            f"listener.name.sasl_ssl.{mech}.sasl.jaas.config": jaas_config(sec.client()),
             "ssl.keystore.type": "PEM",
             "ssl.keystore.location": sec.keystore_file,
             "ssl.truststore.type": "PEM",
@@ -191,6 +190,19 @@ class KafkaCluster:
         """The KRaft voter set for `StorageTool format --initial-controllers`: id@host:port:directoryId,..."""
         return ",".join(f"{n.node_id}@{n.host}:{n.controller_port}:{self._directory_id(n)}" for n in self.nodes)
 
+    def _scram_marker(self, node: BrokerNode) -> Path:
+        return self.node_dir(node) / "scram-users-formatted"
+
+    def check_storage_security(self, node: BrokerNode) -> None:
+        """A secured node needs storage formatted with its SCRAM user (written only at format time)."""
+        formatted = (self.node_dir(node) / "data" / "meta.properties").exists()
+        if self.security is not None and formatted and not self._scram_marker(node).exists():
+            raise BrokerError(
+                f"the Kafka storage in {self.node_dir(node)} was formatted without SCRAM users, so a secured "
+                "broker could not log in to it: start secured with a new data folder (DEVICESTREAM_DATA_DIR), "
+                "or without --secure / DEVICESTREAM_KAFKA_SECURE"
+            )
+
     def config_path(self, node: BrokerNode) -> Path:
         return self.node_dir(node) / "server.properties"
 
@@ -201,6 +213,7 @@ class KafkaCluster:
         self.config_path(node).touch(mode=0o600, exist_ok=True)  # a secured node's holds its SCRAM password
         self.config_path(node).write_text(self.server_properties(node))
         if (d / "data" / "meta.properties").exists():
+            self.check_storage_security(node)
             return
         args = ["format", "-t", self.cluster_id(), "-c", str(self.config_path(node)), "--ignore-formatted"]
         if len(self.nodes) == 1:
@@ -226,6 +239,8 @@ class KafkaCluster:
             raise BrokerError(
                 f"formatting Kafka storage for node {node.node_id} failed (exit {res.returncode}):\n{out}"
             )
+        if self.security is not None:
+            self._scram_marker(node).touch()
         log.info("formatted kafka storage", extra={"node": node.node_id, "dir": str(d)})
 
     def java_base(self, node: BrokerNode, heap: str | None = None) -> list[str]:

@@ -520,6 +520,10 @@ async def up(settings: LauncherSettings, out: Callable[[str], None] = print) -> 
             )
         )
         for node in cluster.nodes:
+            try:
+                cluster.check_storage_security(node)
+            except BrokerError as e:
+                raise LaunchError(str(e)) from None
             check_port_free(node.host, node.port, "DEVICESTREAM_KAFKA_PORT")
             check_port_free(node.host, node.controller_port, "DEVICESTREAM_KAFKA_CONTROLLER_PORT")
     bootstrap = cluster.bootstrap_servers if cluster else settings.require_bootstrap()

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+from pathlib import Path
 
-from devicestream.kafka_broker import describe_cluster
+import pytest
+
+from devicestream.kafka_broker import BrokerError, KafkaCluster, describe_cluster, free_ports
+from devicestream.kafka_tls import ensure_broker_security
 from devicestream.paths import jars_dir
 from tests.conftest import Broker
 from tests.security.conftest import password_of
@@ -32,3 +36,18 @@ def test_kafkas_own_tools_connect_with_the_client_properties(secure_kafka: Broke
     res = subprocess.run([*base, "--command-config", str(props)], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and topic in res.stdout.split(), res.stdout + res.stderr
     assert password_of(secure_kafka) not in res.stdout + res.stderr
+
+
+def test_storage_formatted_unsecured_is_refused_when_started_secured(tmp_path: Path) -> None:
+    """SCRAM users are written only when storage is formatted: a data folder first used without
+    --secure gets a clear refusal instead of a broker that cannot log in to itself."""
+    plain = KafkaCluster.single(tmp_path / "kafka", *free_ports(2))
+    node = plain.nodes[0]
+    (plain.node_dir(node) / "data").mkdir(parents=True)
+    (plain.node_dir(node) / "data" / "meta.properties").write_text("version=1\n")
+    secured = KafkaCluster.single(
+        tmp_path / "kafka", node.port, node.controller_port, security=ensure_broker_security(tmp_path / "sec")
+    )
+    with pytest.raises(BrokerError, match=r"formatted without SCRAM users.*new data folder"):
+        secured.prepare(node)
+    plain.check_storage_security(node)  # unsecured: nothing to refuse
