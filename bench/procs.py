@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 
 from bench.common import PY, StageError, wait_until
+from contract.kafka import PLAINTEXT, KafkaSecurity
 from devicestream.kafka_broker import (
     KafkaCluster,
     ensure_topic,
@@ -32,9 +33,10 @@ class Broker:
     bootstrap: str
     log: Path
     proc: subprocess.Popen
+    security: KafkaSecurity = PLAINTEXT  # how the bench's clients and Kafka's tools connect
 
     def topic(self, name: str, partitions: int = 3) -> str:
-        asyncio.run(ensure_topic(self.bootstrap, name, partitions, 1))
+        asyncio.run(ensure_topic(self.bootstrap, name, partitions, 1, security=self.security))
         return name
 
 
@@ -51,7 +53,7 @@ def broker(base: Path, heap: str = "1g") -> Iterator[Broker]:
             asyncio.run(wait_until_ready(cluster.bootstrap_servers, 90, alive=lambda: proc.poll() is None))
         except Exception as e:
             raise StageError(f"the bench broker did not start: {e}\n{log_tail(log)}") from e
-        yield Broker(cluster.bootstrap_servers, log, proc)
+        yield Broker(cluster.bootstrap_servers, log, proc, cluster.client_security)
     finally:
         stop_process(proc)
 

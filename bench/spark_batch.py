@@ -16,6 +16,7 @@ import time
 
 import orjson
 
+from contract.kafka import spark_kafka_options
 from spark_job import transform
 from spark_job.job import make_sink
 from spark_job.session import build_session
@@ -31,6 +32,7 @@ def main() -> int:
         df = (
             spark.read.format("kafka")
             .option("kafka.bootstrap.servers", settings.require_bootstrap())
+            .options(**spark_kafka_options(settings.kafka_security))
             .option("subscribe", settings.topic)
             .option("startingOffsets", "earliest")
             .option("endingOffsets", "latest")

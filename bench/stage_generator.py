@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import re
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from bench.common import Config, Figure, Spread, StageError, StageResult, Target
 from bench.data import write_payload_file
 from bench.procs import Broker, Service, py_spy, service
 from bench.profiles import speedscope_top
+from contract.kafka import PLAINTEXT, KafkaSecurity, aiokafka_options, write_client_properties
 from devicestream.kafka_broker import free_ports
 from devicestream.paths import jars_dir
 
@@ -109,7 +111,10 @@ def producer_performance(broker: Broker, topic: str, events: int, payload: Path)
         "linger.ms=5",
         "batch.size=262144",
     ]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    with tempfile.TemporaryDirectory(prefix="bench-kafka-") as d:
+        if broker.security.kafka_security_protocol != "PLAINTEXT":  # TLS / SASL: Kafka's own client.properties
+            cmd += ["--producer.config", str(write_client_properties(broker.security, Path(d) / "client.properties"))]
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     matches = _PERF_RE.findall(res.stdout)
     if res.returncode != 0 or not matches:
         raise StageError(f"ProducerPerformance failed ({res.returncode}): {res.stdout[-800:]} {res.stderr[-800:]}")
@@ -119,7 +124,9 @@ def producer_performance(broker: Broker, topic: str, events: int, payload: Path)
     return float(rate)
 
 
-async def _timestamps(bootstrap: str, topic: str, expected: int, partitions: int = 3) -> list[int]:
+async def _timestamps(
+    bootstrap: str, topic: str, expected: int, partitions: int = 3, security: KafkaSecurity = PLAINTEXT
+) -> list[int]:
     """CreateTime (ms) of the `expected` records of `topic` (stamped by the producer as it takes each)."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
@@ -127,6 +134,7 @@ async def _timestamps(bootstrap: str, topic: str, expected: int, partitions: int
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=16 << 20,
         fetch_max_bytes=64 << 20,
+        **aiokafka_options(security),
     )
     await consumer.start()
     try:
@@ -172,7 +180,7 @@ def rate_accuracy(
     topic = broker.topic(f"bench-rate-{tag}-{int(rate)}")
     with gen_factory(topic) as gen:
         st = run_and_wait(gen, {"rate": rate, "duration_s": window_s + 2, "seed": 1}, timeout_s=window_s + 120)
-    ts = asyncio.run(_timestamps(broker.bootstrap, topic, int(st["acknowledged"])))
+    ts = asyncio.run(_timestamps(broker.bootstrap, topic, int(st["acknowledged"]), security=broker.security))
     achieved, n = achieved_rate(ts, rate, window_s)
     return achieved, n, ts
 

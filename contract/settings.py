@@ -1,22 +1,25 @@
 """Settings shared by every component. Each component has its own frozen settings class with its own
 env prefix (GENERATOR_, MERGER_, SPARK_JOB_, GATEWAY_); these few are read under their plain names
-because every component and the launcher must agree on them."""
+because every component and the launcher must agree on them: the data folder, the Kafka cluster and
+topic, and how to connect to it securely (contract/kafka.py: KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_*...)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from contract.events import TOPIC_DEFAULT
+from contract.kafka import KafkaSecurity
 from contract.layout import DataLayout
 
 
-class PipelineSettings(BaseSettings):
-    """Mixin-style base: subclass it, set `model_config` with your env prefix, add your fields."""
+class PipelineSettings(KafkaSecurity):
+    """Mixin-style base: subclass it, set `model_config` with your env prefix, add your fields.
+    `settings.kafka_security` is the Kafka client security part, for the mappings in contract/kafka.py."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True, hide_input_in_errors=True)
 
     data_dir: Path = Field(
         default=Path("var"),

@@ -23,6 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     p_up = sub.add_parser("up", help="start the whole pipeline on this machine and supervise it")
     p_up.add_argument("--brokers", type=int, help="embedded Kafka brokers (default 1; 3 = replicated)")
     p_up.add_argument("--components", help="comma-separated subset, e.g. kafka,spark,merger")
+    p_up.add_argument(
+        "--secure", action="store_true", default=None, help="embedded Kafka on SASL_SSL only (SCRAM-SHA-512, own CA)"
+    )
     sub.add_parser("status", help="show the state of a running stack")
     sub.add_parser("down", help="stop a stack started from another shell")
     p_verify = sub.add_parser("verify", help="reconcile the topic with merged.csv and the rejects")
@@ -39,7 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         overrides = {
             k: v
-            for k, v in (("brokers", getattr(args, "brokers", None)), ("components", getattr(args, "components", None)))
+            for k, v in (
+                ("brokers", getattr(args, "brokers", None)),
+                ("components", getattr(args, "components", None)),
+                ("kafka_secure", getattr(args, "secure", None)),
+            )
             if v
         }
         settings = LauncherSettings(**overrides)
@@ -69,11 +76,16 @@ def _verify(settings: LauncherSettings, args: argparse.Namespace) -> int:
     import orjson
     from aiokafka.errors import KafkaError
 
+    from contract.kafka import failure_reason
+    from devicestream.kafka_tls import embedded_client_security
     from devicestream.launcher import running_bootstrap
     from devicestream.verify import VerifyError, format_report, verify
 
     layout = settings.layout
     bootstrap = settings.kafka_bootstrap_servers or running_bootstrap(settings)
+    security = settings.kafka_security
+    if not settings.kafka_bootstrap_servers:  # the embedded broker: secured if it was started --secure
+        security = embedded_client_security(layout.kafka_dir) or security
     try:
         report = verify(
             bootstrap,
@@ -81,9 +93,11 @@ def _verify(settings: LauncherSettings, args: argparse.Namespace) -> int:
             Path(args.merged) if args.merged else layout.merged_csv,
             Path(args.rejects) if args.rejects else layout.spark_rejects,
             wait_s=args.wait,
+            security=security,
         )
     except (VerifyError, KafkaError, OSError) as e:
-        print(f"devicestream verify: cannot run: {e}", file=sys.stderr)
+        reason = asyncio.run(failure_reason(e, bootstrap, security)) if isinstance(e, KafkaError) else str(e)
+        print(f"devicestream verify: cannot run: kafka at {bootstrap}: {reason}", file=sys.stderr)
         return 2
     print(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2).decode() if args.json else format_report(report))
     return 0 if report.ok else 1

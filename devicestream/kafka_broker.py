@@ -3,7 +3,11 @@ run in its own JVM from the Maven Central jars resolved into .jars/kafka.
 
 Configuration is written under <data_dir>/kafka/node-<id>/; storage is formatted on first start
 (`kafka.tools.StorageTool format --standalone`, or `--initial-controllers` for a multi-node quorum)
-and reused after that, so a restarted broker keeps its data."""
+and reused after that, so a restarted broker keeps its data.
+
+With `security` (devicestream/kafka_tls.py) the nodes listen for clients and each other on SASL_SSL
+only (SCRAM-SHA-512, a PEM keystore signed by the data folder's CA); the controller listener stays
+PLAINTEXT on loopback. The SCRAM user is written into the storage when it is formatted."""
 
 from __future__ import annotations
 
@@ -22,6 +26,8 @@ from pathlib import Path
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
+from contract.kafka import PLAINTEXT, KafkaSecurity, aiokafka_options, failure_reason, jaas_config
+from devicestream.kafka_tls import SCRAM_MECHANISM, BrokerSecurity
 from devicestream.paths import RESOURCES, jars_dir
 
 log = logging.getLogger(__name__)
@@ -73,6 +79,7 @@ class KafkaCluster:
     nodes: tuple[BrokerNode, ...]
     heap: str = "512m"
     default_partitions: int = 3
+    security: BrokerSecurity | None = None
 
     @classmethod
     def single(cls, base_dir: Path, port: int, controller_port: int, **kw: object) -> KafkaCluster:
@@ -95,6 +102,36 @@ class KafkaCluster:
         return ",".join(n.address for n in self.nodes)
 
     @property
+    def client_security(self) -> KafkaSecurity:
+        """How clients connect: PLAINTEXT, or SASL_SSL with the data folder's CA and SCRAM user."""
+        return self.security.client() if self.security else PLAINTEXT
+
+    def _listener_properties(self, node: BrokerNode) -> dict[str, object]:
+        if self.security is None:
+            return {
+                "listeners": f"PLAINTEXT://{node.address},CONTROLLER://{node.controller_address}",
+                "advertised.listeners": f"PLAINTEXT://{node.address},CONTROLLER://{node.controller_address}",
+                "inter.broker.listener.name": "PLAINTEXT",
+                "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            }
+        sec = self.security
+        mech = SCRAM_MECHANISM.lower()
+        return {
+            "listeners": f"SASL_SSL://{node.address},CONTROLLER://{node.controller_address}",
+            "advertised.listeners": f"SASL_SSL://{node.address},CONTROLLER://{node.controller_address}",
+            "inter.broker.listener.name": "SASL_SSL",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL",
+            "sasl.enabled.mechanisms": SCRAM_MECHANISM,
+            "sasl.mechanism.inter.broker.protocol": SCRAM_MECHANISM,
+            f"listener.name.sasl_ssl.{mech}.sasl.jaas.config": jaas_config(sec.client()),
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.location": sec.keystore_file,
+            "ssl.truststore.type": "PEM",
+            "ssl.truststore.location": sec.ca_file,
+            "ssl.client.auth": "none",
+        }
+
+    @property
     def replication_factor(self) -> int:
         return min(3, len(self.nodes))
 
@@ -111,11 +148,8 @@ class KafkaCluster:
             "process.roles": "broker,controller",
             "node.id": node.node_id,
             "controller.quorum.bootstrap.servers": quorum,
-            "listeners": f"PLAINTEXT://{node.address},CONTROLLER://{node.controller_address}",
-            "advertised.listeners": f"PLAINTEXT://{node.address},CONTROLLER://{node.controller_address}",
+            **self._listener_properties(node),
             "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
             "log.dirs": self.node_dir(node) / "data",
             "num.partitions": self.default_partitions,
             "default.replication.factor": rf,
@@ -156,6 +190,19 @@ class KafkaCluster:
         """The KRaft voter set for `StorageTool format --initial-controllers`: id@host:port:directoryId,..."""
         return ",".join(f"{n.node_id}@{n.host}:{n.controller_port}:{self._directory_id(n)}" for n in self.nodes)
 
+    def _scram_marker(self, node: BrokerNode) -> Path:
+        return self.node_dir(node) / "scram-users-formatted"
+
+    def check_storage_security(self, node: BrokerNode) -> None:
+        """A secured node needs storage formatted with its SCRAM user (written only at format time)."""
+        formatted = (self.node_dir(node) / "data" / "meta.properties").exists()
+        if self.security is not None and formatted and not self._scram_marker(node).exists():
+            raise BrokerError(
+                f"the Kafka storage in {self.node_dir(node)} was formatted without SCRAM users, so a secured "
+                "broker could not log in to it: start secured with a new data folder (DEVICESTREAM_DATA_DIR), "
+                "or without --secure / DEVICESTREAM_KAFKA_SECURE"
+            )
+
     def config_path(self, node: BrokerNode) -> Path:
         return self.node_dir(node) / "server.properties"
 
@@ -163,8 +210,10 @@ class KafkaCluster:
         """Write the node's configuration and format its storage unless already formatted."""
         d = self.node_dir(node)
         (d / "data").mkdir(parents=True, exist_ok=True)
+        self.config_path(node).touch(mode=0o600, exist_ok=True)  # a secured node's holds its SCRAM password
         self.config_path(node).write_text(self.server_properties(node))
         if (d / "data" / "meta.properties").exists():
+            self.check_storage_security(node)
             return
         args = ["format", "-t", self.cluster_id(), "-c", str(self.config_path(node)), "--ignore-formatted"]
         if len(self.nodes) == 1:
@@ -174,13 +223,24 @@ class KafkaCluster:
             # writes this node's entry's directory id into its metadata log dir's meta.properties, which is
             # how the quorum recognises the voter; so each id is made once and kept (directory.id).
             args += ["--initial-controllers", self.initial_controllers()]
+        if self.security is not None:
+            sec = self.security
+            # KIP-900: the SCRAM user the brokers (and clients) log in as, in the bootstrap metadata
+            args += [
+                "--add-scram",
+                f"{SCRAM_MECHANISM}=[name={sec.username},password={sec.password.get_secret_value()}]",
+            ]
         cmd = [*self.java_base(node, heap="256m"), STORAGE_TOOL, *args]
         res = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ}, timeout=120)
         if res.returncode != 0:
+            out = f"{res.stdout[-2000:]}\n{res.stderr[-2000:]}"
+            if self.security is not None:
+                out = out.replace(self.security.password.get_secret_value(), "**********")
             raise BrokerError(
-                f"formatting Kafka storage for node {node.node_id} failed (exit {res.returncode}):\n"
-                f"{res.stdout[-2000:]}\n{res.stderr[-2000:]}"
+                f"formatting Kafka storage for node {node.node_id} failed (exit {res.returncode}):\n{out}"
             )
+        if self.security is not None:
+            self._scram_marker(node).touch()
         log.info("formatted kafka storage", extra={"node": node.node_id, "dir": str(d)})
 
     def java_base(self, node: BrokerNode, heap: str | None = None) -> list[str]:
@@ -206,9 +266,11 @@ class KafkaCluster:
 # ---- readiness and topics ---------------------------------------------------------------------
 
 
-async def describe_cluster(bootstrap: str, timeout_s: float = 5.0) -> dict:
+async def describe_cluster(bootstrap: str, timeout_s: float = 5.0, *, security: KafkaSecurity = PLAINTEXT) -> dict:
     """One metadata round trip: {"cluster_id", "controller_id", "brokers": [...]}. Raises KafkaError."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000), **aiokafka_options(security)
+    )
     try:
         await asyncio.wait_for(admin.start(), timeout_s)
         return await asyncio.wait_for(admin.describe_cluster(), timeout_s)
@@ -217,7 +279,12 @@ async def describe_cluster(bootstrap: str, timeout_s: float = 5.0) -> dict:
 
 
 async def wait_until_ready(
-    bootstrap: str, deadline_s: float, *, min_brokers: int = 1, alive: callable | None = None
+    bootstrap: str,
+    deadline_s: float,
+    *,
+    min_brokers: int = 1,
+    alive: callable | None = None,
+    security: KafkaSecurity = PLAINTEXT,
 ) -> dict:
     """Poll a metadata request until it succeeds with `min_brokers` brokers, or raise BrokerError."""
     end = time.monotonic() + deadline_s
@@ -226,14 +293,16 @@ async def wait_until_ready(
         if alive is not None and not alive():
             raise BrokerError("the Kafka process exited before it became ready")
         try:
-            meta = await describe_cluster(bootstrap, timeout_s=min(5.0, max(0.5, end - time.monotonic())))
+            timeout_s = min(5.0, max(0.5, end - time.monotonic()))
+            meta = await describe_cluster(bootstrap, timeout_s=timeout_s, security=security)
             if len(meta.get("brokers", [])) >= min_brokers:
                 return meta
             last = BrokerError(f"{len(meta.get('brokers', []))} of {min_brokers} brokers registered")
         except (TimeoutError, KafkaError, OSError) as e:
             last = e
         await asyncio.sleep(0.25)
-    raise BrokerError(f"Kafka at {bootstrap} not ready within {deadline_s:.0f}s: {last!r}")
+    reason = await failure_reason(last, bootstrap, security) if last is not None else "no answer"
+    raise BrokerError(f"Kafka at {bootstrap} not ready within {deadline_s:.0f}s: {reason}")
 
 
 async def ensure_topic(
@@ -244,10 +313,11 @@ async def ensure_topic(
     *,
     min_insync_replicas: int | None = None,
     deadline_s: float = 30.0,
+    security: KafkaSecurity = PLAINTEXT,
 ) -> int:
     """Create `topic` if missing and wait until every partition has a leader. Returns its partition
     count (an existing topic keeps its own)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000, **aiokafka_options(security))
     await admin.start()
     try:
         configs = {"min.insync.replicas": str(min_insync_replicas)} if min_insync_replicas else {}

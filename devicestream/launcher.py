@@ -28,8 +28,10 @@ from pathlib import Path
 
 import httpx
 import psutil
+from aiokafka.errors import KafkaError
 
 from contract.files import atomic_write_json, read_json
+from contract.kafka import KafkaSecurity, failure_reason
 from contract.layout import DataLayout
 from devicestream.kafka_broker import (
     LAST_NODE_GRACE_S,
@@ -39,6 +41,7 @@ from devicestream.kafka_broker import (
     log_tail,
     wait_until_ready,
 )
+from devicestream.kafka_tls import ensure_broker_security
 from devicestream.paths import REPO_ROOT, jars_dir, venv_bin
 from devicestream.settings import LauncherSettings
 
@@ -110,10 +113,10 @@ def spark_probe(progress: Path, since: Callable[[], float]) -> Probe:
     return probe
 
 
-def kafka_probe(bootstrap: str) -> Probe:
+def kafka_probe(bootstrap: str, security: KafkaSecurity) -> Probe:
     async def probe() -> bool:
         try:
-            await wait_until_ready(bootstrap, 3.0)
+            await wait_until_ready(bootstrap, 3.0, security=security)
             return True
         except BrokerError:
             return False
@@ -159,7 +162,7 @@ def build_specs(
                     name=name,
                     argv=cluster.command(node),
                     log_file=logs / f"{name}.log",
-                    ready=kafka_probe(node.address),
+                    ready=kafka_probe(node.address, cluster.client_security),
                     url=node.address,
                     prestart=prepare,
                     ready_timeout_s=settings.ready_timeout_s,
@@ -495,6 +498,8 @@ async def up(settings: LauncherSettings, out: Callable[[str], None] = print) -> 
     wanted = settings.component_list()
     cluster: KafkaCluster | None = None
     if not settings.kafka_bootstrap_servers and "kafka" in wanted:
+        # --secure: SASL_SSL only, with the CA, keystore and SCRAM user of the data folder
+        security = ensure_broker_security(layout.kafka_dir / "security") if settings.kafka_secure else None
         cluster = (
             KafkaCluster.local(
                 layout.kafka_dir,
@@ -502,6 +507,7 @@ async def up(settings: LauncherSettings, out: Callable[[str], None] = print) -> 
                 settings.brokers,
                 heap=settings.kafka_heap,
                 default_partitions=settings.topic_partitions,
+                security=security,
             )
             if settings.brokers > 1
             else KafkaCluster.single(
@@ -510,9 +516,14 @@ async def up(settings: LauncherSettings, out: Callable[[str], None] = print) -> 
                 settings.kafka_controller_port,
                 heap=settings.kafka_heap,
                 default_partitions=settings.topic_partitions,
+                security=security,
             )
         )
         for node in cluster.nodes:
+            try:
+                cluster.check_storage_security(node)
+            except BrokerError as e:
+                raise LaunchError(str(e)) from None
             check_port_free(node.host, node.port, "DEVICESTREAM_KAFKA_PORT")
             check_port_free(node.host, node.controller_port, "DEVICESTREAM_KAFKA_CONTROLLER_PORT")
     bootstrap = cluster.bootstrap_servers if cluster else settings.require_bootstrap()
@@ -524,7 +535,10 @@ async def up(settings: LauncherSettings, out: Callable[[str], None] = print) -> 
         if name in wanted:
             check_port_free(settings.host, port, setting)
 
+    client_security = cluster.client_security if cluster else settings.kafka_security
     sup.env = child_env(settings, bootstrap)
+    if cluster is not None and cluster.security is not None:
+        sup.env.update(cluster.security.client_env())  # the children's env; never printed
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, sup.stopping.set)
@@ -533,13 +547,26 @@ async def up(settings: LauncherSettings, out: Callable[[str], None] = print) -> 
         assert cluster is not None or bootstrap
         rf = cluster.replication_factor if cluster else 1
         if cluster is not None and len(cluster.nodes) > 1:  # replicas need every broker registered
-            await wait_until_ready(bootstrap, settings.ready_timeout_s, min_brokers=len(cluster.nodes))
-        n = await ensure_topic(
-            bootstrap, settings.topic, settings.topic_partitions, rf, min_insync_replicas=2 if rf >= 3 else None
-        )
+            await wait_until_ready(
+                bootstrap, settings.ready_timeout_s, min_brokers=len(cluster.nodes), security=client_security
+            )
+        try:
+            n = await ensure_topic(
+                bootstrap,
+                settings.topic,
+                settings.topic_partitions,
+                rf,
+                min_insync_replicas=2 if rf >= 3 else None,
+                security=client_security,
+            )
+        except (KafkaError, OSError) as e:
+            reason = await failure_reason(e, bootstrap, client_security)
+            raise BrokerError(f"kafka: cannot create topic {settings.topic} at {bootstrap}: {reason}") from None
         out(f"  {'topic':<10} {'ready':<10} {settings.topic} ({n} partitions, replication {rf})")
 
     out(f"devicestream: starting in {settings.data_dir.resolve()} (Ctrl-C stops everything)")
+    if cluster is not None and cluster.security is not None:
+        out(f"  {'kafka':<10} {'secured':<10} {client_security.describe()}")
     async with httpx.AsyncClient() as client:
         specs = build_specs(settings, client, cluster)
         after = {specs[len(cluster.nodes) - 1].name: make_topic} if cluster else {}
@@ -547,7 +574,7 @@ async def up(settings: LauncherSettings, out: Callable[[str], None] = print) -> 
         supervisor = asyncio.create_task(sup.supervise())
         try:
             if not cluster:
-                out(f"  {'kafka':<10} {'external':<10} {bootstrap}")
+                out(f"  {'kafka':<10} {'external':<10} {bootstrap} ({client_security.describe()})")
                 await make_topic()
             starter = asyncio.create_task(sup.start(specs, after))
             stop_wait = asyncio.create_task(sup.stopping.wait())

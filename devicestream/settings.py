@@ -25,6 +25,11 @@ class LauncherSettings(PipelineSettings):
     kafka_port: int = Field(9092, description="Embedded broker port (brokers N use consecutive pairs).")
     kafka_controller_port: int = Field(9093, description="Embedded controller port.")
     kafka_heap: str = Field("512m", description="Heap of each embedded broker JVM.")
+    kafka_secure: bool = Field(
+        False,
+        description="Embedded broker on SASL_SSL only (SCRAM-SHA-512; CA, certificate and password made into "
+        "<data>/kafka/security) and every component connected with it (also: devicestream up --secure).",
+    )
     brokers: int = Field(1, ge=1, le=5, description="Embedded brokers (3 gives replication factor 3).")
     topic_partitions: int = Field(3, ge=1, description="Partitions of the events topic when it is created.")
     spark_master: str = Field(

@@ -39,6 +39,7 @@ from aiokafka.structs import TopicPartition
 
 from contract.csv import REJECT_COLUMNS, ROW_COLUMNS, parse_batch_file_name
 from contract.events import REQUIRED_FIELDS
+from contract.kafka import PLAINTEXT, KafkaSecurity, aiokafka_options
 
 log = logging.getLogger(__name__)
 
@@ -160,8 +161,8 @@ class ScanFiles:
     invalid: list[Path]
 
 
-async def topic_partitions(bootstrap: str, topic: str) -> list[int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def topic_partitions(bootstrap: str, topic: str, security: KafkaSecurity = PLAINTEXT) -> list[int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **aiokafka_options(security))
     await admin.start()
     try:
         desc = await admin.describe_topics([topic])
@@ -182,6 +183,7 @@ class PartitionScanJob:
     end: int
     rows_csv: Path
     invalid_csv: Path
+    security: KafkaSecurity = PLAINTEXT
 
 
 async def scan_partition(job: PartitionScanJob) -> TopicScan:
@@ -195,6 +197,7 @@ async def scan_partition(job: PartitionScanJob) -> TopicScan:
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=8 * 1024 * 1024,
         fetch_max_bytes=64 * 1024 * 1024,
+        **aiokafka_options(job.security),
     )
     await consumer.start()
     try:
@@ -231,12 +234,12 @@ def _scan_partition_in_process(job: PartitionScanJob) -> TopicScan:
     return asyncio.run(scan_partition(job))
 
 
-async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+async def end_offsets(bootstrap: str, topic: str, security: KafkaSecurity = PLAINTEXT) -> dict[int, int]:
     """Each partition's end offset now (what the scan reads up to)."""
-    parts = await topic_partitions(bootstrap, topic)
+    parts = await topic_partitions(bootstrap, topic, security)
     if not parts:
         raise VerifyError(f"topic {topic} not found at {bootstrap}")
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **aiokafka_options(security))
     await consumer.start()
     try:
         end = await consumer.end_offsets([TopicPartition(topic, p) for p in parts])
@@ -245,12 +248,14 @@ async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
     return {tp.partition: offset for tp, offset in end.items()}
 
 
-def scan_topic(bootstrap: str, topic: str, folder: Path, workers: int | None = None) -> tuple[TopicScan, ScanFiles]:
+def scan_topic(
+    bootstrap: str, topic: str, folder: Path, workers: int | None = None, security: KafkaSecurity = PLAINTEXT
+) -> tuple[TopicScan, ScanFiles]:
     """Scan every partition up to its current end offset, one process per partition (at most
     `workers`, default the CPU count): decoding and checking records is CPU-bound Python."""
-    ends = asyncio.run(end_offsets(bootstrap, topic))
+    ends = asyncio.run(end_offsets(bootstrap, topic, security))
     jobs = [
-        PartitionScanJob(bootstrap, topic, p, end, folder / f"expected-{p}.csv", folder / f"invalid-{p}.csv")
+        PartitionScanJob(bootstrap, topic, p, end, folder / f"expected-{p}.csv", folder / f"invalid-{p}.csv", security)
         for p, end in sorted(ends.items())
     ]
     workers = max(1, min(len(jobs), workers or os.cpu_count() or 1))
@@ -408,11 +413,12 @@ def verify(
     *,
     wait_s: float = 0.0,
     workdir: Path | None = None,
+    security: KafkaSecurity = PLAINTEXT,
 ) -> Report:
     """Scan the topic once, then compare; with `wait_s`, compare again until clean or the deadline
     (the pipeline may still be draining what was just produced)."""
     with tempfile.TemporaryDirectory(dir=workdir, prefix="verify-") as d:
-        scan, files = scan_topic(bootstrap, topic, Path(d))
+        scan, files = scan_topic(bootstrap, topic, Path(d), security=security)
         end = time.monotonic() + wait_s
         while True:
             report = compare(scan, files.rows, files.invalid, merged_csv, rejects_dir)

@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from contract.files import read_json
+from contract.kafka import PLAINTEXT, KafkaSecurity, aiokafka_options, failure_reason
 from gateway.health import HttpProbe, KafkaProbe, SparkProbe
 
 log = logging.getLogger(__name__)
@@ -90,7 +91,7 @@ async def probe_spark(path: Path, check_pid: bool, timeout_s: float) -> SparkPro
         return SparkProbe(path=str(path), error=f"reading took longer than {timeout_s:g}s")
 
 
-async def probe_kafka(bootstrap: str, topic: str, timeout_s: float) -> KafkaProbe:
+async def probe_kafka(bootstrap: str, topic: str, timeout_s: float, security: KafkaSecurity = PLAINTEXT) -> KafkaProbe:
     """Broker count and the topic's partitions (admin client), end offsets (consumer without a
     group). Both clients are made for this call and closed before it returns."""
     probe = KafkaProbe(bootstrap=bootstrap, topic=topic)
@@ -99,13 +100,17 @@ async def probe_kafka(bootstrap: str, topic: str, timeout_s: float) -> KafkaProb
         return probe
     t0 = time.monotonic()
     ms = max(500, int(timeout_s * 1000))
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=ms, client_id="gateway-status")
+    tls_sasl = aiokafka_options(security)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=ms, client_id="gateway-status", **tls_sasl
+    )
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         group_id=None,
         enable_auto_commit=False,
         request_timeout_ms=ms,
         client_id="gateway-status",
+        **tls_sasl,
     )
     try:
         async with asyncio.timeout(timeout_s):
@@ -124,7 +129,8 @@ async def probe_kafka(bootstrap: str, topic: str, timeout_s: float) -> KafkaProb
     except TimeoutError:
         probe.error = f"no answer within {timeout_s:g}s"
     except Exception as e:  # aiokafka raises many kinds; any of them means "not usable now"
-        probe.error = f"{type(e).__name__}: {e}"
+        # the cause (refused, wrong credentials, untrusted CA...), which aiokafka itself only logs
+        probe.error = await failure_reason(e, bootstrap, security, min(timeout_s, 2.0))
     finally:
         with contextlib.suppress(Exception):
             async with asyncio.timeout(1.0):

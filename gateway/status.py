@@ -34,7 +34,7 @@ class StatusService:
         s = self.settings
         budget = s.status_timeout_s
         kafka, generator, spark, merger = await asyncio.gather(
-            probe_kafka(s.kafka_bootstrap_servers, s.topic, budget),
+            probe_kafka(s.kafka_bootstrap_servers, s.topic, budget, s.kafka_security),
             probe_http(self.client, "generator", f"{s.generator_base()}/generator/status", budget),
             probe_spark(s.layout.spark_progress, s.spark_check_pid, budget),
             probe_http(self.client, "merger", f"{s.merger_base()}/merger/status", budget),

@@ -27,6 +27,7 @@ from pyspark.errors import StreamingQueryException
 from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
+from contract.kafka import spark_kafka_options
 from contract.logs import configure_logging
 from spark_job import transform
 from spark_job.progress import ProgressListener, ProgressTracker
@@ -62,6 +63,7 @@ def start_query(spark: SparkSession, settings: SparkJobSettings, sink: BatchSink
     reader = (
         spark.readStream.format("kafka")
         .option("kafka.bootstrap.servers", settings.require_bootstrap())
+        .options(**spark_kafka_options(settings.kafka_security))  # TLS / SASL: {} for PLAINTEXT
         .option("subscribe", settings.topic)
         # Only used when the checkpoint is new; afterwards the checkpoint's offsets win.
         .option("startingOffsets", settings.starting_offsets)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from contract.kafka import KafkaSecurity
 from devicestream.kafka_broker import (
     KafkaCluster,
     ensure_topic,
@@ -32,11 +33,17 @@ class Broker:
     def bootstrap(self) -> str:
         return self.cluster.bootstrap_servers
 
+    @property
+    def security(self) -> KafkaSecurity:
+        """PLAINTEXT, or SASL_SSL for a cluster made with `security` (tests/security)."""
+        return self.cluster.client_security
+
     def start(self, deadline_s: float = 90.0) -> None:
         node = self.cluster.nodes[0]
         self.proc = start_node(self.cluster, node, self.log_file)
         try:
-            asyncio.run(wait_until_ready(self.bootstrap, deadline_s, alive=lambda: self.proc.poll() is None))
+            alive = lambda: self.proc.poll() is None  # noqa: E731
+            asyncio.run(wait_until_ready(self.bootstrap, deadline_s, alive=alive, security=self.security))
         except Exception as e:
             raise RuntimeError(f"{e}\n--- broker log tail:\n{log_tail(self.log_file)}") from e
 
@@ -47,7 +54,7 @@ class Broker:
 
     def new_topic(self, partitions: int = 3, prefix: str = "t") -> str:
         name = f"{prefix}-{uuid.uuid4().hex[:10]}"
-        asyncio.run(ensure_topic(self.bootstrap, name, partitions))
+        asyncio.run(ensure_topic(self.bootstrap, name, partitions, security=self.security))
         return name
 
 

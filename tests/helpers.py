@@ -44,6 +44,18 @@ def wait_for(
         time.sleep(interval)
 
 
+def devicestream_cli(*args: str, env: Mapping[str, str], timeout: float = 150) -> subprocess.CompletedProcess:
+    """`python -m devicestream *args` with `env` over this process's environment, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "devicestream", *args],
+        env={**os.environ, **env},
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 class ServiceProcess:
     """A component run as a real process (`python -m <module>`), its output in a log file."""
 

@@ -22,6 +22,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from contract.events import FIRST_EVENT_OFFSET
 from contract.files import atomic_write_json, read_json
+from contract.kafka import PLAINTEXT, KafkaSecurity, aiokafka_options
 from services.generator.errors import OffsetStateError
 
 log = logging.getLogger(__name__)
@@ -109,9 +110,13 @@ def event_offset_of(value: bytes | None) -> int | None:
     return off if isinstance(off, int) and not isinstance(off, bool) else None
 
 
-async def topic_partitions(bootstrap: str, topic: str, *, timeout_s: float = 10.0) -> list[int] | None:
+async def topic_partitions(
+    bootstrap: str, topic: str, *, timeout_s: float = 10.0, security: KafkaSecurity = PLAINTEXT
+) -> list[int] | None:
     """The partition ids of `topic`, None when it does not exist."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000), **aiokafka_options(security)
+    )
     await asyncio.wait_for(admin.start(), timeout_s)
     try:
         desc = await asyncio.wait_for(admin.describe_topics([topic]), timeout_s)
@@ -122,14 +127,19 @@ async def topic_partitions(bootstrap: str, topic: str, *, timeout_s: float = 10.
     return sorted(p["partition"] for p in desc[0].get("partitions", []))
 
 
-async def topic_next_offset(bootstrap: str, topic: str, *, tail: int = 50, timeout_s: float = 10.0) -> int | None:
+async def topic_next_offset(
+    bootstrap: str, topic: str, *, tail: int = 50, timeout_s: float = 10.0, security: KafkaSecurity = PLAINTEXT
+) -> int | None:
     """One past the highest eventOffset among the newest `tail` records of each partition of
     `topic`, or None when the topic holds no valid event (or does not exist)."""
-    parts = await topic_partitions(bootstrap, topic, timeout_s=timeout_s)
+    parts = await topic_partitions(bootstrap, topic, timeout_s=timeout_s, security=security)
     if not parts:
         return None
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, request_timeout_ms=int(timeout_s * 1000)
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        request_timeout_ms=int(timeout_s * 1000),
+        **aiokafka_options(security),
     )
     await asyncio.wait_for(consumer.start(), timeout_s)
     try:

@@ -33,6 +33,7 @@ from aiokafka.partitioner import murmur2
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from contract.events import CUSTOMER_IDS
+from contract.kafka import KafkaSecurity, aiokafka_options, failure_reason
 from services.generator.errors import (
     GeneratorError,
     KafkaUnavailableError,
@@ -162,6 +163,7 @@ def _producer_kwargs(settings: GeneratorSettings, bootstrap: str) -> dict[str, A
         "max_request_size": max(settings.max_batch_size * 4, 1_048_576),
         "request_timeout_ms": settings.request_timeout_ms,
         "retry_backoff_ms": settings.retry_backoff_ms,
+        **aiokafka_options(settings.kafka_security),
     }
 
 
@@ -241,8 +243,12 @@ class Generator:
             except asyncio.CancelledError:
                 raise
             except Exception as e:
-                self._set_error(f"cannot connect to Kafka at {s.kafka_bootstrap_servers or '(unset)'}: {e!r}")
-                log.warning("Kafka not ready, retrying in %.1fs: %s", backoff, self.last_error)
+                reason = await failure_reason(e, s.kafka_bootstrap_servers, s.kafka_security)
+                error = f"cannot connect to Kafka at {s.kafka_bootstrap_servers or '(unset)'}: {reason}"
+                # one warning per distinct cause, not one per retry
+                level = logging.DEBUG if error == self.last_error else logging.WARNING
+                self._set_error(error)
+                log.log(level, "Kafka not ready, retrying in %.1fs: %s", backoff, error)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
@@ -250,11 +256,11 @@ class Generator:
         s = self.settings
         topic = s.topic
         if s.create_topic:
-            await _ensure_topic(bootstrap, topic, s.topic_partitions)
+            await _ensure_topic(bootstrap, topic, s.topic_partitions, s.kafka_security)
         if self.allocator is None:
             topic_next = None
             if read_state_next(s.layout.generator_state) is None:
-                topic_next = await topic_next_offset(bootstrap, topic)
+                topic_next = await topic_next_offset(bootstrap, topic, security=s.kafka_security)
             self.allocator = OffsetAllocator.open(s.layout.generator_state, topic_next=topic_next, block=s.offset_block)
         producer = AIOKafkaProducer(**_producer_kwargs(s, bootstrap))
         try:
@@ -593,8 +599,8 @@ class _Batches:
         return out
 
 
-async def _ensure_topic(bootstrap: str, topic: str, partitions: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+async def _ensure_topic(bootstrap: str, topic: str, partitions: int, security: KafkaSecurity) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000, **aiokafka_options(security))
     await asyncio.wait_for(admin.start(), 10)
     try:
         if topic in await admin.list_topics():

@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -126,7 +126,13 @@ def _mount_tmpfs(path: Path) -> bool:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    base = tmp_path_factory.mktemp("e2e")
+    with running_stack(tmp_path_factory.mktemp("e2e")) as st:
+        yield st
+
+
+@contextlib.contextmanager
+def running_stack(base: Path, up_args: Sequence[str] = ()) -> Iterator[Stack]:
+    """`devicestream up *up_args` on free ports with its data folder in `base`; `devicestream down` after."""
     data = base / "data"
     kport, cport, gw, gen, mer = free_ports(5)
     env = {
@@ -145,7 +151,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         st.tmpfs = merger_dir
     with open(st.out_log, "wb") as out:
         st.proc = subprocess.Popen(
-            [sys.executable, "-m", "devicestream", "up"],
+            [sys.executable, "-m", "devicestream", "up", *up_args],
             env={**os.environ, **env},
             cwd=REPO_ROOT,
             stdout=out,

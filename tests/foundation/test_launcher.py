@@ -15,18 +15,9 @@ import psutil
 import pytest
 
 from devicestream.kafka_broker import free_ports, log_tail
-from tests.helpers import REPO_ROOT, wait_for
+from tests.helpers import REPO_ROOT, devicestream_cli, wait_for
 
-
-def _cli(*args: str, env: dict[str, str], timeout: float = 150) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "devicestream", *args],
-        env={**os.environ, **env},
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+_cli = devicestream_cli
 
 
 def _port_free(port: int) -> bool:
