@@ -64,13 +64,18 @@ def make_event(rng: random.Random, now: datetime, offset: int) -> dict:
     customer = CUSTOMER_IDS[int(rnd() * _N_CUSTOMERS)]
     n = int(rnd() * _N_COUNTS)
     devices = [dict(READINGS[int(rnd() * _N_READINGS)]) for _ in range(n)]
+    return event_doc(event_id, offset, customer, devices, format_event_time(now))
+
+
+def event_doc(event_id: str, offset: int, customer: str, devices: list[dict], event_time: str) -> dict:
+    """An event as a dict, fields in document order."""
     return {
         "eventId": event_id,
         "eventOffset": offset,
         "eventPublisher": EVENT_PUBLISHER,
         "customerId": customer,
         "data": {"devices": devices},
-        "eventTime": format_event_time(now),
+        "eventTime": event_time,
     }
 
 
