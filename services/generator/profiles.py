@@ -69,6 +69,11 @@ class Constant(Curve):
     def integral(self, t: float) -> float:
         return self.rate * max(t, 0.0)
 
+    def time_of(self, n: float, after: float) -> float | None:
+        if self.integral(after) >= n:
+            return after
+        return n / self.rate if self.rate > 0 else None
+
 
 @dataclass(frozen=True)
 class Ramp(Curve):

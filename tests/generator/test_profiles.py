@@ -112,3 +112,13 @@ def test_peak_rate_names_the_field() -> None:
     s = ADAPTER.validate_python({"kind": "sine", "mean": 10, "amplitude": 4, "period_s": 5})
     assert peak_rate(s) == ("amplitude", 14)
     assert curve_of(s).rate_at(1.25) == pytest.approx(14)
+
+
+@pytest.mark.parametrize("rate", [0.2, 100, 20_000])
+def test_a_constant_profile_paces_exactly_like_the_rate_controller(rate: float) -> None:
+    from services.generator.rate import RateController
+
+    a, b = RateController(rate, 5.0), ProfileController(Constant(rate), 5.0)
+    ta, ca = simulate(a, 5.0, 25.0, seed=1)
+    tb, cb = simulate(b, 5.0, 25.0, seed=1)
+    assert ta == pytest.approx(tb) and ca == cb

@@ -6,10 +6,10 @@ requested rate next to the achieved one."""
 from __future__ import annotations
 
 import httpx
-import orjson
 
 from contract.ledger import read_ledger
 from tests.generator.conftest import Generator, read_topic
+from tests.generator.test_fleet_faults import _content
 
 BODY = {
     "rate": 3000,
@@ -18,17 +18,6 @@ BODY = {
     "fleet": {"customers": 6, "devices_per_customer": 3},
     "faults": {"invalid_ratio": 0.03, "late_ratio": 0.05, "skewed_devices_ratio": 0.3, "resend_ratio": 0.03},
 }
-
-
-def _content(value: bytes | None) -> object:
-    try:
-        doc = orjson.loads(value or b"")
-    except orjson.JSONDecodeError:
-        return value
-    if isinstance(doc, dict):
-        doc.pop("eventTime", None)
-        doc.pop("eventOffset", None)
-    return doc
 
 
 def _run(gen: Generator, body: dict) -> str:
