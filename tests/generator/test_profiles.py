@@ -11,6 +11,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from services.generator.options import Profile, peak_rate
 from services.generator.profiles import Burst, Constant, Curve, ProfileController, Ramp, Sine, Steps, curve_of
+from services.generator.rate import RateController
 from tests.generator.test_rate import count_between, simulate
 
 EDGE_S = 0.003  # the simulated tick (2 ms) plus its jitter (up to 1 ms)
@@ -116,8 +117,6 @@ def test_peak_rate_names_the_field() -> None:
 
 @pytest.mark.parametrize("rate", [0.2, 100, 20_000])
 def test_a_constant_profile_paces_exactly_like_the_rate_controller(rate: float) -> None:
-    from services.generator.rate import RateController
-
     a, b = RateController(rate, 5.0), ProfileController(Constant(rate), 5.0)
     ta, ca = simulate(a, 5.0, 25.0, seed=1)
     tb, cb = simulate(b, 5.0, 25.0, seed=1)
