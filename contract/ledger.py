@@ -66,7 +66,8 @@ class LedgerFault(_Line):
     lateness_s: float | None = None
     skew_s: float | None = None
     device_id: str | None = None
-    #: resend: the eventOffset of the first record with this content
+    #: resend: the eventOffset of the first record with this content (None when that record was made
+    #: before a restart, in the run this one continues: first_index)
     original_event_offset: int | None = None
 
 

@@ -65,7 +65,7 @@ class RunTools:
             RecordMaker(seed, invalid_ratio=invalid_ratio, fleet=ex.fleet, faults=ex.faults) if needs_maker else None
         )
         if self.maker is not None and ex.first_index:
-            self.maker.skip(ex.first_index)
+            self.maker.skip(ex.first_index, time.time_ns())
 
     def make(self, take_offset: Any) -> tuple[bytes, bytes, int | None]:
         """The next record (key, value, eventOffset or None when malformed); a fault is marked for

@@ -24,17 +24,27 @@ from typing import Any
 import orjson
 
 from contract.ledger import EXPECTED_REASONS
-from services.generator.events import event_doc, make_event, make_invalid, uuid4_from_bits
+from services.generator.events import draw_content, event_doc, make_invalid, uuid4_from_bits
 from services.generator.fleet import Fleet
 from services.generator.options import FaultOptions, FleetOptions
 
 RESEND_HISTORY = 1000  # a re-sent event is one of the last this many events with readings
 
 
-def event_time_of(ns: int) -> str:
-    """eventTime (ISO-8601 UTC, microseconds) for a wall clock in nanoseconds since the epoch."""
-    sec, rest = divmod(ns, 1_000_000_000)
-    return datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{rest // 1000:06d}Z"
+class EventTimes:
+    """eventTime strings (ISO-8601 UTC, microseconds) for wall clocks in nanoseconds since the
+    epoch, formatting the date/second part once per distinct second in a row."""
+
+    def __init__(self) -> None:
+        self._sec = None
+        self._prefix = ""
+
+    def __call__(self, ns: int) -> str:
+        sec, rest = divmod(ns, 1_000_000_000)
+        if sec != self._sec:
+            self._sec = sec
+            self._prefix = datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        return f"{self._prefix}.{rest // 1000:06d}Z"
 
 
 def device_skew_s(seed: int, device_id: str, ratio: float, max_skew_s: float) -> float:
@@ -65,6 +75,7 @@ class RecordMaker:
         self.index = 0  # records made so far (the next record's index)
         self._history: deque[dict] = deque(maxlen=RESEND_HISTORY)
         self._skews: dict[str, float] = {}
+        self._times = EventTimes()
 
     def skew_of(self, device_id: str) -> float:
         s = self._skews.get(device_id)
@@ -74,14 +85,17 @@ class RecordMaker:
             )
         return s
 
-    def skip(self, n: int) -> None:
-        """Replay the draws of the next `n` records without keeping them."""
+    def skip(self, n: int, now_ns: int = 0) -> None:
+        """Replay the draws of the next `n` records without encoding them. Their eventOffsets are
+        unknown here (None): a later re-send of one of them says so in its ledger line."""
         for _ in range(n):
-            self.make(lambda: 0, 0)
+            self.make(lambda: None, now_ns, dry=True)  # type: ignore[arg-type,return-value]
 
-    def make(self, take_offset: Callable[[], int], now_ns: int) -> tuple[bytes, bytes, int | None, dict | None]:
+    def make(
+        self, take_offset: Callable[[], int], now_ns: int, *, dry: bool = False
+    ) -> tuple[bytes, bytes, int | None, dict | None]:
         """The next record: (key, value, eventOffset or None for a malformed record, ledger fields of
-        its fault or None)."""
+        its fault or None). `dry`: the same draws, no value (b"") and no eventTime."""
         rng, f = self.rng, self.faults
         index = self.index
         self.index += 1
@@ -93,6 +107,8 @@ class RecordMaker:
             original = self._history[int(rng.random() * len(self._history))]
             off = take_offset()
             event = {**original, "eventOffset": off}
+            if dry:
+                return b"", b"", off, None
             fault = {
                 "kind": "resend",
                 "index": index,
@@ -105,11 +121,11 @@ class RecordMaker:
             return event["customerId"].encode(), orjson.dumps(event), off, fault
         off = take_offset()
         if self.fleet is None:
-            event = make_event(rng, datetime.fromtimestamp(0, UTC), off)
+            event_id, customer, readings = draw_content(rng)
         else:
             event_id = uuid4_from_bits(rng.getrandbits(128))
             customer, readings = self.fleet.report(rng)
-            event = event_doc(event_id, off, customer, readings, "")
+        event = event_doc(event_id, off, customer, readings, "")
         devices: list[dict[str, Any]] = event["data"]["devices"]
         lateness = 0.0
         if f.late_ratio:
@@ -118,7 +134,12 @@ class RecordMaker:
                 lateness = round(how * f.max_lateness_s, 6)
         first_device = devices[0]["deviceId"] if devices else None
         skew = self.skew_of(first_device) if first_device is not None else 0.0
-        event["eventTime"] = event_time_of(now_ns + int((skew - lateness) * 1e9))
+        if devices:
+            self._history.append(event)
+        if dry:
+            event["eventTime"] = self._times(now_ns)  # a re-send of it after a restart is sent with this
+            return b"", b"", off, None
+        event["eventTime"] = self._times(now_ns + int((skew - lateness) * 1e9))
         fault = None
         if lateness or skew:
             fault = {
@@ -132,6 +153,4 @@ class RecordMaker:
                 "skew_s": skew or None,
                 "device_id": first_device if skew else None,
             }
-        if devices:
-            self._history.append(event)
         return event["customerId"].encode(), orjson.dumps(event), off, fault

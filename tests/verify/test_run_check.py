@@ -115,3 +115,14 @@ def test_incomplete_or_foreign_ledger(tmp_path: Path) -> None:
         ledger_path(tmp_path, "../etc/passwd")
     with pytest.raises(LedgerError, match="no ledger"):
         read_ledger(tmp_path / "nope.jsonl")
+
+
+def test_resend_of_a_record_made_before_a_restart(tmp_path: Path) -> None:
+    # a run continued with first_index re-sends content whose first record it did not make itself
+    path = _ledger(tmp_path)
+    path.write_text(path.read_text().replace(',"original_event_offset":10', ""))
+    assert check_run(read_ledger(path), MERGED, REJECTS).ok
+    twice = pl.concat(
+        [MERGED, MERGED.filter(pl.col("eventOffset") == "10").with_columns(pl.lit("13").alias("eventOffset"))]
+    )
+    assert check_run(read_ledger(path), twice, REJECTS).problems["resent_wrong_count"] == 1
