@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import itertools
 import random
+from datetime import UTC, datetime
 
 import orjson
 import pytest
 
 from contract.events import TEMPERATURE_MAX, TEMPERATURE_MIN
 from contract.ledger import EXPECTED_REASONS
-from services.generator.events import INVALID_KINDS, EventEncoder
+from services.generator.events import INVALID_KINDS, EventEncoder, make_invalid
 from services.generator.faults import RecordMaker, device_skew_s
 from services.generator.fleet import ERROR, STANDBY, SUCCESS, Fleet
 from services.generator.options import FaultOptions, FleetOptions, StatusMachine
@@ -129,14 +130,20 @@ def test_same_seed_same_content_and_continuing_from_an_index(fleet: FleetOptions
     assert [_content(v) for _, v, _, _ in full[:100]] != [_content(v) for _, v, _, _ in other]
 
 
-def test_only_invalid_ratio_gives_the_fast_paths_content() -> None:
-    maker = RecordMaker(5, invalid_ratio=0.0)
+@pytest.mark.parametrize("invalid_ratio", [0.0, 0.2])
+def test_only_invalid_ratio_gives_the_fast_paths_content(invalid_ratio: float) -> None:
+    maker = RecordMaker(5, invalid_ratio=invalid_ratio)
     rng = random.Random(5)
     enc = EventEncoder()
-    for k in range(500):
+    for k in range(500):  # the run loop's fast path, draw for draw
         _key, value, _off, fault = maker.make(lambda k=k: k, NS)
-        _k2, fast = enc.encode(rng, "x", k)
-        assert fault is None and _content(value) == _content(fast)
+        if invalid_ratio and rng.random() < invalid_ratio:
+            _k, fast, _kind = make_invalid(rng, datetime.fromtimestamp(0, UTC))
+            assert fault is not None and fault["invalid_kind"] == _kind
+        else:
+            _k2, fast = enc.encode(rng, "x", k)
+            assert fault is None
+        assert _content(value) == _content(fast)
 
 
 def test_every_fault_kind_with_its_ledger_fields() -> None:
