@@ -31,6 +31,12 @@ def _generator(ctx: RunContext) -> StageResult:
     return res
 
 
+def _profiles(ctx: RunContext) -> StageResult:
+    from bench import stage_profiles
+
+    return stage_profiles.run(ctx.cfg, ctx.broker, ctx.work / "profiles")
+
+
 def _spark(ctx: RunContext) -> StageResult:
     from bench import stage_spark
 
@@ -57,6 +63,7 @@ def _gateway(ctx: RunContext) -> StageResult:
 
 STAGES: dict[str, Callable[[RunContext], StageResult]] = {
     "generator": _generator,
+    "profiles": _profiles,
     "spark": _spark,
     "merger": _merger,
     "e2e": _e2e,

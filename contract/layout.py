@@ -15,6 +15,7 @@
     quarantine/          invalid batch files with a .reason.txt beside each
   generator/
     state.json           next eventOffset to hand out (never reused across restarts)
+    runs/                one ledger per run: <run id>.jsonl (what it injected where; contract/ledger.py)
 """
 
 from __future__ import annotations
@@ -82,3 +83,7 @@ class DataLayout:
     @property
     def generator_state(self) -> Path:
         return self.generator_dir / "state.json"
+
+    @property
+    def generator_runs(self) -> Path:
+        return self.generator_dir / "runs"

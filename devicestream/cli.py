@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     p_verify.add_argument("--json", action="store_true", help="print the report as JSON")
     p_verify.add_argument("--merged", type=str, help="merged.csv to check (default: the data folder's)")
     p_verify.add_argument("--rejects", type=str, help="rejects folder (default: the data folder's)")
+    p_verify.add_argument("--run", type=str, help="check the pipeline against this generator run's ledger")  # h7
     args = parser.parse_args(argv)
 
     configure_logging("launcher", "WARNING")
@@ -82,6 +83,14 @@ def _verify(settings: LauncherSettings, args: argparse.Namespace) -> int:
     from devicestream.verify import VerifyError, format_report, verify
 
     layout = settings.layout
+    merged = Path(args.merged) if args.merged else layout.merged_csv
+    rejects = Path(args.rejects) if args.rejects else layout.spark_rejects
+    if args.run:  # h7: against the run's ledger (devicestream/run_check.py)
+        from devicestream.run_check import cli_verify_run
+
+        code, text = cli_verify_run(layout.generator_runs, args.run, merged, rejects, args.wait, args.json)
+        print(text, file=sys.stderr if code == 2 else sys.stdout)
+        return code
     bootstrap = settings.kafka_bootstrap_servers or running_bootstrap(settings)
     security = settings.kafka_security
     if not settings.kafka_bootstrap_servers:  # the embedded broker: secured if it was started --secure
@@ -90,8 +99,8 @@ def _verify(settings: LauncherSettings, args: argparse.Namespace) -> int:
         report = verify(
             bootstrap,
             settings.topic,
-            Path(args.merged) if args.merged else layout.merged_csv,
-            Path(args.rejects) if args.rejects else layout.spark_rejects,
+            merged,
+            rejects,
             wait_s=args.wait,
             security=security,
         )

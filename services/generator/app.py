@@ -23,6 +23,8 @@ from services.generator.errors import (
     OffsetStateError,
     RunActiveError,
 )
+from services.generator.extras import RunExtras, curve_for
+from services.generator.options import FaultOptions, FleetOptions, Profile, peak_rate
 from services.generator.producer import Generator, Metrics, RunParams
 from services.generator.settings import GeneratorSettings
 
@@ -30,9 +32,12 @@ log = logging.getLogger(__name__)
 
 
 class StartRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    rate: float = Field(gt=0, allow_inf_nan=False, description="Events per second (below 1 works: 0.2 = every 5 s).")
+    rate: float | None = Field(
+        default=None,
+        gt=0,
+        allow_inf_nan=False,
+        description="Events per second (below 1 works: 0.2 = every 5 s). Give this or `profile`.",
+    )
     count: int | None = Field(default=None, ge=1, description="End the run after this many records.")
     duration_s: float | None = Field(default=None, gt=0, allow_inf_nan=False, description="End the run after this.")
     seed: int | None = Field(
@@ -41,26 +46,66 @@ class StartRequest(BaseModel):
     invalid_ratio: float = Field(
         default=0.0, ge=0, le=1, allow_inf_nan=False, description="Fraction of malformed records."
     )
+    # h7: the generator as a test-data tool (models in services/generator/options.py)
+    profile: Profile | None = Field(default=None, description="A rate that changes over the run (instead of `rate`).")
+    fleet: FleetOptions | None = Field(default=None, description="Readings from a seeded fleet of devices.")
+    faults: FaultOptions | None = Field(default=None, description="Faults written to the run's ledger.")
+    first_index: int = Field(
+        default=0, ge=0, description="Start a seeded run's content at this record (continue it after a restart)."
+    )
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "examples": [
+                {"rate": 1000, "count": 60000, "seed": 1},
+                {"profile": {"kind": "ramp", "from_rate": 100, "to_rate": 5000, "over_s": 60}, "duration_s": 120},
+                {
+                    "rate": 500,
+                    "count": 10000,
+                    "seed": 7,
+                    "fleet": {"customers": 5, "devices_per_customer": 4},
+                    "faults": {"invalid_ratio": 0.01, "late_ratio": 0.02, "resend_ratio": 0.01},
+                },
+            ]
+        },
+    )
 
 
 class RateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    rate: float = Field(gt=0, allow_inf_nan=False, description="Events per second.")
+    rate: float | None = Field(default=None, gt=0, allow_inf_nan=False, description="Events per second.")
+    profile: Profile | None = Field(default=None, description="A new rate profile, from now (instead of `rate`).")  # h7
 
 
-def _over_max(rate: float, max_rate: float) -> JSONResponse | None:
+def _invalid(loc: list[str], msg: str, value: Any, kind: str = "value_error") -> JSONResponse:
+    detail = [{"type": kind, "loc": ["body", *loc], "msg": msg, "input": value}]
+    return JSONResponse({"detail": _json_safe(detail)}, status_code=422)
+
+
+def _over_max(rate: float, max_rate: float, loc: list[str] | None = None) -> JSONResponse | None:
     if rate <= max_rate and math.isfinite(rate):
         return None
-    detail = [
-        {
-            "type": "less_than_equal",
-            "loc": ["body", "rate"],
-            "msg": f"Input should be less than or equal to {max_rate:g} (GENERATOR_MAX_RATE)",
-            "input": rate,
-        }
-    ]
-    return JSONResponse({"detail": detail}, status_code=422)
+    msg = f"Input should be less than or equal to {max_rate:g} (GENERATOR_MAX_RATE)"
+    return _invalid(loc or ["rate"], msg, rate, "less_than_equal")
+
+
+def _rate_or_profile(body: StartRequest | RateRequest, max_rate: float) -> tuple[float, JSONResponse | None]:
+    """The run's peak rate, or the 422 naming the field: give `rate` or `profile` (not both), at
+    most GENERATOR_MAX_RATE, and a profile that produces events."""
+    if body.profile is None:
+        if body.rate is None:
+            return 0.0, _invalid(["rate"], "Field required (or give a `profile`)", None, "missing")
+        return body.rate, _over_max(body.rate, max_rate)
+    if body.rate is not None:
+        return 0.0, _invalid(["profile"], "Give `rate` or `profile`, not both", body.profile.kind)
+    field, peak = peak_rate(body.profile)
+    loc = ["profile", body.profile.kind, *field.split(".")]
+    if peak <= 0:
+        return 0.0, _invalid(loc, "The profile never produces an event (its highest rate is 0)", peak)
+    return peak, _over_max(peak, max_rate, loc)
 
 
 def _json_safe(obj: Any) -> Any:
@@ -129,17 +174,24 @@ def create_app(settings: GeneratorSettings) -> FastAPI:
     @app.post("/generator/start", status_code=202)
     async def start(body: StartRequest, request: Request) -> Any:
         """Start a run; 409 naming the active run if one is running."""
-        if (resp := _over_max(body.rate, settings.max_rate)) is not None:
+        rate, resp = _rate_or_profile(body, settings.max_rate)
+        if resp is not None:
             return resp
-        run = generator(request).start_run(RunParams(**body.model_dump()))
+        extras = None
+        if body.profile or body.fleet or body.faults or body.first_index:
+            extras = RunExtras(body.profile, body.fleet, body.faults, body.first_index)
+        simple = body.model_dump(include={"count", "duration_s", "seed", "invalid_ratio"})
+        run = generator(request).start_run(RunParams(rate=rate, **simple, extras=extras))
         return run.public()
 
     @app.put("/generator/rate")
     async def set_rate(body: RateRequest, request: Request) -> Any:
         """Change the active run's rate without restarting it."""
-        if (resp := _over_max(body.rate, settings.max_rate)) is not None:
+        rate, resp = _rate_or_profile(body, settings.max_rate)
+        if resp is not None:
             return resp
-        return generator(request).set_rate(body.rate).public()
+        curve = curve_for(rate, RunExtras(profile=body.profile)) if body.profile is not None else None
+        return generator(request).set_rate(rate, curve).public()
 
     @app.post("/generator/stop")
     async def stop(request: Request) -> dict[str, Any]:

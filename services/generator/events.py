@@ -57,20 +57,30 @@ def format_event_time(now: datetime) -> str:
     return now.strftime(EVENT_TIME_FORMAT)
 
 
-def make_event(rng: random.Random, now: datetime, offset: int) -> dict:
-    """One valid event made at `now` with eventOffset `offset`."""
+def draw_content(rng: random.Random) -> tuple[str, str, list[dict]]:
+    """An event's random content: (eventId, customerId, readings), in the documented draw order."""
     rnd = rng.random
     event_id = uuid4_from_bits(rng.getrandbits(128))
     customer = CUSTOMER_IDS[int(rnd() * _N_CUSTOMERS)]
     n = int(rnd() * _N_COUNTS)
-    devices = [dict(READINGS[int(rnd() * _N_READINGS)]) for _ in range(n)]
+    return event_id, customer, [dict(READINGS[int(rnd() * _N_READINGS)]) for _ in range(n)]
+
+
+def make_event(rng: random.Random, now: datetime, offset: int) -> dict:
+    """One valid event made at `now` with eventOffset `offset`."""
+    event_id, customer, devices = draw_content(rng)
+    return event_doc(event_id, offset, customer, devices, format_event_time(now))
+
+
+def event_doc(event_id: str, offset: int, customer: str, devices: list[dict], event_time: str) -> dict:
+    """An event as a dict, fields in document order."""
     return {
         "eventId": event_id,
         "eventOffset": offset,
         "eventPublisher": EVENT_PUBLISHER,
         "customerId": customer,
         "data": {"devices": devices},
-        "eventTime": format_event_time(now),
+        "eventTime": event_time,
     }
 
 

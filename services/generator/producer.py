@@ -41,8 +41,9 @@ from services.generator.errors import (
     RunActiveError,
 )
 from services.generator.events import EventClock, EventEncoder, make_invalid
+from services.generator.extras import RunExtras, RunTools, make_controller  # h7: profiles, fleet, faults
 from services.generator.offsets import OffsetAllocator, read_state_next, topic_next_offset
-from services.generator.rate import RateController
+from services.generator.profiles import Curve, ProfileController
 from services.generator.settings import GeneratorSettings
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ class RunParams:
     duration_s: float | None = None
     seed: int | None = None
     invalid_ratio: float = 0.0
+    extras: RunExtras | None = None  # h7: profile, fleet, faults, first_index
 
 
 class Metrics:
@@ -113,7 +115,8 @@ class Run:
     stop_requested: bool = False
     stop_deadline: float | None = None
     rate: float = 0.0
-    controller: RateController | None = None
+    controller: ProfileController | None = None
+    tools: RunTools | None = None  # h7: ledger and record maker
     task: asyncio.Task | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     retry: deque = field(default_factory=deque)  # (key, value) to send again
@@ -135,6 +138,7 @@ class Run:
                 "duration_s": p.duration_s,
                 "seed": p.seed,
                 "invalid_ratio": p.invalid_ratio,
+                **(p.extras.public() if p.extras is not None else {}),  # h7
             },
             "started_at": self.started_at,
             "ended_at": self.ended_at,
@@ -285,6 +289,9 @@ class Generator:
             run = self.run
             if run is not None and run.active:
                 run.samples.append((now, run.acknowledged))
+                if run.controller is not None:  # h7: the requested rate follows the profile
+                    run.rate = run.controller.rate_now(now)
+                    self.metrics.target_rate.set(run.rate)
                 self.metrics.rate.set(run.rate_over(1.0, now))
                 self.metrics.in_flight.set(run.in_flight)
             if tick % PROBE_EVERY == 0 and self.settings.kafka_bootstrap_servers:
@@ -333,12 +340,16 @@ class Generator:
         log.info("run started", extra={"run": run.id, "params": params})
         return run
 
-    def set_rate(self, rate: float) -> Run:
+    def set_rate(self, rate: float, curve: Curve | None = None) -> Run:
         run = self.run
         if run is None or not run.active or run.stop_requested:
             raise NoActiveRunError()
         if run.controller is not None:
-            run.controller.set_rate(rate, time.monotonic())
+            if curve is not None:  # h7: a new profile, starting now
+                run.controller.set_curve(curve, time.monotonic())
+                rate = run.controller.rate_now(time.monotonic())
+            else:
+                run.controller.set_rate(rate, time.monotonic())
         run.rate = rate
         self.metrics.target_rate.set(rate)
         run.wake.set()
@@ -372,6 +383,7 @@ class Generator:
             "in_flight": 0,
             "rate_1s": 0.0,
             "rate_10s": 0.0,
+            "rate_requested": 0.0,  # h7: what the run (its profile) asks for now; rate_1s is achieved
             "offset_first": None,
             "offset_last": None,
             "next_offset": self.allocator.next if self.allocator else None,
@@ -387,6 +399,7 @@ class Generator:
                 in_flight=run.in_flight,
                 rate_1s=round(run.rate_over(1.0, now), 3) if active else 0.0,
                 rate_10s=round(run.rate_over(10.0, now), 3) if active else 0.0,
+                rate_requested=round(run.controller.rate_now(now), 3) if active and run.controller else 0.0,
                 offset_first=run.offset_first,
                 offset_last=run.offset_last,
             )
@@ -410,6 +423,8 @@ class Generator:
             self.metrics.in_flight.set(run.in_flight)
             if self.allocator is not None:
                 self.allocator.close()  # the next run continues right after this one
+            if run.tools is not None:  # h7: the ledger's end line
+                run.tools.close(run.state, run.made)
             log.info(
                 "run ended",
                 extra={
@@ -428,6 +443,16 @@ class Generator:
         topic = s.topic
         seed = p.seed if p.seed is not None else random.SystemRandom().getrandbits(64)
         rng = random.Random(seed)
+        tools = run.tools = RunTools(  # h7: the run's ledger, and the record maker if it needs one
+            run_id=run.id,
+            topic=topic,
+            runs_dir=s.layout.generator_runs,
+            seed=seed,
+            invalid_ratio=p.invalid_ratio,
+            extras=p.extras,
+            params=run.public()["params"],
+            started_at=run.started_at,
+        )
         rnd = rng.random
         encoder = EventEncoder()
         clock = EventClock()
@@ -441,7 +466,7 @@ class Generator:
         max_in_flight = s.max_in_flight_events
         t0 = time.monotonic()
         t_end = t0 + p.duration_s if p.duration_s is not None else math.inf
-        ctl = RateController(p.rate, t0, max_lag_s=s.max_lag_s)
+        ctl = make_controller(p.rate, p.extras, t0, s.max_lag_s)  # h7: follows the profile's curve
         run.controller = ctl
         run.samples.append((t0, 0))
         batches = _Batches(self._producer, parts)
@@ -464,7 +489,7 @@ class Generator:
                 n = ctl.take(min(now, t_end - 1e-9), limit)
                 put = batches.put
                 event_time = ""
-                for i in range(n):
+                for i in range(n if tools.maker is None else 0):
                     if not i & 31:  # events made within the same few hundred microseconds share a time
                         event_time = clock.now()
                     if invalid_ratio and rnd() < invalid_ratio:
@@ -474,6 +499,16 @@ class Generator:
                     else:
                         off = take_offset(1)
                         key, value = encode(rng, event_time, off)
+                        if run.offset_first is None:
+                            run.offset_first = off
+                        run.offset_last = off
+                    put(key, value)
+                for _ in range(n if tools.maker is not None else 0):  # h7: fleet / faults / first_index
+                    key, value, off = tools.make(take_offset)
+                    if off is None:
+                        run.invalid += 1
+                        self.metrics.invalid.inc()
+                    else:
                         if run.offset_first is None:
                             run.offset_first = off
                         run.offset_last = off
@@ -539,6 +574,8 @@ class Generator:
         run.in_flight += n
         self.metrics.sent.inc(fresh)
         fut.add_done_callback(partial(self._delivered, run, seq, sent_at, recs))
+        if run.tools is not None:  # h7: injected records go to the ledger with their offsets
+            fut.add_done_callback(partial(run.tools.ledger.delivered, recs))
 
     def _delivered(self, run: Run, seq: int, sent_at: float, recs: list, fut: asyncio.Future) -> None:
         n = len(recs)

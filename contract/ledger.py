@@ -1,0 +1,128 @@
+"""A generator run's ledger: what it injected where, the ground truth `devicestream verify --run`
+checks the pipeline against.
+
+<data_dir>/generator/runs/<run id>.jsonl, one JSON document per line:
+  1. a `run` header (id, topic, seed, parameters),
+  2. one `fault` line per injected record, written once Kafka acknowledged it (so it carries the
+     record's partition and Kafka offset),
+  3. an `end` line with the counts per kind (a ledger without it is incomplete).
+
+Written by the generator (services/generator/ledger.py), read by devicestream/run_check.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+FaultKind = Literal["invalid", "late", "skewed", "resend"]
+FAULT_KINDS: Final[tuple[str, ...]] = ("invalid", "late", "skewed", "resend")
+
+#: The reason the Spark job gives (the rejects' `reason` column) for each kind of malformed record
+#: the generator makes (services/generator/events.py INVALID_KINDS). A kind that drops several
+#: required fields is rejected for the first one missing, in the order eventId, eventOffset, eventTime.
+EXPECTED_REASONS: Final[dict[str, str]] = {
+    "not_utf8": "not UTF-8",
+    "not_json": "not JSON",
+    "not_object": "not a JSON object",
+    "missing_event_id": "missing eventId",
+    "missing_event_offset": "missing eventOffset",
+    "missing_event_time": "missing eventOffset",
+    "wrong_types": "wrong type: eventId (expected string)",
+    "empty": "empty value",
+}
+
+
+class _Line(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LedgerRun(_Line):
+    type: Literal["run"] = "run"
+    run_id: str
+    topic: str
+    started_at: float
+    seed: int
+    first_index: int = 0
+    params: dict[str, Any]
+
+
+class LedgerFault(_Line):
+    type: Literal["fault"] = "fault"
+    kind: FaultKind
+    partition: int
+    offset: int
+    #: index of the record in the run (0-based, counting every record made, faults included)
+    index: int
+    event_offset: int | None = None
+    event_id: str | None = None
+    #: the eventTime the record carries (late: in the past; skewed: the device's clock)
+    event_time: str | None = None
+    readings: int | None = None
+    invalid_kind: str | None = None
+    expected_reason: str | None = None
+    lateness_s: float | None = None
+    skew_s: float | None = None
+    device_id: str | None = None
+    #: resend: the eventOffset of the first record with this content (None when that record was made
+    #: before a restart, in the run this one continues: first_index)
+    original_event_offset: int | None = None
+
+
+class LedgerEnd(_Line):
+    type: Literal["end"] = "end"
+    state: str
+    records: int
+    faults: dict[str, int] = Field(default_factory=dict)
+
+
+LedgerLine = Annotated[LedgerRun | LedgerFault | LedgerEnd, Field(discriminator="type")]
+LINE: Final = TypeAdapter(LedgerLine)
+
+
+class Ledger(BaseModel):
+    run: LedgerRun
+    faults: list[LedgerFault]
+    end: LedgerEnd | None
+
+
+class LedgerError(ValueError):
+    """The ledger is missing or not a ledger; the message says which line and why."""
+
+
+def ledger_path(runs_dir: Path, run_id: str) -> Path:
+    if not run_id or any(c not in "0123456789abcdefABCDEF-_" for c in run_id):
+        raise LedgerError(f"not a run id: {run_id!r}")
+    return runs_dir / f"{run_id}.jsonl"
+
+
+def dump_line(line: LedgerRun | LedgerFault | LedgerEnd) -> bytes:
+    return orjson.dumps(line.model_dump(exclude_none=True)) + b"\n"
+
+
+def read_ledger(path: Path) -> Ledger:
+    try:
+        text = path.read_bytes()
+    except FileNotFoundError:
+        raise LedgerError(f"no ledger at {path}") from None
+    run, end, faults = None, None, []
+    for n, raw in enumerate(text.splitlines(), 1):
+        if not raw.strip():
+            continue
+        try:
+            line = LINE.validate_json(raw)
+        except ValueError as e:
+            raise LedgerError(f"{path}:{n}: not a ledger line: {e}") from e
+        if isinstance(line, LedgerRun):
+            if run is not None or n != 1:
+                raise LedgerError(f"{path}:{n}: the run header must be the first line, once")
+            run = line
+        elif isinstance(line, LedgerEnd):
+            end = line
+        else:
+            faults.append(line)
+    if run is None:
+        raise LedgerError(f"{path}: no run header")
+    return Ledger(run=run, faults=faults, end=end)

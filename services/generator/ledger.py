@@ -1,0 +1,72 @@
+"""Writing a run's ledger (contract/ledger.py): the header at the start, one line per injected
+record once Kafka acknowledged it (its partition and offset come from the batch's metadata: the
+i-th record of a batch is at base offset + i), the counts at the end.
+
+A record is marked when it is made (`mark`, keyed by its value object, which stays the same
+object when a failed batch is sent again) and written when its batch is acknowledged
+(`delivered`, a done-callback on the batch's future)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections import Counter, deque
+from pathlib import Path
+from typing import IO, Any
+
+from contract.files import fsync_dir
+from contract.ledger import LedgerEnd, LedgerFault, LedgerRun, dump_line
+
+log = logging.getLogger(__name__)
+
+
+class LedgerWriter:
+    def __init__(self, path: Path, header: LedgerRun) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._f: IO[bytes] | None = open(path, "wb")  # noqa: SIM115 -- open for the run, closed by close()
+        self._marks: dict[int, tuple[bytes, deque[dict]]] = {}
+        self.counts: Counter[str] = Counter()
+        self._write(dump_line(header))
+        self._f.flush()
+
+    def _write(self, data: bytes) -> None:
+        if self._f is not None:
+            self._f.write(data)
+
+    def mark(self, value: bytes, fault: dict[str, Any]) -> None:
+        entry = self._marks.get(id(value))
+        if entry is None:
+            entry = self._marks[id(value)] = (value, deque())
+        entry[1].append(fault)
+
+    def delivered(self, recs: list[tuple[bytes, bytes]], fut: asyncio.Future) -> None:
+        if fut.cancelled() or fut.exception() is not None or not self._marks:
+            return  # not written: a failed batch's records are sent again and marked still
+        md = fut.result()
+        for i, (_key, value) in enumerate(recs):
+            entry = self._marks.get(id(value))
+            if entry is None:
+                continue
+            fault = entry[1].popleft()
+            if not entry[1]:
+                del self._marks[id(value)]
+            self.counts[fault["kind"]] += 1
+            self._write(dump_line(LedgerFault(partition=md.partition, offset=md.offset + i, **fault)))
+
+    @property
+    def unconfirmed(self) -> int:
+        return sum(len(q) for _, q in self._marks.values())
+
+    def close(self, state: str, records: int) -> None:
+        if self._f is None:
+            return
+        if self.unconfirmed:
+            log.warning("ledger: %d injected records never acknowledged", self.unconfirmed, extra={"path": self.path})
+        self._write(dump_line(LedgerEnd(state=state, records=records, faults=dict(self.counts))))
+        self._f.flush()
+        os.fsync(self._f.fileno())
+        self._f.close()
+        self._f = None
+        fsync_dir(self.path.parent)

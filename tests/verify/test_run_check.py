@@ -1,0 +1,128 @@
+"""`verify --run` as pure logic: a ledger written by the generator's writer, read back, checked
+against merged rows and rejects; each kind of tampering makes the check fail."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import polars as pl
+import pytest
+from aiokafka.structs import RecordMetadata
+
+from contract.ledger import LedgerError, LedgerRun, ledger_path, read_ledger
+from devicestream.run_check import check_run
+from services.generator.ledger import LedgerWriter
+
+T0, T_LATE, T_SKEW = "2026-11-29T06:00:00.000001Z", "2026-11-29T05:59:00.500000Z", "2026-11-29T06:00:12.000000Z"
+
+
+def _delivered(w: LedgerWriter, part: int, base: int, recs: list[tuple[bytes, bytes]]) -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        fut = loop.create_future()
+        fut.set_result(RecordMetadata("t", part, None, base, -1, 0, 0))
+        w.delivered(recs, fut)
+        failed = loop.create_future()
+        failed.set_exception(RuntimeError("broker away"))
+        w.delivered(recs, failed)  # a failed batch writes nothing
+    finally:
+        loop.close()
+
+
+def _ledger(tmp_path: Path) -> Path:
+    path = ledger_path(tmp_path, "abc123")
+    w = LedgerWriter(path, LedgerRun(run_id="abc123", topic="t", started_at=0.0, seed=1, params={"rate": 10}))
+    bad, late, skew, again, plain = b"", b'{"late"}', b'{"skew"}', b'{"again"}', b"{}"
+    w.mark(bad, {"kind": "invalid", "index": 0, "invalid_kind": "empty", "expected_reason": "empty value"})
+    w.mark(late, {"kind": "late", "index": 1, "event_offset": 11, "event_time": T_LATE, "readings": 2})
+    w.mark(skew, {"kind": "skewed", "index": 2, "event_offset": 12, "event_time": T_SKEW, "readings": 1})
+    w.mark(
+        again,
+        {
+            "kind": "resend",
+            "index": 4,
+            "event_offset": 14,
+            "event_id": "e10",
+            "readings": 1,
+            "original_event_offset": 10,
+        },
+    )
+    _delivered(w, 0, 100, [(b"k", plain), (b"k", bad), (b"k", late)])
+    _delivered(w, 1, 7, [(b"k", skew), (b"k", again)])
+    assert w.unconfirmed == 0
+    w.close("completed", 5)
+    return path
+
+
+MERGED = pl.DataFrame(
+    {
+        "eventId": ["e10", "e11", "e11", "e12", "e14"],
+        "eventOffset": ["10", "11", "11", "12", "14"],
+        "eventTime": [T0, T_LATE, T_LATE, T_SKEW, T0],
+    }
+).with_columns(pl.col("eventId").replace({"e14": "e10"}))
+REJECTS = pl.DataFrame({"partition": [0], "offset": [101], "reason": ["empty value"]})
+
+
+def test_clean_run_passes(tmp_path: Path) -> None:
+    ledger = read_ledger(_ledger(tmp_path))
+    assert [(f.kind, f.partition, f.offset) for f in ledger.faults] == [
+        ("invalid", 0, 101),
+        ("late", 0, 102),
+        ("skewed", 1, 7),
+        ("resend", 1, 8),
+    ]
+    report = check_run(ledger, MERGED, REJECTS)
+    assert report.ok, report.as_dict()
+    assert report.faults == {"invalid": 1, "late": 1, "skewed": 1, "resend": 1}
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "problem"),
+    [
+        (T_LATE, "2026-11-29T05:59:00.500001Z", "timed_wrong_event_time"),
+        ('"offset":101', '"offset":102', "invalid_not_rejected"),
+        ('"expected_reason":"empty value"', '"expected_reason":"not JSON"', "invalid_wrong_reason"),
+        ('"original_event_offset":10', '"original_event_offset":13', "resent_wrong_count"),
+        ('"event_offset":12', '"event_offset":13', "timed_not_merged"),
+        ('"late":1', '"late":2', "ledger_counts_disagree"),
+    ],
+)
+def test_tampered_ledger_fails(tmp_path: Path, old: str, new: str, problem: str) -> None:
+    path = _ledger(tmp_path)
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+    report = check_run(read_ledger(path), MERGED, REJECTS)
+    assert not report.ok and report.problems[problem] >= 1, report.as_dict()
+
+
+def test_pipeline_losing_a_resend_fails(tmp_path: Path) -> None:
+    report = check_run(read_ledger(_ledger(tmp_path)), MERGED.filter(pl.col("eventOffset") != "14"), REJECTS)
+    assert report.problems["resent_wrong_count"] == 1
+
+
+def test_incomplete_or_foreign_ledger(tmp_path: Path) -> None:
+    path = _ledger(tmp_path)
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:-1]) + "\n")
+    assert check_run(read_ledger(path), MERGED, REJECTS).problems["ledger_incomplete"] == 1
+    path.write_text('{"type": "fault"}\n')
+    with pytest.raises(LedgerError):
+        read_ledger(path)
+    with pytest.raises(LedgerError):
+        ledger_path(tmp_path, "../etc/passwd")
+    with pytest.raises(LedgerError, match="no ledger"):
+        read_ledger(tmp_path / "nope.jsonl")
+
+
+def test_resend_of_a_record_made_before_a_restart(tmp_path: Path) -> None:
+    # a run continued with first_index re-sends content whose first record it did not make itself
+    path = _ledger(tmp_path)
+    path.write_text(path.read_text().replace(',"original_event_offset":10', ""))
+    assert check_run(read_ledger(path), MERGED, REJECTS).ok
+    twice = pl.concat(
+        [MERGED, MERGED.filter(pl.col("eventOffset") == "10").with_columns(pl.lit("13").alias("eventOffset"))]
+    )
+    assert check_run(read_ledger(path), twice, REJECTS).problems["resent_wrong_count"] == 1
