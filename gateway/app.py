@@ -204,10 +204,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     # ---- merged.csv ------------------------------------------------------------------------------
 
     merged_responses: dict[int | str, dict[str, Any]] = {
-        200: {"content": {"text/csv": {}}, "description": "The whole file."},
+        200: {"content": {"text/csv": {}}, "description": "The whole file (the header alone before the first row)."},
         206: {"content": {"text/csv": {}}, "description": "The requested byte range."},
         304: {"description": "Not modified (If-None-Match / If-Modified-Since)."},
-        404: {"description": "Nothing merged yet."},
         416: {"description": "Range not satisfiable."},
         **_AUTH_ERROR,
         **_UPSTREAM_ERRORS,
@@ -216,7 +215,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     async def merged_csv(request: Request) -> Response:
         """Streamed from the merger chunk by chunk. Range, If-Range, If-None-Match and
         If-Modified-Since go to the merger; ETag, Last-Modified, Content-Length, Content-Range and
-        Accept-Ranges come back, with its status code (200/206/304/404/416)."""
+        Accept-Ranges come back, with its status code (200/206/304/416)."""
         return await stream_merged(
             client_of(request),
             request.method,

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,7 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from services.merger.download import Snapshot, etag_matches, parse_range
-from services.merger.errors import MergerError, NothingMergedError, RangeNotSatisfiableError
+from services.merger.errors import MergerError, RangeNotSatisfiableError
 from services.merger.metrics import MergerMetrics
 from services.merger.settings import MergerSettings
 from services.merger.watcher import Watcher
@@ -79,6 +80,7 @@ def _read_range(path: Path, start: int, length: int) -> Iterator[bytes]:
 def create_app(settings: MergerSettings) -> FastAPI:
     metrics = MergerMetrics()
     watcher = Watcher(settings, metrics)
+    started_at = time.time()  # Last-Modified of the header-only file before the first merge
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -101,10 +103,6 @@ def create_app(settings: MergerSettings) -> FastAPI:
     app.state.watcher = watcher
     app.state.metrics = metrics
 
-    @app.exception_handler(NothingMergedError)
-    async def _nothing_merged(request: Request, exc: NothingMergedError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=404)
-
     @app.exception_handler(NotReadyError)
     async def _not_ready(request: Request, exc: NotReadyError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "1"})
@@ -117,21 +115,22 @@ def create_app(settings: MergerSettings) -> FastAPI:
         state = watcher.state
         if state is None:
             raise NotReadyError(watcher.fatal_error or "the merger is still loading its state")
-        if state.batches_merged == 0 or state.last_merge_at is None:
-            raise NothingMergedError(
-                "nothing merged yet: merged.csv is served once the first batch with rows is merged"
-            )
-        return Snapshot(state.generation, state.committed_size, state.last_merge_at)
+        # Before the first row is merged the committed prefix is the header line alone: that is an
+        # answer (an empty table), so readers pointed at merged.csv work from the first second.
+        last_modified = state.last_merge_at if state.last_merge_at is not None else started_at
+        return Snapshot(state.generation, state.committed_size, last_modified)
 
     @app.api_route(
         "/merged.csv",
         methods=["GET", "HEAD"],
         response_class=StreamingResponse,
         responses={
-            200: {"content": {"text/csv": {}}, "description": "merged.csv up to its committed length"},
+            200: {
+                "content": {"text/csv": {}},
+                "description": "merged.csv up to its committed length (the header line alone before the first row)",
+            },
             206: {"description": "the requested byte range"},
             304: {"description": "not modified (If-None-Match)"},
-            404: {"description": "nothing merged yet"},
             416: {"description": "range not satisfiable"},
         },
     )

@@ -20,10 +20,6 @@ class StateCorruptError(MergerError):
     (e.g. merged.csv is shorter than the committed length). Merging stops until an operator acts."""
 
 
-class NothingMergedError(MergerError):
-    """merged.csv is requested before any batch has been merged."""
-
-
 class RangeNotSatisfiableError(MergerError):
     """A Range request that starts at or past the end of merged.csv."""
 
