@@ -18,9 +18,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from services.merger.download import Snapshot, etag_matches, parse_range
-from services.merger.errors import MergerError, RangeNotSatisfiableError
+from services.merger.errors import InvalidQueryError, NotReadyError, RangeNotSatisfiableError
 from services.merger.metrics import MergerMetrics
+from services.merger.query import reset_tmp_dir
+from services.merger.query_api import FILTER_RESPONSES, QueryService, RowQueryParam, query_router
 from services.merger.settings import MergerSettings
+from services.merger.state import MergerState
 from services.merger.watcher import Watcher
 
 log = logging.getLogger(__name__)
@@ -59,10 +62,6 @@ class MergerStatus(BaseModel):
     last_error: str | None
 
 
-class NotReadyError(MergerError):
-    """The merger has not loaded its state (yet), or cannot."""
-
-
 def _read_range(path: Path, start: int, length: int) -> Iterator[bytes]:
     """Chunks of `path` from `start`, `length` bytes in all: memory flat whatever the file size."""
     with open(path, "rb") as f:
@@ -84,6 +83,7 @@ def create_app(settings: MergerSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(reset_tmp_dir, queries.tmp)  # answers left behind by a crash
         task = asyncio.create_task(watcher.run(), name="merger-watcher")
         try:
             yield
@@ -107,14 +107,27 @@ def create_app(settings: MergerSettings) -> FastAPI:
     async def _not_ready(request: Request, exc: NotReadyError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "1"})
 
+    @app.exception_handler(InvalidQueryError)
+    async def _invalid_query(request: Request, exc: InvalidQueryError) -> JSONResponse:
+        # The shape of FastAPI's own validation errors: one way to read a 422.
+        detail = [{"loc": ["query", exc.field], "msg": exc.message, "type": "value_error"}]
+        return JSONResponse({"detail": detail}, status_code=422)
+
     @app.exception_handler(RangeNotSatisfiableError)
     async def _unsatisfiable(request: Request, exc: RangeNotSatisfiableError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=416, headers={"Content-Range": f"bytes */{exc.size}"})
 
-    def snapshot() -> Snapshot:
+    def committed_state() -> MergerState:
         state = watcher.state
         if state is None:
             raise NotReadyError(watcher.fatal_error or "the merger is still loading its state")
+        return state
+
+    queries = QueryService(settings, committed_state)
+    app.include_router(query_router(queries))
+
+    def snapshot() -> Snapshot:
+        state = committed_state()
         # Before the first row is merged the committed prefix is the header line alone: that is an
         # answer (an empty table), so readers pointed at merged.csv work from the first second.
         last_modified = state.last_merge_at if state.last_merge_at is not None else started_at
@@ -132,11 +145,16 @@ def create_app(settings: MergerSettings) -> FastAPI:
             206: {"description": "the requested byte range"},
             304: {"description": "not modified (If-None-Match)"},
             416: {"description": "range not satisfiable"},
+            422: FILTER_RESPONSES[422],
+            503: FILTER_RESPONSES[503],
         },
     )
-    def merged_csv(request: Request) -> Response:
+    def merged_csv(request: Request, q: RowQueryParam) -> Response:
         """merged.csv up to its committed length: one header, then whole rows only, whatever is being
-        appended meanwhile. Supports ETag/If-None-Match, HEAD and a single byte Range."""
+        appended meanwhile. Supports ETag/If-None-Match, HEAD and a single byte Range. With filters,
+        only the matching rows and columns (same header line for the columns kept), without Range."""
+        if not q.is_unfiltered:
+            return queries.answer(request, q, "csv")
         snap = snapshot()
         headers = {
             "ETag": snap.etag,

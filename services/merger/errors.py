@@ -20,9 +20,22 @@ class StateCorruptError(MergerError):
     (e.g. merged.csv is shorter than the committed length). Merging stops until an operator acts."""
 
 
+class NotReadyError(MergerError):
+    """The merger has not loaded its state (yet), or cannot."""
+
+
 class RangeNotSatisfiableError(MergerError):
     """A Range request that starts at or past the end of merged.csv."""
 
     def __init__(self, size: int) -> None:
         super().__init__(f"range not satisfiable: merged.csv has {size} bytes")
         self.size = size
+
+
+class InvalidQueryError(MergerError):
+    """A filter of a merged.csv / merged.parquet query that cannot be applied (422 naming `field`)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message

@@ -1,0 +1,185 @@
+"""Filtered reads of merged.csv: the rows of the committed prefix that match a RowQuery, as CSV or
+Parquet, computed by polars' streaming engine into a file (memory stays bounded whatever the size of
+merged.csv), which the route then streams out.
+
+Only committed rows are read: the scan stops after the committed row count (state.rows_merged), so
+bytes being appended meanwhile (or an uncommitted tail) are never part of an answer."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Final, Literal
+
+import polars as pl
+
+from contract.csv import ROW_COLUMNS, ROW_DTYPES
+from services.merger.errors import InvalidQueryError
+
+log = logging.getLogger(__name__)
+
+Format = Literal["csv", "parquet"]
+CHUNK_SIZE: Final = 256 * 1024
+#: eventTime as written by the Spark job, in chrono's syntax (as the batch checks parse it).
+EVENT_TIME_PARSE: Final = "%Y-%m-%dT%H:%M:%S%.fZ"
+_TYPES: Final = {"str": pl.String, "i64": pl.Int64, "i32": pl.Int32}
+#: Parquet columns: integers as integers, eventTime a UTC timestamp (microseconds).
+TYPED_SCHEMA: Final = pl.Schema({c: _TYPES[ROW_DTYPES[c]] for c in ROW_COLUMNS})
+#: CSV answers keep every field exactly as merged (no number or time reformatting).
+TEXT_SCHEMA: Final = pl.Schema(dict.fromkeys(ROW_COLUMNS, pl.String))
+EVENT_TIME_TYPE: Final = pl.Datetime("us", "UTC")
+
+
+@dataclass(frozen=True)
+class RowQuery:
+    """Which rows and columns: `since` <= eventTime < `until`; each list matches any of its values
+    (an empty string in `statuses` matches a row without a status); `columns` empty = all."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    device_ids: tuple[str, ...] = ()
+    customer_ids: tuple[str, ...] = ()
+    statuses: tuple[str, ...] = ()
+    columns: tuple[str, ...] = ()
+    limit: int | None = None
+
+    @property
+    def is_unfiltered(self) -> bool:
+        return self == RowQuery()
+
+    def key(self) -> str:
+        """A short stable digest of the query (part of the answer's ETag)."""
+        return hashlib.sha256(repr(self).encode()).hexdigest()[:16]
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _values(values: Iterable[str] | None) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(v.strip() for v in values or ()))
+
+
+def build_query(
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    device_ids: Iterable[str] | None = None,
+    customer_ids: Iterable[str] | None = None,
+    statuses: Iterable[str] | None = None,
+    columns: Iterable[str] | None = None,
+    limit: int | None = None,
+) -> RowQuery:
+    """A checked RowQuery; raises InvalidQueryError naming the field. A naive time is taken as UTC;
+    `columns` may repeat the parameter or list names separated by commas."""
+    since, until = _utc(since), _utc(until)
+    if since is not None and until is not None and since > until:
+        raise InvalidQueryError("since", f"since ({since.isoformat()}) is after until ({until.isoformat()})")
+    cols = tuple(dict.fromkeys(c.strip() for value in columns or () for c in value.split(",") if c.strip()))
+    unknown = [c for c in cols if c not in ROW_COLUMNS]
+    if unknown:
+        raise InvalidQueryError("columns", f"unknown column(s) {unknown}; known: {list(ROW_COLUMNS)}")
+    if limit is not None and limit < 0:
+        raise InvalidQueryError("limit", "must be >= 0")
+    return RowQuery(
+        since=since,
+        until=until,
+        device_ids=_values(device_ids),
+        customer_ids=_values(customer_ids),
+        statuses=_values(statuses),
+        columns=cols,
+        limit=limit,
+    )
+
+
+def _any_of(column: str, values: tuple[str, ...]) -> pl.Expr:
+    """`column` is one of `values`; "" stands for an empty field (null)."""
+    present = [v for v in values if v]
+    expr = pl.col(column).is_in(present)
+    if "" in values:
+        expr = expr | pl.col(column).is_null()
+    return expr
+
+
+def predicate(q: RowQuery, event_time: pl.Expr) -> pl.Expr | None:
+    """The row filter of `q` (None: every row); `event_time` is eventTime as a UTC datetime."""
+    parts: list[pl.Expr] = []
+    if q.since is not None:
+        parts.append(event_time >= pl.lit(q.since, dtype=EVENT_TIME_TYPE))
+    if q.until is not None:
+        parts.append(event_time < pl.lit(q.until, dtype=EVENT_TIME_TYPE))
+    for column, values in (("deviceId", q.device_ids), ("customerId", q.customer_ids), ("status", q.statuses)):
+        if values:
+            parts.append(_any_of(column, values))
+    if not parts:
+        return None
+    expr = parts[0]
+    for p in parts[1:]:
+        expr = expr & p
+    return expr
+
+
+def parsed_event_time(column: str = "eventTime") -> pl.Expr:
+    return pl.col(column).str.to_datetime(EVENT_TIME_PARSE, time_unit="us", time_zone="UTC", strict=False)
+
+
+def plan(source: Path, committed_rows: int, q: RowQuery, fmt: Format) -> pl.LazyFrame:
+    """The lazy query over the first `committed_rows` data rows of `source` (merged.csv)."""
+    # Read as text, always: polars parses a little past n_rows, and the bytes after the committed
+    # prefix may be a row cut in the middle; typed parsing happens after the slice.
+    if committed_rows <= 0:
+        lf = pl.LazyFrame(schema=TEXT_SCHEMA)
+    else:
+        lf = pl.scan_csv(source, schema=TEXT_SCHEMA, n_rows=committed_rows, low_memory=True)
+    if fmt == "parquet":
+        lf = lf.cast({c: t for c, t in TYPED_SCHEMA.items() if t != pl.String}).with_columns(parsed_event_time())
+        event_time = pl.col("eventTime")
+    else:
+        event_time = parsed_event_time()
+    cond = predicate(q, event_time)
+    if cond is not None:
+        lf = lf.filter(cond)
+    if q.columns:
+        lf = lf.select(q.columns)
+    if q.limit is not None:
+        lf = lf.head(q.limit)
+    return lf
+
+
+def run_query(source: Path, committed_rows: int, q: RowQuery, fmt: Format, out: Path) -> None:
+    """Write the answer of `q` to `out` with the streaming engine (bounded memory)."""
+    lf = plan(source, committed_rows, q, fmt)
+    if fmt == "parquet":
+        lf.sink_parquet(out, compression="zstd", engine="streaming")
+    else:
+        lf.sink_csv(out, include_header=True, engine="streaming")
+
+
+def tmp_dir(merger_dir: Path) -> Path:
+    return merger_dir / "query-tmp"
+
+
+def reset_tmp_dir(path: Path) -> None:
+    """Remove answers left behind by a crash, then make sure the folder exists."""
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True, exist_ok=True)
+
+
+def stream_and_delete(path: Path) -> Iterator[bytes]:
+    """Chunks of the answer file, which is unlinked as soon as it is open (nothing left behind
+    when the client goes away mid-download; the bytes live until the file is closed)."""
+    f = open(path, "rb")  # noqa: SIM115 (closed in finally, also when the generator is dropped)
+    try:
+        os.unlink(path)
+        while chunk := f.read(CHUNK_SIZE):
+            yield chunk
+    finally:
+        f.close()

@@ -1,0 +1,153 @@
+"""HTTP edge of the filtered reads: the query parameters (one dependency shared by merged.csv and
+merged.parquet) and the answer (computed into a temp file by the streaming engine, then streamed)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any, Final
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response, StreamingResponse
+
+from contract.csv import ROW_COLUMNS
+from services.merger.download import etag_matches
+from services.merger.query import Format, RowQuery, build_query, run_query, stream_and_delete, tmp_dir
+from services.merger.settings import MergerSettings
+from services.merger.state import MergerState
+
+log = logging.getLogger(__name__)
+
+CSV_MEDIA_TYPE: Final = "text/csv; charset=utf-8"
+PARQUET_MEDIA_TYPE: Final = "application/vnd.apache.parquet"
+#: Queries computed at once (each uses the polars thread pool); more wait their turn.
+MAX_CONCURRENT_QUERIES: Final = 2
+
+
+def row_query(
+    since: Annotated[
+        datetime | None,
+        Query(
+            description="Rows with eventTime at or after this time (ISO-8601; without a zone: UTC).",
+            examples=["2026-11-28T03:30:00Z"],
+        ),
+    ] = None,
+    until: Annotated[
+        datetime | None,
+        Query(description="Rows with eventTime before this time (ISO-8601).", examples=["2026-11-28T03:40:00Z"]),
+    ] = None,
+    device_ids: Annotated[
+        list[str] | None,
+        Query(alias="deviceId", description="Only these devices (repeat the parameter).", examples=[["D001"]]),
+    ] = None,
+    customer_ids: Annotated[
+        list[str] | None,
+        Query(alias="customerId", description="Only these customers (repeat the parameter).", examples=[["CI00107"]]),
+    ] = None,
+    statuses: Annotated[
+        list[str] | None,
+        Query(
+            alias="status",
+            description="Only these statuses (repeat the parameter; an empty value: rows without a status).",
+            examples=[["ERROR"]],
+        ),
+    ] = None,
+    columns: Annotated[
+        list[str] | None,
+        Query(
+            description=f"Only these columns, in this order (repeat or separate with commas); of {list(ROW_COLUMNS)}.",
+            examples=[["eventTime,deviceId,temperature"]],
+        ),
+    ] = None,
+    limit: Annotated[int | None, Query(ge=0, description="At most this many rows (the first ones).")] = None,
+) -> RowQuery:
+    """The filters of a merged.csv / merged.parquet request (InvalidQueryError -> 422 naming the field)."""
+    return build_query(
+        since=since,
+        until=until,
+        device_ids=device_ids,
+        customer_ids=customer_ids,
+        statuses=statuses,
+        columns=columns,
+        limit=limit,
+    )
+
+
+RowQueryParam = Annotated[RowQuery, Depends(row_query)]
+
+
+class QueryService:
+    """Answers a RowQuery from the committed prefix of merged.csv."""
+
+    def __init__(self, settings: MergerSettings, state: Callable[[], MergerState]) -> None:
+        self.settings = settings
+        self.state = state  # the current committed state (raises NotReadyError before it is loaded)
+        self.tmp = tmp_dir(settings.merger_dir)
+        self._slots = threading.BoundedSemaphore(MAX_CONCURRENT_QUERIES)
+
+    def answer(self, request: Request, q: RowQuery, fmt: Format) -> Response:
+        """The rows of `q` (sync: runs in the threadpool). ETag: the committed prefix and the query,
+        so an unchanged file answers If-None-Match with 304 without running the query again."""
+        state = self.state()
+        etag = f'"{state.generation}-{state.committed_size}-{fmt}-{q.key()}"'
+        headers = {"ETag": etag, "Cache-Control": "no-cache", "X-Committed-Size": str(state.committed_size)}
+        if fmt == "parquet":
+            headers["Content-Disposition"] = 'attachment; filename="merged.parquet"'
+        if etag_matches(request.headers.get("if-none-match"), etag):
+            return Response(status_code=304, headers=headers)
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        out = self.tmp / f"{uuid.uuid4().hex}.{fmt}"
+        t0 = time.perf_counter()
+        with self._slots:
+            try:
+                run_query(self.settings.merged_csv, state.rows_merged, q, fmt, out)
+            except BaseException:
+                out.unlink(missing_ok=True)
+                raise
+        size = out.stat().st_size
+        log.info(
+            "query answered",
+            extra={"format": fmt, "query": repr(q), "bytes": size, "ms": round((time.perf_counter() - t0) * 1000, 1)},
+        )
+        headers["Content-Length"] = str(size)
+        media_type = PARQUET_MEDIA_TYPE if fmt == "parquet" else CSV_MEDIA_TYPE
+        if request.method == "HEAD":
+            out.unlink(missing_ok=True)
+            return Response(status_code=200, headers=headers, media_type=media_type)
+        return StreamingResponse(stream_and_delete(out), headers=headers, media_type=media_type)
+
+
+FILTER_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
+    304: {"description": "Not modified (If-None-Match): the committed file and the query are unchanged."},
+    422: {"description": "A filter that cannot be applied; `detail[0].loc` names the field."},
+    503: {"description": "The merger is still loading its state."},
+}
+
+
+def query_router(service: QueryService) -> APIRouter:
+    router = APIRouter(tags=["output"])
+
+    @router.api_route(
+        "/merged.parquet",
+        methods=["GET", "HEAD"],
+        response_class=StreamingResponse,
+        summary="The merged rows as Parquet, with the same filters as merged.csv",
+        responses={
+            200: {
+                "content": {PARQUET_MEDIA_TYPE: {}},
+                "description": "Typed columns: eventOffset int64, deviceIndex and temperature int32, eventTime a "
+                "UTC timestamp (microseconds); zstd-compressed. Zero rows is a valid file with the schema.",
+            },
+            **FILTER_RESPONSES,
+        },
+    )
+    def merged_parquet(request: Request, q: RowQueryParam) -> Response:
+        """The committed rows that match the filters, as one Parquet file (readable by polars, pandas,
+        pyarrow, DuckDB). Computed with polars' streaming engine: memory stays bounded."""
+        return service.answer(request, q, "parquet")
+
+    return router
