@@ -17,8 +17,10 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
+from services.merger.device_tracker import DeviceTracker
+from services.merger.devices_api import devices_router
 from services.merger.download import Snapshot, etag_matches, parse_range
-from services.merger.errors import InvalidQueryError, NotReadyError, RangeNotSatisfiableError
+from services.merger.errors import InvalidQueryError, NotReadyError, RangeNotSatisfiableError, UnknownDeviceError
 from services.merger.metrics import MergerMetrics
 from services.merger.query import reset_tmp_dir
 from services.merger.query_api import FILTER_RESPONSES, QueryService, RowQueryParam, query_router
@@ -79,15 +81,25 @@ def _read_range(path: Path, start: int, length: int) -> Iterator[bytes]:
 def create_app(settings: MergerSettings) -> FastAPI:
     metrics = MergerMetrics()
     watcher = Watcher(settings, metrics)
-    started_at = time.time()  # Last-Modified of the header-only file before the first merge
+    started_at = time.time()
+    tracker = DeviceTracker(
+        settings.merged_csv,
+        settings.devices_file,
+        lambda: watcher.state,
+        window_s=settings.devices_window_s,
+        snapshot_interval_s=settings.devices_snapshot_interval_s,
+    )  # Last-Modified of the header-only file before the first merge
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(reset_tmp_dir, queries.tmp)  # answers left behind by a crash
         task = asyncio.create_task(watcher.run(), name="merger-watcher")
+        devices_task = asyncio.create_task(tracker.run(), name="merger-devices")
         try:
             yield
         finally:
+            tracker.stop()
+            await devices_task
             watcher.stop()
             # Not cancelled: a commit running in its worker thread finishes and is recorded.
             with contextlib.suppress(asyncio.CancelledError):
@@ -113,6 +125,10 @@ def create_app(settings: MergerSettings) -> FastAPI:
         detail = [{"loc": ["query", exc.field], "msg": exc.message, "type": "value_error"}]
         return JSONResponse({"detail": detail}, status_code=422)
 
+    @app.exception_handler(UnknownDeviceError)
+    async def _unknown_device(request: Request, exc: UnknownDeviceError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
     @app.exception_handler(RangeNotSatisfiableError)
     async def _unsatisfiable(request: Request, exc: RangeNotSatisfiableError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=416, headers={"Content-Range": f"bytes */{exc.size}"})
@@ -125,6 +141,7 @@ def create_app(settings: MergerSettings) -> FastAPI:
 
     queries = QueryService(settings, committed_state)
     app.include_router(query_router(queries))
+    app.include_router(devices_router(tracker))
 
     def snapshot() -> Snapshot:
         state = committed_state()

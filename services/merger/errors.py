@@ -39,3 +39,7 @@ class InvalidQueryError(MergerError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+
+
+class UnknownDeviceError(MergerError):
+    """GET /devices/{deviceId} for a device with no merged row."""
