@@ -55,12 +55,19 @@ def _gateway(ctx: RunContext) -> StageResult:
     return stage_gateway.run(ctx.cfg, ctx.work / "gateway")
 
 
+def _query(ctx: RunContext) -> StageResult:
+    from bench import stage_query
+
+    return stage_query.run(ctx.cfg)
+
+
 STAGES: dict[str, Callable[[RunContext], StageResult]] = {
     "generator": _generator,
     "spark": _spark,
     "merger": _merger,
     "e2e": _e2e,
     "gateway": _gateway,
+    "query": _query,
 }
 
 
