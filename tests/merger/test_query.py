@@ -8,6 +8,7 @@ import io
 import random
 from datetime import UTC, datetime, timedelta
 
+import duckdb
 import httpx
 import pandas as pd
 import polars as pl
@@ -209,3 +210,40 @@ def test_build_query_normalises_and_rejects():
     with pytest.raises(InvalidQueryError) as e:
         build_query(columns=["x"])
     assert e.value.field == "columns"
+
+
+def test_queries_during_merging_see_whole_committed_batches(merger_runner, rows_dir):
+    """While batches keep being merged, every filtered answer holds exactly the rows of a prefix of
+    whole batches (never a row of an uncommitted append), and DuckDB reads the Parquet too."""
+    rnd = random.Random(3)
+    n_batches = 60
+    texts = [varied_rows(b, rnd.randint(100, 300), rnd) for b in range(n_batches)]
+    prefix_counts = {0}
+    total = 0
+    for t in texts:
+        total += sum(1 for line in t.splitlines() if line.split(",")[9] == "ERROR")
+        prefix_counts.add(total)
+    with merger_runner.process(MERGER_MAX_GROUP_BATCHES="1") as proc:
+        url = merger_runner.url
+        seen = set()
+        for b, t in enumerate(texts):
+            write_batch(rows_dir, b, HEADER_LINE + t)
+            r = httpx.get(f"{url}/merged.csv", params={"status": "ERROR", "columns": "status"}, timeout=30)
+            n = r.content.count(b"\n") - 1
+            assert n in prefix_counts, f"{n} ERROR rows is no prefix of whole batches"
+            seen.add(n)
+        wait_for(
+            lambda: httpx.get(f"{url}/merger/status").json()["last_batch_id"] == n_batches - 1,
+            30,
+            "all merged",
+            logs=[proc.log_file],
+        )
+        final = httpx.get(f"{url}/merged.csv", params={"status": "ERROR", "columns": "status"}).content
+        assert final.count(b"\n") - 1 == total
+        path = merger_runner.data_dir / "answer.parquet"
+        path.write_bytes(httpx.get(f"{url}/merged.parquet", params={"status": "ERROR"}, timeout=30).content)
+        count, kind = duckdb.sql(
+            f"select count(*), typeof(any_value(eventTime)) from read_parquet('{path}')"
+        ).fetchone()
+        assert count == total and kind == "TIMESTAMP WITH TIME ZONE"
+    assert len(seen) > 1  # the answers did move along with the merging
