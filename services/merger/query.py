@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import shutil
+import threading
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -173,13 +174,62 @@ def reset_tmp_dir(path: Path) -> None:
     path.mkdir(parents=True, exist_ok=True)
 
 
-def stream_and_delete(path: Path) -> Iterator[bytes]:
-    """Chunks of the answer file, which is unlinked as soon as it is open (nothing left behind
-    when the client goes away mid-download; the bytes live until the file is closed)."""
-    f = open(path, "rb")  # noqa: SIM115 (closed in finally, also when the generator is dropped)
-    try:
-        os.unlink(path)
-        while chunk := f.read(CHUNK_SIZE):
-            yield chunk
-    finally:
-        f.close()
+class AnswerFile:
+    """The answer being written to `path` by a worker thread while the response streams it: the
+    reader follows the file as it grows (the streaming engine writes batch after batch, so the first
+    bytes leave long before a large answer is complete) and stops at its end once the writer is done.
+    The file is removed by whichever of the two finishes last."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+        self._abandoned = threading.Event()
+
+    def write(self, source: Path, committed_rows: int, q: RowQuery, fmt: Format) -> None:
+        """Run the query (in the worker thread); never raises: the reader reports the error."""
+        t0 = time.perf_counter()
+        try:
+            run_query(source, committed_rows, q, fmt, self.path)
+        except BaseException as e:
+            self.error = e
+            log.error("query failed", extra={"format": fmt, "query": repr(q), "error": repr(e)})
+        else:
+            log.info(
+                "query answered",
+                extra={"format": fmt, "query": repr(q), "ms": round((time.perf_counter() - t0) * 1000, 1)},
+            )
+        finally:
+            self.done.set()
+            if self._abandoned.is_set():
+                self.path.unlink(missing_ok=True)
+
+    def chunks(self, poll_s: float = 0.02) -> Iterator[bytes]:
+        """The answer's bytes as they are written, until the writer is done and all are read."""
+        f = None
+        try:
+            while True:
+                finished = self.done.is_set()  # read before reading: then an empty read means the end
+                if f is None:
+                    try:
+                        f = open(self.path, "rb")  # noqa: SIM115 (closed in finally)
+                    except FileNotFoundError:
+                        if finished:
+                            return
+                        self.done.wait(poll_s)
+                        continue
+                chunk = f.read(CHUNK_SIZE)
+                if chunk:
+                    yield chunk
+                elif finished:
+                    if self.error is not None:
+                        log.warning("answer cut short by a failed query", extra={"path": str(self.path)})
+                    return
+                else:
+                    self.done.wait(poll_s)
+        finally:
+            if f is not None:
+                f.close()
+            self._abandoned.set()
+            if self.done.is_set():
+                self.path.unlink(missing_ok=True)

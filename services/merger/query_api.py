@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime
@@ -16,7 +15,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from contract.csv import ROW_COLUMNS
 from services.merger.download import etag_matches
-from services.merger.query import Format, RowQuery, build_query, run_query, stream_and_delete, tmp_dir
+from services.merger.query import AnswerFile, Format, RowQuery, build_query, tmp_dir
 from services.merger.settings import MergerSettings
 from services.merger.state import MergerState
 
@@ -90,8 +89,9 @@ class QueryService:
         self._slots = threading.BoundedSemaphore(MAX_CONCURRENT_QUERIES)
 
     def answer(self, request: Request, q: RowQuery, fmt: Format) -> Response:
-        """The rows of `q` (sync: runs in the threadpool). ETag: the committed prefix and the query,
-        so an unchanged file answers If-None-Match with 304 without running the query again."""
+        """The rows of `q`, computed in a worker thread into a temp file that is streamed as it grows.
+        ETag: the committed prefix and the query, so an unchanged file answers If-None-Match with
+        304 without running the query again."""
         state = self.state()
         etag = f'"{state.generation}-{state.committed_size}-{fmt}-{q.key()}"'
         headers = {"ETag": etag, "Cache-Control": "no-cache", "X-Committed-Size": str(state.committed_size)}
@@ -99,26 +99,20 @@ class QueryService:
             headers["Content-Disposition"] = 'attachment; filename="merged.parquet"'
         if etag_matches(request.headers.get("if-none-match"), etag):
             return Response(status_code=304, headers=headers)
-        self.tmp.mkdir(parents=True, exist_ok=True)
-        out = self.tmp / f"{uuid.uuid4().hex}.{fmt}"
-        t0 = time.perf_counter()
-        with self._slots:
-            try:
-                run_query(self.settings.merged_csv, state.rows_merged, q, fmt, out)
-            except BaseException:
-                out.unlink(missing_ok=True)
-                raise
-        size = out.stat().st_size
-        log.info(
-            "query answered",
-            extra={"format": fmt, "query": repr(q), "bytes": size, "ms": round((time.perf_counter() - t0) * 1000, 1)},
-        )
-        headers["Content-Length"] = str(size)
         media_type = PARQUET_MEDIA_TYPE if fmt == "parquet" else CSV_MEDIA_TYPE
-        if request.method == "HEAD":
-            out.unlink(missing_ok=True)
+        if request.method == "HEAD":  # the length is not known before the answer is complete
             return Response(status_code=200, headers=headers, media_type=media_type)
-        return StreamingResponse(stream_and_delete(out), headers=headers, media_type=media_type)
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        answer = AnswerFile(self.tmp / f"{uuid.uuid4().hex}.{fmt}")
+        rows = state.rows_merged
+
+        def work() -> None:
+            with self._slots:
+                answer.write(self.settings.merged_csv, rows, q, fmt)
+
+        threading.Thread(target=work, name="merger-query", daemon=True).start()
+        # Streamed while it is computed (chunked, no Content-Length): the first bytes leave at once.
+        return StreamingResponse(answer.chunks(), headers=headers, media_type=media_type)
 
 
 FILTER_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
