@@ -125,23 +125,26 @@ FILTER_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
 def query_router(service: QueryService) -> APIRouter:
     router = APIRouter(tags=["output"])
 
-    @router.api_route(
-        "/merged.parquet",
-        methods=["GET", "HEAD"],
-        response_class=StreamingResponse,
-        summary="The merged rows as Parquet, with the same filters as merged.csv",
-        responses={
-            200: {
-                "content": {PARQUET_MEDIA_TYPE: {}},
-                "description": "Typed columns: eventOffset int64, deviceIndex and temperature int32, eventTime a "
-                "UTC timestamp (microseconds); zstd-compressed. Zero rows is a valid file with the schema.",
-            },
-            **FILTER_RESPONSES,
-        },
-    )
     def merged_parquet(request: Request, q: RowQueryParam) -> Response:
         """The committed rows that match the filters, as one Parquet file (readable by polars, pandas,
         pyarrow, DuckDB). Computed with polars' streaming engine: memory stays bounded."""
         return service.answer(request, q, "parquet")
 
+    for method in ("GET", "HEAD"):
+        router.add_api_route(
+            "/merged.parquet",
+            merged_parquet,
+            methods=[method],
+            operation_id=f"{method.lower()}_merged_parquet",
+            response_class=StreamingResponse,
+            summary="The merged rows as Parquet, with the same filters as merged.csv",
+            responses={
+                200: {
+                    "content": {PARQUET_MEDIA_TYPE: {}},
+                    "description": "Typed columns: eventOffset int64, deviceIndex and temperature int32, eventTime "
+                    "a UTC timestamp (microseconds); zstd-compressed. Zero rows is a valid file with the schema.",
+                },
+                **FILTER_RESPONSES,
+            },
+        )
     return router
