@@ -132,22 +132,31 @@ class DeviceTracker:
         self._saved_size = doc["covered_size"]
 
     async def run(self) -> None:
-        """Follow the committed size until stop(); snapshot now and then and at the end."""
+        """Follow the committed size until stop(); snapshot now and then and at the end. An error
+        (disk full while saving...) is logged once and retried every snapshot interval."""
         last_save = time.monotonic()
+        last_error: str | None = None
         try:
             while not self._stop.is_set():
+                delay = self.poll_interval_s
                 state = self.state()
                 if state is not None:
                     try:
                         await asyncio.to_thread(self.catch_up, state)
                         due = time.monotonic() - last_save >= self.snapshot_interval_s
                         if due and self._saved_size != self.covered_size:
+                            last_save = time.monotonic()  # a failing save is retried next interval
                             await asyncio.to_thread(self.save)
-                            last_save = time.monotonic()
-                    except Exception as e:  # never stop following: log, retry on the next round
-                        log.error("device figures could not be updated", extra={"error": repr(e)})
+                        if last_error is not None:
+                            log.info("device figures updating again", extra={"error": last_error})
+                            last_error = None
+                    except Exception as e:  # never stop following
+                        if repr(e) != last_error:
+                            log.error("device figures could not be updated", extra={"error": repr(e)})
+                        last_error = repr(e)
+                        delay = max(delay, self.snapshot_interval_s)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), self.poll_interval_s)
+                    await asyncio.wait_for(self._stop.wait(), delay)
         finally:
             if self.generation is not None and self._saved_size != self.covered_size:
                 with contextlib.suppress(OSError):

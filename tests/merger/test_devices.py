@@ -3,6 +3,7 @@ whatever the chunking and across a snapshot; and a real merger SIGKILLed twice w
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import itertools
@@ -13,7 +14,9 @@ import httpx
 import orjson
 import pytest
 
+from services.merger.device_tracker import DeviceTracker
 from services.merger.devices import DeviceBook, parse_rows
+from services.merger.state import MergerState
 from tests.helpers import wait_for
 from tests.merger.batches import HEADER_LINE, batch_rows, write_batch
 from tests.merger.test_crash import committed
@@ -193,3 +196,44 @@ def test_figures_match_merged_csv_after_two_sigkills(merger_runner, rows_dir):
     assert_same(observed(doc), recompute(text, WINDOW_S))
     # a clean stop saved the figures up to the end
     assert snapshot_size() == len(text.encode())
+
+
+async def test_tracker_keeps_counting_when_it_cannot_save(tmp_path, caplog):
+    """A snapshot that cannot be written (here: its folder is a file) is logged once and retried
+    every interval; the figures still follow merged.csv."""
+    merged = tmp_path / "merged.csv"
+    text = HEADER_LINE + batch_rows(0, 100, random.Random(1))
+    merged.write_text(text)
+    (tmp_path / "blocker").write_text("")
+    state = MergerState(generation="g", committed_size=len(text.encode()), rows_merged=100)
+    tracker = DeviceTracker(
+        merged,
+        tmp_path / "blocker" / "devices.json",
+        lambda: state,
+        window_s=60,
+        snapshot_interval_s=0.05,
+        poll_interval_s=0.01,
+    )
+    attempts = []
+    third = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    real_save = tracker.save
+
+    def counting_save() -> None:  # runs in a worker thread
+        attempts.append(1)
+        if len(attempts) == 3:
+            loop.call_soon_threadsafe(third.set)
+        real_save()
+
+    tracker.save = counting_save  # type: ignore[method-assign]
+    task = asyncio.create_task(tracker.run())
+    try:
+        async with asyncio.timeout(20):
+            await third.wait()
+    finally:
+        tracker.stop()
+        await task
+    assert tracker.covered_size == state.committed_size
+    assert_same(observed(book_doc(tracker.book)), recompute(text, 60))
+    errors = [r for r in caplog.records if r.getMessage() == "device figures could not be updated"]
+    assert len(errors) == 1
