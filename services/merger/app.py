@@ -81,14 +81,14 @@ def _read_range(path: Path, start: int, length: int) -> Iterator[bytes]:
 def create_app(settings: MergerSettings) -> FastAPI:
     metrics = MergerMetrics()
     watcher = Watcher(settings, metrics)
-    started_at = time.time()
+    started_at = time.time()  # Last-Modified of the header-only file before the first merge
     tracker = DeviceTracker(
         settings.merged_csv,
         settings.devices_file,
         lambda: watcher.state,
         window_s=settings.devices_window_s,
         snapshot_interval_s=settings.devices_snapshot_interval_s,
-    )  # Last-Modified of the header-only file before the first merge
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
