@@ -1,7 +1,8 @@
 """`python -m bench.query_probe '<json>'`: one query in a fresh process, so its peak memory is its
 own. Prints {"seconds", "peak_rss_mb", "out_bytes"}. Kinds: ours-csv / ours-parquet (the merger's
 services.merger.query.run_query, streaming into a file, as the routes do), polars-csv /
-polars-parquet (the baseline: what a user would write with polars directly on merged.csv)."""
+polars-parquet (the baseline: what a user would write with polars directly on merged.csv), idle
+(the floor: nothing but the imports)."""
 
 from __future__ import annotations
 
@@ -38,6 +39,8 @@ def main(arg: str) -> None:
         if q.columns:
             lf = lf.select(q.columns)
         lf.collect().write_csv(out)
+    elif kind == "idle":  # the floor: Python with polars imported, no query
+        out.write_bytes(b"")
     elif kind == "polars-parquet":
         pl.scan_csv(src, infer_schema_length=10_000).sink_parquet(out, compression="zstd")
     else:
