@@ -13,7 +13,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Final
 
@@ -29,10 +29,10 @@ READ_CHUNK: Final = 32 * 1024 * 1024
 SNAPSHOT_VERSION: Final = 1
 
 
-def read_whole_lines(path: Path, start: int, end: int, chunk: int = READ_CHUNK) -> list[tuple[int, bytes]]:
-    """Chunks of path[start:end] that each end at a newline: [(end offset, bytes)], at most `chunk`
-    bytes each (plus the rest of a line). `end` must be at the end of a line (a committed size is)."""
-    out: list[tuple[int, bytes]] = []
+def read_whole_lines(path: Path, start: int, end: int, chunk: int = READ_CHUNK) -> Iterator[tuple[int, bytes]]:
+    """Chunks of path[start:end] that each end at a newline, one at a time: (end offset, bytes), at
+    most `chunk` bytes each (or one whole line when longer). `end` must be at the end of a line (a
+    committed size is)."""
     with open(path, "rb") as f:
         pos = start
         while pos < end:
@@ -44,9 +44,8 @@ def read_whole_lines(path: Path, start: int, end: int, chunk: int = READ_CHUNK) 
                 rest = os.pread(f.fileno(), end - pos, pos)
                 cut = rest.find(b"\n") + 1 or len(rest)
                 data = rest
-            out.append((pos + cut, data[:cut]))
+            yield pos + cut, data[:cut]
             pos += cut
-    return out
 
 
 class DeviceTracker:

@@ -14,7 +14,7 @@ import httpx
 import orjson
 import pytest
 
-from services.merger.device_tracker import DeviceTracker
+from services.merger.device_tracker import DeviceTracker, read_whole_lines
 from services.merger.devices import DeviceBook, parse_rows
 from services.merger.state import MergerState
 from tests.helpers import wait_for
@@ -237,3 +237,13 @@ async def test_tracker_keeps_counting_when_it_cannot_save(tmp_path, caplog):
     assert_same(observed(book_doc(tracker.book)), recompute(text, 60))
     errors = [r for r in caplog.records if r.getMessage() == "device figures could not be updated"]
     assert len(errors) == 1
+
+
+@pytest.mark.parametrize("chunk", [1, 4, 8, 16, 1000])
+def test_committed_bytes_are_read_in_whole_lines(tmp_path, chunk):
+    data = b"".join(b"x" * n + b"\n" for n in (3, 10, 1, 50, 2, 7, 0, 4))
+    (tmp_path / "f").write_bytes(data + b"partial")  # past the committed end: never read
+    for start in (0, 4):
+        got = list(read_whole_lines(tmp_path / "f", start, len(data), chunk))
+        assert b"".join(c for _, c in got) == data[start:]
+        assert all(c.endswith(b"\n") for _, c in got) and got[-1][0] == len(data)
