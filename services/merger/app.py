@@ -88,6 +88,7 @@ def create_app(settings: MergerSettings) -> FastAPI:
         lambda: watcher.state,
         window_s=settings.devices_window_s,
         snapshot_interval_s=settings.devices_snapshot_interval_s,
+        registry=metrics.registry,
     )
 
     @asynccontextmanager
@@ -139,7 +140,7 @@ def create_app(settings: MergerSettings) -> FastAPI:
             raise NotReadyError(watcher.fatal_error or "the merger is still loading its state")
         return state
 
-    queries = QueryService(settings, committed_state)
+    queries = QueryService(settings, committed_state, metrics.registry)
     app.include_router(query_router(queries))
     app.include_router(devices_router(tracker))
 

@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Final
 
+from prometheus_client import CollectorRegistry, Gauge, Histogram
+
 from contract.devices import DevicesResponse
 from contract.files import atomic_write_json, read_json
 from services.merger.devices import DeviceBook, parse_rows
@@ -58,6 +60,7 @@ class DeviceTracker:
         window_s: int,
         snapshot_interval_s: float,
         poll_interval_s: float = 0.1,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self.merged_csv = merged_csv
         self.snapshot_file = snapshot_file
@@ -71,6 +74,23 @@ class DeviceTracker:
         self._saved_size = -1
         self._lock = threading.Lock()
         self._stop = asyncio.Event()
+        registry = registry if registry is not None else CollectorRegistry()  # never the global one
+        self.update_duration = Histogram(
+            "merger_devices_update_seconds",
+            "Time to fold newly committed rows into the device figures (one step of catching up).",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+            registry=registry,
+        )
+        behind = Gauge(
+            "merger_devices_behind_bytes",
+            "Committed bytes of merged.csv not yet in the device figures.",
+            registry=registry,
+        )
+        behind.set_function(self._behind)
+
+    def _behind(self) -> float:
+        state = self.state()
+        return 0.0 if state is None else float(max(0, state.committed_size - self.covered_size))
 
     # -- answers ----------------------------------------------------------------------------------
 
@@ -113,10 +133,11 @@ class DeviceTracker:
         if end <= start:
             return 0
         for chunk_end, data in read_whole_lines(self.merged_csv, start, end):
-            df = parse_rows(data)
-            with self._lock:
-                self.book.apply(df)
-                self.covered_size = chunk_end
+            with self.update_duration.time():
+                df = parse_rows(data)
+                with self._lock:
+                    self.book.apply(df)
+                    self.covered_size = chunk_end
         return end - start
 
     def save(self) -> None:

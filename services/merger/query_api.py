@@ -12,6 +12,7 @@ from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response, StreamingResponse
+from prometheus_client import CollectorRegistry, Histogram
 
 from contract.csv import ROW_COLUMNS
 from services.merger.download import etag_matches
@@ -82,11 +83,21 @@ RowQueryParam = Annotated[RowQuery, Depends(row_query)]
 class QueryService:
     """Answers a RowQuery from the committed prefix of merged.csv."""
 
-    def __init__(self, settings: MergerSettings, state: Callable[[], MergerState]) -> None:
+    def __init__(
+        self, settings: MergerSettings, state: Callable[[], MergerState], registry: CollectorRegistry | None = None
+    ) -> None:
         self.settings = settings
         self.state = state  # the current committed state (raises NotReadyError before it is loaded)
         self.tmp = tmp_dir(settings.merger_dir)
         self._slots = threading.BoundedSemaphore(MAX_CONCURRENT_QUERIES)
+        registry = registry if registry is not None else CollectorRegistry()  # never the global one
+        self.duration = Histogram(
+            "merger_query_duration_seconds",
+            "Time to compute a filtered merged.csv / merged.parquet answer (written while it streams).",
+            ["format"],
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0),
+            registry=registry,
+        )
 
     def answer(self, request: Request, q: RowQuery, fmt: Format) -> Response:
         """The rows of `q`, computed in a worker thread into a temp file that is streamed as it grows.
@@ -107,7 +118,7 @@ class QueryService:
         rows = state.rows_merged
 
         def work() -> None:
-            with self._slots:
+            with self._slots, self.duration.labels(fmt).time():
                 answer.write(self.settings.merged_csv, rows, q, fmt)
 
         threading.Thread(target=work, name="merger-query", daemon=True).start()

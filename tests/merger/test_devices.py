@@ -247,3 +247,19 @@ def test_committed_bytes_are_read_in_whole_lines(tmp_path, chunk):
         got = list(read_whole_lines(tmp_path / "f", start, len(data), chunk))
         assert b"".join(c for _, c in got) == data[start:]
         assert all(c.endswith(b"\n") for _, c in got) and got[-1][0] == len(data)
+
+
+def test_device_and_query_metrics_are_exported(merger_runner, rows_dir):
+    with merger_runner.process() as proc:
+        url = merger_runner.url
+        write_batch(rows_dir, 0, HEADER_LINE + batch_rows(0, 50, random.Random(2)))
+        wait_for(lambda: httpx.get(f"{url}/devices").json()["rows"] == 50, 30, "batch 0 counted", logs=[proc.log_file])
+        assert httpx.get(f"{url}/merged.csv", params={"deviceId": "D001"}).status_code == 200
+        text = httpx.get(f"{url}/metrics").text
+        assert "merger_devices_behind_bytes 0.0" in text
+        assert "merger_devices_update_seconds_count" in text
+        wait_for(
+            lambda: 'merger_query_duration_seconds_count{format="csv"} 1.0' in httpx.get(f"{url}/metrics").text,
+            10,
+            "the query counted",
+        )
