@@ -20,7 +20,13 @@ from pydantic import BaseModel
 from services.merger.device_tracker import DeviceTracker
 from services.merger.devices_api import devices_router
 from services.merger.download import Snapshot, etag_matches, parse_range
-from services.merger.errors import InvalidQueryError, NotReadyError, RangeNotSatisfiableError, UnknownDeviceError
+from services.merger.errors import (
+    InvalidQueryError,
+    NotReadyError,
+    QueryFailedError,
+    RangeNotSatisfiableError,
+    UnknownDeviceError,
+)
 from services.merger.metrics import MergerMetrics
 from services.merger.query import reset_tmp_dir
 from services.merger.query_api import FILTER_RESPONSES, QueryService, RowQueryParam, query_router
@@ -125,6 +131,10 @@ def create_app(settings: MergerSettings) -> FastAPI:
         # The shape of FastAPI's own validation errors: one way to read a 422.
         detail = [{"loc": ["query", exc.field], "msg": exc.message, "type": "value_error"}]
         return JSONResponse({"detail": detail}, status_code=422)
+
+    @app.exception_handler(QueryFailedError)
+    async def _query_failed(request: Request, exc: QueryFailedError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=500)
 
     @app.exception_handler(UnknownDeviceError)
     async def _unknown_device(request: Request, exc: UnknownDeviceError) -> JSONResponse:

@@ -43,3 +43,7 @@ class InvalidQueryError(MergerError):
 
 class UnknownDeviceError(MergerError):
     """GET /devices/{deviceId} for a device with no merged row."""
+
+
+class QueryFailedError(MergerError):
+    """A checked query that could not be computed (an I/O error...): 500 with this message."""

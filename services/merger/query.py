@@ -59,10 +59,13 @@ class RowQuery:
         return hashlib.sha256(repr(self).encode()).hexdigest()[:16]
 
 
-def _utc(value: datetime | None) -> datetime | None:
+def _utc(field: str, value: datetime | None) -> datetime | None:
     if value is None:
         return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+        raise InvalidQueryError(field, f"{value.isoformat()} is out of range in UTC") from None
 
 
 def _values(values: Iterable[str] | None) -> tuple[str, ...]:
@@ -81,7 +84,7 @@ def build_query(
 ) -> RowQuery:
     """A checked RowQuery; raises InvalidQueryError naming the field. A naive time is taken as UTC;
     `columns` may repeat the parameter or list names separated by commas."""
-    since, until = _utc(since), _utc(until)
+    since, until = _utc("since", since), _utc("until", until)
     if since is not None and until is not None and since > until:
         raise InvalidQueryError("since", f"since ({since.isoformat()}) is after until ({until.isoformat()})")
     cols = tuple(dict.fromkeys(c.strip() for value in columns or () for c in value.split(",") if c.strip()))
@@ -203,6 +206,20 @@ class AnswerFile:
             self.done.set()
             if self._abandoned.is_set():
                 self.path.unlink(missing_ok=True)
+
+    def wait_started(self, poll_s: float = 0.02) -> bool:
+        """Block until the answer has its first bytes or the writer is done; False when it failed
+        without writing anything."""
+        while True:
+            finished = self.done.is_set()
+            try:
+                if self.path.stat().st_size > 0:
+                    return True
+            except FileNotFoundError:
+                pass
+            if finished:
+                return self.error is None
+            self.done.wait(poll_s)
 
     def chunks(self, poll_s: float = 0.02) -> Iterator[bytes]:
         """The answer's bytes as they are written, until the writer is done and all are read."""

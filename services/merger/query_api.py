@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, Histogram
 
 from contract.csv import ROW_COLUMNS
 from services.merger.download import etag_matches
+from services.merger.errors import QueryFailedError
 from services.merger.query import AnswerFile, Format, RowQuery, build_query, tmp_dir
 from services.merger.settings import MergerSettings
 from services.merger.state import MergerState
@@ -26,6 +27,8 @@ CSV_MEDIA_TYPE: Final = "text/csv; charset=utf-8"
 PARQUET_MEDIA_TYPE: Final = "application/vnd.apache.parquet"
 #: Queries computed at once (each uses the polars thread pool); more wait their turn.
 MAX_CONCURRENT_QUERIES: Final = 2
+#: Largest `limit` accepted (this polars build counts rows in 32 bits).
+MAX_LIMIT: Final = 2**32 - 1
 
 
 def row_query(
@@ -63,7 +66,9 @@ def row_query(
             examples=[["eventTime,deviceId,temperature"]],
         ),
     ] = None,
-    limit: Annotated[int | None, Query(ge=0, description="At most this many rows (the first ones).")] = None,
+    limit: Annotated[
+        int | None, Query(ge=0, le=MAX_LIMIT, description="At most this many rows (the first ones).")
+    ] = None,
 ) -> RowQuery:
     """The filters of a merged.csv / merged.parquet request (InvalidQueryError -> 422 naming the field)."""
     return build_query(
@@ -122,6 +127,10 @@ class QueryService:
                 answer.write(self.settings.merged_csv, rows, q, fmt)
 
         threading.Thread(target=work, name="merger-query", daemon=True).start()
+        # The status line goes out with the first bytes: a query that fails before writing any
+        # (I/O error...) still gets a proper error instead of an empty 200.
+        if not answer.wait_started():
+            raise QueryFailedError(f"the query could not be answered: {answer.error!r}")
         # Streamed while it is computed (chunked, no Content-Length): the first bytes leave at once.
         return StreamingResponse(answer.chunks(), headers=headers, media_type=media_type)
 

@@ -183,6 +183,8 @@ def test_filtered_answers_have_validators_and_head(served, merger_runner):
         ({"until": "2026-13-45"}, "until"),
         ({"limit": "-1"}, "limit"),
         ({"limit": "many"}, "limit"),
+        ({"limit": str(2**40)}, "limit"),
+        ({"since": "0001-01-01T00:00:00+01:00"}, "since"),  # before year 1 in UTC
     ],
 )
 def test_bad_filters_get_422_naming_the_field(merger_runner, params, field):
