@@ -61,6 +61,12 @@ def _gateway(ctx: RunContext) -> StageResult:
     return stage_gateway.run(ctx.cfg, ctx.work / "gateway")
 
 
+def _query(ctx: RunContext) -> StageResult:
+    from bench import stage_query
+
+    return stage_query.run(ctx.cfg)
+
+
 STAGES: dict[str, Callable[[RunContext], StageResult]] = {
     "generator": _generator,
     "profiles": _profiles,
@@ -68,6 +74,7 @@ STAGES: dict[str, Callable[[RunContext], StageResult]] = {
     "merger": _merger,
     "e2e": _e2e,
     "gateway": _gateway,
+    "query": _query,
 }
 
 

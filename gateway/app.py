@@ -27,9 +27,10 @@ from gateway.errors import GatewayError, UpstreamError
 from gateway.metrics import GatewayMetrics
 from gateway.middleware import BodySizeLimit, RequestMetrics
 from gateway.models import ErrorBody, GeneratorStatus, PipelineStatus, RateRequest, Run, StartRequest, TailResponse
+from gateway.query import FILTER_ERRORS, query_router, relay_download, row_filters
 from gateway.settings import GatewaySettings
 from gateway.status import StatusService
-from gateway.upstream import fetch_tail, forward_json, stream_merged
+from gateway.upstream import fetch_tail, forward_json
 
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
@@ -204,10 +205,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     # ---- merged.csv ------------------------------------------------------------------------------
 
     merged_responses: dict[int | str, dict[str, Any]] = {
-        200: {"content": {"text/csv": {}}, "description": "The whole file."},
+        200: {"content": {"text/csv": {}}, "description": "The whole file (the header alone before the first row)."},
         206: {"content": {"text/csv": {}}, "description": "The requested byte range."},
         304: {"description": "Not modified (If-None-Match / If-Modified-Since)."},
-        404: {"description": "Nothing merged yet."},
         416: {"description": "Range not satisfiable."},
         **_AUTH_ERROR,
         **_UPSTREAM_ERRORS,
@@ -216,15 +216,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     async def merged_csv(request: Request) -> Response:
         """Streamed from the merger chunk by chunk. Range, If-Range, If-None-Match and
         If-Modified-Since go to the merger; ETag, Last-Modified, Content-Length, Content-Range and
-        Accept-Ranges come back, with its status code (200/206/304/404/416)."""
-        return await stream_merged(
-            client_of(request),
-            request.method,
-            merged_url,
-            request.headers,
-            connect_timeout_s=settings.connect_timeout_s,
-            read_timeout_s=settings.stream_read_timeout_s,
-        )
+        Accept-Ranges come back, with its status code (200/206/304/416)."""
+        # with filters, the query string goes along: the merger checks and applies them
+        return await relay_download(client_of(request), settings, merged_url, request)
 
     for method in ("GET", "HEAD"):
         app.add_api_route(
@@ -235,8 +229,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             tags=["output"],
             summary="The merged output" if method == "GET" else "Size, ETag and Last-Modified of the merged output",
             response_class=Response,
-            responses=merged_responses,
-            dependencies=[Read],
+            responses={**merged_responses, **FILTER_ERRORS},
+            dependencies=[Read, Depends(row_filters)],
         )
 
     @app.get(
@@ -258,6 +252,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         )
         rows = [row for row in csv.reader(lines)]
         return TailResponse(columns=list(ROW_COLUMNS), rows=rows, file_size=size, available=size is not None)
+
+    app.include_router(query_router(settings, client_of), dependencies=[Read])
 
     # ---- status, health, metrics -------------------------------------------------------------------
 

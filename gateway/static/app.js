@@ -4,6 +4,7 @@
 
 const POLL_MS = 1000;
 const TAIL_MS = 3000;
+const DEVICES_MS = 2000;
 const MAX_POINTS = 120;
 const KEY_STORE = "devicestream.apiKey";
 
@@ -202,6 +203,62 @@ async function pollTail() {
   }
 }
 
+// ---- devices ------------------------------------------------------------------------------------
+
+const pct = (v) => (v === null || v === undefined ? "–" : `${fmt(v * 100, 1)}%`);
+
+function shareCell(v) {
+  const td = document.createElement("td");
+  const bar = Object.assign(document.createElement("span"), { className: "share" });
+  const fill = document.createElement("i");
+  fill.style.width = `${Math.round((v || 0) * 100)}%`;
+  bar.append(fill);
+  td.append(bar, document.createTextNode(pct(v)));
+  return td;
+}
+
+function deviceRow(d) {
+  const r = document.createElement("tr");
+  const rec = d.recent, tot = d.total;
+  r.id = `dev-${d.deviceId}`;
+  r.dataset.device = d.deviceId;
+  r.dataset.recentMean = rec.temperature_mean ?? "";
+  r.dataset.recentErrorShare = rec.error_share ?? "";
+  r.dataset.rows = tot.rows;
+  const cell = (text) => Object.assign(document.createElement("td"), { textContent: text });
+  const temps = rec.rows ? `${fmt(rec.temperature_min)} / ${fmt(rec.temperature_mean, 1)} / ${fmt(rec.temperature_max)}` : "–";
+  r.append(
+    cell(d.deviceId),
+    cell(tot.last_seen ? new Date(tot.last_seen).toLocaleTimeString() : "–"),
+    cell(fmt(rec.rows)),
+    cell(temps),
+    shareCell(rec.error_share),
+    cell(fmt(tot.rows)),
+    cell(pct(tot.error_share)),
+  );
+  return r;
+}
+
+async function pollDevices() {
+  try {
+    const resp = await api("/devices");
+    if (resp.ok) {
+      const doc = await resp.json();
+      window.dashboard.devices = doc;
+      $("devices-body").replaceChildren(...doc.devices.map(deviceRow));
+      const behind = doc.committed_size - doc.covered_size;
+      $("devices-info").textContent = doc.devices.length
+        ? `recent: the last ${fmt(doc.window_s)} s of eventTime up to ${new Date(doc.window_end).toLocaleTimeString()}` +
+          (behind > 0 ? ` (catching up: ${fmt(behind)} bytes behind)` : "")
+        : "no device seen yet";
+    } else {
+      $("devices-info").textContent = await errorText(resp);
+    }
+  } catch { /* next round */ } finally {
+    setTimeout(pollDevices, DEVICES_MS);
+  }
+}
+
 // ---- controls -----------------------------------------------------------------------------------
 
 async function command(method, path, body) {
@@ -245,3 +302,4 @@ window.addEventListener("resize", drawAll);
 
 pollStatus();
 pollTail();
+pollDevices();

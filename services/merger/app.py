@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,10 +17,21 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
+from services.merger.device_tracker import DeviceTracker
+from services.merger.devices_api import devices_router
 from services.merger.download import Snapshot, etag_matches, parse_range
-from services.merger.errors import MergerError, NothingMergedError, RangeNotSatisfiableError
+from services.merger.errors import (
+    InvalidQueryError,
+    NotReadyError,
+    QueryFailedError,
+    RangeNotSatisfiableError,
+    UnknownDeviceError,
+)
 from services.merger.metrics import MergerMetrics
+from services.merger.query import reset_tmp_dir
+from services.merger.query_api import FILTER_RESPONSES, QueryService, RowQueryParam, query_router
 from services.merger.settings import MergerSettings
+from services.merger.state import MergerState
 from services.merger.watcher import Watcher
 
 log = logging.getLogger(__name__)
@@ -58,10 +70,6 @@ class MergerStatus(BaseModel):
     last_error: str | None
 
 
-class NotReadyError(MergerError):
-    """The merger has not loaded its state (yet), or cannot."""
-
-
 def _read_range(path: Path, start: int, length: int) -> Iterator[bytes]:
     """Chunks of `path` from `start`, `length` bytes in all: memory flat whatever the file size."""
     with open(path, "rb") as f:
@@ -79,13 +87,26 @@ def _read_range(path: Path, start: int, length: int) -> Iterator[bytes]:
 def create_app(settings: MergerSettings) -> FastAPI:
     metrics = MergerMetrics()
     watcher = Watcher(settings, metrics)
+    started_at = time.time()  # Last-Modified of the header-only file before the first merge
+    tracker = DeviceTracker(
+        settings.merged_csv,
+        settings.devices_file,
+        lambda: watcher.state,
+        window_s=settings.devices_window_s,
+        snapshot_interval_s=settings.devices_snapshot_interval_s,
+        registry=metrics.registry,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(reset_tmp_dir, queries.tmp)  # answers left behind by a crash
         task = asyncio.create_task(watcher.run(), name="merger-watcher")
+        devices_task = asyncio.create_task(tracker.run(), name="merger-devices")
         try:
             yield
         finally:
+            tracker.stop()
+            await devices_task
             watcher.stop()
             # Not cancelled: a commit running in its worker thread finishes and is recorded.
             with contextlib.suppress(asyncio.CancelledError):
@@ -101,43 +122,67 @@ def create_app(settings: MergerSettings) -> FastAPI:
     app.state.watcher = watcher
     app.state.metrics = metrics
 
-    @app.exception_handler(NothingMergedError)
-    async def _nothing_merged(request: Request, exc: NothingMergedError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=404)
-
     @app.exception_handler(NotReadyError)
     async def _not_ready(request: Request, exc: NotReadyError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "1"})
+
+    @app.exception_handler(InvalidQueryError)
+    async def _invalid_query(request: Request, exc: InvalidQueryError) -> JSONResponse:
+        # The shape of FastAPI's own validation errors: one way to read a 422.
+        detail = [{"loc": ["query", exc.field], "msg": exc.message, "type": "value_error"}]
+        return JSONResponse({"detail": detail}, status_code=422)
+
+    @app.exception_handler(QueryFailedError)
+    async def _query_failed(request: Request, exc: QueryFailedError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=500)
+
+    @app.exception_handler(UnknownDeviceError)
+    async def _unknown_device(request: Request, exc: UnknownDeviceError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
 
     @app.exception_handler(RangeNotSatisfiableError)
     async def _unsatisfiable(request: Request, exc: RangeNotSatisfiableError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=416, headers={"Content-Range": f"bytes */{exc.size}"})
 
-    def snapshot() -> Snapshot:
+    def committed_state() -> MergerState:
         state = watcher.state
         if state is None:
             raise NotReadyError(watcher.fatal_error or "the merger is still loading its state")
-        if state.batches_merged == 0 or state.last_merge_at is None:
-            raise NothingMergedError(
-                "nothing merged yet: merged.csv is served once the first batch with rows is merged"
-            )
-        return Snapshot(state.generation, state.committed_size, state.last_merge_at)
+        return state
+
+    queries = QueryService(settings, committed_state, metrics.registry)
+    app.include_router(query_router(queries))
+    app.include_router(devices_router(tracker))
+
+    def snapshot() -> Snapshot:
+        state = committed_state()
+        # Before the first row is merged the committed prefix is the header line alone: that is an
+        # answer (an empty table), so readers pointed at merged.csv work from the first second.
+        last_modified = state.last_merge_at if state.last_merge_at is not None else started_at
+        return Snapshot(state.generation, state.committed_size, last_modified)
 
     @app.api_route(
         "/merged.csv",
         methods=["GET", "HEAD"],
         response_class=StreamingResponse,
         responses={
-            200: {"content": {"text/csv": {}}, "description": "merged.csv up to its committed length"},
+            200: {
+                "content": {"text/csv": {}},
+                "description": "merged.csv up to its committed length (the header line alone before the first row)",
+            },
             206: {"description": "the requested byte range"},
             304: {"description": "not modified (If-None-Match)"},
-            404: {"description": "nothing merged yet"},
             416: {"description": "range not satisfiable"},
+            422: FILTER_RESPONSES[422],
+            503: FILTER_RESPONSES[503],
         },
     )
-    def merged_csv(request: Request) -> Response:
+    def merged_csv(request: Request, q: RowQueryParam) -> Response:
         """merged.csv up to its committed length: one header, then whole rows only, whatever is being
-        appended meanwhile. Supports ETag/If-None-Match, HEAD and a single byte Range."""
+        appended meanwhile. Supports ETag/If-None-Match, HEAD and a single byte Range. With filters,
+        only the matching rows and columns (same header line for the columns kept), without Range."""
+        if not q.is_unfiltered:
+            return queries.answer(request, q, "csv")
         snap = snapshot()
         headers = {
             "ETag": snap.etag,

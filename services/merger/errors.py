@@ -20,8 +20,8 @@ class StateCorruptError(MergerError):
     (e.g. merged.csv is shorter than the committed length). Merging stops until an operator acts."""
 
 
-class NothingMergedError(MergerError):
-    """merged.csv is requested before any batch has been merged."""
+class NotReadyError(MergerError):
+    """The merger has not loaded its state (yet), or cannot."""
 
 
 class RangeNotSatisfiableError(MergerError):
@@ -30,3 +30,20 @@ class RangeNotSatisfiableError(MergerError):
     def __init__(self, size: int) -> None:
         super().__init__(f"range not satisfiable: merged.csv has {size} bytes")
         self.size = size
+
+
+class InvalidQueryError(MergerError):
+    """A filter of a merged.csv / merged.parquet query that cannot be applied (422 naming `field`)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class UnknownDeviceError(MergerError):
+    """GET /devices/{deviceId} for a device with no merged row."""
+
+
+class QueryFailedError(MergerError):
+    """A checked query that could not be computed (an I/O error...): 500 with this message."""

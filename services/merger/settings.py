@@ -45,6 +45,19 @@ class MergerSettings(PipelineSettings):
         default=None, description="The Spark job's progress.json (default: <data_dir>/spark/progress.json)."
     )
 
+    devices_window_s: int = Field(
+        default=300,
+        ge=1,
+        le=86_400,
+        description="GET /devices' recent window: the last this many seconds of eventTime up to the newest merged.",
+    )
+    devices_snapshot_interval_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often the device figures are saved (with the merged.csv size they cover); after a crash "
+        "the merger reads on from there.",
+    )
+
     @property
     def rows_dir(self) -> Path:
         return self.input_dir if self.input_dir is not None else self.layout.spark_rows
@@ -60,6 +73,10 @@ class MergerSettings(PipelineSettings):
     @property
     def state_file(self) -> Path:
         return self.merger_dir / "state.json"
+
+    @property
+    def devices_file(self) -> Path:
+        return self.merger_dir / "devices.json"
 
     @property
     def quarantine_dir(self) -> Path:

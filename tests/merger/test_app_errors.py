@@ -28,7 +28,8 @@ def test_disk_full_is_reported_then_merging_resumes(tmp_path, monkeypatch):
     with TestClient(create_app(settings)) as client:
         write_batch(settings.rows_dir, 0, batch_text(0, 5))
         wait_for(lambda: "No space" in (client.get("/merger/status").json()["last_error"] or ""), 10, "last_error")
-        assert client.get("/merged.csv").status_code == 404
+        # nothing committed: the header alone, not a half-written batch
+        assert client.get("/merged.csv").content == HEADER_LINE.encode()
         assert client.get("/healthz").status_code == 200
         disk_full = False
         wait_for(lambda: client.get("/merger/status").json()["last_batch_id"] == 0, 10, "merge after space is back")

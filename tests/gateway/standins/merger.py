@@ -1,6 +1,6 @@
 """Stand-in merger: GET/HEAD /merged.csv from the data folder with ETag, Last-Modified,
-If-None-Match/If-Modified-Since -> 304, single byte ranges -> 206 (416 when unsatisfiable), 404
-before anything is merged, streamed in chunks; GET /merger/status from `merger/standin-status.json`
+If-None-Match/If-Modified-Since -> 304, single byte ranges -> 206 (416 when unsatisfiable), the
+header line alone before anything is merged, streamed in chunks; GET /merger/status from `merger/standin-status.json`
 (written by the stand-in Spark job or a test)."""
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
+from contract.csv import ROW_HEADER
 from contract.layout import DataLayout
 from tests.gateway.standins.common import serve
 
@@ -80,8 +81,9 @@ def create_app(layout: DataLayout) -> FastAPI:
     async def merged(request: Request) -> Response:
         try:
             st = path.stat()
-        except FileNotFoundError:
-            return JSONResponse({"detail": "nothing merged yet"}, status_code=404)
+        except FileNotFoundError:  # like the real merger: before the first row, the header alone
+            header = (ROW_HEADER + "\n").encode()
+            return Response(header if request.method == "GET" else b"", media_type="text/csv; charset=utf-8")
         size = st.st_size
         etag = f'"{size:x}-{st.st_mtime_ns:x}"'
         headers = {

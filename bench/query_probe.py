@@ -1,0 +1,56 @@
+"""`python -m bench.query_probe '<json>'`: one query in a fresh process, so its peak memory is its
+own. Prints {"seconds", "peak_rss_mb", "out_bytes"}. Kinds: ours-csv / ours-parquet (the merger's
+services.merger.query.run_query, streaming into a file, as the routes do), polars-csv /
+polars-parquet (the baseline: what a user would write with polars directly on merged.csv), idle
+(the floor: nothing but the imports)."""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import orjson
+import polars as pl
+
+from services.merger.query import build_query, parsed_event_time, predicate, run_query
+
+
+def main(arg: str) -> None:
+    a = orjson.loads(arg)
+    src, out, kind = Path(a["source"]), Path(a["out"]), a["kind"]
+    q = build_query(
+        since=datetime.fromisoformat(a["since"]) if a.get("since") else None,
+        device_ids=a.get("device_ids"),
+        statuses=a.get("statuses"),
+        columns=a.get("columns"),
+    )
+    t0 = time.perf_counter()
+    if kind in ("ours-csv", "ours-parquet"):
+        run_query(src, a["rows"], q, "csv" if kind == "ours-csv" else "parquet", out)
+    elif kind == "polars-csv":
+        # The direct way: scan, filter, collect in memory, write it out.
+        lf = pl.scan_csv(src, infer_schema_length=10_000)
+        cond = predicate(q, parsed_event_time())
+        if cond is not None:
+            lf = lf.filter(cond)
+        if q.columns:
+            lf = lf.select(q.columns)
+        lf.collect().write_csv(out)
+    elif kind == "idle":  # the floor: Python with polars imported, no query
+        out.write_bytes(b"")
+    elif kind == "polars-parquet":
+        pl.scan_csv(src, infer_schema_length=10_000).sink_parquet(out, compression="zstd")
+    else:
+        raise SystemExit(f"unknown kind {kind}")
+    seconds = time.perf_counter() - t0
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    sys.stdout.write(
+        orjson.dumps({"seconds": seconds, "peak_rss_mb": peak_mb, "out_bytes": out.stat().st_size}).decode()
+    )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -1,0 +1,128 @@
+"""Querying the merged data through the gateway: merged.csv's filters documented here (the merger
+checks them; its 422 comes back as it is), merged.parquet streamed from the merger, and the device
+figures (/devices) forwarded. The query string is forwarded exactly as sent, so repeated parameters
+(deviceId=D001&deviceId=D002) keep their meaning."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+from urllib.parse import quote
+
+import httpx
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import Response
+
+from contract.devices import DevicesResponse
+from gateway.models import ErrorBody
+from gateway.settings import GatewaySettings
+from gateway.upstream import forward_json, stream_merged
+
+UPSTREAM_ERRORS: dict[int | str, dict[str, Any]] = {
+    502: {"model": ErrorBody, "description": "The merger gave a broken answer."},
+    503: {"model": ErrorBody, "description": "The merger is unreachable."},
+    504: {"model": ErrorBody, "description": "The merger did not answer in time."},
+}
+FILTER_ERRORS: dict[int | str, dict[str, Any]] = {
+    422: {"description": "A filter the merger cannot apply; `detail[0].loc` names the field."},
+}
+
+
+def row_filters(
+    since: Annotated[
+        str | None,
+        Query(description="eventTime at or after (ISO-8601; no zone: UTC).", examples=["2026-11-28T03:30:00Z"]),
+    ] = None,
+    until: Annotated[
+        str | None, Query(description="eventTime before (ISO-8601).", examples=["2026-11-28T03:40:00Z"])
+    ] = None,
+    device_ids: Annotated[
+        list[str] | None, Query(alias="deviceId", description="Repeat for several devices.", examples=[["D001"]])
+    ] = None,
+    customer_ids: Annotated[
+        list[str] | None, Query(alias="customerId", description="Repeat for several customers.")
+    ] = None,
+    statuses: Annotated[
+        list[str] | None,
+        Query(alias="status", description="Repeat for several; empty: rows without a status.", examples=[["ERROR"]]),
+    ] = None,
+    columns: Annotated[
+        list[str] | None,
+        Query(description="Columns to keep, in order (repeat or comma-separated).", examples=[["eventTime,deviceId"]]),
+    ] = None,
+    limit: Annotated[str | None, Query(description="At most this many rows.", examples=["1000"])] = None,
+) -> None:
+    """Documents the filters in the gateway's OpenAPI; the merger validates them."""
+
+
+def with_query(url: str, request: Request) -> str:
+    query = request.url.query
+    return f"{url}?{query}" if query else url
+
+
+async def relay_download(client: httpx.AsyncClient, settings: GatewaySettings, url: str, request: Request) -> Response:
+    """Stream `url` (with the request's query string) from the merger: status, validators, body."""
+    return await stream_merged(
+        client,
+        request.method,
+        with_query(url, request),
+        request.headers,
+        connect_timeout_s=settings.connect_timeout_s,
+        read_timeout_s=settings.stream_read_timeout_s,
+    )
+
+
+def query_router(settings: GatewaySettings, client_of: Callable[[Request], httpx.AsyncClient]) -> APIRouter:
+    router = APIRouter()
+    parquet_url = f"{settings.merger_base()}/merged.parquet"
+
+    async def merged_parquet(request: Request) -> Response:
+        """The committed rows that match the filters as one Parquet file (typed columns; eventTime a
+        UTC timestamp), streamed from the merger."""
+        return await relay_download(client_of(request), settings, parquet_url, request)
+
+    for method in ("GET", "HEAD"):
+        router.add_api_route(
+            "/merged.parquet",
+            merged_parquet,
+            methods=[method],
+            operation_id=f"{method.lower()}_merged_parquet",
+            tags=["output"],
+            summary="The merged rows as Parquet, with merged.csv's filters",
+            response_class=Response,
+            responses={
+                200: {"content": {"application/vnd.apache.parquet": {}}, "description": "One Parquet file."},
+                304: {"description": "Not modified (If-None-Match)."},
+                **FILTER_ERRORS,
+                **UPSTREAM_ERRORS,
+            },
+            dependencies=[Depends(row_filters)],
+        )
+    devices_url = f"{settings.merger_base()}/devices"
+
+    async def devices_json(request: Request, url: str) -> Response:
+        return await forward_json(
+            client_of(request), "merger", "GET", url, body=None, timeout_s=settings.status_timeout_s
+        )
+
+    @router.get(
+        "/devices",
+        response_model=DevicesResponse,
+        tags=["devices"],
+        summary="Every device's figures (whole run and recent window), from the merger",
+        responses=UPSTREAM_ERRORS,
+    )
+    async def devices(request: Request) -> Response:
+        return await devices_json(request, devices_url)
+
+    @router.get(
+        "/devices/{deviceId}",
+        response_model=DevicesResponse,
+        tags=["devices"],
+        summary="One device's figures",
+        responses={404: {"description": "No merged row has this deviceId."}, **UPSTREAM_ERRORS},
+    )
+    async def device(request: Request, deviceId: Annotated[str, Path(examples=["D001"])]) -> Response:
+        return await devices_json(request, f"{devices_url}/{quote(deviceId, safe='')}")
+
+    return router

@@ -1,0 +1,34 @@
+"""GET /devices and /devices/{deviceId}: the DeviceTracker's figures."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+
+from contract.devices import DevicesResponse
+from services.merger.device_tracker import DeviceTracker
+from services.merger.errors import UnknownDeviceError
+
+
+def devices_router(tracker: DeviceTracker) -> APIRouter:
+    router = APIRouter(tags=["devices"])
+
+    @router.get("/devices", summary="Every device's figures, over the whole run and the recent window")
+    def devices() -> DevicesResponse:
+        """Kept up to date as batches are merged (covered_size catches up with committed_size within
+        a fraction of a second); consistent with merged.csv across crashes of the merger."""
+        return tracker.response()
+
+    @router.get(
+        "/devices/{deviceId}",
+        summary="One device's figures",
+        responses={404: {"description": "No merged row has this deviceId."}},
+    )
+    def device(deviceId: Annotated[str, Path(examples=["D001"])]) -> DevicesResponse:
+        doc = tracker.response(deviceId)
+        if not doc.devices:
+            raise UnknownDeviceError(f"no merged row has deviceId {deviceId!r}")
+        return doc
+
+    return router

@@ -1,0 +1,252 @@
+"""Filtered reads of merged.csv: the rows of the committed prefix that match a RowQuery, as CSV or
+Parquet, computed by polars' streaming engine into a file (memory stays bounded whatever the size of
+merged.csv), which the route then streams out.
+
+Only committed rows are read: the scan stops after the committed row count (state.rows_merged), so
+bytes being appended meanwhile (or an uncommitted tail) are never part of an answer."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Final, Literal
+
+import polars as pl
+
+from contract.csv import ROW_COLUMNS, ROW_DTYPES
+from services.merger.errors import InvalidQueryError
+
+log = logging.getLogger(__name__)
+
+Format = Literal["csv", "parquet"]
+CHUNK_SIZE: Final = 256 * 1024
+#: eventTime as written by the Spark job, in chrono's syntax (as the batch checks parse it).
+EVENT_TIME_PARSE: Final = "%Y-%m-%dT%H:%M:%S%.fZ"
+_TYPES: Final = {"str": pl.String, "i64": pl.Int64, "i32": pl.Int32}
+#: Parquet columns: integers as integers, eventTime a UTC timestamp (microseconds).
+TYPED_SCHEMA: Final = pl.Schema({c: _TYPES[ROW_DTYPES[c]] for c in ROW_COLUMNS})
+#: CSV answers keep every field exactly as merged (no number or time reformatting).
+TEXT_SCHEMA: Final = pl.Schema(dict.fromkeys(ROW_COLUMNS, pl.String))
+EVENT_TIME_TYPE: Final = pl.Datetime("us", "UTC")
+
+
+@dataclass(frozen=True)
+class RowQuery:
+    """Which rows and columns: `since` <= eventTime < `until`; each list matches any of its values
+    (an empty string in `statuses` matches a row without a status); `columns` empty = all."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    device_ids: tuple[str, ...] = ()
+    customer_ids: tuple[str, ...] = ()
+    statuses: tuple[str, ...] = ()
+    columns: tuple[str, ...] = ()
+    limit: int | None = None
+
+    @property
+    def is_unfiltered(self) -> bool:
+        return self == RowQuery()
+
+    def key(self) -> str:
+        """A short stable digest of the query (part of the answer's ETag)."""
+        return hashlib.sha256(repr(self).encode()).hexdigest()[:16]
+
+
+def _utc(field: str, value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+        raise InvalidQueryError(field, f"{value.isoformat()} is out of range in UTC") from None
+
+
+def _values(values: Iterable[str] | None) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(v.strip() for v in values or ()))
+
+
+def build_query(
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    device_ids: Iterable[str] | None = None,
+    customer_ids: Iterable[str] | None = None,
+    statuses: Iterable[str] | None = None,
+    columns: Iterable[str] | None = None,
+    limit: int | None = None,
+) -> RowQuery:
+    """A checked RowQuery; raises InvalidQueryError naming the field. A naive time is taken as UTC;
+    `columns` may repeat the parameter or list names separated by commas."""
+    since, until = _utc("since", since), _utc("until", until)
+    if since is not None and until is not None and since > until:
+        raise InvalidQueryError("since", f"since ({since.isoformat()}) is after until ({until.isoformat()})")
+    cols = tuple(dict.fromkeys(c.strip() for value in columns or () for c in value.split(",") if c.strip()))
+    unknown = [c for c in cols if c not in ROW_COLUMNS]
+    if unknown:
+        raise InvalidQueryError("columns", f"unknown column(s) {unknown}; known: {list(ROW_COLUMNS)}")
+    if limit is not None and limit < 0:
+        raise InvalidQueryError("limit", "must be >= 0")
+    return RowQuery(
+        since=since,
+        until=until,
+        device_ids=_values(device_ids),
+        customer_ids=_values(customer_ids),
+        statuses=_values(statuses),
+        columns=cols,
+        limit=limit,
+    )
+
+
+def _any_of(column: str, values: tuple[str, ...]) -> pl.Expr:
+    """`column` is one of `values`; "" stands for an empty field (null)."""
+    present = [v for v in values if v]
+    expr = pl.col(column).is_in(present)
+    if "" in values:
+        expr = expr | pl.col(column).is_null()
+    return expr
+
+
+def predicate(q: RowQuery, event_time: pl.Expr) -> pl.Expr | None:
+    """The row filter of `q` (None: every row); `event_time` is eventTime as a UTC datetime."""
+    parts: list[pl.Expr] = []
+    if q.since is not None:
+        parts.append(event_time >= pl.lit(q.since, dtype=EVENT_TIME_TYPE))
+    if q.until is not None:
+        parts.append(event_time < pl.lit(q.until, dtype=EVENT_TIME_TYPE))
+    for column, values in (("deviceId", q.device_ids), ("customerId", q.customer_ids), ("status", q.statuses)):
+        if values:
+            parts.append(_any_of(column, values))
+    if not parts:
+        return None
+    expr = parts[0]
+    for p in parts[1:]:
+        expr = expr & p
+    return expr
+
+
+def parsed_event_time(column: str = "eventTime") -> pl.Expr:
+    return pl.col(column).str.to_datetime(EVENT_TIME_PARSE, time_unit="us", time_zone="UTC", strict=False)
+
+
+def plan(source: Path, committed_rows: int, q: RowQuery, fmt: Format) -> pl.LazyFrame:
+    """The lazy query over the first `committed_rows` data rows of `source` (merged.csv)."""
+    # Read as text, always: polars parses a little past n_rows, and the bytes after the committed
+    # prefix may be a row cut in the middle; typed parsing happens after the slice.
+    if committed_rows <= 0:
+        lf = pl.LazyFrame(schema=TEXT_SCHEMA)
+    else:
+        lf = pl.scan_csv(source, schema=TEXT_SCHEMA, n_rows=committed_rows, low_memory=True)
+    if fmt == "parquet":
+        lf = lf.cast({c: t for c, t in TYPED_SCHEMA.items() if t != pl.String}).with_columns(parsed_event_time())
+        event_time = pl.col("eventTime")
+    else:
+        event_time = parsed_event_time()
+    cond = predicate(q, event_time)
+    if cond is not None:
+        lf = lf.filter(cond)
+    if q.columns:
+        lf = lf.select(q.columns)
+    if q.limit is not None:
+        lf = lf.head(q.limit)
+    return lf
+
+
+def run_query(source: Path, committed_rows: int, q: RowQuery, fmt: Format, out: Path) -> None:
+    """Write the answer of `q` to `out` with the streaming engine (bounded memory)."""
+    lf = plan(source, committed_rows, q, fmt)
+    if fmt == "parquet":
+        lf.sink_parquet(out, compression="zstd", engine="streaming")
+    else:
+        lf.sink_csv(out, include_header=True, engine="streaming")
+
+
+def tmp_dir(merger_dir: Path) -> Path:
+    return merger_dir / "query-tmp"
+
+
+def reset_tmp_dir(path: Path) -> None:
+    """Remove answers left behind by a crash, then make sure the folder exists."""
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True, exist_ok=True)
+
+
+class AnswerFile:
+    """The answer being written to `path` by a worker thread while the response streams it: the
+    reader follows the file as it grows (the streaming engine writes batch after batch, so the first
+    bytes leave long before a large answer is complete) and stops at its end once the writer is done.
+    The file is removed by whichever of the two finishes last."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+        self._abandoned = threading.Event()
+
+    def write(self, source: Path, committed_rows: int, q: RowQuery, fmt: Format) -> None:
+        """Run the query (in the worker thread); never raises: the reader reports the error."""
+        t0 = time.perf_counter()
+        try:
+            run_query(source, committed_rows, q, fmt, self.path)
+        except BaseException as e:
+            self.error = e
+            log.error("query failed", extra={"format": fmt, "query": repr(q), "error": repr(e)})
+        else:
+            log.info(
+                "query answered",
+                extra={"format": fmt, "query": repr(q), "ms": round((time.perf_counter() - t0) * 1000, 1)},
+            )
+        finally:
+            self.done.set()
+            if self._abandoned.is_set():
+                self.path.unlink(missing_ok=True)
+
+    def wait_started(self, poll_s: float = 0.02) -> bool:
+        """Block until the answer has its first bytes or the writer is done; False when it failed
+        without writing anything."""
+        while True:
+            finished = self.done.is_set()
+            try:
+                if self.path.stat().st_size > 0:
+                    return True
+            except FileNotFoundError:
+                pass
+            if finished:
+                return self.error is None
+            self.done.wait(poll_s)
+
+    def chunks(self, poll_s: float = 0.02) -> Iterator[bytes]:
+        """The answer's bytes as they are written, until the writer is done and all are read."""
+        f = None
+        try:
+            while True:
+                finished = self.done.is_set()  # read before reading: then an empty read means the end
+                if f is None:
+                    try:
+                        f = open(self.path, "rb")  # noqa: SIM115 (closed in finally)
+                    except FileNotFoundError:
+                        if finished:
+                            return
+                        self.done.wait(poll_s)
+                        continue
+                chunk = f.read(CHUNK_SIZE)
+                if chunk:
+                    yield chunk
+                elif finished:
+                    if self.error is not None:
+                        log.warning("answer cut short by a failed query", extra={"path": str(self.path)})
+                    return
+                else:
+                    self.done.wait(poll_s)
+        finally:
+            if f is not None:
+                f.close()
+            self._abandoned.set()
+            if self.done.is_set():
+                self.path.unlink(missing_ok=True)

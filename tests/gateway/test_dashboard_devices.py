@@ -1,0 +1,100 @@
+"""The dashboard's device table in headless Chromium, fed by the real merger through the real
+gateway: devices appear as batches are merged, and their recent temperature and error share follow
+the new rows without a reload. Screenshot: test-artifacts/dashboard-devices.png."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.gateway.conftest import ARTIFACTS
+from tests.gateway.real_merger import Served, served_in
+from tests.gateway.test_dashboard import ARGS, CHROMIUM
+from tests.helpers import wait_for
+from tests.merger.batches import HEADER_LINE, batch_rows, write_batch
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    yield from served_in(tmp_path)
+
+
+def shown(page) -> dict[str, dict[str, str]]:
+    return page.evaluate(
+        """() => Object.fromEntries([...document.querySelectorAll('#devices-body tr')].map(
+            (r) => [r.dataset.device, {mean: r.dataset.recentMean, share: r.dataset.recentErrorShare,
+                                       rows: r.dataset.rows, text: r.innerText}]))"""
+    )
+
+
+def number(value: object) -> float | None:
+    """A figure as the API or the page's data attribute gives it ("" or None: no value)."""
+    return None if value in ("", None) else round(float(value), 9)
+
+
+def expected(served: Served) -> dict[str, dict[str, float | None]]:
+    doc = httpx.get(f"{served.url}/devices", timeout=5).json()
+    return {
+        d["deviceId"]: {
+            "mean": number(d["recent"]["temperature_mean"]),
+            "share": number(d["recent"]["error_share"]),
+            "rows": d["total"]["rows"],
+        }
+        for d in doc["devices"]
+    }
+
+
+def table_matches_api(page, served: Served) -> None:
+    """Poll until the table shows what /devices says (the dashboard polls it every 2 s)."""
+
+    def same() -> bool:
+        got = {
+            k: {"mean": number(v["mean"]), "share": number(v["share"]), "rows": int(v["rows"])}
+            for k, v in shown(page).items()
+        }
+        return bool(got) and got == expected(served)
+
+    wait_for(same, 15, "the device table to match /devices", logs=[p.log_file for p in served.procs])
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is missing: run scripts/install.sh as root")
+def test_device_table_follows_the_merged_rows(served: Served) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    rnd = random.Random(9)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1200})
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(served.url + "/")
+            expect(page.locator("#devices-info")).to_contain_text("no device seen yet", timeout=15_000)
+
+            for b in range(2):
+                write_batch(served.rows_dir, b, HEADER_LINE + batch_rows(b, 200, rnd))
+            served.merged_up_to(1)
+            expect(page.locator("#devices-body tr")).to_have_count(5, timeout=15_000)
+            table_matches_api(page, served)
+
+            # a new device, all errors, hot: it appears, and its figures are the API's
+            rows = "".join(
+                f"ffff0000-{i:04x}-4000-8000-000000000000,{900_000 + i},device,CI00100,"
+                f"2026-11-28T03:00:10.{i:06d}Z,0,D777,{25 + i % 5},C,ERROR\n"
+                for i in range(40)
+            )
+            write_batch(served.rows_dir, 2, HEADER_LINE + rows)
+            served.merged_up_to(2)
+            expect(page.locator("#dev-D777")).to_be_visible(timeout=15_000)
+            table_matches_api(page, served)
+            d777 = shown(page)["D777"]
+            assert float(d777["share"]) == 1.0 and "100" in d777["text"]
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "dashboard-devices.png"), full_page=True)
+            assert not errors, errors
+        finally:
+            browser.close()

@@ -1,0 +1,265 @@
+"""Device figures: the incremental book against a recomputation from merged.csv in plain Python,
+whatever the chunking and across a snapshot; and a real merger SIGKILLed twice while merging."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import itertools
+import random
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import orjson
+import pytest
+
+from services.merger.device_tracker import DeviceTracker, read_whole_lines
+from services.merger.devices import DeviceBook, parse_rows
+from services.merger.state import MergerState
+from tests.helpers import wait_for
+from tests.merger.batches import HEADER_LINE, batch_rows, write_batch
+from tests.merger.test_crash import committed
+
+US = 1_000_000
+
+
+def epoch_us(text: str) -> int:
+    t = datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    return (t - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+
+
+def figures(rows: list[dict]) -> dict:
+    temps = [int(r["temperature"]) for r in rows]
+    statuses: dict[str, int] = {}
+    for r in rows:
+        statuses[r["status"] or "none"] = statuses.get(r["status"] or "none", 0) + 1
+    return {
+        "rows": len(rows),
+        "last_us": max((r["us"] for r in rows), default=None),
+        "temperature_min": min(temps, default=None),
+        "temperature_max": max(temps, default=None),
+        "temperature_mean": sum(temps) / len(temps) if temps else None,
+        "statuses": dict(sorted(statuses.items())),
+        "error_share": statuses.get("ERROR", 0) / len(rows) if rows else None,
+    }
+
+
+def recompute(merged_csv_text: str, window_s: int) -> dict:
+    """The expected /devices answer, from merged.csv alone, without polars."""
+    rows = list(csv.DictReader(io.StringIO(merged_csv_text)))
+    for r in rows:
+        r["us"] = epoch_us(r["eventTime"])
+    newest = max((r["us"] for r in rows), default=None)
+    start = None if newest is None else newest // US - window_s + 1
+    devices = {}
+    for name in sorted({r["deviceId"] for r in rows if r["deviceId"]}):
+        mine = [r for r in rows if r["deviceId"] == name]
+        devices[name] = {
+            "total": figures(mine),
+            "recent": figures([r for r in mine if r["us"] // US >= start]),
+        }
+    return {
+        "rows": len(rows),
+        "rows_without_device": sum(1 for r in rows if not r["deviceId"]),
+        "newest_us": newest,
+        "devices": devices,
+    }
+
+
+def iso_us(value: str | None) -> int | None:
+    """Epoch microseconds of a datetime as the API writes it (ISO-8601, UTC)."""
+    if value is None:
+        return None
+    return (datetime.fromisoformat(value) - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+
+
+def observed(doc: dict) -> dict:
+    """A /devices document in recompute()'s shape."""
+
+    def fig(f: dict) -> dict:
+        keys = ("rows", "temperature_min", "temperature_max", "temperature_mean", "statuses", "error_share")
+        return {**{k: f[k] for k in keys}, "last_us": iso_us(f["last_seen"])}
+
+    return {
+        "rows": doc["rows"],
+        "rows_without_device": doc["rows_without_device"],
+        "newest_us": iso_us(doc["window_end"]),
+        "devices": {d["deviceId"]: {"total": fig(d["total"]), "recent": fig(d["recent"])} for d in doc["devices"]},
+    }
+
+
+def assert_same(got: dict, expected: dict) -> None:
+    for d in (got, expected):
+        for dev in d["devices"].values():
+            for part in dev.values():
+                if part["temperature_mean"] is not None:
+                    part["temperature_mean"] = round(part["temperature_mean"], 9)
+    assert got == expected
+
+
+def book_doc(book: DeviceBook) -> dict:
+    return orjson.loads(book.response(0, 0).model_dump_json())
+
+
+@pytest.mark.parametrize("pieces", [1, 3, 40])
+def test_book_in_any_chunking_equals_the_recomputation(pieces):
+    rnd = random.Random(pieces)
+    lines = "".join(batch_rows(b, rnd.randint(1, 300), rnd) for b in range(60)).splitlines(keepends=True)
+    book = DeviceBook(window_s=60)
+    cuts = sorted(rnd.sample(range(1, len(lines)), pieces - 1)) if pieces > 1 else []
+    for a, b in zip([0, *cuts], [*cuts, len(lines)], strict=True):
+        book.apply(parse_rows("".join(lines[a:b]).encode()))
+    expected = recompute(HEADER_LINE + "".join(lines), 60)
+    assert_same(observed(book_doc(book)), expected)
+    # a snapshot round trip changes nothing, and the book goes on from it
+    again = DeviceBook.from_json(orjson.loads(orjson.dumps(book.to_json())))
+    assert book_doc(again) == book_doc(book)
+    more = batch_rows(61, 50, rnd)
+    again.apply(parse_rows(more.encode()))
+    assert_same(observed(book_doc(again)), recompute(HEADER_LINE + "".join(lines) + more, 60))
+
+
+def test_the_window_keeps_only_its_seconds():
+    book = DeviceBook(window_s=10)
+    rnd = random.Random(3)
+    for b in range(100):
+        book.apply(parse_rows(batch_rows(b, 50, rnd).encode()))
+    assert all(len(per) <= 10 for per in book.seconds.values())
+
+
+N_BATCHES = 120
+WINDOW_S = 60
+
+
+def test_figures_match_merged_csv_after_two_sigkills(merger_runner, rows_dir):
+    rnd = random.Random(11)
+    files = {b: HEADER_LINE + batch_rows(b, rnd.randint(50, 300), rnd) for b in range(N_BATCHES)}
+    state_file = merger_runner.data_dir / "merger" / "state.json"
+    snapshot = merger_runner.data_dir / "merger" / "devices.json"
+    env = {
+        "MERGER_MAX_GROUP_BATCHES": "1",  # one commit per batch: many points to be killed at
+        "MERGER_DEVICES_WINDOW_S": str(WINDOW_S),
+        "MERGER_DEVICES_SNAPSHOT_INTERVAL_S": "0.3",
+    }
+
+    def snapshot_size() -> int:
+        try:
+            return orjson.loads(snapshot.read_bytes())["covered_size"]
+        except (FileNotFoundError, orjson.JSONDecodeError):
+            return 0
+
+    thirds = [range(0, 40), range(40, 80), range(80, N_BATCHES)]
+    for b in thirds[0]:
+        write_batch(rows_dir, b, files[b])
+    # Each process: its batches arrive, it merges some, it is SIGKILLed in the middle of merging
+    # the next ones (the device snapshot, saved every 0.3 s, is then behind the committed size).
+    for i, (now, then) in enumerate(itertools.pairwise(thirds)):
+        proc = merger_runner.process(ready=False, **env).start()
+        wait_for(
+            lambda n=now: committed(state_file)[0] >= n[-1] and snapshot_size() > 0,
+            60,
+            f"batches up to {now[-1]} merged and a device snapshot saved",
+            logs=[proc.log_file],
+            interval=0.01,
+        )
+        for b in then:
+            write_batch(rows_dir, b, files[b])
+        wait_for(
+            lambda t=then[0] + 5 * i: committed(state_file)[0] >= t, 60, "merging the next batches", interval=0.002
+        )
+        proc.kill()
+        last, size = committed(state_file)
+        print(f"kill {i + 1}: merged up to batch {last} ({size} bytes); device snapshot covers {snapshot_size()}")
+        assert 0 < snapshot_size() <= size
+
+    with merger_runner.process(**env) as proc:
+        url = merger_runner.url
+
+        def caught_up() -> dict | None:
+            st = httpx.get(f"{url}/merger/status", timeout=5).json()
+            doc = httpx.get(f"{url}/devices", timeout=5).json()
+            done = (
+                st["last_batch_id"] == N_BATCHES - 1 and doc["covered_size"] == doc["committed_size"] == st["file_size"]
+            )
+            return doc if done else None
+
+        doc = wait_for(caught_up, 60, "all merged and the device figures caught up", logs=[proc.log_file])
+        one = httpx.get(f"{url}/devices/D003", timeout=5)
+        assert one.status_code == 200 and [d["deviceId"] for d in one.json()["devices"]] == ["D003"]
+        missing = httpx.get(f"{url}/devices/D999", timeout=5)
+        assert missing.status_code == 404 and "D999" in missing.json()["detail"]
+        assert proc.stop() == 0
+
+    text = (merger_runner.data_dir / "merger" / "merged.csv").read_text()
+    assert doc["window_s"] == WINDOW_S
+    assert_same(observed(doc), recompute(text, WINDOW_S))
+    # a clean stop saved the figures up to the end
+    assert snapshot_size() == len(text.encode())
+
+
+async def test_tracker_keeps_counting_when_it_cannot_save(tmp_path, caplog):
+    """A snapshot that cannot be written (here: its folder is a file) is logged once and retried
+    every interval; the figures still follow merged.csv."""
+    merged = tmp_path / "merged.csv"
+    text = HEADER_LINE + batch_rows(0, 100, random.Random(1))
+    merged.write_text(text)
+    (tmp_path / "blocker").write_text("")
+    state = MergerState(generation="g", committed_size=len(text.encode()), rows_merged=100)
+    tracker = DeviceTracker(
+        merged,
+        tmp_path / "blocker" / "devices.json",
+        lambda: state,
+        window_s=60,
+        snapshot_interval_s=0.05,
+        poll_interval_s=0.01,
+    )
+    attempts = []
+    third = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    real_save = tracker.save
+
+    def counting_save() -> None:  # runs in a worker thread
+        attempts.append(1)
+        if len(attempts) == 3:
+            loop.call_soon_threadsafe(third.set)
+        real_save()
+
+    tracker.save = counting_save  # type: ignore[method-assign]
+    task = asyncio.create_task(tracker.run())
+    try:
+        async with asyncio.timeout(20):
+            await third.wait()
+    finally:
+        tracker.stop()
+        await task
+    assert tracker.covered_size == state.committed_size
+    assert_same(observed(book_doc(tracker.book)), recompute(text, 60))
+    errors = [r for r in caplog.records if r.getMessage() == "device figures could not be updated"]
+    assert len(errors) == 1
+
+
+@pytest.mark.parametrize("chunk", [1, 4, 8, 16, 1000])
+def test_committed_bytes_are_read_in_whole_lines(tmp_path, chunk):
+    data = b"".join(b"x" * n + b"\n" for n in (3, 10, 1, 50, 2, 7, 0, 4))
+    (tmp_path / "f").write_bytes(data + b"partial")  # past the committed end: never read
+    for start in (0, 4):
+        got = list(read_whole_lines(tmp_path / "f", start, len(data), chunk))
+        assert b"".join(c for _, c in got) == data[start:]
+        assert all(c.endswith(b"\n") for _, c in got) and got[-1][0] == len(data)
+
+
+def test_device_and_query_metrics_are_exported(merger_runner, rows_dir):
+    with merger_runner.process() as proc:
+        url = merger_runner.url
+        write_batch(rows_dir, 0, HEADER_LINE + batch_rows(0, 50, random.Random(2)))
+        wait_for(lambda: httpx.get(f"{url}/devices").json()["rows"] == 50, 30, "batch 0 counted", logs=[proc.log_file])
+        assert httpx.get(f"{url}/merged.csv", params={"deviceId": "D001"}).status_code == 200
+        text = httpx.get(f"{url}/metrics").text
+        assert "merger_devices_behind_bytes 0.0" in text
+        assert "merger_devices_update_seconds_count" in text
+        wait_for(
+            lambda: 'merger_query_duration_seconds_count{format="csv"} 1.0' in httpx.get(f"{url}/metrics").text,
+            10,
+            "the query counted",
+        )
