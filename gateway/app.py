@@ -25,7 +25,7 @@ from contract.csv import ROW_COLUMNS
 from gateway import auth
 from gateway.errors import GatewayError, UpstreamError
 from gateway.metrics import GatewayMetrics
-from gateway.middleware import BodySizeLimit, RequestMetrics
+from gateway.middleware import BodySizeLimit, BrowserGuard, RequestMetrics
 from gateway.models import ErrorBody, GeneratorStatus, PipelineStatus, RateRequest, Run, StartRequest, TailResponse
 from gateway.settings import GatewaySettings
 from gateway.status import StatusService
@@ -42,6 +42,12 @@ _UPSTREAM_ERRORS: dict[int | str, dict[str, Any]] = {
     502: {"model": ErrorBody, "description": "The upstream service gave a broken answer."},
     503: {"model": ErrorBody, "description": "The upstream service is unreachable."},
     504: {"model": ErrorBody, "description": "The upstream service did not answer in time."},
+}
+#: Answers of gateway/middleware.py's BrowserGuard and BodySizeLimit, possible on every route.
+_GUARD_ERRORS: dict[int | str, dict[str, Any]] = {
+    403: {"model": ErrorBody, "description": "Refused: a Host the gateway is not, or a cross-site request."},
+    413: {"model": ErrorBody, "description": "Request body too large."},
+    415: {"model": ErrorBody, "description": "A state-changing request whose body is not JSON."},
 }
 _AUTH_ERROR: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "Missing or invalid API key (when one is configured)."}
@@ -114,6 +120,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         description="One entry point to the devicestream pipeline: generator control, merged.csv, "
         "pipeline status and a live dashboard at `/`.",
         lifespan=lifespan,
+        responses=_GUARD_ERRORS,
     )
     app.state.settings = settings
     app.state.metrics = metrics
@@ -339,5 +346,6 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             expose_headers=["etag", "content-length", "content-range", "last-modified", "accept-ranges"],
         )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BrowserGuard, allowed_hosts=settings.host_names(), trusted_origins=settings.cors_origins)
     app.add_middleware(RequestMetrics, counter=metrics.requests)
     return app

@@ -8,6 +8,7 @@ from pydantic import AnyHttpUrl, Field, SecretStr, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from contract.settings import PipelineSettings
+from gateway.origin import default_allowed_hosts
 
 
 class GatewaySettings(PipelineSettings):
@@ -33,6 +34,11 @@ class GatewaySettings(PipelineSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Allowed CORS origins; empty = CORS off."
     )
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Host names the gateway answers to (DNS-rebinding guard), comma-separated; '*.x' matches "
+        "subdomains, '*' turns the check off. Empty: localhost, 127.0.0.1, ::1 and the bound address.",
+    )
     max_body_bytes: int = Field(default=64 * 1024, ge=1, description="Larger request bodies get 413.")
 
     spark_stale_after_s: float = Field(
@@ -48,13 +54,16 @@ class GatewaySettings(PipelineSettings):
     tail_max_rows: int = Field(default=200, ge=1)
     tail_window_bytes: int = Field(default=64 * 1024, ge=1024, description="Bytes fetched for /merged/tail.")
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "allowed_hosts", mode="before")
     @classmethod
-    def _split_origins(cls, v: object) -> object:
-        # GATEWAY_CORS_ORIGINS may be a JSON list or a plain comma-separated string.
+    def _split_list(cls, v: object) -> object:
+        # GATEWAY_CORS_ORIGINS / GATEWAY_ALLOWED_HOSTS may be a JSON list or a comma-separated string.
         if isinstance(v, str) and not v.strip().startswith("["):
             return [o.strip() for o in v.split(",") if o.strip()]
         return v
+
+    def host_names(self) -> list[str]:
+        return self.allowed_hosts or default_allowed_hosts(self.host)
 
     def generator_base(self) -> str:
         return str(self.generator_url).rstrip("/")
