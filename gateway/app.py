@@ -22,6 +22,7 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from contract.csv import ROW_COLUMNS
+from contract.internal import outgoing_headers
 from gateway import auth
 from gateway.errors import GatewayError, UpstreamError
 from gateway.metrics import GatewayMetrics
@@ -96,7 +97,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         timeout = httpx.Timeout(settings.status_timeout_s, connect=settings.connect_timeout_s)
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=20)
-        async with httpx.AsyncClient(timeout=timeout, limits=limits, trust_env=False) as client:
+        # Every upstream call carries the stack's internal secret (contract/internal.py).
+        headers = outgoing_headers(settings.internal_secret)
+        async with httpx.AsyncClient(timeout=timeout, limits=limits, headers=headers, trust_env=False) as client:
             status = StatusService(settings, client)
             app.state.client = client
             app.state.status = status

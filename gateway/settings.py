@@ -7,11 +7,12 @@ from typing import Annotated
 from pydantic import AnyHttpUrl, Field, SecretStr, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
+from contract.internal import InternalSecretSettings
 from contract.settings import PipelineSettings
 from gateway.origin import default_allowed_hosts
 
 
-class GatewaySettings(PipelineSettings):
+class GatewaySettings(PipelineSettings, InternalSecretSettings):
     model_config = SettingsConfigDict(env_prefix="GATEWAY_", env_file=".env", extra="ignore", frozen=True)
 
     host: str = Field(default="127.0.0.1", description="Bind address; loopback only unless set.")

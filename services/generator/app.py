@@ -9,13 +9,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 
+from contract.internal import UNAUTHORIZED, require_internal
 from services.generator.errors import (
     GeneratorError,
     KafkaUnavailableError,
@@ -99,6 +100,9 @@ def create_app(settings: GeneratorSettings) -> FastAPI:
     def generator(request: Request) -> Generator:
         return request.app.state.generator
 
+    # start/stop/rate only from the gateway; status, metrics and probes are read-only and stay open.
+    internal = [Depends(require_internal(settings.internal_secret, "generator"))]
+
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse({"detail": _json_safe(jsonable_encoder(exc.errors()))}, status_code=422)
@@ -126,7 +130,7 @@ def create_app(settings: GeneratorSettings) -> FastAPI:
         log.error("unexpected error: %r", exc, exc_info=exc, extra={"path": request.url.path})
         return JSONResponse({"detail": f"unexpected error: {exc!r}"}, status_code=503)
 
-    @app.post("/generator/start", status_code=202)
+    @app.post("/generator/start", status_code=202, dependencies=internal, responses=UNAUTHORIZED)
     async def start(body: StartRequest, request: Request) -> Any:
         """Start a run; 409 naming the active run if one is running."""
         if (resp := _over_max(body.rate, settings.max_rate)) is not None:
@@ -134,14 +138,14 @@ def create_app(settings: GeneratorSettings) -> FastAPI:
         run = generator(request).start_run(RunParams(**body.model_dump()))
         return run.public()
 
-    @app.put("/generator/rate")
+    @app.put("/generator/rate", dependencies=internal, responses=UNAUTHORIZED)
     async def set_rate(body: RateRequest, request: Request) -> Any:
         """Change the active run's rate without restarting it."""
         if (resp := _over_max(body.rate, settings.max_rate)) is not None:
             return resp
         return generator(request).set_rate(body.rate).public()
 
-    @app.post("/generator/stop")
+    @app.post("/generator/stop", dependencies=internal, responses=UNAUTHORIZED)
     async def stop(request: Request) -> dict[str, Any]:
         """Stop the active run, flush what is in flight, return the final counts (idempotent)."""
         gen = generator(request)

@@ -11,11 +11,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
+from contract.internal import UNAUTHORIZED, require_internal
 from services.merger.download import Snapshot, etag_matches, parse_range
 from services.merger.errors import MergerError, NothingMergedError, RangeNotSatisfiableError
 from services.merger.metrics import MergerMetrics
@@ -123,11 +124,17 @@ def create_app(settings: MergerSettings) -> FastAPI:
             )
         return Snapshot(state.generation, state.committed_size, state.last_merge_at)
 
+    # The data only to the gateway (which applies GATEWAY_PROTECT_READS); status, metrics and probes
+    # are read-only and stay open.
+    internal = [Depends(require_internal(settings.internal_secret, "merger"))]
+
     @app.api_route(
         "/merged.csv",
         methods=["GET", "HEAD"],
         response_class=StreamingResponse,
+        dependencies=internal,
         responses={
+            **UNAUTHORIZED,
             200: {"content": {"text/csv": {}}, "description": "merged.csv up to its committed length"},
             206: {"description": "the requested byte range"},
             304: {"description": "not modified (If-None-Match)"},
