@@ -1,7 +1,7 @@
 """The gateway: one door to the pipeline (generator commands, merged.csv, pipeline status, the
-dashboard). Upstream services are reached over HTTP through one httpx.AsyncClient owned by the
-lifespan; Kafka and the Spark progress file are read for /status. No other service's code is
-imported."""
+dashboard). Upstream services are reached over HTTP through two httpx.AsyncClients owned by the
+lifespan (control calls and downloads, apart); Kafka and the Spark progress file are read for
+/status. No other service's code is imported."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from contract.csv import ROW_COLUMNS
 from contract.internal import outgoing_headers
 from gateway import auth
+from gateway.downloads import DownloadSlots
 from gateway.errors import GatewayError, UpstreamError
 from gateway.metrics import GatewayMetrics
 from gateway.middleware import BodySizeLimit, BrowserGuard, RequestMetrics
@@ -41,7 +42,7 @@ _bearer = HTTPBearer(auto_error=False, description="The gateway's API key as a b
 
 _UPSTREAM_ERRORS: dict[int | str, dict[str, Any]] = {
     502: {"model": ErrorBody, "description": "The upstream service gave a broken answer."},
-    503: {"model": ErrorBody, "description": "The upstream service is unreachable."},
+    503: {"model": ErrorBody, "description": "The upstream service is unreachable (or, for downloads, busy)."},
     504: {"model": ErrorBody, "description": "The upstream service did not answer in time."},
 }
 #: Answers of gateway/middleware.py's BrowserGuard and BodySizeLimit, possible on every route.
@@ -86,7 +87,9 @@ Read = Depends(require_read)
 
 
 def _error_response(e: GatewayError) -> JSONResponse:
-    headers = {"www-authenticate": 'Bearer realm="devicestream"'} if e.status_code == 401 else None
+    headers = {"www-authenticate": 'Bearer realm="devicestream"'} if e.status_code == 401 else {}
+    if e.retry_after_s is not None:
+        headers["retry-after"] = str(e.retry_after_s)
     return JSONResponse(e.body(), status_code=e.status_code, headers=headers)
 
 
@@ -96,12 +99,21 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         timeout = httpx.Timeout(settings.status_timeout_s, connect=settings.connect_timeout_s)
-        limits = httpx.Limits(max_connections=200, max_keepalive_connections=20)
         # Every upstream call carries the stack's internal secret (contract/internal.py).
         headers = outgoing_headers(settings.internal_secret)
-        async with httpx.AsyncClient(timeout=timeout, limits=limits, headers=headers, trust_env=False) as client:
+        # Two pools: status probes and generator commands never wait behind (stalled) downloads.
+        control_limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+        download_limits = httpx.Limits(
+            max_connections=settings.max_downloads, max_keepalive_connections=min(20, settings.max_downloads)
+        )
+        async with (
+            httpx.AsyncClient(timeout=timeout, limits=control_limits, headers=headers, trust_env=False) as client,
+            httpx.AsyncClient(timeout=timeout, limits=download_limits, headers=headers, trust_env=False) as downloads,
+        ):
             status = StatusService(settings, client)
             app.state.client = client
+            app.state.downloads = downloads
+            app.state.download_slots = DownloadSlots(settings.max_downloads)
             app.state.status = status
             log.info(
                 "gateway up",
@@ -227,13 +239,16 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         """Streamed from the merger chunk by chunk. Range, If-Range, If-None-Match and
         If-Modified-Since go to the merger; ETag, Last-Modified, Content-Length, Content-Range and
         Accept-Ranges come back, with its status code (200/206/304/404/416)."""
+        slot = request.app.state.download_slots.acquire()  # 503 + Retry-After when all are taken
         return await stream_merged(
-            client_of(request),
+            request.app.state.downloads,
             request.method,
             merged_url,
             request.headers,
             connect_timeout_s=settings.connect_timeout_s,
             read_timeout_s=settings.stream_read_timeout_s,
+            send_timeout_s=settings.download_send_timeout_s,
+            slot=slot,
         )
 
     for method in ("GET", "HEAD"):

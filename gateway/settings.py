@@ -26,6 +26,12 @@ class GatewaySettings(PipelineSettings, InternalSecretSettings):
         default=10.0, gt=0, description="start/stop/rate round trip (stop flushes in-flight events)."
     )
     stream_read_timeout_s: float = Field(default=30.0, gt=0, description="Max wait for one chunk of merged.csv.")
+    max_downloads: int = Field(
+        default=32, ge=1, description="Downloads relayed at once (own connection pool); the next one gets 503."
+    )
+    download_send_timeout_s: float = Field(
+        default=30.0, gt=0, description="A download client that takes no data for this long is dropped."
+    )
     status_cache_s: float = Field(
         default=0.5, ge=0, description="A /status snapshot younger than this is reused (dashboards poll)."
     )
