@@ -20,18 +20,30 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ValidationError
 
+from contract.api import Alive, Problem
 from contract.csv import ROW_COLUMNS
 from contract.internal import outgoing_headers
 from gateway import auth
 from gateway.downloads import DownloadSlots
-from gateway.errors import GatewayError, UpstreamError
+from gateway.errors import GatewayError, UpstreamBadResponse, UpstreamError
 from gateway.metrics import GatewayMetrics
 from gateway.middleware import BodySizeLimit, BrowserGuard, RequestMetrics
-from gateway.models import ErrorBody, GeneratorStatus, PipelineStatus, RateRequest, Run, StartRequest, TailResponse
+from gateway.models import (
+    ErrorBody,
+    GeneratorStatus,
+    PipelineStatus,
+    RateRequest,
+    Readiness,
+    Run,
+    RunConflict,
+    StartRequest,
+    TailResponse,
+)
 from gateway.settings import GatewaySettings
 from gateway.status import StatusService
-from gateway.upstream import fetch_tail, forward_json, stream_merged
+from gateway.upstream import answer_as_is, call_json, command_headers, fetch_tail, stream_merged
 
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
@@ -162,10 +174,19 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     # ---- generator ---------------------------------------------------------------------------------
 
     async def to_generator(
-        request: Request, method: str, path: str, *, with_body: bool = False, timeout_s: float | None = None
-    ) -> Response:
-        """Forward to the generator as sent; its status code and body come back unchanged."""
-        return await forward_json(
+        request: Request,
+        response: Response,
+        method: str,
+        path: str,
+        model: type[BaseModel],
+        *,
+        with_body: bool = False,
+        timeout_s: float | None = None,
+    ) -> Any:
+        """Forward to the generator as sent. A success is validated against `model` (the shared
+        contract; a broken document is a 502) and returned with the generator's status code; an
+        error (401/409/422/503) comes back as the generator wrote it."""
+        resp = await call_json(
             client_of(request),
             "generator",
             method,
@@ -173,6 +194,27 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             body=await request.body() if with_body else None,
             timeout_s=settings.command_timeout_s if timeout_s is None else timeout_s,
         )
+        if not 200 <= resp.status_code < 300:
+            return answer_as_is(resp)
+        try:
+            doc = model.model_validate_json(resp.content)
+        except ValidationError as e:
+            first = e.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "body"
+            raise UpstreamBadResponse(
+                f"generator answered {method} {path} with a document that breaks its contract "
+                f"({where}: {first['msg']})",
+                component="generator",
+            ) from None
+        response.status_code = resp.status_code
+        response.headers.update(command_headers(resp))
+        return doc
+
+    _COMMAND_ERRORS: dict[int | str, dict[str, Any]] = {
+        400: {"model": Problem, "description": "The generator refused the command."},
+        **_AUTH_ERROR,
+        **_UPSTREAM_ERRORS,
+    }
 
     @app.post(
         "/generator/start",
@@ -180,48 +222,47 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         response_model=Run,
         tags=["generator"],
         summary="Start a generator run",
-        responses={
-            409: {"description": "A run is already active (the generator names it)."},
-            **_AUTH_ERROR,
-            **_UPSTREAM_ERRORS,
-        },
+        responses={409: {"model": RunConflict, "description": "A run is already active."}, **_COMMAND_ERRORS},
         dependencies=[Write],
     )
-    async def generator_start(body: StartRequest, request: Request) -> Response:
-        """Forwarded to the generator as sent; its status code and body come back unchanged."""
-        return await to_generator(request, "POST", "/generator/start", with_body=True)
+    async def generator_start(body: StartRequest, request: Request, response: Response) -> Any:
+        """Validated with the generator's own model, forwarded as sent; the generator checks the
+        maximum rate (422 naming `rate`)."""
+        return await to_generator(request, response, "POST", "/generator/start", Run, with_body=True)
 
     @app.post(
         "/generator/stop",
         response_model=GeneratorStatus,
         tags=["generator"],
         summary="Stop the active run (flushes in-flight events, returns the final counts)",
-        responses={**_AUTH_ERROR, **_UPSTREAM_ERRORS},
+        responses=_COMMAND_ERRORS,
         dependencies=[Write],
     )
-    async def generator_stop(request: Request) -> Response:
-        return await to_generator(request, "POST", "/generator/stop")
+    async def generator_stop(request: Request, response: Response) -> Any:
+        return await to_generator(request, response, "POST", "/generator/stop", GeneratorStatus)
 
     @app.put(
         "/generator/rate",
         response_model=Run,
         tags=["generator"],
         summary="Change the rate of the active run",
-        responses={409: {"description": "No active run."}, **_AUTH_ERROR, **_UPSTREAM_ERRORS},
+        responses={409: {"model": RunConflict, "description": "No active run."}, **_COMMAND_ERRORS},
         dependencies=[Write],
     )
-    async def generator_rate(body: RateRequest, request: Request) -> Response:
-        return await to_generator(request, "PUT", "/generator/rate", with_body=True)
+    async def generator_rate(body: RateRequest, request: Request, response: Response) -> Any:
+        return await to_generator(request, response, "PUT", "/generator/rate", Run, with_body=True)
 
     @app.get(
         "/generator/status",
         response_model=GeneratorStatus,
         tags=["generator"],
-        responses={**_AUTH_ERROR, **_UPSTREAM_ERRORS},
+        responses=_COMMAND_ERRORS,
         dependencies=[Read],
     )
-    async def generator_status(request: Request) -> Response:
-        return await to_generator(request, "GET", "/generator/status", timeout_s=settings.status_timeout_s)
+    async def generator_status(request: Request, response: Response) -> Any:
+        return await to_generator(
+            request, response, "GET", "/generator/status", GeneratorStatus, timeout_s=settings.status_timeout_s
+        )
 
     # ---- merged.csv ------------------------------------------------------------------------------
 
@@ -294,23 +335,25 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         responses={503: {"model": PipelineStatus, "description": "overall is down."}, **_AUTH_ERROR},
         dependencies=[Read],
     )
-    async def status(request: Request) -> Response:
+    async def status(request: Request, response: Response) -> PipelineStatus:
         """Kafka, generator, Spark and merger probed concurrently within `status_timeout_s`;
         HTTP 200 when overall is ok or degraded, 503 when down (see gateway/health.py for the rules)."""
         doc = await request.app.state.status.snapshot()
-        return JSONResponse(doc, status_code=503 if doc["overall"] == "down" else 200)
+        response.status_code = 503 if doc["overall"] == "down" else 200
+        return PipelineStatus.model_validate(doc)
 
-    @app.get("/healthz", tags=["status"], summary="The gateway process is alive")
-    async def healthz() -> dict[str, str]:
-        return {"status": "alive"}
+    @app.get("/healthz", response_model=Alive, tags=["status"], summary="The gateway process is alive")
+    async def healthz() -> Alive:
+        return Alive(status="alive")
 
     @app.get(
         "/readyz",
+        response_model=Readiness,
         tags=["status"],
         summary="The gateway can reach the generator and the merger",
-        responses={503: {"description": "An upstream service is unreachable."}},
+        responses={503: {"model": Readiness, "description": "An upstream service is unreachable."}},
     )
-    async def readyz(request: Request) -> Response:
+    async def readyz(request: Request, response: Response) -> Readiness:
         client = client_of(request)
 
         async def reachable(url: str) -> bool:
@@ -322,8 +365,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         gen_ok, merger_ok = await asyncio.gather(
             reachable(f"{gen}/healthz"), reachable(f"{settings.merger_base()}/healthz")
         )
-        body = {"generator": gen_ok, "merger": merger_ok}
-        return JSONResponse({"ready": gen_ok and merger_ok, **body}, status_code=200 if gen_ok and merger_ok else 503)
+        response.status_code = 200 if gen_ok and merger_ok else 503
+        return Readiness(ready=gen_ok and merger_ok, generator=gen_ok, merger=merger_ok)
 
     @app.get(
         "/metrics",

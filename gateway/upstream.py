@@ -47,7 +47,7 @@ def _pick(headers: Mapping[str, str], names: tuple[str, ...]) -> dict[str, str]:
     return {n: headers[n] for n in names if n in headers}
 
 
-async def forward_json(
+async def call_json(
     client: httpx.AsyncClient,
     component: str,
     method: str,
@@ -55,9 +55,8 @@ async def forward_json(
     *,
     body: bytes | None,
     timeout_s: float,
-) -> Response:
-    """Send `body` (the client's bytes, unchanged) and hand the upstream's answer back as it is:
-    same status code, same body, same content type."""
+) -> httpx.Response:
+    """Send `body` (the client's bytes, unchanged) and return the upstream's answer."""
     headers = {"content-type": "application/json"} if body is not None else {}
     try:
         resp = await client.request(method, url, content=body, headers=headers, timeout=timeout_s)
@@ -67,11 +66,16 @@ async def forward_json(
         raise err from None
     if resp.status_code >= 500:
         log.warning("upstream error", extra={"component": component, "url": url, "status": resp.status_code})
-    return Response(
-        content=resp.content,
-        status_code=resp.status_code,
-        headers=_pick(resp.headers, COMMAND_RESPONSE_HEADERS),
-    )
+    return resp
+
+
+def answer_as_is(resp: httpx.Response) -> Response:
+    """The upstream's answer unchanged: same status code, same body, same content type."""
+    return Response(content=resp.content, status_code=resp.status_code, headers=command_headers(resp))
+
+
+def command_headers(resp: httpx.Response) -> dict[str, str]:
+    return _pick(resp.headers, COMMAND_RESPONSE_HEADERS)
 
 
 async def stream_merged(

@@ -14,8 +14,9 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
+from contract.api import Alive, GeneratorStatus, Problem, RateRequest, Run, RunConflict, StartRequest
 from contract.internal import UNAUTHORIZED, require_internal
 from services.generator.errors import (
     GeneratorError,
@@ -30,24 +31,13 @@ from services.generator.settings import GeneratorSettings
 log = logging.getLogger(__name__)
 
 
-class StartRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+class Readiness(BaseModel):
+    """GET /readyz (read by healthchecks, by status code)."""
 
-    rate: float = Field(gt=0, allow_inf_nan=False, description="Events per second (below 1 works: 0.2 = every 5 s).")
-    count: int | None = Field(default=None, ge=1, description="End the run after this many records.")
-    duration_s: float | None = Field(default=None, gt=0, allow_inf_nan=False, description="End the run after this.")
-    seed: int | None = Field(
-        default=None, description="Makes the run's content (all but eventTime/eventOffset) reproducible."
-    )
-    invalid_ratio: float = Field(
-        default=0.0, ge=0, le=1, allow_inf_nan=False, description="Fraction of malformed records."
-    )
-
-
-class RateRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    rate: float = Field(gt=0, allow_inf_nan=False, description="Events per second.")
+    ready: bool
+    kafka: str
+    topic: str
+    error: str | None = None
 
 
 def _over_max(rate: float, max_rate: float) -> JSONResponse | None:
@@ -102,6 +92,10 @@ def create_app(settings: GeneratorSettings) -> FastAPI:
 
     # start/stop/rate only from the gateway; status, metrics and probes are read-only and stay open.
     internal = [Depends(require_internal(settings.internal_secret, "generator"))]
+    unavailable: dict[int | str, dict[str, Any]] = {
+        503: {"model": Problem, "description": "Kafka is unreachable or the offset state cannot be written."},
+        400: {"model": Problem, "description": "The generator refused the command."},
+    }
 
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -130,7 +124,17 @@ def create_app(settings: GeneratorSettings) -> FastAPI:
         log.error("unexpected error: %r", exc, exc_info=exc, extra={"path": request.url.path})
         return JSONResponse({"detail": f"unexpected error: {exc!r}"}, status_code=503)
 
-    @app.post("/generator/start", status_code=202, dependencies=internal, responses=UNAUTHORIZED)
+    @app.post(
+        "/generator/start",
+        status_code=202,
+        response_model=Run,
+        dependencies=internal,
+        responses={
+            409: {"model": RunConflict, "description": "A run is active (named in `run`)."},
+            **unavailable,
+            **UNAUTHORIZED,
+        },
+    )
     async def start(body: StartRequest, request: Request) -> Any:
         """Start a run; 409 naming the active run if one is running."""
         if (resp := _over_max(body.rate, settings.max_rate)) is not None:
@@ -138,14 +142,24 @@ def create_app(settings: GeneratorSettings) -> FastAPI:
         run = generator(request).start_run(RunParams(**body.model_dump()))
         return run.public()
 
-    @app.put("/generator/rate", dependencies=internal, responses=UNAUTHORIZED)
+    @app.put(
+        "/generator/rate",
+        response_model=Run,
+        dependencies=internal,
+        responses={409: {"model": RunConflict, "description": "No active run."}, **unavailable, **UNAUTHORIZED},
+    )
     async def set_rate(body: RateRequest, request: Request) -> Any:
         """Change the active run's rate without restarting it."""
         if (resp := _over_max(body.rate, settings.max_rate)) is not None:
             return resp
         return generator(request).set_rate(body.rate).public()
 
-    @app.post("/generator/stop", dependencies=internal, responses=UNAUTHORIZED)
+    @app.post(
+        "/generator/stop",
+        response_model=GeneratorStatus,
+        dependencies=internal,
+        responses={**unavailable, **UNAUTHORIZED},
+    )
     async def stop(request: Request) -> dict[str, Any]:
         """Stop the active run, flush what is in flight, return the final counts (idempotent)."""
         gen = generator(request)
@@ -153,24 +167,31 @@ def create_app(settings: GeneratorSettings) -> FastAPI:
             return gen.status()
         return await gen.stop_run()
 
-    @app.get("/generator/status")
+    @app.get("/generator/status", response_model=GeneratorStatus)
     async def status(request: Request) -> dict[str, Any]:
         return generator(request).status()
 
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    @app.get("/healthz", response_model=Alive)
+    async def healthz() -> Alive:
+        return Alive(status="ok")
 
-    @app.get("/readyz")
-    async def readyz(request: Request) -> JSONResponse:
+    @app.get(
+        "/readyz",
+        response_model=Readiness,
+        responses={503: {"model": Readiness, "description": "Not connected to Kafka (yet)."}},
+    )
+    async def readyz(request: Request, response: Response) -> Readiness:
         gen = generator(request)
         ready = gen.producer is not None and gen.connected
-        body = {"ready": ready, "kafka": settings.kafka_bootstrap_servers, "topic": settings.topic}
-        if not ready:
-            body["error"] = gen.last_error or "connecting to Kafka"
-        return JSONResponse(body, status_code=200 if ready else 503)
+        response.status_code = 200 if ready else 503
+        return Readiness(
+            ready=ready,
+            kafka=settings.kafka_bootstrap_servers,
+            topic=settings.topic,
+            error=None if ready else gen.last_error or "connecting to Kafka",
+        )
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
     async def prometheus() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
