@@ -4,6 +4,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,8 +15,12 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from contract.internal import HEADER, secret_matches
+from contract.internal import ENV_NAME, HEADER, secret_matches
+from devicestream.kafka_broker import free_ports
+from devicestream.launcher import child_env
+from devicestream.settings import LauncherSettings
 from tests.gateway.conftest import Stack, make_stack
+from tests.helpers import REPO_ROOT, wait_for
 
 SECRET = "internal-secret-for-tests"
 
@@ -78,3 +86,57 @@ def test_secret_compare() -> None:
     assert secret_matches(SecretStr("s"), "s")
     assert not secret_matches(SecretStr("s"), None) and not secret_matches(SecretStr("s"), "S")
     assert not secret_matches(SecretStr("s"), "é")
+
+
+def test_the_launcher_makes_a_secret_per_stack(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ENV_NAME, raising=False)
+    settings = LauncherSettings()
+    a, b = child_env(settings, "127.0.0.1:9092")[ENV_NAME], child_env(settings, "127.0.0.1:9092")[ENV_NAME]
+    assert a != b and len(a) >= 32
+    monkeypatch.setenv(ENV_NAME, "chosen-by-the-user")
+    assert child_env(settings, "127.0.0.1:9092")[ENV_NAME] == "chosen-by-the-user"
+
+
+def test_devicestream_up_wires_the_secret(tmp_path: Path) -> None:
+    """`devicestream up` (broker, merger, generator, gateway; no Spark): the gateway drives the
+    generator, a direct call without the secret is refused."""
+    kport, cport, gen, mer, gw = free_ports(5)
+    data = tmp_path / "data"
+    env = {
+        **{k: v for k, v in os.environ.items() if k != ENV_NAME},
+        "DEVICESTREAM_DATA_DIR": str(data),
+        "DEVICESTREAM_KAFKA_PORT": str(kport),
+        "DEVICESTREAM_KAFKA_CONTROLLER_PORT": str(cport),
+        "DEVICESTREAM_COMPONENTS": "kafka,merger,generator,gateway",
+        "KAFKA_BOOTSTRAP_SERVERS": "",
+        "GENERATOR_PORT": str(gen),
+        "MERGER_PORT": str(mer),
+        "GATEWAY_PORT": str(gw),
+    }
+    out_log = tmp_path / "up.log"
+    logs = [out_log, *(data / "logs" / f"{n}.log" for n in ("gateway", "generator", "merger"))]
+    with open(out_log, "wb") as out:
+        launcher = subprocess.Popen(
+            [sys.executable, "-m", "devicestream", "up"],
+            env=env,
+            cwd=REPO_ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_for(lambda: "all components ready" in out_log.read_text(), 180, "the stack to be ready", logs=logs)
+        direct = httpx.post(f"http://127.0.0.1:{gen}/generator/start", json={"rate": 1})
+        assert direct.status_code == 401, direct.text
+        r = httpx.post(f"http://127.0.0.1:{gw}/generator/start", json={"rate": 1, "count": 3}, timeout=10)
+        assert r.status_code == 202, r.text
+        assert httpx.get(f"http://127.0.0.1:{gw}/merged.csv").status_code == 404  # reached, nothing merged
+    finally:
+        subprocess.run(
+            [sys.executable, "-m", "devicestream", "down"], env=env, cwd=REPO_ROOT, capture_output=True, timeout=120
+        )
+        try:
+            launcher.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(launcher.pid, signal.SIGKILL)
+            launcher.wait(10)
