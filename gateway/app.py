@@ -185,7 +185,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     ) -> Any:
         """Forward to the generator as sent. A success is validated against `model` (the shared
         contract; a broken document is a 502) and returned with the generator's status code; an
-        error (401/409/422/503) comes back as the generator wrote it."""
+        error (409/422/503) comes back as the generator wrote it; its 401 (the internal secret
+        refused) is a 502 naming the setting."""
         resp = await call_json(
             client_of(request),
             "generator",
@@ -210,7 +211,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         response.headers.update(command_headers(resp))
         return doc
 
-    _COMMAND_ERRORS: dict[int | str, dict[str, Any]] = {
+    command_errors: dict[int | str, dict[str, Any]] = {
         400: {"model": Problem, "description": "The generator refused the command."},
         **_AUTH_ERROR,
         **_UPSTREAM_ERRORS,
@@ -222,7 +223,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         response_model=Run,
         tags=["generator"],
         summary="Start a generator run",
-        responses={409: {"model": RunConflict, "description": "A run is already active."}, **_COMMAND_ERRORS},
+        responses={409: {"model": RunConflict, "description": "A run is already active."}, **command_errors},
         dependencies=[Write],
     )
     async def generator_start(body: StartRequest, request: Request, response: Response) -> Any:
@@ -235,7 +236,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         response_model=GeneratorStatus,
         tags=["generator"],
         summary="Stop the active run (flushes in-flight events, returns the final counts)",
-        responses=_COMMAND_ERRORS,
+        responses=command_errors,
         dependencies=[Write],
     )
     async def generator_stop(request: Request, response: Response) -> Any:
@@ -246,7 +247,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         response_model=Run,
         tags=["generator"],
         summary="Change the rate of the active run",
-        responses={409: {"model": RunConflict, "description": "No active run."}, **_COMMAND_ERRORS},
+        responses={409: {"model": RunConflict, "description": "No active run."}, **command_errors},
         dependencies=[Write],
     )
     async def generator_rate(body: RateRequest, request: Request, response: Response) -> Any:
@@ -256,7 +257,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         "/generator/status",
         response_model=GeneratorStatus,
         tags=["generator"],
-        responses=_COMMAND_ERRORS,
+        responses=command_errors,
         dependencies=[Read],
     )
     async def generator_status(request: Request, response: Response) -> Any:

@@ -66,7 +66,19 @@ async def call_json(
         raise err from None
     if resp.status_code >= 500:
         log.warning("upstream error", extra={"component": component, "url": url, "status": resp.status_code})
+    if resp.status_code == 401:
+        log.error("internal secret refused", extra={"component": component, "url": url})
+        raise refused_secret(component)
     return resp
+
+
+def refused_secret(component: str) -> UpstreamBadResponse:
+    """The upstream answered 401: the gateway's internal secret is not its (a setup error, not the
+    caller's; a 401 passed on would read as "your API key is wrong")."""
+    return UpstreamBadResponse(
+        f"{component} refused the gateway's internal secret: give both the same DEVICESTREAM_INTERNAL_SECRET",
+        component=component,
+    )
 
 
 def answer_as_is(resp: httpx.Response) -> Response:
@@ -104,6 +116,10 @@ async def stream_merged(
     except BaseException:
         slot.release()
         raise
+    if resp.status_code == 401:
+        await resp.aclose()
+        slot.release()
+        raise refused_secret("merger")
     out_headers = _pick(resp.headers, MERGED_RESPONSE_HEADERS)
     if method == "HEAD" or resp.status_code in (204, 304):
         await resp.aclose()
@@ -146,6 +162,8 @@ async def fetch_tail(
         head = await client.head(url, timeout=timeout_s)
         if head.status_code == 404:
             return [], None
+        if head.status_code == 401:
+            raise refused_secret("merger")
         if head.status_code != 200:
             raise UpstreamBadResponse(f"merger answered HEAD {url} with {head.status_code}", component="merger")
         size = int(head.headers.get("content-length", "0"))

@@ -72,12 +72,18 @@ def test_the_gateway_carries_the_secret(real: Stack) -> None:
 
 
 def test_a_gateway_without_the_secret_is_refused(tmp_path: Path, kafka: object) -> None:
-    s = make_stack(tmp_path, kafka)  # the gateway has no secret, the generator has one
+    s = make_stack(tmp_path, kafka)  # the gateway has no secret, the generator and merger have one
     try:
         s.start("generator", real=True, DEVICESTREAM_INTERNAL_SECRET=SECRET)
         s.start("gateway")
+        # a setup error, not the caller's: 502 naming the setting (a 401 would blame the API key)
         r = httpx.post(f"{s.url}/generator/start", json={"rate": 1})
-        assert r.status_code == 401, r.text
+        assert r.status_code == 502, r.text
+        assert r.json()["component"] == "generator" and "DEVICESTREAM_INTERNAL_SECRET" in r.json()["detail"]
+        s.start("merger", real=True, DEVICESTREAM_INTERNAL_SECRET=SECRET)
+        for path in ("/merged.csv", "/merged/tail"):
+            r = httpx.get(f"{s.url}{path}")
+            assert r.status_code == 502 and "DEVICESTREAM_INTERNAL_SECRET" in r.json()["detail"], (path, r.text)
     finally:
         s.stop_all()
 
