@@ -109,7 +109,8 @@ def render_env_example() -> str:
         "# Generated from the settings classes: python -m tests.deploy.settings_env > .env.example",
         "",
     ]
-    shared = [v for v in vars_.values() if v.field in ("data_dir", "kafka_bootstrap_servers", "topic")]
+    shared_fields = ("data_dir", "kafka_bootstrap_servers", "topic", "internal_secret")
+    shared = [v for v in vars_.values() if v.field in shared_fields]
     sections: list[tuple[str, list[EnvVar]]] = [("Shared by every component (contract/settings.py)", shared)]
     for title, cls in SETTINGS_CLASSES:
         sections.append((title, [v for v in vars_.values() if v.owner == cls.__name__ and v not in shared]))
