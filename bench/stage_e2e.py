@@ -71,7 +71,9 @@ class Driver:
     def run(self, rate: float, duration_s: float) -> dict[str, Any]:
         gen = self.st.url("generator")
         t_start = time.time() - self.tail.t0
-        r = httpx.post(f"{gen}/generator/start", json={"rate": rate, "duration_s": duration_s}, timeout=10)
+        # through the gateway: the generator takes control calls only with the stack's internal secret
+        body = {"rate": rate, "duration_s": duration_s}
+        r = httpx.post(f"{self.st.url('gateway')}/generator/start", json=body, timeout=10)
         if r.status_code != 202:
             raise StageError(f"POST /generator/start answered {r.status_code}: {r.text[:300]}")
 

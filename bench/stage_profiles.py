@@ -18,8 +18,8 @@ from pydantic import TypeAdapter
 from bench.common import Config, Figure, Spread, StageResult, Target
 from bench.procs import Broker, Service, service
 from bench.stage_generator import _timestamps, generator_env, run_and_wait
+from contract.generator_options import Profile
 from devicestream.kafka_broker import free_ports
-from services.generator.options import Profile
 from services.generator.profiles import Curve, curve_of
 
 PROFILES: dict[str, dict] = {

@@ -17,6 +17,7 @@ import contextlib
 import itertools
 import logging
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -31,6 +32,7 @@ import psutil
 from aiokafka.errors import KafkaError
 
 from contract.files import atomic_write_json, read_json
+from contract.internal import ENV_NAME as INTERNAL_SECRET_ENV
 from contract.kafka import KafkaSecurity, failure_reason
 from contract.layout import DataLayout
 from devicestream.kafka_broker import (
@@ -238,6 +240,8 @@ def child_env(settings: LauncherSettings, bootstrap: str) -> dict[str, str]:
         "GATEWAY_HOST": os.environ.get("GATEWAY_HOST", host),
         "GATEWAY_GENERATOR_URL": f"http://{host}:{settings.generator_port}",
         "GATEWAY_MERGER_URL": f"http://{host}:{settings.merger_port}",
+        # the gateway's credential towards the generator and merger: fresh per stack unless given
+        INTERNAL_SECRET_ENV: os.environ.get(INTERNAL_SECRET_ENV) or secrets.token_urlsafe(32),
         "PYTHONUNBUFFERED": "1",
     }
 

@@ -1,7 +1,7 @@
 """The gateway: one door to the pipeline (generator commands, merged.csv, pipeline status, the
-dashboard). Upstream services are reached over HTTP through one httpx.AsyncClient owned by the
-lifespan; Kafka and the Spark progress file are read for /status. No other service's code is
-imported."""
+dashboard). Upstream services are reached over HTTP through two httpx.AsyncClients owned by the
+lifespan (control calls and downloads, apart); Kafka and the Spark progress file are read for
+/status. No other service's code is imported."""
 
 from __future__ import annotations
 
@@ -20,17 +20,31 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ValidationError
 
+from contract.api import Alive, Problem
 from contract.csv import ROW_COLUMNS
+from contract.internal import outgoing_headers
 from gateway import auth
-from gateway.errors import GatewayError, UpstreamError
+from gateway.downloads import DownloadSlots
+from gateway.errors import GatewayError, UpstreamBadResponse, UpstreamError
 from gateway.metrics import GatewayMetrics
-from gateway.middleware import BodySizeLimit, RequestMetrics
-from gateway.models import ErrorBody, GeneratorStatus, PipelineStatus, RateRequest, Run, StartRequest, TailResponse
-from gateway.query import FILTER_ERRORS, query_router, relay_download, row_filters
+from gateway.middleware import BodySizeLimit, BrowserGuard, RequestMetrics
+from gateway.models import (
+    ErrorBody,
+    GeneratorStatus,
+    PipelineStatus,
+    RateRequest,
+    Readiness,
+    Run,
+    RunConflict,
+    StartRequest,
+    TailResponse,
+)
+from gateway.query import FILTER_ERRORS, query_router, row_filters, with_query
 from gateway.settings import GatewaySettings
 from gateway.status import StatusService
-from gateway.upstream import fetch_tail, forward_json
+from gateway.upstream import answer_as_is, call_json, command_headers, fetch_tail, stream_merged
 
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
@@ -41,8 +55,14 @@ _bearer = HTTPBearer(auto_error=False, description="The gateway's API key as a b
 
 _UPSTREAM_ERRORS: dict[int | str, dict[str, Any]] = {
     502: {"model": ErrorBody, "description": "The upstream service gave a broken answer."},
-    503: {"model": ErrorBody, "description": "The upstream service is unreachable."},
+    503: {"model": ErrorBody, "description": "The upstream service is unreachable (or, for downloads, busy)."},
     504: {"model": ErrorBody, "description": "The upstream service did not answer in time."},
+}
+#: Answers of gateway/middleware.py's BrowserGuard and BodySizeLimit, possible on every route.
+_GUARD_ERRORS: dict[int | str, dict[str, Any]] = {
+    403: {"model": ErrorBody, "description": "Refused: a Host the gateway is not, or a cross-site request."},
+    413: {"model": ErrorBody, "description": "Request body too large."},
+    415: {"model": ErrorBody, "description": "A state-changing request whose body is not JSON."},
 }
 _AUTH_ERROR: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "Missing or invalid API key (when one is configured)."}
@@ -80,7 +100,9 @@ Read = Depends(require_read)
 
 
 def _error_response(e: GatewayError) -> JSONResponse:
-    headers = {"www-authenticate": 'Bearer realm="devicestream"'} if e.status_code == 401 else None
+    headers = {"www-authenticate": 'Bearer realm="devicestream"'} if e.status_code == 401 else {}
+    if e.retry_after_s is not None:
+        headers["retry-after"] = str(e.retry_after_s)
     return JSONResponse(e.body(), status_code=e.status_code, headers=headers)
 
 
@@ -90,10 +112,21 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         timeout = httpx.Timeout(settings.status_timeout_s, connect=settings.connect_timeout_s)
-        limits = httpx.Limits(max_connections=200, max_keepalive_connections=20)
-        async with httpx.AsyncClient(timeout=timeout, limits=limits, trust_env=False) as client:
+        # Every upstream call carries the stack's internal secret (contract/internal.py).
+        headers = outgoing_headers(settings.internal_secret)
+        # Two pools: status probes and generator commands never wait behind (stalled) downloads.
+        control_limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+        download_limits = httpx.Limits(
+            max_connections=settings.max_downloads, max_keepalive_connections=min(20, settings.max_downloads)
+        )
+        async with (
+            httpx.AsyncClient(timeout=timeout, limits=control_limits, headers=headers, trust_env=False) as client,
+            httpx.AsyncClient(timeout=timeout, limits=download_limits, headers=headers, trust_env=False) as downloads,
+        ):
             status = StatusService(settings, client)
             app.state.client = client
+            app.state.downloads = downloads
+            app.state.download_slots = DownloadSlots(settings.max_downloads)
             app.state.status = status
             log.info(
                 "gateway up",
@@ -115,6 +148,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         description="One entry point to the devicestream pipeline: generator control, merged.csv, "
         "pipeline status and a live dashboard at `/`.",
         lifespan=lifespan,
+        responses=_GUARD_ERRORS,
     )
     app.state.settings = settings
     app.state.metrics = metrics
@@ -141,10 +175,20 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     # ---- generator ---------------------------------------------------------------------------------
 
     async def to_generator(
-        request: Request, method: str, path: str, *, with_body: bool = False, timeout_s: float | None = None
-    ) -> Response:
-        """Forward to the generator as sent; its status code and body come back unchanged."""
-        return await forward_json(
+        request: Request,
+        response: Response,
+        method: str,
+        path: str,
+        model: type[BaseModel],
+        *,
+        with_body: bool = False,
+        timeout_s: float | None = None,
+    ) -> Any:
+        """Forward to the generator as sent. A success is validated against `model` (the shared
+        contract; a broken document is a 502) and returned with the generator's status code; an
+        error (409/422/503) comes back as the generator wrote it; its 401 (the internal secret
+        refused) is a 502 naming the setting."""
+        resp = await call_json(
             client_of(request),
             "generator",
             method,
@@ -152,6 +196,27 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             body=await request.body() if with_body else None,
             timeout_s=settings.command_timeout_s if timeout_s is None else timeout_s,
         )
+        if not 200 <= resp.status_code < 300:
+            return answer_as_is(resp)
+        try:
+            doc = model.model_validate_json(resp.content)
+        except ValidationError as e:
+            first = e.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "body"
+            raise UpstreamBadResponse(
+                f"generator answered {method} {path} with a document that breaks its contract "
+                f"({where}: {first['msg']})",
+                component="generator",
+            ) from None
+        response.status_code = resp.status_code
+        response.headers.update(command_headers(resp))
+        return doc
+
+    command_errors: dict[int | str, dict[str, Any]] = {
+        400: {"model": Problem, "description": "The generator refused the command."},
+        **_AUTH_ERROR,
+        **_UPSTREAM_ERRORS,
+    }
 
     @app.post(
         "/generator/start",
@@ -159,48 +224,47 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         response_model=Run,
         tags=["generator"],
         summary="Start a generator run",
-        responses={
-            409: {"description": "A run is already active (the generator names it)."},
-            **_AUTH_ERROR,
-            **_UPSTREAM_ERRORS,
-        },
+        responses={409: {"model": RunConflict, "description": "A run is already active."}, **command_errors},
         dependencies=[Write],
     )
-    async def generator_start(body: StartRequest, request: Request) -> Response:
-        """Forwarded to the generator as sent; its status code and body come back unchanged."""
-        return await to_generator(request, "POST", "/generator/start", with_body=True)
+    async def generator_start(body: StartRequest, request: Request, response: Response) -> Any:
+        """Validated with the generator's own model, forwarded as sent; the generator checks the
+        maximum rate (422 naming `rate`)."""
+        return await to_generator(request, response, "POST", "/generator/start", Run, with_body=True)
 
     @app.post(
         "/generator/stop",
         response_model=GeneratorStatus,
         tags=["generator"],
         summary="Stop the active run (flushes in-flight events, returns the final counts)",
-        responses={**_AUTH_ERROR, **_UPSTREAM_ERRORS},
+        responses=command_errors,
         dependencies=[Write],
     )
-    async def generator_stop(request: Request) -> Response:
-        return await to_generator(request, "POST", "/generator/stop")
+    async def generator_stop(request: Request, response: Response) -> Any:
+        return await to_generator(request, response, "POST", "/generator/stop", GeneratorStatus)
 
     @app.put(
         "/generator/rate",
         response_model=Run,
         tags=["generator"],
         summary="Change the rate of the active run",
-        responses={409: {"description": "No active run."}, **_AUTH_ERROR, **_UPSTREAM_ERRORS},
+        responses={409: {"model": RunConflict, "description": "No active run."}, **command_errors},
         dependencies=[Write],
     )
-    async def generator_rate(body: RateRequest, request: Request) -> Response:
-        return await to_generator(request, "PUT", "/generator/rate", with_body=True)
+    async def generator_rate(body: RateRequest, request: Request, response: Response) -> Any:
+        return await to_generator(request, response, "PUT", "/generator/rate", Run, with_body=True)
 
     @app.get(
         "/generator/status",
         response_model=GeneratorStatus,
         tags=["generator"],
-        responses={**_AUTH_ERROR, **_UPSTREAM_ERRORS},
+        responses=command_errors,
         dependencies=[Read],
     )
-    async def generator_status(request: Request) -> Response:
-        return await to_generator(request, "GET", "/generator/status", timeout_s=settings.status_timeout_s)
+    async def generator_status(request: Request, response: Response) -> Any:
+        return await to_generator(
+            request, response, "GET", "/generator/status", GeneratorStatus, timeout_s=settings.status_timeout_s
+        )
 
     # ---- merged.csv ------------------------------------------------------------------------------
 
@@ -216,9 +280,18 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     async def merged_csv(request: Request) -> Response:
         """Streamed from the merger chunk by chunk. Range, If-Range, If-None-Match and
         If-Modified-Since go to the merger; ETag, Last-Modified, Content-Length, Content-Range and
-        Accept-Ranges come back, with its status code (200/206/304/416)."""
-        # with filters, the query string goes along: the merger checks and applies them
-        return await relay_download(client_of(request), settings, merged_url, request)
+        Accept-Ranges come back, with its status code (200/206/304/404/416)."""
+        slot = request.app.state.download_slots.acquire()  # 503 + Retry-After when all are taken
+        return await stream_merged(
+            request.app.state.downloads,
+            request.method,
+            with_query(merged_url, request),  # filters go along: the merger checks and applies them
+            request.headers,
+            connect_timeout_s=settings.connect_timeout_s,
+            read_timeout_s=settings.stream_read_timeout_s,
+            send_timeout_s=settings.download_send_timeout_s,
+            slot=slot,
+        )
 
     for method in ("GET", "HEAD"):
         app.add_api_route(
@@ -265,23 +338,25 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         responses={503: {"model": PipelineStatus, "description": "overall is down."}, **_AUTH_ERROR},
         dependencies=[Read],
     )
-    async def status(request: Request) -> Response:
+    async def status(request: Request, response: Response) -> PipelineStatus:
         """Kafka, generator, Spark and merger probed concurrently within `status_timeout_s`;
         HTTP 200 when overall is ok or degraded, 503 when down (see gateway/health.py for the rules)."""
         doc = await request.app.state.status.snapshot()
-        return JSONResponse(doc, status_code=503 if doc["overall"] == "down" else 200)
+        response.status_code = 503 if doc["overall"] == "down" else 200
+        return PipelineStatus.model_validate(doc)
 
-    @app.get("/healthz", tags=["status"], summary="The gateway process is alive")
-    async def healthz() -> dict[str, str]:
-        return {"status": "alive"}
+    @app.get("/healthz", response_model=Alive, tags=["status"], summary="The gateway process is alive")
+    async def healthz() -> Alive:
+        return Alive(status="alive")
 
     @app.get(
         "/readyz",
+        response_model=Readiness,
         tags=["status"],
         summary="The gateway can reach the generator and the merger",
-        responses={503: {"description": "An upstream service is unreachable."}},
+        responses={503: {"model": Readiness, "description": "An upstream service is unreachable."}},
     )
-    async def readyz(request: Request) -> Response:
+    async def readyz(request: Request, response: Response) -> Readiness:
         client = client_of(request)
 
         async def reachable(url: str) -> bool:
@@ -293,8 +368,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         gen_ok, merger_ok = await asyncio.gather(
             reachable(f"{gen}/healthz"), reachable(f"{settings.merger_base()}/healthz")
         )
-        body = {"generator": gen_ok, "merger": merger_ok}
-        return JSONResponse({"ready": gen_ok and merger_ok, **body}, status_code=200 if gen_ok and merger_ok else 503)
+        response.status_code = 200 if gen_ok and merger_ok else 503
+        return Readiness(ready=gen_ok and merger_ok, generator=gen_ok, merger=merger_ok)
 
     @app.get(
         "/metrics",
@@ -335,5 +410,6 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             expose_headers=["etag", "content-length", "content-range", "last-modified", "accept-ranges"],
         )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BrowserGuard, allowed_hosts=settings.host_names(), trusted_origins=settings.cors_origins)
     app.add_middleware(RequestMetrics, counter=metrics.requests)
     return app

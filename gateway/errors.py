@@ -6,6 +6,7 @@ from __future__ import annotations
 class GatewayError(Exception):
     status_code = 500
     error = "internal"
+    retry_after_s: int | None = None
 
     def __init__(self, message: str, *, component: str | None = None) -> None:
         super().__init__(message)
@@ -38,3 +39,14 @@ class UpstreamBadResponse(UpstreamError):
 class Unauthorized(GatewayError):
     status_code = 401
     error = "unauthorized"
+
+
+class DownloadsBusy(GatewayError):
+    """As many downloads run as the gateway serves at once."""
+
+    status_code = 503
+    error = "busy"
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message, component="gateway")
+        self.retry_after_s = retry_after_s

@@ -1,24 +1,70 @@
-"""Pure ASGI middlewares: a request body size limit (413) and request counting for /metrics."""
+"""Pure ASGI middlewares: Host and cross-site checks (403/415), a request body size limit (413) and
+request counting for /metrics."""
 
 from __future__ import annotations
 
 import orjson
 from prometheus_client import Counter
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.origin import cross_site_refusal, host_refusal, media_type_refusal
 
-async def _send_413(send: Send, limit: int) -> None:
-    body = orjson.dumps(
-        {"detail": f"request body larger than {limit} bytes", "error": "payload_too_large", "component": None}
-    )
+
+async def send_error(send: Send, status: int, error: str, detail: str) -> None:
+    """An ErrorBody answer straight from a middleware (before any route runs)."""
+    body = orjson.dumps({"detail": detail, "error": error, "component": None})
     await send(
         {
             "type": "http.response.start",
-            "status": 413,
+            "status": status,
             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+async def _send_413(send: Send, limit: int) -> None:
+    await send_error(send, 413, "payload_too_large", f"request body larger than {limit} bytes")
+
+
+class BrowserGuard:
+    """Refuses requests for a Host the gateway is not (DNS rebinding: 403 host_not_allowed),
+    state-changing requests from another site (CSRF: 403 cross_site) and state-changing requests
+    whose body is not JSON (415 unsupported_media_type). Probe routes skip the Host check so
+    container healthchecks and orchestrators can use any name. Rules in gateway/origin.py."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        allowed_hosts: list[str],
+        trusted_origins: list[str],
+        host_check_exempt: frozenset[str] = frozenset({"/healthz", "/readyz"}),
+    ) -> None:
+        self.app = app
+        self.allowed_hosts = allowed_hosts
+        self.trusted_origins = trusted_origins
+        self.host_check_exempt = host_check_exempt
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        method = scope["method"]
+        host = headers.get("host")
+        if scope["path"] not in self.host_check_exempt and (why := host_refusal(host, self.allowed_hosts)):
+            await send_error(send, 403, "host_not_allowed", why)
+            return
+        if why := cross_site_refusal(
+            method, host, headers.get("origin"), headers.get("sec-fetch-site"), self.trusted_origins
+        ):
+            await send_error(send, 403, "cross_site", why)
+            return
+        if why := media_type_refusal(method, headers.get("content-type")):
+            await send_error(send, 415, "unsupported_media_type", why)
+            return
+        await self.app(scope, receive, send)
 
 
 class BodySizeLimit:

@@ -1,7 +1,6 @@
-"""Request and response shapes of the routes the gateway fronts, duplicated from the documented
-contracts (docs/DESIGN.md, the generator issue) so the gateway's OpenAPI is precise without
-importing another service's code. Responses are passed through as the upstream wrote them; these
-models document them and are lenient about extra fields."""
+"""Response documents of the gateway's own routes. The generator's requests and answers are the
+shared models of contract/api.py (re-exported here): the gateway validates what it forwards and
+what comes back with the same models the generator uses."""
 
 from __future__ import annotations
 
@@ -9,65 +8,21 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-GeneratorState = Literal["idle", "running", "completed", "stopped", "degraded", "failed"]
+from contract.api import GeneratorStatus, RateRequest, Run, RunConflict, StartRequest
 
-
-class StartRequest(BaseModel):
-    """Body of POST /generator/start. The generator enforces its own maximum rate."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    rate: float = Field(gt=0, description="Events per second (below 1 works: 0.2 = one every 5 s).")
-    count: int | None = Field(default=None, ge=1, description="End the run after this many events.")
-    duration_s: float | None = Field(default=None, gt=0, description="End the run after this many seconds.")
-    seed: int | None = Field(default=None, description="Makes the run's content reproducible.")
-    invalid_ratio: float | None = Field(default=None, ge=0, le=1, description="Fraction of malformed records.")
-
-
-class RateRequest(BaseModel):
-    """Body of PUT /generator/rate."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    rate: float = Field(gt=0, description="New events-per-second of the active run.")
-
-
-class RunParams(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    rate: float
-    count: int | None = None
-    duration_s: float | None = None
-    seed: int | None = None
-    invalid_ratio: float | None = None
-
-
-class Run(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    id: str
-    state: GeneratorState
-    params: RunParams
-    started_at: float | str | None = None
-    ended_at: float | str | None = None
-
-
-class GeneratorStatus(BaseModel):
-    """GET /generator/status as the generator reports it (field names fixed by docs/DESIGN.md)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    state: GeneratorState
-    run: Run | None = None
-    sent: int = 0
-    acknowledged: int = 0
-    invalid: int = 0
-    delivery_errors: int = 0
-    rate_1s: float = 0.0
-    rate_10s: float = 0.0
-    offset_first: int | None = None
-    offset_last: int | None = None
-    last_error: str | None = None
+__all__ = [
+    "Accounting",
+    "ComponentHealth",
+    "ErrorBody",
+    "GeneratorStatus",
+    "PipelineStatus",
+    "RateRequest",
+    "Readiness",
+    "Run",
+    "RunConflict",
+    "StartRequest",
+    "TailResponse",
+]
 
 
 class ErrorBody(BaseModel):
@@ -118,3 +73,11 @@ class PipelineStatus(BaseModel):
     components: dict[str, ComponentHealth]
     accounting: Accounting
     lag: dict[str, float | int | None] = {}
+
+
+class Readiness(BaseModel):
+    """GET /readyz: the gateway reaches the generator and the merger."""
+
+    ready: bool
+    generator: bool
+    merger: bool

@@ -16,7 +16,7 @@ from fastapi.responses import Response
 from contract.devices import DevicesResponse
 from gateway.models import ErrorBody
 from gateway.settings import GatewaySettings
-from gateway.upstream import forward_json, stream_merged
+from gateway.upstream import answer_as_is, call_json, stream_merged
 
 UPSTREAM_ERRORS: dict[int | str, dict[str, Any]] = {
     502: {"model": ErrorBody, "description": "The merger gave a broken answer."},
@@ -60,15 +60,19 @@ def with_query(url: str, request: Request) -> str:
     return f"{url}?{query}" if query else url
 
 
-async def relay_download(client: httpx.AsyncClient, settings: GatewaySettings, url: str, request: Request) -> Response:
-    """Stream `url` (with the request's query string) from the merger: status, validators, body."""
+async def relay_download(settings: GatewaySettings, url: str, request: Request) -> Response:
+    """Stream `url` (with the request's query string) from the merger: status, validators, body;
+    through the download pool, within the download places and the send timeout like merged.csv."""
+    slot = request.app.state.download_slots.acquire()  # 503 + Retry-After when all are taken
     return await stream_merged(
-        client,
+        request.app.state.downloads,
         request.method,
         with_query(url, request),
         request.headers,
         connect_timeout_s=settings.connect_timeout_s,
         read_timeout_s=settings.stream_read_timeout_s,
+        send_timeout_s=settings.download_send_timeout_s,
+        slot=slot,
     )
 
 
@@ -79,7 +83,7 @@ def query_router(settings: GatewaySettings, client_of: Callable[[Request], httpx
     async def merged_parquet(request: Request) -> Response:
         """The committed rows that match the filters as one Parquet file (typed columns; eventTime a
         UTC timestamp), streamed from the merger."""
-        return await relay_download(client_of(request), settings, parquet_url, request)
+        return await relay_download(settings, parquet_url, request)
 
     for method in ("GET", "HEAD"):
         router.add_api_route(
@@ -100,10 +104,12 @@ def query_router(settings: GatewaySettings, client_of: Callable[[Request], httpx
         )
     devices_url = f"{settings.merger_base()}/devices"
 
-    async def devices_json(request: Request, url: str) -> Response:
-        return await forward_json(
-            client_of(request), "merger", "GET", url, body=None, timeout_s=settings.status_timeout_s
-        )
+    async def devices_json(request: Request, url: str) -> Any:
+        """The merger's answer, validated against the contract on success; its errors as they are."""
+        resp = await call_json(client_of(request), "merger", "GET", url, body=None, timeout_s=settings.status_timeout_s)
+        if not 200 <= resp.status_code < 300:
+            return answer_as_is(resp)
+        return DevicesResponse.model_validate_json(resp.content)
 
     @router.get(
         "/devices",
@@ -112,7 +118,7 @@ def query_router(settings: GatewaySettings, client_of: Callable[[Request], httpx
         summary="Every device's figures (whole run and recent window), from the merger",
         responses=UPSTREAM_ERRORS,
     )
-    async def devices(request: Request) -> Response:
+    async def devices(request: Request) -> Any:
         return await devices_json(request, devices_url)
 
     @router.get(
@@ -122,7 +128,7 @@ def query_router(settings: GatewaySettings, client_of: Callable[[Request], httpx
         summary="One device's figures",
         responses={404: {"description": "No merged row has this deviceId."}, **UPSTREAM_ERRORS},
     )
-    async def device(request: Request, deviceId: Annotated[str, Path(examples=["D001"])]) -> Response:
+    async def device(request: Request, deviceId: Annotated[str, Path(examples=["D001"])]) -> Any:
         return await devices_json(request, f"{devices_url}/{quote(deviceId, safe='')}")
 
     return router

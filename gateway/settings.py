@@ -7,10 +7,12 @@ from typing import Annotated
 from pydantic import AnyHttpUrl, Field, SecretStr, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
+from contract.internal import InternalSecretSettings
 from contract.settings import PipelineSettings
+from gateway.origin import default_allowed_hosts
 
 
-class GatewaySettings(PipelineSettings):
+class GatewaySettings(PipelineSettings, InternalSecretSettings):
     model_config = SettingsConfigDict(env_prefix="GATEWAY_", env_file=".env", extra="ignore", frozen=True)
 
     host: str = Field(default="127.0.0.1", description="Bind address; loopback only unless set.")
@@ -24,6 +26,12 @@ class GatewaySettings(PipelineSettings):
         default=10.0, gt=0, description="start/stop/rate round trip (stop flushes in-flight events)."
     )
     stream_read_timeout_s: float = Field(default=30.0, gt=0, description="Max wait for one chunk of merged.csv.")
+    max_downloads: int = Field(
+        default=32, ge=1, description="Downloads relayed at once (own connection pool); the next one gets 503."
+    )
+    download_send_timeout_s: float = Field(
+        default=30.0, gt=0, description="A download client that takes no data for this long is dropped."
+    )
     status_cache_s: float = Field(
         default=0.5, ge=0, description="A /status snapshot younger than this is reused (dashboards poll)."
     )
@@ -32,6 +40,11 @@ class GatewaySettings(PipelineSettings):
     protect_reads: bool = Field(default=False, description="Require the API key for read routes as well.")
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Allowed CORS origins; empty = CORS off."
+    )
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Host names the gateway answers to (DNS-rebinding guard), comma-separated; '*.x' matches "
+        "subdomains, '*' turns the check off. Empty: localhost, 127.0.0.1, ::1 and the bound address.",
     )
     max_body_bytes: int = Field(default=64 * 1024, ge=1, description="Larger request bodies get 413.")
 
@@ -48,13 +61,16 @@ class GatewaySettings(PipelineSettings):
     tail_max_rows: int = Field(default=200, ge=1)
     tail_window_bytes: int = Field(default=64 * 1024, ge=1024, description="Bytes fetched for /merged/tail.")
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "allowed_hosts", mode="before")
     @classmethod
-    def _split_origins(cls, v: object) -> object:
-        # GATEWAY_CORS_ORIGINS may be a JSON list or a plain comma-separated string.
+    def _split_list(cls, v: object) -> object:
+        # GATEWAY_CORS_ORIGINS / GATEWAY_ALLOWED_HOSTS may be a JSON list or a comma-separated string.
         if isinstance(v, str) and not v.strip().startswith("["):
             return [o.strip() for o in v.split(",") if o.strip()]
         return v
+
+    def host_names(self) -> list[str]:
+        return self.allowed_hosts or default_allowed_hosts(self.host)
 
     def generator_base(self) -> str:
         return str(self.generator_url).rstrip("/")

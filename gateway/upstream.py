@@ -1,5 +1,6 @@
-"""Talking to the upstream services over the one shared httpx.AsyncClient: JSON commands passed
-through intact, and merged.csv streamed chunk by chunk. httpx failures become UpstreamError."""
+"""Talking to the upstream services: JSON commands passed through intact (control client), and
+merged.csv streamed chunk by chunk (downloads client, gateway/downloads.py). httpx failures become
+UpstreamError."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ import logging
 from collections.abc import AsyncIterator, Mapping
 
 import httpx
-from starlette.background import BackgroundTask
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
+from gateway.downloads import RelayResponse, Slot
 from gateway.errors import UpstreamBadResponse, UpstreamError, UpstreamTimeout, UpstreamUnreachable
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ def _pick(headers: Mapping[str, str], names: tuple[str, ...]) -> dict[str, str]:
     return {n: headers[n] for n in names if n in headers}
 
 
-async def forward_json(
+async def call_json(
     client: httpx.AsyncClient,
     component: str,
     method: str,
@@ -54,9 +55,8 @@ async def forward_json(
     *,
     body: bytes | None,
     timeout_s: float,
-) -> Response:
-    """Send `body` (the client's bytes, unchanged) and hand the upstream's answer back as it is:
-    same status code, same body, same content type."""
+) -> httpx.Response:
+    """Send `body` (the client's bytes, unchanged) and return the upstream's answer."""
     headers = {"content-type": "application/json"} if body is not None else {}
     try:
         resp = await client.request(method, url, content=body, headers=headers, timeout=timeout_s)
@@ -66,11 +66,28 @@ async def forward_json(
         raise err from None
     if resp.status_code >= 500:
         log.warning("upstream error", extra={"component": component, "url": url, "status": resp.status_code})
-    return Response(
-        content=resp.content,
-        status_code=resp.status_code,
-        headers=_pick(resp.headers, COMMAND_RESPONSE_HEADERS),
+    if resp.status_code == 401:
+        log.error("internal secret refused", extra={"component": component, "url": url})
+        raise refused_secret(component)
+    return resp
+
+
+def refused_secret(component: str) -> UpstreamBadResponse:
+    """The upstream answered 401: the gateway's internal secret is not its (a setup error, not the
+    caller's; a 401 passed on would read as "your API key is wrong")."""
+    return UpstreamBadResponse(
+        f"{component} refused the gateway's internal secret: give both the same DEVICESTREAM_INTERNAL_SECRET",
+        component=component,
     )
+
+
+def answer_as_is(resp: httpx.Response) -> Response:
+    """The upstream's answer unchanged: same status code, same body, same content type."""
+    return Response(content=resp.content, status_code=resp.status_code, headers=command_headers(resp))
+
+
+def command_headers(resp: httpx.Response) -> dict[str, str]:
+    return _pick(resp.headers, COMMAND_RESPONSE_HEADERS)
 
 
 async def stream_merged(
@@ -81,19 +98,32 @@ async def stream_merged(
     *,
     connect_timeout_s: float,
     read_timeout_s: float,
+    send_timeout_s: float,
+    slot: Slot,
 ) -> Response:
     """GET or HEAD merged.csv from the merger and stream it back chunk by chunk (never buffered
-    whole), with the status (200/206/304/404/416) and the caching and range headers intact."""
+    whole), with the status (200/206/304/404/416) and the caching and range headers intact.
+    `slot` (a download place) is released however the download ends; a client that takes no
+    chunk for `send_timeout_s` is dropped."""
     headers = {**_pick(request_headers, MERGED_REQUEST_HEADERS), "accept-encoding": "identity"}
     timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s)
     req = client.build_request(method, url, headers=headers, timeout=timeout)
     try:
         resp = await client.send(req, stream=True)
     except httpx.HTTPError as e:
+        slot.release()
         raise to_upstream_error(e, "merger", url, connect_timeout_s) from None
+    except BaseException:
+        slot.release()
+        raise
+    if resp.status_code == 401:
+        await resp.aclose()
+        slot.release()
+        raise refused_secret("merger")
     out_headers = _pick(resp.headers, MERGED_RESPONSE_HEADERS)
     if method == "HEAD" or resp.status_code in (204, 304):
         await resp.aclose()
+        slot.release()
         # Response() would compute its own content-length for an empty body; keep the merger's.
         r = Response(status_code=resp.status_code)
         r.raw_headers = [(k.encode(), v.encode()) for k, v in out_headers.items()]
@@ -107,11 +137,18 @@ async def stream_merged(
             # Headers are sent already: all we can do is end the response short (the client sees
             # fewer bytes than Content-Length) and say so in the log.
             log.warning("merged.csv stream broke off", extra={"url": url, "error": repr(e)})
-        finally:
-            await resp.aclose()  # also when the client went away mid-download
 
-    return StreamingResponse(
-        body(), status_code=resp.status_code, headers=out_headers, background=BackgroundTask(resp.aclose)
+    chunks = body()
+
+    async def close() -> None:
+        try:
+            await chunks.aclose()
+            await resp.aclose()  # also when the client went away or stalled mid-download
+        finally:
+            slot.release()
+
+    return RelayResponse(
+        chunks, send_timeout_s=send_timeout_s, on_close=close, status_code=resp.status_code, headers=out_headers
     )
 
 
@@ -125,6 +162,8 @@ async def fetch_tail(
         head = await client.head(url, timeout=timeout_s)
         if head.status_code == 404:
             return [], None
+        if head.status_code == 401:
+            raise refused_secret("merger")
         if head.status_code != 200:
             raise UpstreamBadResponse(f"merger answered HEAD {url} with {head.status_code}", component="merger")
         size = int(head.headers.get("content-length", "0"))

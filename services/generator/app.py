@@ -9,13 +9,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
+from contract.api import Alive, GeneratorStatus, Problem, RateRequest, Run, RunConflict, StartRequest
+from contract.generator_options import peak_rate
+from contract.internal import UNAUTHORIZED, require_internal
 from services.generator.errors import (
     GeneratorError,
     KafkaUnavailableError,
@@ -24,60 +27,19 @@ from services.generator.errors import (
     RunActiveError,
 )
 from services.generator.extras import RunExtras, curve_for
-from services.generator.options import FaultOptions, FleetOptions, Profile, peak_rate
 from services.generator.producer import Generator, Metrics, RunParams
 from services.generator.settings import GeneratorSettings
 
 log = logging.getLogger(__name__)
 
 
-class StartRequest(BaseModel):
-    rate: float | None = Field(
-        default=None,
-        gt=0,
-        allow_inf_nan=False,
-        description="Events per second (below 1 works: 0.2 = every 5 s). Give this or `profile`.",
-    )
-    count: int | None = Field(default=None, ge=1, description="End the run after this many records.")
-    duration_s: float | None = Field(default=None, gt=0, allow_inf_nan=False, description="End the run after this.")
-    seed: int | None = Field(
-        default=None, description="Makes the run's content (all but eventTime/eventOffset) reproducible."
-    )
-    invalid_ratio: float = Field(
-        default=0.0, ge=0, le=1, allow_inf_nan=False, description="Fraction of malformed records."
-    )
-    # h7: the generator as a test-data tool (models in services/generator/options.py)
-    profile: Profile | None = Field(default=None, description="A rate that changes over the run (instead of `rate`).")
-    fleet: FleetOptions | None = Field(default=None, description="Readings from a seeded fleet of devices.")
-    faults: FaultOptions | None = Field(default=None, description="Faults written to the run's ledger.")
-    first_index: int = Field(
-        default=0, ge=0, description="Start a seeded run's content at this record (continue it after a restart)."
-    )
+class Readiness(BaseModel):
+    """GET /readyz (read by healthchecks, by status code)."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        strict=True,
-        json_schema_extra={
-            "examples": [
-                {"rate": 1000, "count": 60000, "seed": 1},
-                {"profile": {"kind": "ramp", "from_rate": 100, "to_rate": 5000, "over_s": 60}, "duration_s": 120},
-                {
-                    "rate": 500,
-                    "count": 10000,
-                    "seed": 7,
-                    "fleet": {"customers": 5, "devices_per_customer": 4},
-                    "faults": {"invalid_ratio": 0.01, "late_ratio": 0.02, "resend_ratio": 0.01},
-                },
-            ]
-        },
-    )
-
-
-class RateRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    rate: float | None = Field(default=None, gt=0, allow_inf_nan=False, description="Events per second.")
-    profile: Profile | None = Field(default=None, description="A new rate profile, from now (instead of `rate`).")  # h7
+    ready: bool
+    kafka: str
+    topic: str
+    error: str | None = None
 
 
 def _invalid(loc: list[str], msg: str, value: Any, kind: str = "value_error") -> JSONResponse:
@@ -144,6 +106,13 @@ def create_app(settings: GeneratorSettings) -> FastAPI:
     def generator(request: Request) -> Generator:
         return request.app.state.generator
 
+    # start/stop/rate only from the gateway; status, metrics and probes are read-only and stay open.
+    internal = [Depends(require_internal(settings.internal_secret, "generator"))]
+    unavailable: dict[int | str, dict[str, Any]] = {
+        503: {"model": Problem, "description": "Kafka is unreachable or the offset state cannot be written."},
+        400: {"model": Problem, "description": "The generator refused the command."},
+    }
+
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse({"detail": _json_safe(jsonable_encoder(exc.errors()))}, status_code=422)
@@ -171,7 +140,17 @@ def create_app(settings: GeneratorSettings) -> FastAPI:
         log.error("unexpected error: %r", exc, exc_info=exc, extra={"path": request.url.path})
         return JSONResponse({"detail": f"unexpected error: {exc!r}"}, status_code=503)
 
-    @app.post("/generator/start", status_code=202)
+    @app.post(
+        "/generator/start",
+        status_code=202,
+        response_model=Run,
+        dependencies=internal,
+        responses={
+            409: {"model": RunConflict, "description": "A run is active (named in `run`)."},
+            **unavailable,
+            **UNAUTHORIZED,
+        },
+    )
     async def start(body: StartRequest, request: Request) -> Any:
         """Start a run; 409 naming the active run if one is running."""
         rate, resp = _rate_or_profile(body, settings.max_rate)
@@ -184,7 +163,12 @@ def create_app(settings: GeneratorSettings) -> FastAPI:
         run = generator(request).start_run(RunParams(rate=rate, **simple, extras=extras))
         return run.public()
 
-    @app.put("/generator/rate")
+    @app.put(
+        "/generator/rate",
+        response_model=Run,
+        dependencies=internal,
+        responses={409: {"model": RunConflict, "description": "No active run."}, **unavailable, **UNAUTHORIZED},
+    )
     async def set_rate(body: RateRequest, request: Request) -> Any:
         """Change the active run's rate without restarting it."""
         rate, resp = _rate_or_profile(body, settings.max_rate)
@@ -193,7 +177,12 @@ def create_app(settings: GeneratorSettings) -> FastAPI:
         curve = curve_for(rate, RunExtras(profile=body.profile)) if body.profile is not None else None
         return generator(request).set_rate(rate, curve).public()
 
-    @app.post("/generator/stop")
+    @app.post(
+        "/generator/stop",
+        response_model=GeneratorStatus,
+        dependencies=internal,
+        responses={**unavailable, **UNAUTHORIZED},
+    )
     async def stop(request: Request) -> dict[str, Any]:
         """Stop the active run, flush what is in flight, return the final counts (idempotent)."""
         gen = generator(request)
@@ -201,24 +190,31 @@ def create_app(settings: GeneratorSettings) -> FastAPI:
             return gen.status()
         return await gen.stop_run()
 
-    @app.get("/generator/status")
+    @app.get("/generator/status", response_model=GeneratorStatus)
     async def status(request: Request) -> dict[str, Any]:
         return generator(request).status()
 
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    @app.get("/healthz", response_model=Alive)
+    async def healthz() -> Alive:
+        return Alive(status="ok")
 
-    @app.get("/readyz")
-    async def readyz(request: Request) -> JSONResponse:
+    @app.get(
+        "/readyz",
+        response_model=Readiness,
+        responses={503: {"model": Readiness, "description": "Not connected to Kafka (yet)."}},
+    )
+    async def readyz(request: Request, response: Response) -> Readiness:
         gen = generator(request)
         ready = gen.producer is not None and gen.connected
-        body = {"ready": ready, "kafka": settings.kafka_bootstrap_servers, "topic": settings.topic}
-        if not ready:
-            body["error"] = gen.last_error or "connecting to Kafka"
-        return JSONResponse(body, status_code=200 if ready else 503)
+        response.status_code = 200 if ready else 503
+        return Readiness(
+            ready=ready,
+            kafka=settings.kafka_bootstrap_servers,
+            topic=settings.topic,
+            error=None if ready else gen.last_error or "connecting to Kafka",
+        )
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
     async def prometheus() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 

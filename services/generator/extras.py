@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from contract.generator_options import FaultOptions, FleetOptions
 from contract.ledger import LedgerRun
 from services.generator.faults import RecordMaker
 from services.generator.ledger import LedgerWriter
-from services.generator.options import FaultOptions, FleetOptions
 from services.generator.profiles import AnyProfile, Constant, Curve, ProfileController, curve_of
 
 

@@ -23,10 +23,10 @@ from typing import Any
 
 import orjson
 
+from contract.generator_options import FaultOptions, FleetOptions
 from contract.ledger import EXPECTED_REASONS
 from services.generator.events import draw_content, event_doc, make_invalid, uuid4_from_bits
 from services.generator.fleet import Fleet
-from services.generator.options import FaultOptions, FleetOptions
 
 RESEND_HISTORY = 1000  # a re-sent event is one of the last this many events with readings
 

@@ -15,7 +15,7 @@ import random
 from dataclasses import dataclass
 
 from contract.events import CUSTOMER_IDS, MEASURE, TEMPERATURE_MAX, TEMPERATURE_MIN
-from services.generator.options import FleetOptions
+from contract.generator_options import FleetOptions
 
 SUCCESS, ERROR, STANDBY = "SUCCESS", "ERROR", "STANDBY"
 

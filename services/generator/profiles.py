@@ -13,7 +13,7 @@ import bisect
 import math
 from dataclasses import dataclass
 
-from services.generator.options import (
+from contract.generator_options import (
     BurstProfile,
     ConstantProfile,
     RampProfile,

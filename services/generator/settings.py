@@ -7,10 +7,11 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from contract.internal import InternalSecretSettings
 from contract.settings import PipelineSettings
 
 
-class GeneratorSettings(PipelineSettings):
+class GeneratorSettings(PipelineSettings, InternalSecretSettings):
     model_config = SettingsConfigDict(env_prefix="GENERATOR_", env_file=".env", extra="ignore", frozen=True)
 
     host: str = "127.0.0.1"

@@ -10,13 +10,14 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
+from contract.api import Alive, Problem
+from contract.internal import UNAUTHORIZED, require_internal
 from services.merger.device_tracker import DeviceTracker
 from services.merger.devices_api import devices_router
 from services.merger.download import Snapshot, etag_matches, parse_range
@@ -68,6 +69,13 @@ class MergerStatus(BaseModel):
     last_merge_at: float | None
     freshness: Freshness
     last_error: str | None
+
+
+class Readiness(BaseModel):
+    """GET /readyz (read by healthchecks, by status code)."""
+
+    ready: bool
+    problems: list[str]
 
 
 def _read_range(path: Path, start: int, length: int) -> Iterator[bytes]:
@@ -151,8 +159,11 @@ def create_app(settings: MergerSettings) -> FastAPI:
         return state
 
     queries = QueryService(settings, committed_state, metrics.registry)
-    app.include_router(query_router(queries))
-    app.include_router(devices_router(tracker))
+    # The data only to the gateway (which applies GATEWAY_PROTECT_READS); status, metrics and probes
+    # are read-only and stay open.
+    internal = [Depends(require_internal(settings.internal_secret, "merger"))]
+    app.include_router(query_router(queries), dependencies=internal)
+    app.include_router(devices_router(tracker), dependencies=internal)
 
     def snapshot() -> Snapshot:
         state = committed_state()
@@ -165,14 +176,16 @@ def create_app(settings: MergerSettings) -> FastAPI:
         "/merged.csv",
         methods=["GET", "HEAD"],
         response_class=StreamingResponse,
+        dependencies=internal,
         responses={
+            **UNAUTHORIZED,
             200: {
                 "content": {"text/csv": {}},
                 "description": "merged.csv up to its committed length (the header line alone before the first row)",
             },
-            206: {"description": "the requested byte range"},
+            206: {"content": {"text/csv": {}}, "description": "the requested byte range"},
             304: {"description": "not modified (If-None-Match)"},
-            416: {"description": "range not satisfiable"},
+            416: {"model": Problem, "description": "range not satisfiable"},
             422: FILTER_RESPONSES[422],
             503: FILTER_RESPONSES[503],
         },
@@ -216,13 +229,17 @@ def create_app(settings: MergerSettings) -> FastAPI:
         """Progress of the merge (the gateway aggregates this document)."""
         return MergerStatus.model_validate(watcher.status())
 
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
+    @app.get("/healthz", response_model=Alive)
+    async def healthz() -> Alive:
         """The process is alive."""
-        return {"status": "ok"}
+        return Alive(status="ok")
 
-    @app.get("/readyz")
-    async def readyz() -> JSONResponse:
+    @app.get(
+        "/readyz",
+        response_model=Readiness,
+        responses={503: {"model": Readiness, "description": "Not ready: `problems` says why."}},
+    )
+    async def readyz(response: Response) -> Readiness:
         """State loaded and merged.csv recovered; input and output folders writable."""
         problems: list[str] = []
         if watcher.fatal_error:
@@ -232,10 +249,10 @@ def create_app(settings: MergerSettings) -> FastAPI:
         for folder in (settings.rows_dir, settings.merger_dir):
             if not os.access(folder, os.W_OK | os.X_OK):
                 problems.append(f"folder not writable: {folder}")
-        body: dict[str, Any] = {"ready": not problems, "problems": problems}
-        return JSONResponse(body, status_code=200 if not problems else 503)
+        response.status_code = 200 if not problems else 503
+        return Readiness(ready=not problems, problems=problems)
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
     def prometheus_metrics() -> Response:
         """Prometheus metrics of this merger."""
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

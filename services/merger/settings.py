@@ -7,10 +7,11 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from contract.internal import InternalSecretSettings
 from contract.settings import PipelineSettings
 
 
-class MergerSettings(PipelineSettings):
+class MergerSettings(PipelineSettings, InternalSecretSettings):
     model_config = SettingsConfigDict(env_prefix="MERGER_", env_file=".env", extra="ignore", frozen=True)
 
     host: str = Field(default="127.0.0.1", description="Interface the HTTP API listens on.")

@@ -7,7 +7,7 @@ import pytest
 from pydantic import TypeAdapter
 
 from bench.stage_profiles import PROFILES, window_ratios
-from services.generator.options import Profile
+from contract.generator_options import Profile
 from services.generator.profiles import curve_of
 
 

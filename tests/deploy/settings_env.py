@@ -110,7 +110,7 @@ def render_env_example() -> str:
         "# Generated from the settings classes: python -m tests.deploy.settings_env > .env.example",
         "",
     ]
-    shared_fields = ("data_dir", "kafka_bootstrap_servers", "topic", *KafkaSecurity.model_fields)
+    shared_fields = ("data_dir", "kafka_bootstrap_servers", "topic", "internal_secret", *KafkaSecurity.model_fields)
     shared = [v for v in vars_.values() if v.field in shared_fields]
     sections: list[tuple[str, list[EnvVar]]] = [("Shared by every component (contract/settings.py)", shared)]
     for title, cls in SETTINGS_CLASSES:

@@ -199,7 +199,7 @@ def test_8_api_abuse(stack: Stack, tmp_path) -> None:
         assert proc.returncode == 0, f"{name}: {text[-5000:]}"
         m = re.search(r"(\d+) generated, (\d+) passed", text)
         assert m and m.group(1) == m.group(2), f"{name}: {text[-5000:]}"
-        httpx.post(f"{stack.generator}/generator/stop", timeout=60)  # schemathesis may have started a run
+        httpx.post(f"{stack.gateway}/generator/stop", timeout=60)  # a fuzzed start may have begun a run
 
     # 20 clients racing start / stop / rate through the gateway
     errors: list[str] = []

@@ -55,9 +55,15 @@ class Stack:
     def log(self, name: str) -> Path:
         return self.tmp / "logs" / f"{name}.log"
 
-    def start(self, name: str, **extra_env: str) -> ServiceProcess:
+    def start(self, name: str, *, real: bool = False, **extra_env: str) -> ServiceProcess:
+        """Start a stand-in, or with `real` the real generator/merger service (python -m services.x)."""
         env = self._common() | extra_env
-        if name == "generator":
+        if real and name in ("generator", "merger"):
+            port = self.gen_port if name == "generator" else self.merger_port
+            base = self.generator_url if name == "generator" else self.merger_url
+            env[f"{name.upper()}_PORT"] = str(port)
+            proc = ServiceProcess(f"services.{name}", env, self.log(name), f"{base}/readyz")
+        elif name == "generator":
             env["STANDIN_PORT"] = str(self.gen_port)
             proc = ServiceProcess(
                 "tests.gateway.standins.generator", env, self.log(name), f"{self.generator_url}/healthz"

@@ -14,6 +14,7 @@ def test_start_via_gateway_shows_run_in_status(stack: Stack) -> None:
     assert r.status_code == 202, r.text
     run = r.json()
     assert run["state"] == "running" and run["params"]["rate"] == 200
+    assert run["params"]["invalid_ratio"] == 0.0  # one default, the generator's (contract/api.py)
 
     def run_visible() -> dict | None:
         doc = stack.status().json()
@@ -53,7 +54,9 @@ def test_start_via_gateway_shows_run_in_status(stack: Stack) -> None:
 
 def test_generator_validation_and_passthrough(stack: Stack) -> None:
     # the gateway validates against its documented model: 422 naming the field
-    for body in ({"rate": 0}, {"rate": "fast"}, {"rate": 10, "bogus": 1}, {"rate": 10, "count": 0}):
+    # (the generator's own model, from contract/api.py: strict, so "5" is not a rate and 1.5 not a seed)
+    bad = ({"rate": 0}, {"rate": "fast"}, {"rate": "5"}, {"rate": 10, "seed": 1.5}, {"rate": 10, "bogus": 1})
+    for body in (*bad, {"rate": 10, "count": 0}, {"rate": 10, "invalid_ratio": 2}):
         r = httpx.post(f"{stack.url}/generator/start", json=body, timeout=10)
         assert r.status_code == 422, (body, r.text)
         assert r.json()["detail"][0]["loc"][0] == "body"

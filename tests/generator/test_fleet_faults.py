@@ -12,11 +12,11 @@ import orjson
 import pytest
 
 from contract.events import TEMPERATURE_MAX, TEMPERATURE_MIN
+from contract.generator_options import FaultOptions, FleetOptions, StatusMachine
 from contract.ledger import EXPECTED_REASONS
 from services.generator.events import INVALID_KINDS, EventEncoder, make_invalid
 from services.generator.faults import RecordMaker, device_skew_s
 from services.generator.fleet import ERROR, STANDBY, SUCCESS, Fleet
-from services.generator.options import FaultOptions, FleetOptions, StatusMachine
 
 NS = 1_800_000_000 * 10**9
 

@@ -9,7 +9,7 @@ import math
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from services.generator.options import Profile, peak_rate
+from contract.generator_options import Profile, peak_rate
 from services.generator.profiles import Burst, Constant, Curve, ProfileController, Ramp, Sine, Steps, curve_of
 from services.generator.rate import RateController
 from tests.generator.test_rate import count_between, simulate

@@ -18,25 +18,12 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
 
+from contract.api import RateRequest as Rate
+from contract.api import StartRequest as Start
 from tests.gateway.standins.common import serve
 
 MAX_RATE = 200_000
-
-
-class Start(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-    rate: float = Field(gt=0, le=MAX_RATE)
-    count: int | None = Field(default=None, ge=1)
-    duration_s: float | None = Field(default=None, gt=0)
-    seed: int | None = None
-    invalid_ratio: float | None = Field(default=None, ge=0, le=1)
-
-
-class Rate(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-    rate: float = Field(gt=0, le=MAX_RATE)
 
 
 class Gen:
@@ -139,8 +126,16 @@ def create_app() -> FastAPI:
 
     app = FastAPI(lifespan=lifespan)
 
+    def over_max(rate: float) -> JSONResponse | None:
+        if rate <= MAX_RATE:
+            return None
+        err = {"type": "less_than_equal", "loc": ["body", "rate"], "msg": f"at most {MAX_RATE}", "input": rate}
+        return JSONResponse({"detail": [err]}, status_code=422)
+
     @app.post("/generator/start", status_code=202)
     async def start(body: Start) -> Any:
+        if (too_fast := over_max(body.rate)) is not None:
+            return too_fast
         g: Gen = app.state.gen
         if g.state == "running":
             assert g.run is not None
@@ -161,6 +156,8 @@ def create_app() -> FastAPI:
 
     @app.put("/generator/rate")
     async def rate(body: Rate) -> Any:
+        if (too_fast := over_max(body.rate)) is not None:
+            return too_fast
         g: Gen = app.state.gen
         if g.state != "running" or g.run is None:
             return JSONResponse({"detail": "no active run"}, status_code=409)
