@@ -23,18 +23,16 @@ import polars as pl
 
 from contract.csv import batch_file_name, parse_batch_file_name
 from contract.files import atomic_write_bytes, read_json
-from services.merger.batchfile import ParsedBatch, parse_batch
-from services.merger.errors import InvalidBatchError
+from services.merger.batchfile import ParsedBatch, first_line, parse_batch
+from services.merger.errors import InvalidBatchError, MergeAttemptError
 from services.merger.plan import MergePlan, plan_merge
 from services.merger.settings import MergerSettings
 from services.merger.state import MergerState, QuarantineEntry, load_state, recover, save_state
 
 log = logging.getLogger(__name__)
 
-#: Batch files read and checked ahead of the one being appended.
-READ_AHEAD = 4
 #: (batch id, path, raw bytes or None when the file vanished, parsed batch / None if empty / the error)
-_Loaded = tuple[int, Path, bytes | None, ParsedBatch | InvalidBatchError | None]
+_Loaded = tuple[int, Path, bytes | None, ParsedBatch | Exception | None]
 
 
 @dataclass
@@ -78,6 +76,8 @@ class MergeEngine:
         self.state: MergerState = recover(settings.state_file, settings.merged_csv)
         self._fd = os.open(settings.merged_csv, os.O_WRONLY)
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="merger-read")
+        #: Failed attempts per file name (unexpected errors only), reset when the file is quarantined.
+        self._attempts: dict[str, int] = {}
         log.info(
             "merger state loaded",
             extra={
@@ -157,11 +157,18 @@ class MergeEngine:
         result = CommitResult()
         chunks: list[bytes] = []
         to_delete: list[Path] = []
+        retry: MergeAttemptError | None = None
         # Files are read and checked ahead in a small pool (polars and file reads release the GIL),
         # and consumed here strictly in batch order.
         for batch_id, path, raw, parsed in self._read_ahead(ready):
             if raw is None:
                 break  # replaced or removed under us: plan again
+            if isinstance(parsed, Exception) and not isinstance(parsed, InvalidBatchError):
+                try:
+                    parsed = InvalidBatchError(self._failed_attempt(path, parsed))
+                except MergeAttemptError as e:
+                    retry = e  # commit what precedes it; the file is tried again on the next pass
+                    break
             if isinstance(parsed, InvalidBatchError):
                 result.quarantined.append(self._quarantine_copy(path, raw, batch_id, parsed.reason))
             else:
@@ -171,6 +178,8 @@ class MergeEngine:
             if result.appended_bytes >= self.settings.max_group_bytes:
                 break
         if not result.batch_ids:
+            if retry is not None:
+                raise retry
             return result
 
         new_size = self.state.committed_size + result.appended_bytes
@@ -207,25 +216,54 @@ class MergeEngine:
         )
         if self.on_commit is not None:
             self.on_commit(result)
+        if retry is not None:
+            raise retry
         return result
 
+    def _failed_attempt(self, path: Path, error: Exception) -> str:
+        """Count a failed attempt at a file (an unexpected error: csv.Error, a polars panic...). Raises
+        MergeAttemptError while it may be retried; then returns the reason to quarantine it."""
+        reason = f"{type(error).__name__}: {first_line(str(error))}"
+        n = self._attempts.get(path.name, 0) + 1
+        self._attempts[path.name] = n
+        if n < self.settings.max_file_attempts:
+            log.warning(
+                "could not merge a batch file, retrying",
+                extra={"path": str(path), "attempt": n, "error": reason},
+                exc_info=error,
+            )
+            raise MergeAttemptError(f"{path.name}: {reason} (attempt {n} of {self.settings.max_file_attempts})")
+        self._attempts.pop(path.name, None)
+        return f"failed {n} times: {reason}"
+
     def _read_ahead(self, ready: tuple[int, ...]) -> Iterator[_Loaded]:
-        """Load results in `ready` order, at most READ_AHEAD files in flight (memory stays bounded)."""
-        pending: deque[Future[_Loaded]] = deque()
+        """Load results in `ready` order. Files are submitted while the bytes in flight stay under
+        read_ahead_bytes (one at least), so memory is bounded by bytes, not by a number of files."""
+        pending: deque[tuple[int, Future[_Loaded]]] = deque()
+        in_flight = 0
         items = iter(ready)
+        nxt = next(items, None)
         try:
             while True:
-                while len(pending) < READ_AHEAD and (b := next(items, None)) is not None:
-                    pending.append(self._pool.submit(self._load, (b, self.settings.rows_dir / batch_file_name(b))))
+                while nxt is not None and (not pending or in_flight < self.settings.read_ahead_bytes):
+                    path = self.settings.rows_dir / batch_file_name(nxt)
+                    size = _size(path)
+                    pending.append((size, self._pool.submit(self._load, (nxt, path))))
+                    in_flight += size
+                    nxt = next(items, None)
                 if not pending:
                     return
-                yield pending.popleft().result()
+                size, future = pending.popleft()
+                in_flight -= size
+                yield future.result()
         finally:
-            for f in pending:
+            for _, f in pending:
                 f.cancel()
 
     @staticmethod
     def _load(item: tuple[int, Path]) -> _Loaded:
+        """Read and check one file. An OSError reading it is raised (the pass is retried, as for disk
+        full); any exception checking it is returned: the caller decides."""
         batch_id, path = item
         try:
             raw = path.read_bytes()
@@ -233,8 +271,12 @@ class MergeEngine:
             return batch_id, path, None, None
         try:
             return batch_id, path, raw, parse_batch(raw)
-        except InvalidBatchError as e:
+        except Exception as e:  # InvalidBatchError, or anything unexpected (retried, then quarantined)
             return batch_id, path, raw, e
+        except BaseException as e:  # a polars panic is a BaseException (pyo3's PanicException)
+            if isinstance(e, KeyboardInterrupt | SystemExit):
+                raise
+            return batch_id, path, raw, RuntimeError(f"{type(e).__name__}: {e}")
 
     @staticmethod
     def _count(result: CommitResult, parsed: ParsedBatch | None, chunks: list[bytes]) -> None:
@@ -285,6 +327,13 @@ class MergeEngine:
             "quarantined an invalid batch file", extra={"path": str(path), "batch_id": batch_id, "reason": reason}
         )
         return QuarantineEntry(file=path.name, reason=reason, at=self.clock())
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 #: Buffers per pwritev call (Linux IOV_MAX is 1024).

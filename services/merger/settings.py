@@ -33,6 +33,18 @@ class MergerSettings(PipelineSettings):
         description="Ready batches are appended in groups with one fsync and one state write per group; "
         "a group stops growing past this many bytes.",
     )
+    read_ahead_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        gt=0,
+        description="Batch files are read and checked ahead while the bytes in flight stay under this "
+        "(one file at least): with max_group_bytes, it bounds the merger's memory per commit.",
+    )
+    max_file_attempts: int = Field(
+        default=3,
+        ge=1,
+        description="A batch file that fails to merge for an unexpected reason (not a broken contract) "
+        "is retried this many times in all, then quarantined with the error as its reason.",
+    )
     max_group_batches: int = Field(default=500, gt=0, description="At most this many batches per group.")
     retry_backoff_max_s: float = Field(
         default=30.0, gt=0, description="Longest wait between retries after an I/O error (e.g. disk full)."

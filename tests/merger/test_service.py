@@ -138,3 +138,20 @@ def test_a_download_racing_with_appends_always_ends_on_a_whole_row(merger_runner
         tail = httpx.get(f"{url}/merged.csv", headers={"Range": f"bytes={len(local)}-"})
         assert local + (tail.content if tail.status_code == 206 else b"") == expected
         assert downloads > 3
+
+
+def test_cr_lf_and_a_200k_field_are_merged_byte_for_byte(merger_runner, rows_dir):
+    good = rows(0, 1)
+    cr = good.replace("D001", '"D\r1"')
+    crlf = good.replace("D001", '"D\r\n1"').replace("10000", "10001", 1)
+    long_field = good.replace("D001", '"D,' + "x" * 200_000 + '"').replace("10000", "10002", 1)
+    write_batch(rows_dir, 0, HEADER_LINE + cr + crlf)
+    write_batch(rows_dir, 1, HEADER_LINE + long_field)
+    write_batch(rows_dir, 2, batch_text(2, 3))
+    with merger_runner.process():
+        url = merger_runner.url
+        wait_for(lambda: status(url)["last_batch_id"] == 2, 20, "three batches merged")
+        st = status(url)
+        assert st["quarantined"] == [] and st["last_error"] is None and st["rows_merged"] == 6
+        body = httpx.get(f"{url}/merged.csv").content
+        assert body == (HEADER_LINE + cr + crlf + long_field + rows(2, 3)).encode()
