@@ -49,6 +49,18 @@ class MergerSettings(PipelineSettings):
     retry_backoff_max_s: float = Field(
         default=30.0, gt=0, description="Longest wait between retries after an I/O error (e.g. disk full)."
     )
+    quarantine_max_files: int = Field(
+        default=1000, ge=1, description="The quarantine folder keeps at most this many batch files (oldest pruned)."
+    )
+    quarantine_max_bytes: int = Field(
+        default=1024 * 1024 * 1024, ge=1, description="... and at most this many bytes (oldest pruned)."
+    )
+    journal_max_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        gt=0,
+        description="journal.jsonl (one line per commit, to rebuild state.json) is cut back to its last "
+        "line past this size.",
+    )
     input_dir: Path | None = Field(default=None, description="Batch files folder (default: <data_dir>/spark/rows).")
     output_dir: Path | None = Field(
         default=None, description="merged.csv, state.json and quarantine/ (default: <data_dir>/merger)."
@@ -72,6 +84,10 @@ class MergerSettings(PipelineSettings):
     @property
     def state_file(self) -> Path:
         return self.merger_dir / "state.json"
+
+    @property
+    def journal_file(self) -> Path:
+        return self.merger_dir / "journal.jsonl"
 
     @property
     def quarantine_dir(self) -> Path:

@@ -25,6 +25,9 @@ from services.merger.state import MergerState
 
 log = logging.getLogger(__name__)
 
+#: /merger/status shows the newest source events (state.json keeps more).
+EVENTS_SHOWN = 20
+
 
 def _is_batch_file(change: Change, path: str) -> bool:
     return parse_batch_file_name(Path(path).name) is not None
@@ -230,4 +233,10 @@ class Watcher:
             "last_merge_at": None if state is None else state.last_merge_at,
             "freshness": self.freshness.snapshot(self.clock()),
             "last_error": self.fatal_error or self.last_error,
+            "lineage": "" if state is None else state.lineage,
+            "topic": None if state is None else state.topic,
+            "topic_id": None if state is None else state.topic_id,
+            "merged_offsets": {} if state is None else {str(p): o for p, o in sorted(state.next_offsets.items())},
+            "rows_skipped": 0 if state is None else state.rows_skipped,
+            "events": [] if state is None else [vars(e) for e in state.events[-EVENTS_SHOWN:]],
         }

@@ -118,16 +118,17 @@ def test_disk_full_is_raised_cut_back_and_retried(settings, monkeypatch):
     assert settings.merged_csv.read_bytes() == expected((0, 2), (1, 50))
 
 
-def test_crash_between_append_and_state_write_is_recovered_on_restart(settings, monkeypatch):
+def crash(*_args, **_kwargs):
+    raise SystemExit("killed")  # not an OSError: nothing is cleaned up, as with SIGKILL
+
+
+def test_crash_between_append_and_journal_write_is_recovered_on_restart(settings, monkeypatch):
     for b in range(3):
         write_batch(settings.rows_dir, b, batch_text(b, 4))
     engine = MergeEngine(settings, on_commit=None)
     engine.commit_group((0,))
 
-    def crash(*_args, **_kwargs):
-        raise SystemExit("killed")  # not an OSError: nothing is cleaned up, as with SIGKILL
-
-    monkeypatch.setattr(merge_module, "save_state", crash)
+    monkeypatch.setattr(merge_module.os, "write", crash)
     with pytest.raises(SystemExit):
         engine.commit_group((1, 2))
     engine.close()
@@ -204,9 +205,9 @@ def test_read_ahead_is_bounded_by_bytes(tmp_path, monkeypatch):
 
     real_read_ahead = MergeEngine._read_ahead
 
-    def read_ahead(self, ready):
+    def read_ahead(self, ready, lineage=""):
         nonlocal in_flight
-        for loaded in real_read_ahead(self, ready):
+        for loaded in real_read_ahead(self, ready, lineage):
             in_flight -= 1
             yield loaded
 
@@ -215,3 +216,25 @@ def test_read_ahead_is_bounded_by_bytes(tmp_path, monkeypatch):
     MergeEngine(settings).run_pass()
     assert peak == 1  # a budget below one file: one file at a time
     assert settings.merged_csv.read_bytes() == expected(*[(b, 50) for b in range(4)])
+
+
+@pytest.mark.parametrize("state_json", ["kept", "deleted"])
+def test_crash_after_the_journal_line_keeps_the_commit(settings, monkeypatch, state_json):
+    """The journal line is the commit point: an older or missing state.json is rebuilt from it."""
+    for b in range(3):
+        write_batch(settings.rows_dir, b, batch_text(b, 4))
+    engine = MergeEngine(settings, on_commit=None)
+    engine.commit_group((0,))
+    monkeypatch.setattr(merge_module, "save_state", crash)
+    with pytest.raises(SystemExit):
+        engine.commit_group((1, 2))
+    engine.close()
+    monkeypatch.undo()
+    if state_json == "deleted":
+        settings.state_file.unlink()
+    restarted = MergeEngine(settings)
+    assert restarted.state.last_batch_id == 2 and restarted.state.rows_merged == 12
+    assert restarted.state.events[-1].kind == "state_rebuilt"
+    restarted.run_pass()  # the files of batches 1 and 2 are still there: stale, removed
+    assert settings.merged_csv.read_bytes() == expected((0, 4), (1, 4), (2, 4))
+    assert not list(settings.rows_dir.iterdir())
