@@ -86,9 +86,12 @@ def batch_file_name(batch_id: int, lineage: str = LEGACY_LINEAGE) -> str:
     return f"batch-{lineage}-{batch_id:012d}.csv" if lineage else f"batch-{batch_id:012d}.csv"
 
 
+MANIFEST_SUFFIX: Final = ".manifest.json"
+
+
 def manifest_file_name(batch_file: str) -> str:
     """The manifest beside a batch file: batch-<lineage>-<id>.manifest.json."""
-    return batch_file.removesuffix(".csv") + ".manifest.json"
+    return batch_file.removesuffix(".csv") + MANIFEST_SUFFIX
 
 
 def parse_batch_name(name: str) -> BatchName | None:

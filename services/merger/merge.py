@@ -24,7 +24,7 @@ import orjson
 import polars as pl
 
 from contract.batches import BatchManifest
-from contract.csv import LEGACY_LINEAGE, batch_file_name, manifest_file_name, parse_batch_name
+from contract.csv import LEGACY_LINEAGE, MANIFEST_SUFFIX, batch_file_name, manifest_file_name, parse_batch_name
 from contract.files import atomic_write_bytes, fsync_dir, read_json
 from services.merger.batchfile import ParsedBatch, first_line, parse_batch, select_rows
 from services.merger.errors import InvalidBatchError, MergeAttemptError
@@ -98,6 +98,7 @@ class MergeEngine:
         self._fd = os.open(settings.merged_csv, os.O_WRONLY)
         self._journal_fd = os.open(settings.journal_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="merger-read")
+        self._manifests: list[str] = []
         #: Failed attempts per file name (unexpected errors only), reset when the file is quarantined.
         self._attempts: dict[str, int] = {}
         log.info(
@@ -123,17 +124,35 @@ class MergeEngine:
 
     def scan(self) -> dict[str, dict[int, str]]:
         """Committed batch files in the input folder, by lineage and id (temp files, manifests and
-        other names ignored)."""
+        other names ignored). Remembers the manifests without a rows file (see _orphan_manifests)."""
         found: dict[str, dict[int, str]] = {}
+        manifests: list[str] = []
         try:
             with os.scandir(self.settings.rows_dir) as it:
                 for entry in it:
                     parsed = parse_batch_name(entry.name)
                     if parsed is not None:
                         found.setdefault(parsed.lineage, {})[parsed.batch_id] = entry.name
+                    elif entry.name.endswith(MANIFEST_SUFFIX):
+                        manifests.append(entry.name)
         except FileNotFoundError:
             pass
+        self._manifests = manifests
         return found
+
+    def _orphan_manifests(self, files: dict[str, dict[int, str]]) -> list[str]:
+        """Manifests of processed batches whose rows file is gone: the job crashed between writing
+        the manifest and renaming the rows file, and that batch was then merged under another name
+        (a re-run removed since, or a newer lineage). Without this they would stay forever."""
+        orphans = []
+        for manifest in self._manifests:
+            name = parse_batch_name(manifest.removesuffix(MANIFEST_SUFFIX) + ".csv")
+            if name is None or name.batch_id in files.get(name.lineage, {}):
+                continue
+            lineage, last = self.state.lineage, self.state.last_batch_id
+            if name.lineage < lineage or (name.lineage == lineage and last is not None and name.batch_id <= last):
+                orphans.append(manifest)
+        return orphans
 
     def progress_batch_id(self) -> int | None:
         """The newest batch id the Spark job reports (its progress.json), if readable."""
@@ -166,6 +185,7 @@ class MergeEngine:
         )
         stale = [name for lineage in lp.stale_lineages for name in files[lineage].values()]
         stale += [files[lp.lineage][i] for i in plan.stale]
+        stale += self._orphan_manifests(files)
         return _Planned(plan, lp.lineage, tuple(stale), sum(len(f) for f in files.values()))
 
     def run_pass(self, stop: threading.Event | None = None) -> PassResult:
@@ -188,7 +208,8 @@ class MergeEngine:
         for name in names:
             path = self.settings.rows_dir / name
             path.unlink(missing_ok=True)
-            (self.settings.rows_dir / manifest_file_name(name)).unlink(missing_ok=True)
+            if not name.endswith(MANIFEST_SUFFIX):
+                (self.settings.rows_dir / manifest_file_name(name)).unlink(missing_ok=True)
             log.info("removed the file of an already processed batch", extra={"path": str(path)})
         return len(names)
 

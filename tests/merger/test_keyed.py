@@ -2,7 +2,7 @@
 
 import pytest
 
-from contract.csv import batch_file_name
+from contract.csv import batch_file_name, manifest_file_name
 from services.merger.merge import MergeEngine
 from services.merger.plan import choose_lineage
 from services.merger.settings import MergerSettings
@@ -145,3 +145,17 @@ def test_choose_lineage():
     plan = choose_lineage("L1", 1, {"L1": [1], "L2": [0], "L0": [7]})
     assert (plan.lineage, plan.stale_lineages) == ("L2", ("L0", "L1"))
     assert choose_lineage("L2", 3, {"L1": [9]}).stale_lineages == ("L1",)
+
+
+def test_manifests_left_by_a_crash_are_removed_once_their_batch_is_processed(settings):
+    orphan_old = settings.rows_dir / manifest_file_name(batch_file_name(7, LINEAGE_A))
+    orphan_done = settings.rows_dir / manifest_file_name(batch_file_name(0, LINEAGE_B))
+    pending = settings.rows_dir / manifest_file_name(batch_file_name(2, LINEAGE_B))
+    write_keyed_batch(settings.rows_dir, LINEAGE_B, 0, {0: (0, 2)})
+    write_keyed_batch(settings.rows_dir, LINEAGE_B, 1, {0: (2, 3)})
+    engine = MergeEngine(settings)
+    engine.run_pass()
+    for p in (orphan_old, orphan_done, pending):
+        p.write_text("{}")
+    engine.run_pass()
+    assert sorted(p.name for p in settings.rows_dir.iterdir()) == [pending.name]  # the next batch's, kept
