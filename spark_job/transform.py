@@ -3,9 +3,9 @@
 Input: the Kafka source columns (key, value: binary, topic, partition, offset, timestamp).
 
 `classify` gives one row per Kafka record with a `reason` (null for a valid event) and the typed
-event fields; `rows` explodes the valid events into one row per device reading (ROW_COLUMNS);
-`rejects` keeps the bad records (REJECT_COLUMNS); `count_columns` / `batch_counts` sum what the
-progress reports.
+event fields; `rows` explodes the valid events into one row per device reading (BATCH_ROW_COLUMNS:
+the record's Kafka partition and offset, then ROW_COLUMNS); `rejects` keeps the bad records
+(REJECT_COLUMNS); `count_columns` / `batch_counts` sum what the progress reports.
 
 Why not `from_json` alone: Spark's JSON reader coerces silently (123 becomes "123" for a string
 field, an integer becomes epoch seconds for a timestamp, a type mismatch nulls the field) and
