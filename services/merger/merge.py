@@ -230,24 +230,26 @@ class MergeEngine:
         for batch_id, path, raw, parsed, manifest in self._read_ahead(ready, lineage):
             if raw is None:
                 break  # replaced or removed under us: plan again
+            before = (cursor.copy(), len(result.events), result.rows_skipped)
+            result.events += cursor.begin(lineage, manifest, now)
             selected: tuple[bytes, int, pl.Series] | None = None
             if isinstance(parsed, ParsedBatch):
                 try:
-                    selected = self._select(cursor, lineage, manifest, parsed, result, now)
+                    selected = self._select(cursor, parsed, result)
                 except Exception as e:
                     parsed = e
             if isinstance(parsed, Exception) and not isinstance(parsed, InvalidBatchError):
                 try:
                     parsed = InvalidBatchError(self._failed_attempt(path, parsed))
                 except MergeAttemptError as e:
-                    retry = e  # commit what precedes it; the file is tried again on the next pass
+                    # Commit what precedes it, as if this batch had not been seen; it is tried again.
+                    cursor, result.rows_skipped = before[0], before[2]
+                    del result.events[before[1] :]
+                    retry = e
                     break
             if isinstance(parsed, InvalidBatchError):
-                result.events += cursor.begin(lineage, manifest, now)
                 result.quarantined.append(self._quarantine_copy(path, raw, batch_id, parsed.reason))
             else:
-                if parsed is None:  # an empty batch
-                    result.events += cursor.begin(lineage, manifest, now)
                 self._count(result, selected, chunks)
             cursor.advance(manifest, parsed if isinstance(parsed, ParsedBatch) else None)
             result.batch_ids.append(batch_id)
@@ -329,17 +331,9 @@ class MergeEngine:
         return f"failed {n} times: {reason}"
 
     @staticmethod
-    def _select(
-        cursor: OffsetCursor,
-        lineage: str,
-        manifest: BatchManifest | None,
-        parsed: ParsedBatch,
-        result: CommitResult,
-        now: float,
-    ) -> tuple[bytes, int, pl.Series]:
+    def _select(cursor: OffsetCursor, parsed: ParsedBatch, result: CommitResult) -> tuple[bytes, int, pl.Series]:
         """The bytes to append for a valid batch, its row count and eventTimes (rows whose Kafka
         record is merged already left out)."""
-        result.events += cursor.begin(lineage, manifest, now)
         if not parsed.keyed:
             return parsed.data, parsed.rows, parsed.event_time_us
         keep = cursor.keep(parsed)

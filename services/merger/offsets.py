@@ -16,7 +16,7 @@ know about becomes a MergerEvent (see the README's Guarantees):
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import polars as pl
 
@@ -42,6 +42,9 @@ class OffsetCursor:
     def of(cls, state: MergerState) -> OffsetCursor:
         return cls(state.lineage, state.topic, state.topic_id, dict(state.next_offsets), dict(state.lineage_offsets))
 
+    def copy(self) -> OffsetCursor:
+        return replace(self, next_offsets=dict(self.next_offsets), lineage_offsets=dict(self.lineage_offsets))
+
     def begin(self, lineage: str, manifest: BatchManifest | None, now: float) -> list[MergerEvent]:
         """Take a batch of `lineage` (with its manifest, None for a legacy batch): the events it shows."""
         if lineage != self.lineage:
@@ -63,7 +66,8 @@ class OffsetCursor:
                 f"its offsets start again; merged.csv keeps the rows merged so far "
                 f"(merged offsets were {self.next_offsets})",
             )
-            self.topic, self.topic_id, self.next_offsets = manifest.topic, manifest.topic_id, {}
+            self.topic, self.topic_id = manifest.topic, manifest.topic_id
+            self.next_offsets, self.lineage_offsets = {}, {}
         elif self.topic_id is None:
             self.topic_id = manifest.topic_id
         for p, r in sorted(manifest.offsets.items()):

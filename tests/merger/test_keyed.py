@@ -3,6 +3,8 @@
 import pytest
 
 from contract.csv import batch_file_name, manifest_file_name
+from services.merger import merge as merge_module
+from services.merger.errors import MergeAttemptError
 from services.merger.merge import MergeEngine
 from services.merger.plan import choose_lineage
 from services.merger.settings import MergerSettings
@@ -159,3 +161,27 @@ def test_manifests_left_by_a_crash_are_removed_once_their_batch_is_processed(set
         p.write_text("{}")
     engine.run_pass()
     assert sorted(p.name for p in settings.rows_dir.iterdir()) == [pending.name]  # the next batch's, kept
+
+
+def test_a_batch_retried_after_an_unexpected_error_leaves_no_trace_in_the_commit_before_it(tmp_path, monkeypatch):
+    settings = MergerSettings(data_dir=tmp_path, max_file_attempts=2)
+    write_keyed_batch(settings.rows_dir, LINEAGE_A, 0, {0: (0, 2)})
+    write_keyed_batch(settings.rows_dir, LINEAGE_A, 1, {0: (2, 3)})
+    write_keyed_batch(settings.rows_dir, LINEAGE_A, 2, {0: (0, 4)}, topic_id="topic-2")
+    failures = [RuntimeError("a bug")]
+    real_select_rows = merge_module.select_rows
+
+    def select_rows(parsed, keep):
+        if failures and parsed.rows == 4:
+            raise failures.pop()
+        return real_select_rows(parsed, keep)
+
+    monkeypatch.setattr(merge_module, "select_rows", select_rows)
+    engine = MergeEngine(settings)
+    with pytest.raises(MergeAttemptError):
+        engine.run_pass()
+    st = engine.state
+    assert (st.last_batch_id, st.topic_id, st.next_offsets, st.events) == (1, "topic-1", {0: 3}, ())
+    engine.run_pass()
+    assert [e.kind for e in engine.state.events] == ["topic_recreated"]
+    assert settings.merged_csv.read_bytes() == merged({0: (0, 3)}, {0: (0, 4)})
