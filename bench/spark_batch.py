@@ -27,7 +27,7 @@ def main() -> int:
     settings = SparkJobSettings()
     spark = build_session(settings, app_name="devicestream-bench-batch")
     try:
-        sink = make_sink(settings, None)
+        sink = make_sink(spark, settings, None)
         t0 = time.perf_counter()
         df = (
             spark.read.format("kafka")

@@ -6,12 +6,15 @@
   run/                   launcher state and pid files
   spark/
     checkpoint/          the streaming query's checkpoint
-    rows/                committed batch files  batch-<id>.csv   (written via temp + rename)
-    rejects/             committed reject files batch-<id>.csv
+    rows/                committed batch files  batch-<lineage>-<id>.csv (temp + rename), each
+                         with its batch-<lineage>-<id>.manifest.json (contract.batches)
+    rejects/             committed reject files batch-<lineage>-<id>.csv (batches with rejects only)
     progress.json        latest StreamingQueryProgress summary (atomic replace)
   merger/
     merged.csv           the merged output
-    state.json           last merged batch, committed byte length, counts (atomic replace)
+    state.json           last merged batch, committed byte length, next offset per partition,
+                         counts, events (atomic replace)
+    journal.jsonl        one line per commit (the commit point): rebuilds a lost state.json
     quarantine/          invalid batch files with a .reason.txt beside each
   generator/
     state.json           next eventOffset to hand out (never reused across restarts)

@@ -29,11 +29,12 @@ from pyspark.sql.streaming import StreamingQuery
 
 from contract.kafka import spark_kafka_options
 from contract.logs import configure_logging
-from spark_job import transform
+from spark_job import offset_log, transform
 from spark_job.progress import ProgressListener, ProgressTracker
 from spark_job.session import build_session
 from spark_job.settings import SparkJobSettings
 from spark_job.sink import BatchSink
+from spark_job.topic_identity import TopicIdentity
 
 log = logging.getLogger("spark_job")
 
@@ -46,12 +47,17 @@ def checkpoint_has_batches(checkpoint: Path) -> bool:
     return offsets.is_dir() and any(p.name.isdigit() for p in offsets.iterdir())
 
 
-def make_sink(settings: SparkJobSettings, tracker: ProgressTracker | None) -> BatchSink:
+def make_sink(spark: SparkSession, settings: SparkJobSettings, tracker: ProgressTracker | None) -> BatchSink:
+    checkpoint = settings.checkpoint_dir
     sink = BatchSink(
         settings.rows_dir,
         settings.rejects_dir,
         settings.layout.spark_dir / "_tmp",
         tracker.batch_committed if tracker is not None else None,
+        lineage=lambda: offset_log.checkpoint_lineage(checkpoint),
+        ranges=lambda batch_id: offset_log.batch_ranges(checkpoint, batch_id, settings.topic),
+        topic=settings.topic,
+        topic_id=TopicIdentity(spark, settings.require_bootstrap(), settings.topic),
     )
     sink.prepare()
     return sink
@@ -153,7 +159,7 @@ def run(settings: SparkJobSettings) -> int:
     try:
         spark = build_session(settings)
         install_jvm_signal_handlers(spark, stop)
-        sink = make_sink(settings, tracker)
+        sink = make_sink(spark, settings, tracker)
         spark.streams.addListener(ProgressListener(tracker, settings.query_name))
         if stop.is_set():
             log.info("stopped before the query started")

@@ -3,9 +3,9 @@
 Input: the Kafka source columns (key, value: binary, topic, partition, offset, timestamp).
 
 `classify` gives one row per Kafka record with a `reason` (null for a valid event) and the typed
-event fields; `rows` explodes the valid events into one row per device reading (ROW_COLUMNS);
-`rejects` keeps the bad records (REJECT_COLUMNS); `count_columns` / `batch_counts` sum what the
-progress reports.
+event fields; `rows` explodes the valid events into one row per device reading (BATCH_ROW_COLUMNS:
+the record's Kafka partition and offset, then ROW_COLUMNS); `rejects` keeps the bad records
+(REJECT_COLUMNS); `count_columns` / `batch_counts` sum what the progress reports.
 
 Why not `from_json` alone: Spark's JSON reader coerces silently (123 becomes "123" for a string
 field, an integer becomes epoch seconds for a timestamp, a type mismatch nulls the field) and
@@ -23,7 +23,7 @@ from typing import Final
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from contract.csv import REJECT_COLUMNS, ROW_COLUMNS
+from contract.csv import BATCH_ROW_COLUMNS, REJECT_COLUMNS
 from spark_job.schema import (
     EVENT_SCALARS,
     JSON_ARRAY_PREFIX,
@@ -247,12 +247,15 @@ def classify(kafka_df: DataFrame, *, fast_path: bool = True) -> DataFrame:
 
 
 def rows(classified: DataFrame) -> DataFrame:
-    """One row per device reading of the valid events, columns exactly ROW_COLUMNS, in Kafka
-    (partition, offset) order then deviceIndex (0-based position in data.devices)."""
+    """One row per device reading of the valid events, columns exactly BATCH_ROW_COLUMNS (the Kafka
+    partition and offset of its record, then ROW_COLUMNS), in Kafka (partition, offset) order then
+    deviceIndex (0-based position in data.devices)."""
     exploded = classified.filter(F.col("reason").isNull()).select(
         "*", F.posexplode("devices").alias("deviceIndex", "reading")
     )
     return exploded.select(
+        F.col("partition").alias("kafkaPartition"),
+        F.col("offset").alias("kafkaOffset"),
         "eventId",
         "eventOffset",
         "eventPublisher",
@@ -263,7 +266,7 @@ def rows(classified: DataFrame) -> DataFrame:
         F.col("reading.temperature").alias("temperature"),
         F.col("reading.measure").alias("measure"),
         F.col("reading.status").alias("status"),
-    ).select(*ROW_COLUMNS)
+    ).select(*BATCH_ROW_COLUMNS)
 
 
 def rejects(classified: DataFrame, batch_id: int) -> DataFrame:

@@ -53,8 +53,20 @@ class QuarantinedBatch(BaseModel):
     at: float
 
 
+class SourceEvent(BaseModel):
+    """topic_recreated, offsets_skipped, offsets_backwards or state_rebuilt (README: Guarantees)."""
+
+    kind: str
+    at: float
+    detail: str
+    lineage: str
+    batch_id: int | None
+
+
 class MergerStatus(BaseModel):
-    """The fields the gateway aggregates (docs/DESIGN.md), plus last_error."""
+    """The fields the gateway aggregates (docs/DESIGN.md), plus last_error and the exactly-once keys:
+    the checkpoint lineage followed, the topic (and Kafka's topic id), the next offset to merge per
+    partition, rows dropped as already merged, and the source events an operator must know about."""
 
     batches_merged: int
     last_batch_id: int | None
@@ -69,6 +81,12 @@ class MergerStatus(BaseModel):
     last_merge_at: float | None
     freshness: Freshness
     last_error: str | None
+    lineage: str
+    topic: str | None
+    topic_id: str | None
+    merged_offsets: dict[str, int]
+    rows_skipped: int
+    events: list[SourceEvent]
 
 
 class Readiness(BaseModel):

@@ -1,21 +1,34 @@
-"""Reading and checking one batch file against the row contract (pure: bytes in, verdict out)."""
+"""Reading and checking one batch file against the row contract (pure: bytes in, verdict out).
+
+Two formats: keyed batch files (header BATCH_ROW_HEADER: each row starts with the Kafka partition and
+offset of its record) and legacy ones (ROW_HEADER only). `select_rows` turns a keyed batch's rows
+into merged.csv's ten columns, dropping the rows of records already merged, byte for byte otherwise.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 from dataclasses import dataclass
 from typing import Final
 
 import polars as pl
 
-from contract.csv import ROW_COLUMNS, ROW_DTYPES, ROW_HEADER
+from contract.csv import BATCH_ROW_COLUMNS, KAFKA_COLUMNS, ROW_COLUMNS, ROW_DTYPES, ROW_HEADER
+from contract.csv import BATCH_ROW_HEADER as _BATCH_ROW_HEADER
 from services.merger.errors import InvalidBatchError
 
 _POLARS_TYPES: Final = {"str": pl.String, "i64": pl.Int64, "i32": pl.Int32}
 SCHEMA: Final = pl.Schema({c: _POLARS_TYPES[ROW_DTYPES[c]] for c in ROW_COLUMNS})
+KEYED_SCHEMA: Final = pl.Schema({"kafkaPartition": pl.Int32, "kafkaOffset": pl.Int64, **SCHEMA})
 #: Columns whose values must parse as something other than a string, or must be present.
 _CHECKED: Final = [i for i, c in enumerate(ROW_COLUMNS) if ROW_DTYPES[c] != "str" or c in ("eventId", "eventTime")]
+_KEYED_CHECKED: Final = [0, 1, *(i + len(KAFKA_COLUMNS) for i in _CHECKED)]
+KEYED_HEADER: Final = _BATCH_ROW_HEADER.encode()
+#: The Kafka columns at the start of a keyed row (never quoted: integers).
+_KAFKA_PREFIX: Final = re.compile(rb"(?m)^\d+,\d+,")
+assert BATCH_ROW_COLUMNS[len(KAFKA_COLUMNS) :] == ROW_COLUMNS
 #: A row is identified by (eventOffset, deviceIndex) and dated by eventTime: these are never empty.
 REQUIRED: Final = ("eventId", "eventOffset", "eventTime", "deviceIndex")
 #: eventTime as written by the Spark job (ISO-8601 UTC, fraction of a second), in chrono's syntax.
@@ -23,15 +36,25 @@ EVENT_TIME_PARSE: Final = "%Y-%m-%dT%H:%M:%S%.fZ"
 HEADER: Final = ROW_HEADER.encode()
 _BOM: Final = b"\xef\xbb\xbf"
 _N_FIELDS: Final = len(ROW_COLUMNS)
+#: No field is too long to check: above any Kafka message size (max.message.bytes caps at 2 GiB).
+FIELD_SIZE_LIMIT: Final = 2**31 - 1
 
 
 @dataclass(frozen=True)
 class ParsedBatch:
-    #: The data lines, each ending in "\n", without the header: exactly what is appended to merged.csv.
+    #: The data lines, each ending in "\n", without the header: for a legacy batch exactly what is
+    #: appended to merged.csv; for a keyed one, with the Kafka columns first (see select_rows).
     data: bytes
     rows: int
     #: eventTime of every row, epoch microseconds (for freshness).
     event_time_us: pl.Series
+    #: Kafka partition and offset of every row's record (None for a legacy batch).
+    kafka_partition: pl.Series | None = None
+    kafka_offset: pl.Series | None = None
+
+    @property
+    def keyed(self) -> bool:
+        return self.kafka_offset is not None
 
 
 def parse_batch(raw: bytes) -> ParsedBatch | None:
@@ -41,19 +64,16 @@ def parse_batch(raw: bytes) -> ParsedBatch | None:
         raw = raw[len(_BOM) :]
     if not raw:
         return None
-    if b"\r" in raw:
-        raw = raw.replace(b"\r\n", b"\n")
     nl = raw.find(b"\n")
     header, data = (raw, b"") if nl < 0 else (raw[:nl], raw[nl + 1 :])
-    if header != HEADER:
+    if header not in (HEADER, KEYED_HEADER):
         shown = header[:300].decode("utf-8", "replace")
-        raise InvalidBatchError(f"header is {shown!r}, expected {ROW_HEADER!r}")
+        raise InvalidBatchError(f"header is {shown!r}, expected {_BATCH_ROW_HEADER!r} (or legacy {ROW_HEADER!r})")
+    keyed = header == KEYED_HEADER
     if not data:
         return None
     if not data.endswith(b"\n"):
         data += b"\n"
-    if b"\r" in data:
-        raise InvalidBatchError("stray carriage return (\\r) in the rows")
     if not data.isascii():  # (isascii is a fast scan; most batches are ASCII)
         try:
             data.decode("utf-8")
@@ -61,12 +81,15 @@ def parse_batch(raw: bytes) -> ParsedBatch | None:
             raise InvalidBatchError(f"not UTF-8 at byte {e.start} of the rows") from e
 
     try:
-        df = pl.read_csv(data, has_header=False, schema=SCHEMA, columns=_CHECKED)
+        if keyed:
+            df = pl.read_csv(data, has_header=False, schema=KEYED_SCHEMA, columns=_KEYED_CHECKED)
+        else:
+            df = pl.read_csv(data, has_header=False, schema=SCHEMA, columns=_CHECKED)
     except pl.exceptions.PolarsError as e:
-        raise InvalidBatchError(f"rows do not parse: {_first_line(str(e))}") from e
-    _check_field_counts(data, df.height)
+        raise InvalidBatchError(f"rows do not parse: {first_line(str(e))}") from e
+    _check_field_counts(data, df.height, len(KEYED_SCHEMA) if keyed else _N_FIELDS)
 
-    for col in REQUIRED:
+    for col in (*KAFKA_COLUMNS, *REQUIRED) if keyed else REQUIRED:
         # (a blank line reads as a row of nulls, so it is caught here too)
         if n := df.get_column(col).null_count():
             raise InvalidBatchError(f"{n} row(s) with an empty {col} (or a blank line)")
@@ -74,31 +97,83 @@ def parse_batch(raw: bytes) -> ParsedBatch | None:
     if times.null_count():
         bad = df.get_column("eventTime").filter(times.is_null()).head(1).item()
         raise InvalidBatchError(f"eventTime {bad!r} is not an ISO-8601 UTC timestamp")
-    return ParsedBatch(data=data, rows=df.height, event_time_us=times.cast(pl.Int64))
+    if not keyed:
+        return ParsedBatch(data=data, rows=df.height, event_time_us=times.cast(pl.Int64))
+    return ParsedBatch(
+        data=data,
+        rows=df.height,
+        event_time_us=times.cast(pl.Int64),
+        kafka_partition=df.get_column("kafkaPartition"),
+        kafka_offset=df.get_column("kafkaOffset"),
+    )
 
 
-def _check_field_counts(data: bytes, rows: int) -> None:
-    """polars fills a short row with nulls; the contract wants exactly 10 fields on every row."""
+def split_records(data: bytes) -> list[bytes]:
+    """The CSV records of `data` (each ending in "\n"): a newline inside a quoted field (an odd
+    number of quotes so far) belongs to the record, so CR and LF in fields are kept as they are."""
+    lines = data.split(b"\n")[:-1]
     if b'"' not in data:
-        # No quoting: one row per line and exactly 9 commas per row (both counted in C).
-        # (no \r, and a blank line fails the null check: polars read exactly one row per line)
-        if data.count(b",") == rows * (_N_FIELDS - 1):
+        return [line + b"\n" for line in lines]
+    records: list[bytes] = []
+    pending: list[bytes] = []
+    quotes = 0
+    for line in lines:
+        pending.append(line)
+        quotes += line.count(b'"')
+        if quotes % 2 == 0:
+            records.append(b"\n".join(pending) + b"\n")
+            pending, quotes = [], 0
+    if pending:
+        raise InvalidBatchError("a quoted field is not closed at the end of the file")
+    return records
+
+
+def select_rows(parsed: ParsedBatch, keep: pl.Series | None) -> bytes:
+    """A keyed batch's rows as merged.csv holds them (the Kafka columns cut off), only those where
+    `keep` is true (all when None); every other byte as written."""
+    if keep is None or keep.all():
+        if b'"' not in parsed.data:
+            return _KAFKA_PREFIX.sub(b"", parsed.data)  # one row per line: in C
+        records = split_records(parsed.data)
+        mask = [True] * len(records)
+    else:
+        records = split_records(parsed.data)
+        mask = keep.to_list()
+    if len(records) != len(mask):
+        raise InvalidBatchError(f"{len(records)} records but {len(mask)} rows parsed")
+    return b"".join(_cut_kafka_columns(r) for r, k in zip(records, mask, strict=True) if k)
+
+
+def _cut_kafka_columns(record: bytes) -> bytes:
+    return record[record.index(b",", record.index(b",") + 1) + 1 :]
+
+
+def _check_field_counts(data: bytes, rows: int, n_fields: int = _N_FIELDS) -> None:
+    """polars fills a short row with nulls; the contract wants exactly n_fields fields on every row."""
+    if b'"' not in data:
+        # No quoting: one row per line and exactly n_fields - 1 commas per row (both counted in C).
+        # (a blank line fails the null check: polars read exactly one row per line)
+        if data.count(b",") == rows * (n_fields - 1):
             return
         for i, line in enumerate(data.split(b"\n")[:-1], start=2):
             if not line:
                 raise InvalidBatchError(f"line {i} is blank")
             n = line.count(b",") + 1
-            if n != _N_FIELDS:
-                raise InvalidBatchError(f"line {i} has {n} fields, expected {_N_FIELDS}")
+            if n != n_fields:
+                raise InvalidBatchError(f"line {i} has {n} fields, expected {n_fields}")
         lines = data.count(b"\n")
         raise InvalidBatchError(f"{lines} lines but {rows} rows parsed")
+    # csv's default field limit (128 KiB) is below Kafka's message size: a valid 200,000-char field
+    # must not make the check fail (the limit is process-wide; raising it is harmless).
+    if csv.field_size_limit() < FIELD_SIZE_LIMIT:
+        csv.field_size_limit(FIELD_SIZE_LIMIT)
     n_rows = 0
     for n_rows, fields in enumerate(csv.reader(io.StringIO(data.decode("utf-8"), newline="")), start=1):
-        if len(fields) != _N_FIELDS:
-            raise InvalidBatchError(f"row {n_rows} has {len(fields)} fields, expected {_N_FIELDS}")
+        if len(fields) != n_fields:
+            raise InvalidBatchError(f"row {n_rows} has {len(fields)} fields, expected {n_fields}")
     if n_rows != rows:
         raise InvalidBatchError(f"{n_rows} rows read but {rows} parsed")
 
 
-def _first_line(msg: str) -> str:
+def first_line(msg: str) -> str:
     return msg.strip().splitlines()[0][:300] if msg.strip() else "unknown error"

@@ -15,6 +15,11 @@ class InvalidBatchError(MergerError):
         self.reason = reason
 
 
+class MergeAttemptError(MergerError):
+    """A batch file could not be merged for an unexpected reason; it is retried (max_file_attempts),
+    then quarantined with that reason."""
+
+
 class StateCorruptError(MergerError):
     """state.json and merged.csv disagree in a way that cannot be repaired automatically
     (e.g. merged.csv is shorter than the committed length). Merging stops until an operator acts."""

@@ -1,11 +1,12 @@
 """The merge engine: takes ready batch files in order and appends them to merged.csv, crash-safely.
 
-One commit covers a group of consecutive batches (one file during steady streaming, many while
-catching up): read and check each file, append the data lines of the valid ones with one write at the
-committed length, fsync merged.csv, then atomically replace state.json to point past them, and only
-then delete (or, for invalid ones, move) the batch files. A crash at any point leaves either the old
-state (the uncommitted tail is cut off on restart and the files are still there) or the new one (the
-files left behind are recognised as stale by their id)."""
+One commit covers a group of consecutive batches of one checkpoint lineage (one file during steady
+streaming, many while catching up): read and check each file, keep the rows whose Kafka record is
+not merged yet (services.merger.offsets), append them with one write at the committed length, fsync
+merged.csv, append the new state to the journal and fsync it (the commit point), replace state.json,
+and only then delete (or, for invalid ones, move) the batch files. A crash at any point leaves either
+the old state (the uncommitted tail is cut off on restart and the files are still there) or the new
+one (the files left behind are stale by their lineage and id, and their rows by their offsets)."""
 
 from __future__ import annotations
 
@@ -19,22 +20,24 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import orjson
 import polars as pl
 
-from contract.csv import batch_file_name, parse_batch_file_name
-from contract.files import atomic_write_bytes, read_json
-from services.merger.batchfile import ParsedBatch, parse_batch
-from services.merger.errors import InvalidBatchError
-from services.merger.plan import MergePlan, plan_merge
+from contract.batches import BatchManifest
+from contract.csv import LEGACY_LINEAGE, MANIFEST_SUFFIX, batch_file_name, manifest_file_name, parse_batch_name
+from contract.files import atomic_write_bytes, fsync_dir, read_json
+from services.merger.batchfile import ParsedBatch, first_line, parse_batch, select_rows
+from services.merger.errors import InvalidBatchError, MergeAttemptError
+from services.merger.offsets import OffsetCursor
+from services.merger.plan import MergePlan, choose_lineage, plan_merge
 from services.merger.settings import MergerSettings
-from services.merger.state import MergerState, QuarantineEntry, load_state, recover, save_state
+from services.merger.state import MergerEvent, MergerState, QuarantineEntry, recover, save_state
 
 log = logging.getLogger(__name__)
 
-#: Batch files read and checked ahead of the one being appended.
-READ_AHEAD = 4
-#: (batch id, path, raw bytes or None when the file vanished, parsed batch / None if empty / the error)
-_Loaded = tuple[int, Path, bytes | None, ParsedBatch | InvalidBatchError | None]
+#: (batch id, path, raw bytes or None when the file vanished, parsed batch / None if empty / the error,
+#: the manifest (None for a legacy batch))
+_Loaded = tuple[int, Path, bytes | None, ParsedBatch | Exception | None, BatchManifest | None]
 
 
 @dataclass
@@ -51,12 +54,26 @@ class CommitResult:
     duration_s: float = 0.0
     #: Per merged batch: eventTime of its rows, epoch microseconds.
     event_times_us: list[pl.Series] = field(default_factory=list)
+    #: The lineage of batch_ids; rows dropped because their Kafka record was already merged.
+    lineage: str = LEGACY_LINEAGE
+    rows_skipped: int = 0
+    events: list[MergerEvent] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class PassResult:
     plan: MergePlan
     stale_removed: int
+    files_present: int
+    #: The lineage the plan is about.
+    lineage: str = LEGACY_LINEAGE
+
+
+@dataclass(frozen=True)
+class _Planned:
+    plan: MergePlan
+    lineage: str
+    stale: tuple[str, ...]  # file names
     files_present: int
 
 
@@ -75,38 +92,67 @@ class MergeEngine:
         self.clock = clock
         settings.rows_dir.mkdir(parents=True, exist_ok=True)
         settings.quarantine_dir.mkdir(parents=True, exist_ok=True)
-        self.state: MergerState = recover(settings.state_file, settings.merged_csv)
+        self.state: MergerState = recover(
+            settings.state_file, settings.merged_csv, settings.journal_file, settings.quarantine_dir
+        )
         self._fd = os.open(settings.merged_csv, os.O_WRONLY)
+        self._journal_fd = os.open(settings.journal_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="merger-read")
+        self._manifests: list[str] = []
+        #: Failed attempts per file name (unexpected errors only), reset when the file is quarantined.
+        self._attempts: dict[str, int] = {}
         log.info(
             "merger state loaded",
             extra={
                 "path": str(settings.merged_csv),
                 "last_batch_id": self.state.last_batch_id,
+                "lineage": self.state.lineage,
+                "next_offsets": self.state.next_offsets,
                 "committed_size": self.state.committed_size,
             },
         )
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        for name in ("_fd", "_journal_fd"):
+            fd = getattr(self, name)
+            if fd >= 0:
+                os.close(fd)
+                setattr(self, name, -1)
 
     # -- one pass ---------------------------------------------------------------------------------
 
-    def scan(self) -> dict[int, str]:
-        """Committed batch files in the input folder, by id (temp files and other names ignored)."""
-        found: dict[int, str] = {}
+    def scan(self) -> dict[str, dict[int, str]]:
+        """Committed batch files in the input folder, by lineage and id (temp files, manifests and
+        other names ignored). Remembers the manifests without a rows file (see _orphan_manifests)."""
+        found: dict[str, dict[int, str]] = {}
+        manifests: list[str] = []
         try:
             with os.scandir(self.settings.rows_dir) as it:
                 for entry in it:
-                    batch_id = parse_batch_file_name(entry.name)
-                    if batch_id is not None:
-                        found[batch_id] = entry.name
+                    parsed = parse_batch_name(entry.name)
+                    if parsed is not None:
+                        found.setdefault(parsed.lineage, {})[parsed.batch_id] = entry.name
+                    elif entry.name.endswith(MANIFEST_SUFFIX):
+                        manifests.append(entry.name)
         except FileNotFoundError:
             pass
+        self._manifests = manifests
         return found
+
+    def _orphan_manifests(self, files: dict[str, dict[int, str]]) -> list[str]:
+        """Manifests of processed batches whose rows file is gone: the job crashed between writing
+        the manifest and renaming the rows file, and that batch was then merged under another name
+        (a re-run removed since, or a newer lineage). Without this they would stay forever."""
+        orphans = []
+        for manifest in self._manifests:
+            name = parse_batch_name(manifest.removesuffix(MANIFEST_SUFFIX) + ".csv")
+            if name is None or name.batch_id in files.get(name.lineage, {}):
+                continue
+            lineage, last = self.state.lineage, self.state.last_batch_id
+            if name.lineage < lineage or (name.lineage == lineage and last is not None and name.batch_id <= last):
+                orphans.append(manifest)
+        return orphans
 
     def progress_batch_id(self) -> int | None:
         """The newest batch id the Spark job reports (its progress.json), if readable."""
@@ -117,73 +163,125 @@ class MergeEngine:
         value = doc.get("batchId") if isinstance(doc, dict) else None
         return value if isinstance(value, int) and value >= 0 else None
 
-    def plan(self) -> tuple[MergePlan, dict[int, str]]:
+    def plan(self) -> _Planned:
         files = self.scan()
+        ids = {lineage: list(by_id) for lineage, by_id in files.items()}
+        lp = choose_lineage(
+            self.state.lineage, self.state.last_batch_id, ids, first_batch_id=self.settings.first_batch_id
+        )
+        if lp.switched:
+            log.info(
+                "following a new checkpoint lineage",
+                extra={"from_lineage": self.state.lineage, "lineage": lp.lineage, "first_batch_id": lp.first_batch_id},
+            )
+        # The job's progress.json is about the newest lineage only.
+        newest_lineage = max([*ids, self.state.lineage])
         plan = plan_merge(
-            self.state.last_batch_id,
-            files,
-            first_batch_id=self.settings.first_batch_id,
-            progress_batch_id=self.progress_batch_id(),
+            lp.last_batch_id,
+            ids.get(lp.lineage, []),
+            first_batch_id=lp.first_batch_id,
+            progress_batch_id=self.progress_batch_id() if lp.lineage == newest_lineage else None,
             limit=self.settings.max_group_batches,
         )
-        return plan, files
+        stale = [name for lineage in lp.stale_lineages for name in files[lineage].values()]
+        stale += [files[lp.lineage][i] for i in plan.stale]
+        stale += self._orphan_manifests(files)
+        return _Planned(plan, lp.lineage, tuple(stale), sum(len(f) for f in files.values()))
 
     def run_pass(self, stop: threading.Event | None = None) -> PassResult:
         """Merge everything that is ready, group by group, until nothing is (or `stop` is set).
         Raises OSError (e.g. ENOSPC) with merged.csv cut back to its committed length."""
         stale_removed = 0
         while True:
-            plan, files = self.plan()
-            stale_removed += self._remove_stale(plan.stale)
+            planned = self.plan()
+            stale_removed += self._remove_stale(planned.stale)
+            plan = planned.plan
             if not plan.ready or (stop is not None and stop.is_set()):
-                return PassResult(plan=plan, stale_removed=stale_removed, files_present=len(files))
-            self.commit_group(plan.ready)
+                return PassResult(plan, stale_removed, planned.files_present, planned.lineage)
+            self.commit_group(plan.ready, planned.lineage)
 
-    def _remove_stale(self, ids: tuple[int, ...]) -> int:
+    def _remove_stale(self, names: tuple[str, ...]) -> int:
+        """Files of batches already processed (a re-run, or an abandoned lineage): their rows are
+        merged already or come again under the newer lineage (and are then kept by their offsets)."""
         if not self.settings.delete_merged_batches:
             return 0
-        for batch_id in ids:
-            path = self.settings.rows_dir / batch_file_name(batch_id)
+        for name in names:
+            path = self.settings.rows_dir / name
             path.unlink(missing_ok=True)
-            log.info("removed the file of an already merged batch", extra={"path": str(path), "batch_id": batch_id})
-        return len(ids)
+            if not name.endswith(MANIFEST_SUFFIX):
+                (self.settings.rows_dir / manifest_file_name(name)).unlink(missing_ok=True)
+            log.info("removed the file of an already processed batch", extra={"path": str(path)})
+        return len(names)
 
     # -- one commit -------------------------------------------------------------------------------
 
-    def commit_group(self, ready: tuple[int, ...]) -> CommitResult:
-        """Process `ready` (consecutive ids from the next expected one) in one commit, stopping early
-        once the group holds max_group_bytes."""
+    def commit_group(self, ready: tuple[int, ...], lineage: str = LEGACY_LINEAGE) -> CommitResult:
+        """Process `ready` (consecutive ids of `lineage` from the next expected one) in one commit,
+        stopping early once the group holds max_group_bytes."""
         t0 = time.perf_counter()
-        result = CommitResult()
+        result = CommitResult(lineage=lineage)
         chunks: list[bytes] = []
         to_delete: list[Path] = []
+        retry: MergeAttemptError | None = None
+        cursor = OffsetCursor.of(self.state)
+        now = self.clock()
         # Files are read and checked ahead in a small pool (polars and file reads release the GIL),
         # and consumed here strictly in batch order.
-        for batch_id, path, raw, parsed in self._read_ahead(ready):
+        for batch_id, path, raw, parsed, manifest in self._read_ahead(ready, lineage):
             if raw is None:
                 break  # replaced or removed under us: plan again
+            before = (cursor.copy(), len(result.events), result.rows_skipped)
+            result.events += cursor.begin(lineage, manifest, now)
+            selected: tuple[bytes, int, pl.Series] | None = None
+            if isinstance(parsed, ParsedBatch):
+                try:
+                    selected = self._select(cursor, parsed, result)
+                except Exception as e:
+                    parsed = e
+            if isinstance(parsed, Exception) and not isinstance(parsed, InvalidBatchError):
+                try:
+                    parsed = InvalidBatchError(self._failed_attempt(path, parsed))
+                except MergeAttemptError as e:
+                    # Commit what precedes it, as if this batch had not been seen; it is tried again.
+                    cursor, result.rows_skipped = before[0], before[2]
+                    del result.events[before[1] :]
+                    retry = e
+                    break
             if isinstance(parsed, InvalidBatchError):
                 result.quarantined.append(self._quarantine_copy(path, raw, batch_id, parsed.reason))
             else:
-                self._count(result, parsed, chunks)
+                self._count(result, selected, chunks)
+            cursor.advance(manifest, parsed if isinstance(parsed, ParsedBatch) else None)
             result.batch_ids.append(batch_id)
             to_delete.append(path)
             if result.appended_bytes >= self.settings.max_group_bytes:
                 break
         if not result.batch_ids:
+            if retry is not None:
+                raise retry
             return result
 
         new_size = self.state.committed_size + result.appended_bytes
-        now = self.clock()
-        state = replace(
-            self.state,
-            last_batch_id=result.batch_ids[-1],
-            committed_size=new_size,
-            batches_merged=self.state.batches_merged + result.merged,
-            rows_merged=self.state.rows_merged + result.rows,
-            empty_batches=self.state.empty_batches + result.empty,
-            last_merge_at=now if result.merged else self.state.last_merge_at,
-        ).with_quarantined(result.quarantined)
+        state = (
+            replace(
+                self.state,
+                last_batch_id=result.batch_ids[-1],
+                lineage=lineage,
+                committed_size=new_size,
+                batches_merged=self.state.batches_merged + result.merged,
+                rows_merged=self.state.rows_merged + result.rows,
+                rows_skipped=self.state.rows_skipped + result.rows_skipped,
+                empty_batches=self.state.empty_batches + result.empty,
+                last_merge_at=now if result.merged else self.state.last_merge_at,
+                topic=cursor.topic,
+                topic_id=cursor.topic_id,
+                next_offsets=dict(sorted(cursor.next_offsets.items())),
+                lineage_offsets=dict(sorted(cursor.lineage_offsets.items())),
+                commit_seq=self.state.commit_seq + 1,
+            )
+            .with_quarantined(result.quarantined)
+            .with_events(result.events)
+        )
         self._commit(chunks, state)
         result.committed_at = now
         result.duration_s = time.perf_counter() - t0
@@ -192,6 +290,9 @@ class MergeEngine:
             is_quarantined = any(q.file == path.name for q in result.quarantined)
             if is_quarantined or self.settings.delete_merged_batches:
                 path.unlink(missing_ok=True)
+                (path.parent / manifest_file_name(path.name)).unlink(missing_ok=True)
+        if result.quarantined:
+            self._prune_quarantine()
         log.info(
             "committed batches",
             extra={
@@ -200,6 +301,8 @@ class MergeEngine:
                 "merged": result.merged,
                 "rows": result.rows,
                 "empty": result.empty,
+                "lineage": lineage,
+                "rows_skipped": result.rows_skipped,
                 "quarantined": len(result.quarantined),
                 "committed_size": new_size,
                 "ms": round(result.duration_s * 1000, 2),
@@ -207,69 +310,142 @@ class MergeEngine:
         )
         if self.on_commit is not None:
             self.on_commit(result)
+        if retry is not None:
+            raise retry
         return result
 
-    def _read_ahead(self, ready: tuple[int, ...]) -> Iterator[_Loaded]:
-        """Load results in `ready` order, at most READ_AHEAD files in flight (memory stays bounded)."""
-        pending: deque[Future[_Loaded]] = deque()
+    def _failed_attempt(self, path: Path, error: Exception) -> str:
+        """Count a failed attempt at a file (an unexpected error: csv.Error, a polars panic...). Raises
+        MergeAttemptError while it may be retried; then returns the reason to quarantine it."""
+        reason = f"{type(error).__name__}: {first_line(str(error))}"
+        n = self._attempts.get(path.name, 0) + 1
+        self._attempts[path.name] = n
+        if n < self.settings.max_file_attempts:
+            log.warning(
+                "could not merge a batch file, retrying",
+                extra={"path": str(path), "attempt": n, "error": reason},
+                exc_info=error,
+            )
+            raise MergeAttemptError(f"{path.name}: {reason} (attempt {n} of {self.settings.max_file_attempts})")
+        self._attempts.pop(path.name, None)
+        return f"failed {n} times: {reason}"
+
+    @staticmethod
+    def _select(cursor: OffsetCursor, parsed: ParsedBatch, result: CommitResult) -> tuple[bytes, int, pl.Series]:
+        """The bytes to append for a valid batch, its row count and eventTimes (rows whose Kafka
+        record is merged already left out)."""
+        if not parsed.keyed:
+            return parsed.data, parsed.rows, parsed.event_time_us
+        keep = cursor.keep(parsed)
+        data = select_rows(parsed, keep)
+        if keep is None:
+            return data, parsed.rows, parsed.event_time_us
+        kept = int(keep.sum())
+        result.rows_skipped += parsed.rows - kept
+        return data, kept, parsed.event_time_us.filter(keep)
+
+    def _read_ahead(self, ready: tuple[int, ...], lineage: str = LEGACY_LINEAGE) -> Iterator[_Loaded]:
+        """Load results in `ready` order. Files are submitted while the bytes in flight stay under
+        read_ahead_bytes (one at least), so memory is bounded by bytes, not by a number of files."""
+        pending: deque[tuple[int, Future[_Loaded]]] = deque()
+        in_flight = 0
         items = iter(ready)
+        nxt = next(items, None)
         try:
             while True:
-                while len(pending) < READ_AHEAD and (b := next(items, None)) is not None:
-                    pending.append(self._pool.submit(self._load, (b, self.settings.rows_dir / batch_file_name(b))))
+                while nxt is not None and (not pending or in_flight < self.settings.read_ahead_bytes):
+                    path = self.settings.rows_dir / batch_file_name(nxt, lineage)
+                    size = _size(path)
+                    pending.append((size, self._pool.submit(self._load, (nxt, path))))
+                    in_flight += size
+                    nxt = next(items, None)
                 if not pending:
                     return
-                yield pending.popleft().result()
+                size, future = pending.popleft()
+                in_flight -= size
+                yield future.result()
         finally:
-            for f in pending:
+            for _, f in pending:
                 f.cancel()
 
     @staticmethod
     def _load(item: tuple[int, Path]) -> _Loaded:
+        """Read and check one file. An OSError reading it is raised (the pass is retried, as for disk
+        full); any exception checking it is returned: the caller decides."""
         batch_id, path = item
+        manifest: BatchManifest | None = None
         try:
             raw = path.read_bytes()
         except FileNotFoundError:
-            return batch_id, path, None, None
+            return batch_id, path, None, None, None
         try:
-            return batch_id, path, raw, parse_batch(raw)
-        except InvalidBatchError as e:
-            return batch_id, path, raw, e
+            manifest = _read_manifest(path)
+            parsed = parse_batch(raw)
+            if manifest is not None and parsed is not None and not parsed.keyed:
+                raise InvalidBatchError("a batch with a manifest has no Kafka columns")
+            return batch_id, path, raw, parsed, manifest
+        except Exception as e:  # InvalidBatchError, or anything unexpected (retried, then quarantined)
+            return batch_id, path, raw, e, manifest
+        except BaseException as e:  # a polars panic is a BaseException (pyo3's PanicException)
+            if isinstance(e, KeyboardInterrupt | SystemExit):
+                raise
+            return batch_id, path, raw, RuntimeError(f"{type(e).__name__}: {e}"), manifest
 
     @staticmethod
-    def _count(result: CommitResult, parsed: ParsedBatch | None, chunks: list[bytes]) -> None:
-        if parsed is None:
+    def _count(result: CommitResult, selected: tuple[bytes, int, pl.Series] | None, chunks: list[bytes]) -> None:
+        if selected is None or not selected[1]:
             result.empty += 1
             return
-        chunks.append(parsed.data)
+        data, rows, event_time_us = selected
+        chunks.append(data)
         result.merged += 1
-        result.rows += parsed.rows
-        result.appended_bytes += len(parsed.data)
-        result.event_times_us.append(parsed.event_time_us)
+        result.rows += rows
+        result.appended_bytes += len(data)
+        result.event_times_us.append(event_time_us)
 
     def _commit(self, chunks: list[bytes], state: MergerState) -> None:
         """Write `chunks` at the committed length, make them durable, then make `state` (which points
         past them) durable. On an I/O error (disk full...) merged.csv is cut back to the committed
         length and the error raised: the same batches are retried later."""
+        journal_size = os.fstat(self._journal_fd).st_size
         try:
             if chunks:
                 _pwrite_all(self._fd, chunks, self.state.committed_size)
                 os.fdatasync(self._fd)
-            save_state(self.settings.state_file, state)
+            os.write(self._journal_fd, orjson.dumps(state.journal_json()) + b"\n")
+            os.fdatasync(self._journal_fd)
         except OSError:
+            self._cut_journal(journal_size)
             self._after_failed_commit(state)
             raise
+        # Committed (the journal line). state.json follows; a failure there is recovered on start.
         self.state = state
+        try:
+            save_state(self.settings.state_file, state)
+        except OSError as e:  # the next commit (or the next start, from the journal) writes it
+            log.error("state.json not replaced (the journal has the commit)", extra={"error": str(e)})
+        if journal_size > self.settings.journal_max_bytes:
+            self._compact_journal(state)
+
+    def _cut_journal(self, size: int) -> None:
+        try:
+            os.ftruncate(self._journal_fd, size)
+        except OSError:
+            log.exception("could not cut the journal back; its partial last line is skipped on start")
+
+    def _compact_journal(self, state: MergerState) -> None:
+        """Replace the journal by its last line (atomically), so it stays small."""
+        path = self.settings.journal_file
+        try:
+            atomic_write_bytes(path, orjson.dumps(state.journal_json()) + b"\n")
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        except OSError as e:
+            log.warning("journal not compacted", extra={"error": str(e)})
+            return
+        os.close(self._journal_fd)
+        self._journal_fd = fd
 
     def _after_failed_commit(self, attempted: MergerState) -> None:
-        try:
-            on_disk = load_state(self.settings.state_file)
-        except Exception:
-            on_disk = None
-        if on_disk == attempted:
-            # The state was replaced; only a later step (the folder fsync) failed: it is committed.
-            self.state = attempted
-            return
         try:
             os.ftruncate(self._fd, self.state.committed_size)
         except OSError:
@@ -279,12 +455,64 @@ class MergeEngine:
         """Put a durable copy of an invalid batch file and its reason in the quarantine folder. The
         original is removed only after the state records the batch, so a crash in between repeats this."""
         qdir = self.settings.quarantine_dir
+        manifest = path.parent / manifest_file_name(path.name)
+        if manifest.exists():
+            atomic_write_bytes(qdir / manifest.name, manifest.read_bytes())
         atomic_write_bytes(qdir / path.name, raw)
         atomic_write_bytes(qdir / f"{path.name}.reason.txt", (reason + "\n").encode())
         log.warning(
             "quarantined an invalid batch file", extra={"path": str(path), "batch_id": batch_id, "reason": reason}
         )
         return QuarantineEntry(file=path.name, reason=reason, at=self.clock())
+
+    def _prune_quarantine(self) -> None:
+        """Keep the quarantine folder within quarantine_max_files batch files and quarantine_max_bytes
+        (the oldest go first, with their reason and manifest; each one is logged)."""
+        qdir = self.settings.quarantine_dir
+        batches = []
+        for p in qdir.iterdir():
+            if parse_batch_name(p.name) is None:
+                continue
+            related = [p, qdir / f"{p.name}.reason.txt", qdir / manifest_file_name(p.name)]
+            st = p.stat()
+            batches.append((st.st_mtime, p.name, sum(_size(r) for r in related), related))
+        batches.sort()
+        total = sum(b[2] for b in batches)
+        while batches and (
+            len(batches) > self.settings.quarantine_max_files or total > self.settings.quarantine_max_bytes
+        ):
+            _, name, size, related = batches.pop(0)
+            for r in related:
+                r.unlink(missing_ok=True)
+            total -= size
+            log.warning("pruned a quarantined batch file (quarantine bound)", extra={"file": name, "bytes": size})
+        fsync_dir(qdir)
+
+
+def _read_manifest(path: Path) -> BatchManifest | None:
+    """The manifest beside a batch file with a lineage (None for a legacy name). Raises
+    InvalidBatchError when it is missing or does not validate."""
+    name = parse_batch_name(path.name)
+    if name is None or name.lineage == LEGACY_LINEAGE:
+        return None
+    try:
+        raw = (path.parent / manifest_file_name(path.name)).read_bytes()
+    except FileNotFoundError:
+        raise InvalidBatchError(f"its manifest {manifest_file_name(path.name)} is missing") from None
+    try:
+        manifest = BatchManifest.from_bytes(raw)
+    except ValueError as e:
+        raise InvalidBatchError(f"its manifest does not validate: {first_line(str(e))}") from e
+    if (manifest.lineage, manifest.batch_id) != (name.lineage, name.batch_id):
+        raise InvalidBatchError(f"its manifest is of {manifest.lineage} batch {manifest.batch_id}")
+    return manifest
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 #: Buffers per pwritev call (Linux IOV_MAX is 1024).

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 
@@ -52,3 +52,32 @@ def plan_merge(
     if not ready and newest is not None and newest >= expected:
         waiting_for = expected
     return MergePlan(ready=tuple(ready), stale=stale, waiting_for=waiting_for, newest=newest)
+
+
+@dataclass(frozen=True)
+class LineagePlan:
+    #: The checkpoint lineage to merge from now on.
+    lineage: str
+    #: Its last processed batch id (None when the merger switches to it).
+    last_batch_id: int | None
+    #: The id expected first when last_batch_id is None.
+    first_batch_id: int
+    #: Older lineages: every file of them is stale (their job is gone; what they had and the merger
+    #: did not is re-read by the newer lineage, and the merged offsets drop what it already had).
+    stale_lineages: tuple[str, ...]
+    switched: bool
+
+
+def choose_lineage(
+    current: str, last_batch_id: int | None, files: Mapping[str, Iterable[int]], *, first_batch_id: int = 0
+) -> LineagePlan:
+    """Which lineage to merge from. Lineages sort by age (contract.csv). The current one is followed
+    while its next batch is there or no newer lineage has files; then the oldest newer lineage is
+    taken, from its lowest batch id (a new checkpoint starts at 0)."""
+    ids = {lineage: sorted(set(batch_ids)) for lineage, batch_ids in files.items()}
+    older = tuple(sorted(lin for lin in ids if lin < current))
+    newer = sorted(lin for lin, batch_ids in ids.items() if lin > current and batch_ids)
+    if next_expected(last_batch_id, first_batch_id) in ids.get(current, []) or not newer:
+        return LineagePlan(current, last_batch_id, first_batch_id, older, switched=False)
+    stale = (*older, current) if current in ids else older
+    return LineagePlan(newer[0], None, ids[newer[0]][0], stale, switched=True)

@@ -34,9 +34,33 @@ class MergerSettings(PipelineSettings, InternalSecretSettings):
         description="Ready batches are appended in groups with one fsync and one state write per group; "
         "a group stops growing past this many bytes.",
     )
+    read_ahead_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        gt=0,
+        description="Batch files are read and checked ahead while the bytes in flight stay under this "
+        "(one file at least): with max_group_bytes, it bounds the merger's memory per commit.",
+    )
+    max_file_attempts: int = Field(
+        default=3,
+        ge=1,
+        description="A batch file that fails to merge for an unexpected reason (not a broken contract) "
+        "is retried this many times in all, then quarantined with the error as its reason.",
+    )
     max_group_batches: int = Field(default=500, gt=0, description="At most this many batches per group.")
     retry_backoff_max_s: float = Field(
         default=30.0, gt=0, description="Longest wait between retries after an I/O error (e.g. disk full)."
+    )
+    quarantine_max_files: int = Field(
+        default=1000, ge=1, description="The quarantine folder keeps at most this many batch files (oldest pruned)."
+    )
+    quarantine_max_bytes: int = Field(
+        default=1024 * 1024 * 1024, ge=1, description="... and at most this many bytes (oldest pruned)."
+    )
+    journal_max_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        gt=0,
+        description="journal.jsonl (one line per commit, to rebuild state.json) is cut back to its last "
+        "line past this size.",
     )
     input_dir: Path | None = Field(default=None, description="Batch files folder (default: <data_dir>/spark/rows).")
     output_dir: Path | None = Field(
@@ -78,6 +102,10 @@ class MergerSettings(PipelineSettings, InternalSecretSettings):
     @property
     def devices_file(self) -> Path:
         return self.merger_dir / "devices.json"
+
+    @property
+    def journal_file(self) -> Path:
+        return self.merger_dir / "journal.jsonl"
 
     @property
     def quarantine_dir(self) -> Path:

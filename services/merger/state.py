@@ -1,18 +1,27 @@
-"""The merger's durable progress (state.json) and the recovery of merged.csv on start.
+"""The merger's durable progress (state.json, and its journal) and the recovery of merged.csv on start.
 
 Invariant: merged.csv's first `committed_size` bytes are exactly the header plus the data lines of
 every merged batch up to `last_batch_id`, in order. Bytes past `committed_size` belong to an append that
 was not committed (a crash or a disk-full error between the write and the state write) and are cut off.
+
+Each commit appends one line to journal.jsonl beside merged.csv (the state without its quarantine and
+event lists, with an increasing `commit_seq`) after merged.csv is fsynced and before state.json is
+replaced: the journal line is the commit point. On start the newer of state.json and the journal's
+last complete line wins, so a deleted (or older) state.json is rebuilt, merged offsets included, and
+no Kafka record is merged twice. The journal is cut back to its last line once it grows past a bound.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 import uuid
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from contract.csv import ROW_HEADER
 from contract.files import atomic_write_bytes, atomic_write_json, fsync_dir, read_json
@@ -21,9 +30,11 @@ from services.merger.errors import StateCorruptError
 log = logging.getLogger(__name__)
 
 HEADER_LINE = (ROW_HEADER + "\n").encode()
-STATE_VERSION = 1
+STATE_VERSION = 2
 #: The state keeps the newest quarantine entries only, so it stays small over a long run.
 MAX_QUARANTINE_ENTRIES = 1000
+#: ... and the newest events (topic recreated, offsets skipped, state rebuilt).
+MAX_EVENTS = 100
 
 
 @dataclass(frozen=True)
@@ -31,6 +42,18 @@ class QuarantineEntry:
     file: str
     reason: str
     at: float
+
+
+@dataclass(frozen=True)
+class MergerEvent:
+    """Something an operator must know about the source (documented in the README's Guarantees):
+    kind is "topic_recreated", "offsets_skipped" or "state_rebuilt"."""
+
+    kind: str
+    at: float
+    detail: str
+    lineage: str = ""
+    batch_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -48,6 +71,21 @@ class MergerState:
     quarantined: tuple[QuarantineEntry, ...] = field(default_factory=tuple)
     #: Epoch seconds of the last commit that added rows (also the download's Last-Modified).
     last_merge_at: float | None = None
+    #: Increases with every commit (the newer of state.json and the journal wins on start).
+    commit_seq: int = 0
+    #: The checkpoint lineage of last_batch_id ("" for legacy batch names without one).
+    lineage: str = ""
+    #: The topic merged and Kafka's id of it (None until a batch with a manifest said so).
+    topic: str | None = None
+    topic_id: str | None = None
+    #: Per Kafka partition, the next offset to merge: every record below it is in merged.csv (or was
+    #: rejected, or quarantined). A row of a record below it is never appended again.
+    next_offsets: dict[int, int] = field(default_factory=dict)
+    #: Per partition, where the last batch of `lineage` ended (to tell a job going backwards).
+    lineage_offsets: dict[int, int] = field(default_factory=dict)
+    #: Rows dropped because their Kafka record was already merged (a replay under a new lineage).
+    rows_skipped: int = 0
+    events: tuple[MergerEvent, ...] = field(default_factory=tuple)
 
     @classmethod
     def fresh(cls) -> MergerState:
@@ -55,7 +93,15 @@ class MergerState:
 
     def to_json(self) -> dict[str, Any]:
         doc = asdict(self)
+        doc["next_offsets"] = {str(p): o for p, o in sorted(self.next_offsets.items())}
+        doc["lineage_offsets"] = {str(p): o for p, o in sorted(self.lineage_offsets.items())}
         doc["version"] = STATE_VERSION
+        return doc
+
+    def journal_json(self) -> dict[str, Any]:
+        """The journal line: everything but the quarantine and event lists (kept small per commit)."""
+        doc = self.to_json()
+        del doc["quarantined"], doc["events"]
         return doc
 
     @classmethod
@@ -71,9 +117,21 @@ class MergerState:
                 rows_merged=int(doc["rows_merged"]),
                 empty_batches=int(doc["empty_batches"]),
                 quarantined=tuple(
-                    QuarantineEntry(str(q["file"]), str(q["reason"]), float(q["at"])) for q in doc["quarantined"]
+                    QuarantineEntry(str(q["file"]), str(q["reason"]), float(q["at"]))
+                    for q in doc.get("quarantined", [])
                 ),
                 last_merge_at=None if doc["last_merge_at"] is None else float(doc["last_merge_at"]),
+                commit_seq=int(doc.get("commit_seq", 0)),
+                lineage=str(doc.get("lineage", "")),
+                topic=None if doc.get("topic") is None else str(doc["topic"]),
+                topic_id=None if doc.get("topic_id") is None else str(doc["topic_id"]),
+                next_offsets={int(p): int(o) for p, o in (doc.get("next_offsets") or {}).items()},
+                lineage_offsets={int(p): int(o) for p, o in (doc.get("lineage_offsets") or {}).items()},
+                rows_skipped=int(doc.get("rows_skipped", 0)),
+                events=tuple(
+                    MergerEvent(str(e["kind"]), float(e["at"]), str(e["detail"]), str(e["lineage"]), e["batch_id"])
+                    for e in doc.get("events", [])
+                ),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise StateCorruptError(f"state has a missing or malformed field: {e!r}") from e
@@ -82,6 +140,47 @@ class MergerState:
         if not entries:
             return self
         return replace(self, quarantined=(*self.quarantined, *entries)[-MAX_QUARANTINE_ENTRIES:])
+
+    def with_events(self, events: list[MergerEvent]) -> MergerState:
+        if not events:
+            return self
+        return replace(self, events=(*self.events, *events)[-MAX_EVENTS:])
+
+
+def load_journal(path: Path) -> MergerState | None:
+    """The state of the journal's last complete, valid line (None without one)."""
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - JOURNAL_TAIL_BYTES))
+            tail = f.read()
+    except FileNotFoundError:
+        return None
+    for line in reversed(tail.split(b"\n")[1:] if size > JOURNAL_TAIL_BYTES else tail.split(b"\n")):
+        if not line.strip():
+            continue
+        try:
+            return MergerState.from_json(orjson.loads(line))
+        except (ValueError, StateCorruptError):
+            log.warning("skipped an unreadable journal line", extra={"path": str(path), "bytes": len(line)})
+    return None
+
+
+#: The journal's last line is looked for in this many bytes from its end (a line is < 2 KiB).
+JOURNAL_TAIL_BYTES = 64 * 1024
+
+
+def quarantine_entries(quarantine_dir: Path) -> tuple[QuarantineEntry, ...]:
+    """The quarantine as the folder holds it (to rebuild the state's list), oldest first."""
+    entries = []
+    for reason_file in quarantine_dir.glob("*.reason.txt"):
+        try:
+            reason = reason_file.read_text(errors="replace").strip()
+            at = reason_file.stat().st_mtime
+        except OSError:
+            continue
+        entries.append(QuarantineEntry(reason_file.name.removesuffix(".reason.txt"), reason, at))
+    return tuple(sorted(entries, key=lambda q: q.at)[-MAX_QUARANTINE_ENTRIES:])
 
 
 def load_state(path: Path) -> MergerState | None:
@@ -97,11 +196,30 @@ def save_state(path: Path, state: MergerState) -> None:
     atomic_write_json(path, state.to_json())
 
 
-def recover(state_path: Path, merged_path: Path) -> MergerState:
-    """Load the state and bring merged.csv in line with it: create it with its header when new, cut
-    off an uncommitted tail. Raises StateCorruptError when they cannot be reconciled safely."""
+def recover(
+    state_path: Path, merged_path: Path, journal_path: Path | None = None, quarantine_dir: Path | None = None
+) -> MergerState:
+    """Load the state (the newer of state.json and the journal) and bring merged.csv in line with it:
+    create it with its header when new, cut off an uncommitted tail. Raises StateCorruptError when
+    they cannot be reconciled safely."""
     merged_path.parent.mkdir(parents=True, exist_ok=True)
     state = load_state(state_path)
+    journaled = load_journal(journal_path) if journal_path is not None else None
+    if journaled is not None and (state is None or journaled.commit_seq > state.commit_seq):
+        detail = (
+            f"{state_path.name} {'is missing' if state is None else 'is older than the journal'}: rebuilt from "
+            f"{journal_path.name if journal_path else 'the journal'} (commit {journaled.commit_seq}, "
+            f"{journaled.committed_size} bytes, offsets {journaled.next_offsets})"
+        )
+        log.warning("state rebuilt from the journal", extra={"detail": detail})
+        quarantined = state.quarantined if state is not None else ()
+        if not quarantined and quarantine_dir is not None:
+            quarantined = quarantine_entries(quarantine_dir)
+        events = state.events if state is not None else ()
+        state = replace(journaled, quarantined=quarantined, events=events).with_events(
+            [MergerEvent("state_rebuilt", time.time(), detail, journaled.lineage, journaled.last_batch_id)]
+        )
+        save_state(state_path, state)
     try:
         size = merged_path.stat().st_size
     except FileNotFoundError:
@@ -126,7 +244,8 @@ def recover(state_path: Path, merged_path: Path) -> MergerState:
     if size is None:
         raise StateCorruptError(
             f"{merged_path} is missing but {state_path} records {state.committed_size} committed bytes "
-            f"(up to batch {state.last_batch_id}): restore merged.csv, or remove both to start over"
+            f"(up to batch {state.last_batch_id}): restore merged.csv, or remove it, state.json and "
+            "journal.jsonl to start over"
         )
     if size < state.committed_size:
         raise StateCorruptError(

@@ -16,7 +16,7 @@ import polars as pl
 from watchfiles import Change, awatch
 
 from contract.csv import parse_batch_file_name
-from services.merger.errors import MergerError
+from services.merger.errors import MergeAttemptError, MergerError
 from services.merger.freshness import FreshnessWindow
 from services.merger.merge import CommitResult, MergeEngine, PassResult
 from services.merger.metrics import MergerMetrics
@@ -24,6 +24,9 @@ from services.merger.settings import MergerSettings
 from services.merger.state import MergerState
 
 log = logging.getLogger(__name__)
+
+#: /merger/status shows the newest source events (state.json keeps more).
+EVENTS_SHOWN = 20
 
 
 def _is_batch_file(change: Change, path: str) -> bool:
@@ -64,6 +67,12 @@ class Watcher:
         watch = asyncio.create_task(self._watch_files(), name="merger-awatch")
         try:
             await self._merge_loop()
+        except BaseException as e:
+            # Never silently: not ready, with the cause, so the launcher restarts the process.
+            if isinstance(e, asyncio.CancelledError | KeyboardInterrupt | SystemExit):
+                raise
+            self.fatal_error = f"the merge loop stopped: {type(e).__name__}: {e}"
+            log.critical("the merge loop stopped", extra={"error": self.fatal_error}, exc_info=e)
         finally:
             watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -118,12 +127,17 @@ class Watcher:
             assert self.engine is not None
             try:
                 result = await asyncio.to_thread(self.engine.run_pass, self._stop_thread)
-            except OSError as e:
-                self.metrics.io_errors.inc()
+            except Exception as e:  # disk full, a file that fails for an unexpected reason...: retried
+                if isinstance(e, OSError):
+                    self.metrics.io_errors.inc()
                 backoff = min(max(1.0, backoff * 2), self.settings.retry_backoff_max_s)
                 self.last_error = f"{type(e).__name__}: {e}"
                 self.last_error_at = self.clock()
-                log.error("merge pass failed, retrying", extra={"error": self.last_error, "retry_in_s": backoff})
+                log.error(
+                    "merge pass failed, retrying",
+                    extra={"error": self.last_error, "retry_in_s": backoff},
+                    exc_info=not isinstance(e, OSError | MergeAttemptError),
+                )
                 await self._sleep(backoff)
                 continue
             if self.last_error is not None:
@@ -219,4 +233,10 @@ class Watcher:
             "last_merge_at": None if state is None else state.last_merge_at,
             "freshness": self.freshness.snapshot(self.clock()),
             "last_error": self.fatal_error or self.last_error,
+            "lineage": "" if state is None else state.lineage,
+            "topic": None if state is None else state.topic,
+            "topic_id": None if state is None else state.topic_id,
+            "merged_offsets": {} if state is None else {str(p): o for p, o in sorted(state.next_offsets.items())},
+            "rows_skipped": 0 if state is None else state.rows_skipped,
+            "events": [] if state is None else [vars(e) for e in state.events[-EVENTS_SHOWN:]],
         }

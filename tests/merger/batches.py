@@ -7,7 +7,8 @@ import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from contract.csv import ROW_HEADER, batch_file_name
+from contract.batches import BatchManifest, OffsetRange
+from contract.csv import BATCH_ROW_HEADER, ROW_HEADER, batch_file_name, make_lineage, manifest_file_name
 
 HEADER_LINE = ROW_HEADER + "\n"
 T0 = datetime(2026, 11, 28, 3, 0, 0, tzinfo=UTC)
@@ -27,13 +28,13 @@ def batch_text(batch_id: int, n: int) -> str:
     return HEADER_LINE + rows(batch_id, n)
 
 
-def write_batch(folder: Path, batch_id: int, content: str | bytes) -> Path:
+def write_batch(folder: Path, batch_id: int, content: str | bytes, *, name: str | None = None) -> Path:
     """Write a committed batch file the way the Spark job does: a temp name, then an atomic rename."""
     folder.mkdir(parents=True, exist_ok=True)
     data = content.encode() if isinstance(content, str) else content
-    tmp = folder / f".batch-{batch_id:012d}.csv.tmp"
+    final = folder / (name or batch_file_name(batch_id))
+    tmp = folder / f".{final.name}.tmp"
     tmp.write_bytes(data)
-    final = folder / batch_file_name(batch_id)
     os.replace(tmp, final)
     return final
 
@@ -55,3 +56,52 @@ def batch_rows(batch_id: int, n: int, rnd: random.Random) -> str:
             f"{rnd.randrange(31)},C,{status}\n"
         )
     return "".join(out)
+
+
+# -- keyed batch files (the current format: Kafka columns, a lineage in the name, a manifest) -----
+
+LINEAGE_A = make_lineage(1764390000000, "aaaaaaaa")
+LINEAGE_B = make_lineage(1764390999000, "bbbbbbbb")
+
+
+def keyed_row(partition: int, offset: int, device: str = "D001") -> str:
+    """merged.csv's row of Kafka record (partition, offset): eventOffset derives from both."""
+    return (
+        f"{partition:08x}-{offset:04x}-4000-8000-000000000000,{10_000 + partition * 1_000_000 + offset},device,"
+        f"CI00100,2026-11-28T03:33:11.123456Z,0,{device},{offset % 31},C,SUCCESS\n"
+    )
+
+
+def keyed_rows(ranges: dict[int, tuple[int, int]]) -> str:
+    return "".join(keyed_row(p, o) for p, (start, end) in sorted(ranges.items()) for o in range(start, end))
+
+
+def write_keyed_batch(
+    folder: Path,
+    lineage: str,
+    batch_id: int,
+    ranges: dict[int, tuple[int, int]],
+    *,
+    topic: str = "device-events",
+    topic_id: str | None = "topic-1",
+    rows: str | None = None,
+) -> Path:
+    """A batch covering `ranges` ({partition: (start, end)}), one row per record unless `rows` (the
+    data lines with their Kafka columns) says otherwise; the manifest first, then the rows file."""
+    name = batch_file_name(batch_id, lineage)
+    if rows is None:
+        rows = "".join(f"{p},{o},{keyed_row(p, o)}" for p, (s, e) in sorted(ranges.items()) for o in range(s, e))
+    manifest = BatchManifest(
+        lineage=lineage,
+        batch_id=batch_id,
+        topic=topic,
+        topic_id=topic_id,
+        offsets={p: OffsetRange(start=s, end=e) for p, (s, e) in ranges.items()},
+        input_records=sum(e - s for s, e in ranges.values()),
+        rows=rows.count("\n"),
+        rejects=0,
+        written_at=0.0,
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / manifest_file_name(name)).write_bytes(manifest.to_bytes())
+    return write_batch(folder, batch_id, BATCH_ROW_HEADER + "\n" + rows, name=name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 
+import polars as pl
 from fastapi.testclient import TestClient
 
 from services.merger import merge as merge_module
@@ -48,3 +49,17 @@ def test_state_that_cannot_be_reconciled_is_not_ready_and_says_why(tmp_path):
         assert "no committed progress" in r.json()["problems"][0]
         assert "no committed progress" in client.get("/merger/status").json()["last_error"]
         assert client.get("/merged.csv").status_code == 503
+
+
+def test_a_dead_merge_loop_is_not_ready_with_its_cause(tmp_path, monkeypatch):
+    settings = MergerSettings(data_dir=tmp_path, rescan_interval_s=0.2)
+
+    def run_pass(self, stop=None):
+        raise pl.exceptions.PanicException("a bug nobody caught")
+
+    monkeypatch.setattr(merge_module.MergeEngine, "run_pass", run_pass)
+    with TestClient(create_app(settings)) as client:
+        wait_for(lambda: "merge loop stopped" in str(client.get("/readyz").json()["problems"]), 10, "the cause")
+        r = client.get("/readyz")
+        assert r.status_code == 503 and r.json()["ready"] is False
+        assert "a bug nobody caught" in client.get("/merger/status").json()["last_error"]

@@ -23,11 +23,26 @@ def test_empty_batches(raw):
     assert parse_batch(raw) is None
 
 
-def test_crlf_and_missing_final_newline_are_normalised():
-    raw = (ROW_HEADER + "\r\n" + GOOD.replace("\n", "\r\n") + GOOD.rstrip("\n")).encode()
-    parsed = parse_batch(raw)
+def test_missing_final_newline_is_added():
+    parsed = parse_batch((ROW_HEADER + "\n" + GOOD + GOOD.rstrip("\n")).encode())
     assert parsed is not None and parsed.rows == 2
     assert parsed.data == (GOOD + GOOD).encode()
+
+
+@pytest.mark.parametrize("inside", ["D\r1", "D\r\n1", "D\n1", "\r", "a\r\n\r\nb"])
+def test_cr_and_lf_inside_quoted_fields_are_kept_byte_for_byte(inside):
+    line = GOOD.replace("D001", f'"{inside}"')
+    raw = (ROW_HEADER + "\n" + line + GOOD).encode()
+    parsed = parse_batch(raw)
+    assert parsed is not None and parsed.rows == 2
+    assert parsed.data == (line + GOOD).encode()
+
+
+def test_a_field_longer_than_csv_default_limit_is_accepted():
+    long_id = "D," + "x" * 200_000
+    line = GOOD.replace("D001", f'"{long_id}"')
+    parsed = parse_batch((ROW_HEADER + "\n" + line).encode())
+    assert parsed is not None and parsed.rows == 1 and parsed.data == line.encode()
 
 
 def test_quoted_fields_are_accepted():

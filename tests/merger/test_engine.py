@@ -1,12 +1,15 @@
 """The merge engine on real files in a temp folder (no HTTP, no watcher)."""
 
+import csv
 import errno
 import os
 
+import polars as pl
 import pytest
 
 from contract.csv import batch_file_name
 from services.merger import merge as merge_module
+from services.merger.errors import MergeAttemptError
 from services.merger.merge import MergeEngine
 from services.merger.settings import MergerSettings
 from services.merger.state import HEADER_LINE
@@ -115,16 +118,17 @@ def test_disk_full_is_raised_cut_back_and_retried(settings, monkeypatch):
     assert settings.merged_csv.read_bytes() == expected((0, 2), (1, 50))
 
 
-def test_crash_between_append_and_state_write_is_recovered_on_restart(settings, monkeypatch):
+def crash(*_args, **_kwargs):
+    raise SystemExit("killed")  # not an OSError: nothing is cleaned up, as with SIGKILL
+
+
+def test_crash_between_append_and_journal_write_is_recovered_on_restart(settings, monkeypatch):
     for b in range(3):
         write_batch(settings.rows_dir, b, batch_text(b, 4))
     engine = MergeEngine(settings, on_commit=None)
     engine.commit_group((0,))
 
-    def crash(*_args, **_kwargs):
-        raise SystemExit("killed")  # not an OSError: nothing is cleaned up, as with SIGKILL
-
-    monkeypatch.setattr(merge_module, "save_state", crash)
+    monkeypatch.setattr(merge_module.os, "write", crash)
     with pytest.raises(SystemExit):
         engine.commit_group((1, 2))
     engine.close()
@@ -147,3 +151,90 @@ def test_short_writes_are_completed(settings, monkeypatch):
         write_batch(settings.rows_dir, b, batch_text(b, 4))
     MergeEngine(settings).run_pass()
     assert settings.merged_csv.read_bytes() == expected((0, 4), (1, 4), (2, 4))
+
+
+def test_an_unexpected_error_is_retried_then_the_file_quarantined_with_its_reason(tmp_path, monkeypatch):
+    settings = MergerSettings(data_dir=tmp_path, max_file_attempts=2)
+    for b in range(3):
+        write_batch(settings.rows_dir, b, batch_text(b, 2))
+    real_parse = merge_module.parse_batch
+
+    def parse(raw):
+        if rows(1, 2).encode() in raw:
+            raise csv.Error("field larger than field limit (131072)")
+        return real_parse(raw)
+
+    monkeypatch.setattr(merge_module, "parse_batch", parse)
+    engine = MergeEngine(settings)
+    with pytest.raises(MergeAttemptError, match="attempt 1 of 2"):
+        engine.run_pass()
+    assert engine.state.last_batch_id == 0  # what precedes the failing file is committed
+    engine.run_pass()  # second attempt: quarantined, the merge goes on
+    assert engine.state.last_batch_id == 2
+    assert settings.merged_csv.read_bytes() == expected((0, 2), (2, 2))
+    (entry,) = engine.state.quarantined
+    assert entry.file == batch_file_name(1) and "Error: field larger" in entry.reason
+    assert "failed 2 times" in (settings.quarantine_dir / f"{batch_file_name(1)}.reason.txt").read_text()
+
+
+def test_a_polars_panic_is_contained(tmp_path, monkeypatch):
+    settings = MergerSettings(data_dir=tmp_path, max_file_attempts=1)
+    write_batch(settings.rows_dir, 0, batch_text(0, 2))
+
+    def parse(raw):
+        raise pl.exceptions.PanicException("index out of bounds")
+
+    monkeypatch.setattr(merge_module, "parse_batch", parse)
+    engine = MergeEngine(settings)
+    engine.run_pass()
+    assert engine.state.last_batch_id == 0 and "PanicException" in engine.state.quarantined[0].reason
+
+
+def test_read_ahead_is_bounded_by_bytes(tmp_path, monkeypatch):
+    settings = MergerSettings(data_dir=tmp_path, read_ahead_bytes=1)
+    for b in range(4):
+        write_batch(settings.rows_dir, b, batch_text(b, 50))
+    in_flight, peak = 0, 0
+    real_load = MergeEngine._load
+
+    def load(item):
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        return real_load(item)
+
+    real_read_ahead = MergeEngine._read_ahead
+
+    def read_ahead(self, ready, lineage=""):
+        nonlocal in_flight
+        for loaded in real_read_ahead(self, ready, lineage):
+            in_flight -= 1
+            yield loaded
+
+    monkeypatch.setattr(MergeEngine, "_load", staticmethod(load))
+    monkeypatch.setattr(MergeEngine, "_read_ahead", read_ahead)
+    MergeEngine(settings).run_pass()
+    assert peak == 1  # a budget below one file: one file at a time
+    assert settings.merged_csv.read_bytes() == expected(*[(b, 50) for b in range(4)])
+
+
+@pytest.mark.parametrize("state_json", ["kept", "deleted"])
+def test_crash_after_the_journal_line_keeps_the_commit(settings, monkeypatch, state_json):
+    """The journal line is the commit point: an older or missing state.json is rebuilt from it."""
+    for b in range(3):
+        write_batch(settings.rows_dir, b, batch_text(b, 4))
+    engine = MergeEngine(settings, on_commit=None)
+    engine.commit_group((0,))
+    monkeypatch.setattr(merge_module, "save_state", crash)
+    with pytest.raises(SystemExit):
+        engine.commit_group((1, 2))
+    engine.close()
+    monkeypatch.undo()
+    if state_json == "deleted":
+        settings.state_file.unlink()
+    restarted = MergeEngine(settings)
+    assert restarted.state.last_batch_id == 2 and restarted.state.rows_merged == 12
+    assert restarted.state.events[-1].kind == "state_rebuilt"
+    restarted.run_pass()  # the files of batches 1 and 2 are still there: stale, removed
+    assert settings.merged_csv.read_bytes() == expected((0, 4), (1, 4), (2, 4))
+    assert not list(settings.rows_dir.iterdir())

@@ -7,7 +7,16 @@ import threading
 import httpx
 
 from tests.helpers import wait_for
-from tests.merger.batches import HEADER_LINE, batch_text, rows, write_batch
+from tests.merger.batches import (
+    HEADER_LINE,
+    LINEAGE_A,
+    LINEAGE_B,
+    batch_text,
+    keyed_rows,
+    rows,
+    write_batch,
+    write_keyed_batch,
+)
 
 STATUS_FIELDS = {
     "batches_merged",
@@ -23,6 +32,12 @@ STATUS_FIELDS = {
     "last_merge_at",
     "freshness",
     "last_error",
+    "lineage",
+    "topic",
+    "topic_id",
+    "merged_offsets",
+    "rows_skipped",
+    "events",
 }
 
 
@@ -140,3 +155,44 @@ def test_a_download_racing_with_appends_always_ends_on_a_whole_row(merger_runner
         tail = httpx.get(f"{url}/merged.csv", headers={"Range": f"bytes={len(local)}-"})
         assert local + (tail.content if tail.status_code == 206 else b"") == expected
         assert downloads > 3
+
+
+def test_cr_lf_and_a_200k_field_are_merged_byte_for_byte(merger_runner, rows_dir):
+    good = rows(0, 1)
+    cr = good.replace("D001", '"D\r1"')
+    crlf = good.replace("D001", '"D\r\n1"').replace("10000", "10001", 1)
+    long_field = good.replace("D001", '"D,' + "x" * 200_000 + '"').replace("10000", "10002", 1)
+    write_batch(rows_dir, 0, HEADER_LINE + cr + crlf)
+    write_batch(rows_dir, 1, HEADER_LINE + long_field)
+    write_batch(rows_dir, 2, batch_text(2, 3))
+    with merger_runner.process():
+        url = merger_runner.url
+        wait_for(lambda: status(url)["last_batch_id"] == 2, 20, "three batches merged")
+        st = status(url)
+        assert st["quarantined"] == [] and st["last_error"] is None and st["rows_merged"] == 6
+        body = httpx.get(f"{url}/merged.csv").content
+        assert body == (HEADER_LINE + cr + crlf + long_field + rows(2, 3)).encode()
+
+
+def test_state_deleted_mid_run_and_a_new_lineage_end_with_every_record_once(merger_runner, rows_dir):
+    write_keyed_batch(rows_dir, LINEAGE_A, 0, {0: (0, 50), 1: (0, 40)})
+    with merger_runner.process() as proc:
+        url = merger_runner.url
+        wait_for(lambda: status(url)["last_batch_id"] == 0, 20, "batch 0")
+        (merger_runner.data_dir / "merger" / "state.json").unlink()  # deleted while it runs
+        write_keyed_batch(rows_dir, LINEAGE_A, 1, {0: (50, 60), 1: (40, 45)})
+        wait_for(lambda: status(url)["last_batch_id"] == 1, 20, "batch 1")
+        proc.kill()
+    (merger_runner.data_dir / "merger" / "state.json").unlink()  # and deleted while it is down
+    # a new checkpoint replays from the earliest offset, with other batch boundaries
+    write_keyed_batch(rows_dir, LINEAGE_B, 0, {0: (0, 55), 1: (0, 30)})
+    write_keyed_batch(rows_dir, LINEAGE_B, 1, {0: (55, 70), 1: (30, 48)})
+    with merger_runner.process():
+        url = merger_runner.url
+        wait_for(lambda: status(url)["lineage"] == LINEAGE_B and status(url)["last_batch_id"] == 1, 20, "lineage B")
+        st = status(url)
+        assert st["merged_offsets"] == {"0": 70, "1": 48} and st["rows_skipped"] == 60 + 45
+        assert [e["kind"] for e in st["events"]] == ["state_rebuilt"]
+        body = httpx.get(f"{url}/merged.csv").content
+    expected = [{0: (0, 50), 1: (0, 40)}, {0: (50, 60), 1: (40, 45)}, {0: (60, 70), 1: (45, 48)}]
+    assert body == (HEADER_LINE + "".join(keyed_rows(r) for r in expected)).encode()

@@ -3,13 +3,15 @@ query (Kafka source, foreachBatch sink, checkpoint, listener) into committed bat
 
 from __future__ import annotations
 
+import itertools
 import json
 import uuid
 from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from contract.csv import REJECT_HEADER, ROW_HEADER
+from contract.batches import BatchManifest
+from contract.csv import BATCH_ROW_HEADER, REJECT_HEADER
 from spark_job.job import make_sink, start_query
 from spark_job.progress import FIELDS, ProgressListener, ProgressTracker
 from spark_job.settings import SparkJobSettings
@@ -54,7 +56,7 @@ def test_seeded_events_and_bad_records_land_exactly_once(spark: SparkSession, ka
     tracker = ProgressTracker(settings.progress_file, resume_batches=False)
     listener = ProgressListener(tracker, settings.query_name)
     spark.streams.addListener(listener)
-    query = start_query(spark, settings, make_sink(settings, tracker))
+    query = start_query(spark, settings, make_sink(spark, settings, tracker))
     try:
         query.processAllAvailable()
         produce(kafka.bootstrap, topic, event_records(events[300:]))
@@ -66,10 +68,17 @@ def test_seeded_events_and_bad_records_land_exactly_once(spark: SparkSession, ka
     rows_files = committed_files(settings.rows_dir)
     assert list(rows_files) == list(range(len(rows_files)))  # consecutive batch ids from 0
     assert len(rows_files) >= (600 + len(BAD_RECORDS)) // 120  # maxOffsetsPerTrigger honoured
-    assert list(committed_files(settings.rejects_dir)) == list(rows_files)
+    assert set(committed_files(settings.rejects_dir)) < set(rows_files)  # only batches with rejects have one
     for path in rows_files.values():
-        assert ",".join(read_csv(path)[0]) == ROW_HEADER
-    got = read_all(settings.rows_dir)
+        assert ",".join(read_csv(path)[0]) == BATCH_ROW_HEADER
+    manifests = [BatchManifest.from_bytes(p.read_bytes()) for p in sorted(settings.rows_dir.glob("*.manifest.json"))]
+    assert [m.batch_id for m in manifests] == list(rows_files)
+    assert len({m.lineage for m in manifests}) == 1 and manifests[0].topic == topic and manifests[0].topic_id
+    for p in range(3):  # consecutive offset ranges from 0 to the end of each partition
+        ranges = [(m.offsets[p].start, m.offsets[p].end) for m in manifests if p in m.offsets]
+        assert ranges[0][0] == 0 and all(a[1] == b[0] for a, b in itertools.pairwise(ranges))
+    assert sum(m.offsets[p].end for p in range(3) for m in manifests[-1:]) == 600 + len(BAD_RECORDS)
+    got = [r[2:] for r in read_all(settings.rows_dir)]
     assert len(got) == len(set(got))
     assert sorted(got) == expected_rows(events)
 

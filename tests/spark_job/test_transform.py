@@ -11,7 +11,7 @@ import pytest
 from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 
-from contract.csv import REJECT_COLUMNS, ROW_COLUMNS
+from contract.csv import BATCH_ROW_COLUMNS, REJECT_COLUMNS
 from spark_job import transform
 from spark_job.transform import Reason
 
@@ -124,7 +124,7 @@ def test_every_bad_record_is_rejected_with_its_reason(
 def test_rejects_columns(spark: SparkSession) -> None:
     classified = transform.classify(kafka_df(spark, [b"x"]))
     assert tuple(transform.rejects(classified, 0).columns) == REJECT_COLUMNS
-    assert tuple(transform.rows(classified).columns) == ROW_COLUMNS
+    assert tuple(transform.rows(classified).columns) == BATCH_ROW_COLUMNS
 
 
 def test_good_records_give_one_row_per_reading(spark: SparkSession) -> None:
@@ -145,6 +145,7 @@ def test_good_records_give_one_row_per_reading(spark: SparkSession) -> None:
     values = [ev(), json.dumps(extra).encode(), json.dumps(shifted).encode(), *no_readings, b"not json"]
     classified = transform.classify(kafka_df(spark, values))
     got = [r.asDict() for r in transform.rows(classified).collect()]
+    assert [(r.pop("kafkaPartition"), r.pop("kafkaOffset")) for r in got] == [(0, 100), (0, 100), (1, 101), (2, 102)]
     base = {"eventId": GOOD["eventId"], "eventPublisher": "device", "customerId": "CI00100"}
     assert got == [
         {**base, "eventOffset": 10000, "eventTime": "2026-11-28T03:33:11.123456Z", "deviceIndex": 0,

@@ -1,0 +1,165 @@
+"""Exactly once keyed by Kafka offsets, end to end: the real broker, Spark job and merger started by
+the launcher (tests/e2e/conftest.py), records a real topic can hold and actions real operators take.
+Each scenario ends with `devicestream verify` exit 0 (the recreated topic, last, ends with its
+documented outcome in /merger/status). They share one stack and run in file order."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import signal
+
+import httpx
+import orjson
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from tests.e2e.conftest import Stack
+from tests.helpers import wait_for
+
+TOPIC = "device-events"
+RATE = 1000
+
+
+def _event(offset: int, **fields: object) -> dict:
+    reading = {"deviceId": "D001", "temperature": 7, "measure": "C", "status": "SUCCESS"}
+    reading.update({k: v for k, v in fields.items() if k in reading})
+    event = {
+        "eventId": f"keys-{offset}",
+        "eventOffset": offset,
+        "eventPublisher": "device",
+        "customerId": "CI00100",
+        "data": {"devices": [reading]},
+        "eventTime": "2026-11-28T03:33:11.123456Z",
+    }
+    event.update({k: v for k, v in fields.items() if k not in reading})
+    return event
+
+
+def _produce(stack: Stack, values: list[bytes]) -> None:
+    async def produce() -> None:
+        p = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, acks="all", max_request_size=2_000_000)
+        await p.start()
+        try:
+            for v in values:
+                await p.send_and_wait(TOPIC, v, key=b"CI00100")
+        finally:
+            await p.stop()
+
+    asyncio.run(produce())
+
+
+def _merger(stack: Stack) -> dict:
+    return httpx.get(f"{stack.merger}/merger/status", timeout=5).json()
+
+
+def _wait_merging(stack: Stack, more_than: int) -> None:
+    wait_for(
+        lambda: _merger(stack)["rows_merged"] > more_than,
+        180,
+        "the merger to merge new rows",
+        logs=stack.logs("spark", "merger"),
+        interval=0.5,
+    )
+
+
+def test_1_cr_and_crlf_in_string_fields_are_merged_as_they_are(stack: Stack) -> None:
+    base = 2 * 10**12
+    _produce(
+        stack,
+        [
+            orjson.dumps(_event(base, deviceId="D\r1")),
+            orjson.dumps(_event(base + 1, customerId="CI\r\n00100", deviceId="D\r\n2")),
+            orjson.dumps(_event(base + 2, eventPublisher="dev\nice")),
+            orjson.dumps(_event(base + 3)),
+        ],
+    )
+    stack.verify()
+    st = _merger(stack)
+    assert st["quarantined"] == [] and st["last_error"] is None
+    body = httpx.get(f"{stack.merger}/merged.csv", timeout=30).content
+    assert b'"D\r1"' in body and b'"CI\r\n00100"' in body and b'"D\r\n2"' in body
+
+
+def test_2_a_200k_device_id_with_a_comma_is_merged(stack: Stack) -> None:
+    base = 3 * 10**12
+    long_id = "D," + "x" * 200_000
+    _produce(stack, [orjson.dumps(_event(base, deviceId=long_id)), orjson.dumps(_event(base + 1))])
+    stack.verify()
+    st = _merger(stack)
+    assert st["quarantined"] == [] and st["last_error"] is None
+    ready = httpx.get(f"{stack.merger}/readyz", timeout=5)
+    assert ready.status_code == 200, ready.text
+
+
+def test_3_checkpoint_deleted_mid_run_replays_and_merges_each_record_once(stack: Stack) -> None:
+    before = _merger(stack)
+    stack.start_run(rate=RATE, count=RATE * 20, seed=31)
+    _wait_merging(stack, before["rows_merged"])
+    old = stack.kill("spark")
+    # The launcher restarts the job; a JVM takes seconds before it reads its checkpoint.
+    shutil.rmtree(stack.data / "spark" / "checkpoint")
+    stack.wait_restarted("spark", old)
+    assert stack.wait_run_ended()["state"] == "completed"
+    stack.verify()
+    st = _merger(stack)
+    assert st["lineage"] != before["lineage"], "the merger follows the new checkpoint lineage"
+    assert st["rows_skipped"] > before["rows_skipped"], "the replay's rows already merged were dropped"
+    assert not [e for e in st["events"] if e["kind"] in ("topic_recreated", "offsets_skipped")]
+
+
+def test_4_merger_state_deleted_mid_run(stack: Stack) -> None:
+    before = _merger(stack)["rows_merged"]
+    stack.start_run(rate=RATE, count=RATE * 20, seed=41)
+    state = stack.data / "merger" / "state.json"
+    _wait_merging(stack, before)
+    state.unlink()  # while it runs: the next commit writes it again
+    before = _merger(stack)["rows_merged"]
+    _wait_merging(stack, before)
+    old = stack.kill("merger", signal.SIGKILL)
+    state.unlink(missing_ok=True)  # and while it is down: rebuilt from the journal
+    stack.wait_restarted("merger", old)
+    assert stack.wait_run_ended()["state"] == "completed"
+    stack.verify()
+    assert "state_rebuilt" in [e["kind"] for e in _merger(stack)["events"]]
+
+
+def test_5_recreated_topic_is_a_visible_event(stack: Stack) -> None:
+    """Documented outcome: Spark refuses its checkpoint (offsets went backwards), the operator deletes
+    it, the new lineage reads the new topic, and the merger records `topic_recreated` (old and new
+    topic id) in /merger/status and its log, then merges the new topic's records from offset 0.
+    merged.csv keeps the old topic's rows, so verify (which reads the topic) is not the check here."""
+    before = _merger(stack)
+    old_topic_id = before["topic_id"]
+    assert old_topic_id
+
+    async def recreate() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=stack.bootstrap)
+        await admin.start()
+        try:
+            await admin.delete_topics([TOPIC])
+            for _ in range(100):  # deletion is asynchronous in the controller
+                if TOPIC not in await admin.list_topics():
+                    break
+                await asyncio.sleep(0.2)
+            await admin.create_topics([NewTopic(TOPIC, num_partitions=3, replication_factor=1)])
+        finally:
+            await admin.close()
+
+    old = stack.kill("spark")
+    asyncio.run(recreate())
+    shutil.rmtree(stack.data / "spark" / "checkpoint", ignore_errors=True)
+    stack.wait_restarted("spark", old)
+    base = 4 * 10**12
+    _produce(stack, [orjson.dumps(_event(base + i)) for i in range(30)])
+
+    def recreated() -> dict | None:
+        st = _merger(stack)
+        events = [e for e in st["events"] if e["kind"] == "topic_recreated"]
+        return events[-1] if events and st["rows_merged"] >= before["rows_merged"] + 30 else None
+
+    event = wait_for(recreated, 180, "topic_recreated in /merger/status", logs=stack.logs("spark", "merger"))
+    st = _merger(stack)
+    assert st["topic_id"] != old_topic_id and old_topic_id in event["detail"]
+    assert sum(st["merged_offsets"].values()) == 30
+    assert st["rows_merged"] == before["rows_merged"] + 30

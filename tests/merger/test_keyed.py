@@ -1,0 +1,187 @@
+"""Exactly once keyed by Kafka offsets: the engine on real keyed batch files (lineage names, manifests)."""
+
+import pytest
+
+from contract.csv import batch_file_name, manifest_file_name
+from services.merger import merge as merge_module
+from services.merger.errors import MergeAttemptError
+from services.merger.merge import MergeEngine
+from services.merger.plan import choose_lineage
+from services.merger.settings import MergerSettings
+from services.merger.state import HEADER_LINE
+from tests.merger.batches import LINEAGE_A, LINEAGE_B, keyed_row, keyed_rows, write_batch, write_keyed_batch
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return MergerSettings(data_dir=tmp_path)
+
+
+def merged(*ranges: dict[int, tuple[int, int]]) -> bytes:
+    return HEADER_LINE + "".join(keyed_rows(r) for r in ranges).encode()
+
+
+def test_rows_lose_their_kafka_columns_and_the_offsets_are_recorded(settings):
+    write_keyed_batch(settings.rows_dir, LINEAGE_A, 0, {0: (0, 3), 1: (0, 2)})
+    write_keyed_batch(settings.rows_dir, LINEAGE_A, 1, {0: (3, 5), 1: (2, 2), 2: (0, 1)})
+    engine = MergeEngine(settings)
+    engine.run_pass()
+    assert settings.merged_csv.read_bytes() == merged({0: (0, 3), 1: (0, 2)}, {0: (3, 5), 2: (0, 1)})
+    st = engine.state
+    assert (st.lineage, st.last_batch_id, st.next_offsets) == (LINEAGE_A, 1, {0: 5, 1: 2, 2: 1})
+    assert (st.topic, st.topic_id, st.rows_merged, st.rows_skipped, st.events) == ("device-events", "topic-1", 8, 0, ())
+    assert not list(settings.rows_dir.iterdir())  # rows files and manifests deleted
+
+
+def test_a_new_lineage_replaying_the_topic_adds_only_new_records(settings):
+    write_keyed_batch(settings.rows_dir, LINEAGE_A, 0, {0: (0, 4), 1: (0, 3)})
+    write_keyed_batch(settings.rows_dir, LINEAGE_A, 1, {0: (4, 6), 1: (3, 3)})
+    engine = MergeEngine(settings)
+    engine.run_pass()
+    # The checkpoint is deleted: batch ids restart at 0, from the earliest offset, other boundaries.
+    write_keyed_batch(settings.rows_dir, LINEAGE_B, 0, {0: (0, 5), 1: (0, 1)})
+    write_keyed_batch(settings.rows_dir, LINEAGE_B, 1, {0: (5, 8), 1: (1, 5)})
+    engine.run_pass()
+    assert settings.merged_csv.read_bytes() == merged({0: (0, 4), 1: (0, 3)}, {0: (4, 6)}, {0: (6, 8)}, {1: (3, 5)})
+    st = engine.state
+    assert (st.lineage, st.last_batch_id, st.next_offsets) == (LINEAGE_B, 1, {0: 8, 1: 5})
+    assert st.rows_skipped == (5 + 1) + (1 + 2) and st.rows_merged == 13 and st.events == ()
+
+
+def test_an_old_lineage_is_finished_first_and_its_leftovers_are_stale(settings):
+    write_keyed_batch(settings.rows_dir, LINEAGE_A, 0, {0: (0, 2)})
+    write_keyed_batch(settings.rows_dir, LINEAGE_B, 0, {0: (0, 3)})
+    write_keyed_batch(settings.rows_dir, LINEAGE_A, 1, {0: (2, 4)})
+    engine = MergeEngine(settings)
+    engine.run_pass()
+    write_keyed_batch(settings.rows_dir, LINEAGE_A, 1, {0: (2, 4)})  # a late re-run of the old lineage
+    engine.run_pass()
+    assert settings.merged_csv.read_bytes() == merged({0: (0, 4)})
+    assert engine.state.lineage == LINEAGE_B and engine.state.next_offsets == {0: 4}
+    assert not list(settings.rows_dir.iterdir())
+
+
+def test_a_recreated_topic_is_an_event_and_its_records_are_merged(settings):
+    write_keyed_batch(settings.rows_dir, LINEAGE_A, 0, {0: (0, 5)})
+    engine = MergeEngine(settings)
+    engine.run_pass()
+    write_keyed_batch(settings.rows_dir, LINEAGE_B, 0, {0: (0, 2)}, topic_id="topic-2")
+    engine.run_pass()
+    assert settings.merged_csv.read_bytes() == merged({0: (0, 5)}, {0: (0, 2)})
+    (event,) = engine.state.events
+    assert event.kind == "topic_recreated" and "topic-2" in event.detail and "topic-1" in event.detail
+    assert (engine.state.topic_id, engine.state.next_offsets) == ("topic-2", {0: 2})
+
+
+def test_skipped_and_backward_offsets_are_events(settings):
+    write_keyed_batch(settings.rows_dir, LINEAGE_A, 0, {0: (0, 2)})
+    write_keyed_batch(settings.rows_dir, LINEAGE_A, 1, {0: (5, 6)})  # 2..4 deleted before read
+    write_keyed_batch(settings.rows_dir, LINEAGE_A, 2, {0: (1, 7)})  # Spark went back to 1
+    engine = MergeEngine(settings)
+    engine.run_pass()
+    assert [e.kind for e in engine.state.events] == ["offsets_skipped", "offsets_backwards"]
+    assert "offsets 2..4" in engine.state.events[0].detail
+    assert settings.merged_csv.read_bytes() == merged({0: (0, 2)}, {0: (5, 7)})
+
+
+def test_cr_inside_a_field_of_a_keyed_row_is_kept_and_filtered_rows_too(settings):
+    cr_row = keyed_row(0, 1, device='"D\r\n,1"')
+    quoted_row = keyed_row(0, 2, device='"x""\ny"')
+    rows = f"0,0,{keyed_row(0, 0)}0,1,{cr_row}0,2,{quoted_row}"
+    write_keyed_batch(settings.rows_dir, LINEAGE_A, 0, {0: (0, 1)})
+    engine = MergeEngine(settings)
+    engine.run_pass()
+    write_keyed_batch(settings.rows_dir, LINEAGE_B, 0, {0: (0, 3)}, rows=rows)
+    engine.run_pass()
+    assert settings.merged_csv.read_bytes() == HEADER_LINE + (keyed_row(0, 0) + cr_row + quoted_row).encode()
+
+
+def test_a_batch_without_its_manifest_is_quarantined(settings):
+    path = write_keyed_batch(settings.rows_dir, LINEAGE_A, 0, {0: (0, 2)})
+    (settings.rows_dir / path.name.replace(".csv", ".manifest.json")).unlink()
+    engine = MergeEngine(settings)
+    engine.run_pass()
+    assert "manifest" in engine.state.quarantined[0].reason and engine.state.last_batch_id == 0
+
+
+def test_the_quarantine_is_pruned_to_its_bounds(tmp_path):
+    settings = MergerSettings(data_dir=tmp_path, quarantine_max_files=2)
+    for b in range(4):
+        write_batch(settings.rows_dir, b, "not,a,header\n")
+    MergeEngine(settings).run_pass()
+    kept = sorted(p.name for p in settings.quarantine_dir.iterdir())
+    assert kept == sorted(
+        [batch_file_name(2), batch_file_name(3), f"{batch_file_name(2)}.reason.txt", f"{batch_file_name(3)}.reason.txt"]
+    )
+
+
+def test_deleted_state_is_rebuilt_from_the_journal_and_nothing_is_merged_twice(settings):
+    write_keyed_batch(settings.rows_dir, LINEAGE_A, 0, {0: (0, 3)})
+    engine = MergeEngine(settings)
+    engine.run_pass()
+    write_keyed_batch(settings.rows_dir, LINEAGE_A, 1, {0: (3, 5)})
+    engine.run_pass()
+    engine.close()
+    settings.state_file.unlink()
+    write_keyed_batch(settings.rows_dir, LINEAGE_B, 0, {0: (0, 6)})  # and a replay on top
+    restarted = MergeEngine(settings)
+    assert restarted.state.next_offsets == {0: 5} and restarted.state.events[-1].kind == "state_rebuilt"
+    restarted.run_pass()
+    assert settings.merged_csv.read_bytes() == merged({0: (0, 6)})
+
+
+def test_the_journal_is_compacted(tmp_path):
+    settings = MergerSettings(data_dir=tmp_path, journal_max_bytes=1)
+    engine = MergeEngine(settings)
+    for b in range(3):
+        write_keyed_batch(settings.rows_dir, LINEAGE_A, b, {0: (b, b + 1)})
+        engine.run_pass()
+    assert settings.journal_file.read_bytes().count(b"\n") <= 2
+
+
+def test_choose_lineage():
+    assert choose_lineage("", None, {}).lineage == ""
+    plan = choose_lineage("", None, {"L1": [0, 1]})
+    assert (plan.lineage, plan.first_batch_id, plan.switched) == ("L1", 0, True)
+    assert choose_lineage("L1", 1, {"L1": [2], "L2": [0]}).lineage == "L1"  # the current one first
+    plan = choose_lineage("L1", 1, {"L1": [1], "L2": [0], "L0": [7]})
+    assert (plan.lineage, plan.stale_lineages) == ("L2", ("L0", "L1"))
+    assert choose_lineage("L2", 3, {"L1": [9]}).stale_lineages == ("L1",)
+
+
+def test_manifests_left_by_a_crash_are_removed_once_their_batch_is_processed(settings):
+    orphan_old = settings.rows_dir / manifest_file_name(batch_file_name(7, LINEAGE_A))
+    orphan_done = settings.rows_dir / manifest_file_name(batch_file_name(0, LINEAGE_B))
+    pending = settings.rows_dir / manifest_file_name(batch_file_name(2, LINEAGE_B))
+    write_keyed_batch(settings.rows_dir, LINEAGE_B, 0, {0: (0, 2)})
+    write_keyed_batch(settings.rows_dir, LINEAGE_B, 1, {0: (2, 3)})
+    engine = MergeEngine(settings)
+    engine.run_pass()
+    for p in (orphan_old, orphan_done, pending):
+        p.write_text("{}")
+    engine.run_pass()
+    assert sorted(p.name for p in settings.rows_dir.iterdir()) == [pending.name]  # the next batch's, kept
+
+
+def test_a_batch_retried_after_an_unexpected_error_leaves_no_trace_in_the_commit_before_it(tmp_path, monkeypatch):
+    settings = MergerSettings(data_dir=tmp_path, max_file_attempts=2)
+    write_keyed_batch(settings.rows_dir, LINEAGE_A, 0, {0: (0, 2)})
+    write_keyed_batch(settings.rows_dir, LINEAGE_A, 1, {0: (2, 3)})
+    write_keyed_batch(settings.rows_dir, LINEAGE_A, 2, {0: (0, 4)}, topic_id="topic-2")
+    failures = [RuntimeError("a bug")]
+    real_select_rows = merge_module.select_rows
+
+    def select_rows(parsed, keep):
+        if failures and parsed.rows == 4:
+            raise failures.pop()
+        return real_select_rows(parsed, keep)
+
+    monkeypatch.setattr(merge_module, "select_rows", select_rows)
+    engine = MergeEngine(settings)
+    with pytest.raises(MergeAttemptError):
+        engine.run_pass()
+    st = engine.state
+    assert (st.last_batch_id, st.topic_id, st.next_offsets, st.events) == (1, "topic-1", {0: 3}, ())
+    engine.run_pass()
+    assert [e.kind for e in engine.state.events] == ["topic_recreated"]
+    assert settings.merged_csv.read_bytes() == merged({0: (0, 3)}, {0: (0, 4)})
