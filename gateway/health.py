@@ -44,6 +44,9 @@ class Thresholds:
     spark_stale_after_s: float = 60.0
     spark_lag_warn_offsets: int = 100_000
     merger_lag_warn_batches: int = 10
+    #: How long a source event of the merger (topic recreated, offsets skipped or going backwards,
+    #: state rebuilt) keeps the pipeline `degraded`, so an operator sees it (README: Guarantees).
+    merger_event_warn_s: float = 3600.0
 
 
 @dataclass
@@ -202,7 +205,7 @@ def assess_spark(s: SparkProbe, kafka: KafkaProbe, now: float, t: Thresholds) ->
     return {**(doc or {}), **info, "status": v.status, "reasons": v.reasons}
 
 
-def assess_merger(m: HttpProbe, t: Thresholds) -> dict[str, Any]:
+def assess_merger(m: HttpProbe, t: Thresholds, now: float | None = None) -> dict[str, Any]:
     v = Verdict()
     doc = m.doc or {}
     if not m.reachable:
@@ -216,7 +219,24 @@ def assess_merger(m: HttpProbe, t: Thresholds) -> dict[str, Any]:
         lag = _int(doc.get("lag_batches"))
         if lag is not None and lag > t.merger_lag_warn_batches:
             v.add("degraded", f"merger: {lag} batches behind")
+        for event in recent_source_events(doc.get("events"), now, t.merger_event_warn_s):
+            v.add("degraded", f"merger: {event.get('kind')}: {event.get('detail')}")
     return {**doc, "status": v.status, "reasons": v.reasons, "reachable": m.reachable, "url": m.url, "error": m.error}
+
+
+def recent_source_events(events: object, now: float | None, within_s: float) -> list[dict[str, Any]]:
+    """The merger's source events (a recreated topic...) of the last `within_s` seconds (all of them
+    when `now` is unknown); anything that is not a list of objects is ignored."""
+    if not isinstance(events, list):
+        return []
+    out = []
+    for e in events:
+        if not isinstance(e, dict):
+            continue
+        at = e.get("at")
+        if now is None or not isinstance(at, int | float) or now - at <= within_s:
+            out.append(e)
+    return out
 
 
 def account(kafka: KafkaProbe, gen: HttpProbe, spark: SparkProbe, merger: HttpProbe) -> dict[str, Any]:
@@ -285,7 +305,7 @@ def assess(
         "kafka": assess_kafka(kafka),
         "generator": assess_generator(generator),
         "spark": assess_spark(spark, kafka, now, thresholds),
-        "merger": assess_merger(merger, thresholds),
+        "merger": assess_merger(merger, thresholds, now),
     }
     accounting = account(kafka, generator, spark, merger)
     overall: Level = worst(*(c["status"] for c in components.values()))

@@ -94,6 +94,17 @@ def test_degraded_rules() -> None:
     assert run(m=merger(lag_batches=9))["reasons"] == ["merger: 9 batches behind"]
 
 
+def test_a_recent_source_event_of_the_merger_is_shown_as_degraded() -> None:
+    recreated = {"kind": "topic_recreated", "at": NOW - 60, "detail": "topic id abc -> def", "lineage": "l"}
+    doc = run(m=merger(events=[recreated]))
+    assert doc["overall"] == "degraded"
+    assert doc["reasons"] == ["merger: topic_recreated: topic id abc -> def"]
+    assert doc["components"]["merger"]["events"] == [recreated]  # the event itself, for the operator
+    old = {**recreated, "at": NOW - T.merger_event_warn_s - 1}
+    assert run(m=merger(events=[old]))["overall"] == "ok"  # still listed, no longer a warning
+    assert run(m=merger(events="garbage"))["overall"] == "ok"
+
+
 def test_accounting_disagreement_after_drain_only() -> None:
     doc = run(m=merger(rows_merged=29))
     assert doc["overall"] == "degraded" and doc["accounting"]["consistent"] is False
