@@ -435,3 +435,22 @@ def test_hostnet_healthchecks_and_urls_follow_the_chosen_ports(
         assert isinstance(settings, GatewaySettings)
         assert settings.generator_base() == "http://127.0.0.1:18001"
         assert settings.merger_base() == "http://127.0.0.1:18002"
+
+
+def test_every_registry_image_has_a_debian_stand_in(compose: dict[str, Any]) -> None:
+    """Where Docker Hub cannot be reached, compose_test.sh builds a stand-in for each base image the
+    Dockerfiles and compose.yaml name: every one has its Dockerfile in docker/standins/, and each
+    stand-in keeps what its original offers to our Dockerfiles and compose.yaml."""
+    script = (REPO_ROOT / "scripts/compose_test.sh").read_text()
+    froms = {line.split()[1] for p in DOCKERFILES for line in dockerfile_lines(p) if line.upper().startswith("FROM ")}
+    images = froms | {svc["image"] for svc in services(compose).values()}
+    for image in sorted(i for i in images if not i.startswith("devicestream-")):
+        m = re.search(rf"{re.escape(image.split(':')[0])}:\*\) ensure_base \"\$image\" (\S+)", script)
+        assert m, f"compose_test.sh has no stand-in for {image}"
+        assert (REPO_ROOT / m.group(1)).exists(), m.group(1)
+    standins = REPO_ROOT / "docker/standins"
+    assert "python-is-python3" in (standins / "python.Dockerfile").read_text()  # `python` on PATH
+    kafka = (standins / "kafka.Dockerfile").read_text()
+    assert "--uid 1000" in kafka and "USER appuser" in kafka
+    for tool in ("kafka-topics.sh", "kafka-broker-api-versions.sh"):  # what compose.yaml runs in it
+        assert (standins / "kafka/bin" / tool).exists()
