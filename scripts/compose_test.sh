@@ -127,13 +127,22 @@ for image in $(awk 'toupper($1) == "FROM" {print $2}' docker/*.Dockerfile; awk '
 done
 [[ -n "$standin_context" ]] && rm -rf "$standin_context"
 log "base images ready ($(elapsed))"
+image_of() { awk -v s="devicestream-$1:" '$1 == "image:" && index($2, s) == 1 {print $2; exit}' compose.yaml; }
 for svc in services spark; do
-  image=$(awk -v s="devicestream-$svc:" '$1 == "image:" && index($2, s) == 1 {print $2; exit}' compose.yaml)
+  image=$(image_of "$svc")
   log "building $image from docker/$svc.Dockerfile"
   build -f "docker/$svc.Dockerfile" -t "$image" .
 done
-log "images ($(elapsed)):"
-docker image ls --format '  {{.Repository}}:{{.Tag}}  {{.Size}}' | grep -E 'devicestream-(services|spark)|apache/kafka' | sort
+mb() { echo $(( $(docker image inspect -f '{{.Size}}' "$1") / 1000000 )); }
+log "images ($(elapsed)); sizes in MB (10^6 bytes), as \`docker image ls\` counts them:"
+for svc in services spark; do
+  image=$(image_of "$svc")
+  base=$(awk 'toupper($1) == "FROM" {b = $2} END {print b}' "docker/$svc.Dockerfile")
+  printf '  %-34s %5s MB  (%s MB of it: the base %s)\n' "$image" "$(mb "$image")" "$(mb "$base")" "$base"
+done
+for image in $(awk '$1 == "image:" && $2 !~ /^devicestream-/ {print $2}' compose.yaml | sort -u); do
+  printf '  %-34s %5s MB\n' "$image" "$(mb "$image")"
+done
 
 # ---- 4.-6. the stack ------------------------------------------------------------------------------
 COMPOSE_BIN="${compose[*]}" .venv/bin/python -m tests.deploy.compose_run

@@ -29,7 +29,7 @@ from tests.helpers import REPO_ROOT
 T = TypeVar("T")
 
 PROJECT = "devicestream-compose-test"
-EVENTS, RATE = 20_000, 500  # a 40 s run: the Spark container is killed while events still arrive
+EVENTS, RATE = 20_000, 400  # a 50 s run: the Spark container is killed while events still arrive
 UP_TIMEOUT_S = 600  # first start on a loaded 2-core machine: JVMs, Spark session, four healthchecks
 RESTART_TIMEOUT_S = 300
 VERIFY_WAIT_S = 300
@@ -110,6 +110,7 @@ class Stack:
 
 
 def run(stack: Stack) -> None:
+    stack.compose("down", "-v", "--timeout", "10", check=False)  # what an interrupted earlier run left
     t0 = time.monotonic()
     say(f"up --wait ({shlex.join(f'{k}={v}' for k, v in stack.env.items())})")
     res = stack.compose("up", "-d", "--wait", "--no-build", "--pull", "never", check=False, timeout=UP_TIMEOUT_S + 60)
