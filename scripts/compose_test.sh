@@ -30,6 +30,8 @@ stop_engine() {
     kill -TERM "$dockerd_pid"
     for _ in $(seq 60); do kill -0 "$dockerd_pid" 2>/dev/null || break; sleep 0.5; done
     kill -0 "$dockerd_pid" 2>/dev/null && kill -KILL "$dockerd_pid"
+    # dockerd leaves its default network namespace mounted under the exec root
+    umount "$DS_DOCKER_ROOT/exec/netns/default" 2>/dev/null || true
   fi
   log "$([[ $rc == 0 ]] && echo passed || echo "FAILED (exit $rc)") in $(elapsed)"
   exit "$rc"
