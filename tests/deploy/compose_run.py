@@ -118,6 +118,12 @@ def run(stack: Stack) -> None:
         raise ComposeTestError(f"docker compose up --wait failed:\n{res.stdout}{res.stderr}\n{stack.logs()}")
     say(f"every service healthy after {time.monotonic() - t0:.0f}s:\n{stack.compose('ps').stdout}")
 
+    services = ("kafka", "spark", "merger", "generator", "gateway")
+    users = {name: stack.container(name)["Config"]["User"] for name in services}
+    if any(user.split(":")[0] in ("", "root", "0") for user in users.values()):
+        raise ComposeTestError(f"a container runs as root: {users}")
+    say(f"every container runs as a user: {users}")
+
     r = httpx.post(f"{stack.gateway}/generator/start", json={"rate": RATE, "count": EVENTS, "seed": 16}, timeout=15)
     if r.status_code != 202:
         raise ComposeTestError(f"POST /generator/start: {r.status_code} {r.text}")
