@@ -1,8 +1,9 @@
-# devicestream: `make up` runs the pipeline, `make test` runs the test suite. Both install first.
+# devicestream: `make up` runs the pipeline, `make test` runs the test suite, `make compose-test` builds
+# every image and runs compose.yaml end to end (scripts/compose_test.sh). All install first.
 PY := .venv/bin/python
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install up down status lint test test-unit test-fast bench bench-quick clean clean-data
+.PHONY: install up down status lint test test-unit test-fast compose-test bench bench-quick clean clean-data
 
 install:
 	@bash scripts/install.sh
@@ -28,6 +29,9 @@ test-unit: install lint
 
 test-fast: install lint
 	.venv/bin/pytest -m "not slow"
+
+compose-test: install
+	@bash scripts/compose_test.sh
 
 bench: install
 	$(PY) -m bench

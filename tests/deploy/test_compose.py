@@ -371,3 +371,86 @@ def test_dockerignore_keeps_state_and_secrets_out_but_not_what_the_images_copy()
         assert (REPO_ROOT / src).exists(), f"COPY {src}: no such path"
         top = src.split("/")[0]
         assert top not in ignored and src not in ignored, f".dockerignore drops {src}, which an image copies"
+
+
+# ---- the host-network override `make compose-test` runs -------------------------------------------
+
+HOSTNET = REPO_ROOT / "compose.hostnet.yaml"
+HOSTNET_PORTS = {
+    "DEVICESTREAM_KAFKA_PORT": "19092",
+    "DEVICESTREAM_KAFKA_CONTROLLER_PORT": "19093",
+    "GATEWAY_PORT": "18000",
+    "GENERATOR_PORT": "18001",
+    "MERGER_PORT": "18002",
+}
+
+
+class _ComposeLoader(yaml.SafeLoader):
+    """YAML with compose's `!reset` tag (drop what the base file set), loaded as a marker."""
+
+
+_ComposeLoader.add_constructor("!reset", lambda loader, node: {"!reset": loader.construct_sequence(node)})
+
+
+@pytest.fixture(scope="module")
+def hostnet() -> dict[str, Any]:
+    return interpolate(yaml.load(HOSTNET.read_text(), Loader=_ComposeLoader), HOSTNET_PORTS)
+
+
+def test_hostnet_override_puts_every_service_on_loopback(compose: dict[str, Any], hostnet: dict[str, Any]) -> None:
+    """Every service of compose.yaml, and no other, runs in the host's network namespace; nothing is
+    published; every address a component listens on or dials is 127.0.0.1 on the chosen ports."""
+    over = services(hostnet)
+    assert set(over) == set(services(compose))
+    assert all(svc["network_mode"] == "host" for svc in over.values())
+    assert "networks" not in hostnet
+    assert over["gateway"]["ports"] == {"!reset": []}, "the gateway's published port is dropped, not added to"
+    text = json.dumps(hostnet)
+    assert not re.search(r"\b(kafka|generator|merger):\d", text), "no service-name address survives"
+    assert not re.search(r"0\.0\.0\.0", text)
+    kafka = environment(over["kafka"])
+    assert kafka["KAFKA_LISTENERS"] == "PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093"
+    assert kafka["KAFKA_ADVERTISED_LISTENERS"] == "PLAINTEXT://127.0.0.1:19092"
+    assert kafka["KAFKA_CONTROLLER_QUORUM_VOTERS"] == "1@127.0.0.1:19093"
+    assert "127.0.0.1:19092" in over["topic"]["command"]
+    for name in OUR_SERVICES:
+        assert environment(over[name])["KAFKA_BOOTSTRAP_SERVERS"] == "127.0.0.1:19092", name
+
+
+@pytest.mark.parametrize("name", sorted(HTTP_SERVICES))
+def test_hostnet_healthchecks_and_urls_follow_the_chosen_ports(
+    name: str, compose: dict[str, Any], hostnet: dict[str, Any], container_env: Any
+) -> None:
+    """The override only moves addresses: the merged environment validates, and each healthcheck
+    asks the same route as compose.yaml's, on the port the service now listens on."""
+    base, over = services(compose)[name], services(hostnet)[name]
+    container_env({**environment(base), **environment(over)})
+    settings = HTTP_SERVICES[name][0](_env_file=None)  # type: ignore[call-arg]
+    assert settings.host == "127.0.0.1"  # type: ignore[attr-defined]
+    url = urlsplit(healthcheck_url(over))
+    assert (url.hostname, url.port) == ("127.0.0.1", settings.port)  # type: ignore[attr-defined]
+    assert url.path == urlsplit(healthcheck_url(base)).path
+    assert over["healthcheck"]["test"][:3] == base["healthcheck"]["test"][:3]
+    if name == "gateway":
+        assert isinstance(settings, GatewaySettings)
+        assert settings.generator_base() == "http://127.0.0.1:18001"
+        assert settings.merger_base() == "http://127.0.0.1:18002"
+
+
+def test_every_registry_image_has_a_debian_stand_in(compose: dict[str, Any]) -> None:
+    """Where Docker Hub cannot be reached, compose_test.sh builds a stand-in for each base image the
+    Dockerfiles and compose.yaml name: every one has its Dockerfile in docker/standins/, and each
+    stand-in keeps what its original offers to our Dockerfiles and compose.yaml."""
+    script = (REPO_ROOT / "scripts/compose_test.sh").read_text()
+    froms = {line.split()[1] for p in DOCKERFILES for line in dockerfile_lines(p) if line.upper().startswith("FROM ")}
+    images = froms | {svc["image"] for svc in services(compose).values()}
+    for image in sorted(i for i in images if not i.startswith("devicestream-")):
+        m = re.search(rf"{re.escape(image.split(':')[0])}:\*\) ensure_base \"\$image\" (\S+)", script)
+        assert m, f"compose_test.sh has no stand-in for {image}"
+        assert (REPO_ROOT / m.group(1)).exists(), m.group(1)
+    standins = REPO_ROOT / "docker/standins"
+    assert "python-is-python3" in (standins / "python.Dockerfile").read_text()  # `python` on PATH
+    kafka = (standins / "kafka.Dockerfile").read_text()
+    assert "--uid 1000" in kafka and "USER appuser" in kafka
+    for tool in ("kafka-topics.sh", "kafka-broker-api-versions.sh"):  # what compose.yaml runs in it
+        assert (standins / "kafka/bin" / tool).exists()

@@ -1,0 +1,193 @@
+"""The end-to-end half of `make compose-test` (scripts/compose_test.sh builds the images first):
+
+  docker compose -f compose.yaml -f compose.hostnet.yaml up -d --wait    (free ports on 127.0.0.1)
+  POST /generator/start through the gateway: 20,000 events
+  the Spark container SIGKILLed mid-run; its restart policy brings it back, healthy again
+  the run completes; `devicestream verify` on the stack's topic and its `data` volume: exit 0
+  docker compose down -v
+
+Every wait polls with a deadline and prints `docker compose logs` tails when it expires; the stack
+is always taken down. Run with `python -m tests.deploy.compose_run` (COMPOSE_BIN names the compose
+command, default `docker compose`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import httpx
+
+from devicestream.kafka_broker import free_ports
+from tests.helpers import REPO_ROOT
+
+T = TypeVar("T")
+
+PROJECT = "devicestream-compose-test"
+EVENTS, RATE = 20_000, 400  # a 50 s run: the Spark container is killed while events still arrive
+UP_TIMEOUT_S = 600  # first start on a loaded 2-core machine: JVMs, Spark session, four healthchecks
+RESTART_TIMEOUT_S = 300
+VERIFY_WAIT_S = 300
+
+
+class ComposeTestError(AssertionError):
+    """A step did not happen within its deadline (the message says which, with log tails)."""
+
+
+def say(msg: str) -> None:
+    print(f"compose-test: {msg}", flush=True)
+
+
+class Stack:
+    def __init__(self, compose_bin: list[str]) -> None:
+        kafka, controller, gateway, generator, merger = free_ports(5)
+        self.env = {
+            "DEVICESTREAM_KAFKA_PORT": str(kafka),
+            "DEVICESTREAM_KAFKA_CONTROLLER_PORT": str(controller),
+            "GATEWAY_PORT": str(gateway),
+            "GENERATOR_PORT": str(generator),
+            "MERGER_PORT": str(merger),
+            "KAFKA_TOPIC": "device-events",
+        }
+        self.cmd = [*compose_bin, "-p", PROJECT, "-f", "compose.yaml", "-f", "compose.hostnet.yaml"]
+        self.gateway = f"http://127.0.0.1:{gateway}"
+        self.merger = f"http://127.0.0.1:{merger}"
+
+    def compose(self, *args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*self.cmd, *args],
+            cwd=REPO_ROOT,
+            env={**os.environ, **self.env},
+            check=check,
+            text=True,
+            capture_output=True,
+            timeout=timeout,
+        )
+
+    def docker(self, *args: str) -> str:
+        return subprocess.run(["docker", *args], check=True, text=True, capture_output=True, timeout=120).stdout
+
+    def logs(self, *services: str, tail: int = 40) -> str:
+        res = self.compose("logs", "--no-color", "--tail", str(tail), *services, check=False, timeout=120)
+        return res.stdout + res.stderr
+
+    def wait_for(self, predicate: Callable[[], T], timeout: float, what: str, *services: str) -> T:
+        end = time.monotonic() + timeout
+        last: BaseException | None = None
+        while True:
+            try:
+                value = predicate()
+                if value:
+                    return value
+            except (httpx.HTTPError, subprocess.SubprocessError, KeyError, ValueError) as e:
+                last = e
+            if time.monotonic() > end:
+                raise ComposeTestError(
+                    f"timed out after {timeout:.0f}s waiting for {what}; last error: {last!r}\n{self.logs(*services)}"
+                )
+            time.sleep(1.0)
+
+    # ---- the containers ----------------------------------------------------------------------
+    def container(self, service: str) -> dict:
+        cid = self.compose("ps", "-q", service).stdout.strip()
+        if not cid:
+            raise KeyError(f"no container for {service}")
+        return json.loads(self.docker("inspect", cid))[0]
+
+    def volume_path(self, name: str) -> str:
+        return json.loads(self.docker("volume", "inspect", f"{PROJECT}_{name}"))[0]["Mountpoint"]
+
+    def merged_rows(self) -> int:
+        return int(httpx.get(f"{self.merger}/merger/status", timeout=5).json()["rows_merged"])
+
+    def generator_status(self) -> dict:
+        return httpx.get(f"{self.gateway}/generator/status", timeout=5).json()
+
+
+def run(stack: Stack) -> None:
+    stack.compose("down", "-v", "--timeout", "10", check=False)  # what an interrupted earlier run left
+    t0 = time.monotonic()
+    say(f"up --wait ({shlex.join(f'{k}={v}' for k, v in stack.env.items())})")
+    res = stack.compose("up", "-d", "--wait", "--no-build", "--pull", "never", check=False, timeout=UP_TIMEOUT_S + 60)
+    if res.returncode != 0:
+        raise ComposeTestError(f"docker compose up --wait failed:\n{res.stdout}{res.stderr}\n{stack.logs()}")
+    say(f"every service healthy after {time.monotonic() - t0:.0f}s:\n{stack.compose('ps').stdout}")
+
+    services = ("kafka", "spark", "merger", "generator", "gateway")
+    users = {name: stack.container(name)["Config"]["User"] for name in services}
+    if any(user.split(":")[0] in ("", "root", "0") for user in users.values()):
+        raise ComposeTestError(f"a container runs as root: {users}")
+    say(f"every container runs as a user: {users}")
+
+    r = httpx.post(f"{stack.gateway}/generator/start", json={"rate": RATE, "count": EVENTS, "seed": 16}, timeout=15)
+    if r.status_code != 202:
+        raise ComposeTestError(f"POST /generator/start: {r.status_code} {r.text}")
+    say(f"run started through the gateway: {EVENTS} events at {RATE}/s")
+
+    stack.wait_for(lambda: stack.merged_rows() > 0, 300, "the first merged rows", "spark", "merger")
+    spark = stack.container("spark")
+    restarts, pid = spark["RestartCount"], spark["State"]["Pid"]
+    # SIGKILL from outside, as a crash or the OOM killer would: the daemon sees the container die on
+    # its own and applies the restart policy (`docker kill` would count as a manual stop, which
+    # unless-stopped does not restart).
+    os.kill(pid, 9)
+    sent = stack.generator_status().get("acknowledged")
+    say(f"SIGKILLed the Spark container's main process (pid {pid}) with {sent} of {EVENTS} events acknowledged")
+
+    def spark_back() -> bool:
+        c = stack.container("spark")
+        return c["RestartCount"] > restarts and c["State"]["Health"]["Status"] == "healthy"
+
+    stack.wait_for(spark_back, RESTART_TIMEOUT_S, "the Spark container restarted and healthy", "spark")
+    say(f"the Spark container restarted by its restart policy and healthy again ({time.monotonic() - t0:.0f}s)")
+
+    def run_over() -> dict | None:
+        s = stack.generator_status()
+        return s if s["state"] in ("completed", "stopped", "failed") else None
+
+    status = stack.wait_for(run_over, 600, "the generator run to end", "generator")
+    if status["state"] != "completed" or status["acknowledged"] != EVENTS:
+        raise ComposeTestError(f"the run did not complete: {status}\n{stack.logs('generator')}")
+
+    data = stack.volume_path("data")
+    env = {
+        **os.environ,
+        "DEVICESTREAM_DATA_DIR": data,
+        "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{stack.env['DEVICESTREAM_KAFKA_PORT']}",
+        "KAFKA_TOPIC": stack.env["KAFKA_TOPIC"],
+    }
+    say(f"devicestream verify against the topic and the data volume ({data})")
+    res = subprocess.run(
+        [sys.executable, "-m", "devicestream", "verify", "--wait", str(VERIFY_WAIT_S)],
+        cwd=REPO_ROOT,
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=VERIFY_WAIT_S + 300,
+    )
+    print(res.stdout, res.stderr, sep="", flush=True)
+    if res.returncode != 0:
+        raise ComposeTestError(f"devicestream verify exited {res.returncode}\n{stack.logs('spark', 'merger')}")
+    say(f"verify: exit 0 ({time.monotonic() - t0:.0f}s since up)")
+
+
+def main() -> int:
+    stack = Stack(shlex.split(os.environ.get("COMPOSE_BIN", "docker compose")))
+    try:
+        run(stack)
+        return 0
+    except (ComposeTestError, subprocess.SubprocessError, httpx.HTTPError) as e:
+        say(f"FAILED: {e}")
+        return 1
+    finally:
+        res = stack.compose("down", "-v", "--timeout", "30", check=False, timeout=300)
+        say("down -v: " + ("done" if res.returncode == 0 else f"exit {res.returncode}\n{res.stderr}"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
