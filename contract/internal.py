@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 from fastapi import HTTPException, Request, Security
 from fastapi.security import APIKeyHeader
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings
 
 HEADER = "X-Internal-Token"
@@ -33,6 +33,12 @@ class InternalSecretSettings(BaseSettings):
         description="Shared secret between the gateway and the generator/merger (the launcher generates one "
         "per stack; compose needs it set). Empty: the generator and merger accept calls from anyone.",
     )
+
+    @field_validator("internal_secret", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """compose passes `${DEVICESTREAM_INTERNAL_SECRET:-}`: an empty value means no secret."""
+        return None if value == "" else value
 
 
 def secret_matches(expected: SecretStr, presented: str | None) -> bool:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shlex
 import subprocess
 import sys
@@ -53,6 +54,8 @@ class Stack:
             "GENERATOR_PORT": str(generator),
             "MERGER_PORT": str(merger),
             "KAFKA_TOPIC": "device-events",
+            # the gateway must show it to the generator and merger (a direct call without it is refused)
+            "DEVICESTREAM_INTERNAL_SECRET": secrets.token_urlsafe(32),
         }
         self.cmd = [*compose_bin, "-p", PROJECT, "-f", "compose.yaml", "-f", "compose.hostnet.yaml"]
         self.gateway = f"http://127.0.0.1:{gateway}"
@@ -112,7 +115,8 @@ class Stack:
 def run(stack: Stack) -> None:
     stack.compose("down", "-v", "--timeout", "10", check=False)  # what an interrupted earlier run left
     t0 = time.monotonic()
-    say(f"up --wait ({shlex.join(f'{k}={v}' for k, v in stack.env.items())})")
+    shown = {k: ("***" if "SECRET" in k else v) for k, v in stack.env.items()}
+    say(f"up --wait ({shlex.join(f'{k}={v}' for k, v in shown.items())})")
     res = stack.compose("up", "-d", "--wait", "--no-build", "--pull", "never", check=False, timeout=UP_TIMEOUT_S + 60)
     if res.returncode != 0:
         raise ComposeTestError(f"docker compose up --wait failed:\n{res.stdout}{res.stderr}\n{stack.logs()}")
@@ -124,6 +128,10 @@ def run(stack: Stack) -> None:
         raise ComposeTestError(f"a container runs as root: {users}")
     say(f"every container runs as a user: {users}")
 
+    direct = httpx.post(f"http://127.0.0.1:{stack.env['GENERATOR_PORT']}/generator/stop", timeout=15)
+    if direct.status_code != 401:
+        raise ComposeTestError(f"the generator took a call without the internal secret: {direct.status_code}")
+    say("the generator refuses a call without the internal secret (401); the gateway carries it")
     r = httpx.post(f"{stack.gateway}/generator/start", json={"rate": RATE, "count": EVENTS, "seed": 16}, timeout=15)
     if r.status_code != 202:
         raise ComposeTestError(f"POST /generator/start: {r.status_code} {r.text}")
