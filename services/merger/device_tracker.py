@@ -31,20 +31,32 @@ READ_CHUNK: Final = 32 * 1024 * 1024
 SNAPSHOT_VERSION: Final = 1
 
 
+def row_end(data: bytes, before: int) -> int:
+    """The end (just past the newline) of the last whole CSV row in data[:before], 0 if none. `data`
+    starts at a row boundary; a newline inside a quoted field (merged rows keep CR/LF byte for byte)
+    is not a row end: one is where the count of '"' before it is even (RFC 4180 doubles quotes)."""
+    cut = data.rfind(b"\n", 0, before)
+    while cut >= 0:
+        if data.count(b'"', 0, cut) % 2 == 0:
+            return cut + 1
+        cut = data.rfind(b"\n", 0, cut)
+    return 0
+
+
 def read_whole_lines(path: Path, start: int, end: int, chunk: int = READ_CHUNK) -> Iterator[tuple[int, bytes]]:
-    """Chunks of path[start:end] that each end at a newline, one at a time: (end offset, bytes), at
-    most `chunk` bytes each (or one whole line when longer). `end` must be at the end of a line (a
-    committed size is)."""
+    """Chunks of path[start:end] that each end at the end of a CSV row, one at a time: (end offset,
+    bytes), at most `chunk` bytes each (or one whole row when longer). `start` and `end` must be row
+    boundaries (a committed size is)."""
     with open(path, "rb") as f:
         pos = start
         while pos < end:
             data = os.pread(f.fileno(), min(chunk, end - pos), pos)
             if not data:
                 raise OSError(f"{path} ends at {pos}, before its committed size {end}")
-            cut = data.rfind(b"\n") + 1 if pos + len(data) < end else len(data)
-            if cut == 0:  # one line longer than the chunk: read on to its end
+            cut = row_end(data, len(data)) if pos + len(data) < end else len(data)
+            if cut == 0:  # one row longer than the chunk: read on to its end
                 rest = os.pread(f.fileno(), end - pos, pos)
-                cut = rest.find(b"\n") + 1 or len(rest)
+                cut = row_end(rest, len(rest)) or len(rest)
                 data = rest
             yield pos + cut, data[:cut]
             pos += cut

@@ -249,6 +249,20 @@ def test_committed_bytes_are_read_in_whole_lines(tmp_path, chunk):
         assert all(c.endswith(b"\n") for _, c in got) and got[-1][0] == len(data)
 
 
+@pytest.mark.parametrize("chunk", [1, 5, 16, 1000])
+def test_chunks_never_end_inside_a_quoted_newline(tmp_path, chunk):
+    rows = [b'a,"x\ny",1\n', b'b,"p\r\nq ""r""\n",2\n', b"c,plain,3\n", b'd,"\n\n",4\n']
+    data = b"".join(rows)
+    (tmp_path / "f").write_bytes(data)
+    got = list(read_whole_lines(tmp_path / "f", 0, len(data), chunk))
+    assert b"".join(c for _, c in got) == data
+    ends, pos = set(), 0
+    for r in rows:
+        pos += len(r)
+        ends.add(pos)
+    assert all(end in ends for end, _ in got), [end for end, _ in got]
+
+
 def test_device_and_query_metrics_are_exported(merger_runner, rows_dir):
     with merger_runner.process() as proc:
         url = merger_runner.url
