@@ -38,6 +38,15 @@ class LauncherSettings(PipelineSettings):
     spark_ready_timeout_s: float = Field(240.0, gt=0, description="Deadline for the Spark job to start.")
     stop_timeout_s: float = Field(30.0, gt=0, description="Grace period after SIGTERM before SIGKILL.")
     restart_backoff_max_s: float = Field(30.0, gt=0, description="Longest wait between restarts.")
+    unready_restart_s: float = Field(
+        60.0,
+        gt=0,
+        description="A component alive but failing its readiness probe (/readyz) this long is restarted.",
+    )
+    log_max_bytes: int = Field(
+        50 * 1024 * 1024, ge=1024, description="Size at which a component's log in logs/ is rotated."
+    )
+    log_backups: int = Field(3, ge=0, description="Rotated logs kept per component (<name>.log.1 .. .N).")
 
     def component_list(self) -> list[str]:
         wanted = [c.strip() for c in self.components.split(",") if c.strip()]
