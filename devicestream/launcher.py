@@ -645,7 +645,13 @@ async def up(settings: LauncherSettings, out: Callable[[str], None] = print) -> 
         if cluster is not None and len(cluster.nodes) > 1:  # replicas need every broker registered
             await wait_until_ready(bootstrap, settings.ready_timeout_s, min_brokers=len(cluster.nodes))
         n = await ensure_topic(
-            bootstrap, settings.topic, settings.topic_partitions, rf, min_insync_replicas=2 if rf >= 3 else None
+            bootstrap,
+            settings.topic,
+            settings.topic_partitions,
+            rf,
+            min_insync_replicas=2 if rf >= 3 else None,
+            retention_bytes=settings.topic_retention_bytes,
+            segment_bytes=settings.topic_segment_bytes,
         )
         out(f"  {'topic':<10} {'ready':<10} {settings.topic} ({n} partitions, replication {rf})")
 

@@ -27,6 +27,18 @@ class LauncherSettings(PipelineSettings):
     kafka_heap: str = Field("512m", description="Heap of each embedded broker JVM.")
     brokers: int = Field(1, ge=1, le=5, description="Embedded brokers (3 gives replication factor 3).")
     topic_partitions: int = Field(3, ge=1, description="Partitions of the events topic when it is created.")
+    topic_retention_bytes: int = Field(
+        1024**3,
+        ge=1024 * 1024,
+        description="Kafka retention.bytes of the events topic, per partition (the oldest segments are deleted "
+        "beyond it; retention by time stays 7 days).",
+    )
+    topic_segment_bytes: int = Field(
+        64 * 1024**2,
+        ge=1024 * 1024,
+        description="Kafka segment.bytes of the events topic: retention deletes whole segments, so a partition "
+        "holds at most retention + one segment.",
+    )
     spark_master: str = Field(
         "local[2]", validation_alias=_alias("SPARK_MASTER"), description="Spark master URL for the job."
     )
