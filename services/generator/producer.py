@@ -50,6 +50,7 @@ ACTIVE_STATES = frozenset({"running", "degraded"})
 MIN_TICK_S = 0.002  # never wake more often than this while on schedule
 MAX_CHUNK = 2000  # events made per tick before yielding to the event loop
 MONITOR_INTERVAL_S = 0.1
+STOP_POLL_S = 0.1  # how often a send waiting on the producer looks at the stop deadline
 PROBE_EVERY = 10  # monitor ticks between connection probes
 
 
@@ -111,6 +112,8 @@ class Run:
     degraded: bool = False
     stop_requested: bool = False
     stop_deadline: float | None = None
+    #: events made but never handed to the producer: the stop deadline passed first
+    abandoned: int = 0
     rate: float = 0.0
     controller: RateController | None = None
     task: asyncio.Task | None = None
@@ -138,6 +141,12 @@ class Run:
             "started_at": self.started_at,
             "ended_at": self.ended_at,
         }
+
+    @property
+    def not_delivered(self) -> int:
+        """Events made and not acknowledged: never handed over, or handed over and unconfirmed
+        (those may still be written by the producer once Kafka answers)."""
+        return self.abandoned + self.in_flight + len(self.retry)
 
     def rate_over(self, window_s: float, now: float) -> float:
         ref = None
@@ -368,6 +377,7 @@ class Generator:
             "rate_10s": 0.0,
             "offset_first": None,
             "offset_last": None,
+            "not_delivered": 0,
             "next_offset": self.allocator.next if self.allocator else None,
             "last_error": self.last_error,
         }
@@ -383,6 +393,7 @@ class Generator:
                 rate_10s=round(run.rate_over(10.0, now), 3) if active else 0.0,
                 offset_first=run.offset_first,
                 offset_last=run.offset_last,
+                not_delivered=run.not_delivered if not active else 0,
             )
         return base
 
@@ -442,6 +453,9 @@ class Generator:
 
         async def ship(now: float, everything: bool) -> None:
             for part, batch, recs, fresh in batches.ready(now, linger_s, everything):
+                if self._stop_overdue(run):
+                    run.abandoned += len(recs)
+                    continue
                 await self._send(run, topic, part, batch, recs, fresh)
 
         def making(now: float) -> bool:
@@ -477,12 +491,17 @@ class Generator:
             still_making = making(now)
             await ship(now, everything=not still_making)
             if not still_making:
-                if run.in_flight == 0 and not run.retry:
+                if run.in_flight == 0 and not run.retry and not batches.records():
                     break
-                if run.stop_requested and time.monotonic() > (run.stop_deadline or math.inf):
+                if self._stop_overdue(run):
+                    run.abandoned += batches.discard() + len(run.retry)
+                    run.retry.clear()
                     self._set_error(
-                        f"stop: {run.in_flight} events still in flight after {s.flush_timeout_s}s flush timeout"
+                        f"stop: {run.not_delivered} events not delivered within the {s.flush_timeout_s}s flush "
+                        f"timeout ({run.in_flight} handed to the producer and unconfirmed, {run.abandoned} never "
+                        f"handed over)"
                     )
+                    log.warning("%s", self.last_error, extra={"run": run.id})
                     break
                 await self._sleep(run, 0.1)  # woken by each delivery
                 continue
@@ -512,19 +531,39 @@ class Generator:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(run.wake.wait(), seconds)
 
+    @staticmethod
+    def _stop_overdue(run: Run) -> bool:
+        return run.stop_requested and time.monotonic() >= (run.stop_deadline or math.inf)
+
+    async def _hand_over(self, run: Run, topic: str, part: int, batch: Any) -> asyncio.Future | None:
+        """producer.send_batch, which waits while the partition's previous batch is unacknowledged
+        (up to request_timeout_ms, again and again while the broker is away): given up, returning
+        None, once a stop's deadline has passed, so a stop answers in time whatever Kafka does."""
+        while True:
+            task = asyncio.ensure_future(self._producer().send_batch(batch, topic, partition=part))
+            while not task.done():
+                await asyncio.wait({task}, timeout=STOP_POLL_S)
+                if not task.done() and self._stop_overdue(run):
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, KafkaError):
+                        await task
+                    return None
+            try:
+                return task.result()
+            except KafkaTimeoutError:
+                # The partition's previous batch is still waiting (broker away): keep waiting.
+                self._set_error(f"Kafka did not take a batch for {topic}[{part}] in time; retrying")
+                if self._stop_overdue(run):
+                    return None
+
     async def _send(self, run: Run, topic: str, part: int, batch: Any, recs: list, fresh: int) -> None:
         """Hand one closed batch to the producer; track its delivery without awaiting it. `fresh`
         of its records are sent for the first time (the others are re-sent after a failure)."""
         n = len(recs)
-        while True:
-            producer = self._producer()
-            try:
-                fut = await producer.send_batch(batch, topic, partition=part)
-                break
-            except KafkaTimeoutError:
-                # The partition's previous batch is still waiting (broker away): keep waiting.
-                self._set_error(f"Kafka did not take a batch for {topic}[{part}] in time; retrying")
-                continue
+        fut = await self._hand_over(run, topic, part, batch)
+        if fut is None:
+            run.abandoned += n
+            return
         self._batch_seq += 1
         seq = self._batch_seq
         sent_at = time.monotonic()
@@ -580,6 +619,17 @@ class _Batches:
         entry[1].append((key, value))
         if fresh:
             entry[2] += 1
+
+    def records(self) -> int:
+        """Records in batches not handed to the producer yet."""
+        return sum(len(e[1]) for e in self._open.values()) + sum(len(f[2]) for f in self._full)
+
+    def discard(self) -> int:
+        """Drop every batch not handed over; returns how many records they held."""
+        n = self.records()
+        self._open.clear()
+        self._full.clear()
+        return n
 
     def oldest(self) -> float | None:
         return min((e[3] for e in self._open.values()), default=None)
