@@ -21,6 +21,7 @@ import random
 import time
 import uuid
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -40,7 +41,7 @@ from services.generator.errors import (
     RunActiveError,
 )
 from services.generator.events import EventClock, EventEncoder, make_invalid
-from services.generator.offsets import OffsetAllocator, read_state_next, topic_next_offset
+from services.generator.offsets import OffsetAllocator, next_offset_header, read_state_next, topic_next_offset
 from services.generator.rate import RateController
 from services.generator.settings import GeneratorSettings
 
@@ -449,7 +450,7 @@ class Generator:
         ctl = RateController(p.rate, t0, max_lag_s=s.max_lag_s)
         run.controller = ctl
         run.samples.append((t0, 0))
-        batches = _Batches(self._producer, parts)
+        batches = _Batches(self._producer, parts, lambda: alloc.next)
 
         async def ship(now: float, everything: bool) -> None:
             for part, batch, recs, fresh in batches.ready(now, linger_s, everything):
@@ -464,7 +465,7 @@ class Generator:
         while True:
             now = time.monotonic()
             while run.retry:  # records whose delivery failed go first
-                batches.put(*run.retry.popleft(), fresh=False)
+                batches.put(*run.retry.popleft(), fresh=False, mark=True)
             if making(now):
                 limit = min(MAX_CHUNK, max(max_in_flight - run.in_flight, 0))
                 if p.count is not None:
@@ -479,12 +480,13 @@ class Generator:
                         key, value, _kind = make_invalid(rng, datetime.now(UTC))
                         run.invalid += 1
                         self.metrics.invalid.inc()
-                    else:
-                        off = take_offset(1)
-                        key, value = encode(rng, event_time, off)
-                        if run.offset_first is None:
-                            run.offset_first = off
-                        run.offset_last = off
+                        put(key, value, mark=True)  # carries no eventOffset: the header says where we are
+                        continue
+                    off = take_offset(1)
+                    key, value = encode(rng, event_time, off)
+                    if run.offset_first is None:
+                        run.offset_first = off
+                    run.offset_last = off
                     put(key, value)
                 run.made += n
             now = time.monotonic()
@@ -595,11 +597,17 @@ class Generator:
 
 
 class _Batches:
-    """One open BatchBuilder per partition; full or lingered batches come out of `ready`."""
+    """One open BatchBuilder per partition; full or lingered batches come out of `ready`.
 
-    def __init__(self, producer: Any, partitions: dict[bytes, int]) -> None:
+    A record whose value does not tell the newest eventOffset handed out (a malformed record, or
+    one sent again after a failed delivery: its eventOffset is older) is `mark`ed with the
+    NEXT_OFFSET_HEADER, so the newest record of every partition always tells where the offsets are
+    (see offsets.topic_next_offset)."""
+
+    def __init__(self, producer: Any, partitions: dict[bytes, int], next_offset: Callable[[], int]) -> None:
         self._producer = producer
         self._parts = partitions
+        self._next_offset = next_offset
         self._open: dict[int, list] = {}  # part -> [builder, records, fresh, opened_at]
         self._full: list[tuple[int, Any, list, int]] = []
 
@@ -608,13 +616,14 @@ class _Batches:
         self._open[part] = entry
         return entry
 
-    def put(self, key: bytes, value: bytes, fresh: bool = True) -> None:
+    def put(self, key: bytes, value: bytes, fresh: bool = True, mark: bool = False) -> None:
         part = self._parts[key]
         entry = self._open.get(part) or self._new(part)
-        if entry[0].append(timestamp=None, key=key, value=value) is None:
+        headers = [next_offset_header(self._next_offset())] if mark else []
+        if entry[0].append(timestamp=None, key=key, value=value, headers=headers) is None:
             self._full.append((part, entry[0], entry[1], entry[2]))
             entry = self._new(part)
-            if entry[0].append(timestamp=None, key=key, value=value) is None:
+            if entry[0].append(timestamp=None, key=key, value=value, headers=headers) is None:
                 raise GeneratorError(f"a record of {len(value)} bytes does not fit in an empty batch")
         entry[1].append((key, value))
         if fresh:
