@@ -175,6 +175,23 @@ def _producer_kwargs(settings: GeneratorSettings, bootstrap: str) -> dict[str, A
     }
 
 
+def make_producer(settings: GeneratorSettings, bootstrap: str) -> AIOKafkaProducer:
+    """The one place the generator's Kafka producer is built."""
+    return AIOKafkaProducer(**_producer_kwargs(settings, bootstrap))
+
+
+def sender_failure(producer: AIOKafkaProducer) -> BaseException | None:
+    """Why the producer's sender task ended, None while it runs. aiokafka ends it for good on a
+    fatal error (OutOfOrderSequenceNumber when a batch expired while its partition had no leader,
+    ProducerFenced): every later send then waits forever, so the producer must be replaced."""
+    task = getattr(getattr(producer, "_sender", None), "sender_task", None)
+    if task is None or not task.done():
+        return None
+    if task.cancelled():
+        return asyncio.CancelledError("the producer's sender task was cancelled")
+    return task.exception() or KafkaError("the producer's sender task ended")
+
+
 def partition_of_keys(n_partitions: int) -> dict[bytes, int]:
     """Partition of each customer key, as Kafka's default partitioner (murmur2) places it."""
     return {c.encode(): (murmur2(c.encode()) & 0x7FFFFFFF) % n_partitions for c in CUSTOMER_IDS}
@@ -202,6 +219,9 @@ class Generator:
         self.settings = settings
         self.metrics = metrics
         self.producer: AIOKafkaProducer | None = None
+        #: the last producer connected: it builds record batches (a BatchBuilder depends only on the
+        #: producer's settings) while a replacement connects
+        self._batch_maker: AIOKafkaProducer | None = None
         self.allocator: OffsetAllocator | None = None
         self.partitions: dict[bytes, int] = {}
         self.connected = False
@@ -266,7 +286,7 @@ class Generator:
             if read_state_next(s.layout.generator_state) is None:
                 topic_next = await topic_next_offset(bootstrap, topic)
             self.allocator = OffsetAllocator.open(s.layout.generator_state, topic_next=topic_next, block=s.offset_block)
-        producer = AIOKafkaProducer(**_producer_kwargs(s, bootstrap))
+        producer = make_producer(s, bootstrap)
         try:
             await producer.start()
             parts = await asyncio.wait_for(producer.partitions_for(topic), s.request_timeout_ms / 1000)
@@ -275,7 +295,7 @@ class Generator:
                 await asyncio.wait_for(producer.stop(), 5)
             raise
         self.partitions = partition_of_keys(len(parts))
-        self.producer = producer
+        self.producer = self._batch_maker = producer
         self.connected = True
         self.metrics.connected.set(1)
         log.info("connected to Kafka", extra={"bootstrap": bootstrap, "topic": topic, "partitions": len(parts)})
@@ -300,8 +320,23 @@ class Generator:
                         self._set_error(probe_error)
             if run is not None and run.active:
                 self._update_degraded(run, now, probe_error)
+            if self.producer is not None and (failure := sender_failure(self.producer)) is not None:
+                await self._replace_producer(failure)
             tick += 1
             await asyncio.sleep(MONITOR_INTERVAL_S)
+
+    async def _replace_producer(self, failure: BaseException) -> None:
+        """Drop a producer whose sender died and connect a new one (a run in progress waits for it;
+        what the old one had not delivered fails over to the run's retry queue)."""
+        old, self.producer = self.producer, None
+        self.connected = False
+        self.metrics.connected.set(0)
+        self._set_error(f"the Kafka producer failed for good ({failure!r}): replacing it")
+        log.error("%s", self.last_error)
+        if old is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(old.stop(), 5)
+        await self._connect_loop()
 
     def _update_degraded(self, run: Run, now: float, probe_error: str | None) -> None:
         stalled_s = now - next(iter(run.pending.values())) if run.pending else 0.0
@@ -521,9 +556,10 @@ class Generator:
         run.state = "stopped" if run.stop_requested else "completed"
 
     def _producer(self) -> AIOKafkaProducer:
-        if self.producer is None:
+        producer = self.producer or self._batch_maker
+        if producer is None:
             raise KafkaUnavailableError("the Kafka producer is not connected")
-        return self.producer
+        return producer
 
     async def _sleep(self, run: Run, seconds: float) -> None:
         run.wake.clear()
@@ -542,14 +578,23 @@ class Generator:
         (up to request_timeout_ms, again and again while the broker is away): given up, returning
         None, once a stop's deadline has passed, so a stop answers in time whatever Kafka does."""
         while True:
-            task = asyncio.ensure_future(self._producer().send_batch(batch, topic, partition=part))
+            producer = self.producer
+            if producer is None:  # being replaced or reconnected: wait for the new one
+                if self._stop_overdue(run):
+                    return None
+                await asyncio.sleep(STOP_POLL_S)
+                continue
+            task = asyncio.ensure_future(producer.send_batch(batch, topic, partition=part))
             while not task.done():
                 await asyncio.wait({task}, timeout=STOP_POLL_S)
-                if not task.done() and self._stop_overdue(run):
+                if not task.done() and (self._stop_overdue(run) or self.producer is not producer):
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, KafkaError):
                         await task
-                    return None
+                    if self._stop_overdue(run):
+                        return None
+            if task.cancelled():
+                continue  # the producer was replaced before it took the batch: hand it to the new one
             try:
                 return task.result()
             except KafkaTimeoutError:
@@ -557,6 +602,13 @@ class Generator:
                 self._set_error(f"Kafka did not take a batch for {topic}[{part}] in time; retrying")
                 if self._stop_overdue(run):
                     return None
+            except KafkaError:
+                if sender_failure(producer) is None:
+                    raise
+                # The producer failed for good: the monitor replaces it; the new one takes the batch.
+                if self._stop_overdue(run):
+                    return None
+                await asyncio.sleep(STOP_POLL_S)
 
     async def _send(self, run: Run, topic: str, part: int, batch: Any, recs: list, fresh: int) -> None:
         """Hand one closed batch to the producer; track its delivery without awaiting it. `fresh`
