@@ -40,7 +40,7 @@ from devicestream.kafka_broker import (
     wait_until_ready,
 )
 from devicestream.paths import REPO_ROOT, jars_dir, venv_bin
-from devicestream.procs import ProcessIdentity, group_members, stop_group
+from devicestream.procs import ProcessIdentity, group_members, kill_group, stop_group, stop_wrapper
 from devicestream.settings import LauncherSettings
 
 log = logging.getLogger("devicestream.launcher")
@@ -64,7 +64,8 @@ class ComponentSpec:
     ready_timeout_s: float = 120.0
     prestart: Callable[[], None] | None = None
     #: pid to send SIGTERM to for a graceful stop (default: the whole process group)
-    graceful_pid: Callable[[subprocess.Popen], int | None] | None = None
+    #: (given the component's pid, which is its process group's id)
+    graceful_pid: Callable[[int], int | None] | None = None
     #: consecutive specs of one quorum ("kafka" for 2+ brokers): started together, since no node is
     #: ready before a majority runs; stopped last-first, the final node with a short grace
     quorum: str = ""
@@ -81,7 +82,9 @@ class Running:
     ready_at: float | None = None
     #: set once the component was first ready: from then on the supervisor restarts it when it dies
     supervised: bool = False
-    #: the process group leader (the devicestream.logpump wrapper) as launched: what `down` checks
+    #: the devicestream.logpump wrapper (the launcher's child) as launched
+    wrapper: ProcessIdentity | None = None
+    #: the component itself, its process group's leader (the wrapper's child): what `down` checks
     leader: ProcessIdentity | None = None
     #: why it was last restarted ("exited with code -9", "not ready for 60s")
     cause: str = ""
@@ -94,14 +97,22 @@ class Running:
         return self.proc is not None and self.proc.poll() is None
 
     def component_pid(self) -> int | None:
-        """The component's own pid: the wrapper's child (the wrapper's pid until it has forked)."""
-        if self.proc is None:
-            return None
-        with contextlib.suppress(psutil.Error):
-            children = psutil.Process(self.proc.pid).children()
-            if children:
-                return children[0].pid
-        return self.proc.pid
+        """The component's pid (its process group's id), once the wrapper has started it."""
+        self.refresh_leader()
+        return self.leader.pid if self.leader else None
+
+    def refresh_leader(self) -> None:
+        """Record the component's identity: the wrapper's child; again while it runs, since its
+        command line changes when it execs (spark-submit becomes java)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        if self.leader is None:
+            with contextlib.suppress(psutil.Error):
+                children = psutil.Process(self.proc.pid).children()
+                if children:
+                    self.leader = ProcessIdentity.of(children[0].pid)
+        elif (now := ProcessIdentity.of(self.leader.pid)) is not None and now.create_time == self.leader.create_time:
+            self.leader = now
 
 
 # ---- building the component specs ------------------------------------------------------------
@@ -144,13 +155,13 @@ def spark_driver_pid(progress: Path) -> Callable[[subprocess.Popen], int | None]
     """The Python driver's pid, from the job's progress file, if it belongs to this spark-submit: a
     SIGTERM there stops the query after its current batch (SIGTERM to the JVM would not)."""
 
-    def pid(proc: subprocess.Popen) -> int | None:
+    def pid(group: int) -> int | None:
         doc = read_json(progress)
         if not isinstance(doc, dict) or not doc.get("pid"):
             return None
         driver = int(doc["pid"])
         try:
-            return driver if os.getpgid(driver) == proc.pid else None
+            return driver if os.getpgid(driver) == group else None
         except ProcessLookupError:
             return None
 
@@ -334,6 +345,7 @@ class Supervisor:
                         "state": r.state,
                         "pid": r.component_pid(),
                         "leader": r.leader.model_dump() if r.leader else None,
+                        "wrapper": r.wrapper.model_dump() if r.wrapper else None,
                         "cause": r.cause,
                         "url": r.spec.url,
                         "log": str(r.spec.log_file),
@@ -372,7 +384,7 @@ class Supervisor:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
-        r.leader = ProcessIdentity.of(r.proc.pid, cmdline=argv)
+        r.wrapper, r.leader = ProcessIdentity.of(r.proc.pid, cmdline=argv), None
         r.state, r.started_at, r.ready_at, r.unready_since = "starting", time.time(), None, None
         self.write_state()
 
@@ -437,8 +449,8 @@ class Supervisor:
                     r.last_exit = r.proc.returncode
                     r.cause = r.pending_cause or f"exited with code {r.last_exit}"
                     r.pending_cause = ""
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(r.proc.pid, signal.SIGKILL)  # whatever of its group outlived it
+                    if r.leader is not None:
+                        kill_group(r.leader)  # whatever of its group outlived it
                     r.state = "restarting"
                     r.restarts += 1
                     delay = backoff.get(r.spec.name, 0.5)
@@ -533,20 +545,25 @@ class Supervisor:
             self.out(f"  {r.spec.name:<10} stopped (exit {r.proc.returncode})")
 
     def _terminate(self, r: Running, timeout_s: float) -> None:
+        """SIGTERM to the graceful pid or the component's group; SIGKILL of the group after
+        `timeout_s`; the wrapper exits once the group's output is closed."""
         assert r.proc is not None
-        target = r.spec.graceful_pid(r.proc) if r.spec.graceful_pid else None
+        group = r.component_pid()
+        target = r.spec.graceful_pid(group) if r.spec.graceful_pid and group else None
         with contextlib.suppress(ProcessLookupError):
             if target:
                 os.kill(target, signal.SIGTERM)
-            else:
-                os.killpg(r.proc.pid, signal.SIGTERM)
+            elif group:
+                os.killpg(group, signal.SIGTERM)
         try:
             r.proc.wait(timeout_s)
         except subprocess.TimeoutExpired:
             log.warning("%s did not stop within %.0fs: SIGKILL", r.spec.name, timeout_s)
         # Whatever is left in the group (a JVM's children, Spark's python workers) goes too.
+        if r.leader is not None:
+            kill_group(r.leader)
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(r.proc.pid, signal.SIGKILL)
+            os.killpg(r.proc.pid, signal.SIGKILL)  # the wrapper (not reaped yet: its pid is still its own)
         with contextlib.suppress(subprocess.TimeoutExpired):
             r.proc.wait(10)
 
@@ -571,12 +588,17 @@ def _running_launcher(state_file: Path) -> ProcessIdentity | None:
     return me if me is not None and me.pid != os.getpid() and me.alive() else None
 
 
-def _recorded_groups(state_file: Path) -> dict[str, ProcessIdentity]:
-    """Each component's process-group leader as recorded, whether or not it still runs."""
+def _recorded(state_file: Path, role: str) -> dict[str, ProcessIdentity]:
+    """Each component's recorded `role` process ("leader": the component, the leader of its process
+    group; "wrapper": its log wrapper), whether or not it still runs."""
     doc = read_json(state_file)
     comps = doc.get("components", {}) if isinstance(doc, dict) else {}
-    leaders = {name: _identity(c.get("leader")) for name, c in comps.items() if isinstance(c, dict)}
-    return {name: leader for name, leader in leaders.items() if leader is not None}
+    found = {name: _identity(c.get(role)) for name, c in comps.items() if isinstance(c, dict)}
+    return {name: ident for name, ident in found.items() if ident is not None}
+
+
+def _recorded_groups(state_file: Path) -> dict[str, ProcessIdentity]:
+    return _recorded(state_file, "leader")
 
 
 def _orphans(state_file: Path) -> dict[str, ProcessIdentity]:
@@ -744,6 +766,8 @@ def down(settings: LauncherSettings, out: Callable[[str], None], timeout_s: floa
     for name, leader in reversed(orphans.items()):
         out(f"devicestream: the launcher is gone; stopping {name} (process group {leader.pid})")
         stop_group(leader, settings.stop_timeout_s)
+    for wrapper in _recorded(state_file, "wrapper").values():
+        stop_wrapper(wrapper, timeout_s=5.0)  # it exits by itself once its component's output closes
     state_file.unlink(missing_ok=True)
     if not launcher and not orphans:
         out(f"devicestream: nothing to stop for {settings.data_dir.resolve()}")

@@ -1,12 +1,11 @@
 """`python -m devicestream.logpump LOG MAX_BYTES BACKUPS -- ARGV...`: run ARGV with its stdout and
 stderr going to LOG, rotated by size (LOG.1 .. LOG.BACKUPS, like logging's RotatingFileHandler).
 
-The launcher starts every component through this wrapper, in a session of its own: the wrapper is
-the process-group leader, the component (and whatever it forks: Spark's JVM and Python workers) its
-group. So a component's output keeps flowing to a bounded log even when the launcher is gone, and
-`killpg` on the wrapper's pid reaches the whole component. The wrapper ignores SIGTERM/SIGINT (the
-component gets them from the group signal and stops; the wrapper drains its output and exits with
-the component's status: the exit code, or the same signal).
+The launcher starts every component through this wrapper. The component leads a session and
+process group of its own (with whatever it forks: Spark's JVM and Python workers), so `killpg` on
+its pid reaches all of it, exactly as without the wrapper; its output keeps flowing to a bounded log
+even when the launcher is gone. The wrapper ignores SIGTERM/SIGINT, drains the output until every
+writer is gone and exits with the component's status (the exit code, or the same signal).
 
 Deliberately small, standard library only: it runs once per component and must start fast.
 """
@@ -66,8 +65,10 @@ class RotatingLog:
         self.f.close()
 
 
-def _default_signals() -> None:
-    """Ignored signals survive exec: the component gets SIGTERM and SIGINT back."""
+def _own_group() -> None:
+    """In the child before exec: a session (and process group) of its own; SIGTERM and SIGINT back
+    to their defaults (ignored signals survive exec)."""
+    os.setsid()
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
@@ -81,7 +82,7 @@ def run(log: Path, max_bytes: int, backups: int, argv: list[str]) -> int:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
-        preexec_fn=_default_signals,  # single-threaded here: preexec_fn is safe
+        preexec_fn=_own_group,  # single-threaded here: preexec_fn is safe
     )
     assert proc.stdout is not None
     fd = proc.stdout.fileno()

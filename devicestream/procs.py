@@ -106,3 +106,19 @@ def _signal(pgid: int, targets: list[psutil.Process] | None, sig: signal.Signals
     for p in targets:
         with contextlib.suppress(psutil.Error):
             p.send_signal(sig)
+
+
+def stop_wrapper(wrapper: ProcessIdentity, timeout_s: float) -> None:
+    """A component's log wrapper ignores SIGTERM and exits once its component's output is closed:
+    give it `timeout_s` to drain, then SIGKILL it, if it is still that process."""
+    end = time.monotonic() + timeout_s
+    while wrapper.alive() and time.monotonic() < end:
+        time.sleep(0.1)
+    if wrapper.alive():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(wrapper.pid, signal.SIGKILL)
+
+
+def kill_group(leader: ProcessIdentity) -> None:
+    """SIGKILL whatever is left of the process group `leader` led (never a reused group id)."""
+    _signal(leader.pid, None if leader.alive() else group_members(leader), signal.SIGKILL)
