@@ -130,7 +130,13 @@ def test_refuses_busy_port(stack_env: dict[str, str]) -> None:
 def test_a_component_alive_but_not_ready_is_restarted_with_its_cause(stack_env: dict[str, str], tmp_path: Path) -> None:
     """The broker frozen (SIGSTOP: alive, answering nothing) past DEVICESTREAM_UNREADY_RESTART_S is
     stopped and restarted; `status` and the launcher's output say why."""
-    env = {**stack_env, "DEVICESTREAM_UNREADY_RESTART_S": "4", "DEVICESTREAM_STOP_TIMEOUT_S": "3"}
+    env = {
+        **stack_env,
+        "DEVICESTREAM_UNREADY_RESTART_S": "4",
+        "DEVICESTREAM_STOP_TIMEOUT_S": "3",
+        "DEVICESTREAM_LOG_MAX_BYTES": "65536",
+        "DEVICESTREAM_LOG_BACKUPS": "2",
+    }
     data = Path(env["DEVICESTREAM_DATA_DIR"])
     out_log = tmp_path / "up.log"
     launcher = _start_launcher(env, out_log)
@@ -155,6 +161,12 @@ def test_a_component_alive_but_not_ready_is_restarted_with_its_cause(stack_env: 
         assert "kafka not ready for" in out_log.read_text()
         status = _cli("status", env=env)
         assert "last restart: not ready for" in status.stdout, status.stdout
+
+        # The broker's output went through the size-rotated log: at most 1 + 2 files of 64 KiB.
+        logs_dir = data / "logs"
+        rotated = sorted(p.name for p in logs_dir.iterdir() if p.name.startswith("kafka.log"))
+        assert rotated == ["kafka.log", "kafka.log.1", "kafka.log.2"], rotated
+        assert all((logs_dir / name).stat().st_size <= 65536 for name in rotated)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(frozen, signal.SIGCONT)
