@@ -108,8 +108,13 @@ def make_consumer(bootstrap: str, **options: Any) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **options)
 
 
+def make_admin(bootstrap: str, **options: Any) -> AIOKafkaAdminClient:
+    """Every Kafka admin client verify uses: the one place for client options."""
+    return AIOKafkaAdminClient(bootstrap_servers=bootstrap, **options)
+
+
 async def topic_partitions(bootstrap: str, topic: str) -> list[int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = make_admin(bootstrap)
     await admin.start()
     try:
         desc = await admin.describe_topics([topic])

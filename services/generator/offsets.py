@@ -22,6 +22,7 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -137,9 +138,19 @@ def event_offset_of(value: bytes | None) -> int | None:
     return off if isinstance(off, int) and not isinstance(off, bool) else None
 
 
+def make_admin(bootstrap: str, **options: Any) -> AIOKafkaAdminClient:
+    """Every Kafka admin client of the generator: the one place for client options."""
+    return AIOKafkaAdminClient(bootstrap_servers=bootstrap, **options)
+
+
+def make_consumer(bootstrap: str, **options: Any) -> AIOKafkaConsumer:
+    """Every Kafka consumer of the generator (no group, no commits): the one place for client options."""
+    return AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **options)
+
+
 async def topic_partitions(bootstrap: str, topic: str, *, timeout_s: float = 10.0) -> list[int] | None:
     """The partition ids of `topic`, None when it does not exist."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
+    admin = make_admin(bootstrap, request_timeout_ms=int(timeout_s * 1000))
     await asyncio.wait_for(admin.start(), timeout_s)
     try:
         desc = await asyncio.wait_for(admin.describe_topics([topic]), timeout_s)
@@ -160,9 +171,7 @@ async def topic_next_offset(
     parts = await topic_partitions(bootstrap, topic, timeout_s=timeout_s)
     if not parts:
         return None
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, request_timeout_ms=int(timeout_s * 1000)
-    )
+    consumer = make_consumer(bootstrap, request_timeout_ms=int(timeout_s * 1000))
     await asyncio.wait_for(consumer.start(), timeout_s)
     try:
         tps = [TopicPartition(topic, p) for p in parts]

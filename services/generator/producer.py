@@ -28,7 +28,7 @@ from functools import partial
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 from aiokafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 from aiokafka.partitioner import murmur2
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -41,7 +41,13 @@ from services.generator.errors import (
     RunActiveError,
 )
 from services.generator.events import EventClock, EventEncoder, make_invalid
-from services.generator.offsets import OffsetAllocator, next_offset_header, read_state_next, topic_next_offset
+from services.generator.offsets import (
+    OffsetAllocator,
+    make_admin,
+    next_offset_header,
+    read_state_next,
+    topic_next_offset,
+)
 from services.generator.rate import RateController
 from services.generator.settings import GeneratorSettings
 
@@ -705,7 +711,7 @@ class _Batches:
 
 
 async def _ensure_topic(bootstrap: str, topic: str, partitions: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    admin = make_admin(bootstrap, request_timeout_ms=10_000)
     await asyncio.wait_for(admin.start(), 10)
     try:
         if topic in await admin.list_topics():
