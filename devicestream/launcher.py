@@ -69,6 +69,10 @@ class ComponentSpec:
     #: consecutive specs of one quorum ("kafka" for 2+ brokers): started together, since no node is
     #: ready before a majority runs; stopped last-first, the final node with a short grace
     quorum: str = ""
+    #: components (or a quorum's name) its readiness depends on: while one of them is not ready,
+    #: its own unreadiness is theirs (the generator without Kafka, the gateway without the merger)
+    #: and does not count towards the unready restart; one not run by this launcher never is
+    depends_on: tuple[str, ...] = ()
 
 
 @dataclass
@@ -224,15 +228,16 @@ def build_specs(
             ready_timeout_s=settings.spark_ready_timeout_s,
             prestart=lambda: launched.__setitem__("t", time.time()),
             graceful_pid=spark_driver_pid(layout.spark_progress),
+            depends_on=("kafka",),
         )
         specs.append(spec)
 
     services = [
-        ("merger", "services.merger", settings.merger_port),
-        ("generator", "services.generator", settings.generator_port),
-        ("gateway", "gateway", settings.gateway_port),
+        ("merger", "services.merger", settings.merger_port, ()),
+        ("generator", "services.generator", settings.generator_port, ("kafka",)),
+        ("gateway", "gateway", settings.gateway_port, ("generator", "merger")),
     ]
-    for name, module, port in services:
+    for name, module, port, depends_on in services:
         if name not in wanted or not (REPO_ROOT / Path(*module.split(".")) / "__main__.py").exists():
             continue
         base = f"http://{host}:{port}"
@@ -244,6 +249,7 @@ def build_specs(
                 ready=http_probe(client, f"{base}/readyz"),
                 url=base + ("/" if name == "gateway" else "/docs"),
                 ready_timeout_s=settings.ready_timeout_s,
+                depends_on=depends_on,
             )
         )
     return specs
@@ -281,6 +287,15 @@ def wrapped_argv(spec: ComponentSpec, settings: LauncherSettings) -> list[str]:
         "--",
         *spec.argv,
     ]
+
+
+def dependencies_ready(spec: ComponentSpec, components: list[Running]) -> bool:
+    """Whether every component `spec` depends on runs here and is ready (a quorum: every node)."""
+    for dep in spec.depends_on:
+        matches = [c for c in components if dep in (c.spec.name, c.spec.quorum)]
+        if not matches or any(c.state != "ready" for c in matches):
+            return False
+    return True
 
 
 # ---- pre-flight checks ------------------------------------------------------------------------
@@ -491,11 +506,13 @@ class Supervisor:
                         r.state, r.unready_since = "ready", None
                         self.write_state()
                         self.out(f"  {r.spec.name} ready again")
-                elif r.unready_since is None:
+                elif r.state != "unready":
                     r.state, r.unready_since = "unready", now
                     self.write_state()
                     log.warning("%s: readiness probe failing", r.spec.name)
-                elif now - r.unready_since >= self.settings.unready_restart_s:
+                elif not dependencies_ready(r.spec, self.components):
+                    r.unready_since = now  # not its own fault: wait for what it depends on
+                elif now - (r.unready_since or now) >= self.settings.unready_restart_s:
                     await self._stop_stuck(r, f"not ready for {now - r.unready_since:.0f}s (readiness probe failing)")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), interval_s)
