@@ -165,6 +165,24 @@ def aiokafka_options(sec: KafkaSecurity) -> dict[str, Any]:
     return opts
 
 
+def make_admin(bootstrap: str, security: KafkaSecurity | None = None, **options: Any) -> Any:
+    """Every aiokafka admin client of devicestream (launcher, generator, verify): the one place for
+    client options, security included. (aiokafka is imported here, not at module import: the Spark
+    job reads this module for its own options.)"""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    return AIOKafkaAdminClient(bootstrap_servers=bootstrap, **aiokafka_options(security or PLAINTEXT), **options)
+
+
+def make_consumer(bootstrap: str, security: KafkaSecurity | None = None, **options: Any) -> Any:
+    """Every aiokafka consumer of devicestream that reads the topic by hand (no group, no commits)."""
+    from aiokafka import AIOKafkaConsumer
+
+    return AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, **aiokafka_options(security or PLAINTEXT), **options
+    )
+
+
 # ---- Kafka's Java client (Spark's Kafka source, Kafka's tools) ---------------------------------
 
 

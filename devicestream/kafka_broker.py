@@ -24,9 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
-from contract.kafka import PLAINTEXT, KafkaSecurity, aiokafka_options, failure_reason, jaas_config
+from contract.kafka import PLAINTEXT, KafkaSecurity, failure_reason, jaas_config, make_admin
 from devicestream.kafka_tls import SCRAM_MECHANISM, BrokerSecurity
 from devicestream.paths import RESOURCES, jars_dir
 
@@ -268,9 +269,7 @@ class KafkaCluster:
 
 async def describe_cluster(bootstrap: str, timeout_s: float = 5.0, *, security: KafkaSecurity = PLAINTEXT) -> dict:
     """One metadata round trip: {"cluster_id", "controller_id", "brokers": [...]}. Raises KafkaError."""
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000), **aiokafka_options(security)
-    )
+    admin = make_admin(bootstrap, security, request_timeout_ms=int(timeout_s * 1000))
     try:
         await asyncio.wait_for(admin.start(), timeout_s)
         return await asyncio.wait_for(admin.describe_cluster(), timeout_s)
@@ -305,6 +304,29 @@ async def wait_until_ready(
     raise BrokerError(f"Kafka at {bootstrap} not ready within {deadline_s:.0f}s: {reason}")
 
 
+def topic_configs(
+    *, min_insync_replicas: int | None = None, retention_bytes: int | None = None, segment_bytes: int | None = None
+) -> dict[str, str]:
+    """The events topic's own configs. retention.bytes bounds each partition's log (Kafka deletes
+    whole closed segments, so a partition holds at most retention.bytes + segment.bytes)."""
+    configs = {
+        "min.insync.replicas": min_insync_replicas,
+        "retention.bytes": retention_bytes,
+        "segment.bytes": segment_bytes,
+    }
+    return {k: str(v) for k, v in configs.items() if v is not None}
+
+
+async def _alter_topic_configs(admin: AIOKafkaAdminClient, topic: str, configs: dict[str, str]) -> None:
+    """Set `configs` on an existing topic (AlterConfigs: the topic's dynamic configs become exactly
+    these, so the settings stay the one source of truth)."""
+    responses = await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs=configs)])
+    for response in responses:
+        for error_code, error_message, *_ in response.resources:
+            if error_code:
+                raise BrokerError(f"cannot set {configs} on topic {topic}: error {error_code} {error_message}")
+
+
 async def ensure_topic(
     bootstrap: str,
     topic: str,
@@ -312,20 +334,32 @@ async def ensure_topic(
     replication_factor: int = 1,
     *,
     min_insync_replicas: int | None = None,
+    retention_bytes: int | None = None,
+    segment_bytes: int | None = None,
     deadline_s: float = 30.0,
     security: KafkaSecurity = PLAINTEXT,
 ) -> int:
-    """Create `topic` if missing and wait until every partition has a leader. Returns its partition
-    count (an existing topic keeps its own)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000, **aiokafka_options(security))
+    """Create `topic` if missing (an existing one gets the same configs) and wait until every
+    partition has a leader. Returns its partition count (an existing topic keeps its own)."""
+    admin = make_admin(bootstrap, security, request_timeout_ms=10_000)
     await admin.start()
     try:
-        configs = {"min.insync.replicas": str(min_insync_replicas)} if min_insync_replicas else {}
+        configs = topic_configs(
+            min_insync_replicas=min_insync_replicas, retention_bytes=retention_bytes, segment_bytes=segment_bytes
+        )
+        exists = False
         try:
-            await admin.create_topics([NewTopic(topic, partitions, replication_factor, topic_configs=configs)])
-            log.info("created topic %s (%d partitions, rf %d)", topic, partitions, replication_factor)
+            response = await admin.create_topics(
+                [NewTopic(topic, partitions, replication_factor, topic_configs=configs)]
+            )
+            # aiokafka returns the per-topic errors rather than raising them
+            exists = any(err[1] == TopicAlreadyExistsError.errno for err in response.topic_errors)
+            if not exists:
+                log.info("created topic %s (%d partitions, rf %d, %s)", topic, partitions, replication_factor, configs)
         except TopicAlreadyExistsError:
-            pass
+            exists = True
+        if exists and configs:
+            await _alter_topic_configs(admin, topic, configs)
         end = time.monotonic() + deadline_s
         while True:
             desc = await admin.describe_topics([topic])

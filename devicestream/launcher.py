@@ -45,6 +45,7 @@ from devicestream.kafka_broker import (
 )
 from devicestream.kafka_tls import ensure_broker_security
 from devicestream.paths import REPO_ROOT, jars_dir, venv_bin
+from devicestream.procs import ProcessIdentity, group_members, kill_group, stop_group, stop_wrapper
 from devicestream.settings import LauncherSettings
 
 log = logging.getLogger("devicestream.launcher")
@@ -68,10 +69,15 @@ class ComponentSpec:
     ready_timeout_s: float = 120.0
     prestart: Callable[[], None] | None = None
     #: pid to send SIGTERM to for a graceful stop (default: the whole process group)
-    graceful_pid: Callable[[subprocess.Popen], int | None] | None = None
+    #: (given the component's pid, which is its process group's id)
+    graceful_pid: Callable[[int], int | None] | None = None
     #: consecutive specs of one quorum ("kafka" for 2+ brokers): started together, since no node is
     #: ready before a majority runs; stopped last-first, the final node with a short grace
     quorum: str = ""
+    #: components (or a quorum's name) its readiness depends on: while one of them is not ready,
+    #: its own unreadiness is theirs (the generator without Kafka, the gateway without the merger)
+    #: and does not count towards the unready restart; one not run by this launcher never is
+    depends_on: tuple[str, ...] = ()
 
 
 @dataclass
@@ -85,9 +91,37 @@ class Running:
     ready_at: float | None = None
     #: set once the component was first ready: from then on the supervisor restarts it when it dies
     supervised: bool = False
+    #: the devicestream.logpump wrapper (the launcher's child) as launched
+    wrapper: ProcessIdentity | None = None
+    #: the component itself, its process group's leader (the wrapper's child): what `down` checks
+    leader: ProcessIdentity | None = None
+    #: why it was last restarted ("exited with code -9", "not ready for 60s")
+    cause: str = ""
+    #: when its readiness probe started failing while it was running (None: passing)
+    unready_since: float | None = None
+    #: a cause set by the launcher when it stops the component itself (not ready past the deadline)
+    pending_cause: str = ""
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    def component_pid(self) -> int | None:
+        """The component's pid (its process group's id), once the wrapper has started it."""
+        self.refresh_leader()
+        return self.leader.pid if self.leader else None
+
+    def refresh_leader(self) -> None:
+        """Record the component's identity: the wrapper's child; again while it runs, since its
+        command line changes when it execs (spark-submit becomes java)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        if self.leader is None:
+            with contextlib.suppress(psutil.Error):
+                children = psutil.Process(self.proc.pid).children()
+                if children:
+                    self.leader = ProcessIdentity.of(children[0].pid)
+        elif (now := ProcessIdentity.of(self.leader.pid)) is not None and now.create_time == self.leader.create_time:
+            self.leader = now
 
 
 # ---- building the component specs ------------------------------------------------------------
@@ -130,13 +164,13 @@ def spark_driver_pid(progress: Path) -> Callable[[subprocess.Popen], int | None]
     """The Python driver's pid, from the job's progress file, if it belongs to this spark-submit: a
     SIGTERM there stops the query after its current batch (SIGTERM to the JVM would not)."""
 
-    def pid(proc: subprocess.Popen) -> int | None:
+    def pid(group: int) -> int | None:
         doc = read_json(progress)
         if not isinstance(doc, dict) or not doc.get("pid"):
             return None
         driver = int(doc["pid"])
         try:
-            return driver if os.getpgid(driver) == proc.pid else None
+            return driver if os.getpgid(driver) == group else None
         except ProcessLookupError:
             return None
 
@@ -199,15 +233,16 @@ def build_specs(
             ready_timeout_s=settings.spark_ready_timeout_s,
             prestart=lambda: launched.__setitem__("t", time.time()),
             graceful_pid=spark_driver_pid(layout.spark_progress),
+            depends_on=("kafka",),
         )
         specs.append(spec)
 
     services = [
-        ("merger", "services.merger", settings.merger_port),
-        ("generator", "services.generator", settings.generator_port),
-        ("gateway", "gateway", settings.gateway_port),
+        ("merger", "services.merger", settings.merger_port, ()),
+        ("generator", "services.generator", settings.generator_port, ("kafka",)),
+        ("gateway", "gateway", settings.gateway_port, ("generator", "merger")),
     ]
-    for name, module, port in services:
+    for name, module, port, depends_on in services:
         if name not in wanted or not (REPO_ROOT / Path(*module.split(".")) / "__main__.py").exists():
             continue
         base = f"http://{host}:{port}"
@@ -219,6 +254,7 @@ def build_specs(
                 ready=http_probe(client, f"{base}/readyz"),
                 url=base + ("/" if name == "gateway" else "/docs"),
                 ready_timeout_s=settings.ready_timeout_s,
+                depends_on=depends_on,
             )
         )
     return specs
@@ -244,6 +280,29 @@ def child_env(settings: LauncherSettings, bootstrap: str) -> dict[str, str]:
         INTERNAL_SECRET_ENV: os.environ.get(INTERNAL_SECRET_ENV) or secrets.token_urlsafe(32),
         "PYTHONUNBUFFERED": "1",
     }
+
+
+def wrapped_argv(spec: ComponentSpec, settings: LauncherSettings) -> list[str]:
+    """The component's command run through devicestream.logpump (rotated log, own process group)."""
+    return [
+        sys.executable,
+        "-m",
+        "devicestream.logpump",
+        str(spec.log_file),
+        str(settings.log_max_bytes),
+        str(settings.log_backups),
+        "--",
+        *spec.argv,
+    ]
+
+
+def dependencies_ready(spec: ComponentSpec, components: list[Running]) -> bool:
+    """Whether every component `spec` depends on runs here and is ready (a quorum: every node)."""
+    for dep in spec.depends_on:
+        matches = [c for c in components if dep in (c.spec.name, c.spec.quorum)]
+        if not matches or any(c.state != "ready" for c in matches):
+            return False
+    return True
 
 
 # ---- pre-flight checks ------------------------------------------------------------------------
@@ -286,6 +345,7 @@ class Supervisor:
         self.stopping = asyncio.Event()
         self.env: dict[str, str] = {}
         self._tasks: set[asyncio.Task] = set()
+        self.identity = ProcessIdentity.of(os.getpid())
 
     # state file -----------------------------------------------------------------------------
 
@@ -298,13 +358,17 @@ class Supervisor:
             self.state_file,
             {
                 "pid": os.getpid(),
+                "launcher": self.identity.model_dump() if self.identity else None,
                 "bootstrap": self.env.get("KAFKA_BOOTSTRAP_SERVERS", ""),
                 "updated_at": time.time(),
                 "stopping": self.stopping.is_set(),
                 "components": {
                     r.spec.name: {
                         "state": r.state,
-                        "pid": r.proc.pid if r.proc else None,
+                        "pid": r.component_pid(),
+                        "leader": r.leader.model_dump() if r.leader else None,
+                        "wrapper": r.wrapper.model_dump() if r.wrapper else None,
+                        "cause": r.cause,
                         "url": r.spec.url,
                         "log": str(r.spec.log_file),
                         "restarts": r.restarts,
@@ -325,21 +389,25 @@ class Supervisor:
         if spec.prestart:
             spec.prestart()
         spec.log_file.parent.mkdir(parents=True, exist_ok=True)
+        argv = wrapped_argv(spec, self.settings)
         with open(spec.log_file, "ab") as out:
             out.write(
                 f"\n==== {time.strftime('%Y-%m-%dT%H:%M:%S')} starting {spec.name}: {spec.argv[:3]}...\n".encode()
             )
             out.flush()
+            # The wrapper leads a session of its own (the component's process group) and writes the
+            # component's output to its rotated log; its own errors go to the same file.
             r.proc = subprocess.Popen(
-                spec.argv,
+                argv,
                 env={**os.environ, **self.env, **spec.env},
                 cwd=REPO_ROOT,
-                stdout=out,
-                stderr=subprocess.STDOUT,
+                stdout=subprocess.DEVNULL,
+                stderr=out,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
-        r.state, r.started_at, r.ready_at = "starting", time.time(), None
+        r.wrapper, r.leader = ProcessIdentity.of(r.proc.pid, cmdline=argv), None
+        r.state, r.started_at, r.ready_at, r.unready_since = "starting", time.time(), None, None
         self.write_state()
 
     async def _await_ready(self, r: Running, deadline_s: float) -> None:
@@ -363,7 +431,7 @@ class Supervisor:
             await asyncio.sleep(0.25)
 
     def _line(self, r: Running) -> str:
-        pid = r.proc.pid if r.proc else "-"
+        pid = r.component_pid() or "-"
         return f"  {r.spec.name:<10} {r.state:<10} pid {pid!s:<8} {r.spec.url:<34} log {r.spec.log_file}"
 
     async def start(self, specs: list[ComponentSpec], after: dict[str, Callable[[], Awaitable[None]]]) -> None:
@@ -388,17 +456,23 @@ class Supervisor:
                     await after[r.spec.name]()
 
     async def supervise(self) -> None:
-        """Until stopping: restart a component that died, with exponential backoff."""
+        """Until stopping: restart a component that died (or that watch_readiness stopped), with
+        exponential backoff."""
         backoff: dict[str, float] = {}
+        watchdog = asyncio.create_task(self.watch_readiness())
         while not self.stopping.is_set():
             for r in self.components:
                 if (
                     r.supervised
-                    and r.state in ("ready", "starting")
+                    and r.state in ("ready", "unready", "starting")
                     and r.proc is not None
                     and r.proc.poll() is not None
                 ):
                     r.last_exit = r.proc.returncode
+                    r.cause = r.pending_cause or f"exited with code {r.last_exit}"
+                    r.pending_cause = ""
+                    if r.leader is not None:
+                        kill_group(r.leader)  # whatever of its group outlived it
                     r.state = "restarting"
                     r.restarts += 1
                     delay = backoff.get(r.spec.name, 0.5)
@@ -407,15 +481,55 @@ class Supervisor:
                     backoff[r.spec.name] = min(delay * 2, self.settings.restart_backoff_max_s)
                     self.write_state()
                     self.out(
-                        f"  {r.spec.name} exited with code {r.last_exit}: restarting in {delay:.1f}s "
+                        f"  {r.spec.name} {r.cause}: restarting in {delay:.1f}s "
                         f"(restart #{r.restarts}); last lines of {r.spec.log_file}:\n"
                         + "\n".join(f"    | {line}" for line in log_tail(r.spec.log_file, 8).splitlines())
                     )
+                    log.warning("%s %s: restart #%d in %.1fs", r.spec.name, r.cause, r.restarts, delay)
                     task = asyncio.create_task(self._restart(r, delay))
                     self._tasks.add(task)
                     task.add_done_callback(self._tasks.discard)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), 0.5)
+        watchdog.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watchdog
+
+    async def watch_readiness(self, interval_s: float = 1.0) -> None:
+        """A running component whose readiness probe keeps failing for `unready_restart_s` (alive
+        but stuck: a dead merge loop, a wedged JVM) is stopped with that cause; the supervise loop
+        then restarts it like one that died."""
+        while not self.stopping.is_set():
+            watched = [
+                r
+                for r in self.components
+                if r.supervised and r.state in ("ready", "unready") and r.alive() and not r.pending_cause
+            ]
+            results = await asyncio.gather(*(r.spec.ready() for r in watched), return_exceptions=True)
+            now = time.monotonic()
+            for r, ok in zip(watched, results, strict=True):
+                if ok is True:
+                    if r.state == "unready":
+                        r.state, r.unready_since = "ready", None
+                        self.write_state()
+                        self.out(f"  {r.spec.name} ready again")
+                elif r.state != "unready":
+                    r.state, r.unready_since = "unready", now
+                    self.write_state()
+                    log.warning("%s: readiness probe failing", r.spec.name)
+                elif not dependencies_ready(r.spec, self.components):
+                    r.unready_since = now  # not its own fault: wait for what it depends on
+                elif now - (r.unready_since or now) >= self.settings.unready_restart_s:
+                    await self._stop_stuck(r, f"not ready for {now - r.unready_since:.0f}s (readiness probe failing)")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), interval_s)
+
+    async def _stop_stuck(self, r: Running, cause: str) -> None:
+        """Stop a live component that is not ready, so that the supervise loop restarts it."""
+        r.pending_cause = cause
+        self.out(f"  {r.spec.name} {cause}: stopping it to restart it")
+        log.error("%s %s: stopping it to restart it", r.spec.name, cause)
+        await asyncio.to_thread(self._terminate, r, self.settings.stop_timeout_s)
 
     async def _restart(self, r: Running, delay: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -427,7 +541,9 @@ class Supervisor:
             await self._await_ready(r, r.spec.ready_timeout_s)
             self.out(f"  {r.spec.name} ready again (restart #{r.restarts})")
         except LaunchError as e:
-            log.error("%s", e)  # the supervise loop sees it exit (or keeps it "starting") and retries
+            log.error("%s", e)  # the supervise loop sees it exit and restarts it
+            if r.alive() and not self.stopping.is_set():
+                await self._stop_stuck(r, f"not ready within {r.spec.ready_timeout_s:.0f}s of restart #{r.restarts}")
 
     async def stop(self) -> None:
         """Reverse order: SIGTERM (to the graceful pid or the group), SIGKILL after the grace period.
@@ -453,20 +569,25 @@ class Supervisor:
             self.out(f"  {r.spec.name:<10} stopped (exit {r.proc.returncode})")
 
     def _terminate(self, r: Running, timeout_s: float) -> None:
+        """SIGTERM to the graceful pid or the component's group; SIGKILL of the group after
+        `timeout_s`; the wrapper exits once the group's output is closed."""
         assert r.proc is not None
-        target = r.spec.graceful_pid(r.proc) if r.spec.graceful_pid else None
+        group = r.component_pid()
+        target = r.spec.graceful_pid(group) if r.spec.graceful_pid and group else None
         with contextlib.suppress(ProcessLookupError):
             if target:
                 os.kill(target, signal.SIGTERM)
-            else:
-                os.killpg(r.proc.pid, signal.SIGTERM)
+            elif group:
+                os.killpg(group, signal.SIGTERM)
         try:
             r.proc.wait(timeout_s)
         except subprocess.TimeoutExpired:
             log.warning("%s did not stop within %.0fs: SIGKILL", r.spec.name, timeout_s)
         # Whatever is left in the group (a JVM's children, Spark's python workers) goes too.
+        if r.leader is not None:
+            kill_group(r.leader)
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(r.proc.pid, signal.SIGKILL)
+            os.killpg(r.proc.pid, signal.SIGKILL)  # the wrapper (not reaped yet: its pid is still its own)
         with contextlib.suppress(subprocess.TimeoutExpired):
             r.proc.wait(10)
 
@@ -474,20 +595,41 @@ class Supervisor:
 # ---- `up` -------------------------------------------------------------------------------------
 
 
-def _alive(pid: int) -> bool:
-    """True while `pid` runs (a zombie waiting for its parent to reap it has stopped)."""
+def _identity(doc: object) -> ProcessIdentity | None:
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
+        return ProcessIdentity.model_validate(doc)
+    except ValueError:
+        return None
 
 
-def _running_launcher(state_file: Path) -> int | None:
+def _running_launcher(state_file: Path) -> ProcessIdentity | None:
+    """The launcher recorded in `state_file` if it still runs: same pid, create time and command
+    line (after a crash the pid may belong to an unrelated process by now)."""
     doc = read_json(state_file)
-    if isinstance(doc, dict) and doc.get("pid"):
-        pid = int(doc["pid"])
-        return pid if pid != os.getpid() and _alive(pid) else None
-    return None
+    if not isinstance(doc, dict):
+        return None
+    me = _identity(doc.get("launcher"))
+    return me if me is not None and me.pid != os.getpid() and me.alive() else None
+
+
+def _recorded(state_file: Path, role: str) -> dict[str, ProcessIdentity]:
+    """Each component's recorded `role` process ("leader": the component, the leader of its process
+    group; "wrapper": its log wrapper), whether or not it still runs."""
+    doc = read_json(state_file)
+    comps = doc.get("components", {}) if isinstance(doc, dict) else {}
+    found = {name: _identity(c.get(role)) for name, c in comps.items() if isinstance(c, dict)}
+    return {name: ident for name, ident in found.items() if ident is not None}
+
+
+def _recorded_groups(state_file: Path) -> dict[str, ProcessIdentity]:
+    return _recorded(state_file, "leader")
+
+
+def _orphans(state_file: Path) -> dict[str, ProcessIdentity]:
+    """Recorded components that still run (or whose group still has members) without a launcher."""
+    return {
+        name: leader for name, leader in _recorded_groups(state_file).items() if leader.alive() or group_members(leader)
+    }
 
 
 async def up(settings: LauncherSettings, out: Callable[[str], None] = print) -> int:
@@ -497,8 +639,15 @@ async def up(settings: LauncherSettings, out: Callable[[str], None] = print) -> 
     other = _running_launcher(sup.state_file)
     if other:
         raise LaunchError(
-            f"a stack is already running from this data folder (launcher pid {other}): `devicestream down` stops it"
+            f"a stack is already running from this data folder (launcher pid {other.pid}): `devicestream down` stops it"
         )
+    orphans = _orphans(sup.state_file)
+    if orphans:
+        listed = ", ".join(f"{name} (group {leader.pid})" for name, leader in orphans.items())
+        raise LaunchError(
+            f"components of an earlier stack still run without their launcher: {listed}; `devicestream down` stops them"
+        )
+    sup.state_file.unlink(missing_ok=True)  # a stale record of a stack that is gone
     wanted = settings.component_list()
     cluster: KafkaCluster | None = None
     if not settings.kafka_bootstrap_servers and "kafka" in wanted:
@@ -561,6 +710,8 @@ async def up(settings: LauncherSettings, out: Callable[[str], None] = print) -> 
                 settings.topic_partitions,
                 rf,
                 min_insync_replicas=2 if rf >= 3 else None,
+                retention_bytes=settings.topic_retention_bytes,
+                segment_bytes=settings.topic_segment_bytes,
                 security=client_security,
             )
         except (KafkaError, OSError) as e:
@@ -610,16 +761,24 @@ async def up(settings: LauncherSettings, out: Callable[[str], None] = print) -> 
 
 def status_lines(settings: LauncherSettings) -> tuple[bool, list[str]]:
     state_file = settings.layout.run_dir / "launcher.json"
-    pid = _running_launcher(state_file)
-    if not pid:
+    launcher = _running_launcher(state_file)
+    if not launcher:
+        orphans = _orphans(state_file)
+        if orphans:
+            return False, [
+                "devicestream: the launcher is gone but components still run: "
+                + ", ".join(f"{name} (group {leader.pid})" for name, leader in orphans.items())
+                + "; `devicestream down` stops them"
+            ]
         return False, [f"devicestream: not running (no live launcher for {settings.data_dir.resolve()})"]
     doc = read_json(state_file)
     assert isinstance(doc, dict)
-    lines = [f"devicestream: launcher pid {pid}"]
+    lines = [f"devicestream: launcher pid {launcher.pid}"]
     for name, c in doc.get("components", {}).items():
+        cause = f"  last restart: {c['cause']}" if c.get("cause") else ""
         lines.append(
             f"  {name:<10} {c['state']:<10} pid {c['pid']!s:<8} restarts {c['restarts']:<3} "
-            f"{c['url']:<34} log {c['log']}"
+            f"{c['url']:<34} log {c['log']}{cause}"
         )
     return True, lines
 
@@ -634,17 +793,28 @@ def running_bootstrap(settings: LauncherSettings) -> str:
 
 
 def down(settings: LauncherSettings, out: Callable[[str], None], timeout_s: float = 120.0) -> int:
+    """Stop the stack of this data folder: SIGTERM its launcher (which stops its components in
+    order); with the launcher gone (killed), stop the recorded component groups directly, last
+    started first. Every recorded process is checked to still be itself before it is signalled."""
     state_file = settings.layout.run_dir / "launcher.json"
-    pid = _running_launcher(state_file)
-    if not pid:
+    launcher = _running_launcher(state_file)
+    if launcher:
+        os.kill(launcher.pid, signal.SIGTERM)
+        end = time.monotonic() + timeout_s
+        while launcher.alive():
+            if time.monotonic() > end:
+                out(f"devicestream: launcher {launcher.pid} still running after {timeout_s:.0f}s")
+                return 1
+            time.sleep(0.2)
+    orphans = _orphans(state_file)
+    for name, leader in reversed(orphans.items()):
+        out(f"devicestream: the launcher is gone; stopping {name} (process group {leader.pid})")
+        stop_group(leader, settings.stop_timeout_s)
+    for wrapper in _recorded(state_file, "wrapper").values():
+        stop_wrapper(wrapper, timeout_s=5.0)  # it exits by itself once its component's output closes
+    state_file.unlink(missing_ok=True)
+    if not launcher and not orphans:
         out(f"devicestream: nothing to stop for {settings.data_dir.resolve()}")
         return 0
-    os.kill(pid, signal.SIGTERM)
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        if not _alive(pid):
-            out("devicestream: stopped")
-            return 0
-        time.sleep(0.2)
-    out(f"devicestream: launcher {pid} still running after {timeout_s:.0f}s")
-    return 1
+    out("devicestream: stopped")
+    return 0

@@ -32,6 +32,18 @@ class LauncherSettings(PipelineSettings):
     )
     brokers: int = Field(1, ge=1, le=5, description="Embedded brokers (3 gives replication factor 3).")
     topic_partitions: int = Field(3, ge=1, description="Partitions of the events topic when it is created.")
+    topic_retention_bytes: int = Field(
+        1024**3,
+        ge=1024 * 1024,
+        description="Kafka retention.bytes of the events topic, per partition (the oldest segments are deleted "
+        "beyond it; retention by time stays 7 days).",
+    )
+    topic_segment_bytes: int = Field(
+        64 * 1024**2,
+        ge=1024 * 1024,
+        description="Kafka segment.bytes of the events topic: retention deletes whole segments, so a partition "
+        "holds at most retention + one segment.",
+    )
     spark_master: str = Field(
         "local[2]", validation_alias=_alias("SPARK_MASTER"), description="Spark master URL for the job."
     )
@@ -43,6 +55,15 @@ class LauncherSettings(PipelineSettings):
     spark_ready_timeout_s: float = Field(240.0, gt=0, description="Deadline for the Spark job to start.")
     stop_timeout_s: float = Field(30.0, gt=0, description="Grace period after SIGTERM before SIGKILL.")
     restart_backoff_max_s: float = Field(30.0, gt=0, description="Longest wait between restarts.")
+    unready_restart_s: float = Field(
+        60.0,
+        gt=0,
+        description="A component alive but failing its readiness probe (/readyz) this long is restarted.",
+    )
+    log_max_bytes: int = Field(
+        50 * 1024 * 1024, ge=1024, description="Size at which a component's log in logs/ is rotated."
+    )
+    log_backups: int = Field(3, ge=0, description="Rotated logs kept per component (<name>.log.1 .. .N).")
 
     def component_list(self) -> list[str]:
         wanted = [c.strip() for c in self.components.split(",") if c.strip()]

@@ -10,8 +10,18 @@ whether it must be rejected, and compares that with merged.csv and the Spark job
 - rows unexpected: rows in merged.csv that no record of the topic explains
 - records unaccounted: records neither merged (all their rows present) nor rejected
 - invalid records not rejected / valid records rejected: disagreements on what is bad input
+  (decided by devicestream.validity exactly as the Spark job decides it)
+- offsets reused: two records carrying one eventOffset (the generator must never do that)
 
-Exit code 0 only when every one of these is zero. Memory stays bounded whatever the sizes: the
+Exit code 0 only when every one of these is zero.
+
+After retention deleted a partition's oldest segments (its log start offset above 0) verify can
+only check what the topic still holds: records below the log start offset cannot be missing,
+altered or reused as far as verify knows, and their rejects are ignored. Merged rows no surviving
+record explains are counted as `rows_before_retention` (not a problem) when their eventOffset is
+below the retention floor (the highest first surviving eventOffset of a truncated partition;
+eventOffsets grow within a partition), and as `rows_unexpected` otherwise. Duplicates are still
+counted over the whole of merged.csv. Memory stays bounded whatever the sizes: the
 expected rows are streamed to temporary CSVs (one per partition, each scanned by its own process:
 decoding and checking records is CPU-bound Python) and compared with polars' streaming engine.
 """
@@ -20,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import datetime as dt
 import logging
 import multiprocessing
 import os
@@ -33,111 +42,21 @@ from typing import Any
 
 import orjson
 import polars as pl
-from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
 from contract.csv import REJECT_COLUMNS, ROW_COLUMNS, parse_batch_file_name
-from contract.events import REQUIRED_FIELDS
-from contract.kafka import PLAINTEXT, KafkaSecurity, aiokafka_options
+from contract.kafka import PLAINTEXT, KafkaSecurity, make_admin, make_consumer
+from devicestream.validity import Invalid, expected_rows
+
+__all__ = ["Invalid", "expected_rows", "make_admin", "make_consumer"]
 
 log = logging.getLogger(__name__)
 
 KEY = ["eventOffset", "deviceIndex"]
-INT32 = (-(2**31), 2**31 - 1)
-INT64 = (-(2**63), 2**63 - 1)
 
 
 class VerifyError(RuntimeError):
     """The reconciliation could not run (Kafka unreachable, topic missing); the message says why."""
-
-
-class Invalid(ValueError):
-    """A record the pipeline must reject; the message is the reason."""
-
-
-# ---- what a record must become (pure) ---------------------------------------------------------
-
-
-def _int(v: Any, name: str, bounds: tuple[int, int]) -> str:
-    if isinstance(v, bool) or not isinstance(v, int) or not bounds[0] <= v <= bounds[1]:
-        raise Invalid(f"{name} is not an integer")
-    return str(v)
-
-
-def _opt_str(v: Any, name: str) -> str:
-    if v is None:
-        return ""
-    if not isinstance(v, str):
-        raise Invalid(f"{name} is not a string")
-    return v
-
-
-def _event_time(v: Any) -> str:
-    if not isinstance(v, str):
-        raise Invalid("eventTime is not a timestamp")
-    try:
-        t = dt.datetime.fromisoformat(v)
-    except ValueError as e:
-        raise Invalid("eventTime is not a timestamp") from e
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=dt.UTC)
-    return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def expected_rows(value: bytes | None) -> list[list[str]]:
-    """The CSV rows (ROW_COLUMNS order, null as "") that the record `value` must produce; raises
-    Invalid with the reason when the record must be rejected."""
-    if not value:
-        raise Invalid("empty value")
-    try:
-        text = value.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise Invalid("value is not UTF-8") from e
-    try:
-        doc = orjson.loads(text)
-    except orjson.JSONDecodeError as e:
-        raise Invalid("value is not JSON") from e
-    if not isinstance(doc, dict):
-        raise Invalid("value is not a JSON object")
-    for f in REQUIRED_FIELDS:
-        if doc.get(f) is None:
-            raise Invalid(f"missing {f}")
-    event_id = _opt_str(doc["eventId"], "eventId")
-    offset = _int(doc["eventOffset"], "eventOffset", INT64)
-    publisher = _opt_str(doc.get("eventPublisher"), "eventPublisher")
-    customer = _opt_str(doc.get("customerId"), "customerId")
-    event_time = _event_time(doc["eventTime"])
-    data = doc.get("data")
-    if data is None:
-        return []
-    if not isinstance(data, dict):
-        raise Invalid("data is not an object")
-    devices = data.get("devices")
-    if devices is None:
-        return []
-    if not isinstance(devices, list):
-        raise Invalid("data.devices is not a list")
-    rows = []
-    for i, r in enumerate(devices):
-        if not isinstance(r, dict):
-            raise Invalid("a device reading is not an object")
-        temp = r.get("temperature")
-        rows.append(
-            [
-                event_id,
-                offset,
-                publisher,
-                customer,
-                event_time,
-                str(i),
-                _opt_str(r.get("deviceId"), "deviceId"),
-                "" if temp is None else _int(temp, "temperature", INT32),
-                _opt_str(r.get("measure"), "measure"),
-                _opt_str(r.get("status"), "status"),
-            ]
-        )
-    return rows
 
 
 # ---- reading the topic ------------------------------------------------------------------------
@@ -151,6 +70,28 @@ class TopicScan:
     without_readings: int = 0
     rows: int = 0
     end_offsets: dict[int, int] = field(default_factory=dict)
+    #: each partition's log start offset: above 0, retention deleted the records before it
+    start_offsets: dict[int, int] = field(default_factory=dict)
+    #: each partition's smallest eventOffset among the valid records still in the topic
+    first_event_offsets: dict[int, int] = field(default_factory=dict)
+
+    def merge(self, other: TopicScan) -> None:
+        self.records += other.records
+        self.valid += other.valid
+        self.invalid += other.invalid
+        self.without_readings += other.without_readings
+        self.rows += other.rows
+        self.end_offsets.update(other.end_offsets)
+        self.start_offsets.update(other.start_offsets)
+        self.first_event_offsets.update(other.first_event_offsets)
+
+    def retention_floor(self) -> int | None:
+        """The eventOffset below which a merged row may come from a record retention deleted: the
+        generator's eventOffsets grow within a partition, so a deleted record of partition p had
+        an eventOffset below p's first surviving one. None when retention deleted nothing."""
+        truncated = [self.first_event_offsets.get(p) for p, start in self.start_offsets.items() if start > 0]
+        floors = [f for f in truncated if f is not None]
+        return max(floors) if floors else None
 
 
 @dataclass(frozen=True)
@@ -162,7 +103,7 @@ class ScanFiles:
 
 
 async def topic_partitions(bootstrap: str, topic: str, security: KafkaSecurity = PLAINTEXT) -> list[int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **aiokafka_options(security))
+    admin = make_admin(bootstrap, security)
     await admin.start()
     try:
         desc = await admin.describe_topics([topic])
@@ -191,17 +132,18 @@ async def scan_partition(job: PartitionScanJob) -> TopicScan:
     record's partition and offset) and `job.invalid_csv` (partition, offset, reason)."""
     scan = TopicScan(end_offsets={job.partition: job.end})
     tp = TopicPartition(job.topic, job.partition)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=job.bootstrap,
-        enable_auto_commit=False,
+    consumer = make_consumer(
+        job.bootstrap,
+        job.security,
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=8 * 1024 * 1024,
         fetch_max_bytes=64 * 1024 * 1024,
-        **aiokafka_options(job.security),
     )
     await consumer.start()
+    first: int | None = None
     try:
         consumer.assign([tp])
+        scan.start_offsets[job.partition] = (await consumer.beginning_offsets([tp]))[tp]
         await consumer.seek_to_beginning(tp)
         # A one-task scan in its own process: blocking local writes are fine here.
         with open(job.rows_csv, "w", newline="") as rf, open(job.invalid_csv, "w", newline="") as inf:  # noqa: ASYNC230
@@ -224,9 +166,14 @@ async def scan_partition(job: PartitionScanJob) -> TopicScan:
                     scan.rows += len(rows)
                     if not rows:
                         scan.without_readings += 1
+                    else:
+                        event_offset = int(rows[0][1])
+                        first = event_offset if first is None else min(first, event_offset)
                     rows_w.writerows([*r, m.partition, m.offset] for r in rows)
     finally:
         await consumer.stop()
+    if first is not None:
+        scan.first_event_offsets[job.partition] = first
     return scan
 
 
@@ -239,7 +186,7 @@ async def end_offsets(bootstrap: str, topic: str, security: KafkaSecurity = PLAI
     parts = await topic_partitions(bootstrap, topic, security)
     if not parts:
         raise VerifyError(f"topic {topic} not found at {bootstrap}")
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **aiokafka_options(security))
+    consumer = make_consumer(bootstrap, security)
     await consumer.start()
     try:
         end = await consumer.end_offsets([TopicPartition(topic, p) for p in parts])
@@ -267,12 +214,7 @@ def scan_topic(
             scans = list(pool.map(_scan_partition_in_process, jobs))
     total = TopicScan()
     for sc in scans:
-        total.records += sc.records
-        total.valid += sc.valid
-        total.invalid += sc.invalid
-        total.without_readings += sc.without_readings
-        total.rows += sc.rows
-        total.end_offsets.update(sc.end_offsets)
+        total.merge(sc)
     return total, ScanFiles([j.rows_csv for j in jobs], [j.invalid_csv for j in jobs])
 
 
@@ -296,6 +238,11 @@ class Report:
     invalid_not_rejected: int = 0
     valid_rejected: int = 0
     offsets_reused: int = 0
+    #: merged rows no surviving record explains, below the retention floor (see TopicScan):
+    #: most likely rows of records retention deleted; counted, not judged
+    rows_before_retention: int = 0
+    #: partitions whose log start offset is above 0 (retention deleted their oldest records)
+    partitions_truncated: int = 0
     examples: dict[str, list] = field(default_factory=dict)
 
     PROBLEMS = (
@@ -306,6 +253,7 @@ class Report:
         "records_unaccounted",
         "invalid_not_rejected",
         "valid_rejected",
+        "offsets_reused",
     )
 
     @property
@@ -320,6 +268,25 @@ def _strings(path: Path | list[Path], columns: tuple[str, ...] | list[str]) -> p
     return pl.scan_csv(path, schema=dict.fromkeys(columns, pl.String)).with_columns(
         pl.col(c).fill_null("") for c in columns
     )
+
+
+def _in_scanned_range(scan: TopicScan) -> pl.Expr:
+    """Whether a (partition, offset) lies in what the scan read: at or above the partition's log
+    start offset (below it retention deleted the record) and below the end offset it stopped at."""
+    parts = sorted(scan.end_offsets)
+    if not parts:
+        return pl.lit(True)
+    start = pl.col("partition").replace_strict(parts, [scan.start_offsets.get(p, 0) for p in parts], default=None)
+    end = pl.col("partition").replace_strict(parts, [scan.end_offsets[p] for p in parts], default=None)
+    return (pl.col("offset") >= start) & (pl.col("offset") < end)
+
+
+def _split_unexplained(unexplained: pl.LazyFrame, floor: int | None) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """Merged keys no scanned record explains -> (unexpected, before retention)."""
+    if floor is None:
+        return unexplained, unexplained.head(0)
+    below = pl.col("eventOffset").cast(pl.Int64, strict=False) < floor
+    return unexplained.filter(~below.fill_null(False)), unexplained.filter(below.fill_null(False))
 
 
 def _rejects(rejects_dir: Path) -> pl.LazyFrame:
@@ -352,13 +319,15 @@ def compare(
     else:
         merged = pl.LazyFrame(schema=dict.fromkeys(ROW_COLUMNS, pl.String))
     invalid = pl.scan_csv(invalid_csv, schema={"partition": pl.Int64, "offset": pl.Int64, "reason": pl.String})
-    rejects = _rejects(rejects_dir)
+    rejects = _rejects(rejects_dir).filter(_in_scanned_range(scan))
 
     counts = merged.group_by(KEY).agg(pl.len().alias("n"))
     rows_in_merged = merged.select(pl.len()).collect(**stream).item()
     dup = counts.filter(pl.col("n") > 1)
     missing = expected.join(counts, on=KEY, how="anti")
-    unexpected = counts.join(expected.select(KEY), on=KEY, how="anti")
+    unexpected, before_retention = _split_unexplained(
+        counts.join(expected.select(KEY), on=KEY, how="anti"), scan.retention_floor()
+    )
     first = merged.unique(KEY, keep="first")
     joined = expected.join(first, on=KEY, how="inner", suffix="_m")
     differs = pl.any_horizontal([pl.col(c) != pl.col(f"{c}_m") for c in ROW_COLUMNS if c not in KEY])
@@ -389,6 +358,8 @@ def compare(
         invalid_not_rejected=n(invalid_not_rejected),
         valid_rejected=n(valid_rejected),
         offsets_reused=n(reused),
+        rows_before_retention=n(before_retention),
+        partitions_truncated=sum(1 for start in scan.start_offsets.values() if start > 0),
     )
     if not report.ok:
         for name, lf in (

@@ -24,6 +24,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from contract.csv import BATCH_ROW_COLUMNS, REJECT_COLUMNS
+from contract.reasons import Reason
 from spark_job.schema import (
     EVENT_SCALARS,
     JSON_ARRAY_PREFIX,
@@ -43,24 +44,6 @@ INT32_MIN: Final = -(2**31)
 INT32_MAX: Final = 2**31 - 1
 
 _EXPECTED: Final = {JSON_STRING: "string", JSON_INTEGER: "integer"}
-
-
-class Reason:
-    """The reasons a record is rejected (the `reason` column of the rejects)."""
-
-    EMPTY: Final = "empty value"
-    NOT_UTF8: Final = "not UTF-8"
-    NOT_JSON: Final = "not JSON"
-    NOT_OBJECT: Final = "not a JSON object"
-    BAD_EVENT_TIME: Final = "eventTime is not an ISO-8601 timestamp with a zone"
-
-    @staticmethod
-    def missing(field: str) -> str:
-        return f"missing {field}"
-
-    @staticmethod
-    def wrong_type(path: str, expected: str) -> str:
-        return f"wrong type: {path} (expected {expected})"
 
 
 class SessionTimeZoneError(ValueError):

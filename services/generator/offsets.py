@@ -7,22 +7,28 @@ block, never reuses. A clean close writes the exact next value so the next run c
 a gap.
 
 With no state file (first start, or a wiped data folder), the topic's newest records are read so
-offsets already in Kafka are not reused either."""
+offsets already in Kafka are not reused either. Every record the generator writes tells the next
+eventOffset at the time it was made: a valid event by its eventOffset (plus one), any other (a
+malformed record, a record sent again after a failed delivery) by its NEXT_OFFSET_HEADER. So the
+newest record of each partition is enough; when it tells nothing (written by someone else, or by a
+generator older than the header) the scan steps back, window by doubling window, until a record
+that tells is found or the partition's start is reached."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from contract.events import FIRST_EVENT_OFFSET
 from contract.files import atomic_write_json, read_json
-from contract.kafka import PLAINTEXT, KafkaSecurity, aiokafka_options
+from contract.kafka import PLAINTEXT, KafkaSecurity, make_admin, make_consumer
 from services.generator.errors import OffsetStateError
 
 log = logging.getLogger(__name__)
@@ -98,6 +104,27 @@ class OffsetAllocator:
         self._reserved_until = reserved_until
 
 
+#: Record header: the next eventOffset the generator would hand out when it made the record.
+NEXT_OFFSET_HEADER = "devicestream-next-offset"
+#: How many of a partition's newest records the scan reads first (then twice as many, ...).
+FIRST_WINDOW = 50
+
+
+def next_offset_header(next_offset: int) -> tuple[str, bytes]:
+    return (NEXT_OFFSET_HEADER, str(next_offset).encode())
+
+
+def next_offset_of(value: bytes | None, headers: Sequence[tuple[str, bytes]] | None) -> int | None:
+    """What a record tells about the next eventOffset: its NEXT_OFFSET_HEADER, or one past its
+    eventOffset; None when it tells nothing."""
+    for name, raw in headers or ():
+        if name == NEXT_OFFSET_HEADER:
+            with contextlib.suppress(ValueError):
+                return int(raw)
+    off = event_offset_of(value)
+    return None if off is None else off + 1
+
+
 def event_offset_of(value: bytes | None) -> int | None:
     """The eventOffset of a record value, None when it is not a valid event."""
     if not value:
@@ -114,9 +141,7 @@ async def topic_partitions(
     bootstrap: str, topic: str, *, timeout_s: float = 10.0, security: KafkaSecurity = PLAINTEXT
 ) -> list[int] | None:
     """The partition ids of `topic`, None when it does not exist."""
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000), **aiokafka_options(security)
-    )
+    admin = make_admin(bootstrap, security, request_timeout_ms=int(timeout_s * 1000))
     await asyncio.wait_for(admin.start(), timeout_s)
     try:
         desc = await asyncio.wait_for(admin.describe_topics([topic]), timeout_s)
@@ -128,42 +153,53 @@ async def topic_partitions(
 
 
 async def topic_next_offset(
-    bootstrap: str, topic: str, *, tail: int = 50, timeout_s: float = 10.0, security: KafkaSecurity = PLAINTEXT
+    bootstrap: str,
+    topic: str,
+    *,
+    tail: int = FIRST_WINDOW,
+    timeout_s: float = 10.0,
+    security: KafkaSecurity = PLAINTEXT,
 ) -> int | None:
-    """One past the highest eventOffset among the newest `tail` records of each partition of
-    `topic`, or None when the topic holds no valid event (or does not exist)."""
+    """The next eventOffset that is safe after what `topic` holds: the highest that the newest
+    telling record of each partition tells (see the module docstring), or None when no record of
+    the topic tells anything (or it does not exist). `timeout_s` bounds each request, not the scan
+    (a topic without a telling record is read back to its start)."""
     parts = await topic_partitions(bootstrap, topic, timeout_s=timeout_s, security=security)
     if not parts:
         return None
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        enable_auto_commit=False,
-        request_timeout_ms=int(timeout_s * 1000),
-        **aiokafka_options(security),
-    )
+    consumer = make_consumer(bootstrap, security, request_timeout_ms=int(timeout_s * 1000))
     await asyncio.wait_for(consumer.start(), timeout_s)
     try:
         tps = [TopicPartition(topic, p) for p in parts]
         consumer.assign(tps)
         begin = await consumer.beginning_offsets(tps)
         end = await consumer.end_offsets(tps)
-        todo = {tp for tp in tps if end[tp] > begin[tp]}
-        for tp in todo:
-            consumer.seek(tp, max(begin[tp], end[tp] - tail))
-        best: int | None = None
-        deadline = time.monotonic() + timeout_s
-        while todo:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"reading the newest records of {topic} took over {timeout_s}s")
-            batches = await consumer.getmany(*todo, timeout_ms=500)
-            for records in batches.values():
-                for rec in records:
-                    off = event_offset_of(rec.value)
-                    if off is not None and (best is None or off > best):
-                        best = off
-            for tp in list(todo):
-                if await consumer.position(tp) >= end[tp]:
-                    todo.discard(tp)
-        return None if best is None else best + 1
+        found = [await _newest_telling(consumer, tp, begin[tp], end[tp], tail, timeout_s) for tp in tps]
     finally:
         await consumer.stop()
+    told = [n for n in found if n is not None]
+    return max(told) if told else None
+
+
+async def _newest_telling(
+    consumer: AIOKafkaConsumer, tp: TopicPartition, begin: int, end: int, window: int, timeout_s: float
+) -> int | None:
+    """The highest next offset told by the newest window of partition `tp` holding a telling record,
+    reading [begin, end) backwards in doubling windows."""
+    stop = end
+    while stop > begin:
+        start = max(begin, stop - window)
+        consumer.seek(tp, start)
+        best: int | None = None
+        deadline = time.monotonic() + timeout_s
+        while await consumer.position(tp) < stop:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"reading {tp.topic}[{tp.partition}] from {start} took over {timeout_s}s")
+            batch = await consumer.getmany(tp, timeout_ms=500)
+            for rec in batch.get(tp, ()):
+                if rec.offset < stop and (told := next_offset_of(rec.value, rec.headers)) is not None:
+                    best = told if best is None else max(best, told)
+        if best is not None:
+            return best
+        stop, window = start, window * 2
+    return None

@@ -21,13 +21,14 @@ import random
 import time
 import uuid
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 from aiokafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 from aiokafka.partitioner import murmur2
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -42,7 +43,13 @@ from services.generator.errors import (
 )
 from services.generator.events import EventClock, EventEncoder, make_invalid
 from services.generator.extras import RunExtras, RunTools, make_controller  # h7: profiles, fleet, faults
-from services.generator.offsets import OffsetAllocator, read_state_next, topic_next_offset
+from services.generator.offsets import (
+    OffsetAllocator,
+    make_admin,
+    next_offset_header,
+    read_state_next,
+    topic_next_offset,
+)
 from services.generator.profiles import Curve, ProfileController
 from services.generator.settings import GeneratorSettings
 
@@ -52,6 +59,7 @@ ACTIVE_STATES = frozenset({"running", "degraded"})
 MIN_TICK_S = 0.002  # never wake more often than this while on schedule
 MAX_CHUNK = 2000  # events made per tick before yielding to the event loop
 MONITOR_INTERVAL_S = 0.1
+STOP_POLL_S = 0.1  # how often a send waiting on the producer looks at the stop deadline
 PROBE_EVERY = 10  # monitor ticks between connection probes
 
 
@@ -114,6 +122,8 @@ class Run:
     degraded: bool = False
     stop_requested: bool = False
     stop_deadline: float | None = None
+    #: events made but never handed to the producer: the stop deadline passed first
+    abandoned: int = 0
     rate: float = 0.0
     controller: ProfileController | None = None
     tools: RunTools | None = None  # h7: ledger and record maker
@@ -144,6 +154,12 @@ class Run:
             "ended_at": self.ended_at,
         }
 
+    @property
+    def not_delivered(self) -> int:
+        """Events made and not acknowledged: never handed over, or handed over and unconfirmed
+        (those may still be written by the producer once Kafka answers)."""
+        return self.abandoned + self.in_flight + len(self.retry)
+
     def rate_over(self, window_s: float, now: float) -> float:
         ref = None
         for t, n in self.samples:
@@ -169,6 +185,23 @@ def _producer_kwargs(settings: GeneratorSettings, bootstrap: str) -> dict[str, A
         "retry_backoff_ms": settings.retry_backoff_ms,
         **aiokafka_options(settings.kafka_security),
     }
+
+
+def make_producer(settings: GeneratorSettings, bootstrap: str) -> AIOKafkaProducer:
+    """The one place the generator's Kafka producer is built."""
+    return AIOKafkaProducer(**_producer_kwargs(settings, bootstrap))
+
+
+def sender_failure(producer: AIOKafkaProducer) -> BaseException | None:
+    """Why the producer's sender task ended, None while it runs. aiokafka ends it for good on a
+    fatal error (OutOfOrderSequenceNumber when a batch expired while its partition had no leader,
+    ProducerFenced): every later send then waits forever, so the producer must be replaced."""
+    task = getattr(getattr(producer, "_sender", None), "sender_task", None)
+    if task is None or not task.done():
+        return None
+    if task.cancelled():
+        return asyncio.CancelledError("the producer's sender task was cancelled")
+    return task.exception() or KafkaError("the producer's sender task ended")
 
 
 def partition_of_keys(n_partitions: int) -> dict[bytes, int]:
@@ -198,6 +231,9 @@ class Generator:
         self.settings = settings
         self.metrics = metrics
         self.producer: AIOKafkaProducer | None = None
+        #: the last producer connected: it builds record batches (a BatchBuilder depends only on the
+        #: producer's settings) while a replacement connects
+        self._batch_maker: AIOKafkaProducer | None = None
         self.allocator: OffsetAllocator | None = None
         self.partitions: dict[bytes, int] = {}
         self.connected = False
@@ -266,7 +302,7 @@ class Generator:
             if read_state_next(s.layout.generator_state) is None:
                 topic_next = await topic_next_offset(bootstrap, topic, security=s.kafka_security)
             self.allocator = OffsetAllocator.open(s.layout.generator_state, topic_next=topic_next, block=s.offset_block)
-        producer = AIOKafkaProducer(**_producer_kwargs(s, bootstrap))
+        producer = make_producer(s, bootstrap)
         try:
             await producer.start()
             parts = await asyncio.wait_for(producer.partitions_for(topic), s.request_timeout_ms / 1000)
@@ -275,7 +311,7 @@ class Generator:
                 await asyncio.wait_for(producer.stop(), 5)
             raise
         self.partitions = partition_of_keys(len(parts))
-        self.producer = producer
+        self.producer = self._batch_maker = producer
         self.connected = True
         self.metrics.connected.set(1)
         log.info("connected to Kafka", extra={"bootstrap": bootstrap, "topic": topic, "partitions": len(parts)})
@@ -303,8 +339,23 @@ class Generator:
                         self._set_error(probe_error)
             if run is not None and run.active:
                 self._update_degraded(run, now, probe_error)
+            if self.producer is not None and (failure := sender_failure(self.producer)) is not None:
+                await self._replace_producer(failure)
             tick += 1
             await asyncio.sleep(MONITOR_INTERVAL_S)
+
+    async def _replace_producer(self, failure: BaseException) -> None:
+        """Drop a producer whose sender died and connect a new one (a run in progress waits for it;
+        what the old one had not delivered fails over to the run's retry queue)."""
+        old, self.producer = self.producer, None
+        self.connected = False
+        self.metrics.connected.set(0)
+        self._set_error(f"the Kafka producer failed for good ({failure!r}): replacing it")
+        log.error("%s", self.last_error)
+        if old is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(old.stop(), 5)
+        await self._connect_loop()
 
     def _update_degraded(self, run: Run, now: float, probe_error: str | None) -> None:
         stalled_s = now - next(iter(run.pending.values())) if run.pending else 0.0
@@ -386,6 +437,7 @@ class Generator:
             "rate_requested": 0.0,  # h7: what the run (its profile) asks for now; rate_1s is achieved
             "offset_first": None,
             "offset_last": None,
+            "not_delivered": 0,
             "next_offset": self.allocator.next if self.allocator else None,
             "last_error": self.last_error,
         }
@@ -402,6 +454,7 @@ class Generator:
                 rate_requested=round(run.controller.rate_now(now), 3) if active and run.controller else 0.0,
                 offset_first=run.offset_first,
                 offset_last=run.offset_last,
+                not_delivered=run.not_delivered if not active else 0,
             )
         return base
 
@@ -469,10 +522,13 @@ class Generator:
         ctl = make_controller(p.rate, p.extras, t0, s.max_lag_s)  # h7: follows the profile's curve
         run.controller = ctl
         run.samples.append((t0, 0))
-        batches = _Batches(self._producer, parts)
+        batches = _Batches(self._producer, parts, lambda: alloc.next)
 
         async def ship(now: float, everything: bool) -> None:
             for part, batch, recs, fresh in batches.ready(now, linger_s, everything):
+                if self._stop_overdue(run):
+                    run.abandoned += len(recs)
+                    continue
                 await self._send(run, topic, part, batch, recs, fresh)
 
         def making(now: float) -> bool:
@@ -481,7 +537,7 @@ class Generator:
         while True:
             now = time.monotonic()
             while run.retry:  # records whose delivery failed go first
-                batches.put(*run.retry.popleft(), fresh=False)
+                batches.put(*run.retry.popleft(), fresh=False, mark=True)
             if making(now):
                 limit = min(MAX_CHUNK, max(max_in_flight - run.in_flight, 0))
                 if p.count is not None:
@@ -496,12 +552,13 @@ class Generator:
                         key, value, _kind = make_invalid(rng, datetime.now(UTC))
                         run.invalid += 1
                         self.metrics.invalid.inc()
-                    else:
-                        off = take_offset(1)
-                        key, value = encode(rng, event_time, off)
-                        if run.offset_first is None:
-                            run.offset_first = off
-                        run.offset_last = off
+                        put(key, value, mark=True)  # carries no eventOffset: the header says where we are
+                        continue
+                    off = take_offset(1)
+                    key, value = encode(rng, event_time, off)
+                    if run.offset_first is None:
+                        run.offset_first = off
+                    run.offset_last = off
                     put(key, value)
                 for _ in range(n if tools.maker is not None else 0):  # h7: fleet / faults / first_index
                     key, value, off = tools.make(take_offset)
@@ -518,12 +575,17 @@ class Generator:
             still_making = making(now)
             await ship(now, everything=not still_making)
             if not still_making:
-                if run.in_flight == 0 and not run.retry:
+                if run.in_flight == 0 and not run.retry and not batches.records():
                     break
-                if run.stop_requested and time.monotonic() > (run.stop_deadline or math.inf):
+                if self._stop_overdue(run):
+                    run.abandoned += batches.discard() + len(run.retry)
+                    run.retry.clear()
                     self._set_error(
-                        f"stop: {run.in_flight} events still in flight after {s.flush_timeout_s}s flush timeout"
+                        f"stop: {run.not_delivered} events not delivered within the {s.flush_timeout_s}s flush "
+                        f"timeout ({run.in_flight} handed to the producer and unconfirmed, {run.abandoned} never "
+                        f"handed over)"
                     )
+                    log.warning("%s", self.last_error, extra={"run": run.id})
                     break
                 await self._sleep(run, 0.1)  # woken by each delivery
                 continue
@@ -541,9 +603,10 @@ class Generator:
         run.state = "stopped" if run.stop_requested else "completed"
 
     def _producer(self) -> AIOKafkaProducer:
-        if self.producer is None:
+        producer = self.producer or self._batch_maker
+        if producer is None:
             raise KafkaUnavailableError("the Kafka producer is not connected")
-        return self.producer
+        return producer
 
     async def _sleep(self, run: Run, seconds: float) -> None:
         run.wake.clear()
@@ -553,19 +616,55 @@ class Generator:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(run.wake.wait(), seconds)
 
+    @staticmethod
+    def _stop_overdue(run: Run) -> bool:
+        return run.stop_requested and time.monotonic() >= (run.stop_deadline or math.inf)
+
+    async def _hand_over(self, run: Run, topic: str, part: int, batch: Any) -> asyncio.Future | None:
+        """producer.send_batch, which waits while the partition's previous batch is unacknowledged
+        (up to request_timeout_ms, again and again while the broker is away): given up, returning
+        None, once a stop's deadline has passed, so a stop answers in time whatever Kafka does."""
+        while True:
+            producer = self.producer
+            if producer is None:  # being replaced or reconnected: wait for the new one
+                if self._stop_overdue(run):
+                    return None
+                await asyncio.sleep(STOP_POLL_S)
+                continue
+            task = asyncio.ensure_future(producer.send_batch(batch, topic, partition=part))
+            while not task.done():
+                await asyncio.wait({task}, timeout=STOP_POLL_S)
+                if not task.done() and (self._stop_overdue(run) or self.producer is not producer):
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, KafkaError):
+                        await task
+                    if self._stop_overdue(run):
+                        return None
+            if task.cancelled():
+                continue  # the producer was replaced before it took the batch: hand it to the new one
+            try:
+                return task.result()
+            except KafkaTimeoutError:
+                # The partition's previous batch is still waiting (broker away): keep waiting.
+                self._set_error(f"Kafka did not take a batch for {topic}[{part}] in time; retrying")
+                if self._stop_overdue(run):
+                    return None
+            except KafkaError:
+                if sender_failure(producer) is None:
+                    raise
+                # The producer failed for good: the monitor replaces it; the new one takes the batch.
+                if self._stop_overdue(run):
+                    return None
+                await asyncio.sleep(STOP_POLL_S)
+
     async def _send(self, run: Run, topic: str, part: int, batch: Any, recs: list, fresh: int) -> None:
         """Hand one closed batch to the producer; track its delivery without awaiting it. `fresh`
         of its records are sent for the first time (the others are re-sent after a failure)."""
         n = len(recs)
-        while True:
-            producer = self._producer()
-            try:
-                fut = await producer.send_batch(batch, topic, partition=part)
-                break
-            except KafkaTimeoutError:
-                # The partition's previous batch is still waiting (broker away): keep waiting.
-                self._set_error(f"Kafka did not take a batch for {topic}[{part}] in time; retrying")
-                continue
+        fut = await self._hand_over(run, topic, part, batch)
+        if fut is None:
+            run.abandoned += n
+            return
         self._batch_seq += 1
         seq = self._batch_seq
         sent_at = time.monotonic()
@@ -599,11 +698,17 @@ class Generator:
 
 
 class _Batches:
-    """One open BatchBuilder per partition; full or lingered batches come out of `ready`."""
+    """One open BatchBuilder per partition; full or lingered batches come out of `ready`.
 
-    def __init__(self, producer: Any, partitions: dict[bytes, int]) -> None:
+    A record whose value does not tell the newest eventOffset handed out (a malformed record, or
+    one sent again after a failed delivery: its eventOffset is older) is `mark`ed with the
+    NEXT_OFFSET_HEADER, so the newest record of every partition always tells where the offsets are
+    (see offsets.topic_next_offset)."""
+
+    def __init__(self, producer: Any, partitions: dict[bytes, int], next_offset: Callable[[], int]) -> None:
         self._producer = producer
         self._parts = partitions
+        self._next_offset = next_offset
         self._open: dict[int, list] = {}  # part -> [builder, records, fresh, opened_at]
         self._full: list[tuple[int, Any, list, int]] = []
 
@@ -612,17 +717,29 @@ class _Batches:
         self._open[part] = entry
         return entry
 
-    def put(self, key: bytes, value: bytes, fresh: bool = True) -> None:
+    def put(self, key: bytes, value: bytes, fresh: bool = True, mark: bool = False) -> None:
         part = self._parts[key]
         entry = self._open.get(part) or self._new(part)
-        if entry[0].append(timestamp=None, key=key, value=value) is None:
+        headers = [next_offset_header(self._next_offset())] if mark else []
+        if entry[0].append(timestamp=None, key=key, value=value, headers=headers) is None:
             self._full.append((part, entry[0], entry[1], entry[2]))
             entry = self._new(part)
-            if entry[0].append(timestamp=None, key=key, value=value) is None:
+            if entry[0].append(timestamp=None, key=key, value=value, headers=headers) is None:
                 raise GeneratorError(f"a record of {len(value)} bytes does not fit in an empty batch")
         entry[1].append((key, value))
         if fresh:
             entry[2] += 1
+
+    def records(self) -> int:
+        """Records in batches not handed to the producer yet."""
+        return sum(len(e[1]) for e in self._open.values()) + sum(len(f[2]) for f in self._full)
+
+    def discard(self) -> int:
+        """Drop every batch not handed over; returns how many records they held."""
+        n = self.records()
+        self._open.clear()
+        self._full.clear()
+        return n
 
     def oldest(self) -> float | None:
         return min((e[3] for e in self._open.values()), default=None)
@@ -637,7 +754,7 @@ class _Batches:
 
 
 async def _ensure_topic(bootstrap: str, topic: str, partitions: int, security: KafkaSecurity) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000, **aiokafka_options(security))
+    admin = make_admin(bootstrap, security, request_timeout_ms=10_000)
     await asyncio.wait_for(admin.start(), 10)
     try:
         if topic in await admin.list_topics():

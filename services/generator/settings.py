@@ -38,6 +38,12 @@ class GeneratorSettings(PipelineSettings, InternalSecretSettings):
     degraded_after_s: float = Field(
         default=3.0, gt=0, description="A batch unacknowledged this long marks the run degraded."
     )
-    flush_timeout_s: float = Field(default=30.0, gt=0, description="How long stop/shutdown waits for in-flight events.")
+    flush_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="How long a stop (and shutdown) waits for in-flight events before it ends the run and reports "
+        "what was not delivered. Keep it below the gateway's GATEWAY_COMMAND_TIMEOUT_S (10 s) so a stop through "
+        "the gateway gets the generator's answer, not a 504.",
+    )
     topic_partitions: int = Field(default=3, ge=1, description="Partitions of the topic if the generator creates it.")
     create_topic: bool = Field(default=True, description="Create the topic when it does not exist.")

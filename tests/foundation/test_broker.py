@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.structs import TopicPartition
 
-from devicestream.kafka_broker import ensure_topic
+from devicestream.kafka_broker import ensure_topic, make_admin
+from tests.conftest import Broker
 
 
 async def _produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
@@ -58,3 +60,27 @@ def test_kafka_ids_never_start_with_a_dash() -> None:
     ids = [new_kafka_uuid() for _ in range(5000)]
     assert not any(i.startswith("-") for i in ids)
     assert all(len(i) == 22 for i in ids)
+
+
+async def _topic_config(bootstrap: str, topic: str) -> dict[str, str]:
+    admin = make_admin(bootstrap)
+    await admin.start()
+    try:
+        (response,) = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+    finally:
+        await admin.close()
+    (resource,) = response.resources
+    return {entry[0]: entry[1] for entry in resource[4]}
+
+
+def test_the_topic_gets_retention_bytes_when_created_and_when_it_exists(kafka: Broker) -> None:
+    topic = kafka.new_topic(partitions=1)  # created without the configs, as an older version did
+    assert asyncio.run(_topic_config(kafka.bootstrap, topic))["retention.bytes"] == "-1"
+
+    asyncio.run(ensure_topic(kafka.bootstrap, topic, 1, retention_bytes=5 * 1024**2, segment_bytes=1024**2))
+    config = asyncio.run(_topic_config(kafka.bootstrap, topic))
+    assert (config["retention.bytes"], config["segment.bytes"]) == (str(5 * 1024**2), str(1024**2))
+
+    fresh = f"{topic}-new"
+    asyncio.run(ensure_topic(kafka.bootstrap, fresh, 2, retention_bytes=7 * 1024**2))
+    assert asyncio.run(_topic_config(kafka.bootstrap, fresh))["retention.bytes"] == str(7 * 1024**2)

@@ -3,6 +3,7 @@ clean stop that leaves no process and frees the ports, and clear refusals."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -25,6 +26,26 @@ def _port_free(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) != 0
 
 
+def _start_launcher(env: dict[str, str], out_log: Path) -> subprocess.Popen:
+    with open(out_log, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "devicestream", "up"],
+            env={**os.environ, **env},
+            cwd=REPO_ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def _kill_leftovers(launcher: subprocess.Popen, data: Path) -> None:
+    if launcher.poll() is None:
+        os.killpg(launcher.pid, signal.SIGKILL)
+    for p in psutil.process_iter(["cmdline"]):
+        if str(data) in " ".join(p.info["cmdline"] or []):
+            p.kill()
+
+
 @pytest.fixture
 def stack_env(tmp_path: Path) -> dict[str, str]:
     kport, cport = free_ports(2)
@@ -41,15 +62,7 @@ def stack_env(tmp_path: Path) -> dict[str, str]:
 def test_up_restart_down(stack_env: dict[str, str], tmp_path: Path) -> None:
     data = Path(stack_env["DEVICESTREAM_DATA_DIR"])
     out_log = tmp_path / "up.log"
-    with open(out_log, "wb") as out:
-        launcher = subprocess.Popen(
-            [sys.executable, "-m", "devicestream", "up"],
-            env={**os.environ, **stack_env},
-            cwd=REPO_ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    launcher = _start_launcher(stack_env, out_log)
     state_file = data / "run" / "launcher.json"
     logs = [out_log, data / "logs" / "kafka.log"]
     try:
@@ -85,11 +98,7 @@ def test_up_restart_down(stack_env: dict[str, str], tmp_path: Path) -> None:
         assert _port_free(int(stack_env["DEVICESTREAM_KAFKA_CONTROLLER_PORT"]))
         assert _cli("status", env=stack_env).returncode == 3
     finally:
-        if launcher.poll() is None:
-            os.killpg(launcher.pid, signal.SIGKILL)
-            for p in psutil.process_iter(["cmdline"]):
-                if str(data) in " ".join(p.info["cmdline"] or []):
-                    p.kill()
+        _kill_leftovers(launcher, data)
 
 
 def test_refuses_unwritable_data_dir(stack_env: dict[str, str], tmp_path: Path) -> None:
@@ -107,3 +116,123 @@ def test_refuses_busy_port(stack_env: dict[str, str]) -> None:
         res = _cli("up", env=stack_env, timeout=60)
     assert res.returncode == 1
     assert "already in use" in res.stderr + res.stdout and "DEVICESTREAM_KAFKA_PORT" in res.stderr + res.stdout
+
+
+def test_a_component_alive_but_not_ready_is_restarted_with_its_cause(stack_env: dict[str, str], tmp_path: Path) -> None:
+    """The broker frozen (SIGSTOP: alive, answering nothing) past DEVICESTREAM_UNREADY_RESTART_S is
+    stopped and restarted; `status` and the launcher's output say why."""
+    env = {
+        **stack_env,
+        "DEVICESTREAM_UNREADY_RESTART_S": "4",
+        "DEVICESTREAM_STOP_TIMEOUT_S": "3",
+        "DEVICESTREAM_LOG_MAX_BYTES": "65536",
+        "DEVICESTREAM_LOG_BACKUPS": "2",
+    }
+    data = Path(env["DEVICESTREAM_DATA_DIR"])
+    out_log = tmp_path / "up.log"
+    launcher = _start_launcher(env, out_log)
+    state_file = data / "run" / "launcher.json"
+    logs = [out_log, data / "logs" / "kafka.log"]
+    try:
+
+        def component() -> dict:
+            return json.loads(state_file.read_text())["components"]["kafka"]
+
+        wait_for(lambda: "all components ready" in out_log.read_text(), 120, "the stack to be ready", logs=logs)
+        frozen = component()["pid"]
+        os.kill(frozen, signal.SIGSTOP)
+        c = wait_for(
+            lambda: (c := component())["restarts"] == 1 and c["state"] == "ready" and c,
+            120,
+            "the frozen broker to be restarted and ready",
+            logs=logs,
+        )
+        assert c["cause"].startswith("not ready for"), c
+        assert c["pid"] != frozen and not psutil.pid_exists(frozen)
+        assert "kafka not ready for" in out_log.read_text()
+        status = _cli("status", env=env)
+        assert "last restart: not ready for" in status.stdout, status.stdout
+
+        # The broker's output went through the size-rotated log: at most 1 + 2 files of 64 KiB.
+        logs_dir = data / "logs"
+        rotated = sorted(p.name for p in logs_dir.iterdir() if p.name.startswith("kafka.log"))
+        assert rotated == ["kafka.log", "kafka.log.1", "kafka.log.2"], rotated
+        assert all((logs_dir / name).stat().st_size <= 65536 for name in rotated)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(frozen, signal.SIGCONT)
+        _cli("down", env=env)
+        _kill_leftovers(launcher, data)
+
+
+def test_down_stops_the_components_of_a_killed_launcher(stack_env: dict[str, str], tmp_path: Path) -> None:
+    """kill -9 of the launcher leaves its components running in their own process groups: `status`
+    says so, `up` refuses to start a second stack over them, `down` stops them and cleans up."""
+    data = Path(stack_env["DEVICESTREAM_DATA_DIR"])
+    out_log = tmp_path / "up.log"
+    launcher = _start_launcher(stack_env, out_log)
+    state_file = data / "run" / "launcher.json"
+    logs = [out_log, data / "logs" / "kafka.log"]
+    try:
+        wait_for(lambda: "all components ready" in out_log.read_text(), 120, "the stack to be ready", logs=logs)
+        kafka = json.loads(state_file.read_text())["components"]["kafka"]
+        group = kafka["leader"]["pid"]
+        members = [p.pid for p in psutil.process_iter() if _pgid(p.pid) == group]
+        assert kafka["pid"] == group and group in members
+        members.append(kafka["wrapper"]["pid"])  # the log wrapper goes too
+
+        os.kill(launcher.pid, signal.SIGKILL)
+        launcher.wait(10)
+        assert psutil.Process(kafka["pid"]).is_running()
+
+        status = _cli("status", env=stack_env)
+        assert status.returncode == 3 and "components still run" in status.stdout, status.stdout
+        refused = _cli("up", env=stack_env, timeout=60)
+        assert refused.returncode == 1 and "still run without their launcher" in refused.stderr, refused.stderr
+
+        down = _cli("down", env=stack_env)
+        assert down.returncode == 0 and "stopping kafka" in down.stdout, down.stdout + down.stderr
+        for pid in members:
+            assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        assert _port_free(int(stack_env["DEVICESTREAM_KAFKA_PORT"]))
+        assert not state_file.exists()
+        assert "nothing to stop" in _cli("down", env=stack_env).stdout
+    finally:
+        _kill_leftovers(launcher, data)
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
+
+
+def test_a_reused_pid_is_never_signalled(stack_env: dict[str, str], tmp_path: Path) -> None:
+    """launcher.json names live pids (as after a crash and pid reuse) whose create time or command
+    line differ: `down` and `status` treat them as gone, signal nothing, and clean the stale file."""
+    data = Path(stack_env["DEVICESTREAM_DATA_DIR"])
+    bystander = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    try:
+        me = psutil.Process(bystander.pid)
+        stale = {"pid": bystander.pid, "create_time": me.create_time() - 100, "cmdline": me.cmdline()}
+        other_cmd = {"pid": bystander.pid, "create_time": me.create_time(), "cmdline": ["java", "kafka.Kafka"]}
+        state_file = data / "run" / "launcher.json"
+        state_file.parent.mkdir(parents=True)
+        state_file.write_text(
+            json.dumps(
+                {
+                    "pid": bystander.pid,
+                    "launcher": stale,
+                    "components": {"kafka": {"state": "ready", "pid": bystander.pid, "leader": other_cmd}},
+                }
+            )
+        )
+        assert _cli("status", env=stack_env).returncode == 3
+        down = _cli("down", env=stack_env)
+        assert down.returncode == 0 and "nothing to stop" in down.stdout, down.stdout + down.stderr
+        assert bystander.poll() is None  # not signalled
+        assert not state_file.exists()
+    finally:
+        bystander.kill()
+        bystander.wait()

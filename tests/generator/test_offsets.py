@@ -9,7 +9,13 @@ import pytest
 
 from contract.events import FIRST_EVENT_OFFSET
 from services.generator.errors import OffsetStateError
-from services.generator.offsets import OffsetAllocator, event_offset_of, read_state_next
+from services.generator.offsets import (
+    OffsetAllocator,
+    event_offset_of,
+    next_offset_header,
+    next_offset_of,
+    read_state_next,
+)
 
 
 def test_starts_at_first_event_offset_and_is_consecutive(tmp_path: Path) -> None:
@@ -78,3 +84,12 @@ def test_unreadable_state_is_an_error_not_a_reset(tmp_path: Path, content: bytes
 )
 def test_event_offset_of(value: bytes | None, expected: int | None) -> None:
     assert event_offset_of(value) == expected
+
+
+def test_what_a_record_tells_about_the_next_offset() -> None:
+    event = orjson.dumps({"eventOffset": 10_041, "eventId": "e"})
+    assert next_offset_of(event, ()) == 10_042
+    assert next_offset_of(b"garbage", [next_offset_header(10_500)]) == 10_500
+    assert next_offset_of(event, [("other", b"1"), next_offset_header(10_900)]) == 10_900  # a re-sent record
+    assert next_offset_of(b"garbage", [("other", b"1")]) is None
+    assert next_offset_of(None, None) is None

@@ -123,3 +123,24 @@ def test_broker_outage_degrades_then_recovers_exactly_once(private_kafka, genera
     offs = _offsets(records)
     assert len(records) == count
     assert offs == list(range(st["offset_first"], st["offset_first"] + count)), "lost or duplicated events"
+
+
+def test_lost_state_after_a_run_of_malformed_records_never_reuses_an_offset(kafka, generator_factory, tmp_path) -> None:
+    """The newest records of every partition are malformed (no eventOffset), far more than one
+    window of them: the header they carry still tells where the offsets are."""
+    topic = kafka.new_topic()
+    data = tmp_path / "gen-data"
+    gen = generator_factory(kafka.bootstrap, topic, data_dir=data)
+    gen.post("/generator/start", {"rate": 5000, "count": 300, "seed": 1})
+    first = gen.wait_state({"completed"}, 30)
+    gen.post("/generator/start", {"rate": 5000, "count": 600, "invalid_ratio": 1.0, "seed": 2})
+    assert gen.wait_state({"completed"}, 30)["invalid"] == 600
+    gen.proc.stop()
+
+    (data / "generator" / "state.json").unlink()  # the offsets file lost
+    gen2 = generator_factory(kafka.bootstrap, topic, data_dir=data)
+    gen2.post("/generator/start", {"rate": 5000, "count": 100, "seed": 3})
+    st = gen2.wait_state({"completed"}, 30)
+    assert st["offset_first"] > first["offset_last"]
+    counts = Counter(_offsets(read_topic(kafka.bootstrap, topic)))
+    assert len(counts) == 400 and max(counts.values()) == 1, "an eventOffset was reused"

@@ -112,3 +112,59 @@ def test_compare_counts_each_kind_of_problem(tmp_path: Path) -> None:
     clean = _write(tmp_path / "clean.csv", list(ROW_COLUMNS), [r[:-2] for r in expected])
     _write(rejects / batch_file_name(1), list(REJECT_COLUMNS), [["1", "0", "5", "not JSON", "y"]])
     assert compare(scan, rows_csv, invalid_csv, clean, rejects).ok
+
+
+def _row(offset: int, idx: int) -> list[str]:
+    return [
+        f"e{offset}",
+        str(offset),
+        "device",
+        "CI00101",
+        "2026-11-28T03:33:11.000000Z",
+        str(idx),
+        "D1",
+        "20",
+        "C",
+        "OK",
+    ]
+
+
+def test_a_reused_event_offset_fails_the_check(tmp_path: Path) -> None:
+    expected = [[*_row(10000, 0), "0", "0"], [*_row(10000, 0), "1", "0"]]  # two records, one eventOffset
+    rows_csv = _write(tmp_path / "expected.csv", [*ROW_COLUMNS, "partition", "offset"], expected)
+    invalid_csv = _write(tmp_path / "invalid.csv", ["partition", "offset", "reason"], [])
+    merged_csv = _write(tmp_path / "merged.csv", list(ROW_COLUMNS), [_row(10000, 0)])
+    report = compare(TopicScan(records=2, valid=2, rows=2), rows_csv, invalid_csv, merged_csv, tmp_path / "rejects")
+    assert report.offsets_reused == 1
+    assert not report.ok
+    assert "offsets_reused" in report.examples
+
+
+def test_rows_and_rejects_of_records_retention_deleted_are_not_problems(tmp_path: Path) -> None:
+    """Partition 0 lost offsets 0-1 (eventOffsets 10000, 10001) to retention; partition 1 is whole."""
+    expected = [[*_row(10002, 0), "0", "2"], [*_row(10003, 0), "1", "0"]]
+    rows_csv = _write(tmp_path / "expected.csv", [*ROW_COLUMNS, "partition", "offset"], expected)
+    invalid_csv = _write(tmp_path / "invalid.csv", ["partition", "offset", "reason"], [])
+    merged = [_row(10000, 0), _row(10002, 0), _row(10003, 0)]  # 10001 was rejected back then
+    merged_csv = _write(tmp_path / "merged.csv", list(ROW_COLUMNS), merged)
+    rejects = tmp_path / "rejects"
+    _write(rejects / batch_file_name(0), list(REJECT_COLUMNS), [["0", "0", "1", "not JSON", "x"]])
+    scan = TopicScan(
+        records=2,
+        valid=2,
+        rows=2,
+        end_offsets={0: 3, 1: 1},
+        start_offsets={0: 2, 1: 0},
+        first_event_offsets={0: 10002, 1: 10003},
+    )
+    report = compare(scan, rows_csv, invalid_csv, merged_csv, rejects)
+    assert report.ok, report.as_dict()
+    assert report.rows_before_retention == 1
+    assert report.partitions_truncated == 1
+    assert report.rejects_found == 0  # the reject of a deleted record is outside what was scanned
+
+    # A merged row above the retention floor that no record explains is still unexpected.
+    _write(merged_csv, list(ROW_COLUMNS), [*merged, _row(20000, 0)])
+    report = compare(scan, rows_csv, invalid_csv, merged_csv, rejects)
+    assert report.rows_unexpected == 1
+    assert not report.ok

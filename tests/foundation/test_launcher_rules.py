@@ -1,0 +1,29 @@
+"""The launcher's pure rules (no processes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from devicestream.launcher import ComponentSpec, Running, dependencies_ready
+
+
+async def _never() -> bool:
+    return False
+
+
+def _running(name: str, state: str, quorum: str = "", depends_on: tuple[str, ...] = ()) -> Running:
+    spec = ComponentSpec(name, ["true"], Path("x.log"), _never, quorum=quorum, depends_on=depends_on)
+    return Running(spec, state=state)
+
+
+def test_unready_time_counts_only_while_what_it_depends_on_is_ready() -> None:
+    gen = _running("generator", "unready", depends_on=("kafka",))
+    assert dependencies_ready(gen.spec, [_running("kafka", "ready"), gen])
+    assert not dependencies_ready(gen.spec, [_running("kafka", "restarting"), gen])
+    assert not dependencies_ready(gen.spec, [gen])  # Kafka not run by this launcher: never restarted for it
+    quorum = [_running(f"kafka-{i}", "ready", quorum="kafka") for i in (1, 2, 3)]
+    assert dependencies_ready(gen.spec, [*quorum, gen])
+    quorum[1].state = "unready"
+    assert not dependencies_ready(gen.spec, [*quorum, gen])
+    merger = _running("merger", "unready")
+    assert dependencies_ready(merger.spec, [merger])  # depends on nothing: its unreadiness is its own
