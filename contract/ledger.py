@@ -17,6 +17,8 @@ from typing import Annotated, Any, Final, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from contract.reasons import Reason
+
 FaultKind = Literal["invalid", "late", "skewed", "resend"]
 FAULT_KINDS: Final[tuple[str, ...]] = ("invalid", "late", "skewed", "resend")
 
@@ -24,14 +26,14 @@ FAULT_KINDS: Final[tuple[str, ...]] = ("invalid", "late", "skewed", "resend")
 #: the generator makes (services/generator/events.py INVALID_KINDS). A kind that drops several
 #: required fields is rejected for the first one missing, in the order eventId, eventOffset, eventTime.
 EXPECTED_REASONS: Final[dict[str, str]] = {
-    "not_utf8": "not UTF-8",
-    "not_json": "not JSON",
-    "not_object": "not a JSON object",
-    "missing_event_id": "missing eventId",
-    "missing_event_offset": "missing eventOffset",
-    "missing_event_time": "missing eventOffset",
-    "wrong_types": "wrong type: eventId (expected string)",
-    "empty": "empty value",
+    "not_utf8": Reason.NOT_UTF8,
+    "not_json": Reason.NOT_JSON,
+    "not_object": Reason.NOT_OBJECT,
+    "missing_event_id": Reason.missing("eventId"),
+    "missing_event_offset": Reason.missing("eventOffset"),
+    "missing_event_time": Reason.missing("eventOffset"),
+    "wrong_types": Reason.wrong_type("eventId", "string"),
+    "empty": Reason.EMPTY,
 }
 
 
