@@ -180,8 +180,8 @@ def create_app(settings: MergerSettings) -> FastAPI:
     # The data only to the gateway (which applies GATEWAY_PROTECT_READS); status, metrics and probes
     # are read-only and stay open.
     internal = [Depends(require_internal(settings.internal_secret, "merger"))]
-    app.include_router(query_router(queries), dependencies=internal)
-    app.include_router(devices_router(tracker), dependencies=internal)
+    app.include_router(query_router(queries), dependencies=internal, responses=UNAUTHORIZED)
+    app.include_router(devices_router(tracker), dependencies=internal, responses=UNAUTHORIZED)
 
     def snapshot() -> Snapshot:
         state = committed_state()

@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse
 
 from contract.api import RateRequest as Rate
 from contract.api import StartRequest as Start
+from contract.generator_options import peak_rate
 from tests.gateway.standins.common import serve
 
 MAX_RATE = 200_000
@@ -126,7 +127,14 @@ def create_app() -> FastAPI:
 
     app = FastAPI(lifespan=lifespan)
 
-    def over_max(rate: float) -> JSONResponse | None:
+    def peak(body: Start | Rate) -> float | None:
+        """The run's rate: `rate`, or a profile's highest (this stand-in paces at that)."""
+        return body.rate if body.profile is None else peak_rate(body.profile)[1] or None
+
+    def over_max(rate: float | None) -> JSONResponse | None:
+        if rate is None:  # like the generator: `rate` or `profile`
+            err = {"type": "missing", "loc": ["body", "rate"], "msg": "Field required (or give a `profile`)"}
+            return JSONResponse({"detail": [err]}, status_code=422)
         if rate <= MAX_RATE:
             return None
         err = {"type": "less_than_equal", "loc": ["body", "rate"], "msg": f"at most {MAX_RATE}", "input": rate}
@@ -134,6 +142,7 @@ def create_app() -> FastAPI:
 
     @app.post("/generator/start", status_code=202)
     async def start(body: Start) -> Any:
+        body = body.model_copy(update={"rate": peak(body)})
         if (too_fast := over_max(body.rate)) is not None:
             return too_fast
         g: Gen = app.state.gen
@@ -156,6 +165,7 @@ def create_app() -> FastAPI:
 
     @app.put("/generator/rate")
     async def rate(body: Rate) -> Any:
+        body = body.model_copy(update={"rate": peak(body)})
         if (too_fast := over_max(body.rate)) is not None:
             return too_fast
         g: Gen = app.state.gen

@@ -6,6 +6,7 @@ header line alone before anything is merged, streamed in chunks; GET /merger/sta
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import re
 from collections.abc import Iterator
@@ -14,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import polars as pl
 from fastapi import FastAPI, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from contract.csv import ROW_HEADER
+from contract.csv import ROW_COLUMNS, ROW_HEADER
 from contract.layout import DataLayout
 from tests.gateway.standins.common import serve
 
@@ -118,6 +120,23 @@ def create_app(layout: DataLayout) -> FastAPI:
             r.raw_headers = [(k.encode(), v.encode()) for k, v in headers.items()]
             return r
         return StreamingResponse(read_chunks(path, start, length), status_code=status_code, headers=headers)
+
+    @app.api_route("/merged.parquet", methods=["GET", "HEAD"])
+    async def merged_parquet(request: Request) -> Response:
+        """The real merger's answer for a table without rows: a Parquet file with the schema."""
+        buf = io.BytesIO()
+        pl.DataFrame(schema=dict.fromkeys(ROW_COLUMNS, pl.String)).write_parquet(buf)
+        body = buf.getvalue() if request.method == "GET" else b""
+        return Response(body, media_type="application/vnd.apache.parquet")
+
+    @app.get("/devices")
+    async def devices() -> Any:
+        return {"window_s": 300, "window_end": None, "covered_size": 0, "committed_size": 0, "rows": 0,
+                "rows_without_device": 0, "devices": []}  # fmt: skip
+
+    @app.get("/devices/{device_id}")
+    async def device(device_id: str) -> Any:
+        return JSONResponse({"detail": f"no merged row has deviceId {device_id!r}"}, status_code=404)
 
     @app.get("/merger/status")
     async def status() -> Any:
