@@ -77,7 +77,7 @@ def test_1_cr_and_crlf_in_string_fields_are_merged_as_they_are(stack: Stack) -> 
     stack.verify()
     st = _merger(stack)
     assert st["quarantined"] == [] and st["last_error"] is None
-    body = httpx.get(f"{stack.merger}/merged.csv", timeout=30).content
+    body = httpx.get(f"{stack.gateway}/merged.csv", timeout=30).content
     assert b'"D\r1"' in body and b'"CI\r\n00100"' in body and b'"D\r\n2"' in body
 
 
