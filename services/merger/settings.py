@@ -19,8 +19,8 @@ class MergerSettings(PipelineSettings, InternalSecretSettings):
     port: int = Field(default=8002, ge=0, le=65535, description="Port of the HTTP API.")
     delete_merged_batches: bool = Field(
         default=True,
-        description="Delete a batch file once it is merged (and stale re-runs of merged batches), "
-        "so the disk stays bounded apart from merged.csv itself.",
+        description="Delete a batch file once it is merged (and stale re-runs of merged batches), and its "
+        "reject file once appended to rejects.csv, so the disk stays bounded apart from merged.csv and rejects.csv.",
     )
     rescan_interval_s: float = Field(
         default=2.0, gt=0, description="Safety-net rescan of the input folder, besides file events."
