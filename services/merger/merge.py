@@ -40,6 +40,8 @@ from services.merger.state import MergerEvent, MergerState, QuarantineEntry, rec
 
 log = logging.getLogger(__name__)
 
+#: An invalid reject file is quarantined under this prefix and its batch file name.
+_REJECTS_PREFIX = "rejects-"
 #: (batch id, path, raw bytes or None when the file vanished, parsed batch / None if empty / the error,
 #: the manifest (None for a legacy batch))
 _Loaded = tuple[int, Path, bytes | None, ParsedBatch | Exception | None, BatchManifest | None]
@@ -396,7 +398,7 @@ class MergeEngine:
         result.rejects_skipped += selected.skipped
 
     def _quarantine_rejects(self, path: Path, raw: bytes, reason: str) -> QuarantineEntry:
-        name = f"rejects-{path.name}"
+        name = f"{_REJECTS_PREFIX}{path.name}"
         atomic_write_bytes(self.settings.quarantine_dir / name, raw)
         atomic_write_bytes(self.settings.quarantine_dir / f"{name}.reason.txt", (reason + "\n").encode())
         log.warning("quarantined an invalid reject file", extra={"path": str(path), "reason": reason})
@@ -551,7 +553,7 @@ class MergeEngine:
         qdir = self.settings.quarantine_dir
         batches = []
         for p in qdir.iterdir():
-            if parse_batch_name(p.name) is None:
+            if parse_batch_name(p.name.removeprefix(_REJECTS_PREFIX)) is None:
                 continue
             related = [p, qdir / f"{p.name}.reason.txt", qdir / manifest_file_name(p.name)]
             st = p.stat()

@@ -158,3 +158,15 @@ def test_a_state_from_before_rejects_csv_gets_the_file(settings):
     engine = MergeEngine(settings)
     assert settings.merged_rejects.read_bytes() == REJECTS_HEADER_LINE
     assert engine.state.rejects_committed_size == len(REJECTS_HEADER_LINE)
+
+
+def test_quarantined_reject_files_count_in_the_quarantine_bound(tmp_path):
+    settings = MergerSettings(data_dir=tmp_path, quarantine_max_files=1)
+    for b in range(2):
+        write_keyed_batch(settings.rows_dir, LINEAGE_A, b, {0: (b, b + 1)})
+        write_batch(settings.rejects_dir, b, b"what\n", name=batch_file_name(b, LINEAGE_A))
+    MergeEngine(settings).run_pass()
+    assert sorted(p.name for p in settings.quarantine_dir.iterdir()) == [
+        f"rejects-{batch_file_name(1, LINEAGE_A)}",
+        f"rejects-{batch_file_name(1, LINEAGE_A)}.reason.txt",
+    ]
