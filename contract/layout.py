@@ -12,6 +12,9 @@
     progress.json        latest StreamingQueryProgress summary (atomic replace)
   merger/
     merged.csv           the merged output
+    rejects.csv          every rejected record of the merged batches (REJECT_COLUMNS), appended in
+                         the same commit as the batch's rows; the batch's file in spark/rejects is
+                         then deleted
     state.json           last merged batch, committed byte length, next offset per partition,
                          counts, events (atomic replace)
     journal.jsonl        one line per commit (the commit point): rebuilds a lost state.json
@@ -25,6 +28,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+
+#: The merger's one rejects file, beside merged.csv.
+MERGED_REJECTS_NAME = "rejects.csv"
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,10 @@ class DataLayout:
     @property
     def merged_csv(self) -> Path:
         return self.merger_dir / "merged.csv"
+
+    @property
+    def merged_rejects(self) -> Path:
+        return self.merger_dir / MERGED_REJECTS_NAME
 
     @property
     def merger_state(self) -> Path:

@@ -25,7 +25,7 @@ import polars as pl
 
 from contract.csv import ROW_COLUMNS
 from contract.ledger import FAULT_KINDS, Ledger, LedgerError, ledger_path, read_ledger
-from devicestream.verify import _rejects, _strings
+from devicestream.verify import _rejects, _strings, merged_rejects_of
 
 PROBLEMS = (
     "ledger_incomplete",
@@ -150,7 +150,7 @@ def verify_run(
     ledger = read_ledger(ledger_file)
     end = time.monotonic() + wait_s
     while True:
-        report = check_run(ledger, _merged(merged_csv), _rejects(rejects_dir).collect())
+        report = check_run(ledger, _merged(merged_csv), _rejects(rejects_dir, merged_rejects_of(merged_csv)).collect())
         if report.ok or time.monotonic() >= end:
             return report
         time.sleep(interval_s)

@@ -2,7 +2,8 @@
 
 It reads every record of the topic (up to the end offsets at the moment it starts), works out
 independently of the Spark job which rows each record must produce (one per device reading) or
-whether it must be rejected, and compares that with merged.csv and the Spark job's rejects:
+whether it must be rejected, and compares that with merged.csv and the rejects (the merger's
+rejects.csv beside merged.csv, and the Spark job's reject files not merged yet):
 
 - rows missing: expected rows not in merged.csv (their record not rejected either)
 - rows duplicated: rows present more than once in merged.csv
@@ -29,7 +30,9 @@ decoding and checking records is CPU-bound Python) and compared with polars' str
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
+import io
 import logging
 import multiprocessing
 import os
@@ -46,6 +49,7 @@ from aiokafka.structs import TopicPartition
 
 from contract.csv import REJECT_COLUMNS, ROW_COLUMNS, parse_batch_file_name
 from contract.kafka import PLAINTEXT, KafkaSecurity, make_admin, make_consumer
+from contract.layout import MERGED_REJECTS_NAME
 from devicestream.validity import Invalid, expected_rows
 
 __all__ = ["Invalid", "expected_rows", "make_admin", "make_consumer"]
@@ -289,17 +293,48 @@ def _split_unexplained(unexplained: pl.LazyFrame, floor: int | None) -> tuple[pl
     return unexplained.filter(~below.fill_null(False)), unexplained.filter(below.fill_null(False))
 
 
-def _rejects(rejects_dir: Path) -> pl.LazyFrame:
-    files = [p for p in sorted(rejects_dir.glob("batch-*.csv")) if parse_batch_file_name(p.name) is not None]
-    if not files:
+def _rejects(rejects_dir: Path, merged_rejects: Path | None = None) -> pl.LazyFrame:
+    """One row per rejected record: the reject files of batches not merged yet (spark/rejects) and
+    the merger's rejects.csv (merged batches). The files are read first: one the merger deletes
+    meanwhile had its lines appended to rejects.csv before, and rejects.csv is read after."""
+    frames = []
+    for p in sorted(rejects_dir.glob("batch-*.csv")):
+        if parse_batch_file_name(p.name) is None:
+            continue
+        try:
+            frames.append(_read_rejects(p.read_bytes()))
+        except FileNotFoundError:  # merged meanwhile: its lines are in rejects.csv
+            continue
+    if merged_rejects is not None:
+        with contextlib.suppress(FileNotFoundError):
+            frames.append(_read_rejects(_complete_records(merged_rejects.read_bytes())))
+    frames = [f for f in frames if f is not None]
+    if not frames:
         return pl.LazyFrame(schema={"partition": pl.Int64, "offset": pl.Int64, "reason": pl.String})
-    frames = [
-        pl.scan_csv(f, schema=dict.fromkeys(REJECT_COLUMNS, pl.String)).select(
-            pl.col("partition").cast(pl.Int64), pl.col("offset").cast(pl.Int64), "reason"
-        )
-        for f in files
-    ]
-    return pl.concat(frames).unique(["partition", "offset"])
+    return pl.concat(frames).unique(["partition", "offset"]).lazy()
+
+
+def merged_rejects_of(merged_csv: Path) -> Path:
+    """The merger's rejects.csv beside its merged.csv."""
+    return merged_csv.with_name(MERGED_REJECTS_NAME)
+
+
+def _read_rejects(raw: bytes) -> pl.DataFrame | None:
+    if not raw:
+        return None
+    df = pl.read_csv(io.BytesIO(raw), schema=dict.fromkeys(REJECT_COLUMNS, pl.String))
+    return df.select(pl.col("partition").cast(pl.Int64), pl.col("offset").cast(pl.Int64), "reason")
+
+
+def _complete_records(raw: bytes) -> bytes:
+    """`raw` up to its last complete CSV record (the merger may be appending to it): a newline with
+    an odd number of quotes before it is inside a quoted field."""
+    end = len(raw)
+    while (i := raw.rfind(b"\n", 0, end)) >= 0:
+        if raw.count(b'"', 0, i) % 2 == 0:
+            return raw[: i + 1]
+        end = i
+    return b""
 
 
 def compare(
@@ -319,7 +354,7 @@ def compare(
     else:
         merged = pl.LazyFrame(schema=dict.fromkeys(ROW_COLUMNS, pl.String))
     invalid = pl.scan_csv(invalid_csv, schema={"partition": pl.Int64, "offset": pl.Int64, "reason": pl.String})
-    rejects = _rejects(rejects_dir).filter(_in_scanned_range(scan))
+    rejects = _rejects(rejects_dir, merged_rejects_of(merged_csv)).filter(_in_scanned_range(scan))
 
     counts = merged.group_by(KEY).agg(pl.len().alias("n"))
     rows_in_merged = merged.select(pl.len()).collect(**stream).item()

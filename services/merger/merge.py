@@ -6,7 +6,11 @@ not merged yet (services.merger.offsets), append them with one write at the comm
 merged.csv, append the new state to the journal and fsync it (the commit point), replace state.json,
 and only then delete (or, for invalid ones, move) the batch files. A crash at any point leaves either
 the old state (the uncommitted tail is cut off on restart and the files are still there) or the new
-one (the files left behind are stale by their lineage and id, and their rows by their offsets)."""
+one (the files left behind are stale by their lineage and id, and their rows by their offsets).
+
+A batch's reject file (spark/rejects, same name) is accounted for the same way: its lines (those of
+records not merged yet) are appended to rejects.csv in the batch's commit, whose journal line records
+both committed lengths; the file is deleted after the commit (and as stale when left behind)."""
 
 from __future__ import annotations
 
@@ -29,12 +33,15 @@ from contract.files import atomic_write_bytes, fsync_dir, read_json
 from services.merger.batchfile import ParsedBatch, first_line, parse_batch, select_rows
 from services.merger.errors import InvalidBatchError, MergeAttemptError
 from services.merger.offsets import OffsetCursor
-from services.merger.plan import MergePlan, choose_lineage, plan_merge
+from services.merger.plan import LineagePlan, MergePlan, choose_lineage, plan_merge
+from services.merger.rejects import select_rejects
 from services.merger.settings import MergerSettings
 from services.merger.state import MergerEvent, MergerState, QuarantineEntry, recover, save_state
 
 log = logging.getLogger(__name__)
 
+#: An invalid reject file is quarantined under this prefix and its batch file name.
+_REJECTS_PREFIX = "rejects-"
 #: (batch id, path, raw bytes or None when the file vanished, parsed batch / None if empty / the error,
 #: the manifest (None for a legacy batch))
 _Loaded = tuple[int, Path, bytes | None, ParsedBatch | Exception | None, BatchManifest | None]
@@ -58,6 +65,10 @@ class CommitResult:
     lineage: str = LEGACY_LINEAGE
     rows_skipped: int = 0
     events: list[MergerEvent] = field(default_factory=list)
+    #: Reject lines appended to rejects.csv (and their bytes), and those left out (already merged).
+    rejects: int = 0
+    rejects_bytes: int = 0
+    rejects_skipped: int = 0
 
 
 @dataclass(frozen=True)
@@ -75,6 +86,7 @@ class _Planned:
     lineage: str
     stale: tuple[str, ...]  # file names
     files_present: int
+    stale_rejects: tuple[str, ...] = ()  # reject file names
 
 
 class MergeEngine:
@@ -93,9 +105,14 @@ class MergeEngine:
         settings.rows_dir.mkdir(parents=True, exist_ok=True)
         settings.quarantine_dir.mkdir(parents=True, exist_ok=True)
         self.state: MergerState = recover(
-            settings.state_file, settings.merged_csv, settings.journal_file, settings.quarantine_dir
+            settings.state_file,
+            settings.merged_csv,
+            settings.journal_file,
+            settings.quarantine_dir,
+            rejects_path=settings.merged_rejects,
         )
         self._fd = os.open(settings.merged_csv, os.O_WRONLY)
+        self._rejects_fd = os.open(settings.merged_rejects, os.O_WRONLY)
         self._journal_fd = os.open(settings.journal_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="merger-read")
         self._manifests: list[str] = []
@@ -114,7 +131,7 @@ class MergeEngine:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
-        for name in ("_fd", "_journal_fd"):
+        for name in ("_fd", "_rejects_fd", "_journal_fd"):
             fd = getattr(self, name)
             if fd >= 0:
                 os.close(fd)
@@ -186,7 +203,27 @@ class MergeEngine:
         stale = [name for lineage in lp.stale_lineages for name in files[lineage].values()]
         stale += [files[lp.lineage][i] for i in plan.stale]
         stale += self._orphan_manifests(files)
-        return _Planned(plan, lp.lineage, tuple(stale), sum(len(f) for f in files.values()))
+        return _Planned(
+            plan, lp.lineage, tuple(stale), sum(len(f) for f in files.values()), tuple(self._stale_rejects(lp))
+        )
+
+    def _stale_rejects(self, lp: LineagePlan) -> list[str]:
+        """Reject files of batches already processed (left by a crash right after the commit, or a
+        re-run) or of abandoned lineages: their lines are in rejects.csv or come again."""
+        lineage, last = self.state.lineage, self.state.last_batch_id
+        stale = []
+        try:
+            with os.scandir(self.settings.rejects_dir) as it:
+                for entry in it:
+                    name = parse_batch_name(entry.name)
+                    if name is None:
+                        continue
+                    done = name.lineage == lineage and last is not None and name.batch_id <= last
+                    if done or name.lineage < lineage or name.lineage in lp.stale_lineages:
+                        stale.append(entry.name)
+        except FileNotFoundError:
+            pass
+        return sorted(stale)
 
     def run_pass(self, stop: threading.Event | None = None) -> PassResult:
         """Merge everything that is ready, group by group, until nothing is (or `stop` is set).
@@ -195,21 +232,24 @@ class MergeEngine:
         while True:
             planned = self.plan()
             stale_removed += self._remove_stale(planned.stale)
+            stale_removed += self._remove_stale(planned.stale_rejects, self.settings.rejects_dir)
             plan = planned.plan
             if not plan.ready or (stop is not None and stop.is_set()):
                 return PassResult(plan, stale_removed, planned.files_present, planned.lineage)
             self.commit_group(plan.ready, planned.lineage)
 
-    def _remove_stale(self, names: tuple[str, ...]) -> int:
-        """Files of batches already processed (a re-run, or an abandoned lineage): their rows are
-        merged already or come again under the newer lineage (and are then kept by their offsets)."""
+    def _remove_stale(self, names: tuple[str, ...], folder: Path | None = None) -> int:
+        """Files of batches already processed (a re-run, or an abandoned lineage): their rows (or
+        rejects) are merged already or come again under the newer lineage (and are then kept by their
+        offsets). `folder` is the rows folder unless told."""
         if not self.settings.delete_merged_batches:
             return 0
+        folder = folder or self.settings.rows_dir
         for name in names:
-            path = self.settings.rows_dir / name
+            path = folder / name
             path.unlink(missing_ok=True)
             if not name.endswith(MANIFEST_SUFFIX):
-                (self.settings.rows_dir / manifest_file_name(name)).unlink(missing_ok=True)
+                (folder / manifest_file_name(name)).unlink(missing_ok=True)
             log.info("removed the file of an already processed batch", extra={"path": str(path)})
         return len(names)
 
@@ -221,6 +261,7 @@ class MergeEngine:
         t0 = time.perf_counter()
         result = CommitResult(lineage=lineage)
         chunks: list[bytes] = []
+        reject_chunks: list[bytes] = []
         to_delete: list[Path] = []
         retry: MergeAttemptError | None = None
         cursor = OffsetCursor.of(self.state)
@@ -251,6 +292,7 @@ class MergeEngine:
                 result.quarantined.append(self._quarantine_copy(path, raw, batch_id, parsed.reason))
             else:
                 self._count(result, selected, chunks)
+            self._add_rejects(path.name, cursor, result, reject_chunks)
             cursor.advance(manifest, parsed if isinstance(parsed, ParsedBatch) else None)
             result.batch_ids.append(batch_id)
             to_delete.append(path)
@@ -271,6 +313,8 @@ class MergeEngine:
                 batches_merged=self.state.batches_merged + result.merged,
                 rows_merged=self.state.rows_merged + result.rows,
                 rows_skipped=self.state.rows_skipped + result.rows_skipped,
+                rejects_committed_size=self.state.rejects_committed_size + result.rejects_bytes,
+                rejects_merged=self.state.rejects_merged + result.rejects,
                 empty_batches=self.state.empty_batches + result.empty,
                 last_merge_at=now if result.merged else self.state.last_merge_at,
                 topic=cursor.topic,
@@ -282,11 +326,13 @@ class MergeEngine:
             .with_quarantined(result.quarantined)
             .with_events(result.events)
         )
-        self._commit(chunks, state)
+        self._commit(chunks, state, reject_chunks)
         result.committed_at = now
         result.duration_s = time.perf_counter() - t0
 
         for path in to_delete:
+            if self.settings.delete_merged_batches:  # (before the rows file: its lines are committed)
+                (self.settings.rejects_dir / path.name).unlink(missing_ok=True)
             is_quarantined = any(q.file == path.name for q in result.quarantined)
             if is_quarantined or self.settings.delete_merged_batches:
                 path.unlink(missing_ok=True)
@@ -303,6 +349,8 @@ class MergeEngine:
                 "empty": result.empty,
                 "lineage": lineage,
                 "rows_skipped": result.rows_skipped,
+                "rejects": result.rejects,
+                "rejects_skipped": result.rejects_skipped,
                 "quarantined": len(result.quarantined),
                 "committed_size": new_size,
                 "ms": round(result.duration_s * 1000, 2),
@@ -329,6 +377,32 @@ class MergeEngine:
             raise MergeAttemptError(f"{path.name}: {reason} (attempt {n} of {self.settings.max_file_attempts})")
         self._attempts.pop(path.name, None)
         return f"failed {n} times: {reason}"
+
+    def _add_rejects(self, name: str, cursor: OffsetCursor, result: CommitResult, chunks: list[bytes]) -> None:
+        """Take the batch's reject file, if any (the job commits it before the rows file): its lines
+        of records not merged yet go into this commit. An invalid one is quarantined instead."""
+        path = self.settings.rejects_dir / name
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return
+        try:
+            selected = select_rejects(raw, cursor.next_offsets)
+        except InvalidBatchError as e:
+            result.quarantined.append(self._quarantine_rejects(path, raw, e.reason))
+            return
+        if selected.data:
+            chunks.append(selected.data)
+        result.rejects += selected.kept
+        result.rejects_bytes += len(selected.data)
+        result.rejects_skipped += selected.skipped
+
+    def _quarantine_rejects(self, path: Path, raw: bytes, reason: str) -> QuarantineEntry:
+        name = f"{_REJECTS_PREFIX}{path.name}"
+        atomic_write_bytes(self.settings.quarantine_dir / name, raw)
+        atomic_write_bytes(self.settings.quarantine_dir / f"{name}.reason.txt", (reason + "\n").encode())
+        log.warning("quarantined an invalid reject file", extra={"path": str(path), "reason": reason})
+        return QuarantineEntry(file=name, reason=reason, at=self.clock())
 
     @staticmethod
     def _select(cursor: OffsetCursor, parsed: ParsedBatch, result: CommitResult) -> tuple[bytes, int, pl.Series]:
@@ -403,15 +477,19 @@ class MergeEngine:
         result.appended_bytes += len(data)
         result.event_times_us.append(event_time_us)
 
-    def _commit(self, chunks: list[bytes], state: MergerState) -> None:
-        """Write `chunks` at the committed length, make them durable, then make `state` (which points
-        past them) durable. On an I/O error (disk full...) merged.csv is cut back to the committed
-        length and the error raised: the same batches are retried later."""
+    def _commit(self, chunks: list[bytes], state: MergerState, reject_chunks: list[bytes] | None = None) -> None:
+        """Write `chunks` (and `reject_chunks` to rejects.csv) at the committed lengths, make them
+        durable, then make `state` (which points past them) durable. On an I/O error (disk full...)
+        both files are cut back to their committed lengths and the error raised: the same batches
+        are retried later."""
         journal_size = os.fstat(self._journal_fd).st_size
         try:
             if chunks:
                 _pwrite_all(self._fd, chunks, self.state.committed_size)
                 os.fdatasync(self._fd)
+            if reject_chunks:
+                _pwrite_all(self._rejects_fd, reject_chunks, self.state.rejects_committed_size)
+                os.fdatasync(self._rejects_fd)
             os.write(self._journal_fd, orjson.dumps(state.journal_json()) + b"\n")
             os.fdatasync(self._journal_fd)
         except OSError:
@@ -446,10 +524,14 @@ class MergeEngine:
         self._journal_fd = fd
 
     def _after_failed_commit(self, attempted: MergerState) -> None:
-        try:
-            os.ftruncate(self._fd, self.state.committed_size)
-        except OSError:
-            log.exception("could not cut merged.csv back; it is done on the next start")
+        for fd, size, name in (
+            (self._fd, self.state.committed_size, "merged.csv"),
+            (self._rejects_fd, self.state.rejects_committed_size, "rejects.csv"),
+        ):
+            try:
+                os.ftruncate(fd, size)
+            except OSError:
+                log.exception("could not cut %s back; it is done on the next start", name)
 
     def _quarantine_copy(self, path: Path, raw: bytes, batch_id: int, reason: str) -> QuarantineEntry:
         """Put a durable copy of an invalid batch file and its reason in the quarantine folder. The
@@ -471,7 +553,7 @@ class MergeEngine:
         qdir = self.settings.quarantine_dir
         batches = []
         for p in qdir.iterdir():
-            if parse_batch_name(p.name) is None:
+            if parse_batch_name(p.name.removeprefix(_REJECTS_PREFIX)) is None:
                 continue
             related = [p, qdir / f"{p.name}.reason.txt", qdir / manifest_file_name(p.name)]
             st = p.stat()

@@ -8,6 +8,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from contract.internal import InternalSecretSettings
+from contract.layout import MERGED_REJECTS_NAME
 from contract.settings import PipelineSettings
 
 
@@ -18,8 +19,8 @@ class MergerSettings(PipelineSettings, InternalSecretSettings):
     port: int = Field(default=8002, ge=0, le=65535, description="Port of the HTTP API.")
     delete_merged_batches: bool = Field(
         default=True,
-        description="Delete a batch file once it is merged (and stale re-runs of merged batches), "
-        "so the disk stays bounded apart from merged.csv itself.",
+        description="Delete a batch file once it is merged (and stale re-runs of merged batches), and its "
+        "reject file once appended to rejects.csv, so the disk stays bounded apart from merged.csv and rejects.csv.",
     )
     rescan_interval_s: float = Field(
         default=2.0, gt=0, description="Safety-net rescan of the input folder, besides file events."
@@ -63,8 +64,14 @@ class MergerSettings(PipelineSettings, InternalSecretSettings):
         "line past this size.",
     )
     input_dir: Path | None = Field(default=None, description="Batch files folder (default: <data_dir>/spark/rows).")
+    rejects_input_dir: Path | None = Field(
+        default=None,
+        description="The Spark job's reject files folder (default: <data_dir>/spark/rejects): each batch's "
+        "file is appended to rejects.csv in the batch's commit, then deleted.",
+    )
     output_dir: Path | None = Field(
-        default=None, description="merged.csv, state.json and quarantine/ (default: <data_dir>/merger)."
+        default=None,
+        description="merged.csv, rejects.csv, state.json and quarantine/ (default: <data_dir>/merger).",
     )
     progress_file: Path | None = Field(
         default=None, description="The Spark job's progress.json (default: <data_dir>/spark/progress.json)."
@@ -88,12 +95,20 @@ class MergerSettings(PipelineSettings, InternalSecretSettings):
         return self.input_dir if self.input_dir is not None else self.layout.spark_rows
 
     @property
+    def rejects_dir(self) -> Path:
+        return self.rejects_input_dir if self.rejects_input_dir is not None else self.layout.spark_rejects
+
+    @property
     def merger_dir(self) -> Path:
         return self.output_dir if self.output_dir is not None else self.layout.merger_dir
 
     @property
     def merged_csv(self) -> Path:
         return self.merger_dir / "merged.csv"
+
+    @property
+    def merged_rejects(self) -> Path:
+        return self.merger_dir / MERGED_REJECTS_NAME
 
     @property
     def state_file(self) -> Path:

@@ -23,13 +23,15 @@ from typing import Any
 
 import orjson
 
-from contract.csv import ROW_HEADER
+from contract.csv import REJECT_HEADER, ROW_HEADER
 from contract.files import atomic_write_bytes, atomic_write_json, fsync_dir, read_json
 from services.merger.errors import StateCorruptError
 
 log = logging.getLogger(__name__)
 
 HEADER_LINE = (ROW_HEADER + "\n").encode()
+#: rejects.csv's header: the Spark job's reject files' one (their data lines are appended as written).
+REJECTS_HEADER_LINE = (REJECT_HEADER + "\n").encode()
 STATE_VERSION = 2
 #: The state keeps the newest quarantine entries only, so it stays small over a long run.
 MAX_QUARANTINE_ENTRIES = 1000
@@ -86,6 +88,10 @@ class MergerState:
     #: Rows dropped because their Kafka record was already merged (a replay under a new lineage).
     rows_skipped: int = 0
     events: tuple[MergerEvent, ...] = field(default_factory=tuple)
+    #: Bytes of rejects.csv that are committed (header included; 0 before it exists), and the reject
+    #: lines appended to it (those of records already merged are left out, as rows are).
+    rejects_committed_size: int = 0
+    rejects_merged: int = 0
 
     @classmethod
     def fresh(cls) -> MergerState:
@@ -128,6 +134,8 @@ class MergerState:
                 next_offsets={int(p): int(o) for p, o in (doc.get("next_offsets") or {}).items()},
                 lineage_offsets={int(p): int(o) for p, o in (doc.get("lineage_offsets") or {}).items()},
                 rows_skipped=int(doc.get("rows_skipped", 0)),
+                rejects_committed_size=int(doc.get("rejects_committed_size", 0)),
+                rejects_merged=int(doc.get("rejects_merged", 0)),
                 events=tuple(
                     MergerEvent(str(e["kind"]), float(e["at"]), str(e["detail"]), str(e["lineage"]), e["batch_id"])
                     for e in doc.get("events", [])
@@ -197,11 +205,57 @@ def save_state(path: Path, state: MergerState) -> None:
 
 
 def recover(
-    state_path: Path, merged_path: Path, journal_path: Path | None = None, quarantine_dir: Path | None = None
+    state_path: Path,
+    merged_path: Path,
+    journal_path: Path | None = None,
+    quarantine_dir: Path | None = None,
+    rejects_path: Path | None = None,
 ) -> MergerState:
-    """Load the state (the newer of state.json and the journal) and bring merged.csv in line with it:
-    create it with its header when new, cut off an uncommitted tail. Raises StateCorruptError when
-    they cannot be reconciled safely."""
+    """Load the state (the newer of state.json and the journal) and bring merged.csv (and rejects.csv)
+    in line with it: create them with their header when new, cut off an uncommitted tail. Raises
+    StateCorruptError when they cannot be reconciled safely."""
+    state = _recover_merged(state_path, merged_path, journal_path, quarantine_dir)
+    if rejects_path is not None:
+        state = _recover_rejects(state_path, rejects_path, state)
+    return state
+
+
+def _recover_rejects(state_path: Path, path: Path, state: MergerState) -> MergerState:
+    """rejects.csv follows state.rejects_committed_size as merged.csv follows committed_size. A state
+    from before rejects.csv existed (0) gets the file with its header."""
+    try:
+        size: int | None = path.stat().st_size
+    except FileNotFoundError:
+        size = None
+    if state.rejects_committed_size == 0:
+        if not _only_header(path, size, REJECTS_HEADER_LINE):
+            raise StateCorruptError(
+                f"{path} exists ({size} bytes) but {state_path} has no committed rejects: "
+                "move rejects.csv away (or restore state.json) and restart"
+            )
+        atomic_write_bytes(path, REJECTS_HEADER_LINE)
+        state = replace(state, rejects_committed_size=len(REJECTS_HEADER_LINE))
+        save_state(state_path, state)
+        log.info("created rejects.csv with its header", extra={"path": str(path)})
+        return state
+    if size is None or size < state.rejects_committed_size:
+        raise StateCorruptError(
+            f"{path} has {size or 0} bytes, fewer than the {state.rejects_committed_size} committed: it was "
+            "removed, truncated or replaced outside the merger (restore it, or remove merged.csv, rejects.csv, "
+            "state.json and journal.jsonl to start over)"
+        )
+    if size > state.rejects_committed_size:
+        truncate_to(path, state.rejects_committed_size)
+        log.warning(
+            "cut off an uncommitted partial append",
+            extra={"path": str(path), "dropped_bytes": size - state.rejects_committed_size},
+        )
+    return state
+
+
+def _recover_merged(
+    state_path: Path, merged_path: Path, journal_path: Path | None, quarantine_dir: Path | None
+) -> MergerState:
     merged_path.parent.mkdir(parents=True, exist_ok=True)
     state = load_state(state_path)
     journaled = load_journal(journal_path) if journal_path is not None else None
@@ -228,8 +282,7 @@ def recover(
     if state is None or state.committed_size == 0:
         # Nothing committed yet. An existing merged.csv may only be a (partial) header from a crash
         # right after creating it; anything else is data we cannot account for: do not overwrite it.
-        only_header = size is None or (size <= len(HEADER_LINE) and HEADER_LINE.startswith(merged_path.read_bytes()))
-        if not only_header:
+        if not _only_header(merged_path, size, HEADER_LINE):
             raise StateCorruptError(
                 f"{merged_path} exists ({size} bytes) but {state_path} has no committed progress: "
                 "move merged.csv away (or restore state.json) and restart"
@@ -259,6 +312,11 @@ def recover(
             extra={"path": str(merged_path), "dropped_bytes": size - state.committed_size},
         )
     return state
+
+
+def _only_header(path: Path, size: int | None, header: bytes) -> bool:
+    """The file is missing or holds at most its (partial) header: a crash right after creating it."""
+    return size is None or (size <= len(header) and header.startswith(path.read_bytes()))
 
 
 def truncate_to(path: Path, size: int) -> None:

@@ -174,6 +174,15 @@ def test_6_poison_records_are_rejected_and_good_ones_merged(stack: Stack) -> Non
     status = stack.wait_run_ended()
     assert status["state"] == "completed" and status["invalid"] > 0, status
     stack.verify()
+    # Each batch's reject file goes into the merger's one rejects.csv and is then deleted (#13).
+    wait_for(
+        lambda: not list((stack.data / "spark" / "rejects").glob("batch-*.csv")),
+        120,
+        "the merger to take in every reject file",
+        logs=stack.logs("merger"),
+    )
+    merged_rejects = (stack.data / "merger" / "rejects.csv").read_bytes()
+    assert merged_rejects.count(b"\n") > len(poison) and b"not JSON" in merged_rejects
 
 
 def test_8_api_abuse(stack: Stack, tmp_path) -> None:

@@ -9,7 +9,15 @@ import orjson
 import pytest
 
 from contract.csv import REJECT_COLUMNS, ROW_COLUMNS, batch_file_name
-from devicestream.verify import Invalid, TopicScan, compare, expected_rows
+from devicestream.verify import (
+    Invalid,
+    TopicScan,
+    _complete_records,
+    _rejects,
+    compare,
+    expected_rows,
+    merged_rejects_of,
+)
 
 EVENT = {
     "eventId": "e1",
@@ -168,3 +176,22 @@ def test_rows_and_rejects_of_records_retention_deleted_are_not_problems(tmp_path
     report = compare(scan, rows_csv, invalid_csv, merged_csv, rejects)
     assert report.rows_unexpected == 1
     assert not report.ok
+
+
+def test_rejects_come_from_the_mergers_rejects_csv_and_the_files_not_merged_yet(tmp_path: Path) -> None:
+    header = ",".join(REJECT_COLUMNS).encode() + b"\n"
+    merger = tmp_path / "merger"
+    merger.mkdir()
+    # Merged: offsets 1 and 2 (a CR LF inside a quoted value); the merger is appending offset 3.
+    (merger / "rejects.csv").write_bytes(header + b'0,0,1,not JSON,x\n0,0,2,not JSON,"a\r\nb"\n1,0,3,not JSO')
+    rejects = tmp_path / "rejects"
+    _write(rejects / batch_file_name(1), list(REJECT_COLUMNS), [["1", "0", "3", "not JSON", "y"]])
+    # A file of a merged batch the merger has not deleted yet: the same record twice is one reject.
+    _write(rejects / batch_file_name(0), list(REJECT_COLUMNS), [["0", "0", "2", "not JSON", "a\r\nb"]])
+    found = _rejects(rejects, merged_rejects_of(merger / "merged.csv")).collect()
+    assert sorted(found.get_column("offset").to_list()) == [1, 2, 3]
+    assert _complete_records(b'h\n1,"a\nb') == b"h\n" and _complete_records(b"h") == b""
+
+
+def test_no_rejects_anywhere_is_an_empty_frame(tmp_path: Path) -> None:
+    assert _rejects(tmp_path / "rejects", merged_rejects_of(tmp_path / "merged.csv")).collect().height == 0
