@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     p_verify.add_argument("--json", action="store_true", help="print the report as JSON")
     p_verify.add_argument("--merged", type=str, help="merged.csv to check (default: the data folder's)")
     p_verify.add_argument("--rejects", type=str, help="rejects folder (default: the data folder's)")
-    p_verify.add_argument("--run", type=str, help="check the pipeline against this generator run's ledger")  # h7
+    p_verify.add_argument("--run", type=str, help="check the pipeline against this generator run's ledger")
     args = parser.parse_args(argv)
 
     configure_logging("launcher", "WARNING")
@@ -85,7 +85,7 @@ def _verify(settings: LauncherSettings, args: argparse.Namespace) -> int:
     layout = settings.layout
     merged = Path(args.merged) if args.merged else layout.merged_csv
     rejects = Path(args.rejects) if args.rejects else layout.spark_rejects
-    if args.run:  # h7: against the run's ledger (devicestream/run_check.py)
+    if args.run:  # against the run's ledger (devicestream/run_check.py)
         from devicestream.run_check import cli_verify_run
 
         code, text = cli_verify_run(layout.generator_runs, args.run, merged, rejects, args.wait, args.json)

@@ -42,7 +42,7 @@ from services.generator.errors import (
     RunActiveError,
 )
 from services.generator.events import EventClock, EventEncoder, make_invalid
-from services.generator.extras import RunExtras, RunTools, make_controller  # h7: profiles, fleet, faults
+from services.generator.extras import RunExtras, RunTools, make_controller  # profiles, fleet, faults
 from services.generator.offsets import (
     OffsetAllocator,
     make_admin,
@@ -70,7 +70,7 @@ class RunParams:
     duration_s: float | None = None
     seed: int | None = None
     invalid_ratio: float = 0.0
-    extras: RunExtras | None = None  # h7: profile, fleet, faults, first_index
+    extras: RunExtras | None = None  # profile, fleet, faults, first_index
 
 
 class Metrics:
@@ -126,7 +126,7 @@ class Run:
     abandoned: int = 0
     rate: float = 0.0
     controller: ProfileController | None = None
-    tools: RunTools | None = None  # h7: ledger and record maker
+    tools: RunTools | None = None  # ledger and record maker
     task: asyncio.Task | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     retry: deque = field(default_factory=deque)  # (key, value) to send again
@@ -148,7 +148,7 @@ class Run:
                 "duration_s": p.duration_s,
                 "seed": p.seed,
                 "invalid_ratio": p.invalid_ratio,
-                **(p.extras.public() if p.extras is not None else {}),  # h7
+                **(p.extras.public() if p.extras is not None else {}),
             },
             "started_at": self.started_at,
             "ended_at": self.ended_at,
@@ -325,7 +325,7 @@ class Generator:
             run = self.run
             if run is not None and run.active:
                 run.samples.append((now, run.acknowledged))
-                if run.controller is not None:  # h7: the requested rate follows the profile
+                if run.controller is not None:  # the requested rate follows the profile
                     run.rate = run.controller.rate_now(now)
                     self.metrics.target_rate.set(run.rate)
                 self.metrics.rate.set(run.rate_over(1.0, now))
@@ -396,7 +396,7 @@ class Generator:
         if run is None or not run.active or run.stop_requested:
             raise NoActiveRunError()
         if run.controller is not None:
-            if curve is not None:  # h7: a new profile, starting now
+            if curve is not None:  # a new profile, starting now
                 run.controller.set_curve(curve, time.monotonic())
                 rate = run.controller.rate_now(time.monotonic())
             else:
@@ -434,7 +434,7 @@ class Generator:
             "in_flight": 0,
             "rate_1s": 0.0,
             "rate_10s": 0.0,
-            "rate_requested": 0.0,  # h7: what the run (its profile) asks for now; rate_1s is achieved
+            "rate_requested": 0.0,  # what the run (its profile) asks for now; rate_1s is achieved
             "offset_first": None,
             "offset_last": None,
             "not_delivered": 0,
@@ -476,7 +476,7 @@ class Generator:
             self.metrics.in_flight.set(run.in_flight)
             if self.allocator is not None:
                 self.allocator.close()  # the next run continues right after this one
-            if run.tools is not None:  # h7: the ledger's end line
+            if run.tools is not None:  # the ledger's end line
                 run.tools.close(run.state, run.made)
             log.info(
                 "run ended",
@@ -496,7 +496,7 @@ class Generator:
         topic = s.topic
         seed = p.seed if p.seed is not None else random.SystemRandom().getrandbits(64)
         rng = random.Random(seed)
-        tools = run.tools = RunTools(  # h7: the run's ledger, and the record maker if it needs one
+        tools = run.tools = RunTools(  # the run's ledger, and the record maker if it needs one
             run_id=run.id,
             topic=topic,
             runs_dir=s.layout.generator_runs,
@@ -519,7 +519,7 @@ class Generator:
         max_in_flight = s.max_in_flight_events
         t0 = time.monotonic()
         t_end = t0 + p.duration_s if p.duration_s is not None else math.inf
-        ctl = make_controller(p.rate, p.extras, t0, s.max_lag_s)  # h7: follows the profile's curve
+        ctl = make_controller(p.rate, p.extras, t0, s.max_lag_s)  # follows the profile's curve
         run.controller = ctl
         run.samples.append((t0, 0))
         batches = _Batches(self._producer, parts, lambda: alloc.next)
@@ -560,7 +560,7 @@ class Generator:
                         run.offset_first = off
                     run.offset_last = off
                     put(key, value)
-                for _ in range(n if tools.maker is not None else 0):  # h7: fleet / faults / first_index
+                for _ in range(n if tools.maker is not None else 0):  # fleet / faults / first_index
                     key, value, off = tools.make(take_offset)
                     if off is None:
                         run.invalid += 1
@@ -673,7 +673,7 @@ class Generator:
         run.in_flight += n
         self.metrics.sent.inc(fresh)
         fut.add_done_callback(partial(self._delivered, run, seq, sent_at, recs))
-        if run.tools is not None:  # h7: injected records go to the ledger with their offsets
+        if run.tools is not None:  # injected records go to the ledger with their offsets
             fut.add_done_callback(partial(run.tools.ledger.delivered, recs))
 
     def _delivered(self, run: Run, seq: int, sent_at: float, recs: list, fut: asyncio.Future) -> None:
