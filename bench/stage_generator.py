@@ -60,6 +60,17 @@ def generator_env(broker: Broker, topic: str, data_dir: Path, port: int) -> dict
     }
 
 
+@contextlib.contextmanager
+def generator_on(broker: Broker, work: Path, topic: str) -> Iterator[Service]:
+    """A generator service producing to `topic` of `broker`, on a free port, with its data under `work`."""
+    (port,) = free_ports(1)
+    data = work / f"gen-{topic}"
+    with service(
+        "generator", "services.generator", port, generator_env(broker, topic, data, port), data / "generator.log"
+    ) as g:
+        yield g
+
+
 def run_and_wait(gen: Service, body: dict, timeout_s: float) -> dict:
     """Start a run, wait until it ends; the final status (StageError unless it completed)."""
     r = httpx.post(f"{gen.base_url}/generator/start", json=body, timeout=10)
@@ -203,14 +214,8 @@ def run(cfg: Config, broker: Broker, work: Path) -> StageResult:
     payload = work / "payload.txt"
     mean_size = write_payload_file(payload)
 
-    @contextlib.contextmanager
-    def gen_on(topic: str) -> Iterator[Service]:
-        (port,) = free_ports(1)
-        data = work / f"gen-{topic}"
-        with service(
-            "generator", "services.generator", port, generator_env(broker, topic, data, port), data / "generator.log"
-        ) as g:
-            yield g
+    def gen_on(topic: str) -> contextlib.AbstractContextManager[Service]:
+        return generator_on(broker, work, topic)
 
     gen_topic = broker.topic("bench-gen")
     perf_topic = broker.topic("bench-perf")

@@ -8,18 +8,15 @@ per profile is the worst window's achieved/requested ratio (target: within +-2%)
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import statistics
-from collections.abc import Iterator
 from pathlib import Path
 
 from pydantic import TypeAdapter
 
 from bench.common import Config, Figure, Spread, StageResult, Target
-from bench.procs import Broker, Service, service
-from bench.stage_generator import _timestamps, generator_env, run_and_wait
+from bench.procs import Broker
+from bench.stage_generator import _timestamps, generator_on, run_and_wait
 from contract.generator_options import Profile
-from devicestream.kafka_broker import free_ports
 from services.generator.profiles import Curve, curve_of
 
 PROFILES: dict[str, dict] = {
@@ -71,18 +68,9 @@ def run(cfg: Config, broker: Broker, work: Path) -> StageResult:
     seconds = 8 if cfg.quick else 16
     res = StageResult("profiles")
 
-    @contextlib.contextmanager
-    def gen_on(topic: str) -> Iterator[Service]:
-        (port,) = free_ports(1)
-        data = work / f"gen-{topic}"
-        with service(
-            "generator", "services.generator", port, generator_env(broker, topic, data, port), data / "generator.log"
-        ) as g:
-            yield g
-
     for name, profile in PROFILES.items():
         topic = broker.topic(f"bench-profile-{name}")
-        with gen_on(topic) as gen:
+        with generator_on(broker, work, topic) as gen:
             st = run_and_wait(gen, {"profile": profile, "duration_s": seconds, "seed": 1}, timeout_s=seconds + 120)
         ts = asyncio.run(_timestamps(broker.bootstrap, topic, int(st["acknowledged"])))
         windows, offset = window_ratios(ts, profile, seconds)

@@ -41,10 +41,10 @@ from gateway.models import (
     StartRequest,
     TailResponse,
 )
-from gateway.query import FILTER_ERRORS, query_router, row_filters, with_query
+from gateway.query import FILTER_ERRORS, query_router, relay_download, row_filters
 from gateway.settings import GatewaySettings
 from gateway.status import StatusService
-from gateway.upstream import answer_as_is, call_json, command_headers, fetch_tail, stream_merged
+from gateway.upstream import answer_as_is, call_json, command_headers, fetch_tail
 
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
@@ -280,18 +280,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     async def merged_csv(request: Request) -> Response:
         """Streamed from the merger chunk by chunk. Range, If-Range, If-None-Match and
         If-Modified-Since go to the merger; ETag, Last-Modified, Content-Length, Content-Range and
-        Accept-Ranges come back, with its status code (200/206/304/404/416)."""
-        slot = request.app.state.download_slots.acquire()  # 503 + Retry-After when all are taken
-        return await stream_merged(
-            request.app.state.downloads,
-            request.method,
-            with_query(merged_url, request),  # filters go along: the merger checks and applies them
-            request.headers,
-            connect_timeout_s=settings.connect_timeout_s,
-            read_timeout_s=settings.stream_read_timeout_s,
-            send_timeout_s=settings.download_send_timeout_s,
-            slot=slot,
-        )
+        Accept-Ranges come back, with its status code (200/206/304/416). Filters go along in the
+        query string: the merger checks and applies them."""
+        return await relay_download(settings, merged_url, request)
 
     for method in ("GET", "HEAD"):
         app.add_api_route(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import json
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 from pyspark.sql import DataFrame, Row, SparkSession
@@ -14,36 +13,7 @@ from pyspark.sql import functions as F
 from contract.csv import BATCH_ROW_COLUMNS, REJECT_COLUMNS
 from spark_job import transform
 from spark_job.transform import Reason
-
-GOOD: dict[str, Any] = {
-    "eventId": "0b6f3c2e-5a8d-4c1e-9f7a-2d4b6e8a1c3f",
-    "eventOffset": 10000,
-    "eventPublisher": "device",
-    "customerId": "CI00100",
-    "data": {
-        "devices": [
-            {"deviceId": "D001", "temperature": 12, "measure": "C", "status": "SUCCESS"},
-            {"deviceId": None, "temperature": 0, "measure": "C", "status": None},
-        ]
-    },
-    "eventTime": "2026-11-28T03:33:11.123456Z",
-}
-
-
-def ev(**changes: Any) -> bytes:
-    """GOOD with top-level changes; a value of ... removes the field."""
-    e = copy.deepcopy(GOOD)
-    for k, v in changes.items():
-        if v is ...:
-            e.pop(k)
-        else:
-            e[k] = v
-    return json.dumps(e).encode()
-
-
-def reading(**changes: Any) -> bytes:
-    r = {"deviceId": "D002", "temperature": 5, "measure": "C", "status": "ERROR", **changes}
-    return ev(data={"devices": [r]})
+from tests.validity_cases import GOOD, ev, reading
 
 
 def kafka_df(spark: SparkSession, values: list[bytes | None]) -> DataFrame:
