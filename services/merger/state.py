@@ -244,12 +244,7 @@ def _recover_rejects(state_path: Path, path: Path, state: MergerState) -> Merger
             "removed, truncated or replaced outside the merger (restore it, or remove merged.csv, rejects.csv, "
             "state.json and journal.jsonl to start over)"
         )
-    if size > state.rejects_committed_size:
-        truncate_to(path, state.rejects_committed_size)
-        log.warning(
-            "cut off an uncommitted partial append",
-            extra={"path": str(path), "dropped_bytes": size - state.rejects_committed_size},
-        )
+    cut_back(path, size, state.rejects_committed_size)
     return state
 
 
@@ -305,18 +300,23 @@ def _recover_merged(
             f"{merged_path} has {size} bytes, fewer than the {state.committed_size} committed: "
             "it was truncated or replaced outside the merger"
         )
-    if size > state.committed_size:
-        truncate_to(merged_path, state.committed_size)
-        log.warning(
-            "cut off an uncommitted partial append",
-            extra={"path": str(merged_path), "dropped_bytes": size - state.committed_size},
-        )
+    cut_back(merged_path, size, state.committed_size)
     return state
 
 
 def _only_header(path: Path, size: int | None, header: bytes) -> bool:
     """The file is missing or holds at most its (partial) header: a crash right after creating it."""
     return size is None or (size <= len(header) and header.startswith(path.read_bytes()))
+
+
+def cut_back(path: Path, size: int, committed: int) -> None:
+    """Cut `path` (`size` bytes now) back to its `committed` length: what is past it belongs to an
+    append that was not committed (a crash or a disk-full error before the commit)."""
+    if size > committed:
+        truncate_to(path, committed)
+        log.warning(
+            "cut off an uncommitted partial append", extra={"path": str(path), "dropped_bytes": size - committed}
+        )
 
 
 def truncate_to(path: Path, size: int) -> None:
