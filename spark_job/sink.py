@@ -11,11 +11,14 @@ DataFrame once, when the query starts: building that plan from Python takes abou
 of py4j calls, which per micro-batch was a third of a small batch's cost.
 
 How a batch is written, in one Spark job in the usual case (no rejects):
-- the rows: Spark's own CSV writer (`coalesce(1)`) writes the part file into a fresh temporary
-  folder under `spark/_tmp/`; the batch's counts (input rows, rows out, rejects, events without
-  readings) are taken in the same pass with `DataFrame.observe`, so nothing is cached or counted
-  twice. The JVM formats ~1M lines/s; on a standalone cluster the executor writes the part file to
-  the shared data folder and the driver only renames it: no batch data flows through the driver.
+- the rows: Spark's own CSV writer writes one part file per task (per Kafka partition of the
+  batch, so parsing and formatting run on every core) into a fresh temporary folder under
+  `spark/_tmp/`; the driver joins them into one file (the first part, extended with the others'
+  rows by copy_file_range, header lines checked and dropped); the batch's counts (input rows,
+  rows out, rejects, events without readings) are taken in the same pass with
+  `DataFrame.observe`, so nothing is cached or counted twice. On a standalone cluster the
+  executors write the part files to the shared data folder and the driver joins them there (a
+  kernel-side copy): no batch data flows through the driver's Python.
 - the rejects: only when the counts say there are some, a second job writes them the same way
   (the batch is read again: rare, and only bad input pays for it); otherwise there is no rejects
   file (86,400 empty files a day at a 1 s trigger otherwise).
@@ -43,7 +46,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Final
+from typing import BinaryIO, Final
 
 from pyspark.sql import DataFrame, Observation
 
@@ -92,7 +95,8 @@ class BatchSink:
     ) -> None:
         """`lineage()`: the checkpoint's lineage (asked once, at the first batch: Spark writes the
         checkpoint's metadata when the query starts); `ranges(batch_id)`: the offsets the batch
-        covers per partition; `topic_id()`: Kafka's id of `topic`, asked for every batch."""
+        covers per partition; `topic_id()`: Kafka's id of `topic`, asked at the first batch and again
+        only when `topic_id_stale` says so (one broker round trip, not one per micro-batch)."""
         self.rows_dir = rows_dir
         self.rejects_dir = rejects_dir
         self.tmp_dir = tmp_dir
@@ -103,6 +107,9 @@ class BatchSink:
         self._lineage: str | None = None
         self._ranges = ranges
         self._topic_id = topic_id
+        self._known_topic_id: str | None = None
+        self._topic_id_at = 0.0
+        self._last_ranges: dict[int, OffsetRange] = {}
         self._busy = threading.Event()
 
     @property
@@ -136,13 +143,13 @@ class BatchSink:
         except OffsetLogError as e:  # the merger then keys on the rows' own offsets only
             log.warning("no offset ranges for this batch", extra={"batch_id": batch_id, "error": str(e)})
             ranges = {}
-        topic_id = self._topic_id()
+        topic_id = self._current_topic_id(ranges)
         name = batch_file_name(batch_id, lineage)
         observation = Observation(f"batch-{batch_id}-{uuid.uuid4().hex[:8]}")
         observed = classified.observe(observation, *transform.count_columns())
         rows_tmp = self._tmp_folder("rows", batch_id)
         try:
-            rows_part = self._spark_write(transform.rows(observed), BATCH_ROW_HEADER, rows_tmp)
+            rows_parts = self._spark_write(transform.rows(observed), BATCH_ROW_HEADER, rows_tmp)
             c = observation.get
             counts = BatchCounts(
                 input_rows=int(c["inputRows"]),
@@ -164,7 +171,7 @@ class BatchSink:
                 written_at=time.time(),
             )
             atomic_write_bytes(self.rows_dir / manifest_file_name(name), manifest.to_bytes(), durable=self.durable)
-            self._commit(rows_part, BATCH_ROW_HEADER, self.rows_dir / name)
+            self._commit(rows_parts, BATCH_ROW_HEADER, self.rows_dir / name)
         finally:
             shutil.rmtree(rows_tmp, ignore_errors=True)
         log.info(
@@ -184,6 +191,14 @@ class BatchSink:
             self.on_committed(batch_id, counts)
         return counts
 
+    def _current_topic_id(self, ranges: dict[int, OffsetRange]) -> str | None:
+        now = time.monotonic()
+        if topic_id_stale(self._known_topic_id, now - self._topic_id_at, self._last_ranges, ranges):
+            self._known_topic_id = self._topic_id()
+            self._topic_id_at = now
+        self._last_ranges = ranges
+        return self._known_topic_id
+
     def _first_lineage(self) -> str:
         try:
             self._lineage = self._lineage_of()
@@ -202,32 +217,75 @@ class BatchSink:
             return
         tmp = self._tmp_folder("rejects", batch_id)
         try:
-            part = self._spark_write(transform.rejects(classified, batch_id), REJECT_HEADER, tmp)
-            self._commit(part, REJECT_HEADER, final)
+            parts = self._spark_write(transform.rejects(classified, batch_id), REJECT_HEADER, tmp)
+            self._commit(parts, REJECT_HEADER, final)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
     @staticmethod
-    def _spark_write(df: DataFrame, header: str, tmp: Path) -> Path | None:
-        """Write `df` as one CSV part file in the new folder `tmp`; the part file, or None when Spark
-        wrote none (no rows)."""
-        df.coalesce(1).write.options(**CSV_OPTIONS).mode("errorifexists").csv(str(tmp))
-        parts = sorted(tmp.glob("part-*"))
-        if len(parts) > 1:
-            raise SinkError(f"expected one part file in {tmp}, found {[p.name for p in parts]}")
-        return parts[0] if parts else None
+    def _spark_write(df: DataFrame, header: str, tmp: Path) -> list[Path]:
+        """Write `df` as CSV into the new folder `tmp`, one part file per task (per Kafka partition of
+        the batch: parsing runs in parallel, nothing is funnelled through one task); the non-empty part
+        files, in task order."""
+        df.write.options(**CSV_OPTIONS).mode("errorifexists").csv(str(tmp))
+        return [p for p in sorted(tmp.glob("part-*")) if p.stat().st_size > 0]
 
-    def _commit(self, part: Path | None, header: str, final: Path) -> None:
-        """Give `part` its committed name (a header-only file when there is no part or it is empty)."""
-        if part is None or part.stat().st_size == 0:
+    def _commit(self, parts: list[Path], header: str, final: Path) -> None:
+        """Give the rows of `parts` their committed name as one file with one header line (a
+        header-only file when there are none). One part: renamed as is. Several: the first is
+        extended in place with the others' rows (their header lines skipped, copied in the kernel
+        with copy_file_range), then renamed."""
+        if not parts:
             atomic_write_bytes(final, f"{header}\n".encode(), durable=self.durable)
             return
-        with open(part, "rb") as f:
-            first = f.readline().rstrip(b"\r\n").decode()
-            if first != header:
-                raise SinkError(f"unexpected header in {part}: {first!r} (expected {header!r})")
+        first, *rest = parts
+        with open(first, "r+b") as out:
+            _check_header(out, header, first)
+            out.seek(0, os.SEEK_END)
+            for part in rest:
+                with open(part, "rb") as src:
+                    _check_header(src, header, part)
+                    _copy_rest(src, out)
             if self.durable:
-                os.fsync(f.fileno())
-        os.replace(part, final)
+                out.flush()
+                os.fsync(out.fileno())
+        os.replace(first, final)
         if self.durable:
             fsync_dir(final.parent)
+
+
+#: Ask the broker for the topic id again at least this often, whatever the offsets say.
+TOPIC_ID_MAX_AGE_S: Final = 60.0
+
+
+def topic_id_stale(
+    known: str | None, age_s: float, previous: dict[int, OffsetRange], ranges: dict[int, OffsetRange]
+) -> bool:
+    """Whether to ask the broker for the topic id before this batch: when none is known, when the
+    known one is older than TOPIC_ID_MAX_AGE_S, or when this batch does not continue the previous
+    one partition by partition (a partition starts somewhere else than where it ended, or is new):
+    what a recreated topic, or offsets reset after data loss, look like from the job."""
+    if known is None or age_s >= TOPIC_ID_MAX_AGE_S or not previous or not ranges:
+        return True
+    return any(p not in previous or r.start != previous[p].end for p, r in ranges.items())
+
+
+def _check_header(f: BinaryIO, header: str, path: Path) -> None:
+    """Read `f`'s first line (leaving the position after it) and check it is `header`."""
+    first = f.readline().rstrip(b"\r\n").decode()
+    if first != header:
+        raise SinkError(f"unexpected header in {path}: {first!r} (expected {header!r})")
+
+
+def _copy_rest(src: BinaryIO, out: BinaryIO) -> None:
+    """Append the rest of `src` (from its current position) to `out` (at its end)."""
+    out.flush()
+    offset = src.tell()
+    remaining = os.fstat(src.fileno()).st_size - offset
+    while remaining > 0:
+        n = os.copy_file_range(src.fileno(), out.fileno(), remaining, offset)
+        if n == 0:
+            raise SinkError(f"short copy from {src.name}: {remaining} bytes left")
+        offset += n
+        remaining -= n
+    out.seek(0, os.SEEK_END)

@@ -117,3 +117,61 @@ def test_prepare_removes_only_temp_leftovers(tmp_path: Path) -> None:
     make_sink(tmp_path, [])
     assert sorted(p.name for p in rows.iterdir()) == [batch_file_name(1)]
     assert list((tmp_path / "_tmp").iterdir()) == []
+
+
+def test_a_batch_written_by_several_tasks_is_one_file_with_one_header(spark: SparkSession, tmp_path: Path) -> None:
+    """No coalesce(1): every task writes its own part file and the commit joins them."""
+    values = [encode(e) for e in make_events(seed=4, count=300)]
+    sink = make_sink(tmp_path, [])
+    df = kafka_df(spark, values).repartition(3, "partition")
+    assert df.rdd.getNumPartitions() == 3
+    counts = sink.write_batch(classify(df), 6)
+    header, rows = read_csv(tmp_path / "rows" / name(6))
+    assert ",".join(header) == BATCH_ROW_HEADER
+    assert len(rows) == counts.rows_out and counts.input_rows == 300
+    assert BATCH_ROW_HEADER not in {",".join(r) for r in rows}
+    one_task = make_sink(tmp_path / "one", [])
+    one_task.write_batch(classify(kafka_df(spark, values).coalesce(1)), 6)
+    _, same = read_csv(tmp_path / "one" / "rows" / name(6))
+    assert sorted(rows) == sorted(same)  # the same rows, each once, whatever the tasks
+    assert list((tmp_path / "_tmp").iterdir()) == []
+
+
+def test_topic_id_is_asked_again_only_when_the_offsets_do_not_continue() -> None:
+    from spark_job.sink import TOPIC_ID_MAX_AGE_S, topic_id_stale
+
+    prev = {0: OffsetRange(start=0, end=10), 1: OffsetRange(start=5, end=8)}
+    cont = {0: OffsetRange(start=10, end=12), 1: OffsetRange(start=8, end=8)}
+    assert not topic_id_stale("id", 1.0, prev, cont)
+    assert topic_id_stale(None, 1.0, prev, cont)  # never asked (or the broker could not answer)
+    assert topic_id_stale("id", TOPIC_ID_MAX_AGE_S, prev, cont)
+    assert topic_id_stale("id", 1.0, {}, cont)  # the first batch of this process
+    assert topic_id_stale("id", 1.0, prev, {0: OffsetRange(start=0, end=3)})  # recreated topic: offsets restart
+    assert topic_id_stale("id", 1.0, prev, {**cont, 2: OffsetRange(start=0, end=1)})  # a new partition
+    assert topic_id_stale("id", 1.0, prev, {})  # no ranges known: cannot tell
+
+
+def test_the_sink_asks_the_broker_once_while_offsets_continue(spark: SparkSession, tmp_path: Path) -> None:
+    asked: list[int] = []
+    ranges = {
+        0: {0: OffsetRange(start=0, end=1)},
+        1: {0: OffsetRange(start=1, end=2)},
+        2: {0: OffsetRange(start=0, end=1)},
+    }
+    sink = BatchSink(
+        tmp_path / "rows",
+        tmp_path / "rejects",
+        tmp_path / "_tmp",
+        lineage=lambda: LINEAGE,
+        ranges=lambda batch_id: ranges[batch_id],
+        topic="t",
+        topic_id=lambda: f"id-{len(asked)}" if not asked.append(1) else "",
+    )
+    sink.prepare()
+    for batch_id in range(3):
+        sink.write_batch(classify(kafka_df(spark, [encode(GOOD)])), batch_id)
+    ids = [
+        BatchManifest.from_bytes((tmp_path / "rows" / manifest_file_name(name(b))).read_bytes()).topic_id
+        for b in range(3)
+    ]
+    assert ids == ["id-1", "id-1", "id-2"] and len(asked) == 2
