@@ -1,12 +1,14 @@
-"""Spark job: rows/s of the real streaming job over a backlog vs a batch run of the same
-transformation over the same records.
+"""Spark job: events/s of the real streaming job over a backlog vs plain Spark over the same records.
 
 Streaming: `spark-submit spark_job/job.py` exactly as the launcher starts it (its default settings:
 1 s trigger, maxOffsetsPerTrigger 200,000), on a fresh checkpoint, the backlog already in Kafka.
 rows/s = backlog / (time from the job's progress.json saying `running` to its totals.inputRows
 reaching the backlog); JVM and session start-up are outside the timing, as in the batch run.
-Batch: bench/spark_batch.py (BatchSink.write_batch over the whole topic in one DataFrame), timed
-from the read to the committed rows file. The event log of every run is kept in
+Baseline: bench/spark_plain.py, what Spark itself does with the same records on the same cores
+(from_json with the explicit schema + posexplode + CSV, one task per Kafka partition, no checks),
+as one batch over the whole topic, timed from the read to the written folder. Also reported: the
+project's transform and sink as one batch (bench/spark_batch.py, BatchSink.write_batch), which
+separates the cost of the checks from the cost of streaming. The event log of every run is kept in
 results/profiles/spark-events (open it with the Spark history server)."""
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from contract.files import read_json
 from devicestream.kafka_broker import log_tail, stop_process
 from devicestream.paths import REPO_ROOT, jars_dir
 
-RATIO_TARGET = 0.7
+RATIO_TARGET = 0.6
 
 
 @dataclass(frozen=True)
@@ -124,10 +126,12 @@ def streaming_run(broker: Broker, topic: str, data: Path, events: int, event_log
         stop_process(proc, timeout_s=40)
 
 
-def batch_run(broker: Broker, topic: str, data: Path, events: int, event_log: Path) -> tuple[float, dict]:
+def batch_run(
+    broker: Broker, topic: str, data: Path, events: int, event_log: Path, script: str = "spark_batch.py"
+) -> tuple[float, dict]:
     shutil.rmtree(data, ignore_errors=True)
     data.mkdir(parents=True)
-    argv = spark_submit_argv(REPO_ROOT / "bench" / "spark_batch.py", event_log)
+    argv = spark_submit_argv(REPO_ROOT / "bench" / script, event_log)
     res = subprocess.run(
         argv, env=spark_env(broker, topic, data), cwd=REPO_ROOT, capture_output=True, text=True, timeout=900
     )
@@ -151,26 +155,31 @@ def run(cfg: Config, broker: Broker, work: Path) -> StageResult:
     event_log = cfg.profiles / "spark-events"
     stream_rps: list[float] = []
     batch_rps: list[float] = []
+    plain_rps: list[float] = []
     details: list[dict] = []
     for rep in range(sizes.reps):
+        p, pinfo = batch_run(broker, topic, work / f"plain-{rep}", sizes.events, event_log, "spark_plain.py")
+        plain_rps.append(sizes.events / p)
         s, info = streaming_run(broker, topic, work / f"stream-{rep}", sizes.events, event_log)
         stream_rps.append(sizes.events / s)
         b, binfo = batch_run(broker, topic, work / f"batch-{rep}", sizes.events, event_log)
         batch_rps.append(sizes.events / b)
-        details.append({"stream_s": s, "batch_s": b, "stream": info, "batch": binfo})
+        details.append({"plain_s": p, "stream_s": s, "batch_s": b, "plain": pinfo, "stream": info, "batch": binfo})
+    batch = Spread.of(batch_rps)
     fig = Figure(
         stage="spark",
         name="streaming over a backlog",
         unit="events/s",
         value=Spread.of(stream_rps),
-        baseline_name="batch run, same transformation and sink",
-        baseline=Spread.of(batch_rps),
+        baseline_name="plain Spark: from_json (explicit schema) + posexplode + CSV, one task per Kafka partition",
+        baseline=Spread.of(plain_rps),
         target=Target("ratio", ">=", RATIO_TARGET, f"ratio >= {RATIO_TARGET}"),
         sizes={
             "backlog_events": sizes.events,
             "reps": sizes.reps,
             "mean_record_bytes": round(mean, 1),
             "rows_out": details[-1]["batch"]["rows_out"],
+            "kafka_partitions": details[-1]["plain"].get("tasks"),
         },
         notes=[
             "spark-submit --master local[2] --driver-memory 1g, the job's defaults (trigger 1 s, "
@@ -178,6 +187,9 @@ def run(cfg: Config, broker: Broker, work: Path) -> StageResult:
             "--payload-file)",
             f"micro-batches of the last streaming run: {len(details[-1]['stream']['batches'])} seen; Spark "
             f"{details[-1]['stream']['spark_version']} (as the job reported it)",
+            f"the project's transform and sink as one batch (bench/spark_batch.py): {batch.text()} events/s "
+            f"({batch.median / Spread.of(plain_rps).median:.2f} of plain Spark): the cost of the strict checks; "
+            "the rest of the gap to the streaming figure is micro-batching",
             f"Spark event logs: {event_log}",
         ],
         extra={"runs": details},

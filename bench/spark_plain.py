@@ -1,0 +1,79 @@
+"""The plain-Spark baseline of the Spark stage, run with spark-submit: what Spark itself does with the
+same records on the same cores, with none of the project's checks. The whole topic read as one batch
+DataFrame (one task per Kafka partition), `from_json` with the explicit schema (spark_job.schema.
+EVENT_SCHEMA), `posexplode` of data.devices, the same ten columns plus the Kafka keys written as CSV
+(the sink's CSV options), no coalesce. Timed from the read to the written folder. Prints one JSON line."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __name__ == "__main__":  # run as a script by spark-submit: import from the repo root
+    _root = Path(__file__).resolve().parent.parent
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+    sys.path.insert(0, str(_root))
+
+import time
+
+import orjson
+from pyspark.sql import functions as F
+
+from contract.kafka import spark_kafka_options
+from spark_job.schema import EVENT_SCHEMA
+from spark_job.session import build_session
+from spark_job.settings import SparkJobSettings
+from spark_job.sink import CSV_OPTIONS
+from spark_job.transform import SPARK_EVENT_TIME_FORMAT
+
+
+def main() -> int:
+    settings = SparkJobSettings()
+    spark = build_session(settings, app_name="devicestream-bench-plain")
+    out = settings.layout.spark_dir / "plain"
+    try:
+        t0 = time.perf_counter()
+        df = (
+            spark.read.format("kafka")
+            .option("kafka.bootstrap.servers", settings.require_bootstrap())
+            .options(**spark_kafka_options(settings.kafka_security))
+            .option("subscribe", settings.topic)
+            .option("startingOffsets", "earliest")
+            .option("endingOffsets", "latest")
+            .load()
+        )
+        events = df.select("partition", "offset", F.from_json(F.col("value").cast("string"), EVENT_SCHEMA).alias("e"))
+        rows = events.select(
+            "partition", "offset", "e.*", F.posexplode("e.data.devices").alias("deviceIndex", "reading")
+        ).select(
+            F.col("partition").alias("kafkaPartition"),
+            F.col("offset").alias("kafkaOffset"),
+            "eventId",
+            "eventOffset",
+            "eventPublisher",
+            "customerId",
+            F.date_format("eventTime", SPARK_EVENT_TIME_FORMAT).alias("eventTime"),
+            "deviceIndex",
+            "reading.deviceId",
+            "reading.temperature",
+            "reading.measure",
+            "reading.status",
+        )
+        rows.write.options(**CSV_OPTIONS).mode("overwrite").csv(str(out))
+        seconds = time.perf_counter() - t0
+        input_rows = df.count()
+        written = sum(p.stat().st_size for p in out.glob("part-*"))
+        print(
+            "BENCH_RESULT "
+            + orjson.dumps(
+                {"seconds": seconds, "input_rows": input_rows, "bytes": written, "tasks": df.rdd.getNumPartitions()}
+            ).decode(),
+            flush=True,
+        )
+    finally:
+        spark.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
