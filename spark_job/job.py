@@ -58,6 +58,7 @@ def make_sink(spark: SparkSession, settings: SparkJobSettings, tracker: Progress
         ranges=lambda batch_id: offset_log.batch_ranges(checkpoint, batch_id, settings.topic),
         topic=settings.topic,
         topic_id=TopicIdentity(spark, settings.require_bootstrap(), settings.topic),
+        single_task_below=settings.single_task_below,
     )
     sink.prepare()
     return sink

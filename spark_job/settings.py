@@ -19,13 +19,21 @@ class SparkJobSettings(PipelineSettings):
         description="Spark master URL (local[2], spark://host:7077, ...). Under spark-submit, --master wins.",
     )
     trigger_interval: str = Field(
-        default="1 second",
-        description='Micro-batch trigger interval ("1 second", "500 milliseconds"); "0" = as fast as possible.',
+        default="250 milliseconds",
+        description='Micro-batch trigger interval ("1 second", "250 milliseconds"); "0" = as fast as possible. A '
+        "batch that takes longer than this is followed at once by the next; an idle topic is polled this often.",
     )
     max_offsets_per_trigger: int | None = Field(
         default=200_000,
         gt=0,
         description="At most this many Kafka records per micro-batch (bounds a batch after a backlog).",
+    )
+    single_task_below: int = Field(
+        default=50_000,
+        ge=0,
+        description="A micro-batch of fewer records than this is parsed and written by one Spark task (less "
+        "scheduling for small, frequent batches); larger ones by one task per Kafka partition. 0 = always one per "
+        "partition.",
     )
     starting_offsets: str = Field(
         default="earliest",

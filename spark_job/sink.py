@@ -92,6 +92,7 @@ class BatchSink:
         topic: str,
         topic_id: Callable[[], str | None] = lambda: None,
         durable: bool = True,
+        single_task_below: int = 0,
     ) -> None:
         """`lineage()`: the checkpoint's lineage (asked once, at the first batch: Spark writes the
         checkpoint's metadata when the query starts); `ranges(batch_id)`: the offsets the batch
@@ -102,6 +103,7 @@ class BatchSink:
         self.tmp_dir = tmp_dir
         self.on_committed = on_committed
         self.durable = durable
+        self.single_task_below = single_task_below
         self.topic = topic
         self._lineage_of = lineage
         self._lineage: str | None = None
@@ -148,6 +150,8 @@ class BatchSink:
         observation = Observation(f"batch-{batch_id}-{uuid.uuid4().hex[:8]}")
         observed = classified.observe(observation, *transform.count_columns())
         rows_tmp = self._tmp_folder("rows", batch_id)
+        if one_task(ranges, self.single_task_below):
+            observed = observed.coalesce(1)
         prepared = time.monotonic()
         try:
             rows_parts = self._spark_write(transform.rows(observed), BATCH_ROW_HEADER, rows_tmp)
@@ -259,6 +263,16 @@ class BatchSink:
         os.replace(first, final)
         if self.durable:
             fsync_dir(final.parent)
+
+
+def one_task(ranges: dict[int, OffsetRange], below: int) -> bool:
+    """Whether a batch is small enough to run as one task: it covers fewer than `below` records
+    (known from its offset ranges; unknown counts as large). A task per Kafka partition pays off
+    for large batches; for a few thousand records, scheduling several tasks on two cores costs more
+    than it saves."""
+    if not ranges or any(r.start is None for r in ranges.values()):
+        return False
+    return sum(r.end - (r.start or 0) for r in ranges.values()) < below
 
 
 #: Ask the broker for the topic id again at least this often, whatever the offsets say.

@@ -175,3 +175,14 @@ def test_the_sink_asks_the_broker_once_while_offsets_continue(spark: SparkSessio
         for b in range(3)
     ]
     assert ids == ["id-1", "id-1", "id-2"] and len(asked) == 2
+
+
+def test_small_batches_run_as_one_task_large_ones_per_partition() -> None:
+    from spark_job.sink import one_task
+
+    small = {0: OffsetRange(start=0, end=400), 1: OffsetRange(start=10, end=500)}
+    assert one_task(small, 1_000)
+    assert not one_task(small, 890)  # 890 records: not fewer than 890
+    assert not one_task(small, 0)  # 0 turns it off
+    assert not one_task({}, 1_000)  # no ranges: the size is unknown
+    assert not one_task({0: OffsetRange(start=None, end=5)}, 1_000)
