@@ -9,7 +9,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
@@ -26,6 +26,8 @@ class Stack:
     log: Path
     proc: subprocess.Popen
     ports: dict[str, int]
+    #: the highest resident memory seen per component (process tree, JVM children included), bytes
+    peak_rss: dict[str, int] = field(default_factory=dict)
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
@@ -52,6 +54,17 @@ class Stack:
                         total += t.user + t.system
             out[name] = total
         return out
+
+    def sample_rss(self) -> None:
+        """Update peak_rss with each component's resident memory now (its whole process tree)."""
+        for name, pid in self.component_pids().items():
+            total = 0
+            with contextlib.suppress(psutil.Error):
+                p = psutil.Process(pid)
+                for q in [p, *p.children(recursive=True)]:
+                    with contextlib.suppress(psutil.Error):
+                        total += q.memory_info().rss
+            self.peak_rss[name] = max(self.peak_rss.get(name, 0), total)
 
 
 @contextlib.contextmanager

@@ -1,7 +1,7 @@
 """Spark job: events/s of the real streaming job over a backlog vs plain Spark over the same records.
 
 Streaming: `spark-submit spark_job/job.py` exactly as the launcher starts it (its default settings:
-1 s trigger, maxOffsetsPerTrigger 200,000), on a fresh checkpoint, the backlog already in Kafka.
+250 ms trigger, maxOffsetsPerTrigger 200,000), on a fresh checkpoint, the backlog already in Kafka.
 rows/s = backlog / (time from the job's progress.json saying `running` to its totals.inputRows
 reaching the backlog); JVM and session start-up are outside the timing, as in the batch run.
 Baseline: bench/spark_plain.py, what Spark itself does with the same records on the same cores
@@ -182,7 +182,7 @@ def run(cfg: Config, broker: Broker, work: Path) -> StageResult:
             "kafka_partitions": details[-1]["plain"].get("tasks"),
         },
         notes=[
-            "spark-submit --master local[2] --driver-memory 1g, the job's defaults (trigger 1 s, "
+            "spark-submit --master local[2] --driver-memory 1g, the job's defaults (trigger 250 ms, "
             "maxOffsetsPerTrigger 200,000); records: the generator's encoded events (ProducerPerformance "
             "--payload-file)",
             f"micro-batches of the last streaming run: {len(details[-1]['stream']['batches'])} seen; Spark "
