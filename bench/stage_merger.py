@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.common import Config, Figure, Spread, StageError, StageResult, Target
-from bench.data import csv_rows, write_batches
+from bench.data import batch_file, events_in, write_batches
 from bench.profiles import cprofile_call
 from contract.csv import ROW_HEADER, batch_file_name
 from services.merger.merge import MergeEngine
@@ -104,9 +104,10 @@ def measure_catchup(root: Path, parts: Path, sizes: MergerSizes) -> tuple[list[f
 def measure_appends(engine: MergeEngine, sizes: MergerSizes) -> list[float]:
     rows_dir = engine.settings.rows_dir
     next_id = (engine.state.last_batch_id or 0) + 1
-    batch = ROW_HEADER.encode() + b"\n" + csv_rows(sizes.part_rows, first_offset=50_000_000)
+    per_batch = events_in(sizes.part_rows)
     times: list[float] = []
     for i in range(sizes.append_reps):
+        batch = batch_file(sizes.part_rows, first_offset=50_000_000 + i * per_batch)  # new records each time
         (rows_dir / batch_file_name(next_id + i)).write_bytes(batch)
         t0 = time.perf_counter()
         engine.run_pass()
@@ -131,7 +132,7 @@ def run(cfg: Config, sizes: MergerSizes | None = None) -> StageResult:
             profile_note = None
             if Spread.of(append_ms).median > APPEND_TARGET_MS:
                 nxt = (engine.state.last_batch_id or 0) + 1
-                batch = ROW_HEADER.encode() + b"\n" + csv_rows(sizes.part_rows, first_offset=60_000_000)
+                batch = batch_file(sizes.part_rows, first_offset=60_000_000)
                 (engine.settings.rows_dir / batch_file_name(nxt)).write_bytes(batch)
                 prof = cfg.profiles / "merger-append.prof"
                 _, summary = cprofile_call(engine.run_pass, prof)
@@ -146,9 +147,7 @@ def run(cfg: Config, sizes: MergerSizes | None = None) -> StageResult:
             tail_s.append(time.perf_counter() - t0)
 
         # The old approach for one more batch: every part plus the new one, read and rewritten.
-        (parts / batch_file_name(sizes.parts)).write_bytes(
-            ROW_HEADER.encode() + b"\n" + csv_rows(sizes.part_rows, first_offset=50_000_000)
-        )
+        (parts / batch_file_name(sizes.parts)).write_bytes(batch_file(sizes.part_rows, first_offset=50_000_000))
         pandas_ms = []
         for _ in range(sizes.pandas_reps):
             t0 = time.perf_counter()

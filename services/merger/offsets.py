@@ -92,6 +92,8 @@ class OffsetCursor:
         """Which rows of a keyed batch to append (None: all of them)."""
         if parsed.kafka_partition is None or parsed.kafka_offset is None or not self.next_offsets:
             return None
+        if all(low >= self.next_offsets.get(p, 0) for p, (low, _) in parsed.partition_bounds.items()):
+            return None  # the usual case: every row is past what was merged
         parts, offsets = zip(*self.next_offsets.items(), strict=True)
         threshold = parsed.kafka_partition.cast(pl.Int64).replace_strict(
             list(parts), list(offsets), default=0, return_dtype=pl.Int64
@@ -104,9 +106,8 @@ class OffsetCursor:
         if manifest is not None:
             ends = {p: r.end for p, r in manifest.offsets.items()}
             self.lineage_offsets.update(ends)
-        if parsed is not None and parsed.kafka_partition is not None and parsed.kafka_offset is not None:
-            df = pl.DataFrame({"p": parsed.kafka_partition, "o": parsed.kafka_offset})
-            for p, o in df.group_by("p").agg(pl.col("o").max()).iter_rows():
-                ends[p] = max(ends.get(p, 0), o + 1)
+        if parsed is not None:
+            for p, (_, high) in parsed.partition_bounds.items():
+                ends[p] = max(ends.get(p, 0), high + 1)
         for p, end in ends.items():
             self.next_offsets[p] = max(self.next_offsets.get(p, 0), end)

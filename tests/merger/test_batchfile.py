@@ -87,3 +87,14 @@ def test_wrong_header(header):
 def test_not_utf8():
     with pytest.raises(InvalidBatchError, match="UTF-8"):
         parse_batch((ROW_HEADER + "\n").encode() + GOOD.replace("D001", "D\xff01").encode("latin-1"))
+
+
+def test_the_kafka_fields_are_cut_byte_for_byte_from_unquoted_rows() -> None:
+    import re
+
+    from services.merger.batchfile import _cut_kafka_prefixes
+
+    lines = [b"0,5,a,b,c", b"12,123456789012,\xc3\x9c,\x01,\r", b"1,0,,,", b"2,7,x,1,2,3,4,5,6,7,8,9"]
+    data = b"\n".join(lines) + b"\n"
+    assert _cut_kafka_prefixes(data) == re.sub(rb"(?m)^\d+,\d+,", b"", data)
+    assert _cut_kafka_prefixes(b"3,4,only\n") == b"only\n"
