@@ -1,12 +1,23 @@
-"""API-key checks: X-API-Key or Authorization: Bearer, compared in constant time."""
+"""API-key checks: X-API-Key or Authorization: Bearer, compared in constant time; `Read` and
+`Write`, the dependencies that apply them to routes."""
 
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
+from typing import Annotated, Any
 
+from fastapi import Depends, Security
+from fastapi.security import APIKeyHeader, HTTPBearer
 from starlette.requests import Request
 
+from gateway.deps import Settings
 from gateway.errors import Unauthorized
+from gateway.settings import GatewaySettings
+
+# Declared for the OpenAPI document (so /docs offers an "Authorize" button); checked below.
+_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="The gateway's API key.")
+_bearer = HTTPBearer(auto_error=False, description="The gateway's API key as a bearer token.")
 
 
 def presented_keys(request: Request) -> list[str]:
@@ -36,3 +47,26 @@ def check(request: Request, expected: str | None) -> None:
         return
     if not key_matches(expected, presented_keys(request)):
         raise Unauthorized("missing or invalid API key")
+
+
+def _key(settings: GatewaySettings) -> str | None:
+    return settings.api_key.get_secret_value() if settings.api_key else None
+
+
+def _requires_key(for_reads: bool) -> Callable[..., None]:
+    """A dependency checking the API key: always for writes, for reads when `protect_reads`."""
+
+    def require(
+        request: Request,
+        settings: Settings,
+        _k: Annotated[str | None, Security(_api_key_header)] = None,
+        _b: Annotated[Any, Security(_bearer)] = None,
+    ) -> None:
+        if not for_reads or settings.protect_reads:
+            check(request, _key(settings))
+
+    return require
+
+
+Write = Depends(_requires_key(for_reads=False))
+Read = Depends(_requires_key(for_reads=True))

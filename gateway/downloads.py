@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 
+import httpx
 from starlette.responses import StreamingResponse
 from starlette.types import Message, Receive, Scope, Send
 
@@ -52,6 +54,14 @@ class DownloadSlots:
             )
         self.active += 1
         return Slot(self)
+
+
+@dataclass(frozen=True)
+class DownloadPool:
+    """The downloads' own client (own connection pool, `max_downloads` connections) and places."""
+
+    client: httpx.AsyncClient
+    slots: DownloadSlots
 
 
 class RelayResponse(StreamingResponse):

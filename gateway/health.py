@@ -23,15 +23,28 @@ degraded (HTTP 200): everything flows or can flow, but something needs a look.
     Spark rows written vs rows merged).
 
 ok: none of the above.
+
+The document is contract/pipeline_status.py's PipelineStatus; each component's own status document
+is passed through next to the verdict.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-Level = Literal["ok", "degraded", "down"]
+from contract.pipeline_status import (
+    Accounting,
+    Components,
+    KafkaHealth,
+    Lag,
+    Level,
+    PipelineStatus,
+    ServiceHealth,
+    SparkHealth,
+)
+
 _RANK: dict[str, int] = {"ok": 0, "degraded": 1, "down": 2}
 
 
@@ -127,7 +140,7 @@ def pending_input(kafka: KafkaProbe, spark_doc: dict[str, Any] | None) -> int | 
     return _int((spark_doc or {}).get("offsetsBehindLatest"))
 
 
-def assess_kafka(k: KafkaProbe) -> dict[str, Any]:
+def assess_kafka(k: KafkaProbe) -> KafkaHealth:
     v = Verdict()
     if not k.bootstrap:
         v.add("down", "kafka: KAFKA_BOOTSTRAP_SERVERS is not set")
@@ -137,23 +150,30 @@ def assess_kafka(k: KafkaProbe) -> dict[str, Any]:
         v.add("degraded", f"kafka: partial answer: {k.error}")
     elif not k.topic_exists:
         v.add("degraded", f"kafka: topic {k.topic!r} does not exist yet")
-    return {
-        "status": v.status,
-        "reasons": v.reasons,
-        "reachable": k.reachable,
-        "bootstrap": k.bootstrap,
-        "brokers": k.brokers,
-        "topic": k.topic,
-        "topic_exists": k.topic_exists,
-        "partitions": k.partitions,
-        "end_offsets": {str(p): o for p, o in sorted(k.end_offsets.items())},
-        "total_events": sum(k.end_offsets.values()) if k.reachable else None,
-        "error": k.error,
-        "latency_ms": k.latency_ms,
-    }
+    return KafkaHealth(
+        status=v.status,
+        reasons=v.reasons,
+        reachable=k.reachable,
+        bootstrap=k.bootstrap,
+        brokers=k.brokers,
+        topic=k.topic,
+        topic_exists=k.topic_exists,
+        partitions=k.partitions,
+        end_offsets={str(p): o for p, o in sorted(k.end_offsets.items())},
+        total_events=sum(k.end_offsets.values()) if k.reachable else None,
+        error=k.error,
+        latency_ms=k.latency_ms,
+    )
 
 
-def assess_generator(g: HttpProbe) -> dict[str, Any]:
+def service_health(p: HttpProbe, v: Verdict) -> ServiceHealth:
+    """The service's own document with the verdict and the probe's fields over it (an upstream
+    field cannot shadow them)."""
+    fields = {"status": v.status, "reasons": v.reasons, "reachable": p.reachable, "url": p.url, "error": p.error}
+    return ServiceHealth.model_validate({**(p.doc or {}), **fields})
+
+
+def assess_generator(g: HttpProbe) -> ServiceHealth:
     v = Verdict()
     doc = g.doc or {}
     if not g.reachable:
@@ -163,10 +183,10 @@ def assess_generator(g: HttpProbe) -> dict[str, Any]:
         if state in ("degraded", "failed"):
             last = doc.get("last_error")
             v.add("degraded", f"generator: state {state}" + (f": {last}" if last else ""))
-    return {**doc, "status": v.status, "reasons": v.reasons, "reachable": g.reachable, "url": g.url, "error": g.error}
+    return service_health(g, v)
 
 
-def assess_spark(s: SparkProbe, kafka: KafkaProbe, now: float, t: Thresholds) -> dict[str, Any]:
+def assess_spark(s: SparkProbe, kafka: KafkaProbe, now: float, t: Thresholds) -> SparkHealth:
     v = Verdict()
     doc = s.doc
     pending = pending_input(kafka, doc)
@@ -202,10 +222,10 @@ def assess_spark(s: SparkProbe, kafka: KafkaProbe, now: float, t: Thresholds) ->
             v.add("degraded", "spark: starting")
         if v.status == "ok" and pending is not None and pending > t.spark_lag_warn_offsets:
             v.add("degraded", f"spark: {pending} offsets behind Kafka")
-    return {**(doc or {}), **info, "status": v.status, "reasons": v.reasons}
+    return SparkHealth.model_validate({**(doc or {}), **info, "status": v.status, "reasons": v.reasons})
 
 
-def assess_merger(m: HttpProbe, t: Thresholds, now: float | None = None) -> dict[str, Any]:
+def assess_merger(m: HttpProbe, t: Thresholds, now: float | None = None) -> ServiceHealth:
     v = Verdict()
     doc = m.doc or {}
     if not m.reachable:
@@ -221,7 +241,7 @@ def assess_merger(m: HttpProbe, t: Thresholds, now: float | None = None) -> dict
             v.add("degraded", f"merger: {lag} batches behind")
         for event in recent_source_events(doc.get("events"), now, t.merger_event_warn_s):
             v.add("degraded", f"merger: {event.get('kind')}: {event.get('detail')}")
-    return {**doc, "status": v.status, "reasons": v.reasons, "reachable": m.reachable, "url": m.url, "error": m.error}
+    return service_health(m, v)
 
 
 def recent_source_events(events: object, now: float | None, within_s: float) -> list[dict[str, Any]]:
@@ -239,25 +259,25 @@ def recent_source_events(events: object, now: float | None, within_s: float) -> 
     return out
 
 
-def account(kafka: KafkaProbe, gen: HttpProbe, spark: SparkProbe, merger: HttpProbe) -> dict[str, Any]:
+def account(kafka: KafkaProbe, gen: HttpProbe, spark: SparkProbe, merger: HttpProbe) -> Accounting:
     """Counts at each stage; when the pipeline has drained, whether they agree."""
     sdoc = spark.doc or {}
     totals = sdoc.get("totals") if isinstance(sdoc.get("totals"), dict) else {}
     gdoc = gen.doc or {}
     mdoc = merger.doc or {}
-    acc: dict[str, Any] = {
-        "events_in_kafka": sum(kafka.end_offsets.values()) if kafka.reachable else None,
-        "generator_acknowledged": _int(gdoc.get("acknowledged")) if gen.reachable else None,
-        "spark_input_rows": _int(totals.get("inputRows")),
-        "spark_rows_out": _int(totals.get("rowsOut")),
-        "spark_rejects": _int(totals.get("rejects")),
-        "spark_events_without_readings": _int(totals.get("eventsWithoutReadings")),
-        "rows_merged": _int(mdoc.get("rows_merged")) if merger.reachable else None,
-        "drained": False,
-        "consistent": None,
-        "notes": [],
-    }
-    notes: list[str] = acc["notes"]
+    acc = Accounting(
+        events_in_kafka=sum(kafka.end_offsets.values()) if kafka.reachable else None,
+        generator_acknowledged=_int(gdoc.get("acknowledged")) if gen.reachable else None,
+        spark_input_rows=_int(totals.get("inputRows")),
+        spark_rows_out=_int(totals.get("rowsOut")),
+        spark_rejects=_int(totals.get("rejects")),
+        spark_events_without_readings=_int(totals.get("eventsWithoutReadings")),
+        rows_merged=_int(mdoc.get("rows_merged")) if merger.reachable else None,
+        drained=False,
+        consistent=None,
+        notes=[],
+    )
+    notes = acc.notes
     pending = pending_input(kafka, spark.doc)
     spark_batch = _int(sdoc.get("batchId"))
     merged_batch = _int(mdoc.get("last_batch_id"))
@@ -272,22 +292,22 @@ def account(kafka: KafkaProbe, gen: HttpProbe, spark: SparkProbe, merger: HttpPr
         and mdoc.get("waiting_for_batch") is None
         and (spark_batch is None or (merged_batch is not None and merged_batch >= spark_batch))
     )
-    acc["drained"] = bool(drained)
+    acc.drained = bool(drained)
     if not drained:
         return acc
     consistent = True
-    kafka_n, read_n = acc["events_in_kafka"], acc["spark_input_rows"]
+    kafka_n, read_n = acc.events_in_kafka, acc.spark_input_rows
     if kafka_n is not None and read_n is not None and kafka_n != read_n:
         consistent = False
         notes.append(
             f"Kafka holds {kafka_n} events but Spark read {read_n} "
             "(different starting offsets, retention, or a lost checkpoint)"
         )
-    written_n, merged_n = acc["spark_rows_out"], acc["rows_merged"]
+    written_n, merged_n = acc.spark_rows_out, acc.rows_merged
     if written_n is not None and merged_n is not None and written_n != merged_n:
         consistent = False
         notes.append(f"Spark wrote {written_n} rows but the merger merged {merged_n}")
-    acc["consistent"] = consistent
+    acc.consistent = consistent
     return acc
 
 
@@ -299,34 +319,34 @@ def assess(
     *,
     now: float,
     thresholds: Thresholds,
-) -> dict[str, Any]:
+) -> PipelineStatus:
     """The whole /status document."""
-    components = {
-        "kafka": assess_kafka(kafka),
-        "generator": assess_generator(generator),
-        "spark": assess_spark(spark, kafka, now, thresholds),
-        "merger": assess_merger(merger, thresholds, now),
-    }
+    components = Components(
+        kafka=assess_kafka(kafka),
+        generator=assess_generator(generator),
+        spark=assess_spark(spark, kafka, now, thresholds),
+        merger=assess_merger(merger, thresholds, now),
+    )
+    each = (components.kafka, components.generator, components.spark, components.merger)
     accounting = account(kafka, generator, spark, merger)
-    overall: Level = worst(*(c["status"] for c in components.values()))
-    reasons = [r for c in components.values() for r in c["reasons"]]
-    if accounting["consistent"] is False:
+    overall: Level = worst(*(c.status for c in each))
+    reasons = [r for c in each for r in c.reasons]
+    if accounting.consistent is False:
         overall = worst(overall, "degraded")
-        reasons.extend(f"accounting: {n}" for n in accounting["notes"])
+        reasons.extend(f"accounting: {n}" for n in accounting.notes)
     freshness = (merger.doc or {}).get("freshness") if merger.reachable else None
-    spark_comp = components["spark"]
-    lag = {
-        "kafka_offsets_behind": spark_comp.get("pending_input"),
-        "merger_batches_behind": _int((merger.doc or {}).get("lag_batches")) if merger.reachable else None,
-        "end_to_end_s": _num(freshness.get("last_s")) if isinstance(freshness, dict) else None,
-        "end_to_end_p99_s": _num(freshness.get("p99_s")) if isinstance(freshness, dict) else None,
-        "spark_progress_age_s": spark_comp.get("age_s"),
-    }
-    return {
-        "overall": overall,
-        "reasons": reasons,
-        "checked_at": now,
-        "components": components,
-        "accounting": accounting,
-        "lag": lag,
-    }
+    lag = Lag(
+        kafka_offsets_behind=components.spark.pending_input,
+        merger_batches_behind=_int((merger.doc or {}).get("lag_batches")) if merger.reachable else None,
+        end_to_end_s=_num(freshness.get("last_s")) if isinstance(freshness, dict) else None,
+        end_to_end_p99_s=_num(freshness.get("p99_s")) if isinstance(freshness, dict) else None,
+        spark_progress_age_s=components.spark.age_s,
+    )
+    return PipelineStatus(
+        overall=overall,
+        reasons=reasons,
+        checked_at=now,
+        components=components,
+        accounting=accounting,
+        lag=lag,
+    )

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from contract.pipeline_status import ComponentHealth, PipelineStatus
 
 COMPONENTS = ("kafka", "generator", "spark", "merger")
 _LEVEL = {"ok": 0, "degraded": 1, "down": 2}
@@ -39,21 +39,18 @@ class GatewayMetrics:
             "devicestream_stage_total", "Cumulative count at each stage of the pipeline", ["stage"], registry=r
         )
 
-    def observe_status(self, doc: dict[str, Any]) -> None:
+    def observe_status(self, doc: PipelineStatus) -> None:
         for name in COMPONENTS:
-            level = doc["components"].get(name, {}).get("status", "down")
-            self.up.labels(name).set(0 if level == "down" else 1)
-            self.health.labels(name).set(_LEVEL[level])
-        self.overall.set(_LEVEL[doc["overall"]])
-        lag = doc.get("lag", {})
-        for gauge, key in (
-            (self.e2e_lag, "end_to_end_s"),
-            (self.offsets_behind, "kafka_offsets_behind"),
-            (self.batches_behind, "merger_batches_behind"),
+            component: ComponentHealth = getattr(doc.components, name)
+            self.up.labels(name).set(0 if component.status == "down" else 1)
+            self.health.labels(name).set(_LEVEL[component.status])
+        self.overall.set(_LEVEL[doc.overall])
+        for gauge, value in (
+            (self.e2e_lag, doc.lag.end_to_end_s),
+            (self.offsets_behind, doc.lag.kafka_offsets_behind),
+            (self.batches_behind, doc.lag.merger_batches_behind),
         ):
-            value = lag.get(key)
             gauge.set(float(value) if value is not None else float("nan"))
-        acc = doc.get("accounting", {})
         for stage in ("events_in_kafka", "spark_input_rows", "spark_rows_out", "spark_rejects", "rows_merged"):
-            value = acc.get(stage)
+            value = getattr(doc.accounting, stage)
             self.stage_count.labels(stage).set(float(value) if value is not None else float("nan"))

@@ -1,18 +1,16 @@
 """Response documents of the gateway's own routes. The generator's requests and answers are the
 shared models of contract/api.py (re-exported here): the gateway validates what it forwards and
-what comes back with the same models the generator uses."""
+what comes back with the same models the generator uses. /status is contract/pipeline_status.py's
+PipelineStatus (its readers are outside the gateway)."""
 
 from __future__ import annotations
 
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from contract.api import GeneratorStatus, RateRequest, Run, RunConflict, StartRequest
+from contract.pipeline_status import PipelineStatus
 
 __all__ = [
-    "Accounting",
-    "ComponentHealth",
     "ErrorBody",
     "GeneratorStatus",
     "PipelineStatus",
@@ -38,41 +36,6 @@ class TailResponse(BaseModel):
     rows: list[list[str]]
     file_size: int | None = Field(default=None, description="Size of merged.csv at the time of the read.")
     available: bool = Field(description="False until the merger has merged anything.")
-
-
-class ComponentHealth(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    status: Literal["ok", "degraded", "down"]
-    reasons: list[str] = []
-
-
-class Accounting(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    events_in_kafka: int | None = None
-    generator_acknowledged: int | None = None
-    spark_input_rows: int | None = None
-    spark_rows_out: int | None = None
-    spark_rejects: int | None = None
-    spark_events_without_readings: int | None = None
-    rows_merged: int | None = None
-    drained: bool = False
-    consistent: bool | None = None
-    notes: list[str] = []
-
-
-class PipelineStatus(BaseModel):
-    """GET /status."""
-
-    model_config = ConfigDict(extra="allow")
-
-    overall: Literal["ok", "degraded", "down"]
-    reasons: list[str]
-    checked_at: float
-    components: dict[str, ComponentHealth]
-    accounting: Accounting
-    lag: dict[str, float | int | None] = {}
 
 
 class Readiness(BaseModel):

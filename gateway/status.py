@@ -6,10 +6,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
 
 import httpx
 
+from contract.pipeline_status import PipelineStatus
 from gateway.health import Thresholds, assess
 from gateway.probes import probe_http, probe_kafka, probe_spark
 from gateway.settings import GatewaySettings
@@ -26,11 +26,11 @@ class StatusService:
             spark_lag_warn_offsets=settings.spark_lag_warn_offsets,
             merger_lag_warn_batches=settings.merger_lag_warn_batches,
         )
-        self._cached: tuple[float, dict[str, Any]] | None = None
-        self._inflight: asyncio.Task[dict[str, Any]] | None = None
+        self._cached: tuple[float, PipelineStatus] | None = None
+        self._inflight: asyncio.Task[PipelineStatus] | None = None
         self._last_overall: str | None = None
 
-    async def build(self) -> dict[str, Any]:
+    async def build(self) -> PipelineStatus:
         s = self.settings
         budget = s.status_timeout_s
         kafka, generator, spark, merger = await asyncio.gather(
@@ -40,13 +40,13 @@ class StatusService:
             probe_http(self.client, "merger", f"{s.merger_base()}/merger/status", budget),
         )
         doc = assess(kafka, generator, spark, merger, now=time.time(), thresholds=self.thresholds)
-        if doc["overall"] != self._last_overall:
-            level = logging.INFO if doc["overall"] == "ok" else logging.WARNING
-            log.log(level, "pipeline is %s", doc["overall"], extra={"reasons": "; ".join(doc["reasons"]) or "-"})
-            self._last_overall = doc["overall"]
+        if doc.overall != self._last_overall:
+            level = logging.INFO if doc.overall == "ok" else logging.WARNING
+            log.log(level, "pipeline is %s", doc.overall, extra={"reasons": "; ".join(doc.reasons) or "-"})
+            self._last_overall = doc.overall
         return doc
 
-    async def snapshot(self) -> dict[str, Any]:
+    async def snapshot(self) -> PipelineStatus:
         """A snapshot at most `status_cache_s` old; concurrent callers share one build."""
         now = time.monotonic()
         if self._cached and now - self._cached[0] < self.settings.status_cache_s:
@@ -56,7 +56,7 @@ class StatusService:
         # shield: one caller going away must not cancel the build the others wait for
         return await asyncio.shield(self._inflight)
 
-    async def _build_and_cache(self) -> dict[str, Any]:
+    async def _build_and_cache(self) -> PipelineStatus:
         doc = await self.build()
         self._cached = (time.monotonic(), doc)
         return doc

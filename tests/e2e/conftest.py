@@ -21,6 +21,7 @@ import httpx
 import psutil
 import pytest
 
+from contract.pipeline_status import PipelineStatus
 from devicestream.kafka_broker import free_ports, log_tail
 from tests.helpers import REPO_ROOT, wait_for
 
@@ -93,8 +94,9 @@ class Stack:
 
         return wait_for(ended, timeout, "the generator run to end", logs=self.logs("generator"), interval=0.5)
 
-    def status(self) -> dict:
-        return httpx.get(f"{self.gateway}/status", timeout=15).json()
+    def status(self) -> PipelineStatus:
+        """The gateway's /status, read with its contract model."""
+        return PipelineStatus.model_validate_json(httpx.get(f"{self.gateway}/status", timeout=15).content)
 
     # ---- the proof ---------------------------------------------------------------------------
     def verify(self, wait_s: float = 180) -> dict:

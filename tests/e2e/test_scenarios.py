@@ -47,6 +47,10 @@ def test_1_counted_seeded_run_undisturbed(stack: Stack) -> None:
     assert status["acknowledged"] == COUNT and status["delivery_errors"] == 0, status
     report = stack.verify()
     assert report["records"] >= COUNT
+    # the gateway's /status agrees: every stage counted the same events once the pipeline drained
+    doc = wait_for(lambda: (s := stack.status()).accounting.drained and s, 60, "/status drained", logs=stack.logs())
+    assert doc.overall == "ok" and doc.accounting.consistent is True, (doc.reasons, doc.accounting)
+    assert doc.accounting.events_in_kafka == doc.accounting.spark_input_rows == COUNT, doc.accounting
 
 
 def test_2_spark_job_killed_twice_mid_run(stack: Stack) -> None:
@@ -280,7 +284,7 @@ def test_7_load_20k_per_second(stack: Stack) -> None:
     stack.start_run(rate=20_000, duration_s=60, seed=7)
     behind: list[int] = []
     while stack.generator_status()["state"] == "running":
-        lag = stack.status().get("lag", {}).get("kafka_offsets_behind")
+        lag = stack.status().lag.kafka_offsets_behind
         if lag is not None:
             behind.append(int(lag))
         time.sleep(2)
@@ -290,8 +294,8 @@ def test_7_load_20k_per_second(stack: Stack) -> None:
     stopped = time.monotonic()
 
     def drained() -> bool:
-        s = stack.status()
-        return s["lag"]["kafka_offsets_behind"] == 0 and s["lag"]["merger_batches_behind"] == 0
+        lag = stack.status().lag
+        return lag.kafka_offsets_behind == 0 and lag.merger_batches_behind == 0
 
     wait_for(
         drained,

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from contract.layout import DataLayout
+from contract.pipeline_status import PipelineStatus
 from devicestream.kafka_broker import free_ports
 from tests.helpers import ServiceProcess, wait_for
 
@@ -104,10 +105,14 @@ class Stack:
     def status(self) -> httpx.Response:
         return httpx.get(f"{self.url}/status", timeout=10)
 
-    def wait_overall(self, want: str, timeout: float = 30, reason: str | None = None) -> dict:
-        def check() -> dict | None:
-            doc = self.status().json()
-            if doc["overall"] == want and (reason is None or any(reason in r for r in doc["reasons"])):
+    def pipeline(self) -> PipelineStatus:
+        """GET /status read with its contract model (200 when ok or degraded, 503 when down)."""
+        return PipelineStatus.model_validate_json(self.status().content)
+
+    def wait_overall(self, want: str, timeout: float = 30, reason: str | None = None) -> PipelineStatus:
+        def check() -> PipelineStatus | None:
+            doc = self.pipeline()
+            if doc.overall == want and (reason is None or any(reason in r for r in doc.reasons)):
                 return doc
             return None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from contract.pipeline_status import PipelineStatus
 from gateway.health import HttpProbe, KafkaProbe, SparkProbe, Thresholds, assess
 
 NOW = 1_000_000.0
@@ -44,20 +45,20 @@ def spark(**kw: Any) -> SparkProbe:
 
 def run(
     k: KafkaProbe | None = None, g: HttpProbe | None = None, s: SparkProbe | None = None, m: HttpProbe | None = None
-) -> dict[str, Any]:
+) -> PipelineStatus:
     return assess(k or kafka(), g or gen(), s or spark(), m or merger(), now=NOW, thresholds=T)
 
 
 def test_all_healthy_and_drained_is_ok_and_consistent() -> None:
     doc = run()
-    assert doc["overall"] == "ok" and doc["reasons"] == []
-    assert doc["accounting"]["drained"] and doc["accounting"]["consistent"] is True
+    assert doc.overall == "ok" and doc.reasons == []
+    assert doc.accounting.drained and doc.accounting.consistent is True
 
 
 def test_down_rules() -> None:
-    assert run(k=kafka(reachable=False, error="refused"))["overall"] == "down"
-    assert run(k=KafkaProbe(bootstrap="", topic="t"))["reasons"] == ["kafka: KAFKA_BOOTSTRAP_SERVERS is not set"]
-    assert run(m=HttpProbe("merger", "http://m", error="unreachable"))["overall"] == "down"
+    assert run(k=kafka(reachable=False, error="refused")).overall == "down"
+    assert run(k=KafkaProbe(bootstrap="", topic="t")).reasons == ["kafka: KAFKA_BOOTSTRAP_SERVERS is not set"]
+    assert run(m=HttpProbe("merger", "http://m", error="unreachable")).overall == "down"
     for s, why in (
         (spark(state="failed", lastError="boom"), "spark: job failed: boom"),
         (spark(state="stopped"), "spark: job stopped"),
@@ -65,56 +66,71 @@ def test_down_rules() -> None:
         (SparkProbe("p.json", error="bad json"), "spark: progress file unreadable"),
     ):
         doc = run(s=s)
-        assert doc["overall"] == "down" and doc["reasons"][0].startswith(why), doc["reasons"]
+        assert doc.overall == "down" and doc.reasons[0].startswith(why), doc.reasons
 
 
 def test_stale_only_counts_while_input_waits() -> None:
     old = spark(updatedAt=NOW - 300)
-    assert run(s=old)["overall"] == "ok"  # idle: nothing waits
+    assert run(s=old).overall == "ok"  # idle: nothing waits
     doc = run(k=kafka({0: 15, 1: 10}), s=old)
-    assert doc["overall"] == "down" and "stale" in doc["reasons"][0] and "5 events" in doc["reasons"][0]
-    assert doc["components"]["spark"]["pending_input"] == 5
-    assert run(k=kafka({0: 15, 1: 10}))["overall"] == "ok"  # fresh progress, just behind
+    assert doc.overall == "down" and "stale" in doc.reasons[0] and "5 events" in doc.reasons[0]
+    assert doc.components.spark.pending_input == 5
+    assert run(k=kafka({0: 15, 1: 10})).overall == "ok"  # fresh progress, just behind
 
 
 def test_missing_progress_file() -> None:
-    assert run(s=SparkProbe("p.json"), k=kafka({}))["overall"] == "degraded"
+    assert run(s=SparkProbe("p.json"), k=kafka({})).overall == "degraded"
     doc = run(s=SparkProbe("p.json"))
-    assert doc["overall"] == "down" and "20 events wait" in doc["reasons"][0]
+    assert doc.overall == "down" and "20 events wait" in doc.reasons[0]
 
 
 def test_degraded_rules() -> None:
-    assert run(g=HttpProbe("generator", "http://g", error="unreachable"))["overall"] == "degraded"
-    assert run(g=gen("failed", last_error="x"))["reasons"] == ["generator: state failed: x"]
-    assert run(s=spark(state="starting"))["overall"] == "degraded"
-    assert run(k=kafka(reachable=True, brokers=1))["reasons"][0] == "kafka: topic 't' does not exist yet"
-    assert run(k=kafka({0: 2000, 1: 10}))["reasons"] == ["spark: 1990 offsets behind Kafka"]
-    assert run(m=merger(quarantined=[{"file": "f", "reason": "r"}]))["overall"] == "degraded"
-    assert run(m=merger(waiting_for_batch=5))["reasons"] == ["merger: waiting for missing batch 5"]
-    assert run(m=merger(lag_batches=9))["reasons"] == ["merger: 9 batches behind"]
+    assert run(g=HttpProbe("generator", "http://g", error="unreachable")).overall == "degraded"
+    assert run(g=gen("failed", last_error="x")).reasons == ["generator: state failed: x"]
+    assert run(s=spark(state="starting")).overall == "degraded"
+    assert run(k=kafka(reachable=True, brokers=1)).reasons[0] == "kafka: topic 't' does not exist yet"
+    assert run(k=kafka({0: 2000, 1: 10})).reasons == ["spark: 1990 offsets behind Kafka"]
+    assert run(m=merger(quarantined=[{"file": "f", "reason": "r"}])).overall == "degraded"
+    assert run(m=merger(waiting_for_batch=5)).reasons == ["merger: waiting for missing batch 5"]
+    assert run(m=merger(lag_batches=9)).reasons == ["merger: 9 batches behind"]
 
 
 def test_a_recent_source_event_of_the_merger_is_shown_as_degraded() -> None:
     recreated = {"kind": "topic_recreated", "at": NOW - 60, "detail": "topic id abc -> def", "lineage": "l"}
     doc = run(m=merger(events=[recreated]))
-    assert doc["overall"] == "degraded"
-    assert doc["reasons"] == ["merger: topic_recreated: topic id abc -> def"]
-    assert doc["components"]["merger"]["events"] == [recreated]  # the event itself, for the operator
+    assert doc.overall == "degraded"
+    assert doc.reasons == ["merger: topic_recreated: topic id abc -> def"]
+    assert doc.components.merger.model_extra["events"] == [recreated]  # the event itself, for the operator
     old = {**recreated, "at": NOW - T.merger_event_warn_s - 1}
-    assert run(m=merger(events=[old]))["overall"] == "ok"  # still listed, no longer a warning
-    assert run(m=merger(events="garbage"))["overall"] == "ok"
+    assert run(m=merger(events=[old])).overall == "ok"  # still listed, no longer a warning
+    assert run(m=merger(events="garbage")).overall == "ok"
 
 
 def test_accounting_disagreement_after_drain_only() -> None:
     doc = run(m=merger(rows_merged=29))
-    assert doc["overall"] == "degraded" and doc["accounting"]["consistent"] is False
-    assert doc["reasons"] == ["accounting: Spark wrote 30 rows but the merger merged 29"]
+    assert doc.overall == "degraded" and doc.accounting.consistent is False
+    assert doc.reasons == ["accounting: Spark wrote 30 rows but the merger merged 29"]
     running = run(g=gen("running"), m=merger(rows_merged=29))  # in flight: no verdict
-    assert running["overall"] == "ok" and running["accounting"]["drained"] is False
+    assert running.overall == "ok" and running.accounting.drained is False
     behind = run(m=merger(rows_merged=29, last_batch_id=6))  # merger not caught up with spark's batch
-    assert behind["accounting"]["consistent"] is None
+    assert behind.accounting.consistent is None
 
 
 def test_upstream_fields_cannot_shadow_verdict() -> None:
     doc = run(g=gen(status="weird", reasons=["x"]))
-    assert doc["components"]["generator"]["status"] == "ok" and doc["components"]["generator"]["reasons"] == []
+    assert doc.components.generator.status == "ok" and doc.components.generator.reasons == []
+
+
+def test_the_document_reads_back_as_written() -> None:
+    """What /status sends (unset fields left out) is what a reader parses with the same model; without
+    a progress file Spark's age_s, stale and pid_alive are absent, not null."""
+    for doc in (run(), run(s=SparkProbe("p.json"), k=kafka({})), run(k=KafkaProbe(bootstrap="", topic="t"))):
+        sent = doc.model_dump_json(exclude_unset=True)
+        assert PipelineStatus.model_validate_json(sent).model_dump() == doc.model_dump()
+    no_file = run(s=SparkProbe("p.json"), k=kafka({})).model_dump(exclude_unset=True)["components"]["spark"]
+    assert {"age_s", "stale", "pid_alive"}.isdisjoint(no_file) and no_file["present"] is False
+    assert run(g=gen(run={"id": "r1"})).components.generator.model_extra == {
+        "state": "idle",
+        "acknowledged": 20,
+        "run": {"id": "r1"},
+    }

@@ -69,8 +69,8 @@ def test_the_gateway_carries_the_secret(real: Stack) -> None:
     # and the caller with the secret directly
     assert httpx.get(f"{real.merger_url}/merged.csv", headers={HEADER: SECRET}).status_code == 200
     # /status probes both with the secret (no Spark here, so overall itself is not the point)
-    components = real.status().json()["components"]
-    assert components["generator"]["reachable"] and components["merger"]["reachable"], components
+    components = real.pipeline().components
+    assert components.generator.reachable and components.merger.reachable, components
 
 
 def test_a_gateway_without_the_secret_is_refused(tmp_path: Path, kafka: object) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import httpx
 
+from contract.api import GeneratorStatus
+from contract.pipeline_status import PipelineStatus
 from tests.gateway.conftest import Stack
 from tests.helpers import wait_for
 
@@ -16,18 +18,19 @@ def test_start_via_gateway_shows_run_in_status(stack: Stack) -> None:
     assert run["state"] == "running" and run["params"]["rate"] == 200
     assert run["params"]["invalid_ratio"] == 0.0  # one default, the generator's (contract/api.py)
 
-    def run_visible() -> dict | None:
-        doc = stack.status().json()
-        gen = doc["components"]["generator"]
-        if gen["state"] == "running" and gen["run"]["id"] == run["id"] and doc["components"]["kafka"]["total_events"]:
+    def run_visible() -> PipelineStatus | None:
+        doc = stack.pipeline()
+        # the generator's own status document, passed through next to the gateway's verdict
+        gen = GeneratorStatus.model_validate(doc.components.generator.model_extra)
+        if gen.state == "running" and gen.run and gen.run.id == run["id"] and doc.components.kafka.total_events:
             return doc
         return None
 
     doc = wait_for(run_visible, 20, "the run in /status with events in Kafka", logs=stack.logs())
-    assert doc["overall"] == "ok", doc["reasons"]
-    kafka = doc["components"]["kafka"]
-    assert kafka["reachable"] and kafka["brokers"] == 1 and kafka["partitions"] == 3
-    assert kafka["topic"] == stack.topic
+    assert doc.overall == "ok", doc.reasons
+    kafka = doc.components.kafka
+    assert kafka.reachable and kafka.brokers == 1 and kafka.partitions == 3
+    assert kafka.topic == stack.topic
 
     # a second start is refused by the generator: its 409 and message come back intact
     again = httpx.post(f"{stack.url}/generator/start", json={"rate": 5}, timeout=10)
@@ -41,15 +44,15 @@ def test_start_via_gateway_shows_run_in_status(stack: Stack) -> None:
     sent = stopped.json()["acknowledged"]
 
     # once drained, the stages agree: Kafka events == Spark input rows, Spark rows == rows merged
-    def drained() -> dict | None:
-        d = stack.status().json()
-        return d if d["accounting"]["drained"] else None
+    def drained() -> PipelineStatus | None:
+        d = stack.pipeline()
+        return d if d.accounting.drained else None
 
     doc = wait_for(drained, 30, "the pipeline to drain", logs=stack.logs())
-    acc = doc["accounting"]
-    assert acc["consistent"] is True, acc
-    assert acc["events_in_kafka"] == sent == acc["spark_input_rows"] == acc["spark_rows_out"] == acc["rows_merged"]
-    assert doc["overall"] == "ok"
+    acc = doc.accounting
+    assert acc.consistent is True, acc
+    assert acc.events_in_kafka == sent == acc.spark_input_rows == acc.spark_rows_out == acc.rows_merged
+    assert doc.overall == "ok"
 
 
 def test_generator_validation_and_passthrough(stack: Stack) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from contract.pipeline_status import PipelineStatus
 from tests.gateway.conftest import Stack, make_stack
 from tests.helpers import wait_for
 
@@ -76,10 +77,10 @@ def test_stalled_downloads_leave_the_control_plane_alone(big: Stack) -> None:
         assert status_s < BOUND_S, f"/status took {status_s:.2f}s with {STALLED} stalled downloads (issue #14: < 2 s)"
         assert stop_s < BOUND_S, f"POST /generator/stop took {stop_s:.2f}s with {STALLED} stalled downloads (< 2 s)"
         assert stop.status_code == 200 and stop.json()["state"] == "stopped", stop.text
-        doc = status.json()
-        assert doc["components"]["merger"]["reachable"], doc["components"]["merger"]
-        assert doc["components"]["generator"]["reachable"], doc["components"]["generator"]
-        assert doc["overall"] != "down", doc["reasons"]
+        doc = PipelineStatus.model_validate_json(status.content)
+        assert doc.components.merger.reachable, doc.components.merger
+        assert doc.components.generator.reachable, doc.components.generator
+        assert doc.overall != "down", doc.reasons
 
         # the send timeout drops the stalled clients and frees their places: a reader gets the whole file
         def downloads() -> int | None:

@@ -9,6 +9,7 @@ import time
 
 import httpx
 
+from contract.pipeline_status import PipelineStatus
 from tests.gateway.conftest import Stack
 from tests.helpers import wait_for
 
@@ -19,16 +20,16 @@ def test_merger_stopped_is_down_then_ok(stack: Stack) -> None:
     r = stack.status()
     assert time.monotonic() - t0 < 5
     assert r.status_code == 503
-    doc = r.json()
-    assert doc["overall"] == "down"
-    assert doc["components"]["merger"]["status"] == "down"
-    assert any(x.startswith("merger:") for x in doc["reasons"]), doc["reasons"]
+    doc = PipelineStatus.model_validate_json(r.content)
+    assert doc.overall == "down"
+    assert doc.components.merger.status == "down"
+    assert any(x.startswith("merger:") for x in doc.reasons), doc.reasons
     metrics = httpx.get(f"{stack.url}/metrics").text
     assert 'devicestream_component_up{component="merger"} 0.0' in metrics
     assert 'devicestream_component_up{component="kafka"} 1.0' in metrics
     stack.start("merger")
     doc = stack.wait_overall("ok")
-    assert doc["components"]["merger"]["reachable"]
+    assert doc.components.merger.reachable
     assert 'devicestream_component_up{component="merger"} 1.0' in httpx.get(f"{stack.url}/metrics").text
 
 
@@ -36,9 +37,9 @@ def test_generator_stopped_is_degraded(stack: Stack) -> None:
     stack.stop("generator")
     r = stack.status()
     assert r.status_code == 200
-    doc = r.json()
-    assert doc["overall"] == "degraded" and doc["components"]["generator"]["status"] == "degraded"
-    assert any(x.startswith("generator:") for x in doc["reasons"])
+    doc = PipelineStatus.model_validate_json(r.content)
+    assert doc.overall == "degraded" and doc.components.generator.status == "degraded"
+    assert any(x.startswith("generator:") for x in doc.reasons)
     stack.start("generator")
     stack.wait_overall("ok")
 
@@ -49,7 +50,7 @@ def test_spark_killed_is_down_then_ok(stack: Stack) -> None:
     stack.procs.pop("spark")
     doc = stack.wait_overall("down", reason="spark: driver pid")
     assert stack.status().status_code == 503
-    assert doc["components"]["spark"]["pid_alive"] is False
+    assert doc.components.spark.pid_alive is False
     stack.start("spark")
     stack.wait_overall("ok")
 
@@ -59,11 +60,11 @@ def test_spark_stale_while_input_waits_then_missing_then_ok(stack: Stack) -> Non
     spark = stack.procs["spark"]
     os.kill(spark.pid, signal.SIGSTOP)
     try:
-        assert stack.status().json()["overall"] == "ok"  # nothing waiting: idle is fine
+        assert stack.pipeline().overall == "ok"  # nothing waiting: idle is fine
         assert httpx.post(f"{stack.url}/generator/start", json={"rate": 50}).status_code == 202
         doc = stack.wait_overall("down", timeout=20, reason="spark: stale")
-        assert doc["components"]["spark"]["stale"] is True
-        assert doc["components"]["spark"]["pending_input"] > 0
+        assert doc.components.spark.stale is True
+        assert (doc.components.spark.pending_input or 0) > 0
     finally:
         os.kill(spark.pid, signal.SIGCONT)
     stack.wait_overall("ok", timeout=20)
@@ -77,21 +78,21 @@ def test_spark_stale_while_input_waits_then_missing_then_ok(stack: Stack) -> Non
     stack.wait_overall("down", timeout=20, reason="spark: no progress file")
     stack.start("spark")
     doc = stack.wait_overall("ok", timeout=30)
-    assert doc["components"]["spark"]["present"] and not doc["components"]["spark"]["stale"]
+    assert doc.components.spark.present and not doc.components.spark.stale
 
 
 def test_kafka_section(stack: Stack) -> None:
     httpx.post(f"{stack.url}/generator/start", json={"rate": 100, "count": 60})
 
-    def all_in() -> dict | None:
-        d = stack.status().json()
-        return d if d["components"]["kafka"]["total_events"] == 60 and d["accounting"]["drained"] else None
+    def all_in() -> PipelineStatus | None:
+        d = stack.pipeline()
+        return d if d.components.kafka.total_events == 60 and d.accounting.drained else None
 
     doc = wait_for(all_in, 30, "60 events in Kafka and drained", logs=stack.logs())
-    k = doc["components"]["kafka"]
-    assert k["status"] == "ok" and k["brokers"] == 1 and k["partitions"] == 3
-    assert set(k["end_offsets"]) == {"0", "1", "2"} and sum(k["end_offsets"].values()) == 60
-    assert doc["accounting"]["events_in_kafka"] == 60 and doc["accounting"]["consistent"] is True
+    k = doc.components.kafka
+    assert k.status == "ok" and k.brokers == 1 and k.partitions == 3
+    assert set(k.end_offsets) == {"0", "1", "2"} and sum(k.end_offsets.values()) == 60
+    assert doc.accounting.events_in_kafka == 60 and doc.accounting.consistent is True
     metrics = httpx.get(f"{stack.url}/metrics").text
     assert 'devicestream_stage_total{stage="rows_merged"} 60.0' in metrics
     assert "devicestream_end_to_end_lag_seconds" in metrics

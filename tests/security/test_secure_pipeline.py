@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from contract.kafka import PLAINTEXT, connection_failure
+from contract.pipeline_status import PipelineStatus
 from devicestream.kafka_broker import free_ports
 from devicestream.kafka_tls import make_ca
 from tests.e2e.conftest import Stack, running_stack
@@ -66,12 +67,12 @@ def test_counted_run_through_spark_and_merger_verifies(secure_stack: Stack) -> N
     assert report["ok"] and report["records"] == COUNT and report["rows_in_merged"] > 0, report
 
     status = st.status()
-    assert status["components"]["kafka"]["status"] == "ok", status["components"]["kafka"]
+    assert status.components.kafka.status == "ok", status.components.kafka
     metrics = (
         httpx.get(f"{st.gateway}/metrics", timeout=10).text + httpx.get(f"{st.generator}/metrics", timeout=10).text
     )
     assert_no_secret(
-        {**every_log(st), "/status": json.dumps(status), "/metrics": metrics, "verify": json.dumps(report)},
+        {**every_log(st), "/status": status.model_dump_json(), "/metrics": metrics, "verify": json.dumps(report)},
         password_of(st),
     )
 
@@ -139,10 +140,10 @@ def test_bad_credentials_or_ca_end_in_one_clear_line(secure_stack: Stack, tmp_pa
             logs=[gen_log],
         )
         assert not gen_status["connected"] and cause in gen_status["last_error"], gen_status
-        status = httpx.get(f"http://127.0.0.1:{gw_port}/status", timeout=30).json()
-        kafka = status["components"]["kafka"]
-        assert kafka["status"] == "down" and any(cause in r for r in kafka["reasons"]), kafka
-        outputs["/status"] = json.dumps(status)
+        status = httpx.get(f"http://127.0.0.1:{gw_port}/status", timeout=30)
+        kafka = PipelineStatus.model_validate_json(status.content).components.kafka
+        assert kafka.status == "down" and any(cause in r for r in kafka.reasons), kafka
+        outputs["/status"] = status.text
         outputs["/generator/status"] = json.dumps(gen_status)
         outputs["/metrics"] = httpx.get(f"http://127.0.0.1:{gw_port}/metrics", timeout=10).text
         outputs["generator /metrics"] = httpx.get(f"{gen_url}/metrics", timeout=10).text

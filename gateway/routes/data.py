@@ -1,0 +1,172 @@
+"""The merged data: merged.csv and merged.parquet streamed from the merger (with the filters of
+gateway/query.py, passed on in the query string), the last rows of merged.csv, and the device
+figures (/devices) forwarded. The query string is forwarded exactly as sent, so repeated
+parameters (deviceId=D001&deviceId=D002) keep their meaning."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+from urllib.parse import quote
+
+import httpx
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import Response
+
+from contract.csv import ROW_COLUMNS
+from contract.devices import DevicesResponse
+from gateway.auth import Read
+from gateway.deps import ControlClient, Downloads, Settings
+from gateway.downloads import DownloadPool
+from gateway.models import TailResponse
+from gateway.query import FILTER_ERRORS, UPSTREAM_ERRORS, row_filters
+from gateway.responses import AUTH_ERROR
+from gateway.responses import UPSTREAM_ERRORS as ANY_UPSTREAM_ERRORS
+from gateway.settings import GatewaySettings
+from gateway.upstream import answer_as_is, call_json, fetch_tail, stream_merged
+
+router = APIRouter(dependencies=[Read])
+
+MERGED_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/csv": {}}, "description": "The whole file (the header alone before the first row)."},
+    206: {"content": {"text/csv": {}}, "description": "The requested byte range."},
+    304: {"description": "Not modified (If-None-Match / If-Modified-Since)."},
+    416: {"description": "Range not satisfiable."},
+    **AUTH_ERROR,
+    **ANY_UPSTREAM_ERRORS,
+}
+
+
+def with_query(url: str, request: Request) -> str:
+    query = request.url.query
+    return f"{url}?{query}" if query else url
+
+
+async def relay_download(settings: GatewaySettings, pool: DownloadPool, url: str, request: Request) -> Response:
+    """Stream `url` (with the request's query string) from the merger: status, validators, body;
+    through the download pool, within the download places and the send timeout."""
+    slot = pool.slots.acquire()  # 503 + Retry-After when all are taken
+    return await stream_merged(
+        pool.client,
+        request.method,
+        with_query(url, request),
+        request.headers,
+        connect_timeout_s=settings.connect_timeout_s,
+        read_timeout_s=settings.stream_read_timeout_s,
+        send_timeout_s=settings.download_send_timeout_s,
+        slot=slot,
+    )
+
+
+def add_download(
+    path: str,
+    endpoint: Callable[..., Awaitable[Response]],
+    *,
+    get_summary: str,
+    head_summary: str,
+    responses: dict[int | str, dict[str, Any]],
+) -> None:
+    """GET and HEAD of one download relayed from the merger, with the filters documented."""
+    for method, summary in (("GET", get_summary), ("HEAD", head_summary)):
+        router.add_api_route(
+            path,
+            endpoint,
+            methods=[method],
+            operation_id=f"{method.lower()}_{path.lstrip('/').replace('.', '_')}",
+            tags=["output"],
+            summary=summary,
+            response_class=Response,
+            responses=responses,
+            dependencies=[Depends(row_filters)],
+        )
+
+
+async def merged_csv(request: Request, settings: Settings, pool: Downloads) -> Response:
+    """Streamed from the merger chunk by chunk. Range, If-Range, If-None-Match and
+    If-Modified-Since go to the merger; ETag, Last-Modified, Content-Length, Content-Range and
+    Accept-Ranges come back, with its status code (200/206/304/416). Filters go along in the
+    query string: the merger checks and applies them."""
+    return await relay_download(settings, pool, f"{settings.merger_base()}/merged.csv", request)
+
+
+add_download(
+    "/merged.csv",
+    merged_csv,
+    get_summary="The merged output",
+    head_summary="Size, ETag and Last-Modified of the merged output",
+    responses={**MERGED_RESPONSES, **FILTER_ERRORS},
+)
+
+
+@router.get(
+    "/merged/tail",
+    response_model=TailResponse,
+    tags=["output"],
+    summary="The last rows of merged.csv (one bounded Range request to the merger)",
+    responses={**AUTH_ERROR, **ANY_UPSTREAM_ERRORS},
+)
+async def merged_tail(
+    settings: Settings, client: ControlClient, n: Annotated[int, Query(ge=1, le=1000)] = 20
+) -> TailResponse:
+    lines, size = await fetch_tail(
+        client,
+        f"{settings.merger_base()}/merged.csv",
+        n=min(n, settings.tail_max_rows),
+        window_bytes=settings.tail_window_bytes,
+        timeout_s=settings.status_timeout_s,
+    )
+    rows = [row for row in csv.reader(lines)]
+    return TailResponse(columns=list(ROW_COLUMNS), rows=rows, file_size=size, available=size is not None)
+
+
+async def merged_parquet(request: Request, settings: Settings, pool: Downloads) -> Response:
+    """The committed rows that match the filters as one Parquet file (typed columns; eventTime a
+    UTC timestamp), streamed from the merger."""
+    return await relay_download(settings, pool, f"{settings.merger_base()}/merged.parquet", request)
+
+
+PARQUET_SUMMARY = "The merged rows as Parquet, with merged.csv's filters"
+add_download(
+    "/merged.parquet",
+    merged_parquet,
+    get_summary=PARQUET_SUMMARY,
+    head_summary=PARQUET_SUMMARY,
+    responses={
+        200: {"content": {"application/vnd.apache.parquet": {}}, "description": "One Parquet file."},
+        304: {"description": "Not modified (If-None-Match)."},
+        **FILTER_ERRORS,
+        **UPSTREAM_ERRORS,
+    },
+)
+
+
+async def devices_json(settings: GatewaySettings, client: httpx.AsyncClient, path: str) -> Any:
+    """The merger's answer, validated against the contract on success; its errors as they are."""
+    url = f"{settings.merger_base()}/devices{path}"
+    resp = await call_json(client, "merger", "GET", url, body=None, timeout_s=settings.status_timeout_s)
+    if not 200 <= resp.status_code < 300:
+        return answer_as_is(resp)
+    return DevicesResponse.model_validate_json(resp.content)
+
+
+@router.get(
+    "/devices",
+    response_model=DevicesResponse,
+    tags=["devices"],
+    summary="Every device's figures (whole run and recent window), from the merger",
+    responses=UPSTREAM_ERRORS,
+)
+async def devices(settings: Settings, client: ControlClient) -> Any:
+    return await devices_json(settings, client, "")
+
+
+@router.get(
+    "/devices/{deviceId}",
+    response_model=DevicesResponse,
+    tags=["devices"],
+    summary="One device's figures",
+    responses={404: {"description": "No merged row has this deviceId."}, **UPSTREAM_ERRORS},
+)
+async def device(settings: Settings, client: ControlClient, deviceId: Annotated[str, Path(examples=["D001"])]) -> Any:
+    return await devices_json(settings, client, f"/{quote(deviceId, safe='')}")
