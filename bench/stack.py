@@ -16,8 +16,8 @@ import psutil
 
 from bench.common import PY, StageError, wait_until
 from contract.files import read_json
-from devicestream.kafka_broker import free_ports, log_tail
 from devicestream.paths import REPO_ROOT
+from devicestream.processes import free_ports, log_tail, start_in_own_group
 
 
 @dataclass
@@ -73,16 +73,8 @@ def stack(data: Path, extra_env: dict[str, str] | None = None, ready_s: float = 
     }
     env.pop("DEVICESTREAM_COMPONENTS", None)
     log = data.parent / f"{data.name}-up.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [PY, "-m", "devicestream", "up"],
-            env=env,
-            cwd=REPO_ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+    log.unlink(missing_ok=True)  # readiness is read from this log: none of an earlier run
+    proc = start_in_own_group([PY, "-m", "devicestream", "up"], log, env=env, cwd=REPO_ROOT)
     st = Stack(data, log, proc, ports)
     pids: dict[str, int] = {}
     try:
@@ -92,10 +84,7 @@ def stack(data: Path, extra_env: dict[str, str] | None = None, ready_s: float = 
             pids.update(st.component_pids())
             return "all components ready" in log.read_text(errors="replace")
 
-        try:
-            wait_until(ready, ready_s, "`devicestream up` to report all components ready", interval_s=0.25)
-        except StageError as e:
-            raise StageError(f"{e}\n{log_tail(log)}") from e
+        wait_until(ready, ready_s, "`devicestream up` to report all components ready", interval_s=0.25, logs=[log])
         yield st
     finally:
         pids.update(st.component_pids())

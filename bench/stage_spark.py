@@ -26,8 +26,8 @@ from bench.data import write_payload_file
 from bench.procs import Broker
 from bench.stage_generator import producer_performance
 from contract.files import read_json
-from devicestream.kafka_broker import log_tail, stop_process
 from devicestream.paths import REPO_ROOT, jars_dir
+from devicestream.processes import log_tail, stop_process
 
 RATIO_TARGET = 0.7
 

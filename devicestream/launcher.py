@@ -35,17 +35,10 @@ from contract.files import atomic_write_json, read_json
 from contract.internal import ENV_NAME as INTERNAL_SECRET_ENV
 from contract.kafka import KafkaSecurity, failure_reason
 from contract.layout import DataLayout
-from devicestream.kafka_broker import (
-    LAST_NODE_GRACE_S,
-    BrokerError,
-    KafkaCluster,
-    ensure_topic,
-    log_tail,
-    wait_until_ready,
-)
+from devicestream.kafka_broker import LAST_NODE_GRACE_S, BrokerError, KafkaCluster, ensure_topic, wait_until_ready
 from devicestream.kafka_tls import ensure_broker_security
 from devicestream.paths import REPO_ROOT, jars_dir, venv_bin
-from devicestream.procs import ProcessIdentity, group_members, kill_group, stop_group, stop_wrapper
+from devicestream.processes import ProcessIdentity, group_members, kill_group, log_tail, stop_group, stop_wrapper
 from devicestream.settings import LauncherSettings
 
 log = logging.getLogger("devicestream.launcher")

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
 import httpx
 
-from devicestream.kafka_broker import log_tail
+from devicestream.processes import DeadlineExpired, kill_process, log_tail, start_in_own_group, stop_process, wait_until
 
 T = TypeVar("T")
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -29,19 +27,10 @@ def wait_for(
 ) -> T:
     """Poll `predicate` until it returns something truthy; on timeout fail with `what` and the tails
     of `logs`. Exceptions from the predicate count as "not yet" (the last one is shown)."""
-    end = time.monotonic() + timeout
-    last_exc: BaseException | None = None
-    while True:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except Exception as e:
-            last_exc = e
-        if time.monotonic() > end:
-            tails = "\n".join(f"--- tail of {p}:\n{log_tail(p)}" for p in logs)
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last error: {last_exc!r}\n{tails}")
-        time.sleep(interval)
+    try:
+        return wait_until(predicate, timeout, what, logs=logs, interval_s=interval)
+    except DeadlineExpired as e:
+        raise AssertionError(str(e)) from None
 
 
 def devicestream_cli(*args: str, env: Mapping[str, str], timeout: float = 150) -> subprocess.CompletedProcess:
@@ -67,16 +56,7 @@ class ServiceProcess:
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 60.0) -> ServiceProcess:
-        self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_file, "ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", self.module],
-                env=self.env,
-                cwd=REPO_ROOT,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self.proc = start_in_own_group([sys.executable, "-m", self.module], self.log_file, env=self.env, cwd=REPO_ROOT)
         if self.ready_url:
 
             def ready() -> bool:
@@ -101,24 +81,12 @@ class ServiceProcess:
 
     def kill(self) -> None:
         """SIGKILL the whole process group, as a crash would."""
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
+        if self.proc:
+            kill_process(self.proc)
 
     def stop(self, timeout: float = 20.0) -> int | None:
         """SIGTERM, then SIGKILL after `timeout`. Returns the exit code."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-            except ProcessLookupError:
-                pass
-        return self.proc.returncode
+        return stop_process(self.proc, timeout) if self.proc else None
 
     def __enter__(self) -> ServiceProcess:
         return self.start()

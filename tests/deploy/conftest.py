@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from devicestream.kafka_broker import free_ports, log_tail
+from devicestream.processes import free_ports, log_tail
 from tests.e2e.conftest import Stack
 from tests.helpers import REPO_ROOT, wait_for
 

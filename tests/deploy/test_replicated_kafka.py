@@ -18,15 +18,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from devicestream.kafka_broker import (
-    KafkaCluster,
-    ensure_topic,
-    free_ports,
-    log_tail,
-    start_node,
-    stop_processes,
-    wait_until_ready,
-)
+from devicestream.kafka_broker import KafkaCluster, ensure_topic, start_node, stop_processes, wait_until_ready
+from devicestream.processes import free_ports, log_tail
 
 TOPIC = "replicated-events"
 PARTITIONS = 3

@@ -20,7 +20,7 @@ import httpx
 import pyspark
 import pytest
 
-from devicestream.kafka_broker import free_ports, log_tail
+from devicestream.processes import free_ports, log_tail
 from tests.deploy.conftest import LaunchStack
 from tests.helpers import wait_for
 

@@ -21,7 +21,7 @@ import httpx
 import psutil
 import pytest
 
-from devicestream.kafka_broker import free_ports, log_tail
+from devicestream.processes import free_ports, log_tail, start_in_own_group
 from tests.helpers import REPO_ROOT, wait_for
 
 
@@ -149,15 +149,9 @@ def running_stack(base: Path, up_args: Sequence[str] = ()) -> Iterator[Stack]:
     merger_dir = data / "merger"
     if _mount_tmpfs(merger_dir):
         st.tmpfs = merger_dir
-    with open(st.out_log, "wb") as out:
-        st.proc = subprocess.Popen(
-            [sys.executable, "-m", "devicestream", "up", *up_args],
-            env={**os.environ, **env},
-            cwd=REPO_ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    argv = [sys.executable, "-m", "devicestream", "up", *up_args]
+    st.out_log.unlink(missing_ok=True)  # readiness is read from this log: none of an earlier run
+    st.proc = start_in_own_group(argv, st.out_log, env={**os.environ, **env}, cwd=REPO_ROOT)
     try:
         wait_for(
             lambda: (

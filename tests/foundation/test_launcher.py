@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from devicestream.kafka_broker import free_ports, log_tail
+from devicestream.processes import free_ports, log_tail, start_in_own_group
 from tests.helpers import REPO_ROOT, devicestream_cli, wait_for
 
 _cli = devicestream_cli
@@ -27,15 +27,8 @@ def _port_free(port: int) -> bool:
 
 
 def _start_launcher(env: dict[str, str], out_log: Path) -> subprocess.Popen:
-    with open(out_log, "ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "devicestream", "up"],
-            env={**os.environ, **env},
-            cwd=REPO_ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    argv = [sys.executable, "-m", "devicestream", "up"]
+    return start_in_own_group(argv, out_log, env={**os.environ, **env}, cwd=REPO_ROOT)
 
 
 def _kill_leftovers(launcher: subprocess.Popen, data: Path) -> None:

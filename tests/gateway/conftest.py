@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from contract.layout import DataLayout
-from devicestream.kafka_broker import free_ports
+from devicestream.processes import free_ports
 from tests.helpers import ServiceProcess, wait_for
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"

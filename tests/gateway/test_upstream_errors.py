@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from devicestream.kafka_broker import free_ports
+from devicestream.processes import free_ports
 from tests.gateway.conftest import Stack, make_stack
 
 

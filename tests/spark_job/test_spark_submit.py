@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from devicestream.kafka_broker import log_tail
+from devicestream.processes import log_tail
 from tests.conftest import Broker
 from tests.helpers import REPO_ROOT, wait_for
 from tests.spark_job.conftest import connector_jars
