@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import TypeVar
 
 import psutil
-from pydantic import BaseModel, ConfigDict
+
+from contract.launcher import ProcessRecord
 
 T = TypeVar("T")
 
@@ -161,14 +162,13 @@ def runs(pid: int) -> bool:
 CREATE_TIME_TOLERANCE_S = 0.05
 
 
-class ProcessIdentity(BaseModel):
-    """A process as recorded in launcher.json: pid, create time, command line."""
+class ProcessIdentity(ProcessRecord):
+    """A process as recorded in launcher.json (pid, create time, command line), and whether the pid
+    still names it."""
 
-    model_config = ConfigDict(frozen=True)
-
-    pid: int
-    create_time: float
-    cmdline: list[str]
+    @classmethod
+    def from_record(cls, record: ProcessRecord | None) -> ProcessIdentity | None:
+        return None if record is None else cls(**record.model_dump())
 
     @classmethod
     def of(cls, pid: int, cmdline: list[str] | None = None) -> ProcessIdentity | None:

@@ -174,4 +174,4 @@ def test_pipeline_on_a_standalone_cluster(standalone: Standalone, launch_stack: 
     stderr = standalone.work_dir / app["id"] / str(executors[0]["id"]) / "stderr"
     assert stderr.exists(), f"no executor log at {stderr}; work dir has {list(standalone.work_dir.rglob('*'))[:20]}"
     assert "Finished task" in stderr.read_text(errors="replace"), log_tail(stderr)
-    assert stack.components()["spark"]["restarts"] == 0
+    assert stack.components()["spark"].restarts == 0

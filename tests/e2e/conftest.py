@@ -21,6 +21,8 @@ import httpx
 import psutil
 import pytest
 
+from contract.launcher import ComponentRecord, LauncherState
+from contract.layout import DataLayout
 from devicestream.processes import free_ports, log_tail, start_in_own_group
 from tests.helpers import REPO_ROOT, wait_for
 
@@ -56,11 +58,15 @@ class Stack:
         return [self.out_log, *(self.data / "logs" / f"{n}.log" for n in names)]
 
     # ---- the launcher's view -----------------------------------------------------------------
-    def components(self) -> dict[str, dict]:
-        return json.loads((self.data / "run" / "launcher.json").read_text())["components"]
+    def components(self) -> dict[str, ComponentRecord]:
+        state = LauncherState.read(DataLayout(self.data).launcher_state)
+        assert state is not None, f"no launcher.json in {self.data}"
+        return state.components
 
     def pid(self, name: str) -> int:
-        return int(self.components()[name]["pid"])
+        pid = self.components()[name].pid
+        assert pid is not None, f"{name} has no pid yet"
+        return pid
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> int:
         """Signal the component's whole process group (a crash takes the JVM and workers too)."""
@@ -71,7 +77,7 @@ class Stack:
     def wait_restarted(self, name: str, old_pid: int, timeout: float = 240) -> None:
         def ready_again() -> bool:
             c = self.components()[name]
-            return c["state"] == "ready" and c["pid"] != old_pid
+            return c.state == "ready" and c.pid != old_pid
 
         wait_for(ready_again, timeout, f"{name} restarted by the launcher and ready", logs=self.logs(name))
 

@@ -4,7 +4,6 @@ clean stop that leaves no process and frees the ports, and clear refusals."""
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import socket
@@ -15,6 +14,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from contract.launcher import ComponentRecord, LauncherState, ProcessRecord
+from contract.layout import DataLayout
 from devicestream.processes import free_ports, log_tail, start_in_own_group
 from tests.helpers import REPO_ROOT, devicestream_cli, wait_for
 
@@ -56,29 +57,29 @@ def test_up_restart_down(stack_env: dict[str, str], tmp_path: Path) -> None:
     data = Path(stack_env["DEVICESTREAM_DATA_DIR"])
     out_log = tmp_path / "up.log"
     launcher = _start_launcher(stack_env, out_log)
-    state_file = data / "run" / "launcher.json"
+    state_file = DataLayout(data).launcher_state
     logs = [out_log, data / "logs" / "kafka.log"]
     try:
 
-        def component() -> dict | None:
-            doc = json.loads(state_file.read_text())
-            return doc["components"].get("kafka")
+        def component() -> ComponentRecord | None:
+            state = LauncherState.read(state_file)
+            return state.components.get("kafka") if state else None
 
         wait_for(lambda: "all components ready" in out_log.read_text(), 120, "the stack to be ready", logs=logs)
         first = component()
-        assert first and first["state"] == "ready"
+        assert first and first.state == "ready" and first.pid
         status = _cli("status", env=stack_env)
         assert status.returncode == 0 and "kafka" in status.stdout and "ready" in status.stdout
 
-        os.kill(first["pid"], signal.SIGKILL)
+        os.kill(first.pid, signal.SIGKILL)
         wait_for(
-            lambda: (c := component()) and c["restarts"] == 1 and c["state"] == "ready" and c["pid"] != first["pid"],
+            lambda: (c := component()) and c.restarts == 1 and c.state == "ready" and c.pid != first.pid,
             120,
             "kafka to be restarted and ready",
             logs=logs,
         )
         assert "exited with code -9" in out_log.read_text()
-        pids = [launcher.pid, component()["pid"]]
+        pids = [launcher.pid, component().pid]
         children = [p.pid for p in psutil.Process(launcher.pid).children(recursive=True)]
 
         down = _cli("down", env=stack_env)
@@ -124,24 +125,27 @@ def test_a_component_alive_but_not_ready_is_restarted_with_its_cause(stack_env: 
     data = Path(env["DEVICESTREAM_DATA_DIR"])
     out_log = tmp_path / "up.log"
     launcher = _start_launcher(env, out_log)
-    state_file = data / "run" / "launcher.json"
+    state_file = DataLayout(data).launcher_state
     logs = [out_log, data / "logs" / "kafka.log"]
     try:
 
-        def component() -> dict:
-            return json.loads(state_file.read_text())["components"]["kafka"]
+        def component() -> ComponentRecord:
+            state = LauncherState.read(state_file)
+            assert state is not None
+            return state.components["kafka"]
 
         wait_for(lambda: "all components ready" in out_log.read_text(), 120, "the stack to be ready", logs=logs)
-        frozen = component()["pid"]
+        frozen = component().pid
+        assert frozen
         os.kill(frozen, signal.SIGSTOP)
         c = wait_for(
-            lambda: (c := component())["restarts"] == 1 and c["state"] == "ready" and c,
+            lambda: (c := component()).restarts == 1 and c.state == "ready" and c,
             120,
             "the frozen broker to be restarted and ready",
             logs=logs,
         )
-        assert c["cause"].startswith("not ready for"), c
-        assert c["pid"] != frozen and not psutil.pid_exists(frozen)
+        assert c.cause.startswith("not ready for"), c
+        assert c.pid != frozen and not psutil.pid_exists(frozen)
         assert "kafka not ready for" in out_log.read_text()
         status = _cli("status", env=env)
         assert "last restart: not ready for" in status.stdout, status.stdout
@@ -164,19 +168,22 @@ def test_down_stops_the_components_of_a_killed_launcher(stack_env: dict[str, str
     data = Path(stack_env["DEVICESTREAM_DATA_DIR"])
     out_log = tmp_path / "up.log"
     launcher = _start_launcher(stack_env, out_log)
-    state_file = data / "run" / "launcher.json"
+    state_file = DataLayout(data).launcher_state
     logs = [out_log, data / "logs" / "kafka.log"]
     try:
         wait_for(lambda: "all components ready" in out_log.read_text(), 120, "the stack to be ready", logs=logs)
-        kafka = json.loads(state_file.read_text())["components"]["kafka"]
-        group = kafka["leader"]["pid"]
+        state = LauncherState.read(state_file)
+        assert state is not None
+        kafka = state.components["kafka"]
+        assert kafka.leader and kafka.wrapper
+        group = kafka.leader.pid
         members = [p.pid for p in psutil.process_iter() if _pgid(p.pid) == group]
-        assert kafka["pid"] == group and group in members
-        members.append(kafka["wrapper"]["pid"])  # the log wrapper goes too
+        assert kafka.pid == group and group in members
+        members.append(kafka.wrapper.pid)  # the log wrapper goes too
 
         os.kill(launcher.pid, signal.SIGKILL)
         launcher.wait(10)
-        assert psutil.Process(kafka["pid"]).is_running()
+        assert psutil.Process(group).is_running()
 
         status = _cli("status", env=stack_env)
         assert status.returncode == 3 and "components still run" in status.stdout, status.stdout
@@ -208,19 +215,14 @@ def test_a_reused_pid_is_never_signalled(stack_env: dict[str, str], tmp_path: Pa
     bystander = subprocess.Popen(["sleep", "300"], start_new_session=True)
     try:
         me = psutil.Process(bystander.pid)
-        stale = {"pid": bystander.pid, "create_time": me.create_time() - 100, "cmdline": me.cmdline()}
-        other_cmd = {"pid": bystander.pid, "create_time": me.create_time(), "cmdline": ["java", "kafka.Kafka"]}
-        state_file = data / "run" / "launcher.json"
-        state_file.parent.mkdir(parents=True)
-        state_file.write_text(
-            json.dumps(
-                {
-                    "pid": bystander.pid,
-                    "launcher": stale,
-                    "components": {"kafka": {"state": "ready", "pid": bystander.pid, "leader": other_cmd}},
-                }
-            )
-        )
+        stale = ProcessRecord(pid=bystander.pid, create_time=me.create_time() - 100, cmdline=me.cmdline())
+        other_cmd = ProcessRecord(pid=bystander.pid, create_time=me.create_time(), cmdline=["java", "kafka.Kafka"])
+        state_file = DataLayout(data).launcher_state
+        LauncherState(
+            pid=bystander.pid,
+            launcher=stale,
+            components={"kafka": ComponentRecord(state="ready", pid=bystander.pid, leader=other_cmd)},
+        ).write(state_file)
         assert _cli("status", env=stack_env).returncode == 3
         down = _cli("down", env=stack_env)
         assert down.returncode == 0 and "nothing to stop" in down.stdout, down.stdout + down.stderr

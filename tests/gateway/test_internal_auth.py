@@ -17,9 +17,9 @@ from pydantic import SecretStr
 
 from contract.csv import ROW_HEADER
 from contract.internal import ENV_NAME, HEADER, secret_matches
-from devicestream.launcher import child_env
 from devicestream.processes import free_ports
 from devicestream.settings import LauncherSettings
+from devicestream.specs import child_env
 from tests.gateway.conftest import Stack, make_stack
 from tests.helpers import REPO_ROOT, wait_for
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from devicestream.launcher import ComponentSpec, Running, dependencies_ready
+from devicestream.specs import ComponentSpec
+from devicestream.supervise import Running, dependencies_ready
 
 
 async def _never() -> bool:
