@@ -356,7 +356,8 @@ class Supervisor:
 
     def _terminate(self, r: Running, timeout_s: float) -> None:
         """SIGTERM to the graceful pid or the component's group; SIGKILL of the group after
-        `timeout_s`; the wrapper exits once the group's output is closed."""
+        `timeout_s`; the wrapper exits once the group's output is closed. A component not known yet
+        (its wrapper has only just started it) is not waited for: it dies with its wrapper."""
         assert r.proc is not None
         group = r.component_pid()
         target = r.spec.graceful_pid(group) if r.spec.graceful_pid and group else None
@@ -366,7 +367,8 @@ class Supervisor:
             elif group:
                 os.killpg(group, signal.SIGTERM)
         try:
-            r.proc.wait(timeout_s)
+            if group:
+                r.proc.wait(timeout_s)
         except subprocess.TimeoutExpired:
             log.warning("%s did not stop within %.0fs: SIGKILL", r.spec.name, timeout_s)
         # Whatever is left in the group (a JVM's children, Spark's python workers) goes too.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -10,6 +11,8 @@ from pathlib import Path
 from typing import TypeVar
 
 import httpx
+import psutil
+import pytest
 
 from devicestream.processes import DeadlineExpired, kill_process, log_tail, start_in_own_group, stop_process, wait_until
 
@@ -43,6 +46,43 @@ def devicestream_cli(*args: str, env: Mapping[str, str], timeout: float = 150) -
         text=True,
         timeout=timeout,
     )
+
+
+def start_up(
+    env: Mapping[str, str], out_log: Path, up_args: Sequence[str] = (), *, base: Mapping[str, str] | None = None
+) -> subprocess.Popen:
+    """`devicestream up *up_args` with `env` over `base` (default: this process's environment), its
+    output in a fresh `out_log` (readiness is read from it)."""
+    out_log.unlink(missing_ok=True)
+    argv = [sys.executable, "-m", "devicestream", "up", *up_args]
+    whole = {**(os.environ if base is None else base), **env}
+    return start_in_own_group(argv, out_log, env=whole, cwd=REPO_ROOT)
+
+
+def wait_up(launcher: subprocess.Popen, out_log: Path, timeout: float, *, logs: Sequence[Path] = ()) -> None:
+    """Until `devicestream up` says every component is ready; fail at once if it exits first."""
+
+    def ready() -> bool:
+        if "all components ready" in out_log.read_text(errors="replace"):
+            return True
+        if launcher.poll() is not None:
+            pytest.fail(f"the launcher exited with {launcher.returncode}:\n{log_tail(out_log)}")
+        return False
+
+    wait_for(ready, timeout, "the stack to be ready", logs=[out_log, *logs], interval=0.5)
+
+
+def stop_up(launcher: subprocess.Popen, env: Mapping[str, str], data: Path, timeout: float = 180) -> None:
+    """`devicestream down`, the launcher reaped (killed if it lingers), then any process still naming
+    the data folder killed (not even a stray JVM is left)."""
+    devicestream_cli("down", env=env, timeout=timeout)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        launcher.wait(30)
+    kill_process(launcher)
+    for p in psutil.process_iter(["cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            if str(data) in " ".join(p.info["cmdline"] or []):
+                p.kill()
 
 
 class ServiceProcess:

@@ -18,13 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 
 from contract.launcher import ComponentRecord, LauncherState
 from contract.layout import DataLayout
-from devicestream.processes import free_ports, log_tail, start_in_own_group
-from tests.helpers import REPO_ROOT, wait_for
+from devicestream.processes import free_ports, log_tail
+from tests.helpers import REPO_ROOT, start_up, stop_up, wait_for, wait_up
 
 
 @dataclass
@@ -155,37 +154,12 @@ def running_stack(base: Path, up_args: Sequence[str] = ()) -> Iterator[Stack]:
     merger_dir = data / "merger"
     if _mount_tmpfs(merger_dir):
         st.tmpfs = merger_dir
-    argv = [sys.executable, "-m", "devicestream", "up", *up_args]
-    st.out_log.unlink(missing_ok=True)  # readiness is read from this log: none of an earlier run
-    st.proc = start_in_own_group(argv, st.out_log, env={**os.environ, **env}, cwd=REPO_ROOT)
+    st.proc = start_up(env, st.out_log, up_args)
     try:
-        wait_for(
-            lambda: (
-                "all components ready" in st.out_log.read_text()
-                or (st.proc.poll() is not None and pytest.fail(f"launcher exited:\n{log_tail(st.out_log)}"))
-            ),
-            420,
-            "the whole stack to be ready",
-            logs=st.logs(),
-            interval=1.0,
-        )
+        wait_up(st.proc, st.out_log, 420, logs=st.logs())
         yield st
     finally:
-        subprocess.run(
-            [sys.executable, "-m", "devicestream", "down"],
-            env={**os.environ, **env},
-            cwd=REPO_ROOT,
-            capture_output=True,
-            timeout=180,
-        )
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            st.proc.wait(30)
-        if st.proc.poll() is None:
-            os.killpg(st.proc.pid, signal.SIGKILL)
-        for p in psutil.process_iter(["cmdline"]):
-            with contextlib.suppress(psutil.Error):
-                if str(data) in " ".join(p.info["cmdline"] or []):
-                    p.kill()
+        stop_up(st.proc, env, data)
         if st.tmpfs:
             deadline = time.monotonic() + 30
             while subprocess.run(["umount", str(st.tmpfs)], capture_output=True).returncode != 0:

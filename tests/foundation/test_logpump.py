@@ -8,8 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import psutil
-
+from devicestream.processes import kill_process, runs, start_in_own_group
 from tests.helpers import REPO_ROOT, wait_for
 
 
@@ -50,26 +49,16 @@ def test_the_component_dies_with_its_wrapper(tmp_path: Path) -> None:
     log = tmp_path / "c.log"
     argv = [sys.executable, "-m", "devicestream.logpump", str(log), "10000", "1", "--"]
     code = "import os, time; print(os.getpid(), flush=True); time.sleep(300)"
-    wrapper = subprocess.Popen([*argv, sys.executable, "-c", code], cwd=REPO_ROOT, start_new_session=True)
+    wrapper = start_in_own_group([*argv, sys.executable, "-c", code], tmp_path / "wrapper.log", cwd=REPO_ROOT)
     component: int | None = None
     try:
         component = int(
             wait_for(lambda: log.exists() and log.read_text().strip(), 30, "the component's pid", logs=[log])
         )
         assert os.getpgid(component) == component != wrapper.pid  # its own group, not the wrapper's
-        wrapper.kill()
-        wrapper.wait(10)
-        wait_for(lambda: not _runs(component), 30, f"component {component} to die with its wrapper", logs=[log])
+        kill_process(wrapper)
+        wait_for(lambda: not runs(component), 30, f"component {component} to die with its wrapper", logs=[log])
     finally:
-        if wrapper.poll() is None:
-            wrapper.kill()
-            wrapper.wait(10)
-        if component is not None and _runs(component):
+        kill_process(wrapper)
+        if component is not None and runs(component):
             os.killpg(component, signal.SIGKILL)
-
-
-def _runs(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
