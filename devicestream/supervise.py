@@ -97,6 +97,20 @@ class Running:
             self.leader = now
 
 
+#: the first restart's delay; each next one doubles, up to restart_backoff_max_s
+FIRST_RESTART_DELAY_S = 0.5
+#: a component ready this long before it died starts over at the first delay
+HEALTHY_RESET_S = 60.0
+
+
+def restart_delay(planned_s: float | None, healthy_s: float) -> float:
+    """How long to wait before restarting a component that died: the delay its backoff had reached
+    (`planned_s`; None: never restarted), or the first delay again after it was ready for a while."""
+    if planned_s is None or healthy_s > HEALTHY_RESET_S:
+        return FIRST_RESTART_DELAY_S
+    return planned_s
+
+
 def dependencies_ready(spec: ComponentSpec, components: list[Running]) -> bool:
     """Whether every component `spec` depends on runs here and is ready (a quorum: every node)."""
     for dep in spec.depends_on:
@@ -261,9 +275,8 @@ class Supervisor:
                         kill_group(r.leader)  # whatever of its group outlived it
                     r.state = "restarting"
                     r.restarts += 1
-                    delay = backoff.get(r.spec.name, 0.5)
-                    if r.ready_at and time.time() - r.ready_at > 60:
-                        delay = 0.5  # it had been healthy for a while: start over
+                    healthy_s = time.time() - r.ready_at if r.ready_at else 0.0
+                    delay = restart_delay(backoff.get(r.spec.name), healthy_s)
                     backoff[r.spec.name] = min(delay * 2, self.settings.restart_backoff_max_s)
                     self.write_state()
                     self.out(
