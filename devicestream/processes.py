@@ -1,8 +1,10 @@
 """Process handling, the one home for it (the launcher, the embedded broker, tests and bench use it):
 
 - starting a command in a process group of its own with its output in a log (`start_in_own_group`),
-  and stopping that group, gracefully first (`stop_process`, `kill_process`);
-- polling with a deadline that shows the relevant log tails when it expires (`wait_until`, `log_tail`);
+  and stopping that group, gracefully first (`stop_process`, `kill_process`, `signal_group`);
+  whether a pid runs (`runs`);
+- polling with a deadline that shows the relevant log tails when it expires (`wait_until`,
+  `DeadlineExpired`, `log_tail`, `log_tails`);
 - free ports for side-by-side stacks and tests (`free_ports`);
 - who a recorded pid is: a pid alone is reused by the system after a crash, so the launcher records
   each process's create time and command line (psutil) and checks both before it signals anything
