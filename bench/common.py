@@ -6,14 +6,14 @@ import os
 import platform
 import statistics
 import subprocess
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import psutil
 
+from devicestream import processes
 from devicestream.paths import REPO_ROOT
 
 PY = str(REPO_ROOT / ".venv" / "bin" / "python")
@@ -178,18 +178,12 @@ def _git_commit() -> str:
     return res.stdout.strip() or "unknown"
 
 
-def wait_until(pred: Callable[[], Any], timeout_s: float, what: str, interval_s: float = 0.05) -> Any:
-    """Poll `pred` until it returns something truthy; StageError naming `what` after `timeout_s`."""
-    end = time.monotonic() + timeout_s
-    last_exc: Exception | None = None
-    while time.monotonic() < end:
-        try:
-            v = pred()
-            if v:
-                return v
-        except Exception as e:  # reported on timeout
-            last_exc = e
-        time.sleep(interval_s)
-    raise StageError(
-        f"timed out after {timeout_s:.0f}s waiting for {what}" + (f" (last error {last_exc!r})" if last_exc else "")
-    )
+def wait_until(
+    pred: Callable[[], Any], timeout_s: float, what: str, interval_s: float = 0.05, logs: Sequence[Path] = ()
+) -> Any:
+    """Poll `pred` until it returns something truthy; StageError naming `what` (and the tails of
+    `logs`) after `timeout_s`."""
+    try:
+        return processes.wait_until(pred, timeout_s, what, logs=logs, interval_s=interval_s)
+    except processes.DeadlineExpired as e:
+        raise StageError(str(e)) from None

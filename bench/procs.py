@@ -16,16 +16,9 @@ import httpx
 
 from bench.common import PY, StageError, wait_until
 from contract.kafka import PLAINTEXT, KafkaSecurity
-from devicestream.kafka_broker import (
-    KafkaCluster,
-    ensure_topic,
-    free_ports,
-    log_tail,
-    start_node,
-    stop_process,
-    wait_until_ready,
-)
+from devicestream.kafka_broker import KafkaCluster, ensure_topic, start_node, wait_until_ready
 from devicestream.paths import REPO_ROOT
+from devicestream.processes import free_ports, log_tail, start_in_own_group, stop_process
 
 
 @dataclass(frozen=True)
@@ -79,17 +72,8 @@ def service(
     name: str, module: str, port: int, env: dict[str, str], log: Path, ready_s: float = 60, ready_path: str = "/readyz"
 ) -> Iterator[Service]:
     """`python -m module` with `env` (on top of ours), ready once GET `ready_path` answers 200."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            [PY, "-m", module],
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
-            cwd=REPO_ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **env}
+    proc = start_in_own_group([PY, "-m", module], log, env=env, cwd=REPO_ROOT)
     svc = Service(name, proc, f"http://127.0.0.1:{port}", log)
     try:
 
@@ -100,10 +84,7 @@ def service(
             except httpx.HTTPError:
                 return False
 
-        try:
-            wait_until(ready, ready_s, f"{name} to be ready", interval_s=0.2)
-        except StageError as e:
-            raise StageError(f"{e}; log {log}:\n{log_tail(log)}") from e
+        wait_until(ready, ready_s, f"{name} to be ready", interval_s=0.2, logs=[log])
         yield svc
     finally:
         stop_process(proc, timeout_s=30)
@@ -128,16 +109,9 @@ def py_spy(pid: int, out: Path, duration_s: float) -> Iterator[Path]:
         "100",
         "--subprocesses",
     ]
-    errlog = out.with_suffix(".py-spy.log")
-    with open(errlog, "wb") as err:
-        proc = subprocess.Popen(cmd, stdout=err, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = start_in_own_group(cmd, out.with_suffix(".py-spy.log"))
     try:
         yield out
     finally:
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGINT)  # py-spy writes what it has on Ctrl-C
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            stop_process(proc, timeout_s=10)
+        # py-spy writes what it has on Ctrl-C
+        stop_process(proc, timeout_s=30, sig=signal.SIGINT)

@@ -1,13 +1,11 @@
 """The whole pipeline started with `devicestream up` on free ports in a temp data folder; stopped
-(always) by SIGTERM to the launcher, as `devicestream down` does, with any survivor killed by pid."""
+(always) by SIGTERM to the launcher, as `devicestream down` does, with any survivor killed by group."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,9 +13,18 @@ from pathlib import Path
 import psutil
 
 from bench.common import PY, StageError, wait_until
-from contract.files import read_json
-from devicestream.kafka_broker import free_ports, log_tail
+from contract.launcher import LauncherState
+from contract.layout import DataLayout
 from devicestream.paths import REPO_ROOT
+from devicestream.processes import (
+    ProcessIdentity,
+    free_ports,
+    kill_group,
+    log_tail,
+    runs,
+    start_in_own_group,
+    stop_process,
+)
 
 
 @dataclass
@@ -32,10 +39,13 @@ class Stack:
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
 
+    def launcher_state(self) -> LauncherState | None:
+        return LauncherState.read(DataLayout(self.data).launcher_state)
+
     def component_pids(self) -> dict[str, int]:
-        doc = read_json(self.data / "run" / "launcher.json")
-        comps = doc.get("components", {}) if isinstance(doc, dict) else {}
-        return {k: int(v["pid"]) for k, v in comps.items() if v.get("pid")}
+        state = self.launcher_state()
+        comps = state.components if state else {}
+        return {name: c.pid for name, c in comps.items() if c.pid}
 
     def check_alive(self) -> None:
         if self.proc.poll() is not None:
@@ -86,56 +96,36 @@ def stack(data: Path, extra_env: dict[str, str] | None = None, ready_s: float = 
     }
     env.pop("DEVICESTREAM_COMPONENTS", None)
     log = data.parent / f"{data.name}-up.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [PY, "-m", "devicestream", "up"],
-            env=env,
-            cwd=REPO_ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+    log.unlink(missing_ok=True)  # readiness is read from this log: none of an earlier run
+    proc = start_in_own_group([PY, "-m", "devicestream", "up"], log, env=env, cwd=REPO_ROOT)
     st = Stack(data, log, proc, ports)
-    pids: dict[str, int] = {}
+    leaders: dict[str, ProcessIdentity] = {}
     try:
 
         def ready() -> bool:
             st.check_alive()
-            pids.update(st.component_pids())
+            leaders.update(_leaders(st))
             return "all components ready" in log.read_text(errors="replace")
 
-        try:
-            wait_until(ready, ready_s, "`devicestream up` to report all components ready", interval_s=0.25)
-        except StageError as e:
-            raise StageError(f"{e}\n{log_tail(log)}") from e
+        wait_until(ready, ready_s, "`devicestream up` to report all components ready", interval_s=0.25, logs=[log])
         yield st
     finally:
-        pids.update(st.component_pids())
-        _stop(proc, pids)
+        leaders.update(_leaders(st))
+        _stop(proc, leaders)
 
 
-def _stop(proc: subprocess.Popen, pids: dict[str, int], timeout_s: float = 120) -> None:
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-    # The launcher stops its components; anything it left behind (it was killed) goes now.
-    for pid in pids.values():
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(psutil.pid_exists(p) and _not_zombie(p) for p in pids.values()):
-        time.sleep(0.1)
+def _leaders(st: Stack) -> dict[str, ProcessIdentity]:
+    state = st.launcher_state()
+    comps = state.components if state else {}
+    found = {name: ProcessIdentity.from_record(c.leader) for name, c in comps.items()}
+    return {name: leader for name, leader in found.items() if leader is not None}
 
 
-def _not_zombie(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
+def _stop(proc: subprocess.Popen, leaders: dict[str, ProcessIdentity], timeout_s: float = 120) -> None:
+    """SIGTERM to the launcher, as `devicestream down` does (it stops its components in order); what
+    it left behind (it was killed) goes now, each group only if its leader is still that process."""
+    stop_process(proc, timeout_s)
+    for leader in leaders.values():
+        kill_group(leader)
+    with contextlib.suppress(StageError):
+        wait_until(lambda: not any(runs(leader.pid) for leader in leaders.values()), 10, "the components to exit")

@@ -23,7 +23,7 @@ from bench.data import csv_rows
 from bench.procs import Service, py_spy, service
 from bench.profiles import speedscope_top
 from contract.csv import ROW_HEADER
-from devicestream.kafka_broker import free_ports
+from devicestream.processes import free_ports
 from services.merger.state import MergerState, save_state
 
 RATIO_TARGET = 0.5

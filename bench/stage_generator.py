@@ -26,8 +26,8 @@ from bench.data import write_payload_file
 from bench.procs import Broker, Service, py_spy, service
 from bench.profiles import speedscope_top
 from contract.kafka import PLAINTEXT, KafkaSecurity, aiokafka_options, write_client_properties
-from devicestream.kafka_broker import free_ports
 from devicestream.paths import jars_dir
+from devicestream.processes import free_ports
 
 UNLIMITED = 10_000_000.0
 THROUGHPUT_TARGET = 100_000.0

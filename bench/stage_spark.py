@@ -28,8 +28,8 @@ from bench.data import write_payload_file
 from bench.procs import Broker
 from bench.stage_generator import producer_performance
 from contract.files import read_json
-from devicestream.kafka_broker import log_tail, stop_process
 from devicestream.paths import REPO_ROOT, jars_dir
+from devicestream.processes import log_tail, start_in_own_group, stop_process
 
 RATIO_TARGET = 0.6
 
@@ -83,15 +83,7 @@ def streaming_run(broker: Broker, topic: str, data: Path, events: int, event_log
     log = data / "spark.log"
     progress = data / "spark" / "progress.json"
     argv = spark_submit_argv(REPO_ROOT / "spark_job" / "job.py", event_log)
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            argv,
-            env=spark_env(broker, topic, data),
-            cwd=REPO_ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc = start_in_own_group(argv, log, env=spark_env(broker, topic, data), cwd=REPO_ROOT)
     try:
 
         def state(want: str) -> bool:

@@ -3,7 +3,8 @@
 <data_dir>/
   kafka/                 embedded broker: data (kafka/data) and config
   logs/                  one log file per component (launcher)
-  run/                   launcher state and pid files
+  run/
+    launcher.json        the running stack as its launcher sees it (contract/launcher.py)
   spark/
     checkpoint/          the streaming query's checkpoint
     rows/                committed batch files  batch-<lineage>-<id>.csv (temp + rename), each
@@ -48,6 +49,10 @@ class DataLayout:
     @property
     def run_dir(self) -> Path:
         return self.root / "run"
+
+    @property
+    def launcher_state(self) -> Path:
+        return self.run_dir / "launcher.json"
 
     @property
     def spark_dir(self) -> Path:

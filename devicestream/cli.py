@@ -37,8 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     configure_logging("launcher", "WARNING")
-    from devicestream.launcher import LaunchError, down, status_lines, up
+    from devicestream.launcher import up
+    from devicestream.preflight import LaunchError
     from devicestream.settings import LauncherSettings
+    from devicestream.stack_client import down, status_lines
 
     try:
         overrides = {
@@ -79,7 +81,7 @@ def _verify(settings: LauncherSettings, args: argparse.Namespace) -> int:
 
     from contract.kafka import failure_reason
     from devicestream.kafka_tls import embedded_client_security
-    from devicestream.launcher import running_bootstrap
+    from devicestream.stack_client import running_bootstrap
     from devicestream.verify import VerifyError, format_report, verify
 
     layout = settings.layout

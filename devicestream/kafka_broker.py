@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import logging
 import os
 import subprocess
@@ -30,6 +29,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from contract.kafka import PLAINTEXT, KafkaSecurity, failure_reason, jaas_config, make_admin
 from devicestream.kafka_tls import SCRAM_MECHANISM, BrokerSecurity
 from devicestream.paths import RESOURCES, jars_dir
+from devicestream.processes import start_in_own_group, stop_process
 
 log = logging.getLogger(__name__)
 
@@ -374,48 +374,7 @@ async def ensure_topic(
         await admin.close()
 
 
-def free_ports(n: int) -> list[int]:
-    """`n` distinct free TCP ports on 127.0.0.1 (for tests and side-by-side stacks)."""
-    import socket
-
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-def log_tail(path: Path, lines: int = 40) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - 64 * 1024))
-            text = f.read().decode("utf-8", "replace")
-    except FileNotFoundError:
-        return f"(no log at {path})"
-    return "\n".join(text.splitlines()[-lines:])
-
-
-def stop_process(proc: subprocess.Popen, timeout_s: float = 20.0) -> int:
-    """SIGTERM the process group, wait, SIGKILL after `timeout_s`. Returns the exit code."""
-    import signal
-
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-    return proc.returncode
+# ---- the nodes as processes ------------------------------------------------------------------
 
 
 def stop_processes(
@@ -435,13 +394,4 @@ def stop_processes(
 def start_node(cluster: KafkaCluster, node: BrokerNode, log_file: Path) -> subprocess.Popen:
     """Prepare and start `node` in its own process group, logging to `log_file`."""
     cluster.prepare(node)
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    out = open(log_file, "ab")  # noqa: SIM115 - handed to the child
-    try:
-        return subprocess.Popen(cluster.command(node), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    finally:
-        out.close()
-
-
-def nodes_of(cluster: KafkaCluster, ids: Sequence[int] | None = None) -> list[BrokerNode]:
-    return [n for n in cluster.nodes if ids is None or n.node_id in ids]
+    return start_in_own_group(cluster.command(node), log_file)

@@ -5,17 +5,20 @@ The launcher starts every component through this wrapper. The component leads a 
 process group of its own (with whatever it forks: Spark's JVM and Python workers), so `killpg` on
 its pid reaches all of it, exactly as without the wrapper; its output keeps flowing to a bounded log
 even when the launcher is gone. The wrapper ignores SIGTERM/SIGINT, drains the output until every
-writer is gone and exits with the component's status (the exit code, or the same signal).
+writer is gone and exits with the component's status (the exit code, or the same signal). If the
+wrapper itself dies (SIGKILL), the component gets SIGKILL too (Linux): it never outlives its wrapper.
 
 Deliberately small, standard library only: it runs once per component and must start fast.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 CHUNK = 64 * 1024
@@ -65,12 +68,40 @@ class RotatingLog:
         self.f.close()
 
 
-def _own_group() -> None:
-    """In the child before exec: a session (and process group) of its own; SIGTERM and SIGINT back
-    to their defaults (ignored signals survive exec)."""
-    os.setsid()
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+#: prctl(2) option: the signal the calling process gets when its parent exits (Linux)
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> Callable[[int], None]:
+    """A pre-exec step that makes the child get SIGKILL when its parent (this wrapper) dies: on Linux
+    prctl(PR_SET_PDEATHSIG); elsewhere nothing. libc is loaded here, in the parent, not after fork."""
+    if not sys.platform.startswith("linux"):
+        return lambda parent: None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+    def arm(parent: int) -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        # prctl(2): the parent may have died between fork and prctl, and then no signal comes;
+        # our parent is no longer the wrapper in that case, so go as the signal would have made us.
+        if os.getppid() != parent:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return arm
+
+
+def _own_group(die_with_parent: Callable[[int], None], parent: int) -> Callable[[], None]:
+    """What the child runs before exec: a session (and process group) of its own; SIGKILL when the
+    wrapper dies, so a component never outlives its wrapper (whoever stops the wrapper stops it, even
+    one that does not know the component's pid yet); SIGTERM and SIGINT back to their defaults
+    (ignored signals survive exec)."""
+
+    def pre_exec() -> None:
+        os.setsid()
+        die_with_parent(parent)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    return pre_exec
 
 
 def run(log: Path, max_bytes: int, backups: int, argv: list[str]) -> int:
@@ -82,7 +113,7 @@ def run(log: Path, max_bytes: int, backups: int, argv: list[str]) -> int:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
-        preexec_fn=_own_group,  # single-threaded here: preexec_fn is safe
+        preexec_fn=_own_group(_die_with_parent(), os.getpid()),  # single-threaded here: preexec_fn is safe
     )
     assert proc.stdout is not None
     fd = proc.stdout.fileno()

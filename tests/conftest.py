@@ -12,15 +12,8 @@ from pathlib import Path
 import pytest
 
 from contract.kafka import KafkaSecurity
-from devicestream.kafka_broker import (
-    KafkaCluster,
-    ensure_topic,
-    free_ports,
-    log_tail,
-    start_node,
-    stop_process,
-    wait_until_ready,
-)
+from devicestream.kafka_broker import KafkaCluster, ensure_topic, start_node, wait_until_ready
+from devicestream.processes import free_ports, log_tail, stop_process
 
 
 @dataclass

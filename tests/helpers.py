@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
 import httpx
+import psutil
+import pytest
 
-from devicestream.kafka_broker import log_tail
+from devicestream.processes import DeadlineExpired, kill_process, log_tail, start_in_own_group, stop_process, wait_until
 
 T = TypeVar("T")
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -29,19 +30,10 @@ def wait_for(
 ) -> T:
     """Poll `predicate` until it returns something truthy; on timeout fail with `what` and the tails
     of `logs`. Exceptions from the predicate count as "not yet" (the last one is shown)."""
-    end = time.monotonic() + timeout
-    last_exc: BaseException | None = None
-    while True:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except Exception as e:
-            last_exc = e
-        if time.monotonic() > end:
-            tails = "\n".join(f"--- tail of {p}:\n{log_tail(p)}" for p in logs)
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last error: {last_exc!r}\n{tails}")
-        time.sleep(interval)
+    try:
+        return wait_until(predicate, timeout, what, logs=logs, interval_s=interval)
+    except DeadlineExpired as e:
+        raise AssertionError(str(e)) from None
 
 
 def devicestream_cli(*args: str, env: Mapping[str, str], timeout: float = 150) -> subprocess.CompletedProcess:
@@ -56,6 +48,43 @@ def devicestream_cli(*args: str, env: Mapping[str, str], timeout: float = 150) -
     )
 
 
+def start_up(
+    env: Mapping[str, str], out_log: Path, up_args: Sequence[str] = (), *, base: Mapping[str, str] | None = None
+) -> subprocess.Popen:
+    """`devicestream up *up_args` with `env` over `base` (default: this process's environment), its
+    output in a fresh `out_log` (readiness is read from it)."""
+    out_log.unlink(missing_ok=True)
+    argv = [sys.executable, "-m", "devicestream", "up", *up_args]
+    whole = {**(os.environ if base is None else base), **env}
+    return start_in_own_group(argv, out_log, env=whole, cwd=REPO_ROOT)
+
+
+def wait_up(launcher: subprocess.Popen, out_log: Path, timeout: float, *, logs: Sequence[Path] = ()) -> None:
+    """Until `devicestream up` says every component is ready; fail at once if it exits first."""
+
+    def ready() -> bool:
+        if "all components ready" in out_log.read_text(errors="replace"):
+            return True
+        if launcher.poll() is not None:
+            pytest.fail(f"the launcher exited with {launcher.returncode}:\n{log_tail(out_log)}")
+        return False
+
+    wait_for(ready, timeout, "the stack to be ready", logs=[out_log, *logs], interval=0.5)
+
+
+def stop_up(launcher: subprocess.Popen, env: Mapping[str, str], data: Path, timeout: float = 180) -> None:
+    """`devicestream down`, the launcher reaped (killed if it lingers), then any process still naming
+    the data folder killed (not even a stray JVM is left)."""
+    devicestream_cli("down", env=env, timeout=timeout)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        launcher.wait(30)
+    kill_process(launcher)
+    for p in psutil.process_iter(["cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            if str(data) in " ".join(p.info["cmdline"] or []):
+                p.kill()
+
+
 class ServiceProcess:
     """A component run as a real process (`python -m <module>`), its output in a log file."""
 
@@ -67,16 +96,7 @@ class ServiceProcess:
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 60.0) -> ServiceProcess:
-        self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_file, "ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", self.module],
-                env=self.env,
-                cwd=REPO_ROOT,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self.proc = start_in_own_group([sys.executable, "-m", self.module], self.log_file, env=self.env, cwd=REPO_ROOT)
         if self.ready_url:
 
             def ready() -> bool:
@@ -101,24 +121,12 @@ class ServiceProcess:
 
     def kill(self) -> None:
         """SIGKILL the whole process group, as a crash would."""
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
+        if self.proc:
+            kill_process(self.proc)
 
     def stop(self, timeout: float = 20.0) -> int | None:
         """SIGTERM, then SIGKILL after `timeout`. Returns the exit code."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-            except ProcessLookupError:
-                pass
-        return self.proc.returncode
+        return stop_process(self.proc, timeout) if self.proc else None
 
     def __enter__(self) -> ServiceProcess:
         return self.start()

@@ -24,7 +24,7 @@ from typing import TypeVar
 
 import httpx
 
-from devicestream.kafka_broker import free_ports
+from devicestream.processes import free_ports
 from tests.helpers import REPO_ROOT
 
 T = TypeVar("T")

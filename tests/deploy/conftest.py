@@ -5,22 +5,16 @@ unlike the e2e fixture it is per test and takes extra settings (SPARK_MASTER, DE
 
 from __future__ import annotations
 
-import contextlib
-import os
 import random
-import signal
 import socket
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import psutil
 import pytest
 
-from devicestream.kafka_broker import free_ports, log_tail
+from devicestream.processes import free_ports
 from tests.e2e.conftest import Stack
-from tests.helpers import REPO_ROOT, wait_for
+from tests.helpers import start_up, stop_up, wait_up
 
 LaunchStack = Callable[..., Stack]
 
@@ -52,24 +46,8 @@ def free_port_range(n: int, tries: int = 200) -> int:
 
 def _stop(st: Stack) -> None:
     """`devicestream down`, then make sure nothing of this stack is left (not even a stray JVM)."""
-    subprocess.run(
-        [sys.executable, "-m", "devicestream", "down"],
-        env={**os.environ, **st.env},
-        cwd=REPO_ROOT,
-        capture_output=True,
-        timeout=180,
-    )
     if st.proc is not None:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            st.proc.wait(30)
-        if st.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(st.proc.pid, signal.SIGKILL)
-            st.proc.wait(10)
-    for p in psutil.process_iter(["cmdline"]):
-        with contextlib.suppress(psutil.Error):
-            if str(st.data) in " ".join(p.info["cmdline"] or []):
-                p.kill()
+        stop_up(st.proc, st.env, st.data)
 
 
 @pytest.fixture
@@ -99,25 +77,8 @@ def launch_stack(tmp_path: Path) -> Iterator[LaunchStack]:
         }
         st = Stack(data=data, env=full_env, out_log=base / "up.log")
         started.append(st)
-        with open(st.out_log, "wb") as out:
-            st.proc = subprocess.Popen(
-                [sys.executable, "-m", "devicestream", "up", *up_args],
-                env={**os.environ, **full_env},
-                cwd=REPO_ROOT,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-        def ready() -> bool:
-            if "all components ready" in st.out_log.read_text():
-                return True
-            assert st.proc is not None
-            if st.proc.poll() is not None:
-                pytest.fail(f"the launcher exited with {st.proc.returncode}:\n{log_tail(st.out_log)}")
-            return False
-
-        wait_for(ready, timeout, "the whole stack to be ready", logs=st.logs(), interval=1.0)
+        st.proc = start_up(full_env, st.out_log, up_args)
+        wait_up(st.proc, st.out_log, timeout, logs=st.logs())
         return st
 
     try:

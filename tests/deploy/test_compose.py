@@ -349,7 +349,7 @@ def test_spark_image_resolves_the_connector_from_the_same_pom_as_install() -> No
     assert "dependency:copy-dependencies" in text and "-DexcludeTransitive=true" in text
     assert "mvn_copy spark -DexcludeTransitive=true" in install
     assert "openjdk-17-jre-headless" in text
-    launcher = (REPO_ROOT / "devicestream/launcher.py").read_text()
+    launcher = (REPO_ROOT / "devicestream/specs.py").read_text()
     submit = (REPO_ROOT / "docker/spark-submit.sh").read_text()
     for flag in ("--master", "--name", "--driver-memory", "--jars", "spark.ui.showConsoleProgress=false"):
         assert flag in launcher and flag in submit, f"the container submits the job as the launcher does ({flag})"

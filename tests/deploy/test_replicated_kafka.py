@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import signal
 import subprocess
 import time
 from collections import Counter
@@ -18,15 +16,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from devicestream.kafka_broker import (
-    KafkaCluster,
-    ensure_topic,
-    free_ports,
-    log_tail,
-    start_node,
-    stop_processes,
-    wait_until_ready,
-)
+from devicestream.kafka_broker import KafkaCluster, ensure_topic, start_node, stop_processes, wait_until_ready
+from devicestream.processes import free_ports, kill_process, log_tail
 
 TOPIC = "replicated-events"
 PARTITIONS = 3
@@ -51,9 +42,7 @@ class Cluster:
         self.procs[node_id] = start_node(self.cluster, node, self.log_file(node_id))
 
     def sigkill(self, node_id: int) -> None:
-        proc = self.procs.pop(node_id)
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
+        kill_process(self.procs.pop(node_id))
 
     def tails(self) -> str:
         ids = [n.node_id for n in self.cluster.nodes]

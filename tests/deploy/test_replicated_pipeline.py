@@ -35,7 +35,7 @@ async def _describe(bootstrap: str) -> list[dict]:
 
 
 def partitions(stack: Stack) -> list[dict]:
-    bootstrap = stack.components()["kafka-1"]["url"]
+    bootstrap = stack.components()["kafka-1"].url
     return asyncio.run(_describe(bootstrap))
 
 
@@ -96,6 +96,6 @@ def test_broker_sigkilled_mid_run(launch_stack: LaunchStack, caplog: pytest.LogC
 
     after = stack.components()
     for name in ("spark", "merger", "generator"):
-        assert after[name]["restarts"] == 0 and after[name]["pid"] == before[name]["pid"], (name, after[name])
-    assert after[victim]["restarts"] == 1, after[victim]
+        assert after[name].restarts == 0 and after[name].pid == before[name].pid, (name, after[name])
+    assert after[victim].restarts == 1, after[victim]
     print(f"killed {victim}; +{5 * RATE} acks {producing_after_s:.1f}s later; generator states {sorted(states)}")

@@ -20,7 +20,7 @@ import httpx
 import pyspark
 import pytest
 
-from devicestream.kafka_broker import free_ports, log_tail
+from devicestream.processes import free_ports, log_tail, start_in_own_group, stop_process
 from tests.deploy.conftest import LaunchStack
 from tests.helpers import wait_for
 
@@ -74,29 +74,15 @@ def spark_env() -> dict[str, str]:
 
 
 def _start(name: str, args: list[str], logs: Path) -> subprocess.Popen:
-    logs.mkdir(parents=True, exist_ok=True)
-    with open(logs / f"{name}.log", "ab") as out:
-        return subprocess.Popen(
-            [str(SPARK_HOME / "bin" / "spark-class"), *args],
-            env=spark_env(),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+    return start_in_own_group([str(SPARK_HOME / "bin" / "spark-class"), *args], logs / f"{name}.log", env=spark_env())
 
 
 def _stop(proc: subprocess.Popen, timeout_s: float = 20) -> None:
     """SIGTERM the process group (the worker kills its executors on the way out), SIGKILL after the
     grace period; whatever is left of the group (an executor JVM) goes too."""
+    stop_process(proc, timeout_s)
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout_s)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(10)
+        os.killpg(proc.pid, signal.SIGKILL)  # the group outlives its leader while an executor is left
 
 
 @pytest.fixture
@@ -174,4 +160,4 @@ def test_pipeline_on_a_standalone_cluster(standalone: Standalone, launch_stack: 
     stderr = standalone.work_dir / app["id"] / str(executors[0]["id"]) / "stderr"
     assert stderr.exists(), f"no executor log at {stderr}; work dir has {list(standalone.work_dir.rglob('*'))[:20]}"
     assert "Finished task" in stderr.read_text(errors="replace"), log_tail(stderr)
-    assert stack.components()["spark"]["restarts"] == 0
+    assert stack.components()["spark"].restarts == 0

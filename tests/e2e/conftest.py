@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 
+from contract.launcher import ComponentRecord, LauncherState
+from contract.layout import DataLayout
 from contract.pipeline_status import PipelineStatus
-from devicestream.kafka_broker import free_ports, log_tail
-from tests.helpers import REPO_ROOT, wait_for
+from devicestream.processes import free_ports, log_tail
+from tests.helpers import REPO_ROOT, start_up, stop_up, wait_for, wait_up
 
 
 @dataclass
@@ -57,11 +58,15 @@ class Stack:
         return [self.out_log, *(self.data / "logs" / f"{n}.log" for n in names)]
 
     # ---- the launcher's view -----------------------------------------------------------------
-    def components(self) -> dict[str, dict]:
-        return json.loads((self.data / "run" / "launcher.json").read_text())["components"]
+    def components(self) -> dict[str, ComponentRecord]:
+        state = LauncherState.read(DataLayout(self.data).launcher_state)
+        assert state is not None, f"no launcher.json in {self.data}"
+        return state.components
 
     def pid(self, name: str) -> int:
-        return int(self.components()[name]["pid"])
+        pid = self.components()[name].pid
+        assert pid is not None, f"{name} has no pid yet"
+        return pid
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> int:
         """Signal the component's whole process group (a crash takes the JVM and workers too)."""
@@ -72,7 +77,7 @@ class Stack:
     def wait_restarted(self, name: str, old_pid: int, timeout: float = 240) -> None:
         def ready_again() -> bool:
             c = self.components()[name]
-            return c["state"] == "ready" and c["pid"] != old_pid
+            return c.state == "ready" and c.pid != old_pid
 
         wait_for(ready_again, timeout, f"{name} restarted by the launcher and ready", logs=self.logs(name))
 
@@ -151,43 +156,12 @@ def running_stack(base: Path, up_args: Sequence[str] = ()) -> Iterator[Stack]:
     merger_dir = data / "merger"
     if _mount_tmpfs(merger_dir):
         st.tmpfs = merger_dir
-    with open(st.out_log, "wb") as out:
-        st.proc = subprocess.Popen(
-            [sys.executable, "-m", "devicestream", "up", *up_args],
-            env={**os.environ, **env},
-            cwd=REPO_ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    st.proc = start_up(env, st.out_log, up_args)
     try:
-        wait_for(
-            lambda: (
-                "all components ready" in st.out_log.read_text()
-                or (st.proc.poll() is not None and pytest.fail(f"launcher exited:\n{log_tail(st.out_log)}"))
-            ),
-            420,
-            "the whole stack to be ready",
-            logs=st.logs(),
-            interval=1.0,
-        )
+        wait_up(st.proc, st.out_log, 420, logs=st.logs())
         yield st
     finally:
-        subprocess.run(
-            [sys.executable, "-m", "devicestream", "down"],
-            env={**os.environ, **env},
-            cwd=REPO_ROOT,
-            capture_output=True,
-            timeout=180,
-        )
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            st.proc.wait(30)
-        if st.proc.poll() is None:
-            os.killpg(st.proc.pid, signal.SIGKILL)
-        for p in psutil.process_iter(["cmdline"]):
-            with contextlib.suppress(psutil.Error):
-                if str(data) in " ".join(p.info["cmdline"] or []):
-                    p.kill()
+        stop_up(st.proc, env, data)
         if st.tmpfs:
             deadline = time.monotonic() + 30
             while subprocess.run(["umount", str(st.tmpfs)], capture_output=True).returncode != 0:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from devicestream.kafka_broker import log_tail
+from devicestream.processes import log_tail
 from tests.e2e.conftest import Stack
 from tests.helpers import REPO_ROOT
 

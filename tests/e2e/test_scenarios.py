@@ -63,7 +63,7 @@ def test_2_spark_job_killed_twice_mid_run(stack: Stack) -> None:
         before = _merged_rows(stack)
     assert stack.wait_run_ended()["state"] == "completed"
     stack.verify()
-    assert stack.components()["spark"]["restarts"] >= 2
+    assert stack.components()["spark"].restarts >= 2
 
 
 def test_3_merger_killed_during_merges(stack: Stack) -> None:
@@ -153,7 +153,7 @@ def _poison() -> list[bytes | None]:
 
 
 def test_6_poison_records_are_rejected_and_good_ones_merged(stack: Stack) -> None:
-    restarts = stack.components()["spark"]["restarts"]
+    restarts = stack.components()["spark"].restarts
     poison = _poison()
     base = 10**12  # far from the generator's eventOffsets
 
@@ -172,7 +172,7 @@ def test_6_poison_records_are_rejected_and_good_ones_merged(stack: Stack) -> Non
     report = stack.verify()
     assert report["invalid_records"] >= len(poison)
     assert report["rejects_found"] >= len(poison)
-    assert stack.components()["spark"]["restarts"] == restarts, "a poison record must not crash the job"
+    assert stack.components()["spark"].restarts == restarts, "a poison record must not crash the job"
 
     stack.start_run(rate=RATE, count=20_000, seed=6, invalid_ratio=0.05)
     status = stack.wait_run_ended()

@@ -4,19 +4,21 @@ clean stop that leaves no process and frees the ports, and clear refusals."""
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import socket
 import subprocess
-import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 import pytest
 
-from devicestream.kafka_broker import free_ports, log_tail
-from tests.helpers import REPO_ROOT, devicestream_cli, wait_for
+from contract.launcher import ComponentRecord, LauncherState, ProcessRecord
+from contract.layout import DataLayout
+from devicestream.processes import free_ports, kill_process, log_tail, runs
+from tests.helpers import devicestream_cli, start_up, stop_up, wait_for, wait_up
 
 _cli = devicestream_cli
 
@@ -26,24 +28,42 @@ def _port_free(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) != 0
 
 
-def _start_launcher(env: dict[str, str], out_log: Path) -> subprocess.Popen:
-    with open(out_log, "ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "devicestream", "up"],
-            env={**os.environ, **env},
-            cwd=REPO_ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+@dataclass
+class Launched:
+    """`devicestream up` run by a test, and its view of the stack (launcher.json)."""
+
+    proc: subprocess.Popen
+    data: Path
+    out_log: Path
+
+    @property
+    def state_file(self) -> Path:
+        return DataLayout(self.data).launcher_state
+
+    @property
+    def logs(self) -> list[Path]:
+        return [self.out_log, self.data / "logs" / "kafka.log"]
+
+    def state(self) -> LauncherState:
+        state = LauncherState.read(self.state_file)
+        assert state is not None, f"no launcher.json in {self.data}"
+        return state
+
+    def kafka(self) -> ComponentRecord:
+        return self.state().components["kafka"]
 
 
-def _kill_leftovers(launcher: subprocess.Popen, data: Path) -> None:
-    if launcher.poll() is None:
-        os.killpg(launcher.pid, signal.SIGKILL)
-    for p in psutil.process_iter(["cmdline"]):
-        if str(data) in " ".join(p.info["cmdline"] or []):
-            p.kill()
+@contextlib.contextmanager
+def _launched(env: dict[str, str], tmp_path: Path) -> Iterator[Launched]:
+    """`devicestream up` with `env`, once it says every component is ready; stopped after the test
+    (`down`, and whatever it left killed)."""
+    data, out_log = Path(env["DEVICESTREAM_DATA_DIR"]), tmp_path / "up.log"
+    run = Launched(start_up(env, out_log), data, out_log)
+    try:
+        wait_up(run.proc, out_log, 120, logs=run.logs)
+        yield run
+    finally:
+        stop_up(run.proc, env, data)
 
 
 @pytest.fixture
@@ -60,45 +80,31 @@ def stack_env(tmp_path: Path) -> dict[str, str]:
 
 
 def test_up_restart_down(stack_env: dict[str, str], tmp_path: Path) -> None:
-    data = Path(stack_env["DEVICESTREAM_DATA_DIR"])
-    out_log = tmp_path / "up.log"
-    launcher = _start_launcher(stack_env, out_log)
-    state_file = data / "run" / "launcher.json"
-    logs = [out_log, data / "logs" / "kafka.log"]
-    try:
-
-        def component() -> dict | None:
-            doc = json.loads(state_file.read_text())
-            return doc["components"].get("kafka")
-
-        wait_for(lambda: "all components ready" in out_log.read_text(), 120, "the stack to be ready", logs=logs)
-        first = component()
-        assert first and first["state"] == "ready"
+    with _launched(stack_env, tmp_path) as run:
+        first = run.kafka()
+        assert first.state == "ready" and first.pid
         status = _cli("status", env=stack_env)
         assert status.returncode == 0 and "kafka" in status.stdout and "ready" in status.stdout
 
-        os.kill(first["pid"], signal.SIGKILL)
+        os.kill(first.pid, signal.SIGKILL)
         wait_for(
-            lambda: (c := component()) and c["restarts"] == 1 and c["state"] == "ready" and c["pid"] != first["pid"],
+            lambda: (c := run.kafka()).restarts == 1 and c.state == "ready" and c.pid != first.pid,
             120,
             "kafka to be restarted and ready",
-            logs=logs,
+            logs=run.logs,
         )
-        assert "exited with code -9" in out_log.read_text()
-        pids = [launcher.pid, component()["pid"]]
-        children = [p.pid for p in psutil.Process(launcher.pid).children(recursive=True)]
+        assert "exited with code -9" in run.out_log.read_text()
+        pids = [run.proc.pid, run.kafka().pid]
+        children = [p.pid for p in psutil.Process(run.proc.pid).children(recursive=True)]
 
         down = _cli("down", env=stack_env)
         assert down.returncode == 0, down.stdout + down.stderr
-        launcher.wait(30)
-        assert launcher.returncode == 0, log_tail(out_log)
-        for pid in pids + children:
-            assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        run.proc.wait(30)
+        assert run.proc.returncode == 0, log_tail(run.out_log)
+        assert not any(runs(pid) for pid in pids + children)
         assert _port_free(int(stack_env["DEVICESTREAM_KAFKA_PORT"]))
         assert _port_free(int(stack_env["DEVICESTREAM_KAFKA_CONTROLLER_PORT"]))
         assert _cli("status", env=stack_env).returncode == 3
-    finally:
-        _kill_leftovers(launcher, data)
 
 
 def test_refuses_unwritable_data_dir(stack_env: dict[str, str], tmp_path: Path) -> None:
@@ -128,62 +134,48 @@ def test_a_component_alive_but_not_ready_is_restarted_with_its_cause(stack_env: 
         "DEVICESTREAM_LOG_MAX_BYTES": "65536",
         "DEVICESTREAM_LOG_BACKUPS": "2",
     }
-    data = Path(env["DEVICESTREAM_DATA_DIR"])
-    out_log = tmp_path / "up.log"
-    launcher = _start_launcher(env, out_log)
-    state_file = data / "run" / "launcher.json"
-    logs = [out_log, data / "logs" / "kafka.log"]
-    try:
+    frozen = 0
+    with _launched(env, tmp_path) as run:
+        try:
+            frozen = run.kafka().pid or 0
+            assert frozen
+            os.kill(frozen, signal.SIGSTOP)
+            c = wait_for(
+                lambda: (c := run.kafka()).restarts == 1 and c.state == "ready" and c,
+                120,
+                "the frozen broker to be restarted and ready",
+                logs=run.logs,
+            )
+            assert c.cause.startswith("not ready for"), c
+            assert c.pid != frozen and not psutil.pid_exists(frozen)
+            assert "kafka not ready for" in run.out_log.read_text()
+            status = _cli("status", env=env)
+            assert "last restart: not ready for" in status.stdout, status.stdout
 
-        def component() -> dict:
-            return json.loads(state_file.read_text())["components"]["kafka"]
-
-        wait_for(lambda: "all components ready" in out_log.read_text(), 120, "the stack to be ready", logs=logs)
-        frozen = component()["pid"]
-        os.kill(frozen, signal.SIGSTOP)
-        c = wait_for(
-            lambda: (c := component())["restarts"] == 1 and c["state"] == "ready" and c,
-            120,
-            "the frozen broker to be restarted and ready",
-            logs=logs,
-        )
-        assert c["cause"].startswith("not ready for"), c
-        assert c["pid"] != frozen and not psutil.pid_exists(frozen)
-        assert "kafka not ready for" in out_log.read_text()
-        status = _cli("status", env=env)
-        assert "last restart: not ready for" in status.stdout, status.stdout
-
-        # The broker's output went through the size-rotated log: at most 1 + 2 files of 64 KiB.
-        logs_dir = data / "logs"
-        rotated = sorted(p.name for p in logs_dir.iterdir() if p.name.startswith("kafka.log"))
-        assert rotated == ["kafka.log", "kafka.log.1", "kafka.log.2"], rotated
-        assert all((logs_dir / name).stat().st_size <= 65536 for name in rotated)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(frozen, signal.SIGCONT)
-        _cli("down", env=env)
-        _kill_leftovers(launcher, data)
+            # The broker's output went through the size-rotated log: at most 1 + 2 files of 64 KiB.
+            logs_dir = run.data / "logs"
+            rotated = sorted(p.name for p in logs_dir.iterdir() if p.name.startswith("kafka.log"))
+            assert rotated == ["kafka.log", "kafka.log.1", "kafka.log.2"], rotated
+            assert all((logs_dir / name).stat().st_size <= 65536 for name in rotated)
+        finally:
+            if frozen:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(frozen, signal.SIGCONT)
 
 
 def test_down_stops_the_components_of_a_killed_launcher(stack_env: dict[str, str], tmp_path: Path) -> None:
     """kill -9 of the launcher leaves its components running in their own process groups: `status`
     says so, `up` refuses to start a second stack over them, `down` stops them and cleans up."""
-    data = Path(stack_env["DEVICESTREAM_DATA_DIR"])
-    out_log = tmp_path / "up.log"
-    launcher = _start_launcher(stack_env, out_log)
-    state_file = data / "run" / "launcher.json"
-    logs = [out_log, data / "logs" / "kafka.log"]
-    try:
-        wait_for(lambda: "all components ready" in out_log.read_text(), 120, "the stack to be ready", logs=logs)
-        kafka = json.loads(state_file.read_text())["components"]["kafka"]
-        group = kafka["leader"]["pid"]
+    with _launched(stack_env, tmp_path) as run:
+        kafka = run.kafka()
+        assert kafka.leader and kafka.wrapper
+        group = kafka.leader.pid
         members = [p.pid for p in psutil.process_iter() if _pgid(p.pid) == group]
-        assert kafka["pid"] == group and group in members
-        members.append(kafka["wrapper"]["pid"])  # the log wrapper goes too
+        assert kafka.pid == group and group in members
+        members.append(kafka.wrapper.pid)  # the log wrapper goes too
 
-        os.kill(launcher.pid, signal.SIGKILL)
-        launcher.wait(10)
-        assert psutil.Process(kafka["pid"]).is_running()
+        kill_process(run.proc)
+        assert psutil.Process(group).is_running()
 
         status = _cli("status", env=stack_env)
         assert status.returncode == 3 and "components still run" in status.stdout, status.stdout
@@ -192,13 +184,10 @@ def test_down_stops_the_components_of_a_killed_launcher(stack_env: dict[str, str
 
         down = _cli("down", env=stack_env)
         assert down.returncode == 0 and "stopping kafka" in down.stdout, down.stdout + down.stderr
-        for pid in members:
-            assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        assert not any(runs(pid) for pid in members)
         assert _port_free(int(stack_env["DEVICESTREAM_KAFKA_PORT"]))
-        assert not state_file.exists()
+        assert not run.state_file.exists()
         assert "nothing to stop" in _cli("down", env=stack_env).stdout
-    finally:
-        _kill_leftovers(launcher, data)
 
 
 def _pgid(pid: int) -> int | None:
@@ -215,19 +204,14 @@ def test_a_reused_pid_is_never_signalled(stack_env: dict[str, str], tmp_path: Pa
     bystander = subprocess.Popen(["sleep", "300"], start_new_session=True)
     try:
         me = psutil.Process(bystander.pid)
-        stale = {"pid": bystander.pid, "create_time": me.create_time() - 100, "cmdline": me.cmdline()}
-        other_cmd = {"pid": bystander.pid, "create_time": me.create_time(), "cmdline": ["java", "kafka.Kafka"]}
-        state_file = data / "run" / "launcher.json"
-        state_file.parent.mkdir(parents=True)
-        state_file.write_text(
-            json.dumps(
-                {
-                    "pid": bystander.pid,
-                    "launcher": stale,
-                    "components": {"kafka": {"state": "ready", "pid": bystander.pid, "leader": other_cmd}},
-                }
-            )
-        )
+        stale = ProcessRecord(pid=bystander.pid, create_time=me.create_time() - 100, cmdline=me.cmdline())
+        other_cmd = ProcessRecord(pid=bystander.pid, create_time=me.create_time(), cmdline=["java", "kafka.Kafka"])
+        state_file = DataLayout(data).launcher_state
+        LauncherState(
+            pid=bystander.pid,
+            launcher=stale,
+            components={"kafka": ComponentRecord(state="ready", pid=bystander.pid, leader=other_cmd)},
+        ).write(state_file)
         assert _cli("status", env=stack_env).returncode == 3
         down = _cli("down", env=stack_env)
         assert down.returncode == 0 and "nothing to stop" in down.stdout, down.stdout + down.stderr

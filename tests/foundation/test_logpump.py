@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.helpers import REPO_ROOT
+from devicestream.processes import kill_process, runs, start_in_own_group
+from tests.helpers import REPO_ROOT, wait_for
 
 
 def _pump(log: Path, max_bytes: int, backups: int, code: str) -> subprocess.CompletedProcess:
@@ -38,3 +41,24 @@ def test_exit_code_and_signal_are_passed_on(tmp_path: Path) -> None:
     assert killed.returncode == -9
     termed = _pump(tmp_path / "c.log", 10_000, 1, "import os, signal; os.kill(os.getpid(), signal.SIGTERM)")
     assert termed.returncode == -15
+
+
+def test_the_component_dies_with_its_wrapper(tmp_path: Path) -> None:
+    """SIGKILL of the wrapper (as when it is stopped before anyone knew its component's pid) takes
+    the component with it, though the component leads a session of its own."""
+    log = tmp_path / "c.log"
+    argv = [sys.executable, "-m", "devicestream.logpump", str(log), "10000", "1", "--"]
+    code = "import os, time; print(os.getpid(), flush=True); time.sleep(300)"
+    wrapper = start_in_own_group([*argv, sys.executable, "-c", code], tmp_path / "wrapper.log", cwd=REPO_ROOT)
+    component: int | None = None
+    try:
+        component = int(
+            wait_for(lambda: log.exists() and log.read_text().strip(), 30, "the component's pid", logs=[log])
+        )
+        assert os.getpgid(component) == component != wrapper.pid  # its own group, not the wrapper's
+        kill_process(wrapper)
+        wait_for(lambda: not runs(component), 30, f"component {component} to die with its wrapper", logs=[log])
+    finally:
+        kill_process(wrapper)
+        if component is not None and runs(component):
+            os.killpg(component, signal.SIGKILL)

@@ -14,7 +14,7 @@ import pytest
 
 from contract.layout import DataLayout
 from contract.pipeline_status import PipelineStatus
-from devicestream.kafka_broker import free_ports
+from devicestream.processes import free_ports
 from tests.helpers import ServiceProcess, wait_for
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"

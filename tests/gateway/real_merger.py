@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from devicestream.kafka_broker import free_ports
+from devicestream.processes import free_ports
 from tests.helpers import ServiceProcess, wait_for
 
 

@@ -5,9 +5,6 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,11 +14,11 @@ from pydantic import SecretStr
 
 from contract.csv import ROW_HEADER
 from contract.internal import ENV_NAME, HEADER, secret_matches
-from devicestream.kafka_broker import free_ports
-from devicestream.launcher import child_env
+from devicestream.processes import free_ports
 from devicestream.settings import LauncherSettings
+from devicestream.specs import child_env
 from tests.gateway.conftest import Stack, make_stack
-from tests.helpers import REPO_ROOT, wait_for
+from tests.helpers import start_up, stop_up, wait_up
 
 SECRET = "internal-secret-for-tests"
 
@@ -124,17 +121,9 @@ def test_devicestream_up_wires_the_secret(tmp_path: Path) -> None:
     }
     out_log = tmp_path / "up.log"
     logs = [out_log, *(data / "logs" / f"{n}.log" for n in ("gateway", "generator", "merger"))]
-    with open(out_log, "wb") as out:
-        launcher = subprocess.Popen(
-            [sys.executable, "-m", "devicestream", "up"],
-            env=env,
-            cwd=REPO_ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    launcher = start_up(env, out_log, base={})  # env is the whole environment: without the secret
     try:
-        wait_for(lambda: "all components ready" in out_log.read_text(), 180, "the stack to be ready", logs=logs)
+        wait_up(launcher, out_log, 180, logs=logs)
         direct = httpx.post(f"http://127.0.0.1:{gen}/generator/start", json={"rate": 1})
         assert direct.status_code == 401, direct.text
         r = httpx.post(f"http://127.0.0.1:{gw}/generator/start", json={"rate": 1, "count": 3}, timeout=10)
@@ -142,11 +131,4 @@ def test_devicestream_up_wires_the_secret(tmp_path: Path) -> None:
         got = httpx.get(f"http://127.0.0.1:{gw}/merged.csv")  # reached: nothing merged is the header alone
         assert got.status_code == 200 and got.text == ROW_HEADER + "\n", (got.status_code, got.text[:200])
     finally:
-        subprocess.run(
-            [sys.executable, "-m", "devicestream", "down"], env=env, cwd=REPO_ROOT, capture_output=True, timeout=120
-        )
-        try:
-            launcher.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(launcher.pid, signal.SIGKILL)
-            launcher.wait(10)
+        stop_up(launcher, env, data)

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from contract.pipeline_status import PipelineStatus
-from devicestream.kafka_broker import free_ports
+from devicestream.processes import free_ports
 from tests.gateway.conftest import Stack, make_stack
 
 

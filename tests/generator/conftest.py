@@ -12,7 +12,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from devicestream.kafka_broker import free_ports
+from devicestream.processes import free_ports
 from services.generator.offsets import topic_partitions
 from tests.helpers import ServiceProcess, wait_for
 

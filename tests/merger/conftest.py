@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from devicestream.kafka_broker import free_ports
+from devicestream.processes import free_ports
 from tests.helpers import ServiceProcess
 
 

@@ -7,8 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from devicestream.kafka_broker import KafkaCluster, free_ports
+from devicestream.kafka_broker import KafkaCluster
 from devicestream.kafka_tls import ensure_broker_security
+from devicestream.processes import free_ports
 from tests.conftest import Broker
 
 

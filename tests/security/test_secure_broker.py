@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from devicestream.kafka_broker import BrokerError, KafkaCluster, describe_cluster, free_ports
+from devicestream.kafka_broker import BrokerError, KafkaCluster, describe_cluster
 from devicestream.kafka_tls import ensure_broker_security
 from devicestream.paths import jars_dir
+from devicestream.processes import free_ports
 from tests.conftest import Broker
 from tests.security.conftest import password_of
 

@@ -16,8 +16,8 @@ import pytest
 
 from contract.kafka import PLAINTEXT, connection_failure
 from contract.pipeline_status import PipelineStatus
-from devicestream.kafka_broker import free_ports
 from devicestream.kafka_tls import make_ca
+from devicestream.processes import free_ports
 from tests.e2e.conftest import Stack, running_stack
 from tests.helpers import ServiceProcess, devicestream_cli, wait_for
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from devicestream.kafka_broker import log_tail
+from devicestream.processes import kill_process, log_tail, start_in_own_group, stop_process
 from tests.conftest import Broker
 from tests.helpers import REPO_ROOT, wait_for
 from tests.spark_job.conftest import connector_jars
@@ -57,10 +56,7 @@ class SparkSubmitJob:
             "--conf", "spark.ui.enabled=false",
             str(JOB),
         ]  # fmt: skip
-        with open(self.log_file, "ab") as out:
-            self.proc = subprocess.Popen(
-                cmd, env=self.env, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
+        self.proc = start_in_own_group(cmd, self.log_file, env=self.env, cwd=REPO_ROOT)
 
     def wait_running(self, timeout: float = 120) -> None:
         def running() -> bool:
@@ -73,25 +69,17 @@ class SparkSubmitJob:
         wait_for(running, timeout, "the job's progress.json state running", logs=[self.log_file], interval=0.2)
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(30)
+        if self.proc is not None:
+            kill_process(self.proc, timeout_s=30)
 
     def terminate(self, timeout: float = 60) -> int:
+        """SIGTERM (the driver stops the query after its batch); SIGKILL after `timeout`."""
         assert self.proc is not None
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise
+        return stop_process(self.proc, timeout)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            try:
-                self.terminate(30)
-            except (subprocess.TimeoutExpired, ProcessLookupError):
-                self.kill()
+        if self.proc is not None:
+            stop_process(self.proc, 30)
 
 
 @pytest.fixture

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from devicestream.launcher import ComponentSpec, Running, dependencies_ready
+from devicestream.specs import ComponentSpec
+from devicestream.supervise import FIRST_RESTART_DELAY_S, HEALTHY_RESET_S, Running, dependencies_ready, restart_delay
 
 
 async def _never() -> bool:
@@ -27,3 +28,9 @@ def test_unready_time_counts_only_while_what_it_depends_on_is_ready() -> None:
     assert not dependencies_ready(gen.spec, [*quorum, gen])
     merger = _running("merger", "unready")
     assert dependencies_ready(merger.spec, [merger])  # depends on nothing: its unreadiness is its own
+
+
+def test_the_restart_delay_grows_and_starts_over_after_a_healthy_while() -> None:
+    assert restart_delay(None, 0.0) == FIRST_RESTART_DELAY_S  # the first restart
+    assert restart_delay(8.0, 5.0) == 8.0  # crash-looping: the backoff reached so far
+    assert restart_delay(8.0, HEALTHY_RESET_S + 1) == FIRST_RESTART_DELAY_S  # it had been healthy
