@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,8 +51,8 @@ class Stack:
         if self.proc.poll() is not None:
             raise StageError(f"`devicestream up` exited with {self.proc.returncode}:\n{log_tail(self.log)}")
 
-    def cpu_seconds(self) -> dict[str, float]:
-        """CPU seconds used so far by each component's process tree (JVM children included)."""
+    def _per_component(self, measure: Callable[[psutil.Process], float]) -> dict[str, float]:
+        """`measure` summed over each component's process tree (JVM children included)."""
         out: dict[str, float] = {}
         for name, pid in self.component_pids().items():
             total = 0.0
@@ -60,21 +60,18 @@ class Stack:
                 p = psutil.Process(pid)
                 for q in [p, *p.children(recursive=True)]:
                     with contextlib.suppress(psutil.Error):
-                        t = q.cpu_times()
-                        total += t.user + t.system
+                        total += measure(q)
             out[name] = total
         return out
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds used so far by each component."""
+        return self._per_component(lambda q: sum(q.cpu_times()[:2]))
+
     def sample_rss(self) -> None:
-        """Update peak_rss with each component's resident memory now (its whole process tree)."""
-        for name, pid in self.component_pids().items():
-            total = 0
-            with contextlib.suppress(psutil.Error):
-                p = psutil.Process(pid)
-                for q in [p, *p.children(recursive=True)]:
-                    with contextlib.suppress(psutil.Error):
-                        total += q.memory_info().rss
-            self.peak_rss[name] = max(self.peak_rss.get(name, 0), total)
+        """Update peak_rss with each component's resident memory now."""
+        for name, rss in self._per_component(lambda q: q.memory_info().rss).items():
+            self.peak_rss[name] = max(self.peak_rss.get(name, 0), int(rss))
 
 
 @contextlib.contextmanager
