@@ -13,7 +13,8 @@ from pyspark.sql import SparkSession
 from contract.batches import BatchManifest
 from contract.csv import BATCH_ROW_HEADER, REJECT_HEADER
 from spark_job.job import make_sink, start_query
-from spark_job.progress import FIELDS, ProgressListener, ProgressTracker
+from contract.progress import PROGRESS_FIELDS
+from spark_job.progress import ProgressListener, ProgressTracker
 from spark_job.settings import SparkJobSettings
 from spark_job.transform import Reason
 from tests.conftest import Broker
@@ -91,7 +92,7 @@ def test_seeded_events_and_bad_records_land_exactly_once(spark: SparkSession, ka
         assert ",".join(read_csv(path)[0]) == REJECT_HEADER
 
     doc = json.loads(settings.progress_file.read_text())
-    assert tuple(doc) == FIELDS
+    assert tuple(doc) == PROGRESS_FIELDS
     without_readings = sum(1 for e in events if not e["data"]["devices"])
     assert doc["totals"] == {
         "inputRows": 600 + len(BAD_RECORDS),
