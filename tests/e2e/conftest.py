@@ -21,7 +21,10 @@ import httpx
 import psutil
 import pytest
 
+from contract.api import GeneratorStatus
+from contract.merger_status import MergerStatus
 from devicestream.kafka_broker import free_ports, log_tail
+from tests.documents import generator_status, merger_status
 from tests.helpers import REPO_ROOT, wait_for
 
 
@@ -83,13 +86,16 @@ class Stack:
         self.runs.append(run)
         return run
 
-    def generator_status(self) -> dict:
-        return httpx.get(f"{self.generator}/generator/status", timeout=5).json()
+    def generator_status(self) -> GeneratorStatus:
+        return generator_status(self.generator)
 
-    def wait_run_ended(self, timeout: float = 180) -> dict:
-        def ended() -> dict | None:
+    def merger_status(self) -> MergerStatus:
+        return merger_status(self.merger)
+
+    def wait_run_ended(self, timeout: float = 180) -> GeneratorStatus:
+        def ended() -> GeneratorStatus | None:
             s = self.generator_status()
-            return s if s["state"] in ("completed", "stopped", "failed", "idle") else None
+            return s if s.state in ("completed", "stopped", "failed", "idle") else None
 
         return wait_for(ended, timeout, "the generator run to end", logs=self.logs("generator"), interval=0.5)
 

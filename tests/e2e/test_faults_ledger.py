@@ -55,7 +55,7 @@ def test_every_fault_kind_at_once_checked_against_the_ledger(stack: Stack) -> No
     assert r.status_code == 202, r.text
     run_id = r.json()["id"]
     status = stack.wait_run_ended()
-    assert status["state"] == "completed" and status["acknowledged"] == RUN["count"], status
+    assert status.state == "completed" and status.acknowledged == RUN["count"], status
 
     ledger: Path = stack.data / "generator" / "runs" / f"{run_id}.jsonl"
     lines = [json.loads(x) for x in ledger.read_text().splitlines()]

@@ -17,6 +17,7 @@ import pytest
 from services.merger.device_tracker import DeviceTracker, read_whole_lines
 from services.merger.devices import DeviceBook, parse_rows
 from services.merger.state import MergerState
+from tests.documents import merger_status
 from tests.helpers import wait_for
 from tests.merger.batches import HEADER_LINE, batch_rows, write_batch
 from tests.merger.test_crash import committed
@@ -177,11 +178,9 @@ def test_figures_match_merged_csv_after_two_sigkills(merger_runner, rows_dir):
         url = merger_runner.url
 
         def caught_up() -> dict | None:
-            st = httpx.get(f"{url}/merger/status", timeout=5).json()
+            st = merger_status(url)
             doc = httpx.get(f"{url}/devices", timeout=5).json()
-            done = (
-                st["last_batch_id"] == N_BATCHES - 1 and doc["covered_size"] == doc["committed_size"] == st["file_size"]
-            )
+            done = st.last_batch_id == N_BATCHES - 1 and doc["covered_size"] == doc["committed_size"] == st.file_size
             return doc if done else None
 
         doc = wait_for(caught_up, 60, "all merged and the device figures caught up", logs=[proc.log_file])
