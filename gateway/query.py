@@ -1,7 +1,7 @@
-"""Querying the merged data through the gateway: merged.csv's filters documented here (the merger
-checks them; its 422 comes back as it is), merged.parquet streamed from the merger, and the device
-figures (/devices) forwarded. The query string is forwarded exactly as sent, so repeated parameters
-(deviceId=D001&deviceId=D002) keep their meaning."""
+"""Querying the merged data through the gateway: merged.csv's filters documented here (declared in
+contract/query.py; the merger checks them and its 422 comes back as it is), merged.parquet streamed
+from the merger, and the device figures (/devices) forwarded. The query string is forwarded exactly
+as sent, so repeated parameters (deviceId=D001&deviceId=D002) keep their meaning."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 
 from contract.devices import DevicesResponse
+from contract.query import RowFiltersAsSent
 from gateway.models import ErrorBody
 from gateway.settings import GatewaySettings
 from gateway.upstream import answer_as_is, call_json, stream_merged
@@ -28,31 +29,8 @@ FILTER_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def row_filters(
-    since: Annotated[
-        str | None,
-        Query(description="eventTime at or after (ISO-8601; no zone: UTC).", examples=["2026-11-28T03:30:00Z"]),
-    ] = None,
-    until: Annotated[
-        str | None, Query(description="eventTime before (ISO-8601).", examples=["2026-11-28T03:40:00Z"])
-    ] = None,
-    device_ids: Annotated[
-        list[str] | None, Query(alias="deviceId", description="Repeat for several devices.", examples=[["D001"]])
-    ] = None,
-    customer_ids: Annotated[
-        list[str] | None, Query(alias="customerId", description="Repeat for several customers.")
-    ] = None,
-    statuses: Annotated[
-        list[str] | None,
-        Query(alias="status", description="Repeat for several; empty: rows without a status.", examples=[["ERROR"]]),
-    ] = None,
-    columns: Annotated[
-        list[str] | None,
-        Query(description="Columns to keep, in order (repeat or comma-separated).", examples=[["eventTime,deviceId"]]),
-    ] = None,
-    limit: Annotated[str | None, Query(description="At most this many rows.", examples=["1000"])] = None,
-) -> None:
-    """Documents the filters in the gateway's OpenAPI; the merger validates them."""
+def row_filters(filters: Annotated[RowFiltersAsSent, Query()]) -> None:  # type: ignore[valid-type]
+    """Documents the filters in the gateway's OpenAPI (contract/query.py); the merger checks them."""
 
 
 def with_query(url: str, request: Request) -> str:
