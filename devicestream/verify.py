@@ -49,7 +49,7 @@ from aiokafka.structs import TopicPartition
 
 from contract.csv import REJECT_COLUMNS, ROW_COLUMNS, parse_batch_file_name
 from contract.kafka import PLAINTEXT, KafkaSecurity, make_admin, make_consumer
-from contract.layout import MERGED_REJECTS_NAME
+from contract.layout import MergerFiles
 from devicestream.validity import Invalid, expected_rows
 
 __all__ = ["Invalid", "expected_rows", "make_admin", "make_consumer"]
@@ -316,7 +316,7 @@ def _rejects(rejects_dir: Path, merged_rejects: Path | None = None) -> pl.LazyFr
 
 def merged_rejects_of(merged_csv: Path) -> Path:
     """The merger's rejects.csv beside its merged.csv."""
-    return merged_csv.with_name(MERGED_REJECTS_NAME)
+    return MergerFiles(merged_csv.parent).merged_rejects
 
 
 def _read_rejects(raw: bytes) -> pl.DataFrame | None:
