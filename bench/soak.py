@@ -22,15 +22,25 @@ import time
 from pathlib import Path
 
 import httpx
+from pydantic import ValidationError
 
 from bench.common import PY
 from bench.stack import stack
 from contract.api import GeneratorStatus
+from contract.verify_report import VerifyReport
 from devicestream.paths import REPO_ROOT
 
 RESULTS = REPO_ROOT / "bench" / "results"
 #: The folders whose growth the README bounds (relative to the data folder).
 FOLDERS = ("kafka", "logs", "spark/rows", "spark/rejects", "spark/checkpoint", "merger", "generator", "run")
+
+
+def _verify_report(stdout: str) -> dict | str:
+    """verify --json's report, or the end of what it printed when that is not one."""
+    try:
+        return VerifyReport.model_validate_json(stdout).model_dump()
+    except ValidationError:
+        return stdout[-2000:]
 
 
 def du(path: Path) -> int:
@@ -104,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         "invalid_ratio": args.invalid_ratio,
         "acknowledged": status.acknowledged,
         "verify_exit": res.returncode,
-        "verify": json.loads(res.stdout) if res.stdout.strip().startswith("{") else res.stdout[-2000:],
+        "verify": _verify_report(res.stdout),
         "bytes_per_hour": per_hour,
         "bytes_per_event": {f: round(b / max(1, status.acknowledged), 1) for f, b in per_hour.items()},
         "samples": samples,

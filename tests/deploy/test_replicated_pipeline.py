@@ -91,7 +91,7 @@ def test_broker_sigkilled_mid_run(launch_stack: LaunchStack, caplog: pytest.LogC
     assert status.state == "completed", status
     assert status.acknowledged == COUNT, status
     report = stack.verify(wait_s=240)
-    assert report["records"] == COUNT, report
+    assert report.records == COUNT, report
 
     after = stack.components()
     for name in ("spark", "merger", "generator"):

@@ -20,9 +20,11 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from pydantic import ValidationError
 
 from contract.api import GeneratorStatus
 from contract.merger_status import MergerStatus
+from contract.verify_report import VerifyReport
 from devicestream.kafka_broker import free_ports, log_tail
 from tests.documents import generator_status, merger_status
 from tests.helpers import REPO_ROOT, wait_for
@@ -103,7 +105,7 @@ class Stack:
         return httpx.get(f"{self.gateway}/status", timeout=15).json()
 
     # ---- the proof ---------------------------------------------------------------------------
-    def verify(self, wait_s: float = 180) -> dict:
+    def verify(self, wait_s: float = 180) -> VerifyReport:
         res = subprocess.run(
             [sys.executable, "-m", "devicestream", "verify", "--json", "--wait", str(wait_s)],
             env={**os.environ, **self.env},
@@ -113,12 +115,12 @@ class Stack:
             timeout=wait_s + 300,
         )
         try:
-            report = json.loads(res.stdout)
-        except json.JSONDecodeError:
+            report = VerifyReport.model_validate_json(res.stdout)
+        except ValidationError:
             raise AssertionError(f"verify did not answer: {res.stdout}\n{res.stderr}") from None
-        if not report.get("ok"):
+        if not report.ok:
             tails = "\n".join(f"--- {p}:\n{log_tail(p, 25)}" for p in self.logs())
-            raise AssertionError(f"verify found problems: {json.dumps(report, indent=1)}\n{tails}")
+            raise AssertionError(f"verify found problems: {report.to_json()}\n{tails}")
         return report
 
 

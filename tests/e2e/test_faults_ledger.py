@@ -13,7 +13,9 @@ import sys
 from pathlib import Path
 
 import httpx
+from pydantic import ValidationError
 
+from contract.verify_report import RunReport
 from devicestream.kafka_broker import log_tail
 from tests.e2e.conftest import Stack
 from tests.helpers import REPO_ROOT
@@ -34,7 +36,7 @@ RUN = {
 }
 
 
-def _verify_run(stack: Stack, run_id: str, wait_s: float) -> tuple[int, dict]:
+def _verify_run(stack: Stack, run_id: str, wait_s: float) -> tuple[int, RunReport]:
     res = subprocess.run(
         [sys.executable, "-m", "devicestream", "verify", "--run", run_id, "--json", "--wait", str(wait_s)],
         env={**os.environ, **stack.env},
@@ -44,8 +46,8 @@ def _verify_run(stack: Stack, run_id: str, wait_s: float) -> tuple[int, dict]:
         timeout=wait_s + 120,
     )
     try:
-        return res.returncode, json.loads(res.stdout)
-    except json.JSONDecodeError:
+        return res.returncode, RunReport.model_validate_json(res.stdout)
+    except ValidationError:
         raise AssertionError(f"verify --run did not answer ({res.returncode}): {res.stdout}\n{res.stderr}") from None
 
 
@@ -67,8 +69,8 @@ def test_every_fault_kind_at_once_checked_against_the_ledger(stack: Stack) -> No
     code, report = _verify_run(stack, run_id, wait_s=180)
     if code != 0:
         tails = "\n".join(f"--- {p}:\n{log_tail(p, 25)}" for p in stack.logs("spark", "merger", "generator"))
-        raise AssertionError(f"verify --run found problems: {json.dumps(report, indent=1)}\n{tails}")
-    assert report["ok"] and all(report["faults"][k] > 0 for k in kinds), report
+        raise AssertionError(f"verify --run found problems: {report.to_json()}\n{tails}")
+    assert report.ok and all(report.faults[k] > 0 for k in kinds), report
 
     # The same ledger with one late event's time moved by a microsecond no longer matches.
     original = ledger.read_text()
@@ -77,6 +79,6 @@ def test_every_fault_kind_at_once_checked_against_the_ledger(stack: Stack) -> No
     ledger.write_text(original.replace(late["event_time"], tampered, 1))
     try:
         code, report = _verify_run(stack, run_id, wait_s=0)
-        assert code == 1 and report["problems"]["timed_wrong_event_time"] >= 1, report
+        assert code == 1 and report.problems["timed_wrong_event_time"] >= 1, report
     finally:
         ledger.write_text(original)

@@ -37,15 +37,15 @@ def test_verify_after_retention_deleted_the_oldest_records(stack: Stack) -> None
     stack.start_run(rate=2000, count=6000, seed=21, invalid_ratio=0.05)
     assert stack.wait_run_ended().state == "completed"
     before = stack.verify()
-    assert before["partitions_truncated"] == 0
+    assert before.partitions_truncated == 0
 
     cut = asyncio.run(_delete_oldest_half(stack.bootstrap))
     assert len(cut) == len(asyncio.run(topic_partitions(stack.bootstrap, TOPIC)))
     after = stack.verify(wait_s=30)
-    assert after["partitions_truncated"] == len(cut)
-    assert after["records"] < before["records"]
-    assert after["rows_before_retention"] > 0  # merged rows of deleted records: counted, not problems
-    assert after["rows_in_merged"] == before["rows_in_merged"]
+    assert after.partitions_truncated == len(cut)
+    assert after.records < before.records
+    assert after.rows_before_retention > 0  # merged rows of deleted records: counted, not problems
+    assert after.rows_in_merged == before.rows_in_merged
 
 
 def test_stop_through_the_gateway_with_the_broker_frozen(stack: Stack) -> None:

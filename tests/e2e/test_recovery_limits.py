@@ -57,8 +57,8 @@ def test_6_generator_offsets_file_lost_after_an_invalid_ratio_run(stack: Stack) 
     status = stack.wait_run_ended()
     assert status.state == "completed" and status.acknowledged == 5000, status
     report = stack.verify()
-    assert report["offsets_reused"] == 0
-    assert report["invalid_records"] > 0
+    assert report.offsets_reused == 0
+    assert report.invalid_records > 0
 
 
 def _big_event(offset: int, device_id: str) -> bytes:

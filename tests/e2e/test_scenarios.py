@@ -46,7 +46,7 @@ def test_1_counted_seeded_run_undisturbed(stack: Stack) -> None:
     assert status.state == "completed", status
     assert status.acknowledged == COUNT and status.delivery_errors == 0, status
     report = stack.verify()
-    assert report["records"] >= COUNT
+    assert report.records >= COUNT
 
 
 def test_2_spark_job_killed_twice_mid_run(stack: Stack) -> None:
@@ -113,7 +113,7 @@ def test_5_generator_killed_and_restarted(stack: Stack) -> None:
     assert status.state == "completed"
     assert status.offset_first > last_offset, "eventOffset must continue without reuse after a crash"
     report = stack.verify()
-    assert report["offsets_reused"] == 0
+    assert report.offsets_reused == 0
 
 
 def _event(offset: int) -> dict:
@@ -166,8 +166,8 @@ def test_6_poison_records_are_rejected_and_good_ones_merged(stack: Stack) -> Non
 
     asyncio.run(produce())
     report = stack.verify()
-    assert report["invalid_records"] >= len(poison)
-    assert report["rejects_found"] >= len(poison)
+    assert report.invalid_records >= len(poison)
+    assert report.rejects_found >= len(poison)
     assert stack.components()["spark"]["restarts"] == restarts, "a poison record must not crash the job"
 
     stack.start_run(rate=RATE, count=20_000, seed=6, invalid_ratio=0.05)

@@ -64,7 +64,7 @@ def test_counted_run_through_spark_and_merger_verifies(secure_stack: Stack) -> N
     ended = st.wait_run_ended()
     assert ended.state == "completed" and ended.acknowledged == COUNT, ended
     report = st.verify(wait_s=240)
-    assert report["ok"] and report["records"] == COUNT and report["rows_in_merged"] > 0, report
+    assert report.ok and report.records == COUNT and report.rows_in_merged > 0, report
 
     status = st.status()
     assert status["components"]["kafka"]["status"] == "ok", status["components"]["kafka"]
@@ -72,7 +72,7 @@ def test_counted_run_through_spark_and_merger_verifies(secure_stack: Stack) -> N
         httpx.get(f"{st.gateway}/metrics", timeout=10).text + httpx.get(f"{st.generator}/metrics", timeout=10).text
     )
     assert_no_secret(
-        {**every_log(st), "/status": json.dumps(status), "/metrics": metrics, "verify": json.dumps(report)},
+        {**every_log(st), "/status": json.dumps(status), "/metrics": metrics, "verify": report.to_json()},
         password_of(st),
     )
 
