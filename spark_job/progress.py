@@ -89,7 +89,8 @@ class ProgressTracker:
             end_offsets=prev.end_offsets,
             latest_offsets=prev.latest_offsets,
             offsets_behind_latest=prev.offsets_behind_latest,
-            totals=ProgressTotals.model_validate(prev.totals.model_dump(include=set(ProgressTotals.model_fields))),
+            # the declared counts only: a key an older or newer job added is not carried on
+            totals=ProgressTotals(**{name: getattr(prev.totals, name) for name in ProgressTotals.model_fields}),
         )
 
     @property
