@@ -7,10 +7,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 from devicestream.kafka_broker import free_ports
-from tests.documents import merger_status
+from tests.documents import devices, merger_status
 from tests.helpers import ServiceProcess, wait_for
 
 
@@ -24,8 +22,8 @@ class Served:
     def merged_up_to(self, batch_id: int) -> None:
         def done() -> bool:
             st = merger_status(self.merger_url)
-            doc = httpx.get(f"{self.merger_url}/devices", timeout=5).json()
-            return st.last_batch_id == batch_id and doc["covered_size"] == doc["committed_size"]
+            doc = devices(self.merger_url)
+            return st.last_batch_id == batch_id and doc.covered_size == doc.committed_size
 
         wait_for(done, 30, f"batch {batch_id} merged and counted", logs=[p.log_file for p in self.procs])
 
