@@ -22,14 +22,25 @@ import time
 from pathlib import Path
 
 import httpx
+from pydantic import ValidationError
 
 from bench.common import PY
 from bench.stack import stack
+from contract.api import GeneratorStatus
+from contract.verify_report import VerifyReport
 from devicestream.paths import REPO_ROOT
 
 RESULTS = REPO_ROOT / "bench" / "results"
 #: The folders whose growth the README bounds (relative to the data folder).
 FOLDERS = ("kafka", "logs", "spark/rows", "spark/rejects", "spark/checkpoint", "merger", "generator", "run")
+
+
+def _verify_report(stdout: str) -> dict | str:
+    """verify --json's report, or the end of what it printed when that is not one."""
+    try:
+        return VerifyReport.model_validate_json(stdout).model_dump()
+    except ValidationError:
+        return stdout[-2000:]
 
 
 def du(path: Path) -> int:
@@ -79,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
                 st.check_alive()
                 samples.append(sample(data, t0))
                 print(f"soak: {samples[-1]['t_s']:.0f}s {samples[-1]['bytes']}", flush=True)
-            status = httpx.get(f"{gw}/generator/status", timeout=30).json()
+            status = GeneratorStatus.model_validate_json(httpx.get(f"{gw}/generator/status", timeout=30).content)
             env = {
                 **os.environ,
                 "DEVICESTREAM_DATA_DIR": str(data),
@@ -101,11 +112,11 @@ def main(argv: list[str] | None = None) -> int:
         "rate": args.rate,
         "minutes": args.minutes,
         "invalid_ratio": args.invalid_ratio,
-        "acknowledged": status.get("acknowledged"),
+        "acknowledged": status.acknowledged,
         "verify_exit": res.returncode,
-        "verify": json.loads(res.stdout) if res.stdout.strip().startswith("{") else res.stdout[-2000:],
+        "verify": _verify_report(res.stdout),
         "bytes_per_hour": per_hour,
-        "bytes_per_event": {f: round(b / max(1, status.get("acknowledged") or 1), 1) for f, b in per_hour.items()},
+        "bytes_per_event": {f: round(b / max(1, status.acknowledged), 1) for f, b in per_hour.items()},
         "samples": samples,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -114,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         f"# Disk soak: {args.rate:g} events/s for {args.minutes:g} min, invalid_ratio {args.invalid_ratio}",
         "",
-        f"acknowledged: {status.get('acknowledged')}; `devicestream verify` exit {res.returncode}",
+        f"acknowledged: {status.acknowledged}; `devicestream verify` exit {res.returncode}",
         "",
         "| folder | at the end | growth per hour | files at the end |",
         "|---|---|---|---|",

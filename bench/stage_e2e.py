@@ -23,7 +23,9 @@ from bench.procs import py_spy
 from bench.profiles import speedscope_top
 from bench.stack import Stack, stack
 from bench.tail import MergedTail
-from contract.files import read_json
+from contract.api import GeneratorStatus
+from contract.merger_status import MergerStatus
+from contract.progress import read_progress_or_none
 
 if TYPE_CHECKING:
     from bench.ctx import RunContext
@@ -90,22 +92,23 @@ class Driver:
 
         last_sample = 0.0
 
-        def done() -> dict | None:
+        def done() -> GeneratorStatus | None:
             nonlocal last_sample
             self.st.check_alive()
             if time.monotonic() - last_sample >= 1.0:
                 self.st.sample_rss()
                 last_sample = time.monotonic()
-            s = httpx.get(f"{gen}/generator/status", timeout=5).json()
-            return s if s["run"] and s["run"]["state"] not in ("running", "degraded") else None
+            s = GeneratorStatus.model_validate_json(httpx.get(f"{gen}/generator/status", timeout=5).content)
+            return s if s.run is not None and s.run.state not in ("running", "degraded") else None
 
         s = wait_until(done, duration_s + 120, f"the generator run at {rate:,.0f}/s", interval_s=0.1)
-        if s["run"]["state"] != "completed":
-            raise StageError(f"generator run ended {s['run']['state']}: {s.get('last_error')}")
+        run = s.run
+        assert run is not None
+        if run.state != "completed" or run.ended_at is None:
+            raise StageError(f"generator run ended {run.state}: {s.last_error}")
         self.requested.append((t_start, time.time() - self.tail.t0, rate))
-        self.acked_total += int(s["acknowledged"])
-        run = s["run"]
-        return {"acknowledged": s["acknowledged"], "seconds": run["ended_at"] - run["started_at"]}
+        self.acked_total += s.acknowledged
+        return {"acknowledged": s.acknowledged, "seconds": run.ended_at - run.started_at}
 
     def drain_s(self, limit_s: float) -> float:
         """Seconds until Spark has read every acknowledged event and the merger has merged every
@@ -115,12 +118,11 @@ class Driver:
         progress = self.st.data / "spark" / "progress.json"
 
         def drained() -> bool:
-            doc = read_json(progress)
-            if not isinstance(doc, dict) or int(doc["totals"]["inputRows"]) < self.acked_total:
+            doc = read_progress_or_none(progress)
+            if doc is None or doc.totals.input_rows < self.acked_total:
                 return False
-            rows_out = int(doc["totals"]["rowsOut"])
-            m = httpx.get(f"{merger}/merger/status", timeout=5).json()
-            return int(m["rows_merged"]) >= rows_out
+            m = MergerStatus.model_validate_json(httpx.get(f"{merger}/merger/status", timeout=5).content)
+            return m.rows_merged >= doc.totals.rows_out
 
         try:
             wait_until(drained, limit_s, "the pipeline to drain", interval_s=0.05)
@@ -160,7 +162,9 @@ def run(ctx: RunContext, work: Path) -> StageResult:
             if passed < RATE_TARGET and ladder:
                 failing = next((p["rate"] for p in ladder if not p["ok"]), sizes.ladder[-1])
                 profile = _profile_rate(drv, cfg, failing)
-            merger_view = httpx.get(f"{st.url('merger')}/merger/status", timeout=5).json().get("freshness")
+            merger_view = MergerStatus.model_validate_json(
+                httpx.get(f"{st.url('merger')}/merger/status", timeout=5).content
+            ).freshness.model_dump()
         finally:
             tail.stop()
         series = tail.timeline()

@@ -1,9 +1,10 @@
 """Gateway: downloading a large merged.csv through the gateway vs straight from the merger, and
 the gateway's peak memory while it streams.
 
-The merger and the gateway run as the real service processes. merged.csv is built beforehand
-(rows in the Spark job's format, repeated to the size) with a matching state.json written by the
-merger's own state module, so the merger serves it as committed. Downloads by curl to /dev/null
+The merger and the gateway run as the real service processes. merged.csv is made by the merger
+itself, from batch files in the Spark job's format (one block of rows, repeated to the size) put
+in its input folder before it starts; the downloads begin once /merger/status shows them all
+merged. Downloads by curl to /dev/null
 (a C client, so the client is not the bottleneck); RSS of each server sampled every 20 ms."""
 
 from __future__ import annotations
@@ -13,21 +14,26 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import psutil
 
-from bench.common import Config, Figure, Spread, StageError, StageResult, Target
+from bench.common import Config, Figure, Spread, StageError, StageResult, Target, wait_until
 from bench.data import csv_rows
 from bench.procs import Service, py_spy, service
 from bench.profiles import speedscope_top
-from contract.csv import ROW_HEADER
+from contract.csv import ROW_HEADER, batch_file_name
+from contract.layout import DataLayout
+from contract.merger_status import MergerStatus
 from devicestream.processes import free_ports
-from services.merger.state import MergerState, save_state
 
 RATIO_TARGET = 0.5
 FLAT_MB = 64.0  # "memory flat": the gateway grows by less than this while streaming the file
+#: Rows of each batch file the merger merges into the served merged.csv.
+BATCH_ROWS = 100_000
+MERGE_TIMEOUT_S = 900.0
 
 
 @dataclass(frozen=True)
@@ -40,33 +46,30 @@ FULL = GatewaySizes(bytes=1 << 30, reps=3)
 QUICK = GatewaySizes(bytes=100 << 20, reps=2)
 
 
-def build_merged(data: Path, size: int) -> tuple[int, int]:
-    """merged.csv of about `size` bytes and its state.json; returns (bytes, rows)."""
-    merger = data / "merger"
-    merger.mkdir(parents=True, exist_ok=True)
-    block = csv_rows(100_000)
-    block_rows = 100_000
+def write_batches(data: Path, size: int) -> tuple[int, int]:
+    """Batch files in the merger's input folder that add up to a merged.csv of about `size` bytes
+    (one header, then every file's rows); returns that merged.csv's (bytes, rows)."""
+    rows_dir = DataLayout(data).spark_rows
+    rows_dir.mkdir(parents=True, exist_ok=True)
     header = (ROW_HEADER + "\n").encode()
+    block = csv_rows(BATCH_ROWS)
     n = max(1, (size - len(header)) // len(block))
-    with open(merger / "merged.csv", "wb") as f:
-        f.write(header)
-        for _ in range(n):
-            f.write(block)
-    total = len(header) + n * len(block)
-    state = MergerState.fresh()
-    save_state(
-        merger / "state.json",
-        replace(
-            state,
-            last_batch_id=n - 1,
-            committed_size=total,
-            batches_merged=n,
-            rows_merged=n * block_rows,
-            last_merge_at=time.time(),
-        ),
-    )
-    (data / "spark" / "rows").mkdir(parents=True, exist_ok=True)
-    return total, n * block_rows
+    for batch_id in range(n):
+        (rows_dir / batch_file_name(batch_id)).write_bytes(header + block)
+    return len(header) + n * len(block), n * BATCH_ROWS
+
+
+def wait_merged(merger: Service, size: int, rows: int) -> None:
+    """Until the merger has merged every batch file (its status shows the rows and the size)."""
+
+    def merged() -> bool:
+        merger.check_alive()
+        st = MergerStatus.model_validate_json(httpx.get(f"{merger.base_url}/merger/status", timeout=5).content)
+        if st.quarantined:
+            raise StageError(f"the merger quarantined a batch file: {st.quarantined[0]}")
+        return st.rows_merged == rows and st.file_size == size
+
+    wait_until(merged, MERGE_TIMEOUT_S, f"the merger to merge {rows:,} rows", interval_s=0.2)
 
 
 class RssSampler(threading.Thread):
@@ -129,13 +132,14 @@ def run(cfg: Config, work: Path) -> StageResult:
     sizes = QUICK if cfg.quick else FULL
     res = StageResult("gateway")
     data = work / "data"
-    total, rows = build_merged(data, sizes.bytes)
+    total, rows = write_batches(data, sizes.bytes)
     direct_mbs: list[float] = []
     gw_mbs: list[float] = []
     gw_growth: list[float] = []
     merger_growth: list[float] = []
     profile: tuple[str, str] | None = None
     with servers(data) as (merger, gw):
+        wait_merged(merger, total, rows)
         download(f"{merger.base_url}/merged.csv", total)  # warm the page cache and both servers
         for _ in range(sizes.reps):
             ms = RssSampler(merger.pid)

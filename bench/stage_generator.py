@@ -25,6 +25,7 @@ from bench.common import Config, Figure, Spread, StageError, StageResult, Target
 from bench.data import write_payload_file
 from bench.procs import Broker, Service, py_spy, service
 from bench.profiles import speedscope_top
+from contract.api import GeneratorStatus
 from contract.kafka import PLAINTEXT, KafkaSecurity, aiokafka_options, write_client_properties
 from devicestream.paths import jars_dir
 from devicestream.processes import free_ports
@@ -71,29 +72,31 @@ def generator_on(broker: Broker, work: Path, topic: str) -> Iterator[Service]:
         yield g
 
 
-def run_and_wait(gen: Service, body: dict, timeout_s: float) -> dict:
+def run_and_wait(gen: Service, body: dict, timeout_s: float) -> GeneratorStatus:
     """Start a run, wait until it ends; the final status (StageError unless it completed)."""
     r = httpx.post(f"{gen.base_url}/generator/start", json=body, timeout=10)
     if r.status_code != 202:
         raise StageError(f"POST /generator/start {body} answered {r.status_code}: {r.text[:500]}")
 
-    def done() -> dict | None:
+    def done() -> GeneratorStatus | None:
         gen.check_alive()
-        st = httpx.get(f"{gen.base_url}/generator/status", timeout=5).json()
-        return st if st["run"] and st["run"]["state"] not in ("running", "degraded") else None
+        st = GeneratorStatus.model_validate_json(httpx.get(f"{gen.base_url}/generator/status", timeout=5).content)
+        return st if st.run is not None and st.run.state not in ("running", "degraded") else None
 
     st = wait_until(done, timeout_s, f"generator run {body}", interval_s=0.1)
-    if st["run"]["state"] != "completed":
-        raise StageError(f"generator run ended {st['run']['state']}: {st.get('last_error')}")
+    assert st.run is not None
+    if st.run.state != "completed":
+        raise StageError(f"generator run ended {st.run.state}: {st.last_error}")
     return st
 
 
 def generator_throughput(gen: Service, events: int, seed: int) -> float:
     st = run_and_wait(gen, {"rate": UNLIMITED, "count": events, "seed": seed}, timeout_s=300)
-    run = st["run"]
-    if st["acknowledged"] != events:
-        raise StageError(f"generator acknowledged {st['acknowledged']} of {events} events")
-    return events / (run["ended_at"] - run["started_at"])
+    run = st.run
+    assert run is not None and run.ended_at is not None
+    if st.acknowledged != events:
+        raise StageError(f"generator acknowledged {st.acknowledged} of {events} events")
+    return events / (run.ended_at - run.started_at)
 
 
 _PERF_RE = re.compile(r"(\d+) records sent, ([\d.]+) records/sec")
@@ -191,7 +194,7 @@ def rate_accuracy(
     topic = broker.topic(f"bench-rate-{tag}-{int(rate)}")
     with gen_factory(topic) as gen:
         st = run_and_wait(gen, {"rate": rate, "duration_s": window_s + 2, "seed": 1}, timeout_s=window_s + 120)
-    ts = asyncio.run(_timestamps(broker.bootstrap, topic, int(st["acknowledged"]), security=broker.security))
+    ts = asyncio.run(_timestamps(broker.bootstrap, topic, st.acknowledged, security=broker.security))
     achieved, n = achieved_rate(ts, rate, window_s)
     return achieved, n, ts
 

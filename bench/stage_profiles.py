@@ -72,7 +72,7 @@ def run(cfg: Config, broker: Broker, work: Path) -> StageResult:
         topic = broker.topic(f"bench-profile-{name}")
         with generator_on(broker, work, topic) as gen:
             st = run_and_wait(gen, {"profile": profile, "duration_s": seconds, "seed": 1}, timeout_s=seconds + 120)
-        ts = asyncio.run(_timestamps(broker.bootstrap, topic, int(st["acknowledged"])))
+        ts = asyncio.run(_timestamps(broker.bootstrap, topic, st.acknowledged))
         windows, offset = window_ratios(ts, profile, seconds)
         worst = max(windows, key=lambda w: abs(w[1] / w[2] - 1))
         res.figures.append(

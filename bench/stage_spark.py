@@ -27,7 +27,7 @@ from bench.common import PY, Config, Figure, Spread, StageError, StageResult, Ta
 from bench.data import write_payload_file
 from bench.procs import Broker
 from bench.stage_generator import producer_performance
-from contract.files import read_json
+from contract.progress import read_progress, read_progress_or_none
 from devicestream.paths import REPO_ROOT, jars_dir
 from devicestream.processes import log_tail, start_in_own_group, stop_process
 
@@ -77,6 +77,10 @@ def spark_env(broker: Broker, topic: str, data: Path) -> dict[str, str]:
     }
 
 
+#: What the report keeps of each batch the progress showed (written by alias: batchId, ...).
+BATCH_FIELDS = {"batch_id", "num_input_rows", "batch_duration_ms", "updated_at"}
+
+
 def streaming_run(broker: Broker, topic: str, data: Path, events: int, event_log: Path) -> tuple[float, dict]:
     shutil.rmtree(data, ignore_errors=True)
     data.mkdir(parents=True)
@@ -89,10 +93,10 @@ def streaming_run(broker: Broker, topic: str, data: Path, events: int, event_log
         def state(want: str) -> bool:
             if proc.poll() is not None:
                 raise StageError(f"the Spark job exited with {proc.returncode}:\n{log_tail(log)}")
-            doc = read_json(progress)
-            if isinstance(doc, dict) and doc.get("state") == "failed":
-                raise StageError(f"the Spark job failed: {doc.get('lastError')}")
-            return isinstance(doc, dict) and doc.get("state") == want
+            doc = read_progress_or_none(progress)
+            if doc is not None and doc.state == "failed":
+                raise StageError(f"the Spark job failed: {doc.last_error}")
+            return doc is not None and doc.state == want
 
         wait_until(lambda: state("running"), 240, "the Spark job to start")
         t_running = time.time()
@@ -100,20 +104,26 @@ def streaming_run(broker: Broker, topic: str, data: Path, events: int, event_log
 
         def all_read() -> bool:
             state("running")
-            doc = read_json(progress)
-            assert isinstance(doc, dict)
-            if doc.get("batchId") is not None and (not batches or batches[-1]["batchId"] != doc["batchId"]):
-                batches.append({k: doc.get(k) for k in ("batchId", "numInputRows", "batchDurationMs", "updatedAt")})
-            return int(doc["totals"]["inputRows"]) >= events
+            doc = read_progress(progress)
+            assert doc is not None
+            if doc.batch_id is not None and (not batches or batches[-1]["batchId"] != doc.batch_id):
+                batches.append(
+                    doc.model_dump(include={"batch_id", "num_input_rows", "batch_duration_ms", "updated_at"})
+                )
+            return doc.totals.input_rows >= events
 
         wait_until(all_read, 900, f"the Spark job to read {events} records", interval_s=0.02)
         seconds = time.time() - t_running
-        doc = read_json(progress)
-        assert isinstance(doc, dict)
-        if int(doc["totals"]["inputRows"]) != events:
-            raise StageError(f"the Spark job read {doc['totals']['inputRows']} records, expected {events}")
+        doc = read_progress(progress)
+        assert doc is not None
+        if doc.totals.input_rows != events:
+            raise StageError(f"the Spark job read {doc.totals.input_rows} records, expected {events}")
         m = re.search(r"spark_version=(\S+)", log.read_text(errors="replace"))
-        return seconds, {"totals": doc["totals"], "batches": batches, "spark_version": m.group(1) if m else "?"}
+        return seconds, {
+            "totals": doc.totals.model_dump(),
+            "batches": batches,
+            "spark_version": m.group(1) if m else "?",
+        }
     finally:
         stop_process(proc, timeout_s=40)
 

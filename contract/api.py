@@ -105,12 +105,18 @@ class GeneratorStatus(BaseModel):
     in_flight: int = 0
     rate_1s: float = 0.0
     rate_10s: float = 0.0
+    rate_requested: float = Field(
+        default=0.0, description="What the run (its profile) asks for now; rate_1s is what it achieves."
+    )
     offset_first: int | None = None
     offset_last: int | None = None
     last_error: str | None = None
     topic: str | None = None
     connected: bool | None = None
     next_offset: int | None = None
+    not_delivered: int = Field(
+        default=0, description="Events of an ended run that were not delivered (stop with the broker away)."
+    )
 
 
 class RunConflict(BaseModel):

@@ -19,6 +19,7 @@
     state.json           last merged batch, committed byte length, next offset per partition,
                          counts, events (atomic replace)
     journal.jsonl        one line per commit (the commit point): rebuilds a lost state.json
+    devices.json         the device figures and the committed size they cover
     quarantine/          invalid batch files with a .reason.txt beside each
   generator/
     state.json           next eventOffset to hand out (never reused across restarts)
@@ -30,8 +31,37 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-#: The merger's one rejects file, beside merged.csv.
-MERGED_REJECTS_NAME = "rejects.csv"
+
+@dataclass(frozen=True)
+class MergerFiles:
+    """The merger's files, in its folder (<data_dir>/merger unless MERGER_OUTPUT_DIR moves it)."""
+
+    dir: Path
+
+    @property
+    def merged_csv(self) -> Path:
+        return self.dir / "merged.csv"
+
+    @property
+    def merged_rejects(self) -> Path:
+        """The merger's one rejects file, beside merged.csv."""
+        return self.dir / "rejects.csv"
+
+    @property
+    def state(self) -> Path:
+        return self.dir / "state.json"
+
+    @property
+    def journal(self) -> Path:
+        return self.dir / "journal.jsonl"
+
+    @property
+    def devices(self) -> Path:
+        return self.dir / "devices.json"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.dir / "quarantine"
 
 
 @dataclass(frozen=True)
@@ -79,20 +109,24 @@ class DataLayout:
         return self.root / "merger"
 
     @property
+    def merger_files(self) -> MergerFiles:
+        return MergerFiles(self.merger_dir)
+
+    @property
     def merged_csv(self) -> Path:
-        return self.merger_dir / "merged.csv"
+        return self.merger_files.merged_csv
 
     @property
     def merged_rejects(self) -> Path:
-        return self.merger_dir / MERGED_REJECTS_NAME
+        return self.merger_files.merged_rejects
 
     @property
     def merger_state(self) -> Path:
-        return self.merger_dir / "state.json"
+        return self.merger_files.state
 
     @property
     def quarantine_dir(self) -> Path:
-        return self.merger_dir / "quarantine"
+        return self.merger_files.quarantine_dir
 
     @property
     def generator_dir(self) -> Path:

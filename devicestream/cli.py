@@ -76,7 +76,6 @@ def main(argv: list[str] | None = None) -> int:
 def _verify(settings: LauncherSettings, args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    import orjson
     from aiokafka.errors import KafkaError
 
     from contract.kafka import failure_reason
@@ -110,7 +109,7 @@ def _verify(settings: LauncherSettings, args: argparse.Namespace) -> int:
         reason = asyncio.run(failure_reason(e, bootstrap, security)) if isinstance(e, KafkaError) else str(e)
         print(f"devicestream verify: cannot run: kafka at {bootstrap}: {reason}", file=sys.stderr)
         return 2
-    print(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2).decode() if args.json else format_report(report))
+    print(report.to_json() if args.json else format_report(report))
     return 0 if report.ok else 1
 
 

@@ -16,41 +16,15 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import orjson
 import polars as pl
 
 from contract.csv import ROW_COLUMNS
 from contract.ledger import FAULT_KINDS, Ledger, LedgerError, ledger_path, read_ledger
+from contract.verify_report import RunReport
 from devicestream.verify import _rejects, _strings, merged_rejects_of
-
-PROBLEMS = (
-    "ledger_incomplete",
-    "ledger_counts_disagree",
-    "invalid_not_rejected",
-    "invalid_wrong_reason",
-    "timed_not_merged",
-    "timed_wrong_event_time",
-    "resent_wrong_count",
-)
-
-
-@dataclass
-class RunReport:
-    run_id: str
-    faults: dict[str, int]
-    problems: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PROBLEMS, 0))
-    examples: dict[str, list] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return not any(self.problems.values())
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "ok": self.ok}
 
 
 def _merged(merged_csv: Path) -> pl.DataFrame:
@@ -62,7 +36,7 @@ def _merged(merged_csv: Path) -> pl.DataFrame:
 def check_run(ledger: Ledger, merged: pl.DataFrame, rejects: pl.DataFrame, examples: int = 5) -> RunReport:
     """Pure: the ledger against merged.csv's (eventId, eventOffset, eventTime) and the rejects."""
     counted = Counter(f.kind for f in ledger.faults)
-    report = RunReport(ledger.run.run_id, {k: counted.get(k, 0) for k in FAULT_KINDS})
+    report = RunReport(run_id=ledger.run.run_id, faults={k: counted.get(k, 0) for k in FAULT_KINDS})
     p, ex = report.problems, report.examples
 
     def note(name: str, rows: list[dict]) -> None:
@@ -172,5 +146,5 @@ def cli_verify_run(
         report = verify_run(ledger_path(runs_dir, run_id), merged_csv, rejects_dir, wait_s=wait_s)
     except LedgerError as e:
         return 2, f"devicestream verify --run: {e}"
-    text = orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2).decode() if as_json else format_run_report(report)
+    text = report.to_json() if as_json else format_run_report(report)
     return (0 if report.ok else 1), text

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import httpx
 
-from contract.files import read_json
 from contract.internal import ENV_NAME as INTERNAL_SECRET_ENV
 from contract.kafka import KafkaSecurity
+from contract.progress import read_progress_or_none
 from devicestream.kafka_broker import BrokerError, KafkaCluster, wait_until_ready
 from devicestream.paths import REPO_ROOT, jars_dir, venv_bin
 from devicestream.settings import LauncherSettings
@@ -64,12 +64,8 @@ def http_probe(client: httpx.AsyncClient, url: str) -> Probe:
 
 def spark_probe(progress: Path, since: Callable[[], float]) -> Probe:
     async def probe() -> bool:
-        doc = read_json(progress)
-        return (
-            isinstance(doc, dict)
-            and doc.get("state") == "running"
-            and float(doc.get("startedAt") or 0) >= since() - 1.0
-        )
+        doc = read_progress_or_none(progress)
+        return doc is not None and doc.state == "running" and (doc.started_at or 0) >= since() - 1.0
 
     return probe
 
@@ -90,10 +86,10 @@ def spark_driver_pid(progress: Path) -> Callable[[int], int | None]:
     SIGTERM there stops the query after its current batch (SIGTERM to the JVM would not)."""
 
     def pid(group: int) -> int | None:
-        doc = read_json(progress)
-        if not isinstance(doc, dict) or not doc.get("pid"):
+        doc = read_progress_or_none(progress)
+        if doc is None or not doc.pid:
             return None
-        driver = int(doc["pid"])
+        driver = doc.pid
         try:
             return driver if os.getpgid(driver) == group else None
         except ProcessLookupError:

@@ -39,9 +39,8 @@ import os
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import orjson
 import polars as pl
@@ -49,7 +48,8 @@ from aiokafka.structs import TopicPartition
 
 from contract.csv import REJECT_COLUMNS, ROW_COLUMNS, parse_batch_file_name
 from contract.kafka import PLAINTEXT, KafkaSecurity, make_admin, make_consumer
-from contract.layout import MERGED_REJECTS_NAME
+from contract.layout import MergerFiles
+from contract.verify_report import VerifyReport
 from devicestream.validity import Invalid, expected_rows
 
 __all__ = ["Invalid", "expected_rows", "make_admin", "make_consumer"]
@@ -225,49 +225,6 @@ def scan_topic(
 # ---- comparing --------------------------------------------------------------------------------
 
 
-@dataclass
-class Report:
-    records: int
-    valid_records: int
-    invalid_records: int
-    records_without_readings: int
-    rows_expected: int
-    rows_in_merged: int
-    rejects_found: int
-    rows_missing: int = 0
-    rows_duplicated: int = 0
-    rows_altered: int = 0
-    rows_unexpected: int = 0
-    records_unaccounted: int = 0
-    invalid_not_rejected: int = 0
-    valid_rejected: int = 0
-    offsets_reused: int = 0
-    #: merged rows no surviving record explains, below the retention floor (see TopicScan):
-    #: most likely rows of records retention deleted; counted, not judged
-    rows_before_retention: int = 0
-    #: partitions whose log start offset is above 0 (retention deleted their oldest records)
-    partitions_truncated: int = 0
-    examples: dict[str, list] = field(default_factory=dict)
-
-    PROBLEMS = (
-        "rows_missing",
-        "rows_duplicated",
-        "rows_altered",
-        "rows_unexpected",
-        "records_unaccounted",
-        "invalid_not_rejected",
-        "valid_rejected",
-        "offsets_reused",
-    )
-
-    @property
-    def ok(self) -> bool:
-        return all(getattr(self, k) == 0 for k in self.PROBLEMS)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "ok": self.ok}
-
-
 def _strings(path: Path | list[Path], columns: tuple[str, ...] | list[str]) -> pl.LazyFrame:
     return pl.scan_csv(path, schema=dict.fromkeys(columns, pl.String)).with_columns(
         pl.col(c).fill_null("") for c in columns
@@ -316,7 +273,7 @@ def _rejects(rejects_dir: Path, merged_rejects: Path | None = None) -> pl.LazyFr
 
 def merged_rejects_of(merged_csv: Path) -> Path:
     """The merger's rejects.csv beside its merged.csv."""
-    return merged_csv.with_name(MERGED_REJECTS_NAME)
+    return MergerFiles(merged_csv.parent).merged_rejects
 
 
 def _read_rejects(raw: bytes) -> pl.DataFrame | None:
@@ -344,7 +301,7 @@ def compare(
     merged_csv: Path,
     rejects_dir: Path,
     examples: int = 5,
-) -> Report:
+) -> VerifyReport:
     stream = {"engine": "streaming"}
     expected = _strings(rows_csv, [*ROW_COLUMNS, "partition", "offset"]).with_columns(
         pl.col("partition").cast(pl.Int64), pl.col("offset").cast(pl.Int64)
@@ -377,7 +334,7 @@ def compare(
     def n(lf: pl.LazyFrame) -> int:
         return lf.select(pl.len()).collect(**stream).item()
 
-    report = Report(
+    report = VerifyReport(
         records=scan.records,
         valid_records=scan.valid,
         invalid_records=scan.invalid,
@@ -420,7 +377,7 @@ def verify(
     wait_s: float = 0.0,
     workdir: Path | None = None,
     security: KafkaSecurity = PLAINTEXT,
-) -> Report:
+) -> VerifyReport:
     """Scan the topic once, then compare; with `wait_s`, compare again until clean or the deadline
     (the pipeline may still be draining what was just produced)."""
     with tempfile.TemporaryDirectory(dir=workdir, prefix="verify-") as d:
@@ -433,12 +390,12 @@ def verify(
             time.sleep(1.0)
 
 
-def format_report(report: Report) -> str:
-    d = report.as_dict()
+def format_report(report: VerifyReport) -> str:
+    d = report.model_dump()
     lines = [f"verify: {'OK' if report.ok else 'PROBLEMS FOUND'}"]
     for k, v in d.items():
         if k not in ("examples", "ok"):
-            flag = "  <-- " if k in Report.PROBLEMS and v else ""
+            flag = "  <-- " if k in VerifyReport.PROBLEMS and v else ""
             lines.append(f"  {k:<26} {v}{flag}")
     for k, ex in report.examples.items():
         lines.append(f"  e.g. {k}: {orjson.dumps(ex[:3]).decode()}")

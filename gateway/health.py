@@ -30,10 +30,13 @@ is passed through next to the verdict.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
+from pydantic import BaseModel
+
+from contract.api import GeneratorStatus
+from contract.merger_status import MergerStatus, SourceEvent
 from contract.pipeline_status import (
     Accounting,
     Components,
@@ -44,6 +47,7 @@ from contract.pipeline_status import (
     ServiceHealth,
     SparkHealth,
 )
+from contract.progress import SparkProgress
 
 _RANK: dict[str, int] = {"ok": 0, "degraded": 1, "down": 2}
 
@@ -75,22 +79,29 @@ class KafkaProbe:
     latency_ms: float | None = None
 
 
+DocT = TypeVar("DocT", bound=BaseModel)
+
+
 @dataclass
-class HttpProbe:
-    """One upstream status document (generator or merger)."""
+class HttpProbe(Generic[DocT]):
+    """One upstream status document (generator or merger), parsed with its contract model."""
 
     component: str
     url: str
     reachable: bool = False
     error: str | None = None
-    doc: dict[str, Any] | None = None
+    doc: DocT | None = None
     latency_ms: float | None = None
+
+
+GeneratorProbe = HttpProbe[GeneratorStatus]
+MergerProbe = HttpProbe[MergerStatus]
 
 
 @dataclass
 class SparkProbe:
     path: str
-    doc: dict[str, Any] | None = None
+    doc: SparkProgress | None = None
     error: str | None = None  # unreadable / not a JSON object
     pid_alive: bool | None = None  # None: not checked
 
@@ -105,39 +116,27 @@ class Verdict:
         self.reasons.append(reason)
 
 
-def _num(v: object) -> float | None:
-    if isinstance(v, bool) or not isinstance(v, int | float):
-        return None
-    return float(v) if math.isfinite(v) else None
+def reported(doc: BaseModel | None, name: str) -> Any:
+    """The field `name` of an upstream document when the document carried it, else None (unknown):
+    the models give every field a default so an older document parses, but a count the upstream
+    did not report must not read as 0."""
+    return getattr(doc, name) if doc is not None and name in doc.model_fields_set else None
 
 
-def _int(v: object) -> int | None:
-    n = _num(v)
-    return int(n) if n is not None else None
+def as_reported(doc: BaseModel | None) -> dict[str, Any]:
+    """The document as the upstream sent it (its own fields and any it added; no defaults)."""
+    return doc.model_dump(mode="json", exclude_unset=True) if doc is not None else {}
 
 
-def spark_offsets(doc: dict[str, Any] | None, key: str = "endOffsets") -> dict[int, int]:
-    """{partition: offset} from a progress document (keys are strings in JSON)."""
-    raw = (doc or {}).get(key)
-    out: dict[int, int] = {}
-    if isinstance(raw, dict):
-        for p, o in raw.items():
-            try:
-                out[int(p)] = int(o)
-            except (TypeError, ValueError):
-                continue
-    return out
-
-
-def pending_input(kafka: KafkaProbe, spark_doc: dict[str, Any] | None) -> int | None:
+def pending_input(kafka: KafkaProbe, spark_doc: SparkProgress | None) -> int | None:
     """Events in Kafka that Spark has not read yet, or None when Kafka could not be asked.
     Falls back to Spark's own offsetsBehindLatest when Kafka is unreachable."""
     if kafka.reachable and kafka.topic_exists:
-        done = spark_offsets(spark_doc)
+        done = spark_doc.partition_offsets() if spark_doc is not None else {}
         return sum(max(0, end - done.get(p, 0)) for p, end in kafka.end_offsets.items())
     if kafka.reachable:
         return 0
-    return _int((spark_doc or {}).get("offsetsBehindLatest"))
+    return spark_doc.offsets_behind_latest if spark_doc is not None else None
 
 
 def assess_kafka(k: KafkaProbe) -> KafkaHealth:
@@ -166,23 +165,21 @@ def assess_kafka(k: KafkaProbe) -> KafkaHealth:
     )
 
 
-def service_health(p: HttpProbe, v: Verdict) -> ServiceHealth:
-    """The service's own document with the verdict and the probe's fields over it (an upstream
-    field cannot shadow them)."""
+def service_health(p: HttpProbe[DocT], v: Verdict) -> ServiceHealth:
+    """The service's own document (as it sent it) with the verdict and the probe's fields over it
+    (an upstream field cannot shadow them)."""
     fields = {"status": v.status, "reasons": v.reasons, "reachable": p.reachable, "url": p.url, "error": p.error}
-    return ServiceHealth.model_validate({**(p.doc or {}), **fields})
+    return ServiceHealth.model_validate({**as_reported(p.doc), **fields})
 
 
-def assess_generator(g: HttpProbe) -> ServiceHealth:
+def assess_generator(g: GeneratorProbe) -> ServiceHealth:
     v = Verdict()
-    doc = g.doc or {}
-    if not g.reachable:
+    doc = g.doc
+    if not g.reachable or doc is None:
         v.add("degraded", f"generator: {g.error or 'unreachable'} ({g.url})")
-    else:
-        state = doc.get("state")
-        if state in ("degraded", "failed"):
-            last = doc.get("last_error")
-            v.add("degraded", f"generator: state {state}" + (f": {last}" if last else ""))
+    elif doc.state in ("degraded", "failed"):
+        last = doc.last_error
+        v.add("degraded", f"generator: state {doc.state}" + (f": {last}" if last else ""))
     return service_health(g, v)
 
 
@@ -199,18 +196,18 @@ def assess_spark(s: SparkProbe, kafka: KafkaProbe, now: float, t: Thresholds) ->
         else:
             v.add("degraded", f"spark: no progress yet ({s.path})")
     else:
-        state = doc.get("state")
-        updated = _num(doc.get("updatedAt"))
+        state = doc.state
+        updated = doc.updated_at
         age = now - updated if updated is not None else None
         stale = bool(pending) and (age is None or age > t.spark_stale_after_s)
         info.update({"age_s": round(age, 3) if age is not None else None, "stale": stale, "pid_alive": s.pid_alive})
         if state == "failed":
-            err = doc.get("lastError")
+            err = doc.last_error
             v.add("down", "spark: job failed" + (f": {err}" if err else ""))
         elif state == "stopped":
             v.add("down", "spark: job stopped")
         elif s.pid_alive is False:
-            v.add("down", f"spark: driver pid {doc.get('pid')} is not running (progress says {state!r})")
+            v.add("down", f"spark: driver pid {doc.pid} is not running (progress says {state!r})")
         elif stale:
             v.add(
                 "down",
@@ -222,74 +219,63 @@ def assess_spark(s: SparkProbe, kafka: KafkaProbe, now: float, t: Thresholds) ->
             v.add("degraded", "spark: starting")
         if v.status == "ok" and pending is not None and pending > t.spark_lag_warn_offsets:
             v.add("degraded", f"spark: {pending} offsets behind Kafka")
-    return SparkHealth.model_validate({**(doc or {}), **info, "status": v.status, "reasons": v.reasons})
+    return SparkHealth.model_validate({**as_reported(doc), **info, "status": v.status, "reasons": v.reasons})
 
 
-def assess_merger(m: HttpProbe, t: Thresholds, now: float | None = None) -> ServiceHealth:
+def assess_merger(m: MergerProbe, t: Thresholds, now: float | None = None) -> ServiceHealth:
     v = Verdict()
-    doc = m.doc or {}
-    if not m.reachable:
+    doc = m.doc
+    if not m.reachable or doc is None:
         v.add("down", f"merger: {m.error or 'unreachable'} ({m.url})")
     else:
-        quarantined = doc.get("quarantined") or []
-        if quarantined:
-            v.add("degraded", f"merger: {len(quarantined)} batch file(s) quarantined")
-        if doc.get("waiting_for_batch") is not None:
-            v.add("degraded", f"merger: waiting for missing batch {doc.get('waiting_for_batch')}")
-        lag = _int(doc.get("lag_batches"))
-        if lag is not None and lag > t.merger_lag_warn_batches:
-            v.add("degraded", f"merger: {lag} batches behind")
-        for event in recent_source_events(doc.get("events"), now, t.merger_event_warn_s):
-            v.add("degraded", f"merger: {event.get('kind')}: {event.get('detail')}")
+        if doc.quarantined:
+            v.add("degraded", f"merger: {len(doc.quarantined)} batch file(s) quarantined")
+        if doc.waiting_for_batch is not None:
+            v.add("degraded", f"merger: waiting for missing batch {doc.waiting_for_batch}")
+        if doc.lag_batches > t.merger_lag_warn_batches:
+            v.add("degraded", f"merger: {doc.lag_batches} batches behind")
+        for event in recent_source_events(doc.events, now, t.merger_event_warn_s):
+            v.add("degraded", f"merger: {event.kind}: {event.detail}")
     return service_health(m, v)
 
 
-def recent_source_events(events: object, now: float | None, within_s: float) -> list[dict[str, Any]]:
+def recent_source_events(events: list[SourceEvent], now: float | None, within_s: float) -> list[SourceEvent]:
     """The merger's source events (a recreated topic...) of the last `within_s` seconds (all of them
-    when `now` is unknown); anything that is not a list of objects is ignored."""
-    if not isinstance(events, list):
-        return []
-    out = []
-    for e in events:
-        if not isinstance(e, dict):
-            continue
-        at = e.get("at")
-        if now is None or not isinstance(at, int | float) or now - at <= within_s:
-            out.append(e)
-    return out
+    when `now` is unknown)."""
+    return [e for e in events if now is None or now - e.at <= within_s]
 
 
-def account(kafka: KafkaProbe, gen: HttpProbe, spark: SparkProbe, merger: HttpProbe) -> Accounting:
+def account(kafka: KafkaProbe, gen: GeneratorProbe, spark: SparkProbe, merger: MergerProbe) -> Accounting:
     """Counts at each stage; when the pipeline has drained, whether they agree."""
-    sdoc = spark.doc or {}
-    totals = sdoc.get("totals") if isinstance(sdoc.get("totals"), dict) else {}
-    gdoc = gen.doc or {}
-    mdoc = merger.doc or {}
+    sdoc, gdoc, mdoc = spark.doc, gen.doc, merger.doc
+    totals = reported(sdoc, "totals")
     acc = Accounting(
         events_in_kafka=sum(kafka.end_offsets.values()) if kafka.reachable else None,
-        generator_acknowledged=_int(gdoc.get("acknowledged")) if gen.reachable else None,
-        spark_input_rows=_int(totals.get("inputRows")),
-        spark_rows_out=_int(totals.get("rowsOut")),
-        spark_rejects=_int(totals.get("rejects")),
-        spark_events_without_readings=_int(totals.get("eventsWithoutReadings")),
-        rows_merged=_int(mdoc.get("rows_merged")) if merger.reachable else None,
+        generator_acknowledged=reported(gdoc, "acknowledged") if gen.reachable else None,
+        spark_input_rows=reported(totals, "input_rows"),
+        spark_rows_out=reported(totals, "rows_out"),
+        spark_rejects=reported(totals, "rejects"),
+        spark_events_without_readings=reported(totals, "events_without_readings"),
+        rows_merged=reported(mdoc, "rows_merged") if merger.reachable else None,
         drained=False,
         consistent=None,
         notes=[],
     )
     notes = acc.notes
     pending = pending_input(kafka, spark.doc)
-    spark_batch = _int(sdoc.get("batchId"))
-    merged_batch = _int(mdoc.get("last_batch_id"))
+    spark_batch = sdoc.batch_id if sdoc is not None else None
+    merged_batch = mdoc.last_batch_id if mdoc is not None else None
     drained = (
         gen.reachable
-        and gdoc.get("state") != "running"
+        and gdoc is not None
+        and gdoc.state != "running"
         and kafka.reachable
         and pending == 0
-        and spark.doc is not None
+        and sdoc is not None
         and merger.reachable
-        and (_int(mdoc.get("lag_batches")) or 0) == 0
-        and mdoc.get("waiting_for_batch") is None
+        and mdoc is not None
+        and mdoc.lag_batches == 0
+        and mdoc.waiting_for_batch is None
         and (spark_batch is None or (merged_batch is not None and merged_batch >= spark_batch))
     )
     acc.drained = bool(drained)
@@ -313,9 +299,9 @@ def account(kafka: KafkaProbe, gen: HttpProbe, spark: SparkProbe, merger: HttpPr
 
 def assess(
     kafka: KafkaProbe,
-    generator: HttpProbe,
+    generator: GeneratorProbe,
     spark: SparkProbe,
-    merger: HttpProbe,
+    merger: MergerProbe,
     *,
     now: float,
     thresholds: Thresholds,
@@ -334,12 +320,13 @@ def assess(
     if accounting.consistent is False:
         overall = worst(overall, "degraded")
         reasons.extend(f"accounting: {n}" for n in accounting.notes)
-    freshness = (merger.doc or {}).get("freshness") if merger.reachable else None
+    mdoc = merger.doc if merger.reachable else None
+    freshness = reported(mdoc, "freshness")
     lag = Lag(
         kafka_offsets_behind=components.spark.pending_input,
-        merger_batches_behind=_int((merger.doc or {}).get("lag_batches")) if merger.reachable else None,
-        end_to_end_s=_num(freshness.get("last_s")) if isinstance(freshness, dict) else None,
-        end_to_end_p99_s=_num(freshness.get("p99_s")) if isinstance(freshness, dict) else None,
+        merger_batches_behind=reported(mdoc, "lag_batches"),
+        end_to_end_s=freshness.last_s if freshness is not None else None,
+        end_to_end_p99_s=freshness.p99_s if freshness is not None else None,
         spark_progress_age_s=components.spark.age_s,
     )
     return PipelineStatus(

@@ -14,10 +14,12 @@ import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from pydantic import ValidationError
 
-from contract.files import read_json
 from contract.kafka import PLAINTEXT, KafkaSecurity, aiokafka_options, failure_reason
-from gateway.health import HttpProbe, KafkaProbe, SparkProbe
+from contract.progress import ProgressUnreadable, read_progress
+from contract.validation import first_problem
+from gateway.health import DocT, HttpProbe, KafkaProbe, SparkProbe
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +32,11 @@ def describe_http_error(e: BaseException, timeout_s: float) -> str:
     return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
 
 
-async def probe_http(client: httpx.AsyncClient, component: str, url: str, timeout_s: float) -> HttpProbe:
-    """GET `url` (a status document) within `timeout_s`."""
-    probe = HttpProbe(component=component, url=url)
+async def probe_http(
+    client: httpx.AsyncClient, component: str, url: str, timeout_s: float, model: type[DocT]
+) -> HttpProbe[DocT]:
+    """GET `url` (a status document, parsed with `model`) within `timeout_s`."""
+    probe: HttpProbe[DocT] = HttpProbe(component=component, url=url)
     t0 = time.monotonic()
     try:
         async with asyncio.timeout(timeout_s):
@@ -45,7 +49,11 @@ async def probe_http(client: httpx.AsyncClient, component: str, url: str, timeou
         if not isinstance(doc, dict):
             probe.error = "status is not a JSON object"
             return probe
-        probe.doc = doc
+        try:
+            probe.doc = model.model_validate(doc)
+        except ValidationError as e:
+            probe.error = f"status is not a {model.__name__} document: {first_problem(e)}"
+            return probe
         probe.reachable = True
     except (httpx.HTTPError, TimeoutError, orjson.JSONDecodeError) as e:
         probe.error = describe_http_error(e, timeout_s)
@@ -53,8 +61,8 @@ async def probe_http(client: httpx.AsyncClient, component: str, url: str, timeou
     return probe
 
 
-def _pid_alive(pid: object) -> bool | None:
-    if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
+def _pid_alive(pid: int | None) -> bool | None:
+    if pid is None or pid <= 0:
         return None
     try:
         os.kill(pid, 0)
@@ -68,18 +76,18 @@ def _pid_alive(pid: object) -> bool | None:
 def _read_spark(path: Path, check_pid: bool) -> SparkProbe:
     probe = SparkProbe(path=str(path))
     try:
-        doc = read_json(path)
-    except (OSError, orjson.JSONDecodeError) as e:
+        doc = read_progress(path)
+    except OSError as e:
         probe.error = f"{type(e).__name__}: {e}"
+        return probe
+    except ProgressUnreadable as e:
+        probe.error = str(e)
         return probe
     if doc is None:
         return probe
-    if not isinstance(doc, dict):
-        probe.error = "not a JSON object"
-        return probe
     probe.doc = doc
-    if check_pid and doc.get("state") in ("starting", "running"):
-        probe.pid_alive = _pid_alive(doc.get("pid"))
+    if check_pid and doc.state in ("starting", "running"):
+        probe.pid_alive = _pid_alive(doc.pid)
     return probe
 
 

@@ -1,5 +1,5 @@
-"""Querying the merged data through the gateway: merged.csv's and merged.parquet's filters
-documented here (the merger checks them; its 422 comes back as it is). The routes are in
+"""The filters of merged.csv and merged.parquet as the gateway documents them (declared once in
+contract/query.py; the merger checks them and its 422 comes back as it is). The routes are in
 gateway/routes/data.py."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import Query
 
+from contract.query import RowFiltersAsSent
 from gateway.models import ErrorBody
 
 UPSTREAM_ERRORS: dict[int | str, dict[str, Any]] = {
@@ -20,28 +21,5 @@ FILTER_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def row_filters(
-    since: Annotated[
-        str | None,
-        Query(description="eventTime at or after (ISO-8601; no zone: UTC).", examples=["2026-11-28T03:30:00Z"]),
-    ] = None,
-    until: Annotated[
-        str | None, Query(description="eventTime before (ISO-8601).", examples=["2026-11-28T03:40:00Z"])
-    ] = None,
-    device_ids: Annotated[
-        list[str] | None, Query(alias="deviceId", description="Repeat for several devices.", examples=[["D001"]])
-    ] = None,
-    customer_ids: Annotated[
-        list[str] | None, Query(alias="customerId", description="Repeat for several customers.")
-    ] = None,
-    statuses: Annotated[
-        list[str] | None,
-        Query(alias="status", description="Repeat for several; empty: rows without a status.", examples=[["ERROR"]]),
-    ] = None,
-    columns: Annotated[
-        list[str] | None,
-        Query(description="Columns to keep, in order (repeat or comma-separated).", examples=[["eventTime,deviceId"]]),
-    ] = None,
-    limit: Annotated[str | None, Query(description="At most this many rows.", examples=["1000"])] = None,
-) -> None:
-    """Documents the filters in the gateway's OpenAPI; the merger validates them."""
+def row_filters(filters: Annotated[RowFiltersAsSent, Query()]) -> None:  # type: ignore[valid-type]
+    """Documents the filters in the gateway's OpenAPI (contract/query.py); the merger checks them."""

@@ -9,6 +9,8 @@ import time
 
 import httpx
 
+from contract.api import GeneratorStatus
+from contract.merger_status import MergerStatus
 from contract.pipeline_status import PipelineStatus
 from gateway.health import Thresholds, assess
 from gateway.probes import probe_http, probe_kafka, probe_spark
@@ -35,9 +37,9 @@ class StatusService:
         budget = s.status_timeout_s
         kafka, generator, spark, merger = await asyncio.gather(
             probe_kafka(s.kafka_bootstrap_servers, s.topic, budget, s.kafka_security),
-            probe_http(self.client, "generator", f"{s.generator_base()}/generator/status", budget),
+            probe_http(self.client, "generator", f"{s.generator_base()}/generator/status", budget, GeneratorStatus),
             probe_spark(s.layout.spark_progress, s.spark_check_pid, budget),
-            probe_http(self.client, "merger", f"{s.merger_base()}/merger/status", budget),
+            probe_http(self.client, "merger", f"{s.merger_base()}/merger/status", budget, MergerStatus),
         )
         doc = assess(kafka, generator, spark, merger, now=time.time(), thresholds=self.thresholds)
         if doc.overall != self._last_overall:

@@ -1,6 +1,6 @@
 """progress.json: the job's latest progress, read by the launcher, the gateway and the merger.
 
-The document has exactly the fields listed in docs/DESIGN.md. Three writers feed one
+The document is contract.progress.SparkProgress (the fields listed in docs/DESIGN.md). Three writers feed one
 `ProgressTracker` (thread-safe; each update replaces the file atomically):
 - the job's main thread: state starting -> running -> stopped | failed;
 - the sink, once a batch's files are committed: batchId and the counts, added to `totals`;
@@ -25,31 +25,9 @@ from typing import Any
 import orjson
 from pyspark.sql.streaming import StreamingQueryListener
 
-from contract.files import atomic_write_json, read_json
+from contract.progress import ProgressState, ProgressTotals, SparkProgress, read_progress_or_none
 
 log = logging.getLogger(__name__)
-
-STATES = ("starting", "running", "stopped", "failed")
-TOTAL_FIELDS = ("inputRows", "rowsOut", "rejects", "eventsWithoutReadings", "batches")
-FIELDS = (
-    "state",
-    "startedAt",
-    "updatedAt",
-    "pid",
-    "batchId",
-    "numInputRows",
-    "rowsOut",
-    "rejects",
-    "eventsWithoutReadings",
-    "inputRowsPerSecond",
-    "processedRowsPerSecond",
-    "batchDurationMs",
-    "endOffsets",
-    "latestOffsets",
-    "offsetsBehindLatest",
-    "lastError",
-    "totals",
-)
 
 
 @dataclass(frozen=True)
@@ -94,55 +72,48 @@ class ProgressTracker:
         pid: int | None = None,
     ) -> None:
         """`resume_batches`: the checkpoint already has batches, so batch ids continue from the
-        previous document's batchId (a re-run of that batch is not counted twice)."""
+        previous document's batchId (a re-run of that batch is not counted twice). A previous
+        document that does not parse counts as none."""
         self.path = path
         self._clock = clock
         self._lock = threading.Lock()
-        previous = read_json(path)
-        prev: dict[str, Any] = previous if isinstance(previous, dict) else {}
-        prev_totals = prev.get("totals") if isinstance(prev.get("totals"), dict) else {}
-        self._last_counted = int(prev["batchId"]) if resume_batches and isinstance(prev.get("batchId"), int) else -1
+        prev = read_progress_or_none(path) or SparkProgress()
+        self._last_counted = prev.batch_id if resume_batches and prev.batch_id is not None else -1
         now = clock()
-        self._doc: dict[str, Any] = {
-            "state": "starting",
-            "startedAt": now,
-            "updatedAt": now,
-            "pid": pid if pid is not None else os.getpid(),
-            "batchId": prev.get("batchId") if resume_batches else None,
-            "numInputRows": 0,
-            "rowsOut": 0,
-            "rejects": 0,
-            "eventsWithoutReadings": 0,
-            "inputRowsPerSecond": 0.0,
-            "processedRowsPerSecond": 0.0,
-            "batchDurationMs": None,
-            "endOffsets": prev.get("endOffsets") or {},
-            "latestOffsets": prev.get("latestOffsets") or {},
-            "offsetsBehindLatest": prev.get("offsetsBehindLatest"),
-            "lastError": None,
-            "totals": {k: int(prev_totals.get(k) or 0) for k in TOTAL_FIELDS},
-        }
+        self._doc = SparkProgress(
+            state="starting",
+            started_at=now,
+            updated_at=now,
+            pid=pid if pid is not None else os.getpid(),
+            batch_id=prev.batch_id if resume_batches else None,
+            end_offsets=prev.end_offsets,
+            latest_offsets=prev.latest_offsets,
+            offsets_behind_latest=prev.offsets_behind_latest,
+            # the declared counts only: a key an older or newer job added is not carried on
+            totals=ProgressTotals(**{name: getattr(prev.totals, name) for name in ProgressTotals.model_fields}),
+        )
 
     @property
     def document(self) -> dict[str, Any]:
+        """The document as written (JSON keys)."""
         with self._lock:
-            return orjson.loads(orjson.dumps(self._doc))
+            return self._doc.model_dump(mode="json")
 
     def _write(self) -> None:
-        self._doc["updatedAt"] = self._clock()
+        self._doc.updated_at = self._clock()
         try:
             # Status, not data: no fsync per batch (the batch files themselves are fsynced).
-            atomic_write_json(self.path, self._doc, durable=False)
+            self._doc.write(self.path, durable=False)
         except OSError:
             log.exception("cannot write progress", extra={"path": str(self.path)})
 
-    def _set_state(self, state: str, error: str | None = None) -> None:
+    def _set_state(self, state: ProgressState, error: str | None = None) -> None:
         with self._lock:
-            if self._doc["state"] == "failed" and state == "stopped":
+            if self._doc.state == "failed" and state == "stopped":
                 return  # the failure is the news
-            self._doc["state"] = state
+            self._doc.state = state
             if error is not None:
-                self._doc["lastError"] = error
+                self._doc.last_error = error
             self._write()
 
     def starting(self) -> None:
@@ -150,9 +121,9 @@ class ProgressTracker:
 
     def running(self) -> None:
         with self._lock:
-            if self._doc["state"] != "starting":
+            if self._doc.state != "starting":
                 return
-            self._doc["state"] = "running"
+            self._doc.state = "running"
             self._write()
 
     def stopped(self) -> None:
@@ -161,28 +132,22 @@ class ProgressTracker:
     def failed(self, error: str) -> None:
         self._set_state("failed", error)
 
-    def error(self, error: str) -> None:
-        """An error that did not (yet) end the query."""
-        with self._lock:
-            self._doc["lastError"] = error
-            self._write()
-
     def batch_committed(self, batch_id: int, counts: BatchCounts) -> None:
         """Called by the sink once the batch's files are renamed into place."""
         with self._lock:
             doc = self._doc
-            doc["batchId"] = batch_id
-            doc["numInputRows"] = counts.input_rows
-            doc["rowsOut"] = counts.rows_out
-            doc["rejects"] = counts.rejects
-            doc["eventsWithoutReadings"] = counts.events_without_readings
+            doc.batch_id = batch_id
+            doc.num_input_rows = counts.input_rows
+            doc.rows_out = counts.rows_out
+            doc.rejects = counts.rejects
+            doc.events_without_readings = counts.events_without_readings
             if batch_id > self._last_counted:
-                totals = doc["totals"]
-                totals["inputRows"] += counts.input_rows
-                totals["rowsOut"] += counts.rows_out
-                totals["rejects"] += counts.rejects
-                totals["eventsWithoutReadings"] += counts.events_without_readings
-                totals["batches"] += 1
+                totals = doc.totals
+                totals.input_rows += counts.input_rows
+                totals.rows_out += counts.rows_out
+                totals.rejects += counts.rejects
+                totals.events_without_readings += counts.events_without_readings
+                totals.batches += 1
                 self._last_counted = batch_id
             else:
                 log.info("batch re-run after a restart: not counted again", extra={"batch_id": batch_id})
@@ -202,17 +167,17 @@ class ProgressTracker:
         """Called by the listener when a batch (or a no-data trigger) has finished."""
         with self._lock:
             doc = self._doc
-            if doc["batchId"] == batch_id:  # a batch that ran (not a no-data trigger)
-                doc["inputRowsPerSecond"] = _finite(input_rows_per_second)
-                doc["processedRowsPerSecond"] = _finite(processed_rows_per_second)
-                doc["batchDurationMs"] = duration_ms
+            if doc.batch_id == batch_id:  # a batch that ran (not a no-data trigger)
+                doc.input_rows_per_second = _finite(input_rows_per_second)
+                doc.processed_rows_per_second = _finite(processed_rows_per_second)
+                doc.batch_duration_ms = duration_ms
             if end_offsets:
-                doc["endOffsets"] = end_offsets
+                doc.end_offsets = end_offsets
             if latest_offsets:
-                doc["latestOffsets"] = latest_offsets
-            doc["offsetsBehindLatest"] = offsets_behind(doc["endOffsets"], doc["latestOffsets"])
-            if doc["state"] == "starting":
-                doc["state"] = "running"
+                doc.latest_offsets = latest_offsets
+            doc.offsets_behind_latest = offsets_behind(doc.end_offsets, doc.latest_offsets)
+            if doc.state == "starting":
+                doc.state = "running"
             self._write()
 
     def touch(self) -> None:

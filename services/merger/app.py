@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from contract.api import Alive, Problem
 from contract.internal import UNAUTHORIZED, require_internal
+from contract.merger_status import MergerStatus
 from services.merger.device_tracker import DeviceTracker
 from services.merger.devices_api import devices_router
 from services.merger.download import Snapshot, etag_matches, parse_range
@@ -39,54 +40,6 @@ log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 256 * 1024
 CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
-
-
-class Freshness(BaseModel):
-    last_s: float | None
-    p50_s: float | None
-    p99_s: float | None
-
-
-class QuarantinedBatch(BaseModel):
-    file: str
-    reason: str
-    at: float
-
-
-class SourceEvent(BaseModel):
-    """topic_recreated, offsets_skipped, offsets_backwards or state_rebuilt (README: Guarantees)."""
-
-    kind: str
-    at: float
-    detail: str
-    lineage: str
-    batch_id: int | None
-
-
-class MergerStatus(BaseModel):
-    """The fields the gateway aggregates (docs/DESIGN.md), plus last_error and the exactly-once keys:
-    the checkpoint lineage followed, the topic (and Kafka's topic id), the next offset to merge per
-    partition, rows dropped as already merged, and the source events an operator must know about."""
-
-    batches_merged: int
-    last_batch_id: int | None
-    rows_merged: int
-    file_size: int
-    empty_batches: int
-    quarantined: list[QuarantinedBatch]
-    newest_batch_id: int | None
-    lag_batches: int
-    waiting_for_batch: int | None
-    waiting_since: float | None
-    last_merge_at: float | None
-    freshness: Freshness
-    last_error: str | None
-    lineage: str
-    topic: str | None
-    topic_id: str | None
-    merged_offsets: dict[str, int]
-    rows_skipped: int
-    events: list[SourceEvent]
 
 
 class Readiness(BaseModel):
@@ -242,10 +195,10 @@ def create_app(settings: MergerSettings) -> FastAPI:
             media_type=CSV_MEDIA_TYPE,
         )
 
-    @app.get("/merger/status")
+    @app.get("/merger/status", response_model=MergerStatus)
     async def status() -> MergerStatus:
         """Progress of the merge (the gateway aggregates this document)."""
-        return MergerStatus.model_validate(watcher.status())
+        return watcher.status()
 
     @app.get("/healthz", response_model=Alive)
     async def healthz() -> Alive:

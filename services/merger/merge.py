@@ -29,7 +29,8 @@ import polars as pl
 
 from contract.batches import BatchManifest
 from contract.csv import LEGACY_LINEAGE, MANIFEST_SUFFIX, batch_file_name, manifest_file_name, parse_batch_name
-from contract.files import atomic_write_bytes, fsync_dir, read_json
+from contract.files import atomic_write_bytes, fsync_dir
+from contract.progress import read_progress_or_none
 from services.merger.batchfile import ParsedBatch, first_line, parse_batch, select_rows
 from services.merger.errors import InvalidBatchError, MergeAttemptError
 from services.merger.offsets import OffsetCursor
@@ -173,12 +174,9 @@ class MergeEngine:
 
     def progress_batch_id(self) -> int | None:
         """The newest batch id the Spark job reports (its progress.json), if readable."""
-        try:
-            doc = read_json(self.settings.spark_progress)
-        except (OSError, ValueError):
-            return None
-        value = doc.get("batchId") if isinstance(doc, dict) else None
-        return value if isinstance(value, int) and value >= 0 else None
+        doc = read_progress_or_none(self.settings.spark_progress)
+        value = doc.batch_id if doc is not None else None
+        return value if value is not None and value >= 0 else None
 
     def plan(self) -> _Planned:
         files = self.scan()

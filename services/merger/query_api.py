@@ -7,14 +7,13 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable
-from datetime import datetime
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from prometheus_client import CollectorRegistry, Histogram
 
-from contract.csv import ROW_COLUMNS
+from contract.query import RowFilters
 from services.merger.download import etag_matches
 from services.merger.errors import QueryFailedError
 from services.merger.query import AnswerFile, Format, RowQuery, build_query, tmp_dir
@@ -27,58 +26,18 @@ CSV_MEDIA_TYPE: Final = "text/csv; charset=utf-8"
 PARQUET_MEDIA_TYPE: Final = "application/vnd.apache.parquet"
 #: Queries computed at once (each uses the polars thread pool); more wait their turn.
 MAX_CONCURRENT_QUERIES: Final = 2
-#: Largest `limit` accepted (this polars build counts rows in 32 bits).
-MAX_LIMIT: Final = 2**32 - 1
 
 
-def row_query(
-    since: Annotated[
-        datetime | None,
-        Query(
-            description="Rows with eventTime at or after this time (ISO-8601; without a zone: UTC).",
-            examples=["2026-11-28T03:30:00Z"],
-        ),
-    ] = None,
-    until: Annotated[
-        datetime | None,
-        Query(description="Rows with eventTime before this time (ISO-8601).", examples=["2026-11-28T03:40:00Z"]),
-    ] = None,
-    device_ids: Annotated[
-        list[str] | None,
-        Query(alias="deviceId", description="Only these devices (repeat the parameter).", examples=[["D001"]]),
-    ] = None,
-    customer_ids: Annotated[
-        list[str] | None,
-        Query(alias="customerId", description="Only these customers (repeat the parameter).", examples=[["CI00107"]]),
-    ] = None,
-    statuses: Annotated[
-        list[str] | None,
-        Query(
-            alias="status",
-            description="Only these statuses (repeat the parameter; an empty value: rows without a status).",
-            examples=[["ERROR"]],
-        ),
-    ] = None,
-    columns: Annotated[
-        list[str] | None,
-        Query(
-            description=f"Only these columns, in this order (repeat or separate with commas); of {list(ROW_COLUMNS)}.",
-            examples=[["eventTime,deviceId,temperature"]],
-        ),
-    ] = None,
-    limit: Annotated[
-        int | None, Query(ge=0, le=MAX_LIMIT, description="At most this many rows (the first ones).")
-    ] = None,
-) -> RowQuery:
+def row_query(filters: Annotated[RowFilters, Query()]) -> RowQuery:
     """The filters of a merged.csv / merged.parquet request (InvalidQueryError -> 422 naming the field)."""
     return build_query(
-        since=since,
-        until=until,
-        device_ids=device_ids,
-        customer_ids=customer_ids,
-        statuses=statuses,
-        columns=columns,
-        limit=limit,
+        since=filters.since,
+        until=filters.until,
+        device_ids=filters.device_ids,
+        customer_ids=filters.customer_ids,
+        statuses=filters.statuses,
+        columns=filters.columns,
+        limit=filters.limit,
     )
 
 

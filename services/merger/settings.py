@@ -8,7 +8,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from contract.internal import InternalSecretSettings
-from contract.layout import MERGED_REJECTS_NAME
+from contract.layout import MergerFiles
 from contract.settings import PipelineSettings
 
 
@@ -103,28 +103,33 @@ class MergerSettings(PipelineSettings, InternalSecretSettings):
         return self.output_dir if self.output_dir is not None else self.layout.merger_dir
 
     @property
+    def files(self) -> MergerFiles:
+        """The merger's files, named by contract.layout, in merger_dir."""
+        return MergerFiles(self.merger_dir)
+
+    @property
     def merged_csv(self) -> Path:
-        return self.merger_dir / "merged.csv"
+        return self.files.merged_csv
 
     @property
     def merged_rejects(self) -> Path:
-        return self.merger_dir / MERGED_REJECTS_NAME
+        return self.files.merged_rejects
 
     @property
     def state_file(self) -> Path:
-        return self.merger_dir / "state.json"
+        return self.files.state
 
     @property
     def devices_file(self) -> Path:
-        return self.merger_dir / "devices.json"
+        return self.files.devices
 
     @property
     def journal_file(self) -> Path:
-        return self.merger_dir / "journal.jsonl"
+        return self.files.journal
 
     @property
     def quarantine_dir(self) -> Path:
-        return self.merger_dir / "quarantine"
+        return self.files.quarantine_dir
 
     @property
     def spark_progress(self) -> Path:

@@ -10,12 +10,12 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 from watchfiles import Change, awatch
 
 from contract.csv import parse_batch_file_name
+from contract.merger_status import Freshness, MergerStatus, QuarantinedBatch, SourceEvent
 from services.merger.errors import MergeAttemptError, MergerError
 from services.merger.freshness import FreshnessWindow
 from services.merger.merge import CommitResult, MergeEngine, PassResult
@@ -211,7 +211,7 @@ class Watcher:
             return None, None
         return gap
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> MergerStatus:
         state = self.state
         waiting_for, waiting_since = self.waiting()
         last = None if state is None else state.last_batch_id
@@ -219,24 +219,24 @@ class Watcher:
         lag = 0
         if newest is not None:
             lag = max(0, newest - (last if last is not None else self.settings.first_batch_id - 1))
-        return {
-            "batches_merged": 0 if state is None else state.batches_merged,
-            "last_batch_id": last,
-            "rows_merged": 0 if state is None else state.rows_merged,
-            "file_size": 0 if state is None else state.committed_size,
-            "empty_batches": 0 if state is None else state.empty_batches,
-            "quarantined": [] if state is None else [vars(q) for q in state.quarantined],
-            "newest_batch_id": newest,
-            "lag_batches": lag,
-            "waiting_for_batch": waiting_for,
-            "waiting_since": waiting_since,
-            "last_merge_at": None if state is None else state.last_merge_at,
-            "freshness": self.freshness.snapshot(self.clock()),
-            "last_error": self.fatal_error or self.last_error,
-            "lineage": "" if state is None else state.lineage,
-            "topic": None if state is None else state.topic,
-            "topic_id": None if state is None else state.topic_id,
-            "merged_offsets": {} if state is None else {str(p): o for p, o in sorted(state.next_offsets.items())},
-            "rows_skipped": 0 if state is None else state.rows_skipped,
-            "events": [] if state is None else [vars(e) for e in state.events[-EVENTS_SHOWN:]],
-        }
+        return MergerStatus(
+            batches_merged=0 if state is None else state.batches_merged,
+            last_batch_id=last,
+            rows_merged=0 if state is None else state.rows_merged,
+            file_size=0 if state is None else state.committed_size,
+            empty_batches=0 if state is None else state.empty_batches,
+            quarantined=[] if state is None else [QuarantinedBatch(**vars(q)) for q in state.quarantined],
+            newest_batch_id=newest,
+            lag_batches=lag,
+            waiting_for_batch=waiting_for,
+            waiting_since=waiting_since,
+            last_merge_at=None if state is None else state.last_merge_at,
+            freshness=Freshness(**self.freshness.snapshot(self.clock())),
+            last_error=self.fatal_error or self.last_error,
+            lineage="" if state is None else state.lineage,
+            topic=None if state is None else state.topic,
+            topic_id=None if state is None else state.topic_id,
+            merged_offsets={} if state is None else {str(p): o for p, o in sorted(state.next_offsets.items())},
+            rows_skipped=0 if state is None else state.rows_skipped,
+            events=[] if state is None else [SourceEvent(**vars(e)) for e in state.events[-EVENTS_SHOWN:]],
+        )

@@ -24,7 +24,9 @@ from typing import TypeVar
 
 import httpx
 
+from contract.api import GeneratorStatus
 from devicestream.processes import free_ports
+from tests.documents import generator_status, merger_status
 from tests.helpers import REPO_ROOT
 
 T = TypeVar("T")
@@ -106,10 +108,10 @@ class Stack:
         return json.loads(self.docker("volume", "inspect", f"{PROJECT}_{name}"))[0]["Mountpoint"]
 
     def merged_rows(self) -> int:
-        return int(httpx.get(f"{self.merger}/merger/status", timeout=5).json()["rows_merged"])
+        return merger_status(self.merger).rows_merged
 
-    def generator_status(self) -> dict:
-        return httpx.get(f"{self.gateway}/generator/status", timeout=5).json()
+    def generator_status(self) -> GeneratorStatus:
+        return generator_status(self.gateway)
 
 
 def run(stack: Stack) -> None:
@@ -144,7 +146,7 @@ def run(stack: Stack) -> None:
     # its own and applies the restart policy (`docker kill` would count as a manual stop, which
     # unless-stopped does not restart).
     os.kill(pid, 9)
-    sent = stack.generator_status().get("acknowledged")
+    sent = stack.generator_status().acknowledged
     say(f"SIGKILLed the Spark container's main process (pid {pid}) with {sent} of {EVENTS} events acknowledged")
 
     def spark_back() -> bool:
@@ -154,12 +156,12 @@ def run(stack: Stack) -> None:
     stack.wait_for(spark_back, RESTART_TIMEOUT_S, "the Spark container restarted and healthy", "spark")
     say(f"the Spark container restarted by its restart policy and healthy again ({time.monotonic() - t0:.0f}s)")
 
-    def run_over() -> dict | None:
+    def run_over() -> GeneratorStatus | None:
         s = stack.generator_status()
-        return s if s["state"] in ("completed", "stopped", "failed") else None
+        return s if s.state in ("completed", "stopped", "failed") else None
 
     status = stack.wait_for(run_over, 600, "the generator run to end", "generator")
-    if status["state"] != "completed" or status["acknowledged"] != EVENTS:
+    if status.state != "completed" or status.acknowledged != EVENTS:
         raise ComposeTestError(f"the run did not complete: {status}\n{stack.logs('generator')}")
 
     data = stack.volume_path("data")

@@ -10,7 +10,6 @@ import asyncio
 import logging
 import time
 
-import httpx
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
@@ -40,7 +39,7 @@ def partitions(stack: Stack) -> list[dict]:
 
 
 def merged_rows(stack: Stack) -> int:
-    return int(httpx.get(f"{stack.merger}/merger/status", timeout=5).json()["rows_merged"])
+    return stack.merger_status().rows_merged
 
 
 def test_broker_sigkilled_mid_run(launch_stack: LaunchStack, caplog: pytest.LogCaptureFixture) -> None:
@@ -53,13 +52,13 @@ def test_broker_sigkilled_mid_run(launch_stack: LaunchStack, caplog: pytest.LogC
     assert all(len(p["replicas"]) == 3 and len(p["isr"]) == 3 for p in parts), parts
 
     stack.start_run(rate=RATE, count=COUNT, seed=21)
-    wait_for(lambda: stack.generator_status()["acknowledged"] >= 3 * RATE, 60, "events acknowledged", logs=logs)
+    wait_for(lambda: stack.generator_status().acknowledged >= 3 * RATE, 60, "events acknowledged", logs=logs)
 
     victim = f"kafka-{partitions(stack)[0]['leader']}"  # a leader: its partitions must move
     before = stack.components()
     killed_at = time.monotonic()
     old_pid = stack.kill(victim)
-    acked_at_kill = stack.generator_status()["acknowledged"]
+    acked_at_kill = stack.generator_status().acknowledged
     merged_at_kill = merged_rows(stack)
     assert acked_at_kill < COUNT - 10 * RATE, "the run must still have a while to go when the broker dies"
 
@@ -68,8 +67,8 @@ def test_broker_sigkilled_mid_run(launch_stack: LaunchStack, caplog: pytest.LogC
 
     def producing() -> bool:
         s = stack.generator_status()
-        states.add(s["state"])
-        return s["acknowledged"] >= acked_at_kill + 5 * RATE
+        states.add(s.state)
+        return s.acknowledged >= acked_at_kill + 5 * RATE
 
     wait_for(producing, 90, f"production to go on after {victim} was killed", logs=logs, interval=0.25)
     producing_after_s = time.monotonic() - killed_at
@@ -89,10 +88,10 @@ def test_broker_sigkilled_mid_run(launch_stack: LaunchStack, caplog: pytest.LogC
     )
 
     status = stack.wait_run_ended(timeout=240)
-    assert status["state"] == "completed", status
-    assert status["acknowledged"] == COUNT, status
+    assert status.state == "completed", status
+    assert status.acknowledged == COUNT, status
     report = stack.verify(wait_s=240)
-    assert report["records"] == COUNT, report
+    assert report.records == COUNT, report
 
     after = stack.components()
     for name in ("spark", "merger", "generator"):

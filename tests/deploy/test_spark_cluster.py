@@ -151,10 +151,10 @@ def test_pipeline_on_a_standalone_cluster(standalone: Standalone, launch_stack: 
 
     stack.start_run(rate=RATE, count=COUNT, seed=11)
     status = stack.wait_run_ended(timeout=180)
-    assert status["state"] == "completed", status
-    assert status["acknowledged"] == COUNT, status
+    assert status.state == "completed", status
+    assert status.acknowledged == COUNT, status
     report = stack.verify(wait_s=240)
-    assert report["records"] == COUNT and report["rows_in_merged"] == report["rows_expected"] > 0, report
+    assert report.records == COUNT and report.rows_in_merged == report.rows_expected > 0, report
 
     # The batches were computed there: the executor's own log (in the worker's work dir) shows its tasks.
     stderr = standalone.work_dir / app["id"] / str(executors[0]["id"]) / "stderr"

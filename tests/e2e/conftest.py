@@ -7,7 +7,6 @@ scenario can make it full and give the space back without touching the real disk
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -19,11 +18,16 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pydantic import ValidationError
 
+from contract.api import GeneratorStatus
 from contract.launcher import ComponentRecord, LauncherState
 from contract.layout import DataLayout
+from contract.merger_status import MergerStatus
 from contract.pipeline_status import PipelineStatus
+from contract.verify_report import VerifyReport
 from devicestream.processes import free_ports, log_tail
+from tests.documents import generator_status, merger_status
 from tests.helpers import REPO_ROOT, start_up, stop_up, wait_for, wait_up
 
 
@@ -89,13 +93,16 @@ class Stack:
         self.runs.append(run)
         return run
 
-    def generator_status(self) -> dict:
-        return httpx.get(f"{self.generator}/generator/status", timeout=5).json()
+    def generator_status(self) -> GeneratorStatus:
+        return generator_status(self.generator)
 
-    def wait_run_ended(self, timeout: float = 180) -> dict:
-        def ended() -> dict | None:
+    def merger_status(self) -> MergerStatus:
+        return merger_status(self.merger)
+
+    def wait_run_ended(self, timeout: float = 180) -> GeneratorStatus:
+        def ended() -> GeneratorStatus | None:
             s = self.generator_status()
-            return s if s["state"] in ("completed", "stopped", "failed", "idle") else None
+            return s if s.state in ("completed", "stopped", "failed", "idle") else None
 
         return wait_for(ended, timeout, "the generator run to end", logs=self.logs("generator"), interval=0.5)
 
@@ -104,7 +111,7 @@ class Stack:
         return PipelineStatus.model_validate_json(httpx.get(f"{self.gateway}/status", timeout=15).content)
 
     # ---- the proof ---------------------------------------------------------------------------
-    def verify(self, wait_s: float = 180) -> dict:
+    def verify(self, wait_s: float = 180) -> VerifyReport:
         res = subprocess.run(
             [sys.executable, "-m", "devicestream", "verify", "--json", "--wait", str(wait_s)],
             env={**os.environ, **self.env},
@@ -114,12 +121,12 @@ class Stack:
             timeout=wait_s + 300,
         )
         try:
-            report = json.loads(res.stdout)
-        except json.JSONDecodeError:
+            report = VerifyReport.model_validate_json(res.stdout)
+        except ValidationError:
             raise AssertionError(f"verify did not answer: {res.stdout}\n{res.stderr}") from None
-        if not report.get("ok"):
+        if not report.ok:
             tails = "\n".join(f"--- {p}:\n{log_tail(p, 25)}" for p in self.logs())
-            raise AssertionError(f"verify found problems: {json.dumps(report, indent=1)}\n{tails}")
+            raise AssertionError(f"verify found problems: {report.to_json()}\n{tails}")
         return report
 
 

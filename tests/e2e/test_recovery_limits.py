@@ -38,15 +38,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             yield st
 
 
-def _merger(stack: Stack) -> dict:
-    return httpx.get(f"{stack.merger}/merger/status", timeout=5).json()
-
-
 def test_6_generator_offsets_file_lost_after_an_invalid_ratio_run(stack: Stack) -> None:
     """The newest records of the partitions may be malformed; they carry the next eventOffset in a
     header, so the restarted generator continues past every offset already used."""
     stack.start_run(rate=1000, count=5000, seed=61, invalid_ratio=0.3)
-    assert stack.wait_run_ended()["state"] == "completed"
+    assert stack.wait_run_ended().state == "completed"
     state = stack.data / "generator" / "state.json"
     assert state.exists()
     # Deleted before the kill (the generator is idle: it writes the file only to reserve a block),
@@ -59,10 +55,10 @@ def test_6_generator_offsets_file_lost_after_an_invalid_ratio_run(stack: Stack) 
     assert "state_next=None topic_next=" in continued[-1] and "topic_next=None" not in continued[-1], continued
     stack.start_run(rate=1000, count=5000, seed=62, invalid_ratio=0.3)
     status = stack.wait_run_ended()
-    assert status["state"] == "completed" and status["acknowledged"] == 5000, status
+    assert status.state == "completed" and status.acknowledged == 5000, status
     report = stack.verify()
-    assert report["offsets_reused"] == 0
-    assert report["invalid_records"] > 0
+    assert report.offsets_reused == 0
+    assert report.invalid_records > 0
 
 
 def _big_event(offset: int, device_id: str) -> bytes:
@@ -85,7 +81,7 @@ def test_7_batch_files_larger_than_the_read_ahead_budget_are_merged(stack: Stack
     alphabet = string.ascii_letters + string.digits + ' ,"'
     base = 7 * 10**12
     ids = {base + i: f"B{i},{''.join(rng.choices(alphabet, k=BIG_ID_CHARS))}" for i in range(BIG_RECORDS)}
-    before = _merger(stack)["rows_merged"]
+    before = stack.merger_status().rows_merged
 
     async def produce() -> None:
         # all sent before one flush: several land in the same micro-batch
@@ -99,15 +95,15 @@ def test_7_batch_files_larger_than_the_read_ahead_budget_are_merged(stack: Stack
 
     asyncio.run(produce())
     wait_for(
-        lambda: _merger(stack)["rows_merged"] >= before + BIG_RECORDS,
+        lambda: stack.merger_status().rows_merged >= before + BIG_RECORDS,
         300,
         "the merger to merge the big records",
         logs=stack.logs("spark", "merger"),
         interval=1.0,
     )
     stack.verify()
-    st = _merger(stack)
-    assert st["quarantined"] == [] and st["last_error"] is None
+    st = stack.merger_status()
+    assert st.quarantined == [] and st.last_error is None
 
     body = httpx.get(f"{stack.gateway}/merged.csv", timeout=60).content
     csv.field_size_limit(sys.maxsize)

@@ -43,10 +43,10 @@ def _wait_merging(stack: Stack, more_than: int) -> None:
 def test_1_counted_seeded_run_undisturbed(stack: Stack) -> None:
     stack.start_run(rate=RATE, count=COUNT, seed=1)
     status = stack.wait_run_ended()
-    assert status["state"] == "completed", status
-    assert status["acknowledged"] == COUNT and status["delivery_errors"] == 0, status
+    assert status.state == "completed", status
+    assert status.acknowledged == COUNT and status.delivery_errors == 0, status
     report = stack.verify()
-    assert report["records"] >= COUNT
+    assert report.records >= COUNT
     # the gateway's /status agrees: every stage counted the same events once the pipeline drained
     doc = wait_for(lambda: (s := stack.status()).accounting.drained and s, 60, "/status drained", logs=stack.logs())
     assert doc.overall == "ok" and doc.accounting.consistent is True, (doc.reasons, doc.accounting)
@@ -61,7 +61,7 @@ def test_2_spark_job_killed_twice_mid_run(stack: Stack) -> None:
         old = stack.kill("spark")
         stack.wait_restarted("spark", old)
         before = _merged_rows(stack)
-    assert stack.wait_run_ended()["state"] == "completed"
+    assert stack.wait_run_ended().state == "completed"
     stack.verify()
     assert stack.components()["spark"].restarts >= 2
 
@@ -74,50 +74,50 @@ def test_3_merger_killed_during_merges(stack: Stack) -> None:
         old = stack.kill("merger")
         stack.wait_restarted("merger", old)
         before = _merged_rows(stack)
-    assert stack.wait_run_ended()["state"] == "completed"
+    assert stack.wait_run_ended().state == "completed"
     stack.verify()
 
 
 def test_4_broker_stopped_for_10s(stack: Stack) -> None:
     stack.start_run(rate=RATE, count=COUNT, seed=4)
-    wait_for(lambda: stack.generator_status()["acknowledged"] > RATE * 3, 60, "events acknowledged")
+    wait_for(lambda: stack.generator_status().acknowledged > RATE * 3, 60, "events acknowledged")
     broker = stack.pid("kafka")
     seen: set[str] = set()
     os.kill(broker, signal.SIGSTOP)  # the broker answers nothing: connections hang, then time out
     try:
         end = time.monotonic() + 10
         while time.monotonic() < end:
-            seen.add(stack.generator_status()["state"])
+            seen.add(stack.generator_status().state)
             time.sleep(0.5)
     finally:
         os.kill(broker, signal.SIGCONT)
     assert "degraded" in seen, f"generator states during the outage: {seen}"
     wait_for(
-        lambda: stack.generator_status()["state"] in ("running", "completed"),
+        lambda: stack.generator_status().state in ("running", "completed"),
         120,
         "the generator to recover",
         logs=stack.logs("generator"),
     )
     status = stack.wait_run_ended(timeout=300)
-    assert status["state"] == "completed", status
-    assert status["acknowledged"] == COUNT, status
+    assert status.state == "completed", status
+    assert status.acknowledged == COUNT, status
     stack.verify()
 
 
 def test_5_generator_killed_and_restarted(stack: Stack) -> None:
     stack.start_run(rate=RATE, count=COUNT, seed=5)
-    wait_for(lambda: stack.generator_status()["acknowledged"] > RATE * 5, 60, "events acknowledged")
-    last_offset = stack.generator_status()["offset_last"]
+    wait_for(lambda: stack.generator_status().acknowledged > RATE * 5, 60, "events acknowledged")
+    last_offset = stack.generator_status().offset_last
     old = stack.kill("generator")
     stack.wait_restarted("generator", old)
-    assert stack.generator_status()["state"] == "idle"
+    assert stack.generator_status().state == "idle"
     run = stack.start_run(rate=RATE, count=RATE * 10, seed=55)
     assert run["state"] == "running"
     status = stack.wait_run_ended()
-    assert status["state"] == "completed"
-    assert status["offset_first"] > last_offset, "eventOffset must continue without reuse after a crash"
+    assert status.state == "completed"
+    assert status.offset_first > last_offset, "eventOffset must continue without reuse after a crash"
     report = stack.verify()
-    assert report["offsets_reused"] == 0
+    assert report.offsets_reused == 0
 
 
 def _event(offset: int) -> dict:
@@ -170,13 +170,13 @@ def test_6_poison_records_are_rejected_and_good_ones_merged(stack: Stack) -> Non
 
     asyncio.run(produce())
     report = stack.verify()
-    assert report["invalid_records"] >= len(poison)
-    assert report["rejects_found"] >= len(poison)
+    assert report.invalid_records >= len(poison)
+    assert report.rejects_found >= len(poison)
     assert stack.components()["spark"].restarts == restarts, "a poison record must not crash the job"
 
     stack.start_run(rate=RATE, count=20_000, seed=6, invalid_ratio=0.05)
     status = stack.wait_run_ended()
-    assert status["state"] == "completed" and status["invalid"] > 0, status
+    assert status.state == "completed" and status.invalid > 0, status
     stack.verify()
     # Each batch's reject file goes into the merger's one rejects.csv and is then deleted (#13).
     wait_for(
@@ -245,8 +245,8 @@ def test_8_api_abuse(stack: Stack, tmp_path) -> None:
     assert not errors, errors[:10]
     final = httpx.post(f"{stack.gateway}/generator/stop", timeout=60).json()
     status = stack.generator_status()
-    assert status["state"] in ("stopped", "completed", "idle"), status
-    assert status["in_flight"] == 0 and status["sent"] == status["acknowledged"], (final, status)
+    assert status.state in ("stopped", "completed", "idle"), status
+    assert status.in_flight == 0 and status.sent == status.acknowledged, (final, status)
     stack.verify(wait_s=400)
 
 
@@ -254,25 +254,25 @@ def test_9_full_disk_during_merge(stack: Stack) -> None:
     if stack.tmpfs is None:
         pytest.skip("cannot mount a size-limited tmpfs here (needs root and mount rights)")
     stack.start_run(rate=RATE, count=COUNT, seed=9)
-    wait_for(lambda: stack.generator_status()["acknowledged"] > RATE * 3, 60, "events acknowledged")
+    wait_for(lambda: stack.generator_status().acknowledged > RATE * 3, 60, "events acknowledged")
     used_kb = int(subprocess.run(["du", "-sk", str(stack.tmpfs)], capture_output=True, text=True).stdout.split()[0])
     subprocess.run(["mount", "-o", f"remount,size={used_kb + 64}k", str(stack.tmpfs)], check=True)
     try:
 
         def full_reported() -> bool:
-            s = httpx.get(f"{stack.merger}/merger/status", timeout=5).json()
-            return bool(s.get("last_error")) and "space" in s["last_error"].lower()
+            last_error = stack.merger_status().last_error
+            return last_error is not None and "space" in last_error.lower()
 
         wait_for(full_reported, 120, "the merger to report the full disk", logs=stack.logs("merger"))
     finally:
         subprocess.run(["mount", "-o", "remount,size=2g", str(stack.tmpfs)], check=True)
     wait_for(
-        lambda: not httpx.get(f"{stack.merger}/merger/status", timeout=5).json().get("last_error"),
+        lambda: not stack.merger_status().last_error,
         120,
         "the merger to resume after space returns",
         logs=stack.logs("merger"),
     )
-    assert stack.wait_run_ended()["state"] == "completed"
+    assert stack.wait_run_ended().state == "completed"
     stack.verify()
 
 
@@ -283,14 +283,14 @@ def test_7_load_20k_per_second(stack: Stack) -> None:
     pipeline must drain within a generous deadline and lose or duplicate nothing."""
     stack.start_run(rate=20_000, duration_s=60, seed=7)
     behind: list[int] = []
-    while stack.generator_status()["state"] == "running":
+    while stack.generator_status().state == "running":
         lag = stack.status().lag.kafka_offsets_behind
         if lag is not None:
             behind.append(int(lag))
         time.sleep(2)
     status = stack.generator_status()
-    assert status["state"] == "completed", status
-    assert status["delivery_errors"] == 0, status
+    assert status.state == "completed", status
+    assert status.delivery_errors == 0, status
     stopped = time.monotonic()
 
     def drained() -> bool:
@@ -305,7 +305,7 @@ def test_7_load_20k_per_second(stack: Stack) -> None:
         interval=1,
     )
     print(
-        f"load: {status['acknowledged'] / 60:.0f} ev/s acknowledged, max offsets behind "
+        f"load: {status.acknowledged / 60:.0f} ev/s acknowledged, max offsets behind "
         f"{max(behind, default=0)}, drained {time.monotonic() - stopped:.1f}s after the stop"
     )
     verify_started = time.monotonic()

@@ -7,9 +7,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 from devicestream.processes import free_ports
+from tests.documents import devices, merger_status
 from tests.helpers import ServiceProcess, wait_for
 
 
@@ -22,9 +21,9 @@ class Served:
 
     def merged_up_to(self, batch_id: int) -> None:
         def done() -> bool:
-            st = httpx.get(f"{self.merger_url}/merger/status", timeout=5).json()
-            doc = httpx.get(f"{self.merger_url}/devices", timeout=5).json()
-            return st["last_batch_id"] == batch_id and doc["covered_size"] == doc["committed_size"]
+            st = merger_status(self.merger_url)
+            doc = devices(self.merger_url)
+            return st.last_batch_id == batch_id and doc.covered_size == doc.committed_size
 
         wait_for(done, 30, f"batch {batch_id} merged and counted", logs=[p.log_file for p in self.procs])
 

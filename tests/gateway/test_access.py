@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from gateway.auth import key_matches
+from tests.documents import generator_status
 from tests.gateway.conftest import Stack, make_stack
 
 KEY = "s3cret-key-for-tests"
@@ -45,7 +46,7 @@ def test_write_routes_need_the_key(keyed: Stack) -> None:
     assert httpx.put(f"{u}/generator/rate", json={"rate": 1}).status_code == 401
     assert httpx.post(f"{u}/generator/stop").status_code == 401
     # the generator saw none of it
-    assert httpx.get(f"{keyed.generator_url}/generator/status").json()["state"] == "idle"
+    assert generator_status(keyed.generator_url).state == "idle"
 
     r = httpx.post(f"{u}/generator/start", json={"rate": 1}, headers={"x-api-key": KEY})
     assert r.status_code == 202

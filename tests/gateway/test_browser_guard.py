@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from gateway.origin import cross_site_refusal, default_allowed_hosts, host_name, host_refusal, media_type_refusal
+from tests.documents import generator_status
 from tests.gateway.conftest import Stack, make_stack
 
 FORM = {"content-type": "application/x-www-form-urlencoded"}
@@ -50,7 +51,7 @@ def test_cross_site_form_post_is_refused(gw: Stack) -> None:
     assert r.status_code == 415 and r.json()["error"] == "unsupported_media_type", r.text
     r = httpx.post(f"{u}/generator/start", content=b'{"rate": 1}', headers={"content-type": "text/plain"})
     assert r.status_code == 415, r.text
-    assert httpx.get(f"{gw.generator_url}/generator/status").json()["state"] == "running"
+    assert generator_status(gw.generator_url).state == "running"
 
     # the same page's own requests (the dashboard) and curl pass
     same = {"origin": u, "sec-fetch-site": "same-origin"}

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
 import pytest
 
+from tests.documents import generator_status
 from tests.gateway.conftest import ARTIFACTS, Stack
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -55,7 +55,7 @@ def test_dashboard_start_moves_chart(stack: Stack) -> None:
 
             page.click("#stop")
             expect(page.locator("#control-msg")).to_contain_text("stopped", timeout=10_000)
-            assert httpx.get(f"{stack.url}/generator/status").json()["state"] == "stopped"
+            assert generator_status(stack.url).state == "stopped"
         finally:
             browser.close()
 

@@ -8,9 +8,9 @@ import random
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
+from tests.documents import devices
 from tests.gateway.conftest import ARTIFACTS
 from tests.gateway.real_merger import Served, served_in
 from tests.gateway.test_dashboard import ARGS, CHROMIUM
@@ -37,14 +37,13 @@ def number(value: object) -> float | None:
 
 
 def expected(served: Served) -> dict[str, dict[str, float | None]]:
-    doc = httpx.get(f"{served.url}/devices", timeout=5).json()
     return {
-        d["deviceId"]: {
-            "mean": number(d["recent"]["temperature_mean"]),
-            "share": number(d["recent"]["error_share"]),
-            "rows": d["total"]["rows"],
+        d.deviceId: {
+            "mean": number(d.recent.temperature_mean),
+            "share": number(d.recent.error_share),
+            "rows": d.total.rows,
         }
-        for d in doc["devices"]
+        for d in devices(served.url).devices
     }
 
 

@@ -17,6 +17,7 @@ from contract.internal import ENV_NAME, HEADER, secret_matches
 from devicestream.processes import free_ports
 from devicestream.settings import LauncherSettings
 from devicestream.specs import child_env
+from tests.documents import generator_status
 from tests.gateway.conftest import Stack, make_stack
 from tests.helpers import start_up, stop_up, wait_up
 
@@ -50,7 +51,7 @@ def test_services_refuse_calls_without_the_secret(real: Stack) -> None:
         assert httpx.get(url).status_code == 200, url
     for url in (f"{merger}/healthz", f"{merger}/readyz", f"{merger}/merger/status", f"{merger}/metrics"):
         assert httpx.get(url).status_code == 200, url
-    assert httpx.get(f"{gen}/generator/status").json()["state"] == "idle"
+    assert generator_status(gen).state == "idle"
 
 
 def test_the_gateway_carries_the_secret(real: Stack) -> None:

@@ -14,6 +14,7 @@ import polars as pl
 import pytest
 
 from contract.csv import ROW_HEADER
+from tests.documents import devices
 from tests.gateway.real_merger import Served, served_in
 from tests.merger.batches import HEADER_LINE, batch_rows, write_batch
 
@@ -27,7 +28,7 @@ def test_filtered_downloads_through_the_gateway(served: Served) -> None:
     r = httpx.get(f"{served.url}/merged.csv", params={"deviceId": "D001"})
     assert r.status_code == 200 and r.text == ROW_HEADER + "\n"  # before the first row: the header
     assert httpx.get(f"{served.url}/merged.csv").text == ROW_HEADER + "\n"
-    assert httpx.get(f"{served.url}/devices").json()["devices"] == []
+    assert devices(served.url).devices == []
 
     rnd = random.Random(5)
     for b in range(3):
@@ -66,11 +67,8 @@ def test_filtered_downloads_through_the_gateway(served: Served) -> None:
     bad = httpx.get(f"{served.url}/merged.parquet", params={"since": "soon"})
     assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["query", "since"]
 
-    devices = httpx.get(f"{served.url}/devices")
-    assert devices.status_code == 200
-    assert devices.json() == httpx.get(f"{served.merger_url}/devices").json()
-    one = httpx.get(f"{served.url}/devices/D002").json()
-    assert [d["deviceId"] for d in one["devices"]] == ["D002"]
+    assert devices(served.url) == devices(served.merger_url)  # the gateway forwards the merger's figures
+    assert [d.deviceId for d in devices(served.url, "D002").devices] == ["D002"]
     assert httpx.get(f"{served.url}/devices/D999").status_code == 404
     assert httpx.get(f"{served.url}/devices/a%2Fb").status_code == 404
 

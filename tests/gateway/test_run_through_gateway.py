@@ -7,6 +7,7 @@ import httpx
 
 from contract.api import GeneratorStatus
 from contract.pipeline_status import PipelineStatus
+from tests.documents import generator_status
 from tests.gateway.conftest import Stack
 from tests.helpers import wait_for
 
@@ -73,7 +74,7 @@ def test_generator_validation_and_passthrough(stack: Stack) -> None:
     r = httpx.put(f"{stack.url}/generator/rate", json={"rate": 5}, timeout=10)
     assert r.status_code == 409 and r.json() == {"detail": "no active run"}
     # generator status passes through
-    assert httpx.get(f"{stack.url}/generator/status").json()["state"] == "idle"
+    assert generator_status(stack.url).state == "idle"
     # oversized body: 413 before anything is parsed or forwarded
     r = httpx.post(f"{stack.url}/generator/start", content=b"x" * 200_000, headers={"content-type": "application/json"})
     assert r.status_code == 413

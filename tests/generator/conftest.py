@@ -12,8 +12,10 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from contract.api import GeneratorStatus
 from devicestream.processes import free_ports
 from services.generator.offsets import topic_partitions
+from tests.documents import generator_status
 from tests.helpers import ServiceProcess, wait_for
 
 
@@ -66,8 +68,8 @@ class Generator:
     proc: ServiceProcess
     url: str
 
-    def status(self) -> dict:
-        return httpx.get(f"{self.url}/generator/status", timeout=5).json()
+    def status(self) -> GeneratorStatus:
+        return generator_status(self.url)
 
     def post(self, path: str, body: dict | None = None) -> httpx.Response:
         return httpx.post(f"{self.url}{path}", json=body, timeout=60)
@@ -75,9 +77,9 @@ class Generator:
     def put(self, path: str, body: dict) -> httpx.Response:
         return httpx.put(f"{self.url}{path}", json=body, timeout=10)
 
-    def wait_state(self, states: set[str], timeout: float) -> dict:
+    def wait_state(self, states: set[str], timeout: float) -> GeneratorStatus:
         return wait_for(
-            lambda: (s := self.status())["state"] in states and s,
+            lambda: (s := self.status()).state in states and s,
             timeout,
             f"generator state in {states}",
             logs=[self.proc.log_file],

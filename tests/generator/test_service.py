@@ -18,7 +18,7 @@ def test_counted_run_lands_exactly_count_then_restart_continues(kafka, generator
     topic = kafka.new_topic()
     gen = generator_factory(kafka.bootstrap, topic)
     st = gen.status()
-    assert st["state"] == "idle" and st["topic"] == topic
+    assert st.state == "idle" and st.topic == topic
 
     resp = gen.post("/generator/start", {"rate": 4000, "count": 3000, "seed": 11})
     assert resp.status_code == 202, resp.text
@@ -26,9 +26,9 @@ def test_counted_run_lands_exactly_count_then_restart_continues(kafka, generator
     assert run["state"] == "running" and run["params"]["count"] == 3000 and run["params"]["seed"] == 11
 
     st = gen.wait_state({"completed"}, 30)
-    assert (st["sent"], st["acknowledged"], st["delivery_errors"]) == (3000, 3000, 0)
-    assert (st["offset_first"], st["offset_last"]) == (FIRST_EVENT_OFFSET, FIRST_EVENT_OFFSET + 2999)
-    assert st["run"]["ended_at"] is not None
+    assert (st.sent, st.acknowledged, st.delivery_errors) == (3000, 3000, 0)
+    assert (st.offset_first, st.offset_last) == (FIRST_EVENT_OFFSET, FIRST_EVENT_OFFSET + 2999)
+    assert st.run.ended_at is not None
 
     records = read_topic(kafka.bootstrap, topic)
     assert len(records) == 3000
@@ -44,9 +44,9 @@ def test_counted_run_lands_exactly_count_then_restart_continues(kafka, generator
     resp = gen.post("/generator/start", {"rate": 5000, "count": 1000, "invalid_ratio": 0.2, "seed": 3})
     assert resp.status_code == 202, resp.text
     st = gen.wait_state({"completed"}, 30)
-    assert st["acknowledged"] == 1000 and 100 < st["invalid"] < 300
-    valid = 1000 - st["invalid"]
-    assert (st["offset_first"], st["offset_last"]) == (13_000, 13_000 + valid - 1)
+    assert st.acknowledged == 1000 and 100 < st.invalid < 300
+    valid = 1000 - st.invalid
+    assert (st.offset_first, st.offset_last) == (13_000, 13_000 + valid - 1)
 
     # restart the service (SIGTERM, clean): the next run continues right after
     assert gen.proc.stop() == 0
@@ -54,7 +54,7 @@ def test_counted_run_lands_exactly_count_then_restart_continues(kafka, generator
     resp = gen2.post("/generator/start", {"rate": 5000, "count": 500})
     assert resp.status_code == 202
     st = gen2.wait_state({"completed"}, 30)
-    assert st["offset_first"] == 13_000 + valid
+    assert st.offset_first == 13_000 + valid
 
     records = read_topic(kafka.bootstrap, topic)
     assert len(records) == 4500
@@ -73,7 +73,7 @@ def test_stop_flushes_rate_change_and_conflict(kafka, generator_factory, tmp_pat
 
     resp = gen.put("/generator/rate", {"rate": 6000})
     assert resp.status_code == 200 and resp.json()["params"]["rate"] == 6000
-    wait_for(lambda: gen.status()["acknowledged"] > 2000, 30, "events acknowledged", logs=[gen.proc.log_file])
+    wait_for(lambda: gen.status().acknowledged > 2000, 30, "events acknowledged", logs=[gen.proc.log_file])
 
     resp = gen.post("/generator/stop")
     assert resp.status_code == 200
@@ -87,7 +87,7 @@ def test_stop_flushes_rate_change_and_conflict(kafka, generator_factory, tmp_pat
 
     # SIGKILL mid-run: the next process never reuses an offset (a gap is fine)
     gen.post("/generator/start", {"rate": 2000})
-    wait_for(lambda: gen.status()["acknowledged"] > 500, 30, "second run acknowledged", logs=[gen.proc.log_file])
+    wait_for(lambda: gen.status().acknowledged > 500, 30, "second run acknowledged", logs=[gen.proc.log_file])
     gen.proc.kill()
     gen2 = generator_factory(kafka.bootstrap, topic)
     gen2.post("/generator/start", {"rate": 5000, "count": 200})
@@ -101,7 +101,7 @@ def test_stop_flushes_rate_change_and_conflict(kafka, generator_factory, tmp_pat
     gen3 = generator_factory(kafka.bootstrap, topic, data_dir=tmp_path / "wiped")
     gen3.post("/generator/start", {"rate": 5000, "count": 10})
     st = gen3.wait_state({"completed"}, 30)
-    assert st["offset_first"] == newest + 1
+    assert st.offset_first == newest + 1
 
 
 def test_broker_outage_degrades_then_recovers_exactly_once(private_kafka, generator_factory) -> None:
@@ -109,20 +109,20 @@ def test_broker_outage_degrades_then_recovers_exactly_once(private_kafka, genera
     gen = generator_factory(private_kafka.bootstrap, topic, GENERATOR_DEGRADED_AFTER_S="1")
     count = 4000
     gen.post("/generator/start", {"rate": 400, "count": count, "seed": 5})
-    wait_for(lambda: gen.status()["acknowledged"] > 400, 30, "first acks", logs=[gen.proc.log_file])
+    wait_for(lambda: gen.status().acknowledged > 400, 30, "first acks", logs=[gen.proc.log_file])
 
     private_kafka.stop()
     st = gen.wait_state({"degraded"}, 30)
-    assert st["last_error"]
-    assert st["run"]["state"] == "degraded"
+    assert st.last_error
+    assert st.run.state == "degraded"
 
     private_kafka.start()
     st = gen.wait_state({"completed"}, 120)
-    assert st["acknowledged"] == count
+    assert st.acknowledged == count
     records = read_topic(private_kafka.bootstrap, topic)
     offs = _offsets(records)
     assert len(records) == count
-    assert offs == list(range(st["offset_first"], st["offset_first"] + count)), "lost or duplicated events"
+    assert offs == list(range(st.offset_first, st.offset_first + count)), "lost or duplicated events"
 
 
 def test_lost_state_after_a_run_of_malformed_records_never_reuses_an_offset(kafka, generator_factory, tmp_path) -> None:
@@ -134,13 +134,13 @@ def test_lost_state_after_a_run_of_malformed_records_never_reuses_an_offset(kafk
     gen.post("/generator/start", {"rate": 5000, "count": 300, "seed": 1})
     first = gen.wait_state({"completed"}, 30)
     gen.post("/generator/start", {"rate": 5000, "count": 600, "invalid_ratio": 1.0, "seed": 2})
-    assert gen.wait_state({"completed"}, 30)["invalid"] == 600
+    assert gen.wait_state({"completed"}, 30).invalid == 600
     gen.proc.stop()
 
     (data / "generator" / "state.json").unlink()  # the offsets file lost
     gen2 = generator_factory(kafka.bootstrap, topic, data_dir=data)
     gen2.post("/generator/start", {"rate": 5000, "count": 100, "seed": 3})
     st = gen2.wait_state({"completed"}, 30)
-    assert st["offset_first"] > first["offset_last"]
+    assert st.offset_first > first.offset_last
     counts = Counter(_offsets(read_topic(kafka.bootstrap, topic)))
     assert len(counts) == 400 and max(counts.values()) == 1, "an eventOffset was reused"

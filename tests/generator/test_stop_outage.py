@@ -8,6 +8,7 @@ import signal
 
 import httpx
 
+from contract.api import GeneratorStatus
 from gateway.settings import GatewaySettings
 from services.generator.settings import GeneratorSettings
 from tests.generator.conftest import read_topic
@@ -26,13 +27,13 @@ def test_stop_with_the_broker_frozen_answers_in_time_and_reports_what_was_not_de
     topic = private_kafka.new_topic()
     gen = generator_factory(private_kafka.bootstrap, topic, GENERATOR_DEGRADED_AFTER_S="1")
     gen.post("/generator/start", {"rate": 2000, "seed": 3})
-    wait_for(lambda: gen.status()["acknowledged"] > 500, 30, "first acknowledgements", logs=[gen.proc.log_file])
+    wait_for(lambda: gen.status().acknowledged > 500, 30, "first acknowledgements", logs=[gen.proc.log_file])
 
     broker = private_kafka.proc.pid
     os.kill(broker, signal.SIGSTOP)
     try:
         wait_for(
-            lambda: (s := gen.status())["state"] == "degraded" and s["in_flight"] > 0,
+            lambda: (s := gen.status()).state == "degraded" and s.in_flight > 0,
             30,
             "the run to notice the frozen broker",
             logs=[gen.proc.log_file],
@@ -40,19 +41,19 @@ def test_stop_with_the_broker_frozen_answers_in_time_and_reports_what_was_not_de
         # The client waits no longer than the gateway would: the generator must answer first.
         resp = httpx.post(f"{gen.url}/generator/stop", timeout=GatewaySettings().command_timeout_s)
         assert resp.status_code == 200, resp.text
-        st = resp.json()
-        assert st["state"] == "stopped" and st["run"]["ended_at"] is not None
-        assert st["not_delivered"] >= st["in_flight"] > 0
-        assert st["acknowledged"] + st["in_flight"] <= st["sent"]
-        assert "not delivered" in st["last_error"]
-        assert gen.status()["state"] == "stopped"
+        st = GeneratorStatus.model_validate_json(resp.content)
+        assert st.state == "stopped" and st.run.ended_at is not None
+        assert st.not_delivered >= st.in_flight > 0
+        assert st.acknowledged + st.in_flight <= st.sent
+        assert "not delivered" in st.last_error
+        assert gen.status().state == "stopped"
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(broker, signal.SIGCONT)
 
     # Kafka back: a new run starts and completes; nothing acknowledged was lost.
-    acknowledged = st["acknowledged"]
+    acknowledged = st.acknowledged
     gen.post("/generator/start", {"rate": 2000, "count": 500})
     st2 = gen.wait_state({"completed"}, 60)
-    assert st2["acknowledged"] == 500
+    assert st2.acknowledged == 500
     assert len(read_topic(private_kafka.bootstrap, topic)) >= acknowledged + 500

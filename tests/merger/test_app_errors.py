@@ -8,11 +8,16 @@ import os
 import polars as pl
 from fastapi.testclient import TestClient
 
+from contract.merger_status import MergerStatus
 from services.merger import merge as merge_module
 from services.merger.app import create_app
 from services.merger.settings import MergerSettings
 from tests.helpers import wait_for
 from tests.merger.batches import HEADER_LINE, batch_text, rows, write_batch
+
+
+def status(client: TestClient) -> MergerStatus:
+    return MergerStatus.model_validate_json(client.get("/merger/status").content)
 
 
 def test_disk_full_is_reported_then_merging_resumes(tmp_path, monkeypatch):
@@ -28,14 +33,14 @@ def test_disk_full_is_reported_then_merging_resumes(tmp_path, monkeypatch):
     monkeypatch.setattr(merge_module.os, "pwritev", pwritev)
     with TestClient(create_app(settings)) as client:
         write_batch(settings.rows_dir, 0, batch_text(0, 5))
-        wait_for(lambda: "No space" in (client.get("/merger/status").json()["last_error"] or ""), 10, "last_error")
+        wait_for(lambda: "No space" in (status(client).last_error or ""), 10, "last_error")
         # nothing committed: the header alone, not a half-written batch
         assert client.get("/merged.csv").content == HEADER_LINE.encode()
         assert client.get("/healthz").status_code == 200
         disk_full = False
-        wait_for(lambda: client.get("/merger/status").json()["last_batch_id"] == 0, 10, "merge after space is back")
-        st = client.get("/merger/status").json()
-        assert st["last_error"] is None and st["rows_merged"] == 5
+        wait_for(lambda: status(client).last_batch_id == 0, 10, "merge after space is back")
+        st = status(client)
+        assert st.last_error is None and st.rows_merged == 5
         assert client.get("/merged.csv").content == (HEADER_LINE + rows(0, 5)).encode()
         assert "merger_io_errors_total" in client.get("/metrics").text
 
@@ -47,7 +52,7 @@ def test_state_that_cannot_be_reconciled_is_not_ready_and_says_why(tmp_path):
     with TestClient(create_app(settings)) as client:
         r = wait_for(lambda: client.get("/readyz").status_code == 503 and client.get("/readyz"), 10, "not ready")
         assert "no committed progress" in r.json()["problems"][0]
-        assert "no committed progress" in client.get("/merger/status").json()["last_error"]
+        assert "no committed progress" in status(client).last_error
         assert client.get("/merged.csv").status_code == 503
 
 
@@ -62,4 +67,4 @@ def test_a_dead_merge_loop_is_not_ready_with_its_cause(tmp_path, monkeypatch):
         wait_for(lambda: "merge loop stopped" in str(client.get("/readyz").json()["problems"]), 10, "the cause")
         r = client.get("/readyz")
         assert r.status_code == 503 and r.json()["ready"] is False
-        assert "a bug nobody caught" in client.get("/merger/status").json()["last_error"]
+        assert "a bug nobody caught" in status(client).last_error

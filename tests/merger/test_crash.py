@@ -13,6 +13,7 @@ import orjson
 
 from services.merger.merge import MergeEngine
 from services.merger.settings import MergerSettings
+from tests.documents import merger_status
 from tests.helpers import wait_for
 from tests.merger.batches import HEADER_LINE, batch_text, write_batch
 
@@ -115,12 +116,9 @@ def test_sigkill_at_random_points_changes_nothing(tmp_path, merger_runner, rows_
     with merger_runner.process(**env) as proc:
         url = merger_runner.url
 
-        def status() -> dict:
-            return httpx.get(f"{url}/merger/status", timeout=5).json()
-
-        wait_for(lambda: status()["last_batch_id"] == N_BATCHES - 1, 60, "all batches", logs=[proc.log_file])
+        wait_for(lambda: merger_status(url).last_batch_id == N_BATCHES - 1, 60, "all batches", logs=[proc.log_file])
         wait_for(lambda: not any(rows_dir.iterdir()), 10, "stale re-runs removed", logs=[proc.log_file])
-        st = status()
+        st = merger_status(url)
         download = httpx.get(f"{url}/merged.csv", timeout=30).content
         assert proc.stop() == 0
 
@@ -128,12 +126,12 @@ def test_sigkill_at_random_points_changes_nothing(tmp_path, merger_runner, rows_
     assert merged == reference, f"merged.csv differs from the uninterrupted run (seed {seed})"
     assert download == reference
     ref_state = ref_engine.state
-    assert (st["batches_merged"], st["rows_merged"], st["empty_batches"]) == (
+    assert (st.batches_merged, st.rows_merged, st.empty_batches) == (
         ref_state.batches_merged,
         ref_state.rows_merged,
         ref_state.empty_batches,
     )
-    assert sorted({q["file"] for q in st["quarantined"]}) == sorted(q.file for q in ref_state.quarantined)
+    assert sorted({q.file for q in st.quarantined}) == sorted(q.file for q in ref_state.quarantined)
     quarantine = merger_runner.data_dir / "merger" / "quarantine"
     assert {p.name for p in quarantine.glob("batch-*.csv")} == {q.file for q in ref_state.quarantined}
     shutil.rmtree(ref.data_dir)

@@ -14,9 +14,11 @@ import httpx
 import orjson
 import pytest
 
+from contract.devices import DevicesResponse, Figures
 from services.merger.device_tracker import DeviceTracker, read_whole_lines
 from services.merger.devices import DeviceBook, parse_rows
 from services.merger.state import MergerState
+from tests.documents import devices, merger_status
 from tests.helpers import wait_for
 from tests.merger.batches import HEADER_LINE, batch_rows, write_batch
 from tests.merger.test_crash import committed
@@ -67,25 +69,25 @@ def recompute(merged_csv_text: str, window_s: int) -> dict:
     }
 
 
-def iso_us(value: str | None) -> int | None:
-    """Epoch microseconds of a datetime as the API writes it (ISO-8601, UTC)."""
+def iso_us(value: datetime | None) -> int | None:
+    """Epoch microseconds of a datetime of the API (UTC)."""
     if value is None:
         return None
-    return (datetime.fromisoformat(value) - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+    return (value - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
 
 
-def observed(doc: dict) -> dict:
+def observed(doc: DevicesResponse) -> dict:
     """A /devices document in recompute()'s shape."""
 
-    def fig(f: dict) -> dict:
-        keys = ("rows", "temperature_min", "temperature_max", "temperature_mean", "statuses", "error_share")
-        return {**{k: f[k] for k in keys}, "last_us": iso_us(f["last_seen"])}
+    def fig(f: Figures) -> dict:
+        keys = {"rows", "temperature_min", "temperature_max", "temperature_mean", "statuses", "error_share"}
+        return {**f.model_dump(include=keys), "last_us": iso_us(f.last_seen)}
 
     return {
-        "rows": doc["rows"],
-        "rows_without_device": doc["rows_without_device"],
-        "newest_us": iso_us(doc["window_end"]),
-        "devices": {d["deviceId"]: {"total": fig(d["total"]), "recent": fig(d["recent"])} for d in doc["devices"]},
+        "rows": doc.rows,
+        "rows_without_device": doc.rows_without_device,
+        "newest_us": iso_us(doc.window_end),
+        "devices": {d.deviceId: {"total": fig(d.total), "recent": fig(d.recent)} for d in doc.devices},
     }
 
 
@@ -98,8 +100,9 @@ def assert_same(got: dict, expected: dict) -> None:
     assert got == expected
 
 
-def book_doc(book: DeviceBook) -> dict:
-    return orjson.loads(book.response(0, 0).model_dump_json())
+def book_doc(book: DeviceBook) -> DevicesResponse:
+    """The book's answer as a reader of /devices gets it (through its JSON)."""
+    return DevicesResponse.model_validate_json(book.response(0, 0).model_dump_json())
 
 
 @pytest.mark.parametrize("pieces", [1, 3, 40])
@@ -176,23 +179,20 @@ def test_figures_match_merged_csv_after_two_sigkills(merger_runner, rows_dir):
     with merger_runner.process(**env) as proc:
         url = merger_runner.url
 
-        def caught_up() -> dict | None:
-            st = httpx.get(f"{url}/merger/status", timeout=5).json()
-            doc = httpx.get(f"{url}/devices", timeout=5).json()
-            done = (
-                st["last_batch_id"] == N_BATCHES - 1 and doc["covered_size"] == doc["committed_size"] == st["file_size"]
-            )
+        def caught_up() -> DevicesResponse | None:
+            st = merger_status(url)
+            doc = devices(url)
+            done = st.last_batch_id == N_BATCHES - 1 and doc.covered_size == doc.committed_size == st.file_size
             return doc if done else None
 
         doc = wait_for(caught_up, 60, "all merged and the device figures caught up", logs=[proc.log_file])
-        one = httpx.get(f"{url}/devices/D003", timeout=5)
-        assert one.status_code == 200 and [d["deviceId"] for d in one.json()["devices"]] == ["D003"]
+        assert [d.deviceId for d in devices(url, "D003").devices] == ["D003"]
         missing = httpx.get(f"{url}/devices/D999", timeout=5)
         assert missing.status_code == 404 and "D999" in missing.json()["detail"]
         assert proc.stop() == 0
 
     text = (merger_runner.data_dir / "merger" / "merged.csv").read_text()
-    assert doc["window_s"] == WINDOW_S
+    assert doc.window_s == WINDOW_S
     assert_same(observed(doc), recompute(text, WINDOW_S))
     # a clean stop saved the figures up to the end
     assert snapshot_size() == len(text.encode())
@@ -267,7 +267,7 @@ def test_device_and_query_metrics_are_exported(merger_runner, rows_dir):
     with merger_runner.process() as proc:
         url = merger_runner.url
         write_batch(rows_dir, 0, HEADER_LINE + batch_rows(0, 50, random.Random(2)))
-        wait_for(lambda: httpx.get(f"{url}/devices").json()["rows"] == 50, 30, "batch 0 counted", logs=[proc.log_file])
+        wait_for(lambda: devices(url).rows == 50, 30, "batch 0 counted", logs=[proc.log_file])
         assert httpx.get(f"{url}/merged.csv", params={"deviceId": "D001"}).status_code == 200
         text = httpx.get(f"{url}/metrics").text
         assert "merger_devices_behind_bytes 0.0" in text

@@ -18,6 +18,7 @@ import pytest
 from contract.csv import ROW_COLUMNS, ROW_HEADER
 from services.merger.errors import InvalidQueryError
 from services.merger.query import build_query
+from tests.documents import merger_status
 from tests.helpers import wait_for
 from tests.merger.batches import HEADER_LINE, write_batch
 
@@ -75,7 +76,7 @@ def served(merger_runner, rows_dir):
         for b in range(N_BATCHES):
             write_batch(rows_dir, b, HEADER_LINE + varied_rows(b, ROWS_PER_BATCH, rnd))
         wait_for(
-            lambda: httpx.get(f"{url}/merger/status").json()["last_batch_id"] == N_BATCHES - 1,
+            lambda: merger_status(url).last_batch_id == N_BATCHES - 1,
             30,
             "all batches merged",
             logs=[proc.log_file],
@@ -237,7 +238,7 @@ def test_queries_during_merging_see_whole_committed_batches(merger_runner, rows_
             assert n in prefix_counts, f"{n} ERROR rows is no prefix of whole batches"
             seen.add(n)
         wait_for(
-            lambda: httpx.get(f"{url}/merger/status").json()["last_batch_id"] == n_batches - 1,
+            lambda: merger_status(url).last_batch_id == n_batches - 1,
             30,
             "all merged",
             logs=[proc.log_file],

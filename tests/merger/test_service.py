@@ -6,6 +6,7 @@ import threading
 
 import httpx
 
+from tests.documents import merger_status
 from tests.helpers import wait_for
 from tests.merger.batches import (
     HEADER_LINE,
@@ -41,10 +42,6 @@ STATUS_FIELDS = {
 }
 
 
-def status(url: str) -> dict:
-    return httpx.get(f"{url}/merger/status", timeout=5).json()
-
-
 def test_download_validators_ranges_and_status(merger_runner, rows_dir):
     with merger_runner.process() as proc:
         url, logs = merger_runner.url, [proc.log_file]
@@ -58,7 +55,7 @@ def test_download_validators_ranges_and_status(merger_runner, rows_dir):
 
         write_batch(rows_dir, 0, batch_text(0, 10))
         write_batch(rows_dir, 1, HEADER_LINE)
-        wait_for(lambda: status(url)["last_batch_id"] == 1, 10, "batches 0-1 merged", logs=logs)
+        wait_for(lambda: merger_status(url).last_batch_id == 1, 10, "batches 0-1 merged", logs=logs)
         first = httpx.get(f"{url}/merged.csv")
         assert first.status_code == 200
         assert first.headers["content-type"].startswith("text/csv")
@@ -79,11 +76,11 @@ def test_download_validators_ranges_and_status(merger_runner, rows_dir):
 
         write_batch(rows_dir, 2, batch_text(2, 5))
         write_batch(rows_dir, 4, batch_text(4, 5))  # 3 is missing
-        wait_for(lambda: status(url)["waiting_for_batch"] == 3, 10, "the gap at batch 3 reported", logs=logs)
-        st = status(url)
-        assert set(st) == STATUS_FIELDS
-        assert (st["last_batch_id"], st["newest_batch_id"], st["lag_batches"]) == (2, 4, 2)
-        assert st["waiting_since"] is not None
+        wait_for(lambda: merger_status(url).waiting_for_batch == 3, 10, "the gap at batch 3 reported", logs=logs)
+        st = merger_status(url)
+        assert st.model_fields_set == STATUS_FIELDS and not st.model_extra  # every documented field, no other
+        assert (st.last_batch_id, st.newest_batch_id, st.lag_batches) == (2, 4, 2)
+        assert st.waiting_since is not None
         new = httpx.get(f"{url}/merged.csv", headers={"Range": f"bytes={size}-"})
         assert new.status_code == 206 and new.content == rows(2, 5).encode()
         # If-Range with an old validator: the range does not apply, the whole new version is sent
@@ -94,14 +91,14 @@ def test_download_validators_ranges_and_status(merger_runner, rows_dir):
         assert changed.headers["last-modified"]
 
         write_batch(rows_dir, 3, "bad header\n")
-        wait_for(lambda: status(url)["last_batch_id"] == 4, 10, "the gap closed", logs=logs)
-        st = status(url)
-        assert st["waiting_for_batch"] is None and st["lag_batches"] == 0
-        assert (st["batches_merged"], st["rows_merged"], st["empty_batches"]) == (3, 20, 1)
-        assert [q["file"] for q in st["quarantined"]] == ["batch-000000000003.csv"]
-        assert "header" in st["quarantined"][0]["reason"]
-        assert st["file_size"] == len(httpx.get(f"{url}/merged.csv").content)
-        assert st["freshness"]["p50_s"] is not None and st["freshness"]["last_s"] is not None
+        wait_for(lambda: merger_status(url).last_batch_id == 4, 10, "the gap closed", logs=logs)
+        st = merger_status(url)
+        assert st.waiting_for_batch is None and st.lag_batches == 0
+        assert (st.batches_merged, st.rows_merged, st.empty_batches) == (3, 20, 1)
+        assert [q.file for q in st.quarantined] == ["batch-000000000003.csv"]
+        assert "header" in st.quarantined[0].reason
+        assert st.file_size == len(httpx.get(f"{url}/merged.csv").content)
+        assert st.freshness.p50_s is not None and st.freshness.last_s is not None
 
         metrics = httpx.get(f"{url}/metrics").text
         assert "merger_rows_merged_total 20.0" in metrics
@@ -124,7 +121,7 @@ def test_a_download_racing_with_appends_always_ends_on_a_whole_row(merger_runner
                 for b in range(n_batches):
                     write_batch(rows_dir, b, batch_text(b, n_rows))
                     if b % 10 == 0:  # let the merger catch up now and then: many small commits
-                        wait_for(lambda b=b: status(url)["last_batch_id"] == b, 10, f"batch {b}")
+                        wait_for(lambda b=b: merger_status(url).last_batch_id == b, 10, f"batch {b}")
             finally:
                 done.set()
 
@@ -132,7 +129,7 @@ def test_a_download_racing_with_appends_always_ends_on_a_whole_row(merger_runner
         producer.start()
         downloads, local = 0, b""
         with httpx.Client(base_url=url, timeout=10) as client:
-            while not done.is_set() or status(url)["last_batch_id"] != n_batches - 1:
+            while not done.is_set() or merger_status(url).last_batch_id != n_batches - 1:
                 r = client.get("/merged.csv")
                 body = r.content
                 assert len(body) == int(r.headers["content-length"])
@@ -167,9 +164,9 @@ def test_cr_lf_and_a_200k_field_are_merged_byte_for_byte(merger_runner, rows_dir
     write_batch(rows_dir, 2, batch_text(2, 3))
     with merger_runner.process():
         url = merger_runner.url
-        wait_for(lambda: status(url)["last_batch_id"] == 2, 20, "three batches merged")
-        st = status(url)
-        assert st["quarantined"] == [] and st["last_error"] is None and st["rows_merged"] == 6
+        wait_for(lambda: merger_status(url).last_batch_id == 2, 20, "three batches merged")
+        st = merger_status(url)
+        assert st.quarantined == [] and st.last_error is None and st.rows_merged == 6
         body = httpx.get(f"{url}/merged.csv").content
         assert body == (HEADER_LINE + cr + crlf + long_field + rows(2, 3)).encode()
 
@@ -178,10 +175,10 @@ def test_state_deleted_mid_run_and_a_new_lineage_end_with_every_record_once(merg
     write_keyed_batch(rows_dir, LINEAGE_A, 0, {0: (0, 50), 1: (0, 40)})
     with merger_runner.process() as proc:
         url = merger_runner.url
-        wait_for(lambda: status(url)["last_batch_id"] == 0, 20, "batch 0")
+        wait_for(lambda: merger_status(url).last_batch_id == 0, 20, "batch 0")
         (merger_runner.data_dir / "merger" / "state.json").unlink()  # deleted while it runs
         write_keyed_batch(rows_dir, LINEAGE_A, 1, {0: (50, 60), 1: (40, 45)})
-        wait_for(lambda: status(url)["last_batch_id"] == 1, 20, "batch 1")
+        wait_for(lambda: merger_status(url).last_batch_id == 1, 20, "batch 1")
         proc.kill()
     (merger_runner.data_dir / "merger" / "state.json").unlink()  # and deleted while it is down
     # a new checkpoint replays from the earliest offset, with other batch boundaries
@@ -189,10 +186,11 @@ def test_state_deleted_mid_run_and_a_new_lineage_end_with_every_record_once(merg
     write_keyed_batch(rows_dir, LINEAGE_B, 1, {0: (55, 70), 1: (30, 48)})
     with merger_runner.process():
         url = merger_runner.url
-        wait_for(lambda: status(url)["lineage"] == LINEAGE_B and status(url)["last_batch_id"] == 1, 20, "lineage B")
-        st = status(url)
-        assert st["merged_offsets"] == {"0": 70, "1": 48} and st["rows_skipped"] == 60 + 45
-        assert [e["kind"] for e in st["events"]] == ["state_rebuilt"]
+        on_b = lambda: (st := merger_status(url)).lineage == LINEAGE_B and st.last_batch_id == 1  # noqa: E731
+        wait_for(on_b, 20, "lineage B")
+        st = merger_status(url)
+        assert st.merged_offsets == {"0": 70, "1": 48} and st.rows_skipped == 60 + 45
+        assert [e.kind for e in st.events] == ["state_rebuilt"]
         body = httpx.get(f"{url}/merged.csv").content
     expected = [{0: (0, 50), 1: (0, 40)}, {0: (50, 60), 1: (40, 45)}, {0: (60, 70), 1: (45, 48)}]
     assert body == (HEADER_LINE + "".join(keyed_rows(r) for r in expected)).encode()

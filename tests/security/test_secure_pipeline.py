@@ -18,6 +18,7 @@ from contract.kafka import PLAINTEXT, connection_failure
 from contract.pipeline_status import PipelineStatus
 from devicestream.kafka_tls import make_ca
 from devicestream.processes import free_ports
+from tests.documents import generator_status
 from tests.e2e.conftest import Stack, running_stack
 from tests.helpers import ServiceProcess, devicestream_cli, wait_for
 
@@ -62,9 +63,9 @@ def test_counted_run_through_spark_and_merger_verifies(secure_stack: Stack) -> N
 
     st.start_run(rate=1_000, count=COUNT, seed=19, invalid_ratio=0.02)
     ended = st.wait_run_ended()
-    assert ended["state"] == "completed" and ended["acknowledged"] == COUNT, ended
+    assert ended.state == "completed" and ended.acknowledged == COUNT, ended
     report = st.verify(wait_s=240)
-    assert report["ok"] and report["records"] == COUNT and report["rows_in_merged"] > 0, report
+    assert report.ok and report.records == COUNT and report.rows_in_merged > 0, report
 
     status = st.status()
     assert status.components.kafka.status == "ok", status.components.kafka
@@ -72,7 +73,7 @@ def test_counted_run_through_spark_and_merger_verifies(secure_stack: Stack) -> N
         httpx.get(f"{st.gateway}/metrics", timeout=10).text + httpx.get(f"{st.generator}/metrics", timeout=10).text
     )
     assert_no_secret(
-        {**every_log(st), "/status": status.model_dump_json(), "/metrics": metrics, "verify": json.dumps(report)},
+        {**every_log(st), "/status": status.model_dump_json(), "/metrics": metrics, "verify": report.to_json()},
         password_of(st),
     )
 
@@ -134,17 +135,17 @@ def test_bad_credentials_or_ca_end_in_one_clear_line(secure_stack: Stack, tmp_pa
         ServiceProcess("gateway", gw_env, gw_log, f"http://127.0.0.1:{gw_port}/healthz"),
     ):
         gen_status = wait_for(
-            lambda: (s := httpx.get(f"{gen_url}/generator/status", timeout=5).json())["last_error"] and s,
+            lambda: (s := generator_status(gen_url)).last_error and s,
             60,
             "the generator to report why it cannot connect",
             logs=[gen_log],
         )
-        assert not gen_status["connected"] and cause in gen_status["last_error"], gen_status
+        assert not gen_status.connected and cause in gen_status.last_error, gen_status
         status = httpx.get(f"http://127.0.0.1:{gw_port}/status", timeout=30)
         kafka = PipelineStatus.model_validate_json(status.content).components.kafka
         assert kafka.status == "down" and any(cause in r for r in kafka.reasons), kafka
         outputs["/status"] = status.text
-        outputs["/generator/status"] = json.dumps(gen_status)
+        outputs["/generator/status"] = gen_status.model_dump_json()
         outputs["/metrics"] = httpx.get(f"http://127.0.0.1:{gw_port}/metrics", timeout=10).text
         outputs["generator /metrics"] = httpx.get(f"{gen_url}/metrics", timeout=10).text
         wait_for(lambda: cause in gen_log.read_text(), 30, "the generator to log the cause", logs=[gen_log])

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from spark_job.progress import FIELDS, BatchCounts, ProgressTracker, flatten_offsets, offsets_behind
+from contract.progress import PROGRESS_FIELDS
+from spark_job.progress import BatchCounts, ProgressTracker, flatten_offsets, offsets_behind
 
 
 class Clock:
@@ -26,7 +27,7 @@ def test_fields_states_and_batch_progress(tmp_path: Path) -> None:
     t = ProgressTracker(path, resume_batches=False, clock=Clock(), pid=4242)
     t.starting()
     doc = read(path)
-    assert tuple(doc) == FIELDS
+    assert tuple(doc) == PROGRESS_FIELDS
     assert (doc["state"], doc["pid"], doc["batchId"]) == ("starting", 4242, None)
     t.running()
     t.batch_committed(0, BatchCounts(input_rows=10, rows_out=15, rejects=1, events_without_readings=2))
@@ -40,7 +41,7 @@ def test_fields_states_and_batch_progress(tmp_path: Path) -> None:
         latest_offsets={"0": 9, "1": 4},
     )
     doc = read(path)
-    assert tuple(doc) == FIELDS
+    assert tuple(doc) == PROGRESS_FIELDS
     assert doc["state"] == "running"
     assert doc["startedAt"] < doc["updatedAt"]
     assert (doc["batchId"], doc["numInputRows"], doc["rowsOut"], doc["rejects"], doc["eventsWithoutReadings"]) == (

@@ -3,7 +3,6 @@ expected rows, none twice), SIGTERM -> graceful stop with exit 0."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -13,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from contract.layout import DataLayout
+from contract.progress import SparkProgress, read_progress
 from devicestream.processes import kill_process, log_tail, start_in_own_group, stop_process
 from tests.conftest import Broker
 from tests.helpers import REPO_ROOT, wait_for
@@ -43,8 +44,10 @@ class SparkSubmitJob:
         self.launched_at = 0.0
 
     @property
-    def progress(self) -> dict:
-        return json.loads((self.data_dir / "spark" / "progress.json").read_text())
+    def progress(self) -> SparkProgress:
+        doc = read_progress(DataLayout(self.data_dir).spark_progress)
+        assert doc is not None, "no progress.json yet"
+        return doc
 
     def start(self) -> None:
         self.launched_at = time.time()
@@ -63,8 +66,8 @@ class SparkSubmitJob:
             assert self.proc is not None
             if self.proc.poll() is not None:
                 raise AssertionError(f"spark-submit exited with {self.proc.returncode}:\n{log_tail(self.log_file)}")
-            p = self.progress
-            return p["state"] == "running" and p["startedAt"] >= self.launched_at
+            p = read_progress(DataLayout(self.data_dir).spark_progress)
+            return p is not None and p.state == "running" and (p.started_at or 0) >= self.launched_at
 
         wait_for(running, timeout, "the job's progress.json state running", logs=[self.log_file], interval=0.2)
 
@@ -120,7 +123,7 @@ def test_sigkill_mid_run_then_restart_gives_exactly_the_expected_rows(
     second.start()
     second.wait_running()
     wait_for(lambda: len(read_all(rows_dir)) >= len(expected), 180, "every expected row", logs=[log_file])
-    wait_for(lambda: second.progress["offsetsBehindLatest"] == 0, 60, "the job to catch up", logs=[log_file])
+    wait_for(lambda: second.progress.offsets_behind_latest == 0, 60, "the job to catch up", logs=[log_file])
 
     got = [r[2:] for r in read_all(rows_dir)]  # (without the Kafka columns)
     assert len(got) == len(set(got)), "a row was written twice"
@@ -130,6 +133,6 @@ def test_sigkill_mid_run_then_restart_gives_exactly_the_expected_rows(
 
     assert second.terminate() == 0, log_tail(log_file)
     doc = second.progress
-    assert doc["state"] == "stopped"
-    assert doc["totals"]["rowsOut"] == len(expected)
-    assert doc["totals"]["inputRows"] == len(events)
+    assert doc.state == "stopped"
+    assert doc.totals.rows_out == len(expected)
+    assert doc.totals.input_rows == len(events)

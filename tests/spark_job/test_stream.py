@@ -12,8 +12,9 @@ from pyspark.sql import SparkSession
 
 from contract.batches import BatchManifest
 from contract.csv import BATCH_ROW_HEADER, REJECT_HEADER
+from contract.progress import PROGRESS_FIELDS, read_progress
 from spark_job.job import make_sink, start_query
-from spark_job.progress import FIELDS, ProgressListener, ProgressTracker
+from spark_job.progress import ProgressListener, ProgressTracker
 from spark_job.settings import SparkJobSettings
 from spark_job.transform import Reason
 from tests.conftest import Broker
@@ -90,20 +91,24 @@ def test_seeded_events_and_bad_records_land_exactly_once(spark: SparkSession, ka
     for path in committed_files(settings.rejects_dir).values():
         assert ",".join(read_csv(path)[0]) == REJECT_HEADER
 
-    doc = json.loads(settings.progress_file.read_text())
-    assert tuple(doc) == FIELDS
+    assert tuple(json.loads(settings.progress_file.read_text())) == PROGRESS_FIELDS
+    doc = read_progress(settings.progress_file)
+    assert doc is not None
     without_readings = sum(1 for e in events if not e["data"]["devices"])
-    assert doc["totals"] == {
+    assert doc.totals.model_dump() == {
         "inputRows": 600 + len(BAD_RECORDS),
         "rowsOut": len(got),
         "rejects": len(BAD_RECORDS),
         "eventsWithoutReadings": without_readings,
         "batches": len(rows_files),
     }
-    assert doc["batchId"] == len(rows_files) - 1
+    assert doc.batch_id == len(rows_files) - 1
     # Offsets come from the query listener, whose events arrive asynchronously after the batch.
     wait_for(
-        lambda: sum(json.loads(settings.progress_file.read_text())["endOffsets"].values()) == 600 + len(BAD_RECORDS),
+        lambda: (
+            sum(doc.end_offsets.values() if (doc := read_progress(settings.progress_file)) else ())
+            == 600 + len(BAD_RECORDS)
+        ),
         30,
         "the listener to report the last batch's end offsets",
     )

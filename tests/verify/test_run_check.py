@@ -11,6 +11,7 @@ import pytest
 from aiokafka.structs import RecordMetadata
 
 from contract.ledger import LedgerError, LedgerRun, ledger_path, read_ledger
+from contract.verify_report import RunReport
 from devicestream.run_check import check_run
 from services.generator.ledger import LedgerWriter
 
@@ -74,8 +75,9 @@ def test_clean_run_passes(tmp_path: Path) -> None:
         ("resend", 1, 8),
     ]
     report = check_run(ledger, MERGED, REJECTS)
-    assert report.ok, report.as_dict()
+    assert report.ok, report.model_dump()
     assert report.faults == {"invalid": 1, "late": 1, "skewed": 1, "resend": 1}
+    assert RunReport.model_validate_json(report.to_json()) == report  # what --run --json prints
 
 
 @pytest.mark.parametrize(
@@ -95,7 +97,7 @@ def test_tampered_ledger_fails(tmp_path: Path, old: str, new: str, problem: str)
     assert old in text
     path.write_text(text.replace(old, new, 1))
     report = check_run(read_ledger(path), MERGED, REJECTS)
-    assert not report.ok and report.problems[problem] >= 1, report.as_dict()
+    assert not report.ok and report.problems[problem] >= 1, report.model_dump()
 
 
 def test_pipeline_losing_a_resend_fails(tmp_path: Path) -> None:

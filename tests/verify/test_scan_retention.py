@@ -50,6 +50,6 @@ def test_scan_after_retention_knows_what_it_cannot_check(kafka: Broker, tmp_path
         lines += [",".join(r) for r in expected_rows(orjson.dumps({**GOOD, "eventOffset": 10000 + i}))]
     merged.write_text("\n".join(lines) + "\n")
     report = compare(scan, files.rows, files.invalid, merged, tmp_path / "rejects")
-    assert report.ok, report.as_dict()
+    assert report.ok, report.model_dump()
     assert report.rows_before_retention == 4
     assert report.partitions_truncated == 1

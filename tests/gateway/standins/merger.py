@@ -14,34 +14,17 @@ from email.utils import formatdate, parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
 import polars as pl
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from contract.csv import ROW_COLUMNS, ROW_HEADER
 from contract.layout import DataLayout
+from contract.merger_status import MergerStatus
 from tests.gateway.standins.common import serve
 
 CHUNK = 64 * 1024
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
-
-
-def status_defaults() -> dict[str, Any]:
-    return {
-        "batches_merged": 0,
-        "last_batch_id": None,
-        "rows_merged": 0,
-        "file_size": 0,
-        "empty_batches": 0,
-        "quarantined": [],
-        "newest_batch_id": None,
-        "lag_batches": 0,
-        "waiting_for_batch": None,
-        "waiting_since": None,
-        "last_merge_at": None,
-        "freshness": {"last_s": None, "p50_s": None, "p99_s": None},
-    }
 
 
 def parse_range(header: str, size: int) -> tuple[int, int] | str | None:
@@ -138,13 +121,13 @@ def create_app(layout: DataLayout) -> FastAPI:
     async def device(device_id: str) -> Any:
         return JSONResponse({"detail": f"no merged row has deviceId {device_id!r}"}, status_code=404)
 
-    @app.get("/merger/status")
-    async def status() -> Any:
-        doc = status_defaults()
+    @app.get("/merger/status", response_model=MergerStatus)
+    async def status() -> MergerStatus:
+        doc = MergerStatus()
         with contextlib.suppress(FileNotFoundError):
-            doc.update(orjson.loads(status_file.read_bytes()))
+            doc = MergerStatus.model_validate_json(status_file.read_bytes())
         with contextlib.suppress(FileNotFoundError):
-            doc["file_size"] = path.stat().st_size
+            doc.file_size = path.stat().st_size
         return doc
 
     @app.get("/healthz")

@@ -17,9 +17,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from contract.csv import ROW_HEADER
-from contract.files import atomic_write_json
+from contract.files import atomic_write_bytes
 from contract.layout import DataLayout
 from contract.logs import configure_logging
+from contract.merger_status import Freshness, MergerStatus
+from contract.progress import ProgressTotals, SparkProgress
 
 log = logging.getLogger("standin.spark")
 
@@ -64,7 +66,7 @@ async def main(layout: DataLayout, bootstrap: str, topic: str) -> None:
         merged.write_text(ROW_HEADER + "\n")
     started = time.time()
     batch_id = -1
-    totals = {"inputRows": 0, "rowsOut": 0, "rejects": 0, "eventsWithoutReadings": 0, "batches": 0}
+    totals = ProgressTotals()
     fresh_last: float | None = None
     try:
         while not stop.is_set():
@@ -80,48 +82,40 @@ async def main(layout: DataLayout, bootstrap: str, topic: str) -> None:
             if lines:
                 with merged.open("a") as f:
                     f.write("\n".join(lines) + "\n")
-            totals["inputRows"] += len(records)
-            totals["rowsOut"] += len(lines)
-            totals["batches"] += 1
+            totals.input_rows += len(records)
+            totals.rows_out += len(lines)
+            totals.batches += 1
             ends = await consumer.end_offsets(tps)
             positions = {str(tp.partition): await consumer.position(tp) for tp in tps}
             latest = {str(tp.partition): o for tp, o in ends.items()}
             now = time.time()
-            atomic_write_json(
-                layout.spark_progress,
-                {
-                    "state": "running",
-                    "startedAt": started,
-                    "updatedAt": now,
-                    "pid": os.getpid(),
-                    "batchId": batch_id,
-                    "numInputRows": len(records),
-                    "rowsOut": len(lines),
-                    "rejects": 0,
-                    "eventsWithoutReadings": 0,
-                    "inputRowsPerSecond": len(records) / 0.25,
-                    "processedRowsPerSecond": len(records) / 0.25,
-                    "batchDurationMs": 5,
-                    "endOffsets": positions,
-                    "latestOffsets": latest,
-                    "offsetsBehindLatest": sum(latest[p] - positions[p] for p in latest),
-                    "lastError": None,
-                    "totals": totals,
-                },
-                durable=False,
+            SparkProgress(
+                state="running",
+                started_at=started,
+                updated_at=now,
+                pid=os.getpid(),
+                batch_id=batch_id,
+                num_input_rows=len(records),
+                rows_out=len(lines),
+                input_rows_per_second=len(records) / 0.25,
+                processed_rows_per_second=len(records) / 0.25,
+                batch_duration_ms=5,
+                end_offsets=positions,
+                latest_offsets=latest,
+                offsets_behind_latest=sum(latest[p] - positions[p] for p in latest),
+                totals=totals,
+            ).write(layout.spark_progress)
+            status = MergerStatus(
+                batches_merged=batch_id + 1,
+                last_batch_id=batch_id,
+                rows_merged=totals.rows_out,
+                newest_batch_id=batch_id,
+                lag_batches=0,
+                last_merge_at=now,
+                freshness=Freshness(last_s=fresh_last, p50_s=fresh_last, p99_s=fresh_last),
             )
-            atomic_write_json(
-                layout.merger_dir / "standin-status.json",
-                {
-                    "batches_merged": batch_id + 1,
-                    "last_batch_id": batch_id,
-                    "rows_merged": totals["rowsOut"],
-                    "newest_batch_id": batch_id,
-                    "lag_batches": 0,
-                    "last_merge_at": now,
-                    "freshness": {"last_s": fresh_last, "p50_s": fresh_last, "p99_s": fresh_last},
-                },
-                durable=False,
+            atomic_write_bytes(
+                layout.merger_dir / "standin-status.json", status.model_dump_json().encode(), durable=False
             )
     finally:
         await consumer.stop()

@@ -1,0 +1,68 @@
+"""GET /merger/status: the merger's progress, aggregated by the gateway's /status (docs/DESIGN.md,
+"Status documents"). The merger builds it (services/merger/watcher.py) and declares it as the
+route's response; the gateway, the bench and the tests parse it with this model.
+
+Every field has a default and unknown fields are kept, so a reader still parses the document of
+an older or a newer merger (or of a test stand-in); the merger itself always fills every field."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Freshness(BaseModel):
+    """Seconds from an event's eventTime to its merge: the last one, and quantiles over a window."""
+
+    model_config = ConfigDict(extra="allow")
+
+    last_s: float | None = None
+    p50_s: float | None = None
+    p99_s: float | None = None
+
+
+class QuarantinedBatch(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    file: str
+    reason: str
+    at: float
+
+
+class SourceEvent(BaseModel):
+    """topic_recreated, offsets_skipped, offsets_backwards or state_rebuilt (README: Guarantees)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    kind: str
+    at: float
+    detail: str
+    lineage: str = ""
+    batch_id: int | None = None
+
+
+class MergerStatus(BaseModel):
+    """The fields the gateway aggregates (docs/DESIGN.md), plus last_error and the exactly-once keys:
+    the checkpoint lineage followed, the topic (and Kafka's topic id), the next offset to merge per
+    partition, rows dropped as already merged, and the source events an operator must know about."""
+
+    model_config = ConfigDict(extra="allow")
+
+    batches_merged: int = 0
+    last_batch_id: int | None = None
+    rows_merged: int = 0
+    file_size: int = 0
+    empty_batches: int = 0
+    quarantined: list[QuarantinedBatch] = Field(default_factory=list)
+    newest_batch_id: int | None = None
+    lag_batches: int = 0
+    waiting_for_batch: int | None = None
+    waiting_since: float | None = None
+    last_merge_at: float | None = None
+    freshness: Freshness = Field(default_factory=Freshness)
+    last_error: str | None = None
+    lineage: str = ""
+    topic: str | None = None
+    topic_id: str | None = None
+    merged_offsets: dict[str, int] = Field(default_factory=dict)
+    rows_skipped: int = 0
+    events: list[SourceEvent] = Field(default_factory=list)
