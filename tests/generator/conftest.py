@@ -62,7 +62,9 @@ def read_topic(bootstrap: str, topic: str) -> list[Record]:
 
 
 @dataclass
-class Generator:
+class GeneratorProcess:
+    """A generator service process started by `generator_factory`, driven over HTTP."""
+
     proc: ServiceProcess
     url: str
 
@@ -85,11 +87,11 @@ class Generator:
 
 
 @pytest.fixture
-def generator_factory(tmp_path: Path) -> Iterator[Callable[..., Generator]]:
+def generator_factory(tmp_path: Path) -> Iterator[Callable[..., GeneratorProcess]]:
     """Start generator processes (stopped at the end of the test)."""
     started: list[ServiceProcess] = []
 
-    def start(bootstrap: str, topic: str, data_dir: Path | None = None, **env: str) -> Generator:
+    def start(bootstrap: str, topic: str, data_dir: Path | None = None, **env: str) -> GeneratorProcess:
         (port,) = free_ports(1)
         url = f"http://127.0.0.1:{port}"
         proc = ServiceProcess(
@@ -106,7 +108,7 @@ def generator_factory(tmp_path: Path) -> Iterator[Callable[..., Generator]]:
         )
         started.append(proc)
         proc.start()
-        return Generator(proc, url)
+        return GeneratorProcess(proc, url)
 
     try:
         yield start

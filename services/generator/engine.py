@@ -1,12 +1,12 @@
 """The generator's engine: a Kafka connection, one run at a time, delivery tracking.
 
-`Generator` owns the AIOKafkaProducer (idempotent, acks=all, compressed batches) and the run task.
-Events are appended to one open batch per partition (`create_batch`), and a batch is handed to
-the producer (`send_batch`) when full or older than linger_ms; its delivery future is tracked with
-a callback, so no message is ever awaited on its own. A batch whose delivery fails is counted
-(delivery_errors) and its records are queued to be sent again: nothing is dropped silently. Retries
-of a batch in flight are the idempotent producer's (same producer id and sequence numbers), so the
-broker writes it once.
+`Engine` owns the AIOKafkaProducer (idempotent, acks=all, compressed batches; connection.py) and
+the run task. Events are appended to one open batch per partition (batching.py), and a batch is
+handed to the producer (`send_batch`) when full or older than linger_ms; its delivery future is
+tracked with a callback, so no message is ever awaited on its own. A batch whose delivery fails is
+counted (delivery_errors) and its records are queued to be sent again: nothing is dropped silently.
+Retries of a batch in flight are the idempotent producer's (same producer id and sequence numbers),
+so the broker writes it once.
 
 While Kafka is unreachable (probe fails, or a batch waits longer than degraded_after_s for its
 acknowledgement) an active run shows state `degraded` with the error; it resumes by itself."""
@@ -19,43 +19,33 @@ import logging
 import math
 import random
 import time
-import uuid
-from collections import OrderedDict, deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import NewTopic
-from aiokafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
-from aiokafka.partitioner import murmur2
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 
-from contract.events import CUSTOMER_IDS
-from contract.kafka import KafkaSecurity, aiokafka_options, failure_reason
-from services.generator.errors import (
-    GeneratorError,
-    KafkaUnavailableError,
-    NoActiveRunError,
-    RunActiveError,
+from contract.kafka import failure_reason
+from services.generator.batching import Batch, Batches, Record
+from services.generator.connection import (
+    create_topic_if_missing,
+    make_producer,
+    partition_of_keys,
+    probe,
+    sender_failure,
 )
+from services.generator.errors import GeneratorError, KafkaUnavailableError, NoActiveRunError, RunActiveError
 from services.generator.events import EventClock, EventEncoder, make_invalid
-from services.generator.extras import RunExtras, RunTools, make_controller  # profiles, fleet, faults
-from services.generator.offsets import (
-    OffsetAllocator,
-    make_admin,
-    next_offset_header,
-    read_state_next,
-    topic_next_offset,
-)
+from services.generator.extras import RunTools
+from services.generator.metrics import Metrics
+from services.generator.offsets import OffsetAllocator, read_state_next, topic_next_offset
 from services.generator.profiles import Curve, ProfileController
+from services.generator.run import Run, RunParams
 from services.generator.settings import GeneratorSettings
 
 log = logging.getLogger(__name__)
 
-ACTIVE_STATES = frozenset({"running", "degraded"})
 MIN_TICK_S = 0.002  # never wake more often than this while on schedule
 MAX_CHUNK = 2000  # events made per tick before yielding to the event loop
 MONITOR_INTERVAL_S = 0.1
@@ -63,170 +53,7 @@ STOP_POLL_S = 0.1  # how often a send waiting on the producer looks at the stop 
 PROBE_EVERY = 10  # monitor ticks between connection probes
 
 
-@dataclass(frozen=True)
-class RunParams:
-    rate: float
-    count: int | None = None
-    duration_s: float | None = None
-    seed: int | None = None
-    invalid_ratio: float = 0.0
-    extras: RunExtras | None = None  # profile, fleet, faults, first_index
-
-
-class Metrics:
-    """The app's Prometheus metrics, in a registry of its own."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.registry = registry
-        self.sent = Counter("generator_events_sent", "Records handed to the Kafka producer.", registry=registry)
-        self.acknowledged = Counter(
-            "generator_events_acknowledged", "Records acknowledged by Kafka (acks=all).", registry=registry
-        )
-        self.invalid = Counter("generator_events_invalid", "Deliberately malformed records sent.", registry=registry)
-        self.delivery_errors = Counter(
-            "generator_delivery_errors",
-            "Records whose delivery attempt failed (they are sent again).",
-            registry=registry,
-        )
-        self.send_latency = Histogram(
-            "generator_send_latency_seconds",
-            "From handing a batch to the producer to its acknowledgement.",
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
-            registry=registry,
-        )
-        self.rate = Gauge(
-            "generator_rate_events_per_second", "Acknowledged events/s over the last 1 s.", registry=registry
-        )
-        self.target_rate = Gauge("generator_target_rate_events_per_second", "The active run's rate.", registry=registry)
-        self.in_flight = Gauge(
-            "generator_events_in_flight", "Records sent and not yet acknowledged.", registry=registry
-        )
-        self.connected = Gauge("generator_kafka_connected", "1 when Kafka is reachable.", registry=registry)
-
-
-@dataclass
-class Run:
-    id: str
-    params: RunParams
-    started_at: float
-    state: str = "running"
-    ended_at: float | None = None
-    sent: int = 0
-    acknowledged: int = 0
-    invalid: int = 0
-    delivery_errors: int = 0
-    offset_first: int | None = None
-    offset_last: int | None = None
-    made: int = 0
-    in_flight: int = 0
-    degraded: bool = False
-    stop_requested: bool = False
-    stop_deadline: float | None = None
-    #: events made but never handed to the producer: the stop deadline passed first
-    abandoned: int = 0
-    rate: float = 0.0
-    controller: ProfileController | None = None
-    tools: RunTools | None = None  # ledger and record maker
-    task: asyncio.Task | None = None
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
-    retry: deque = field(default_factory=deque)  # (key, value) to send again
-    pending: OrderedDict = field(default_factory=OrderedDict)  # batch seq -> monotonic send time
-    samples: deque = field(default_factory=lambda: deque(maxlen=150))  # (monotonic, acknowledged)
-
-    @property
-    def active(self) -> bool:
-        return self.state in ACTIVE_STATES
-
-    def public(self) -> dict[str, Any]:
-        p = self.params
-        return {
-            "id": self.id,
-            "state": self.state,
-            "params": {
-                "rate": self.rate,
-                "count": p.count,
-                "duration_s": p.duration_s,
-                "seed": p.seed,
-                "invalid_ratio": p.invalid_ratio,
-                **(p.extras.public() if p.extras is not None else {}),
-            },
-            "started_at": self.started_at,
-            "ended_at": self.ended_at,
-        }
-
-    @property
-    def not_delivered(self) -> int:
-        """Events made and not acknowledged: never handed over, or handed over and unconfirmed
-        (those may still be written by the producer once Kafka answers)."""
-        return self.abandoned + self.in_flight + len(self.retry)
-
-    def rate_over(self, window_s: float, now: float) -> float:
-        ref = None
-        for t, n in self.samples:
-            if t >= now - window_s - 1e-9:
-                ref = (t, n)
-                break
-        if ref is None or now - ref[0] <= 0:
-            return 0.0
-        return (self.acknowledged - ref[1]) / (now - ref[0])
-
-
-def _producer_kwargs(settings: GeneratorSettings, bootstrap: str) -> dict[str, Any]:
-    return {
-        "bootstrap_servers": bootstrap,
-        "client_id": "devicestream-generator",
-        "acks": "all",
-        "enable_idempotence": True,
-        "compression_type": None if settings.compression == "none" else settings.compression,
-        "linger_ms": settings.linger_ms,
-        "max_batch_size": settings.max_batch_size,
-        "max_request_size": max(settings.max_batch_size * 4, 1_048_576),
-        "request_timeout_ms": settings.request_timeout_ms,
-        "retry_backoff_ms": settings.retry_backoff_ms,
-        **aiokafka_options(settings.kafka_security),
-    }
-
-
-def make_producer(settings: GeneratorSettings, bootstrap: str) -> AIOKafkaProducer:
-    """The one place the generator's Kafka producer is built."""
-    return AIOKafkaProducer(**_producer_kwargs(settings, bootstrap))
-
-
-def sender_failure(producer: AIOKafkaProducer) -> BaseException | None:
-    """Why the producer's sender task ended, None while it runs. aiokafka ends it for good on a
-    fatal error (OutOfOrderSequenceNumber when a batch expired while its partition had no leader,
-    ProducerFenced): every later send then waits forever, so the producer must be replaced."""
-    task = getattr(getattr(producer, "_sender", None), "sender_task", None)
-    if task is None or not task.done():
-        return None
-    if task.cancelled():
-        return asyncio.CancelledError("the producer's sender task was cancelled")
-    return task.exception() or KafkaError("the producer's sender task ended")
-
-
-def partition_of_keys(n_partitions: int) -> dict[bytes, int]:
-    """Partition of each customer key, as Kafka's default partitioner (murmur2) places it."""
-    return {c.encode(): (murmur2(c.encode()) & 0x7FFFFFFF) % n_partitions for c in CUSTOMER_IDS}
-
-
-async def probe(bootstrap: str, timeout_s: float = 1.0) -> str | None:
-    """None when a TCP connection to a bootstrap server succeeds, else the error."""
-    errors = []
-    for server in bootstrap.split(","):
-        host, _, port = server.strip().rpartition(":")
-        try:
-            _, writer = await asyncio.wait_for(asyncio.open_connection(host or "127.0.0.1", int(port)), timeout_s)
-        except (OSError, TimeoutError, ValueError) as e:
-            errors.append(f"{server}: {e!r}")
-            continue
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
-        return None
-    return "Kafka unreachable: " + "; ".join(errors)
-
-
-class Generator:
+class Engine:
     def __init__(self, settings: GeneratorSettings, metrics: Metrics) -> None:
         self.settings = settings
         self.metrics = metrics
@@ -296,7 +123,7 @@ class Generator:
         s = self.settings
         topic = s.topic
         if s.create_topic:
-            await _ensure_topic(bootstrap, topic, s.topic_partitions, s.kafka_security)
+            await create_topic_if_missing(bootstrap, topic, s.topic_partitions, s.kafka_security)
         if self.allocator is None:
             topic_next = None
             if read_state_next(s.layout.generator_state) is None:
@@ -325,9 +152,7 @@ class Generator:
             run = self.run
             if run is not None and run.active:
                 run.samples.append((now, run.acknowledged))
-                if run.controller is not None:  # the requested rate follows the profile
-                    run.rate = run.controller.rate_now(now)
-                    self.metrics.target_rate.set(run.rate)
+                self.metrics.target_rate.set(run.requested_rate(now))  # follows the profile
                 self.metrics.rate.set(run.rate_over(1.0, now))
                 self.metrics.in_flight.set(run.in_flight)
             if tick % PROBE_EVERY == 0 and self.settings.kafka_bootstrap_servers:
@@ -363,10 +188,7 @@ class Generator:
         degraded = probe_error is not None or stalled or self.producer is None
         if degraded and stalled and probe_error is None:
             self._set_error(f"no acknowledgement from Kafka for {stalled_s:.1f}s ({run.in_flight} events in flight)")
-        if degraded != run.degraded:
-            run.degraded = degraded
-            if run.state in ACTIVE_STATES:
-                run.state = "degraded" if degraded else "running"
+        if run.change_state("degraded" if degraded else "running"):
             if degraded:
                 log.warning("run degraded: %s", self.last_error, extra={"run": run.id})
             else:
@@ -384,9 +206,9 @@ class Generator:
             raise KafkaUnavailableError(f"not connected to Kafka yet: {self.last_error or 'connecting'}")
         if params.rate > self.settings.max_rate:
             raise GeneratorError(f"rate {params.rate} is over the maximum {self.settings.max_rate}")
-        run = Run(id=uuid.uuid4().hex[:12], params=params, started_at=time.time(), rate=params.rate)
+        run = Run.begin(params, max_lag_s=self.settings.max_lag_s)
         self.run = run
-        self.metrics.target_rate.set(params.rate)
+        self.metrics.target_rate.set(run.requested_rate(time.monotonic()))
         run.task = asyncio.create_task(self._run_guarded(run), name=f"generator-run-{run.id}")
         log.info("run started", extra={"run": run.id, "params": params})
         return run
@@ -395,13 +217,12 @@ class Generator:
         run = self.run
         if run is None or not run.active or run.stop_requested:
             raise NoActiveRunError()
-        if run.controller is not None:
-            if curve is not None:  # a new profile, starting now
-                run.controller.set_curve(curve, time.monotonic())
-                rate = run.controller.rate_now(time.monotonic())
-            else:
-                run.controller.set_rate(rate, time.monotonic())
-        run.rate = rate
+        now = time.monotonic()
+        if curve is not None:  # a new profile, starting now
+            run.controller.set_curve(curve, now)
+        else:
+            run.controller.set_rate(rate, now)
+        rate = run.requested_rate(now)
         self.metrics.target_rate.set(rate)
         run.wake.set()
         log.info("rate changed", extra={"run": run.id, "rate": rate})
@@ -451,7 +272,7 @@ class Generator:
                 in_flight=run.in_flight,
                 rate_1s=round(run.rate_over(1.0, now), 3) if active else 0.0,
                 rate_10s=round(run.rate_over(10.0, now), 3) if active else 0.0,
-                rate_requested=round(run.controller.rate_now(now), 3) if active and run.controller else 0.0,
+                rate_requested=round(run.requested_rate(now), 3) if active else 0.0,
                 offset_first=run.offset_first,
                 offset_last=run.offset_last,
                 not_delivered=run.not_delivered if not active else 0,
@@ -463,15 +284,15 @@ class Generator:
     async def _run_guarded(self, run: Run) -> None:
         try:
             await self._run(run)
+            run.change_state("stopped" if run.stop_requested else "completed")
         except asyncio.CancelledError:
-            run.state = "stopped"
+            run.change_state("stopped")
             raise
         except Exception as e:
             log.exception("run failed", extra={"run": run.id})
             self._set_error(f"run {run.id} failed: {e!r}")
-            run.state = "failed"
+            run.change_state("failed")
         finally:
-            run.ended_at = time.time()
             self.metrics.target_rate.set(0)
             self.metrics.in_flight.set(run.in_flight)
             if self.allocator is not None:
@@ -503,7 +324,7 @@ class Generator:
             seed=seed,
             invalid_ratio=p.invalid_ratio,
             extras=p.extras,
-            params=run.public()["params"],
+            params=run.public_params(p.rate),  # the rate asked for at the start
             started_at=run.started_at,
         )
         rnd = rng.random
@@ -519,17 +340,17 @@ class Generator:
         max_in_flight = s.max_in_flight_events
         t0 = time.monotonic()
         t_end = t0 + p.duration_s if p.duration_s is not None else math.inf
-        ctl = make_controller(p.rate, p.extras, t0, s.max_lag_s)  # follows the profile's curve
-        run.controller = ctl
+        # the schedule starts now that the tools are ready, on the curve the run follows now
+        ctl = run.controller = ProfileController(run.controller.curve, t0, max_lag_s=s.max_lag_s)
         run.samples.append((t0, 0))
-        batches = _Batches(self._producer, parts, lambda: alloc.next)
+        batches = Batches(lambda: self._producer().create_batch(), parts, lambda: alloc.next)
 
         async def ship(now: float, everything: bool) -> None:
-            for part, batch, recs, fresh in batches.ready(now, linger_s, everything):
+            for batch in batches.ready(now, linger_s, everything):
                 if self._stop_overdue(run):
-                    run.abandoned += len(recs)
+                    run.abandoned += len(batch.records)
                     continue
-                await self._send(run, topic, part, batch, recs, fresh)
+                await self._send(run, topic, batch)
 
         def making(now: float) -> bool:
             return not run.stop_requested and now < t_end and (p.count is None or run.made < p.count)
@@ -537,7 +358,7 @@ class Generator:
         while True:
             now = time.monotonic()
             while run.retry:  # records whose delivery failed go first
-                batches.put(*run.retry.popleft(), fresh=False, mark=True)
+                batches.put(*run.retry.popleft(), is_retry=True)
             if making(now):
                 limit = min(MAX_CHUNK, max(max_in_flight - run.in_flight, 0))
                 if p.count is not None:
@@ -600,8 +421,6 @@ class Generator:
             wait = min(wait, max(0.0, t_end - now))
             await self._sleep(run, wait)
 
-        run.state = "stopped" if run.stop_requested else "completed"
-
     def _producer(self) -> AIOKafkaProducer:
         producer = self.producer or self._batch_maker
         if producer is None:
@@ -657,11 +476,11 @@ class Generator:
                     return None
                 await asyncio.sleep(STOP_POLL_S)
 
-    async def _send(self, run: Run, topic: str, part: int, batch: Any, recs: list, fresh: int) -> None:
-        """Hand one closed batch to the producer; track its delivery without awaiting it. `fresh`
-        of its records are sent for the first time (the others are re-sent after a failure)."""
+    async def _send(self, run: Run, topic: str, batch: Batch) -> None:
+        """Hand one closed batch to the producer; track its delivery without awaiting it."""
+        recs = batch.records
         n = len(recs)
-        fut = await self._hand_over(run, topic, part, batch)
+        fut = await self._hand_over(run, topic, batch.partition, batch.builder)
         if fut is None:
             run.abandoned += n
             return
@@ -669,14 +488,14 @@ class Generator:
         seq = self._batch_seq
         sent_at = time.monotonic()
         run.pending[seq] = sent_at
-        run.sent += fresh
+        run.sent += batch.new_records  # records sent again were counted when first sent
         run.in_flight += n
-        self.metrics.sent.inc(fresh)
+        self.metrics.sent.inc(batch.new_records)
         fut.add_done_callback(partial(self._delivered, run, seq, sent_at, recs))
         if run.tools is not None:  # injected records go to the ledger with their offsets
             fut.add_done_callback(partial(run.tools.ledger.delivered, recs))
 
-    def _delivered(self, run: Run, seq: int, sent_at: float, recs: list, fut: asyncio.Future) -> None:
+    def _delivered(self, run: Run, seq: int, sent_at: float, recs: list[Record], fut: asyncio.Future) -> None:
         n = len(recs)
         run.pending.pop(seq, None)
         run.in_flight -= n
@@ -695,74 +514,3 @@ class Generator:
             log.warning("delivery failed, records queued again: %r", exc, extra={"run": run.id, "records": n})
             run.retry.extend(recs)
         run.wake.set()
-
-
-class _Batches:
-    """One open BatchBuilder per partition; full or lingered batches come out of `ready`.
-
-    A record whose value does not tell the newest eventOffset handed out (a malformed record, or
-    one sent again after a failed delivery: its eventOffset is older) is `mark`ed with the
-    NEXT_OFFSET_HEADER, so the newest record of every partition always tells where the offsets are
-    (see offsets.topic_next_offset)."""
-
-    def __init__(self, producer: Any, partitions: dict[bytes, int], next_offset: Callable[[], int]) -> None:
-        self._producer = producer
-        self._parts = partitions
-        self._next_offset = next_offset
-        self._open: dict[int, list] = {}  # part -> [builder, records, fresh, opened_at]
-        self._full: list[tuple[int, Any, list, int]] = []
-
-    def _new(self, part: int) -> list:
-        entry = [self._producer().create_batch(), [], 0, time.monotonic()]
-        self._open[part] = entry
-        return entry
-
-    def put(self, key: bytes, value: bytes, fresh: bool = True, mark: bool = False) -> None:
-        part = self._parts[key]
-        entry = self._open.get(part) or self._new(part)
-        headers = [next_offset_header(self._next_offset())] if mark else []
-        if entry[0].append(timestamp=None, key=key, value=value, headers=headers) is None:
-            self._full.append((part, entry[0], entry[1], entry[2]))
-            entry = self._new(part)
-            if entry[0].append(timestamp=None, key=key, value=value, headers=headers) is None:
-                raise GeneratorError(f"a record of {len(value)} bytes does not fit in an empty batch")
-        entry[1].append((key, value))
-        if fresh:
-            entry[2] += 1
-
-    def records(self) -> int:
-        """Records in batches not handed to the producer yet."""
-        return sum(len(e[1]) for e in self._open.values()) + sum(len(f[2]) for f in self._full)
-
-    def discard(self) -> int:
-        """Drop every batch not handed over; returns how many records they held."""
-        n = self.records()
-        self._open.clear()
-        self._full.clear()
-        return n
-
-    def oldest(self) -> float | None:
-        return min((e[3] for e in self._open.values()), default=None)
-
-    def ready(self, now: float, linger_s: float, everything: bool) -> list[tuple[int, Any, list, int]]:
-        out, self._full = self._full, []
-        for part in [q for q, e in self._open.items() if everything or now - e[3] >= linger_s]:
-            builder, recs, fresh, _ = self._open.pop(part)
-            builder.close()
-            out.append((part, builder, recs, fresh))
-        return out
-
-
-async def _ensure_topic(bootstrap: str, topic: str, partitions: int, security: KafkaSecurity) -> None:
-    admin = make_admin(bootstrap, security, request_timeout_ms=10_000)
-    await asyncio.wait_for(admin.start(), 10)
-    try:
-        if topic in await admin.list_topics():
-            return
-        try:
-            await admin.create_topics([NewTopic(topic, partitions, 1)])
-            log.info("created topic", extra={"topic": topic, "partitions": partitions})
-        except TopicAlreadyExistsError:
-            pass
-    finally:
-        await admin.close()

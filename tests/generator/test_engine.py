@@ -1,26 +1,28 @@
-"""Delivery bookkeeping and partitioning of the run loop, without a broker."""
+"""Delivery bookkeeping of the engine and its status document, without a broker."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
 
+import pytest
 from aiokafka.errors import KafkaConnectionError
-from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import CollectorRegistry
 
-from contract.events import CUSTOMER_IDS
-from services.generator.producer import Generator, Metrics, Run, RunParams, partition_of_keys
+from services.generator.engine import Engine
+from services.generator.errors import KafkaUnavailableError
+from services.generator.metrics import Metrics
+from services.generator.run import Run, RunParams
 from services.generator.settings import GeneratorSettings
 
 
-def _generator(tmp_path: Path) -> Generator:
-    return Generator(GeneratorSettings(data_dir=tmp_path, kafka_bootstrap_servers=""), Metrics(CollectorRegistry()))
+def _engine(tmp_path: Path) -> Engine:
+    return Engine(GeneratorSettings(data_dir=tmp_path, kafka_bootstrap_servers=""), Metrics(CollectorRegistry()))
 
 
 async def test_failed_delivery_is_counted_and_sent_again_never_dropped(tmp_path: Path) -> None:
-    gen = _generator(tmp_path)
-    run = Run(id="r1", params=RunParams(rate=10), started_at=0.0)
+    gen = _engine(tmp_path)
+    run = Run.begin(RunParams(rate=10), max_lag_s=1.0)
     recs = [(b"CI00100", b"v1"), (b"CI00100", b"v2")]
     run.sent, run.in_flight, run.pending[1] = 2, 2, 0.0
 
@@ -43,26 +45,29 @@ async def test_failed_delivery_is_counted_and_sent_again_never_dropped(tmp_path:
     assert gen.metrics.registry.get_sample_value("generator_delivery_errors_total") == 2
 
 
-def test_partitioning_matches_kafkas_default_partitioner() -> None:
-    for n in (1, 3, 7):
-        parts = list(range(n))
-        mapping = partition_of_keys(n)
-        assert set(mapping) == {c.encode() for c in CUSTOMER_IDS}
-        for key, part in mapping.items():
-            assert part == DefaultPartitioner()(key, parts, parts)
-
-
 def test_status_fields_when_idle(tmp_path: Path) -> None:
-    st = _generator(tmp_path).status()
+    st = _engine(tmp_path).status()
     assert st["state"] == "idle" and st["run"] is None
     assert (st["sent"], st["acknowledged"], st["invalid"], st["delivery_errors"]) == (0, 0, 0, 0)
     assert st["offset_first"] is None and st["offset_last"] is None
 
 
-def test_rate_over_windows() -> None:
-    run = Run(id="r", params=RunParams(rate=10), started_at=0.0)
-    for t in range(0, 21):
-        run.samples.append((float(t), t * 100))
-    run.acknowledged = 2000
-    assert run.rate_over(1.0, 20.0) == 100.0
-    assert run.rate_over(10.0, 20.0) == 100.0
+async def test_a_stalled_run_is_degraded_and_recovers(tmp_path: Path) -> None:
+    gen = _engine(tmp_path)
+    gen.producer = object()  # type: ignore[assignment]  # connected (the monitor only looks at None)
+    run = Run.begin(RunParams(rate=10), max_lag_s=1.0)
+    run.pending[1] = 0.0  # a batch handed over at t = 0, unacknowledged
+    gen._update_degraded(run, gen.settings.degraded_after_s + 1, None)
+    assert run.state == "degraded" and run.active
+    assert gen.last_error is not None and "no acknowledgement from Kafka" in gen.last_error
+    run.pending.clear()
+    gen._update_degraded(run, 100.0, None)
+    assert run.state == "running"
+    run.change_state("completed")
+    gen._update_degraded(run, 200.0, "Kafka unreachable: refused")
+    assert run.state == "completed"  # an ended run stays ended
+
+
+def test_a_run_is_refused_before_kafka_is_connected(tmp_path: Path) -> None:
+    with pytest.raises(KafkaUnavailableError):
+        _engine(tmp_path).start_run(RunParams(rate=10))
