@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from aiokafka import TopicPartition
-from aiokafka.admin import NewTopic
+from aiokafka.admin import NewTopic, RecordsToDelete
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
@@ -157,3 +157,13 @@ async def end_offsets(
         return {}
     async with offsets_consumer(bootstrap, security, timeout_s=timeout_s) as consumer:
         return await end_offsets_of(consumer, topic, parts)
+
+
+async def delete_records(
+    bootstrap: str, topic: str, before: dict[int, int], security: KafkaSecurity = PLAINTEXT
+) -> None:
+    """Delete each partition's records below `before[partition]`, as retention deletes old segments."""
+    async with admin_client(bootstrap, security) as admin:
+        await admin.delete_records(
+            {TopicPartition(topic, p): RecordsToDelete(before_offset=offset) for p, offset in before.items()}
+        )

@@ -20,14 +20,13 @@ import math
 import random
 import time
 from datetime import UTC, datetime
-from functools import partial
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError, KafkaTimeoutError
+from aiokafka.errors import KafkaError
 
 from contract.kafka import failure_reason
-from services.generator.batching import Batch, Batches, Record
+from services.generator.batching import Batches
 from services.generator.connection import (
     create_topic_if_missing,
     make_producer,
@@ -35,6 +34,7 @@ from services.generator.connection import (
     probe,
     sender_failure,
 )
+from services.generator.delivery import Delivery
 from services.generator.errors import GeneratorError, KafkaUnavailableError, NoActiveRunError, RunActiveError
 from services.generator.events import EventClock, EventEncoder, make_invalid
 from services.generator.extras import RunTools
@@ -49,7 +49,6 @@ log = logging.getLogger(__name__)
 MIN_TICK_S = 0.002  # never wake more often than this while on schedule
 MAX_CHUNK = 2000  # events made per tick before yielding to the event loop
 MONITOR_INTERVAL_S = 0.1
-STOP_POLL_S = 0.1  # how often a send waiting on the producer looks at the stop deadline
 PROBE_EVERY = 10  # monitor ticks between connection probes
 
 
@@ -68,7 +67,7 @@ class Engine:
         self.run: Run | None = None
         self._tasks: list[asyncio.Task] = []
         self._closing = False
-        self._batch_seq = 0
+        self.delivery = Delivery(metrics, lambda: self.producer, self._set_error)
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -347,10 +346,10 @@ class Engine:
 
         async def ship(now: float, everything: bool) -> None:
             for batch in batches.ready(now, linger_s, everything):
-                if self._stop_overdue(run):
+                if run.stop_overdue():
                     run.abandoned += len(batch.records)
                     continue
-                await self._send(run, topic, batch)
+                await self.delivery.send(run, topic, batch)
 
         def making(now: float) -> bool:
             return not run.stop_requested and now < t_end and (p.count is None or run.made < p.count)
@@ -398,7 +397,7 @@ class Engine:
             if not still_making:
                 if run.in_flight == 0 and not run.retry and not batches.records():
                     break
-                if self._stop_overdue(run):
+                if run.stop_overdue():
                     run.abandoned += batches.discard() + len(run.retry)
                     run.retry.clear()
                     self._set_error(
@@ -434,83 +433,3 @@ class Engine:
             return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(run.wake.wait(), seconds)
-
-    @staticmethod
-    def _stop_overdue(run: Run) -> bool:
-        return run.stop_requested and time.monotonic() >= (run.stop_deadline or math.inf)
-
-    async def _hand_over(self, run: Run, topic: str, part: int, batch: Any) -> asyncio.Future | None:
-        """producer.send_batch, which waits while the partition's previous batch is unacknowledged
-        (up to request_timeout_ms, again and again while the broker is away): given up, returning
-        None, once a stop's deadline has passed, so a stop answers in time whatever Kafka does."""
-        while True:
-            producer = self.producer
-            if producer is None:  # being replaced or reconnected: wait for the new one
-                if self._stop_overdue(run):
-                    return None
-                await asyncio.sleep(STOP_POLL_S)
-                continue
-            task = asyncio.ensure_future(producer.send_batch(batch, topic, partition=part))
-            while not task.done():
-                await asyncio.wait({task}, timeout=STOP_POLL_S)
-                if not task.done() and (self._stop_overdue(run) or self.producer is not producer):
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, KafkaError):
-                        await task
-                    if self._stop_overdue(run):
-                        return None
-            if task.cancelled():
-                continue  # the producer was replaced before it took the batch: hand it to the new one
-            try:
-                return task.result()
-            except KafkaTimeoutError:
-                # The partition's previous batch is still waiting (broker away): keep waiting.
-                self._set_error(f"Kafka did not take a batch for {topic}[{part}] in time; retrying")
-                if self._stop_overdue(run):
-                    return None
-            except KafkaError:
-                if sender_failure(producer) is None:
-                    raise
-                # The producer failed for good: the monitor replaces it; the new one takes the batch.
-                if self._stop_overdue(run):
-                    return None
-                await asyncio.sleep(STOP_POLL_S)
-
-    async def _send(self, run: Run, topic: str, batch: Batch) -> None:
-        """Hand one closed batch to the producer; track its delivery without awaiting it."""
-        recs = batch.records
-        n = len(recs)
-        fut = await self._hand_over(run, topic, batch.partition, batch.builder)
-        if fut is None:
-            run.abandoned += n
-            return
-        self._batch_seq += 1
-        seq = self._batch_seq
-        sent_at = time.monotonic()
-        run.pending[seq] = sent_at
-        run.sent += batch.new_records  # records sent again were counted when first sent
-        run.in_flight += n
-        self.metrics.sent.inc(batch.new_records)
-        fut.add_done_callback(partial(self._delivered, run, seq, sent_at, recs))
-        if run.tools is not None:  # injected records go to the ledger with their offsets
-            fut.add_done_callback(partial(run.tools.ledger.delivered, recs))
-
-    def _delivered(self, run: Run, seq: int, sent_at: float, recs: list[Record], fut: asyncio.Future) -> None:
-        n = len(recs)
-        run.pending.pop(seq, None)
-        run.in_flight -= n
-        if fut.cancelled():
-            exc: BaseException | None = asyncio.CancelledError()
-        else:
-            exc = fut.exception()
-        if exc is None:
-            run.acknowledged += n
-            self.metrics.acknowledged.inc(n)
-            self.metrics.send_latency.observe(time.monotonic() - sent_at)
-        else:
-            run.delivery_errors += n
-            self.metrics.delivery_errors.inc(n)
-            self._set_error(f"delivery of {n} records failed, sending them again: {exc!r}")
-            log.warning("delivery failed, records queued again: %r", exc, extra={"run": run.id, "records": n})
-            run.retry.extend(recs)
-        run.wake.set()

@@ -9,6 +9,7 @@ the start asked for."""
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 import uuid
 from collections import OrderedDict, deque
@@ -108,6 +109,10 @@ class Run:
             "started_at": self.started_at,
             "ended_at": self.ended_at,
         }
+
+    def stop_overdue(self) -> bool:
+        """A stop was asked for and its deadline (the flush timeout) has passed."""
+        return self.stop_requested and time.monotonic() >= (self.stop_deadline or math.inf)
 
     @property
     def not_delivered(self) -> int:

@@ -10,10 +10,10 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
+from contract.kafka_admin import offsets_consumer, topic_partitions
 from devicestream.kafka_broker import free_ports
-from services.generator.offsets import topic_partitions
 from tests.helpers import ServiceProcess, wait_for
 
 
@@ -34,10 +34,8 @@ class Record:
 
 
 async def _read_all(bootstrap: str, topic: str) -> list[Record]:
-    parts = await topic_partitions(bootstrap, topic) or []
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
+    parts = await topic_partitions(bootstrap, topic)
+    async with offsets_consumer(bootstrap) as consumer:
         tps = [TopicPartition(topic, p) for p in parts]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
@@ -52,8 +50,6 @@ async def _read_all(bootstrap: str, topic: str) -> list[Record]:
                 if await consumer.position(tp) >= end[tp]:
                     todo.discard(tp)
         return out
-    finally:
-        await consumer.stop()
 
 
 def read_topic(bootstrap: str, topic: str) -> list[Record]:

@@ -1,12 +1,10 @@
-"""Delivery bookkeeping of the engine and its status document, without a broker."""
+"""The engine without a broker: its status document, degraded state, refusals."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
-from aiokafka.errors import KafkaConnectionError
 from prometheus_client import CollectorRegistry
 
 from services.generator.engine import Engine
@@ -18,31 +16,6 @@ from services.generator.settings import GeneratorSettings
 
 def _engine(tmp_path: Path) -> Engine:
     return Engine(GeneratorSettings(data_dir=tmp_path, kafka_bootstrap_servers=""), Metrics(CollectorRegistry()))
-
-
-async def test_failed_delivery_is_counted_and_sent_again_never_dropped(tmp_path: Path) -> None:
-    gen = _engine(tmp_path)
-    run = Run.begin(RunParams(rate=10), max_lag_s=1.0)
-    recs = [(b"CI00100", b"v1"), (b"CI00100", b"v2")]
-    run.sent, run.in_flight, run.pending[1] = 2, 2, 0.0
-
-    failed = asyncio.get_running_loop().create_future()
-    failed.set_exception(KafkaConnectionError("broker down"))
-    gen._delivered(run, 1, 0.0, recs, failed)
-    assert (run.acknowledged, run.delivery_errors, run.in_flight, run.sent) == (0, 2, 0, 2)
-    assert list(run.retry) == recs
-    assert "broker down" in gen.last_error
-    assert not run.pending
-
-    # the re-sent batch succeeds: acknowledged once, sent not counted twice
-    run.retry.clear()
-    run.in_flight, run.pending[2] = 2, 0.0
-    ok = asyncio.get_running_loop().create_future()
-    ok.set_result(None)
-    gen._delivered(run, 2, 0.0, recs, ok)
-    assert (run.acknowledged, run.delivery_errors, run.in_flight, run.sent) == (2, 2, 0, 2)
-    assert gen.metrics.registry.get_sample_value("generator_events_acknowledged_total") == 2
-    assert gen.metrics.registry.get_sample_value("generator_delivery_errors_total") == 2
 
 
 def test_status_fields_when_idle(tmp_path: Path) -> None:
