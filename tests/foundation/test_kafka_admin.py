@@ -1,5 +1,5 @@
 """contract/kafka_admin.py against a real broker: create (once), configs, leaders, partitions, end
-offsets, deleting old records; and the pure reading of a DescribeTopics answer."""
+offsets, deleting old records."""
 
 from __future__ import annotations
 
@@ -18,18 +18,10 @@ from contract.kafka_admin import (
     describe_cluster,
     end_offsets,
     offsets_consumer,
-    partitions_of,
     topic_partitions,
     wait_for_leaders,
 )
 from tests.conftest import Broker
-
-
-def test_partitions_of_a_describe_topics_answer() -> None:
-    ok = [{"error_code": 0, "partitions": [{"partition": 2}, {"partition": 0}, {"partition": 1}]}]
-    assert partitions_of(ok) == [0, 1, 2]
-    assert partitions_of([{"error_code": 3, "partitions": []}]) == []  # UNKNOWN_TOPIC_OR_PARTITION
-    assert partitions_of([]) == []
 
 
 async def _lifecycle(bootstrap: str, topic: str) -> None:
