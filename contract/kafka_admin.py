@@ -1,9 +1,9 @@
 """Kafka administration, the one place for it: admin clients opened and closed around a block,
 the cluster's brokers, a topic's partitions, creating a topic, setting its configs, waiting for its
-partition leaders, and each partition's end offset. Used by the launcher's broker (topic creation,
-readiness), the generator (topic creation, offset recovery), `devicestream verify` and the
-gateway's /status probe. Clients come from contract/kafka.py (`make_admin`, `make_consumer`:
-security options included).
+partition leaders, each partition's end offset, deleting old records (as retention does). Used by
+the launcher's broker (topic creation, readiness), the generator (topic creation, offset
+recovery), `devicestream verify`, the gateway's /status probe and the tests. Clients come from
+contract/kafka.py (`make_admin`, `make_consumer`: security options included).
 
 The functions taking an `admin` or a `consumer` work on a started client, so one client serves a
 sequence of requests; the ones taking `bootstrap` open and close their own."""
