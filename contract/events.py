@@ -36,6 +36,3 @@ READING_FIELDS: Final = {
 }
 #: An event without these is rejected downstream.
 REQUIRED_FIELDS: Final = ("eventId", "eventOffset", "eventTime")
-
-#: Kafka record key: the customer, so one customer's events keep their order.
-KEY_FIELD: Final = "customerId"

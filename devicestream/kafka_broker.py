@@ -22,11 +22,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaError
 
-from contract.kafka import PLAINTEXT, KafkaSecurity, failure_reason, jaas_config, make_admin
+from contract.kafka import PLAINTEXT, KafkaSecurity, failure_reason, jaas_config
+from contract.kafka_admin import admin_client, alter_topic_configs, create_topic, describe_cluster, wait_for_leaders
 from devicestream.kafka_tls import SCRAM_MECHANISM, BrokerSecurity
 from devicestream.paths import RESOURCES, jars_dir
 from devicestream.processes import start_in_own_group, stop_process
@@ -267,16 +266,6 @@ class KafkaCluster:
 # ---- readiness and topics ---------------------------------------------------------------------
 
 
-async def describe_cluster(bootstrap: str, timeout_s: float = 5.0, *, security: KafkaSecurity = PLAINTEXT) -> dict:
-    """One metadata round trip: {"cluster_id", "controller_id", "brokers": [...]}. Raises KafkaError."""
-    admin = make_admin(bootstrap, security, request_timeout_ms=int(timeout_s * 1000))
-    try:
-        await asyncio.wait_for(admin.start(), timeout_s)
-        return await asyncio.wait_for(admin.describe_cluster(), timeout_s)
-    finally:
-        await admin.close()
-
-
 async def wait_until_ready(
     bootstrap: str,
     deadline_s: float,
@@ -317,16 +306,6 @@ def topic_configs(
     return {k: str(v) for k, v in configs.items() if v is not None}
 
 
-async def _alter_topic_configs(admin: AIOKafkaAdminClient, topic: str, configs: dict[str, str]) -> None:
-    """Set `configs` on an existing topic (AlterConfigs: the topic's dynamic configs become exactly
-    these, so the settings stay the one source of truth)."""
-    responses = await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs=configs)])
-    for response in responses:
-        for error_code, error_message, *_ in response.resources:
-            if error_code:
-                raise BrokerError(f"cannot set {configs} on topic {topic}: error {error_code} {error_message}")
-
-
 async def ensure_topic(
     bootstrap: str,
     topic: str,
@@ -341,37 +320,18 @@ async def ensure_topic(
 ) -> int:
     """Create `topic` if missing (an existing one gets the same configs) and wait until every
     partition has a leader. Returns its partition count (an existing topic keeps its own)."""
-    admin = make_admin(bootstrap, security, request_timeout_ms=10_000)
-    await admin.start()
-    try:
-        configs = topic_configs(
-            min_insync_replicas=min_insync_replicas, retention_bytes=retention_bytes, segment_bytes=segment_bytes
-        )
-        exists = False
-        try:
-            response = await admin.create_topics(
-                [NewTopic(topic, partitions, replication_factor, topic_configs=configs)]
-            )
-            # aiokafka returns the per-topic errors rather than raising them
-            exists = any(err[1] == TopicAlreadyExistsError.errno for err in response.topic_errors)
-            if not exists:
-                log.info("created topic %s (%d partitions, rf %d, %s)", topic, partitions, replication_factor, configs)
-        except TopicAlreadyExistsError:
-            exists = True
-        if exists and configs:
-            await _alter_topic_configs(admin, topic, configs)
-        end = time.monotonic() + deadline_s
-        while True:
-            desc = await admin.describe_topics([topic])
-            parts = desc[0].get("partitions", []) if desc else []
-            err = desc[0].get("error_code", 0) if desc else -1
-            if err == 0 and parts and all(p.get("leader", -1) >= 0 for p in parts):
-                return len(parts)
-            if time.monotonic() > end:
-                raise BrokerError(f"topic {topic} has no leader for every partition after {deadline_s}s")
-            await asyncio.sleep(0.2)
-    finally:
-        await admin.close()
+    configs = topic_configs(
+        min_insync_replicas=min_insync_replicas, retention_bytes=retention_bytes, segment_bytes=segment_bytes
+    )
+    async with admin_client(bootstrap, security, timeout_s=10) as admin:
+        if await create_topic(admin, topic, partitions, replication_factor, configs):
+            log.info("created topic %s (%d partitions, rf %d, %s)", topic, partitions, replication_factor, configs)
+        elif configs and (error := await alter_topic_configs(admin, topic, configs)) is not None:
+            raise BrokerError(f"cannot set {configs} on topic {topic}: {error}")
+        n = await wait_for_leaders(admin, topic, deadline_s)
+        if n is None:
+            raise BrokerError(f"topic {topic} has no leader for every partition after {deadline_s}s")
+        return n
 
 
 # ---- the nodes as processes ------------------------------------------------------------------

@@ -46,13 +46,14 @@ import orjson
 import polars as pl
 from aiokafka.structs import TopicPartition
 
+from contract import kafka_admin
 from contract.csv import REJECT_COLUMNS, ROW_COLUMNS, parse_batch_file_name
-from contract.kafka import PLAINTEXT, KafkaSecurity, make_admin, make_consumer
+from contract.kafka import PLAINTEXT, KafkaSecurity, make_consumer
 from contract.layout import MergerFiles
 from contract.verify_report import VerifyReport
 from devicestream.validity import Invalid, expected_rows
 
-__all__ = ["Invalid", "expected_rows", "make_admin", "make_consumer"]
+__all__ = ["Invalid", "expected_rows"]
 
 log = logging.getLogger(__name__)
 
@@ -104,18 +105,6 @@ class ScanFiles:
 
     rows: list[Path]
     invalid: list[Path]
-
-
-async def topic_partitions(bootstrap: str, topic: str, security: KafkaSecurity = PLAINTEXT) -> list[int]:
-    admin = make_admin(bootstrap, security)
-    await admin.start()
-    try:
-        desc = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
-    if not desc or desc[0].get("error_code", 0) != 0:
-        return []
-    return sorted(p["partition"] for p in desc[0]["partitions"])
 
 
 @dataclass(frozen=True)
@@ -187,16 +176,10 @@ def _scan_partition_in_process(job: PartitionScanJob) -> TopicScan:
 
 async def end_offsets(bootstrap: str, topic: str, security: KafkaSecurity = PLAINTEXT) -> dict[int, int]:
     """Each partition's end offset now (what the scan reads up to)."""
-    parts = await topic_partitions(bootstrap, topic, security)
-    if not parts:
+    ends = await kafka_admin.end_offsets(bootstrap, topic, security)
+    if not ends:
         raise VerifyError(f"topic {topic} not found at {bootstrap}")
-    consumer = make_consumer(bootstrap, security)
-    await consumer.start()
-    try:
-        end = await consumer.end_offsets([TopicPartition(topic, p) for p in parts])
-    finally:
-        await consumer.stop()
-    return {tp.partition: offset for tp, offset in end.items()}
+    return ends
 
 
 def scan_topic(

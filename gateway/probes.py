@@ -12,11 +12,10 @@ from pathlib import Path
 
 import httpx
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from pydantic import ValidationError
 
-from contract.kafka import PLAINTEXT, KafkaSecurity, aiokafka_options, failure_reason
+from contract.kafka import PLAINTEXT, KafkaSecurity, failure_reason, make_admin, make_consumer
+from contract.kafka_admin import end_offsets_of, topic_partitions_of
 from contract.progress import ProgressUnreadable, read_progress
 from contract.validation import first_problem
 from gateway.health import DocT, HttpProbe, KafkaProbe, SparkProbe
@@ -108,32 +107,20 @@ async def probe_kafka(bootstrap: str, topic: str, timeout_s: float, security: Ka
         return probe
     t0 = time.monotonic()
     ms = max(500, int(timeout_s * 1000))
-    tls_sasl = aiokafka_options(security)
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap, request_timeout_ms=ms, client_id="gateway-status", **tls_sasl
-    )
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        request_timeout_ms=ms,
-        client_id="gateway-status",
-        **tls_sasl,
-    )
+    options = {"request_timeout_ms": ms, "client_id": "gateway-status"}
+    admin = make_admin(bootstrap, security, **options)
+    consumer = make_consumer(bootstrap, security, group_id=None, **options)
     try:
         async with asyncio.timeout(timeout_s):
             await asyncio.gather(admin.start(), consumer.start())
             cluster = await admin.describe_cluster()
             probe.brokers = len(cluster.get("brokers", []))
             probe.reachable = True
-            desc = await admin.describe_topics([topic])
-            info = desc[0] if desc else {}
-            parts = [p["partition"] for p in info.get("partitions", [])] if info.get("error_code", 0) == 0 else []
+            parts = await topic_partitions_of(admin, topic)
             probe.topic_exists = bool(parts)
             probe.partitions = len(parts)
             if parts:
-                ends = await consumer.end_offsets([TopicPartition(topic, p) for p in parts])
-                probe.end_offsets = {tp.partition: int(o) for tp, o in ends.items()}
+                probe.end_offsets = await end_offsets_of(consumer, topic, parts)
     except TimeoutError:
         probe.error = f"no answer within {timeout_s:g}s"
     except Exception as e:  # aiokafka raises many kinds; any of them means "not usable now"

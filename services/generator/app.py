@@ -1,4 +1,4 @@
-"""The generator's REST API. The lifespan owns the Generator (Kafka producer, run and monitor
+"""The generator's REST API. The lifespan owns the Engine (Kafka producer, run and monitor
 tasks) and stops it, flushing what is in flight."""
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from contract.api import Alive, GeneratorStatus, Problem, RateRequest, Run, RunConflict, StartRequest
 from contract.generator_options import peak_rate
 from contract.internal import UNAUTHORIZED, require_internal
+from services.generator.engine import Engine
 from services.generator.errors import (
     GeneratorError,
     KafkaUnavailableError,
@@ -27,7 +28,8 @@ from services.generator.errors import (
     RunActiveError,
 )
 from services.generator.extras import RunExtras, curve_for
-from services.generator.producer import Generator, Metrics, RunParams
+from services.generator.metrics import Metrics
+from services.generator.run import RunParams
 from services.generator.settings import GeneratorSettings
 
 log = logging.getLogger(__name__)
@@ -87,8 +89,8 @@ def create_app(settings: GeneratorSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        gen = Generator(settings, metrics)
-        app.state.generator = gen
+        gen = Engine(settings, metrics)
+        app.state.engine = gen
         await gen.start()
         log.info("generator up", extra={"topic": settings.topic, "port": settings.port})
         try:
@@ -103,8 +105,8 @@ def create_app(settings: GeneratorSettings) -> FastAPI:
         lifespan=lifespan,
     )
 
-    def generator(request: Request) -> Generator:
-        return request.app.state.generator
+    def generator(request: Request) -> Engine:
+        return request.app.state.engine
 
     # start/stop/rate only from the gateway; status, metrics and probes are read-only and stay open.
     internal = [Depends(require_internal(settings.internal_secret, "generator"))]

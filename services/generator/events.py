@@ -84,10 +84,6 @@ def event_doc(event_id: str, offset: int, customer: str, devices: list[dict], ev
     }
 
 
-def encode_event(event: dict) -> bytes:
-    return orjson.dumps(event)
-
-
 class EventClock:
     """eventTime strings for "now", formatting the date/second part once per second."""
 

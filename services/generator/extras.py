@@ -1,6 +1,6 @@
 """What a run asks for beyond rate/count/duration/seed/invalid_ratio (a rate profile, a fleet,
 faults, a first index), and the per-run objects that serve it: the pacing curve, the record maker
-and the ledger. The run loop (producer.py) calls in at a few marked hooks only."""
+and the ledger. The run loop (engine.py) calls in at a few marked hooks only."""
 
 from __future__ import annotations
 

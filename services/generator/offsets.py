@@ -16,7 +16,6 @@ that tells is found or the partition's start is reached."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
@@ -28,7 +27,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from contract.events import FIRST_EVENT_OFFSET
 from contract.files import atomic_write_json, read_json
-from contract.kafka import PLAINTEXT, KafkaSecurity, make_admin, make_consumer
+from contract.kafka import PLAINTEXT, KafkaSecurity
+from contract.kafka_admin import offsets_consumer, topic_partitions
 from services.generator.errors import OffsetStateError
 
 log = logging.getLogger(__name__)
@@ -137,21 +137,6 @@ def event_offset_of(value: bytes | None) -> int | None:
     return off if isinstance(off, int) and not isinstance(off, bool) else None
 
 
-async def topic_partitions(
-    bootstrap: str, topic: str, *, timeout_s: float = 10.0, security: KafkaSecurity = PLAINTEXT
-) -> list[int] | None:
-    """The partition ids of `topic`, None when it does not exist."""
-    admin = make_admin(bootstrap, security, request_timeout_ms=int(timeout_s * 1000))
-    await asyncio.wait_for(admin.start(), timeout_s)
-    try:
-        desc = await asyncio.wait_for(admin.describe_topics([topic]), timeout_s)
-    finally:
-        await admin.close()
-    if not desc or desc[0].get("error_code", 0) != 0:
-        return None
-    return sorted(p["partition"] for p in desc[0].get("partitions", []))
-
-
 async def topic_next_offset(
     bootstrap: str,
     topic: str,
@@ -164,19 +149,15 @@ async def topic_next_offset(
     telling record of each partition tells (see the module docstring), or None when no record of
     the topic tells anything (or it does not exist). `timeout_s` bounds each request, not the scan
     (a topic without a telling record is read back to its start)."""
-    parts = await topic_partitions(bootstrap, topic, timeout_s=timeout_s, security=security)
+    parts = await topic_partitions(bootstrap, topic, security, timeout_s=timeout_s)
     if not parts:
         return None
-    consumer = make_consumer(bootstrap, security, request_timeout_ms=int(timeout_s * 1000))
-    await asyncio.wait_for(consumer.start(), timeout_s)
-    try:
+    async with offsets_consumer(bootstrap, security, timeout_s=timeout_s) as consumer:
         tps = [TopicPartition(topic, p) for p in parts]
         consumer.assign(tps)
         begin = await consumer.beginning_offsets(tps)
         end = await consumer.end_offsets(tps)
         found = [await _newest_telling(consumer, tp, begin[tp], end[tp], tail, timeout_s) for tp in tps]
-    finally:
-        await consumer.stop()
     told = [n for n in found if n is not None]
     return max(told) if told else None
 

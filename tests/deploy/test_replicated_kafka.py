@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
+from contract.kafka_admin import admin_client
 from devicestream.kafka_broker import KafkaCluster, ensure_topic, start_node, stop_processes, wait_until_ready
 from devicestream.processes import free_ports, kill_process, log_tail
 
@@ -69,13 +69,9 @@ def cluster3(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> Iterator[Clust
 
 
 async def isr_sizes(bootstrap: str, topic: str) -> list[int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
-    await admin.start()
-    try:
+    async with admin_client(bootstrap, timeout_s=5) as admin:
         desc = await admin.describe_topics([topic])
-        return [len(p["isr"]) for p in desc[0]["partitions"]]
-    finally:
-        await admin.close()
+    return [len(p["isr"]) for p in desc[0]["partitions"]]
 
 
 async def eventually(

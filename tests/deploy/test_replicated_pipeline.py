@@ -11,8 +11,8 @@ import logging
 import time
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
 
+from contract.kafka_admin import admin_client
 from tests.deploy.conftest import LaunchStack
 from tests.e2e.conftest import Stack
 from tests.helpers import wait_for
@@ -25,12 +25,8 @@ COUNT = RATE * SECONDS
 
 
 async def _describe(bootstrap: str) -> list[dict]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
-    await admin.start()
-    try:
+    async with admin_client(bootstrap, timeout_s=5) as admin:
         return (await admin.describe_topics([TOPIC]))[0]["partitions"]
-    finally:
-        await admin.close()
 
 
 def partitions(stack: Stack) -> list[dict]:

@@ -12,8 +12,8 @@ import signal
 import httpx
 import orjson
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from contract.kafka_admin import admin_client, create_topic
 from tests.e2e.conftest import Stack
 from tests.helpers import wait_for
 
@@ -130,17 +130,13 @@ def test_5_recreated_topic_is_a_visible_event(stack: Stack) -> None:
     assert old_topic_id
 
     async def recreate() -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=stack.bootstrap)
-        await admin.start()
-        try:
+        async with admin_client(stack.bootstrap) as admin:
             await admin.delete_topics([TOPIC])
             for _ in range(100):  # deletion is asynchronous in the controller
                 if TOPIC not in await admin.list_topics():
                     break
                 await asyncio.sleep(0.2)
-            await admin.create_topics([NewTopic(TOPIC, num_partitions=3, replication_factor=1)])
-        finally:
-            await admin.close()
+            await create_topic(admin, TOPIC, 3)
 
     old = stack.kill("spark")
     asyncio.run(recreate())

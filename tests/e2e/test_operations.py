@@ -9,11 +9,9 @@ import os
 import signal
 
 import httpx
-from aiokafka.admin import RecordsToDelete
-from aiokafka.structs import TopicPartition
 
 from contract.api import GeneratorStatus
-from devicestream.verify import end_offsets, make_admin, topic_partitions
+from contract.kafka_admin import delete_records, end_offsets, topic_partitions
 from tests.e2e.conftest import Stack
 from tests.helpers import wait_for
 
@@ -22,14 +20,9 @@ TOPIC = "device-events"
 
 async def _delete_oldest_half(bootstrap: str) -> dict[int, int]:
     """Delete each partition's older half, as retention deletes old segments."""
-    admin = make_admin(bootstrap)
-    await admin.start()
-    try:
-        ends = await end_offsets(bootstrap, TOPIC)
-        cut = {p: end // 2 for p, end in ends.items() if end > 1}
-        await admin.delete_records({TopicPartition(TOPIC, p): RecordsToDelete(before_offset=o) for p, o in cut.items()})
-    finally:
-        await admin.close()
+    ends = await end_offsets(bootstrap, TOPIC)
+    cut = {p: end // 2 for p, end in ends.items() if end > 1}
+    await delete_records(bootstrap, TOPIC, cut)
     return cut
 
 

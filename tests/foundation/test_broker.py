@@ -8,7 +8,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.structs import TopicPartition
 
-from devicestream.kafka_broker import ensure_topic, make_admin
+from contract.kafka import make_admin
+from devicestream.kafka_broker import ensure_topic
 from tests.conftest import Broker
 
 

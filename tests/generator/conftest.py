@@ -10,11 +10,11 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from contract.api import GeneratorStatus
+from contract.kafka_admin import offsets_consumer, topic_partitions
 from devicestream.processes import free_ports
-from services.generator.offsets import topic_partitions
 from tests.documents import generator_status
 from tests.helpers import ServiceProcess, wait_for
 
@@ -36,10 +36,8 @@ class Record:
 
 
 async def _read_all(bootstrap: str, topic: str) -> list[Record]:
-    parts = await topic_partitions(bootstrap, topic) or []
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
+    parts = await topic_partitions(bootstrap, topic)
+    async with offsets_consumer(bootstrap) as consumer:
         tps = [TopicPartition(topic, p) for p in parts]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
@@ -54,8 +52,6 @@ async def _read_all(bootstrap: str, topic: str) -> list[Record]:
                 if await consumer.position(tp) >= end[tp]:
                     todo.discard(tp)
         return out
-    finally:
-        await consumer.stop()
 
 
 def read_topic(bootstrap: str, topic: str) -> list[Record]:
@@ -64,7 +60,9 @@ def read_topic(bootstrap: str, topic: str) -> list[Record]:
 
 
 @dataclass
-class Generator:
+class GeneratorProcess:
+    """A generator service process started by `generator_factory`, driven over HTTP."""
+
     proc: ServiceProcess
     url: str
 
@@ -87,11 +85,11 @@ class Generator:
 
 
 @pytest.fixture
-def generator_factory(tmp_path: Path) -> Iterator[Callable[..., Generator]]:
+def generator_factory(tmp_path: Path) -> Iterator[Callable[..., GeneratorProcess]]:
     """Start generator processes (stopped at the end of the test)."""
     started: list[ServiceProcess] = []
 
-    def start(bootstrap: str, topic: str, data_dir: Path | None = None, **env: str) -> Generator:
+    def start(bootstrap: str, topic: str, data_dir: Path | None = None, **env: str) -> GeneratorProcess:
         (port,) = free_ports(1)
         url = f"http://127.0.0.1:{port}"
         proc = ServiceProcess(
@@ -108,7 +106,7 @@ def generator_factory(tmp_path: Path) -> Iterator[Callable[..., Generator]]:
         )
         started.append(proc)
         proc.start()
-        return Generator(proc, url)
+        return GeneratorProcess(proc, url)
 
     try:
         yield start

@@ -8,7 +8,7 @@ from __future__ import annotations
 import httpx
 
 from contract.ledger import read_ledger
-from tests.generator.conftest import Generator, read_topic
+from tests.generator.conftest import GeneratorProcess, read_topic
 from tests.generator.test_fleet_faults import _content
 
 BODY = {
@@ -20,7 +20,7 @@ BODY = {
 }
 
 
-def _run(gen: Generator, body: dict) -> str:
+def _run(gen: GeneratorProcess, body: dict) -> str:
     resp = gen.post("/generator/start", body)
     assert resp.status_code == 202, resp.text
     st = gen.wait_state({"completed"}, 60)

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
-from aiokafka.structs import TopicPartition
 
 from contract.csv import ROW_COLUMNS
+from contract.kafka_admin import delete_records
 from devicestream.validity import expected_rows
 from devicestream.verify import compare, scan_topic
 from tests.conftest import Broker
@@ -25,12 +24,7 @@ async def _produce_then_delete(bootstrap: str, topic: str, n: int, delete_before
             await producer.send_and_wait(topic, orjson.dumps({**GOOD, "eventOffset": 10000 + i}), partition=0)
     finally:
         await producer.stop()
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.delete_records({TopicPartition(topic, 0): RecordsToDelete(before_offset=delete_before)})
-    finally:
-        await admin.close()
+    await delete_records(bootstrap, topic, {0: delete_before})
 
 
 def test_scan_after_retention_knows_what_it_cannot_check(kafka: Broker, tmp_path: Path) -> None:

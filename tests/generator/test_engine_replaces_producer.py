@@ -11,7 +11,10 @@ from pathlib import Path
 from aiokafka.errors import OutOfOrderSequenceNumber
 from prometheus_client import CollectorRegistry
 
-from services.generator.producer import Generator, Metrics, RunParams, sender_failure
+from services.generator.connection import sender_failure
+from services.generator.engine import Engine
+from services.generator.metrics import Metrics
+from services.generator.run import RunParams
 from services.generator.settings import GeneratorSettings
 from tests.conftest import Broker
 from tests.generator.conftest import read_topic
@@ -40,7 +43,7 @@ def _kill_the_sender_on_its_next_request(producer: object) -> None:
 
 async def _scenario(bootstrap: str, topic: str, data: Path) -> list[int]:
     settings = GeneratorSettings(data_dir=data, kafka_bootstrap_servers=bootstrap, topic=topic, create_topic=False)
-    gen = Generator(settings, Metrics(CollectorRegistry()))
+    gen = Engine(settings, Metrics(CollectorRegistry()))
     await gen.start()
     try:
         await _until(lambda: gen.producer is not None, 60, "the generator to connect")

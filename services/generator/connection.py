@@ -1,0 +1,83 @@
+"""The generator's Kafka connection: its producer (the one place it is built), how to tell the
+producer died for good, where each customer key goes, a TCP probe of the bootstrap servers, and
+creating the topic when asked to."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from aiokafka.partitioner import murmur2
+
+from contract.events import CUSTOMER_IDS
+from contract.kafka import KafkaSecurity, aiokafka_options
+from contract.kafka_admin import admin_client, create_topic
+from services.generator.settings import GeneratorSettings
+
+log = logging.getLogger(__name__)
+
+
+def _producer_kwargs(settings: GeneratorSettings, bootstrap: str) -> dict[str, Any]:
+    return {
+        "bootstrap_servers": bootstrap,
+        "client_id": "devicestream-generator",
+        "acks": "all",
+        "enable_idempotence": True,
+        "compression_type": None if settings.compression == "none" else settings.compression,
+        "linger_ms": settings.linger_ms,
+        "max_batch_size": settings.max_batch_size,
+        "max_request_size": max(settings.max_batch_size * 4, 1_048_576),
+        "request_timeout_ms": settings.request_timeout_ms,
+        "retry_backoff_ms": settings.retry_backoff_ms,
+        **aiokafka_options(settings.kafka_security),
+    }
+
+
+def make_producer(settings: GeneratorSettings, bootstrap: str) -> AIOKafkaProducer:
+    """The one place the generator's Kafka producer is built."""
+    return AIOKafkaProducer(**_producer_kwargs(settings, bootstrap))
+
+
+def sender_failure(producer: AIOKafkaProducer) -> BaseException | None:
+    """Why the producer's sender task ended, None while it runs. aiokafka ends it for good on a
+    fatal error (OutOfOrderSequenceNumber when a batch expired while its partition had no leader,
+    ProducerFenced): every later send then waits forever, so the producer must be replaced."""
+    task = getattr(getattr(producer, "_sender", None), "sender_task", None)
+    if task is None or not task.done():
+        return None
+    if task.cancelled():
+        return asyncio.CancelledError("the producer's sender task was cancelled")
+    return task.exception() or KafkaError("the producer's sender task ended")
+
+
+def partition_of_keys(n_partitions: int) -> dict[bytes, int]:
+    """Partition of each customer key, as Kafka's default partitioner (murmur2) places it."""
+    return {c.encode(): (murmur2(c.encode()) & 0x7FFFFFFF) % n_partitions for c in CUSTOMER_IDS}
+
+
+async def probe(bootstrap: str, timeout_s: float = 1.0) -> str | None:
+    """None when a TCP connection to a bootstrap server succeeds, else the error."""
+    errors = []
+    for server in bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host or "127.0.0.1", int(port)), timeout_s)
+        except (OSError, TimeoutError, ValueError) as e:
+            errors.append(f"{server}: {e!r}")
+            continue
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return None
+    return "Kafka unreachable: " + "; ".join(errors)
+
+
+async def create_topic_if_missing(bootstrap: str, topic: str, partitions: int, security: KafkaSecurity) -> None:
+    """GENERATOR_CREATE_TOPIC: create `topic` (replication 1, broker defaults) unless it exists."""
+    async with admin_client(bootstrap, security, timeout_s=10) as admin:
+        if topic not in await admin.list_topics() and await create_topic(admin, topic, partitions):
+            log.info("created topic", extra={"topic": topic, "partitions": partitions})

@@ -1,0 +1,24 @@
+"""The metric names are part of the API (dashboards, bench, README)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry
+
+from services.generator.metrics import Metrics
+
+
+def test_metric_names() -> None:
+    registry = CollectorRegistry()
+    Metrics(registry)
+    names = {m.name for m in registry.collect()}
+    assert names == {
+        "generator_events_sent",
+        "generator_events_acknowledged",
+        "generator_events_invalid",
+        "generator_delivery_errors",
+        "generator_send_latency_seconds",
+        "generator_rate_events_per_second",
+        "generator_target_rate_events_per_second",
+        "generator_events_in_flight",
+        "generator_kafka_connected",
+    }
