@@ -15,6 +15,7 @@ if __name__ == "__main__":  # run as a script by spark-submit: import from the r
 import time
 
 import orjson
+from pyspark.sql import DataFrame, SparkSession
 
 from contract.kafka import spark_kafka_options
 from spark_job import transform
@@ -23,21 +24,27 @@ from spark_job.session import build_session
 from spark_job.settings import SparkJobSettings
 
 
+def read_whole_topic(spark: SparkSession, settings: SparkJobSettings) -> DataFrame:
+    """The topic from its earliest to its latest offsets, as one batch DataFrame (a partition per
+    Kafka partition)."""
+    return (
+        spark.read.format("kafka")
+        .option("kafka.bootstrap.servers", settings.require_bootstrap())
+        .options(**spark_kafka_options(settings.kafka_security))
+        .option("subscribe", settings.topic)
+        .option("startingOffsets", "earliest")
+        .option("endingOffsets", "latest")
+        .load()
+    )
+
+
 def main() -> int:
     settings = SparkJobSettings()
     spark = build_session(settings, app_name="devicestream-bench-batch")
     try:
         sink = make_sink(spark, settings, None)
         t0 = time.perf_counter()
-        df = (
-            spark.read.format("kafka")
-            .option("kafka.bootstrap.servers", settings.require_bootstrap())
-            .options(**spark_kafka_options(settings.kafka_security))
-            .option("subscribe", settings.topic)
-            .option("startingOffsets", "earliest")
-            .option("endingOffsets", "latest")
-            .load()
-        )
+        df = read_whole_topic(spark, settings)
         counts = sink.write_batch(transform.classify(df), 0)
         seconds = time.perf_counter() - t0
         print(

@@ -19,7 +19,7 @@ import time
 import orjson
 from pyspark.sql import functions as F
 
-from contract.kafka import spark_kafka_options
+from bench.spark_batch import read_whole_topic
 from spark_job.schema import EVENT_SCHEMA
 from spark_job.session import build_session
 from spark_job.settings import SparkJobSettings
@@ -33,15 +33,7 @@ def main() -> int:
     out = settings.layout.spark_dir / "plain"
     try:
         t0 = time.perf_counter()
-        df = (
-            spark.read.format("kafka")
-            .option("kafka.bootstrap.servers", settings.require_bootstrap())
-            .options(**spark_kafka_options(settings.kafka_security))
-            .option("subscribe", settings.topic)
-            .option("startingOffsets", "earliest")
-            .option("endingOffsets", "latest")
-            .load()
-        )
+        df = read_whole_topic(spark, settings)
         events = df.select("partition", "offset", F.from_json(F.col("value").cast("string"), EVENT_SCHEMA).alias("e"))
         rows = events.select(
             "partition", "offset", "e.*", F.posexplode("e.data.devices").alias("deviceIndex", "reading")
