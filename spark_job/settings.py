@@ -31,9 +31,9 @@ class SparkJobSettings(PipelineSettings):
     single_task_below: int = Field(
         default=50_000,
         ge=0,
-        description="A micro-batch of fewer records than this is parsed and written by one Spark task (less "
-        "scheduling for small, frequent batches); larger ones by one task per Kafka partition. 0 = always one per "
-        "partition.",
+        description="A micro-batch of fewer records than this is parsed by one Spark task and its rows written "
+        "from the driver (low latency for small, frequent batches); larger ones by one task per Kafka partition and "
+        "Spark's CSV writer. 0 = always the latter.",
     )
     starting_offsets: str = Field(
         default="earliest",

@@ -11,7 +11,11 @@ DataFrame once, when the query starts: building that plan from Python takes abou
 of py4j calls, which per micro-batch was a third of a small batch's cost.
 
 How a batch is written, in one Spark job in the usual case (no rejects):
-- the rows: Spark's own CSV writer writes one part file per task (per Kafka partition of the
+- the rows of a small batch (fewer than `single_task_below` records, the usual case at a steady
+  rate): one task formats every row with Spark's CSV generator (`to_csv`, the writer's options)
+  and the driver writes the lines it gets back over Arrow into a temporary folder: no output
+  committer, the batch's latency is the job's.
+- the rows of a large batch: Spark's own CSV writer writes one part file per task (per Kafka partition of the
   batch, so parsing and formatting run on every core) into a fresh temporary folder under
   `spark/_tmp/`; the driver joins them into one file (the first part, extended with the others'
   rows by copy_file_range, header lines checked and dropped); the batch's counts (input rows,
@@ -49,6 +53,7 @@ from pathlib import Path
 from typing import BinaryIO, Final
 
 from pyspark.sql import DataFrame, Observation
+from pyspark.sql import functions as F
 
 from contract.batches import BatchManifest, OffsetRange
 from contract.csv import BATCH_ROW_HEADER, REJECT_HEADER, batch_file_name, make_lineage, manifest_file_name
@@ -71,6 +76,10 @@ CSV_OPTIONS: Final = {
     "lineSep": "\n",
     "encoding": "UTF-8",
 }
+
+
+#: The same options for `to_csv` (one row at a time: no header, no line separator, no file encoding).
+TO_CSV_OPTIONS: Final = {k: v for k, v in CSV_OPTIONS.items() if k not in ("header", "lineSep", "encoding")}
 
 
 class SinkError(RuntimeError):
@@ -150,11 +159,14 @@ class BatchSink:
         observation = Observation(f"batch-{batch_id}-{uuid.uuid4().hex[:8]}")
         observed = classified.observe(observation, *transform.count_columns())
         rows_tmp = self._tmp_folder("rows", batch_id)
-        if one_task(ranges, self.single_task_below):
-            observed = observed.coalesce(1)
+        small = one_task(ranges, self.single_task_below)
         prepared = time.monotonic()
         try:
-            rows_parts = self._spark_write(transform.rows(observed), BATCH_ROW_HEADER, rows_tmp)
+            rows = transform.rows(observed.coalesce(1) if small else observed)
+            if small:
+                rows_parts = self._collect_write(rows, BATCH_ROW_HEADER, rows_tmp)
+            else:
+                rows_parts = self._spark_write(rows, BATCH_ROW_HEADER, rows_tmp)
             written = time.monotonic()
             c = observation.get
             counts = BatchCounts(
@@ -241,6 +253,25 @@ class BatchSink:
         df.write.options(**CSV_OPTIONS).mode("errorifexists").csv(str(tmp))
         return [p for p in sorted(tmp.glob("part-*")) if p.stat().st_size > 0]
 
+    @staticmethod
+    def _collect_write(df: DataFrame, header: str, tmp: Path) -> list[Path]:
+        """Write a small `df` as one CSV part file in the new folder `tmp` from the driver: each row
+        formatted in the JVM by Spark's CSV generator (`to_csv`, the writer's own options, so the
+        same bytes as `_spark_write`), the lines brought back over Arrow. This skips what a
+        DataFrameWriter job costs besides the data (the output committer, its temporary folders
+        and renames, a Hadoop configuration per task): about 100 ms of a 1,000-record batch."""
+        line = F.to_csv(F.struct(*df.columns), TO_CSV_OPTIONS)
+        lines = df.select(line.alias("line")).toArrow().column("line").to_pylist()
+        tmp.mkdir(parents=True)
+        if not lines:
+            return []
+        part = tmp / "part-00000-collected.csv"
+        with open(part, "wb") as f:
+            f.write(f"{header}\n".encode())
+            f.write("\n".join(lines).encode("utf-8"))
+            f.write(b"\n")
+        return [part]
+
     def _commit(self, parts: list[Path], header: str, final: Path) -> None:
         """Give the rows of `parts` their committed name as one file with one header line (a
         header-only file when there are none). One part: renamed as is. Several: the first is
@@ -266,10 +297,10 @@ class BatchSink:
 
 
 def one_task(ranges: dict[int, OffsetRange], below: int) -> bool:
-    """Whether a batch is small enough to run as one task: it covers fewer than `below` records
-    (known from its offset ranges; unknown counts as large). A task per Kafka partition pays off
-    for large batches; for a few thousand records, scheduling several tasks on two cores costs more
-    than it saves."""
+    """Whether a batch is small enough to run as one task, its rows written from the driver
+    (BatchSink._collect_write): it covers fewer than `below` records (known from its offset ranges;
+    unknown counts as large). A task per Kafka partition and Spark's own writer pay off for large
+    batches; for a few thousand records their fixed costs are most of the batch's time."""
     if not ranges or any(r.start is None for r in ranges.values()):
         return False
     return sum(r.end - (r.start or 0) for r in ranges.values()) < below

@@ -186,3 +186,37 @@ def test_small_batches_run_as_one_task_large_ones_per_partition() -> None:
     assert not one_task(small, 0)  # 0 turns it off
     assert not one_task({}, 1_000)  # no ranges: the size is unknown
     assert not one_task({0: OffsetRange(start=None, end=5)}, 1_000)
+
+
+def test_small_batches_from_the_driver_have_the_writers_exact_bytes(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """The two ways a rows file is written (to_csv + Arrow for a small batch, Spark's CSV writer for
+    a large one) give the same bytes, whatever the fields hold."""
+    tricky = [
+        dict(GOOD, eventOffset=10001, customerId='CI,"00100"\nx', eventPublisher=" padded "),
+        dict(GOOD, eventOffset=10002, customerId="cr\rcrlf\r\nend", eventPublisher=""),
+        dict(GOOD, eventOffset=10003, customerId="tab\tbell\x07nul-free ü 東京 😀", eventPublisher="x" * 200_000),
+        dict(GOOD, eventOffset=10004, customerId=None, eventPublisher='"'),
+    ]
+    values = [encode(e) for e in tricky] + [encode(e) for e in make_events(seed=5, count=50)] + [b"[1]"]
+    ranges = {0: OffsetRange(start=0, end=len(values))}
+
+    def written(single_task_below: int, folder: Path) -> bytes:
+        sink = BatchSink(
+            folder / "rows",
+            folder / "rejects",
+            folder / "_tmp",
+            lineage=lambda: LINEAGE,
+            ranges=lambda batch_id: ranges,
+            topic="t",
+            single_task_below=single_task_below,
+        )
+        sink.prepare()
+        sink.write_batch(classify(kafka_df(spark, values)), 9)
+        return (folder / "rows" / name(9)).read_bytes()
+
+    from_driver = written(10_000, tmp_path / "driver")
+    by_writer = written(0, tmp_path / "writer")
+    assert from_driver == by_writer
+    assert from_driver.count(b"\n") > 50 and b"\xc3\xbc" in from_driver  # (rows, UTF-8 kept)
