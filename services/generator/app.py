@@ -185,7 +185,7 @@ def create_app(settings: GeneratorSettings) -> FastAPI:
         dependencies=internal,
         responses={**unavailable, **UNAUTHORIZED},
     )
-    async def stop(request: Request) -> dict[str, Any]:
+    async def stop(request: Request) -> GeneratorStatus:
         """Stop the active run, flush what is in flight, return the final counts (idempotent)."""
         gen = generator(request)
         if gen.run is None or not gen.run.active:
@@ -193,7 +193,7 @@ def create_app(settings: GeneratorSettings) -> FastAPI:
         return await gen.stop_run()
 
     @app.get("/generator/status", response_model=GeneratorStatus)
-    async def status(request: Request) -> dict[str, Any]:
+    async def status(request: Request) -> GeneratorStatus:
         return generator(request).status()
 
     @app.get("/healthz", response_model=Alive)

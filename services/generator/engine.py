@@ -25,6 +25,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from contract.api import GeneratorStatus
 from contract.kafka import failure_reason
 from services.generator.batching import Batches
 from services.generator.connection import (
@@ -227,7 +228,7 @@ class Engine:
         log.info("rate changed", extra={"run": run.id, "rate": rate})
         return run
 
-    async def stop_run(self) -> dict[str, Any]:
+    async def stop_run(self) -> GeneratorStatus:
         run = self.run
         if run is None or not run.active:
             raise NoActiveRunError()
@@ -239,7 +240,8 @@ class Engine:
                 await asyncio.shield(run.task)
         return self.status()
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> GeneratorStatus:
+        """GET /generator/status (contract.api.GeneratorStatus), built here and nowhere else."""
         run = self.run
         now = time.monotonic()
         base: dict[str, Any] = {
@@ -276,7 +278,7 @@ class Engine:
                 offset_last=run.offset_last,
                 not_delivered=run.not_delivered if not active else 0,
             )
-        return base
+        return GeneratorStatus.model_validate(base)
 
     # ---- the run -----------------------------------------------------------------------------
 

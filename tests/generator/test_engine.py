@@ -20,9 +20,9 @@ def _engine(tmp_path: Path) -> Engine:
 
 def test_status_fields_when_idle(tmp_path: Path) -> None:
     st = _engine(tmp_path).status()
-    assert st["state"] == "idle" and st["run"] is None
-    assert (st["sent"], st["acknowledged"], st["invalid"], st["delivery_errors"]) == (0, 0, 0, 0)
-    assert st["offset_first"] is None and st["offset_last"] is None
+    assert st.state == "idle" and st.run is None
+    assert (st.sent, st.acknowledged, st.invalid, st.delivery_errors) == (0, 0, 0, 0)
+    assert st.offset_first is None and st.offset_last is None
 
 
 async def test_a_stalled_run_is_degraded_and_recovers(tmp_path: Path) -> None:
