@@ -285,26 +285,28 @@ def test_spark_healthcheck_reads_the_jobs_progress_file(compose: dict[str, Any],
     progress = SparkJobSettings(_env_file=None).progress_file  # type: ignore[call-arg]
     script = svc["healthcheck"]["test"][-1]
     assert f"'{progress}'" in script
-    assert "d.get('state') == 'running'" in script  # contract: docs/DESIGN.md, spark/progress.json
-    assert "d.get('pid')" in script, "a progress file left by an earlier container must not pass"
+    assert "read_progress_or_none" in script and "d.state == 'running'" in script  # contract/progress.py
+    assert "d.pid" in script, "a progress file left by an earlier container must not pass"
 
 
 def test_spark_healthcheck_script_runs(tmp_path: Path, compose: dict[str, Any]) -> None:
-    """The healthcheck's python, run against real progress files: running with a live pid passes,
-    a stale or failed one does not."""
+    """The healthcheck's python (the image's, with the contract package), run against real progress
+    files: running with a live pid passes, a stale, failed or missing one does not."""
     script = services(compose)["spark"]["healthcheck"]["test"][-1]
     progress = tmp_path / "progress.json"
     local = script.replace("/data/spark/progress.json", str(progress))
 
     def check(doc: dict[str, Any]) -> int:
         progress.write_text(json.dumps(doc))
-        return subprocess.run(["python3", "-c", local], capture_output=True, timeout=30).returncode
+        return subprocess.run([sys.executable, "-c", local], capture_output=True, cwd=REPO_ROOT, timeout=30).returncode
 
     assert check({"state": "running", "pid": os.getpid()}) == 0
     assert check({"state": "failed", "pid": os.getpid()}) == 1
     dead = subprocess.Popen(["true"])
     dead.wait()
     assert check({"state": "running", "pid": dead.pid}) == 1
+    progress.unlink()
+    assert subprocess.run([sys.executable, "-c", local], cwd=REPO_ROOT, timeout=30).returncode == 1
 
 
 # ---- images ------------------------------------------------------------------------------------
