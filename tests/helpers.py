@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import subprocess
@@ -133,3 +134,19 @@ class ServiceProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def produce(bootstrap: str, topic: str, values: Sequence[bytes], key: bytes = b"k", **options: object) -> None:
+    """Send `values` to `topic` one by one, each acknowledged by all replicas (a real aiokafka producer)."""
+    from aiokafka import AIOKafkaProducer
+
+    async def send_all() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", **options)
+        await producer.start()
+        try:
+            for v in values:
+                await producer.send_and_wait(topic, v, key=key)
+        finally:
+            await producer.stop()
+
+    asyncio.run(send_all())

@@ -11,11 +11,10 @@ import signal
 
 import httpx
 import orjson
-from aiokafka import AIOKafkaProducer
 
 from contract.kafka_admin import admin_client, create_topic
 from tests.e2e.conftest import Stack
-from tests.helpers import wait_for
+from tests.helpers import produce, wait_for
 
 TOPIC = "device-events"
 RATE = 1000
@@ -37,16 +36,7 @@ def _event(offset: int, **fields: object) -> dict:
 
 
 def _produce(stack: Stack, values: list[bytes]) -> None:
-    async def produce() -> None:
-        p = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, acks="all", max_request_size=2_000_000)
-        await p.start()
-        try:
-            for v in values:
-                await p.send_and_wait(TOPIC, v, key=b"CI00100")
-        finally:
-            await p.stop()
-
-    asyncio.run(produce())
+    produce(stack.bootstrap, TOPIC, values, key=b"CI00100", max_request_size=2_000_000)
 
 
 def _wait_merging(stack: Stack, more_than: int) -> None:

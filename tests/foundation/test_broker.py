@@ -4,23 +4,14 @@ from __future__ import annotations
 
 import asyncio
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.structs import TopicPartition
 
 from contract.kafka import make_admin
 from devicestream.kafka_broker import ensure_topic
 from tests.conftest import Broker
-
-
-async def _produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
-    await producer.start()
-    try:
-        for v in values:
-            await producer.send_and_wait(topic, v, key=b"k")
-    finally:
-        await producer.stop()
+from tests.helpers import produce
 
 
 async def _consume_all(bootstrap: str, topic: str, expected: int, timeout_s: float = 30) -> list[bytes]:
@@ -43,13 +34,13 @@ async def _consume_all(bootstrap: str, topic: str, expected: int, timeout_s: flo
 
 def test_produce_and_consume_back(kafka) -> None:
     topic = kafka.new_topic(partitions=1)
-    asyncio.run(_produce(kafka.bootstrap, topic, [b"hello", b"world"]))
+    produce(kafka.bootstrap, topic, [b"hello", b"world"], enable_idempotence=True)
     assert asyncio.run(_consume_all(kafka.bootstrap, topic, 2)) == [b"hello", b"world"]
 
 
 def test_message_survives_broker_restart(private_kafka) -> None:
     asyncio.run(ensure_topic(private_kafka.bootstrap, "persist", 1))
-    asyncio.run(_produce(private_kafka.bootstrap, "persist", [b"kept"]))
+    produce(private_kafka.bootstrap, "persist", [b"kept"], enable_idempotence=True)
     private_kafka.stop()
     private_kafka.start()
     assert asyncio.run(_consume_all(private_kafka.bootstrap, "persist", 1)) == [b"kept"]
