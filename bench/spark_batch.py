@@ -38,6 +38,11 @@ def read_whole_topic(spark: SparkSession, settings: SparkJobSettings) -> DataFra
     )
 
 
+def print_result(**fields: object) -> None:
+    """The one line bench/stage_spark.py reads back."""
+    print("BENCH_RESULT " + orjson.dumps(fields).decode(), flush=True)
+
+
 def main() -> int:
     settings = SparkJobSettings()
     spark = build_session(settings, app_name="devicestream-bench-batch")
@@ -47,11 +52,7 @@ def main() -> int:
         df = read_whole_topic(spark, settings)
         counts = sink.write_batch(transform.classify(df), 0)
         seconds = time.perf_counter() - t0
-        print(
-            "BENCH_RESULT "
-            + orjson.dumps({"seconds": seconds, "input_rows": counts.input_rows, "rows_out": counts.rows_out}).decode(),
-            flush=True,
-        )
+        print_result(seconds=seconds, input_rows=counts.input_rows, rows_out=counts.rows_out)
     finally:
         spark.stop()
     return 0

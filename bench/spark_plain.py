@@ -16,10 +16,9 @@ if __name__ == "__main__":  # run as a script by spark-submit: import from the r
 
 import time
 
-import orjson
 from pyspark.sql import functions as F
 
-from bench.spark_batch import read_whole_topic
+from bench.spark_batch import print_result, read_whole_topic
 from spark_job.schema import EVENT_SCHEMA
 from spark_job.session import build_session
 from spark_job.settings import SparkJobSettings
@@ -55,13 +54,7 @@ def main() -> int:
         seconds = time.perf_counter() - t0
         input_rows = df.count()
         written = sum(p.stat().st_size for p in out.glob("part-*"))
-        print(
-            "BENCH_RESULT "
-            + orjson.dumps(
-                {"seconds": seconds, "input_rows": input_rows, "bytes": written, "tasks": df.rdd.getNumPartitions()}
-            ).decode(),
-            flush=True,
-        )
+        print_result(seconds=seconds, input_rows=input_rows, bytes=written, tasks=df.rdd.getNumPartitions())
     finally:
         spark.stop()
     return 0

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from devicestream.kafka_broker import BrokerError, KafkaCluster, describe_cluster
+from contract.kafka_admin import describe_cluster
+from devicestream.kafka_broker import BrokerError, KafkaCluster
 from devicestream.kafka_tls import ensure_broker_security
 from devicestream.paths import jars_dir
 from devicestream.processes import free_ports
