@@ -26,8 +26,6 @@ both committed lengths; the file is deleted after the commit (and as stale when 
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import logging
 import os
 import threading
@@ -52,6 +50,7 @@ from services.merger.plan import LineagePlan, MergePlan, choose_lineage, plan_me
 from services.merger.rejects import select_rejects
 from services.merger.settings import MergerSettings
 from services.merger.state import MergerEvent, MergerState, QuarantineEntry, recover, save_state
+from services.merger.writes import pwrite_all, write_all, writing
 
 log = logging.getLogger(__name__)
 
@@ -423,7 +422,7 @@ class MergeEngine:
 
     def _quarantine_rejects(self, path: Path, raw: bytes, reason: str) -> QuarantineEntry:
         name = f"{_REJECTS_PREFIX}{path.name}"
-        with _writing("quarantine", self.settings.quarantine_dir / name):
+        with writing("quarantine", self.settings.quarantine_dir / name):
             atomic_write_bytes(self.settings.quarantine_dir / name, raw)
             atomic_write_bytes(self.settings.quarantine_dir / f"{name}.reason.txt", (reason + "\n").encode())
         log.warning("quarantined an invalid reject file", extra={"path": str(path), "reason": reason})
@@ -513,18 +512,18 @@ class MergeEngine:
         files = self.settings
         line = orjson.dumps(state.journal_json()) + b"\n"
         try:
-            with _writing("journal", files.journal_file):
+            with writing("journal", files.journal_file):
                 self._settle_journal()
             if chunks:
-                with _writing("rows", files.merged_csv):
-                    _pwrite_all(self._fd, chunks, self.state.committed_size)
+                with writing("rows", files.merged_csv):
+                    pwrite_all(self._fd, chunks, self.state.committed_size)
                     os.fdatasync(self._fd)
             if reject_chunks:
-                with _writing("rejects", files.merged_rejects):
-                    _pwrite_all(self._rejects_fd, reject_chunks, self.state.rejects_committed_size)
+                with writing("rejects", files.merged_rejects):
+                    pwrite_all(self._rejects_fd, reject_chunks, self.state.rejects_committed_size)
                     os.fdatasync(self._rejects_fd)
-            with _writing("journal", files.journal_file):
-                _write_all(self._journal_fd, line)
+            with writing("journal", files.journal_file):
+                write_all(self._journal_fd, line)
                 os.fdatasync(self._journal_fd)
         except CommitWriteError as e:
             log.error(
@@ -547,7 +546,7 @@ class MergeEngine:
         if self._state_saved:
             return
         try:
-            with _writing("state", self.settings.state_file):
+            with writing("state", self.settings.state_file):
                 save_state(self.settings.state_file, self.state)
         except CommitWriteError as e:
             log.error(
@@ -607,9 +606,9 @@ class MergeEngine:
         qdir = self.settings.quarantine_dir
         manifest = path.parent / manifest_file_name(path.name)
         if manifest.exists():
-            with _writing("quarantine", qdir / manifest.name):
+            with writing("quarantine", qdir / manifest.name):
                 atomic_write_bytes(qdir / manifest.name, manifest.read_bytes())
-        with _writing("quarantine", qdir / path.name):
+        with writing("quarantine", qdir / path.name):
             atomic_write_bytes(qdir / path.name, raw)
             atomic_write_bytes(qdir / f"{path.name}.reason.txt", (reason + "\n").encode())
         log.warning(
@@ -660,17 +659,6 @@ class MergeEngine:
                     log.info("removed a temp file left behind", extra={"path": str(folder / name)})
 
 
-@contextlib.contextmanager
-def _writing(step: str, path: Path) -> Iterator[None]:
-    """Raise an OSError of the block as CommitWriteError naming `step` and `path`."""
-    try:
-        yield
-    except CommitWriteError:
-        raise
-    except OSError as e:
-        raise CommitWriteError.of(step, path, e) from e
-
-
 def _read_manifest(path: Path) -> BatchManifest | None:
     """The manifest beside a batch file with a lineage (None for a legacy name). Raises
     InvalidBatchError when it is missing or does not validate."""
@@ -695,36 +683,3 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except OSError:
         return 0
-
-
-#: Buffers per pwritev call (Linux IOV_MAX is 1024).
-_IOV_BATCH = 512
-
-
-def _pwrite_all(fd: int, chunks: list[bytes], offset: int) -> None:
-    """Write `chunks` one after the other from `offset`, without joining them into one copy. A short
-    write is finished piece by piece: the next write raises the error (ENOSPC...), or, when it
-    writes nothing, OSError(ENOSPC) is raised: never a silent short write."""
-    for start in range(0, len(chunks), _IOV_BATCH):
-        group = chunks[start : start + _IOV_BATCH]
-        expected = sum(len(c) for c in group)
-        written = os.pwritev(fd, group, offset)
-        if written < expected:  # a short write: finish it piece by piece
-            rest = memoryview(b"".join(group))[written:]
-            pos = offset + written
-            while rest:
-                n = os.pwrite(fd, rest, pos)
-                if n <= 0:
-                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-                rest, pos = rest[n:], pos + n
-        offset += expected
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    """os.write `data` whole (an O_APPEND file: the journal), checked as _pwrite_all is."""
-    rest = memoryview(data)
-    while rest:
-        n = os.write(fd, rest)
-        if n <= 0:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        rest = rest[n:]
