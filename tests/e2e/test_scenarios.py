@@ -261,6 +261,7 @@ def test_9_full_disk_during_merge(stack: Stack) -> None:
         pytest.skip("cannot mount a size-limited tmpfs here (needs root and mount rights)")
     stack.start_run(rate=RATE, count=COUNT, seed=9)
     wait_for(lambda: stack.generator_status().acknowledged > RATE * 3, 60, "events acknowledged")
+    _wait_merging(stack, _merged_rows(stack))  # rows flowing: the disk fills in the middle of the merge
     used_kb = int(subprocess.run(["du", "-sk", str(stack.tmpfs)], capture_output=True, text=True).stdout.split()[0])
     subprocess.run(["mount", "-o", f"remount,size={used_kb + 1024}k", str(stack.tmpfs)], check=True)
     filler = stack.tmpfs / "filler.bin"
