@@ -118,7 +118,7 @@ class MergeEngine:
         self.clock = clock
         settings.rows_dir.mkdir(parents=True, exist_ok=True)
         settings.quarantine_dir.mkdir(parents=True, exist_ok=True)
-        self._prune_temp_files(at_start=True)
+        self._prune_temp_files()
         self.state: MergerState = recover(
             settings.state_file,
             settings.merged_csv,
@@ -243,7 +243,7 @@ class MergeEngine:
 
     def run_pass(self, stop: threading.Event | None = None) -> PassResult:
         """Merge everything that is ready, group by group, until nothing is (or `stop` is set).
-        Raises OSError (e.g. ENOSPC) with merged.csv cut back to its committed length."""
+        Raises CommitWriteError (e.g. ENOSPC) with nothing deleted (see _commit), or another OSError."""
         stale_removed = 0
         self.save_pending_state()  # before any batch file is deleted
         while True:
@@ -562,6 +562,7 @@ class MergeEngine:
         if os.fstat(self._journal_fd).st_size > self._journal_end:
             os.ftruncate(self._journal_fd, self._journal_end)
             os.fdatasync(self._journal_fd)
+            self._after_failed_commit(self.state)  # the tails of that commit too, now that they may go
 
     def _cut_journal(self, size: int) -> bool:
         """Cut the journal back to `size` (its last complete line) and make that durable before
@@ -639,12 +640,15 @@ class MergeEngine:
             log.warning("pruned a quarantined batch file (quarantine bound)", extra={"file": name, "bytes": size})
         fsync_dir(qdir)
 
-    def _prune_temp_files(self, *, at_start: bool = False) -> None:
-        """Remove atomic_write_bytes' temp files left behind (a crash in the middle of a write): all
-        of them at start; later, those of the merge thread's own files (quarantine/, state.json,
-        the journal) and any of another process (devices.json's writer may be writing its own)."""
-        own = (self.settings.state_file.name, self.settings.journal_file.name)
-        for folder in (self.settings.merger_dir, self.settings.quarantine_dir):
+    def _prune_temp_files(self) -> None:
+        """Remove atomic_write_bytes' temp files left behind (a crash in the middle of a write), at
+        start and after each pass: those of the merge thread's own files (quarantine/, state.json,
+        the journal, merged.csv and rejects.csv when created) whatever their process id, and any
+        other of another process (this one's devices.json writer may be writing its temp file now;
+        one left by a crashed process of the same id, as in a container, is overwritten by it)."""
+        s = self.settings
+        own = (s.state_file.name, s.journal_file.name, s.merged_csv.name, s.merged_rejects.name)
+        for folder in (s.merger_dir, s.quarantine_dir):
             try:
                 names = [e.name for e in os.scandir(folder) if e.is_file(follow_symlinks=False)]
             except OSError:
@@ -653,8 +657,7 @@ class MergeEngine:
                 m = TEMP_PATTERN.match(name)
                 if m is None:
                     continue
-                mine = folder == self.settings.quarantine_dir or m.group(1) in own or int(m.group(2)) != os.getpid()
-                if at_start or mine:
+                if folder == s.quarantine_dir or m.group(1) in own or int(m.group(2)) != os.getpid():
                     (folder / name).unlink(missing_ok=True)
                     log.info("removed a temp file left behind", extra={"path": str(folder / name)})
 

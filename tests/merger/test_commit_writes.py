@@ -130,13 +130,14 @@ def test_temp_files_left_by_a_crash_are_pruned(settings):
     left = [
         settings.merger_dir / ".state.json.tmp-999999",
         settings.merger_dir / ".devices.json.tmp-999999",
+        settings.merger_dir / f".merged.csv.tmp-{os.getpid()}",  # a crashed process of the same id
         settings.quarantine_dir / ".batch-00000007.csv.tmp-999999",
     ]
     for p in left:
         p.write_bytes(b"half")
     engine = MergeEngine(settings)
     assert not any(p.exists() for p in left)
-    # Later, after each pass: the merge thread's own temp files and any of another process; not
+    # After each pass too: the merge thread's own temp files and any of another process; not
     # devices.json's of this process (its writer may be writing it now).
     own_devices = settings.merger_dir / f".devices.json.tmp-{os.getpid()}"
     late = [settings.merger_dir / f".state.json.tmp-{os.getpid()}", settings.quarantine_dir / ".x.tmp-1"]
