@@ -259,9 +259,10 @@ def test_9_full_disk_during_merge(stack: Stack) -> None:
     (tests/merger/test_disk_full.py fails each write of the commit in turn.)"""
     if stack.tmpfs is None:
         pytest.skip("cannot mount a size-limited tmpfs here (needs root and mount rights)")
-    stack.start_run(rate=RATE, count=COUNT, seed=9)
-    wait_for(lambda: stack.generator_status().acknowledged > RATE * 3, 60, "events acknowledged")
-    _wait_merging(stack, _merged_rows(stack))  # rows flowing: the disk fills in the middle of the merge
+    before = _merged_rows(stack)
+    stack.start_run(rate=RATE, count=RATE * 2, seed=19)
+    _wait_merging(stack, before)  # Spark and the merger warm: the run after the fill meets a commit with rows
+    stack.wait_run_ended()
     used_kb = int(subprocess.run(["du", "-sk", str(stack.tmpfs)], capture_output=True, text=True).stdout.split()[0])
     subprocess.run(["mount", "-o", f"remount,size={used_kb + 1024}k", str(stack.tmpfs)], check=True)
     filler = stack.tmpfs / "filler.bin"
@@ -274,6 +275,7 @@ def test_9_full_disk_during_merge(stack: Stack) -> None:
                     pass
         finally:
             os.close(fd)
+        stack.start_run(rate=RATE, count=COUNT, seed=9)  # its batches come after the disk is full
 
         def blocked() -> MergerStatus | None:
             st = stack.merger_status()
