@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
+from typing import Final
 
 import orjson
+
+#: The name of atomic_write_bytes' temp file for the file named group 1, by process id group 2 (a
+#: crash leaves it behind; the writer's owner prunes it).
+TEMP_PATTERN: Final = re.compile(r"^\.(.+)\.tmp-(\d+)$")
 
 
 def fsync_dir(path: Path) -> None:
@@ -18,15 +24,20 @@ def fsync_dir(path: Path) -> None:
 
 def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = True) -> None:
     """Replace `path` with `data` so a reader sees the old or the new content, never a mix:
-    write a temp file beside it, fsync it, rename over, fsync the folder."""
+    write a temp file (TEMP_PATTERN) beside it, fsync it, rename over, fsync the folder. When the
+    write fails (disk full...) the temp file is removed and `path` is unchanged."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        if durable:
-            f.flush()
-            os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     if durable:
         fsync_dir(path.parent)
 

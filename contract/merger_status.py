@@ -40,10 +40,34 @@ class SourceEvent(BaseModel):
     batch_id: int | None = None
 
 
+class WriteBlocked(BaseModel):
+    """The merge is paused because a write in the merger's folder failed: `condition` is "disk full"
+    (ENOSPC), "quota exceeded" (EDQUOT) or "I/O error" (EIO, and any other error). Nothing was
+    lost: the commit was not written (or, at `step` "state", it is in the journal) and no batch file
+    was deleted; the merger retries with a backoff and resumes by itself once the write succeeds."""
+
+    model_config = ConfigDict(extra="allow")
+
+    condition: str
+    #: The folder that is full (the failed file's), and the file.
+    folder: str
+    path: str
+    #: Where in the commit: "rows" (merged.csv), "rejects" (rejects.csv), "journal", "state"
+    #: (state.json), "quarantine", or "start" (loading the state).
+    step: str
+    error: str
+    errno: int | None = None
+    #: When the first of these failures happened (epoch s), failed attempts since, next retry in.
+    since: float
+    attempts: int = 1
+    retry_in_s: float | None = None
+
+
 class MergerStatus(BaseModel):
     """The fields the gateway aggregates (docs/DESIGN.md), plus last_error and the exactly-once keys:
-    the checkpoint lineage followed, the topic (and Kafka's topic id), the next offset to merge per
-    partition, rows dropped as already merged, and the source events an operator must know about."""
+        the checkpoint lineage followed, the topic (and Kafka's topic id), the next offset to merge per
+        partition, rows dropped as already merged, the source events an operator must know about, and a
+    write that fails (`write_blocked`: disk full, with the folder)."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -66,3 +90,5 @@ class MergerStatus(BaseModel):
     merged_offsets: dict[str, int] = Field(default_factory=dict)
     rows_skipped: int = 0
     events: list[SourceEvent] = Field(default_factory=list)
+    #: Set while a write fails (disk full...): the merge is paused and retried; None otherwise.
+    write_blocked: WriteBlocked | None = None

@@ -9,7 +9,9 @@ down (HTTP 503): the pipeline cannot carry new events into merged.csv, or cannot
     no longer exists (same host, `spark_check_pid`); stale: no progress update for
     `spark_stale_after_s` while Kafka holds events Spark has not read; or no progress file at all
     while Kafka holds events.
-  - merger: unreachable, timing out or answering errors (merged.csv cannot be served).
+  - merger: unreachable, timing out or answering errors (merged.csv cannot be served); a write in
+    its folder fails (`write_blocked`: disk full, quota, I/O error): merging is paused, the message
+    names the folder. Nothing is lost and it resumes by itself once the write succeeds.
 
 degraded (HTTP 200): everything flows or can flow, but something needs a look.
   - generator: unreachable or in state degraded/failed (no new events can be started, the data
@@ -36,7 +38,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel
 
 from contract.api import GeneratorStatus
-from contract.merger_status import MergerStatus, SourceEvent
+from contract.merger_status import MergerStatus, SourceEvent, WriteBlocked
 from contract.pipeline_status import (
     Accounting,
     Components,
@@ -228,6 +230,8 @@ def assess_merger(m: MergerProbe, t: Thresholds, now: float | None = None) -> Se
     if not m.reachable or doc is None:
         v.add("down", f"merger: {m.error or 'unreachable'} ({m.url})")
     else:
+        if doc.write_blocked is not None:
+            v.add("down", write_blocked_reason(doc.write_blocked, now))
         if doc.quarantined:
             v.add("degraded", f"merger: {len(doc.quarantined)} batch file(s) quarantined")
         if doc.waiting_for_batch is not None:
@@ -237,6 +241,15 @@ def assess_merger(m: MergerProbe, t: Thresholds, now: float | None = None) -> Se
         for event in recent_source_events(doc.events, now, t.merger_event_warn_s):
             v.add("degraded", f"merger: {event.kind}: {event.detail}")
     return service_health(m, v)
+
+
+def write_blocked_reason(w: WriteBlocked, now: float | None) -> str:
+    """The disk rule's message: the condition and the folder first (what to free), then the detail."""
+    since = f" for {max(0.0, now - w.since):.0f}s" if now is not None else ""
+    return (
+        f"merger: {w.condition} in {w.folder}: merging paused{since}, retried by itself once space is freed "
+        f"(nothing lost; {w.step}: cannot write {w.path}: {w.error})"
+    )
 
 
 def recent_source_events(events: list[SourceEvent], now: float | None, within_s: float) -> list[SourceEvent]:

@@ -47,6 +47,8 @@ class Readiness(BaseModel):
 
     ready: bool
     problems: list[str]
+    #: What keeps it from merging but needs no restart (a full disk: retried by itself).
+    notes: list[str] = []
 
 
 def _read_range(path: Path, start: int, length: int) -> Iterator[bytes]:
@@ -211,17 +213,21 @@ def create_app(settings: MergerSettings) -> FastAPI:
         responses={503: {"model": Readiness, "description": "Not ready: `problems` says why."}},
     )
     async def readyz(response: Response) -> Readiness:
-        """State loaded and merged.csv recovered; input and output folders writable."""
+        """State loaded and merged.csv recovered; input and output folders writable. A full disk
+        keeps it ready (it serves merged.csv and resumes by itself; a restart frees no space): it
+        is in `notes`, and in /merger/status `write_blocked`."""
         problems: list[str] = []
+        blocked = watcher.write_blocked
+        notes = [] if blocked is None else [f"merging paused: {blocked.condition} in {blocked.folder} (retrying)"]
         if watcher.fatal_error:
             problems.append(watcher.fatal_error)
         elif not watcher.ready:
-            problems.append("state not loaded yet")
+            problems.append("state not loaded yet" + (f" ({notes[0]})" if notes else ""))
         for folder in (settings.rows_dir, settings.merger_dir):
             if not os.access(folder, os.W_OK | os.X_OK):
                 problems.append(f"folder not writable: {folder}")
         response.status_code = 200 if not problems else 503
-        return Readiness(ready=not problems, problems=problems)
+        return Readiness(ready=not problems, problems=problems, notes=notes)
 
     @app.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
     def prometheus_metrics() -> Response:

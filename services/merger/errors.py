@@ -20,6 +20,21 @@ class MergeAttemptError(MergerError):
     then quarantined with that reason."""
 
 
+class CommitWriteError(MergerError, OSError):
+    """A write of a commit failed or came up short (disk full, quota, I/O error): `step` is the one
+    ("rows", "rejects", "journal", "state", "quarantine", "start") and `filename` the file written.
+    Nothing was committed (or, for "state", the journal holds the commit) and no batch file was
+    deleted; the pass is retried with a backoff. Use `of()` to build one."""
+
+    step: str = ""
+
+    @classmethod
+    def of(cls, step: str, path: object, error: OSError) -> CommitWriteError:
+        e = cls(error.errno or 5, error.strerror or str(error), str(path))  # 5: EIO
+        e.step = step
+        return e
+
+
 class StateCorruptError(MergerError):
     """state.json and merged.csv disagree in a way that cannot be repaired automatically
     (e.g. merged.csv is shorter than the committed length). Merging stops until an operator acts."""

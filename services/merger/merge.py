@@ -8,6 +8,18 @@ and only then delete (or, for invalid ones, move) the batch files. A crash at an
 the old state (the uncommitted tail is cut off on restart and the files are still there) or the new
 one (the files left behind are stale by their lineage and id, and their rows by their offsets).
 
+Every write of a commit is checked, short writes included (a full disk, a quota, an I/O error):
+- before the journal line is complete and fsynced (rows, rejects, the journal line itself), the
+  journal and then merged.csv and rejects.csv are cut back to their committed lengths (or, when a
+  cut fails, on start: a torn journal line is never read) and CommitWriteError is raised: the old
+  state stands and no batch file is touched;
+- when state.json cannot be written after the journal line, the commit stands (the journal has it)
+  but no batch file is deleted: each pass writes state.json first and raises until it can.
+The watcher retries with a backoff and reports the condition (/merger/status `write_blocked`), so
+the merge resumes by itself once space is freed; a batch is never quarantined for a failed write.
+Temp files left by a crash (in the merger's folder and quarantine/) are pruned at start and after
+each pass.
+
 A batch's reject file (spark/rejects, same name) is accounted for the same way: its lines (those of
 records not merged yet) are appended to rejects.csv in the batch's commit, whose journal line records
 both committed lengths; the file is deleted after the commit (and as stale when left behind)."""
@@ -29,15 +41,16 @@ import polars as pl
 
 from contract.batches import BatchManifest
 from contract.csv import LEGACY_LINEAGE, MANIFEST_SUFFIX, batch_file_name, manifest_file_name, parse_batch_name
-from contract.files import atomic_write_bytes, fsync_dir
+from contract.files import TEMP_PATTERN, atomic_write_bytes, fsync_dir
 from contract.progress import read_progress_or_none
 from services.merger.batchfile import ParsedBatch, first_line, parse_batch, select_rows
-from services.merger.errors import InvalidBatchError, MergeAttemptError
+from services.merger.errors import CommitWriteError, InvalidBatchError, MergeAttemptError
 from services.merger.offsets import OffsetCursor
 from services.merger.plan import LineagePlan, MergePlan, choose_lineage, plan_merge
 from services.merger.rejects import select_rejects
 from services.merger.settings import MergerSettings
 from services.merger.state import MergerEvent, MergerState, QuarantineEntry, recover, save_state
+from services.merger.writes import pwrite_all, write_all, writing
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +118,7 @@ class MergeEngine:
         self.clock = clock
         settings.rows_dir.mkdir(parents=True, exist_ok=True)
         settings.quarantine_dir.mkdir(parents=True, exist_ok=True)
+        self._prune_temp_files()
         self.state: MergerState = recover(
             settings.state_file,
             settings.merged_csv,
@@ -115,6 +129,10 @@ class MergeEngine:
         self._fd = os.open(settings.merged_csv, os.O_WRONLY)
         self._rejects_fd = os.open(settings.merged_rejects, os.O_WRONLY)
         self._journal_fd = os.open(settings.journal_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        #: The journal's length up to its last complete line (anything past it is cut before a write).
+        self._journal_end = os.fstat(self._journal_fd).st_size
+        #: False while the committed state is in the journal only (state.json not written yet).
+        self._state_saved = True
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="merger-read")
         self._manifests: list[str] = []
         #: Failed attempts per file name (unexpected errors only), reset when the file is quarantined.
@@ -225,14 +243,16 @@ class MergeEngine:
 
     def run_pass(self, stop: threading.Event | None = None) -> PassResult:
         """Merge everything that is ready, group by group, until nothing is (or `stop` is set).
-        Raises OSError (e.g. ENOSPC) with merged.csv cut back to its committed length."""
+        Raises CommitWriteError (e.g. ENOSPC) with nothing deleted (see _commit), or another OSError."""
         stale_removed = 0
+        self.save_pending_state()  # before any batch file is deleted
         while True:
             planned = self.plan()
             stale_removed += self._remove_stale(planned.stale)
             stale_removed += self._remove_stale(planned.stale_rejects, self.settings.rejects_dir)
             plan = planned.plan
             if not plan.ready or (stop is not None and stop.is_set()):
+                self._prune_temp_files()
                 return PassResult(plan, stale_removed, planned.files_present, planned.lineage)
             self.commit_group(plan.ready, planned.lineage)
 
@@ -324,7 +344,12 @@ class MergeEngine:
             .with_quarantined(result.quarantined)
             .with_events(result.events)
         )
-        self._commit(chunks, state, reject_chunks)
+        try:
+            self._commit(chunks, state, reject_chunks)
+        except CommitWriteError as e:
+            if e.step != "state":
+                raise
+            retry, to_delete = e, []  # committed, but its files wait for state.json (next pass)
         result.committed_at = now
         result.duration_s = time.perf_counter() - t0
 
@@ -397,8 +422,9 @@ class MergeEngine:
 
     def _quarantine_rejects(self, path: Path, raw: bytes, reason: str) -> QuarantineEntry:
         name = f"{_REJECTS_PREFIX}{path.name}"
-        atomic_write_bytes(self.settings.quarantine_dir / name, raw)
-        atomic_write_bytes(self.settings.quarantine_dir / f"{name}.reason.txt", (reason + "\n").encode())
+        with writing("quarantine", self.settings.quarantine_dir / name):
+            atomic_write_bytes(self.settings.quarantine_dir / name, raw)
+            atomic_write_bytes(self.settings.quarantine_dir / f"{name}.reason.txt", (reason + "\n").encode())
         log.warning("quarantined an invalid reject file", extra={"path": str(path), "reason": reason})
         return QuarantineEntry(file=name, reason=reason, at=self.clock())
 
@@ -477,51 +503,95 @@ class MergeEngine:
 
     def _commit(self, chunks: list[bytes], state: MergerState, reject_chunks: list[bytes] | None = None) -> None:
         """Write `chunks` (and `reject_chunks` to rejects.csv) at the committed lengths, make them
-        durable, then make `state` (which points past them) durable. On an I/O error (disk full...)
-        both files are cut back to their committed lengths and the error raised: the same batches
-        are retried later."""
-        journal_size = os.fstat(self._journal_fd).st_size
+        durable, then append `state` (which points past them) to the journal and fsync it (the
+        commit point), then write state.json. Every write is checked (short writes too). Raises
+        CommitWriteError naming the step and the file:
+        - up to the journal line: the journal and both files are cut back, the old state stands;
+        - at state.json: the commit stands (self.state is `state`), state.json is written by the
+          next pass (save_pending_state), and the caller deletes no batch file meanwhile."""
+        files = self.settings
+        line = orjson.dumps(state.journal_json()) + b"\n"
         try:
+            with writing("journal", files.journal_file):
+                self._settle_journal()
             if chunks:
-                _pwrite_all(self._fd, chunks, self.state.committed_size)
-                os.fdatasync(self._fd)
+                with writing("rows", files.merged_csv):
+                    pwrite_all(self._fd, chunks, self.state.committed_size)
+                    os.fdatasync(self._fd)
             if reject_chunks:
-                _pwrite_all(self._rejects_fd, reject_chunks, self.state.rejects_committed_size)
-                os.fdatasync(self._rejects_fd)
-            os.write(self._journal_fd, orjson.dumps(state.journal_json()) + b"\n")
-            os.fdatasync(self._journal_fd)
-        except OSError:
-            self._cut_journal(journal_size)
-            self._after_failed_commit(state)
+                with writing("rejects", files.merged_rejects):
+                    pwrite_all(self._rejects_fd, reject_chunks, self.state.rejects_committed_size)
+                    os.fdatasync(self._rejects_fd)
+            with writing("journal", files.journal_file):
+                write_all(self._journal_fd, line)
+                os.fdatasync(self._journal_fd)
+        except CommitWriteError as e:
+            log.error(
+                "commit not written, retried later",
+                extra={"step": e.step, "path": e.filename, "error": e.strerror, "batch_id": state.last_batch_id},
+            )
+            if self._cut_journal(self._journal_end):
+                self._after_failed_commit(state)
             raise
-        # Committed (the journal line). state.json follows; a failure there is recovered on start.
-        self.state = state
-        try:
-            save_state(self.settings.state_file, state)
-        except OSError as e:  # the next commit (or the next start, from the journal) writes it
-            log.error("state.json not replaced (the journal has the commit)", extra={"error": str(e)})
+        # Committed (the journal line). state.json follows; the batch files wait for it.
+        journal_size, self._journal_end = self._journal_end, self._journal_end + len(line)
+        self.state, self._state_saved = state, False
+        self.save_pending_state()
         if journal_size > self.settings.journal_max_bytes:
             self._compact_journal(state)
 
-    def _cut_journal(self, size: int) -> None:
+    def save_pending_state(self) -> None:
+        """Write state.json when the last commit is in the journal only. Raises CommitWriteError
+        ("state") while it cannot be written: until then no batch file may be deleted."""
+        if self._state_saved:
+            return
+        try:
+            with writing("state", self.settings.state_file):
+                save_state(self.settings.state_file, self.state)
+        except CommitWriteError as e:
+            log.error(
+                "state.json not written (the journal has the commit); batch files kept until it is",
+                extra={"path": e.filename, "error": e.strerror, "batch_id": self.state.last_batch_id},
+            )
+            raise
+        self._state_saved = True
+
+    def _settle_journal(self) -> None:
+        """Cut what follows the journal's last complete line (left when a cut failed) before a line
+        is appended, so a line is never glued to a torn one. Raises OSError when it cannot."""
+        if os.fstat(self._journal_fd).st_size > self._journal_end:
+            os.ftruncate(self._journal_fd, self._journal_end)
+            os.fdatasync(self._journal_fd)
+            self._after_failed_commit(self.state)  # the tails of that commit too, now that they may go
+
+    def _cut_journal(self, size: int) -> bool:
+        """Cut the journal back to `size` (its last complete line) and make that durable before
+        merged.csv is cut (never a journal line pointing past merged.csv). False when it could not:
+        the torn line is then cut before the next write, or on start, and never read."""
         try:
             os.ftruncate(self._journal_fd, size)
+            os.fdatasync(self._journal_fd)
+            return True
         except OSError:
-            log.exception("could not cut the journal back; its partial last line is skipped on start")
+            log.exception("could not cut the journal back; its last line is cut before the next write, or on start")
+            return False
 
     def _compact_journal(self, state: MergerState) -> None:
         """Replace the journal by its last line (atomically), so it stays small."""
         path = self.settings.journal_file
+        line = orjson.dumps(state.journal_json()) + b"\n"
         try:
-            atomic_write_bytes(path, orjson.dumps(state.journal_json()) + b"\n")
+            atomic_write_bytes(path, line)
             fd = os.open(path, os.O_WRONLY | os.O_APPEND)
-        except OSError as e:
-            log.warning("journal not compacted", extra={"error": str(e)})
+        except OSError as e:  # the long journal stays, complete; compacted after a later commit
+            log.warning("journal not compacted", extra={"path": str(path), "error": str(e)})
             return
         os.close(self._journal_fd)
-        self._journal_fd = fd
+        self._journal_fd, self._journal_end = fd, len(line)
 
     def _after_failed_commit(self, attempted: MergerState) -> None:
+        """Cut merged.csv and rejects.csv back to their committed lengths (what is past them is
+        ignored by readers and cut on start when this fails)."""
         for fd, size, name in (
             (self._fd, self.state.committed_size, "merged.csv"),
             (self._rejects_fd, self.state.rejects_committed_size, "rejects.csv"),
@@ -537,9 +607,11 @@ class MergeEngine:
         qdir = self.settings.quarantine_dir
         manifest = path.parent / manifest_file_name(path.name)
         if manifest.exists():
-            atomic_write_bytes(qdir / manifest.name, manifest.read_bytes())
-        atomic_write_bytes(qdir / path.name, raw)
-        atomic_write_bytes(qdir / f"{path.name}.reason.txt", (reason + "\n").encode())
+            with writing("quarantine", qdir / manifest.name):
+                atomic_write_bytes(qdir / manifest.name, manifest.read_bytes())
+        with writing("quarantine", qdir / path.name):
+            atomic_write_bytes(qdir / path.name, raw)
+            atomic_write_bytes(qdir / f"{path.name}.reason.txt", (reason + "\n").encode())
         log.warning(
             "quarantined an invalid batch file", extra={"path": str(path), "batch_id": batch_id, "reason": reason}
         )
@@ -568,6 +640,27 @@ class MergeEngine:
             log.warning("pruned a quarantined batch file (quarantine bound)", extra={"file": name, "bytes": size})
         fsync_dir(qdir)
 
+    def _prune_temp_files(self) -> None:
+        """Remove atomic_write_bytes' temp files left behind (a crash in the middle of a write), at
+        start and after each pass: those of the merge thread's own files (quarantine/, state.json,
+        the journal, merged.csv and rejects.csv when created) whatever their process id, and any
+        other of another process (this one's devices.json writer may be writing its temp file now;
+        one left by a crashed process of the same id, as in a container, is overwritten by it)."""
+        s = self.settings
+        own = (s.state_file.name, s.journal_file.name, s.merged_csv.name, s.merged_rejects.name)
+        for folder in (s.merger_dir, s.quarantine_dir):
+            try:
+                names = [e.name for e in os.scandir(folder) if e.is_file(follow_symlinks=False)]
+            except OSError:
+                continue
+            for name in names:
+                m = TEMP_PATTERN.match(name)
+                if m is None:
+                    continue
+                if folder == s.quarantine_dir or m.group(1) in own or int(m.group(2)) != os.getpid():
+                    (folder / name).unlink(missing_ok=True)
+                    log.info("removed a temp file left behind", extra={"path": str(folder / name)})
+
 
 def _read_manifest(path: Path) -> BatchManifest | None:
     """The manifest beside a batch file with a lineage (None for a legacy name). Raises
@@ -593,22 +686,3 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except OSError:
         return 0
-
-
-#: Buffers per pwritev call (Linux IOV_MAX is 1024).
-_IOV_BATCH = 512
-
-
-def _pwrite_all(fd: int, chunks: list[bytes], offset: int) -> None:
-    """Write `chunks` one after the other from `offset`, without joining them into one copy."""
-    for start in range(0, len(chunks), _IOV_BATCH):
-        group = chunks[start : start + _IOV_BATCH]
-        expected = sum(len(c) for c in group)
-        written = os.pwritev(fd, group, offset)
-        if written < expected:  # a short write: finish it piece by piece
-            rest = memoryview(b"".join(group))[written:]
-            pos = offset + written
-            while rest:
-                n = os.pwrite(fd, rest, pos)
-                rest, pos = rest[n:], pos + n
-        offset += expected

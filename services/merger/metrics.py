@@ -7,7 +7,7 @@ import threading
 from collections.abc import Iterator, Sequence
 
 import polars as pl
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.registry import Collector
 
@@ -70,6 +70,12 @@ class MergerMetrics:
             registry=self.registry,
         )
         self.io_errors = Counter("merger_io_errors", "Merge passes failed by an I/O error.", registry=self.registry)
+        self.disk_full = Gauge(
+            "merger_disk_full",
+            "1 while merging is paused because a write in the merger's folder fails for want of space "
+            "(ENOSPC, EDQUOT; /merger/status write_blocked names the folder); 0 otherwise.",
+            registry=self.registry,
+        )
         self.merge_duration = Histogram(
             "merger_merge_duration_seconds",
             "Duration of one commit (read, check, append, fsync, state write) of a group of batches.",

@@ -6,9 +6,16 @@ was not committed (a crash or a disk-full error between the write and the state 
 
 Each commit appends one line to journal.jsonl beside merged.csv (the state without its quarantine and
 event lists, with an increasing `commit_seq`) after merged.csv is fsynced and before state.json is
-replaced: the journal line is the commit point. On start the newer of state.json and the journal's
-last complete line wins, so a deleted (or older) state.json is rebuilt, merged offsets included, and
-no Kafka record is merged twice. The journal is cut back to its last line once it grows past a bound.
+replaced: the journal line is the commit point. A line is complete only with its final newline: a
+line cut short (a short write, a full disk, a crash in the middle of the write) is never read; it
+is cut off on start (cut_torn_journal), so the next line starts on a line of its own. On start the
+newer of state.json and the journal's last complete line wins, so a deleted (or older) state.json
+is rebuilt, merged offsets included, and no Kafka record is merged twice. The journal is cut back to
+its last line once it grows past a bound.
+
+Every write is checked (services.merger.merge): until state.json is written no batch file is
+deleted, and a failed write (disk full) before the journal line leaves the old state, the uncommitted
+tails being cut off (at once, or on start).
 """
 
 from __future__ import annotations
@@ -156,7 +163,8 @@ class MergerState:
 
 
 def load_journal(path: Path) -> MergerState | None:
-    """The state of the journal's last complete, valid line (None without one)."""
+    """The state of the journal's last complete, valid line (None without one). What follows the
+    last newline is a torn line and is never read, even when it parses."""
     try:
         with open(path, "rb") as f:
             size = f.seek(0, os.SEEK_END)
@@ -164,7 +172,8 @@ def load_journal(path: Path) -> MergerState | None:
             tail = f.read()
     except FileNotFoundError:
         return None
-    for line in reversed(tail.split(b"\n")[1:] if size > JOURNAL_TAIL_BYTES else tail.split(b"\n")):
+    lines = tail.split(b"\n")[:-1]  # the last piece: "" after a complete line, else a torn one
+    for line in reversed(lines[1:] if size > JOURNAL_TAIL_BYTES else lines):
         if not line.strip():
             continue
         try:
@@ -199,8 +208,30 @@ def load_state(path: Path) -> MergerState | None:
     return None if doc is None else MergerState.from_json(doc)
 
 
+def cut_torn_journal(path: Path) -> int:
+    """Cut a torn last line (bytes after the last newline: a short write or a crash in the middle
+    of one) off the journal, so it is never trusted and the next line starts on its own line.
+    Returns the bytes cut off."""
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            if size == 0:
+                return 0
+            f.seek(size - 1)
+            if f.read(1) == b"\n":
+                return 0
+            f.seek(0)
+            keep = f.read().rfind(b"\n") + 1  # bounded: the journal is compacted past journal_max_bytes
+    except FileNotFoundError:
+        return 0
+    truncate_to(path, keep)
+    log.warning("cut off a torn journal line", extra={"path": str(path), "dropped_bytes": size - keep})
+    return size - keep
+
+
 def save_state(path: Path, state: MergerState) -> None:
-    """Atomically replace the state file (temp, fsync, rename, fsync folder)."""
+    """Atomically replace the state file (temp, fsync, rename, fsync folder). Raises OSError (disk
+    full...) with state.json unchanged when the temp file could not be written, and no temp file left."""
     atomic_write_json(path, state.to_json())
 
 
@@ -253,6 +284,8 @@ def _recover_merged(
 ) -> MergerState:
     merged_path.parent.mkdir(parents=True, exist_ok=True)
     state = load_state(state_path)
+    if journal_path is not None:
+        cut_torn_journal(journal_path)
     journaled = load_journal(journal_path) if journal_path is not None else None
     if journaled is not None and (state is None or journaled.commit_seq > state.commit_seq):
         detail = (

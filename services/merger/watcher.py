@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import threading
 import time
@@ -15,8 +16,8 @@ import polars as pl
 from watchfiles import Change, awatch
 
 from contract.csv import parse_batch_file_name
-from contract.merger_status import Freshness, MergerStatus, QuarantinedBatch, SourceEvent
-from services.merger.errors import MergeAttemptError, MergerError
+from contract.merger_status import Freshness, MergerStatus, QuarantinedBatch, SourceEvent, WriteBlocked
+from services.merger.errors import CommitWriteError, MergeAttemptError, MergerError
 from services.merger.freshness import FreshnessWindow
 from services.merger.merge import CommitResult, MergeEngine, PassResult
 from services.merger.metrics import MergerMetrics
@@ -48,6 +49,8 @@ class Watcher:
         self.last_error: str | None = None
         self.last_error_at: float | None = None
         self.newest_batch_id: int | None = None
+        #: Set while a write fails (disk full...): what, where, since when; None once writes succeed.
+        self.write_blocked: WriteBlocked | None = None
         self._gap: tuple[int, float] | None = None  # (missing id, since)
         self._gap_reported = False
         self._wake = asyncio.Event()
@@ -57,13 +60,22 @@ class Watcher:
     # -- lifecycle --------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        try:
-            self.engine = await asyncio.to_thread(MergeEngine, self.settings, self._on_commit, self.clock)
-        except (MergerError, OSError) as e:
-            self.fatal_error = str(e)
-            log.error("merger cannot start merging", extra={"error": str(e)})
-            await self._stop_async.wait()
-            return
+        backoff = 0.0
+        while self.engine is None:
+            try:
+                self.engine = await asyncio.to_thread(MergeEngine, self.settings, self._on_commit, self.clock)
+            except OSError as e:  # disk full while loading (a state.json to rebuild...): retried
+                backoff = self._failed_write(e, backoff, "start")
+                log.error("merger cannot load its state yet, retrying", extra={"error": str(e), "retry_in_s": backoff})
+                await self._sleep(backoff)
+                if self._stop_async.is_set():
+                    return
+            except MergerError as e:
+                self.fatal_error = str(e)
+                log.error("merger cannot start merging", extra={"error": str(e)})
+                await self._stop_async.wait()
+                return
+        self._write_ok()
         watch = asyncio.create_task(self._watch_files(), name="merger-awatch")
         try:
             await self._merge_loop()
@@ -131,6 +143,8 @@ class Watcher:
                 if isinstance(e, OSError):
                     self.metrics.io_errors.inc()
                 backoff = min(max(1.0, backoff * 2), self.settings.retry_backoff_max_s)
+                if isinstance(e, CommitWriteError) or (isinstance(e, OSError) and e.errno in SPACE_ERRNOS):
+                    self._failed_write(e, backoff, "pass")
                 self.last_error = f"{type(e).__name__}: {e}"
                 self.last_error_at = self.clock()
                 log.error(
@@ -143,6 +157,7 @@ class Watcher:
             if self.last_error is not None:
                 log.info("merging resumed after an error", extra={"error": self.last_error})
             self.last_error = None
+            self._write_ok()
             backoff = 0.0
             self._after_pass(result)
             await self._sleep(self.settings.rescan_interval_s, wake=True)
@@ -184,6 +199,29 @@ class Watcher:
                     "path": str(self.settings.rows_dir),
                 },
             )
+
+    def _failed_write(self, error: OSError, backoff: float, step: str) -> float:
+        """Record a failed write (write_blocked and the disk-full gauge); returns the next backoff."""
+        if step == "start":
+            backoff = min(max(1.0, backoff * 2), self.settings.retry_backoff_max_s)
+            self.last_error, self.last_error_at = f"{type(error).__name__}: {error}", self.clock()
+        prev = self.write_blocked
+        self.write_blocked = write_blocked_of(
+            error,
+            step,
+            self.settings.merger_dir,
+            since=prev.since if prev is not None else self.clock(),
+            attempts=prev.attempts + 1 if prev is not None else 1,
+            retry_in_s=backoff,
+        )
+        self.metrics.disk_full.set(1 if error.errno in SPACE_ERRNOS else 0)
+        return backoff
+
+    def _write_ok(self) -> None:
+        if self.write_blocked is not None:
+            log.info("writes succeed again: merging resumed", extra={"path": self.write_blocked.folder})
+        self.write_blocked = None
+        self.metrics.disk_full.set(0)
 
     def _on_commit(self, result: CommitResult) -> None:
         """Called in the worker thread after each commit."""
@@ -239,4 +277,28 @@ class Watcher:
             merged_offsets={} if state is None else {str(p): o for p, o in sorted(state.next_offsets.items())},
             rows_skipped=0 if state is None else state.rows_skipped,
             events=[] if state is None else [SourceEvent(**vars(e)) for e in state.events[-EVENTS_SHOWN:]],
+            write_blocked=self.write_blocked,
         )
+
+
+#: A write that failed for want of space: the merger's folder is full (or over its quota).
+SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+_CONDITIONS = {errno.ENOSPC: "disk full", errno.EDQUOT: "quota exceeded", errno.EIO: "I/O error"}
+
+
+def write_blocked_of(
+    error: OSError, step: str, merger_dir: Path, *, since: float, attempts: int, retry_in_s: float
+) -> WriteBlocked:
+    """/merger/status' account of a failed write: what, where (the file's folder, else the merger's)."""
+    path = Path(error.filename) if isinstance(error.filename, str) and error.filename else merger_dir
+    return WriteBlocked(
+        condition=_CONDITIONS.get(error.errno or 0, "write failed"),
+        folder=str(path.parent if path != merger_dir else merger_dir),
+        path=str(path),
+        step=getattr(error, "step", "") or step,
+        error=error.strerror or str(error),
+        errno=error.errno,
+        since=since,
+        attempts=attempts,
+        retry_in_s=retry_in_s,
+    )

@@ -6,6 +6,7 @@ topic each time, so every earlier scenario is re-proven too."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import re
@@ -19,6 +20,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from contract.merger_status import MergerStatus
 from tests.e2e.conftest import Stack
 from tests.helpers import REPO_ROOT, wait_for
 
@@ -251,23 +253,49 @@ def test_8_api_abuse(stack: Stack, tmp_path) -> None:
 
 
 def test_9_full_disk_during_merge(stack: Stack) -> None:
+    """Through real Spark: the merger's tmpfs shrunk and filled by a filler file while batches
+    stream in. The next write of a commit fails (disk full); nothing is deleted, /merger/status
+    and /status name the folder; once the filler is gone the merge resumes by itself, nothing lost.
+    (tests/merger/test_disk_full.py fails each write of the commit in turn.)"""
     if stack.tmpfs is None:
         pytest.skip("cannot mount a size-limited tmpfs here (needs root and mount rights)")
-    stack.start_run(rate=RATE, count=COUNT, seed=9)
-    wait_for(lambda: stack.generator_status().acknowledged > RATE * 3, 60, "events acknowledged")
+    before = _merged_rows(stack)
+    stack.start_run(rate=RATE, count=RATE * 2, seed=19)
+    _wait_merging(stack, before)  # Spark and the merger warm: the run after the fill meets a commit with rows
+    stack.wait_run_ended()
     used_kb = int(subprocess.run(["du", "-sk", str(stack.tmpfs)], capture_output=True, text=True).stdout.split()[0])
-    subprocess.run(["mount", "-o", f"remount,size={used_kb + 64}k", str(stack.tmpfs)], check=True)
+    subprocess.run(["mount", "-o", f"remount,size={used_kb + 1024}k", str(stack.tmpfs)], check=True)
+    filler = stack.tmpfs / "filler.bin"
+    rows_dir = stack.data / "spark" / "rows"
     try:
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o644)
+        try:  # every free page: the next write of a commit needing one fails
+            with contextlib.suppress(OSError):
+                while os.write(fd, b"\0" * 4096):
+                    pass
+        finally:
+            os.close(fd)
+        stack.start_run(rate=RATE, count=COUNT, seed=9)  # its batches come after the disk is full
 
-        def full_reported() -> bool:
-            last_error = stack.merger_status().last_error
-            return last_error is not None and "space" in last_error.lower()
+        def blocked() -> MergerStatus | None:
+            st = stack.merger_status()
+            return st if st.write_blocked is not None else None
 
-        wait_for(full_reported, 120, "the merger to report the full disk", logs=stack.logs("merger"))
+        st = wait_for(blocked, 120, "the merger to report the full disk", logs=stack.logs("merger"))
+        w = st.write_blocked
+        assert (w.condition, w.folder) == ("disk full", str(stack.tmpfs)), w
+        assert w.step in ("rows", "rejects", "journal", "state"), w
+        assert "space" in (st.last_error or "").lower()
+        present = {p.name for p in rows_dir.iterdir()}
+        wait_for(lambda: (stack.merger_status().write_blocked or w).attempts >= w.attempts + 2, 120, "retries")
+        assert present <= {p.name for p in rows_dir.iterdir()}, "a batch file was deleted while the disk was full"
+        merger = stack.status().components.merger
+        assert merger.status == "down" and any(f"disk full in {stack.tmpfs}" in r for r in merger.reasons), merger
     finally:
+        filler.unlink(missing_ok=True)
         subprocess.run(["mount", "-o", "remount,size=2g", str(stack.tmpfs)], check=True)
     wait_for(
-        lambda: not stack.merger_status().last_error,
+        lambda: stack.merger_status().write_blocked is None and not stack.merger_status().last_error,
         120,
         "the merger to resume after space returns",
         logs=stack.logs("merger"),

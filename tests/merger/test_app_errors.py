@@ -68,3 +68,30 @@ def test_a_dead_merge_loop_is_not_ready_with_its_cause(tmp_path, monkeypatch):
         r = client.get("/readyz")
         assert r.status_code == 503 and r.json()["ready"] is False
         assert "a bug nobody caught" in status(client).last_error
+
+
+def test_a_full_disk_while_loading_the_state_is_retried_not_fatal(tmp_path, monkeypatch):
+    """A state.json to rebuild on a full disk: the merger reports it (step "start") and loads once
+    space is back, without a restart."""
+    from services.merger import watcher as watcher_module
+
+    settings = MergerSettings(data_dir=tmp_path, rescan_interval_s=0.2, retry_backoff_max_s=1.0)
+    real_engine = watcher_module.MergeEngine
+    disk_full = True
+
+    def engine(*args, **kwargs):
+        if disk_full:
+            raise OSError(errno.ENOSPC, "No space left on device", str(settings.state_file))
+        return real_engine(*args, **kwargs)
+
+    monkeypatch.setattr(watcher_module, "MergeEngine", engine)
+    with TestClient(create_app(settings)) as client:
+        w = wait_for(lambda: status(client).write_blocked, 10, "write_blocked")
+        assert (w.condition, w.step, w.folder) == ("disk full", "start", str(settings.merger_dir))
+        r = client.get("/readyz")
+        assert r.status_code == 503 and "disk full" in r.json()["problems"][0]  # no state to serve yet
+        disk_full = False
+        wait_for(lambda: client.get("/readyz").status_code == 200, 10, "loaded once space is back")
+        st = status(client)
+        assert st.write_blocked is None and st.last_error is None
+        assert "merger_disk_full 0.0" in client.get("/metrics").text

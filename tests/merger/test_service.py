@@ -39,6 +39,7 @@ STATUS_FIELDS = {
     "merged_offsets",
     "rows_skipped",
     "events",
+    "write_blocked",
 }
 
 
