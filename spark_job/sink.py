@@ -55,7 +55,7 @@ from typing import BinaryIO, Final
 from pyspark.sql import DataFrame, Observation
 from pyspark.sql import functions as F
 
-from contract.batches import BatchManifest, OffsetRange
+from contract.batches import BatchManifest, LineageCounter, OffsetRange
 from contract.csv import BATCH_ROW_HEADER, REJECT_HEADER, batch_file_name, make_lineage, manifest_file_name
 from contract.files import atomic_write_bytes, fsync_dir
 from spark_job import transform
@@ -102,11 +102,14 @@ class BatchSink:
         topic_id: Callable[[], str | None] = lambda: None,
         durable: bool = True,
         single_task_below: int = 0,
+        lineage_counter: Path | None = None,
     ) -> None:
         """`lineage()`: the checkpoint's lineage (asked once, at the first batch: Spark writes the
         checkpoint's metadata when the query starts); `ranges(batch_id)`: the offsets the batch
         covers per partition; `topic_id()`: Kafka's id of `topic`, asked at the first batch and again
-        only when `topic_id_stale` says so (one broker round trip, not one per micro-batch)."""
+        only when `topic_id_stale` says so (one broker round trip, not one per micro-batch);
+        `lineage_counter`: spark/lineage.json, whose next seq this run takes at its first batch and
+        writes into every manifest (None: no seq, e.g. the bench)."""
         self.rows_dir = rows_dir
         self.rejects_dir = rejects_dir
         self.tmp_dir = tmp_dir
@@ -116,6 +119,8 @@ class BatchSink:
         self.topic = topic
         self._lineage_of = lineage
         self._lineage: str | None = None
+        self._lineage_counter = lineage_counter
+        self._lineage_seq: int | None = None
         self._ranges = ranges
         self._topic_id = topic_id
         self._known_topic_id: str | None = None
@@ -180,6 +185,7 @@ class BatchSink:
             manifest = BatchManifest(
                 lineage=lineage,
                 batch_id=batch_id,
+                lineage_seq=self._lineage_seq,
                 topic=self.topic,
                 topic_id=topic_id,
                 offsets=ranges,
@@ -228,7 +234,9 @@ class BatchSink:
         except OffsetLogError as e:  # (a batch run outside a streaming query, e.g. the bench)
             self._lineage = make_lineage(time.time_ns() // 1_000_000, uuid.uuid4().hex)
             log.warning("no checkpoint lineage: using a new one", extra={"lineage": self._lineage, "error": str(e)})
-        log.info("checkpoint lineage", extra={"lineage": self._lineage})
+        if self._lineage_counter is not None:
+            self._lineage_seq = take_lineage_seq(self._lineage_counter, self._lineage, durable=self.durable)
+        log.info("checkpoint lineage", extra={"lineage": self._lineage, "lineage_seq": self._lineage_seq})
         return self._lineage
 
     def _tmp_folder(self, kind: str, batch_id: int) -> Path:
@@ -304,6 +312,22 @@ def one_task(ranges: dict[int, OffsetRange], below: int) -> bool:
     if not ranges or any(r.start is None for r in ranges.values()):
         return False
     return sum(r.end - (r.start or 0) for r in ranges.values()) < below
+
+
+def take_lineage_seq(path: Path, lineage: str, *, durable: bool = True) -> int:
+    """The next run counter (one more than spark/lineage.json holds; 0 when it is missing), written
+    back (atomic, durable) before any batch uses it: it only moves forward, whatever the checkpoint
+    or the clock do. An unreadable file is an error to fix, not a reason to start again at 0."""
+    try:
+        previous: int | None = LineageCounter.from_bytes(path.read_bytes()).seq
+    except FileNotFoundError:
+        previous = None
+    except ValueError as e:
+        raise SinkError(f"{path} does not validate ({e}): restore it, or remove it only with rows/ emptied") from e
+    seq = 0 if previous is None else previous + 1
+    counter = LineageCounter(seq=seq, lineage=lineage, at=time.time())
+    atomic_write_bytes(path, counter.to_bytes(), durable=durable)
+    return seq
 
 
 #: Ask the broker for the topic id again at least this often, whatever the offsets say.

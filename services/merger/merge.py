@@ -28,24 +28,33 @@ import orjson
 import polars as pl
 
 from contract.batches import BatchManifest
-from contract.csv import LEGACY_LINEAGE, MANIFEST_SUFFIX, batch_file_name, manifest_file_name, parse_batch_name
+from contract.csv import (
+    LEGACY_LINEAGE,
+    MANIFEST_SUFFIX,
+    BatchName,
+    batch_file_name,
+    manifest_file_name,
+    parse_batch_name,
+)
 from contract.files import atomic_write_bytes, fsync_dir
 from contract.progress import read_progress_or_none
 from services.merger.batchfile import ParsedBatch, first_line, parse_batch, select_rows
 from services.merger.errors import InvalidBatchError, MergeAttemptError
-from services.merger.offsets import OffsetCursor
-from services.merger.plan import LineagePlan, MergePlan, choose_lineage, plan_merge
+from services.merger.manifests import ManifestCache, read_manifest
+from services.merger.offsets import OffsetCursor, current_offsets, offsets_of
+from services.merger.plan import KeyedBatch, MergePlan, plan_keyed, plan_merge
 from services.merger.rejects import select_rejects
 from services.merger.settings import MergerSettings
 from services.merger.state import MergerEvent, MergerState, QuarantineEntry, recover, save_state
+from services.merger.streamed import commit_streamed, copy_durable, count_unmerged_rejects
 
 log = logging.getLogger(__name__)
 
 #: An invalid reject file is quarantined under this prefix and its batch file name.
 _REJECTS_PREFIX = "rejects-"
-#: (batch id, path, raw bytes or None when the file vanished, parsed batch / None if empty / the error,
+#: (batch name, path, raw bytes or None when the file vanished, parsed batch / None if empty / the error,
 #: the manifest (None for a legacy batch))
-_Loaded = tuple[int, Path, bytes | None, ParsedBatch | Exception | None, BatchManifest | None]
+_Loaded = tuple[BatchName, Path, bytes | None, ParsedBatch | Exception | None, BatchManifest | None]
 
 
 @dataclass
@@ -83,11 +92,17 @@ class PassResult:
 
 @dataclass(frozen=True)
 class _Planned:
+    #: For the status: newest batch, waiting_for (legacy batches only).
     plan: MergePlan
-    lineage: str
+    ready: tuple[BatchName, ...]
     stale: tuple[str, ...]  # file names
     files_present: int
     stale_rejects: tuple[str, ...] = ()  # reject file names
+    held: tuple[BatchName, ...] = ()
+
+
+def _file(name: BatchName) -> str:
+    return batch_file_name(name.batch_id, name.lineage)
 
 
 class MergeEngine:
@@ -117,7 +132,12 @@ class MergeEngine:
         self._journal_fd = os.open(settings.journal_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="merger-read")
         self._manifests: list[str] = []
-        #: Failed attempts per file name (unexpected errors only), reset when the file is quarantined.
+        self._manifests_cache = ManifestCache()
+        #: Batch files held for an unknown topic id, already reported by an event.
+        self._held_reported: set[str] = set()
+        self._budget = settings.file_budget_bytes
+        #: Failed attempts per file name (unexpected errors only), reset when the file is quarantined,
+        #: dropped when the file is gone (plan).
         self._attempts: dict[str, int] = {}
         log.info(
             "merger state loaded",
@@ -142,7 +162,7 @@ class MergeEngine:
 
     def scan(self) -> dict[str, dict[int, str]]:
         """Committed batch files in the input folder, by lineage and id (temp files, manifests and
-        other names ignored). Remembers the manifests without a rows file (see _orphan_manifests)."""
+        other names ignored). Remembers the manifests (a manifest may be there without its rows file)."""
         found: dict[str, dict[int, str]] = {}
         manifests: list[str] = []
         try:
@@ -158,20 +178,6 @@ class MergeEngine:
         self._manifests = manifests
         return found
 
-    def _orphan_manifests(self, files: dict[str, dict[int, str]]) -> list[str]:
-        """Manifests of processed batches whose rows file is gone: the job crashed between writing
-        the manifest and renaming the rows file, and that batch was then merged under another name
-        (a re-run removed since, or a newer lineage). Without this they would stay forever."""
-        orphans = []
-        for manifest in self._manifests:
-            name = parse_batch_name(manifest.removesuffix(MANIFEST_SUFFIX) + ".csv")
-            if name is None or name.batch_id in files.get(name.lineage, {}):
-                continue
-            lineage, last = self.state.lineage, self.state.last_batch_id
-            if name.lineage < lineage or (name.lineage == lineage and last is not None and name.batch_id <= last):
-                orphans.append(manifest)
-        return orphans
-
     def progress_batch_id(self) -> int | None:
         """The newest batch id the Spark job reports (its progress.json), if readable."""
         doc = read_progress_or_none(self.settings.spark_progress)
@@ -179,48 +185,90 @@ class MergeEngine:
         return value if value is not None and value >= 0 else None
 
     def plan(self) -> _Planned:
+        """Legacy batches (no lineage) by batch id while the state is legacy; keyed batches by their
+        offsets (services.merger.plan: never by lineage name, mtime or clock)."""
         files = self.scan()
-        ids = {lineage: list(by_id) for lineage, by_id in files.items()}
-        lp = choose_lineage(
-            self.state.lineage, self.state.last_batch_id, ids, first_batch_id=self.settings.first_batch_id
-        )
-        if lp.switched:
-            log.info(
-                "following a new checkpoint lineage",
-                extra={"from_lineage": self.state.lineage, "lineage": lp.lineage, "first_batch_id": lp.first_batch_id},
+        legacy = files.pop(LEGACY_LINEAGE, {})
+        present = {name for by_id in files.values() for name in by_id.values()} | set(legacy.values())
+        self._attempts = {k: v for k, v in self._attempts.items() if k in present}  # (no growth)
+        batches = [
+            KeyedBatch(BatchName(lineage, batch_id), self._manifests_cache.get(self.settings.rows_dir, name))
+            for lineage, by_id in files.items()
+            for batch_id, name in by_id.items()
+        ]
+        for manifest in self._manifests:
+            rows_name = manifest.removesuffix(MANIFEST_SUFFIX) + ".csv"
+            name = parse_batch_name(rows_name)
+            if name is not None and name.lineage != LEGACY_LINEAGE and rows_name not in present:
+                batches.append(KeyedBatch(name, self._manifests_cache.get(self.settings.rows_dir, rows_name), False))
+        self._manifests_cache.keep({manifest_file_name(_file(b.name)) for b in batches})
+        keyed = plan_keyed(batches, self._unmerged, limit=self.settings.max_group_batches)
+        self._report_held(keyed.held)
+        stale = [_file(n) for n in keyed.stale]
+        stale_rejects = [*stale, *self._orphan_rejects(present | {_file(b.name) for b in batches})]
+        if legacy and self.state.lineage == LEGACY_LINEAGE:
+            plan = plan_merge(
+                self.state.last_batch_id,
+                list(legacy),
+                first_batch_id=self.settings.first_batch_id,
+                progress_batch_id=self.progress_batch_id() if not batches else None,
+                limit=self.settings.max_group_batches,
             )
-        # The job's progress.json is about the newest lineage only.
-        newest_lineage = max([*ids, self.state.lineage])
-        plan = plan_merge(
-            lp.last_batch_id,
-            ids.get(lp.lineage, []),
-            first_batch_id=lp.first_batch_id,
-            progress_batch_id=self.progress_batch_id() if lp.lineage == newest_lineage else None,
-            limit=self.settings.max_group_batches,
-        )
-        stale = [name for lineage in lp.stale_lineages for name in files[lineage].values()]
-        stale += [files[lp.lineage][i] for i in plan.stale]
-        stale += self._orphan_manifests(files)
-        return _Planned(
-            plan, lp.lineage, tuple(stale), sum(len(f) for f in files.values()), tuple(self._stale_rejects(lp))
-        )
+            stale += [legacy[i] for i in plan.stale]
+            ready = tuple(BatchName(LEGACY_LINEAGE, i) for i in plan.ready) or keyed.ready
+        else:  # legacy files after a keyed batch: processed before it (the legacy format's rule)
+            stale += list(legacy.values())
+            last = self.state.last_batch_id
+            base = last if last is not None else self.settings.first_batch_id - 1
+            pending = len(keyed.ready) + len(keyed.held)
+            plan = MergePlan(ready=(), stale=(), waiting_for=None, newest=base + pending if pending else last)
+            ready = keyed.ready
+        return _Planned(plan, ready, tuple(stale), len(present), tuple(stale_rejects), keyed.held)
 
-    def _stale_rejects(self, lp: LineagePlan) -> list[str]:
-        """Reject files of batches already processed (left by a crash right after the commit, or a
-        re-run) or of abandoned lineages: their lines are in rejects.csv or come again."""
-        lineage, last = self.state.lineage, self.state.last_batch_id
+    def _unmerged(self, manifest: BatchManifest) -> bool:
+        offsets = offsets_of(self.state, manifest.topic, manifest.topic_id)
+        return offsets is None or offsets.batch_unmerged(manifest.offsets)
+
+    def _report_held(self, held: tuple[BatchName, ...]) -> None:
+        """One topic_id_unknown event per held batch (kept in the state's events, shown in
+        /merger/status), logged; the batch is planned again every pass."""
+        names = {_file(n) for n in held}
+        new = sorted(names - self._held_reported)
+        self._held_reported = names
+        if not new:
+            return
+        now = self.clock()
+        events = []
+        for n in held:
+            if _file(n) in new:
+                detail = (
+                    f"{_file(n)}: its manifest has no topic id (the job could not ask Kafka): held, not merged "
+                    "nor deleted, and tried again each pass (an unknown id never counts as the same topic)"
+                )
+                log.warning(detail, extra={"event": "topic_id_unknown", "path": str(self.settings.rows_dir / _file(n))})
+                events.append(MergerEvent("topic_id_unknown", now, detail, n.lineage, n.batch_id))
+        self.state = self.state.with_events(events)
+        try:
+            save_state(self.settings.state_file, self.state)
+        except OSError as e:
+            log.error("state.json not replaced (events only)", extra={"error": str(e)})
+
+    def _orphan_rejects(self, batches: set[str]) -> list[str]:
+        """Reject files without a rows file or a manifest (a batch whose job crashed before renaming
+        them, then went elsewhere): deleted once every line's record is merged (current topic)."""
         stale = []
+        current = current_offsets(self.state)
         try:
             with os.scandir(self.settings.rejects_dir) as it:
-                for entry in it:
-                    name = parse_batch_name(entry.name)
-                    if name is None:
-                        continue
-                    done = name.lineage == lineage and last is not None and name.batch_id <= last
-                    if done or name.lineage < lineage or name.lineage in lp.stale_lineages:
-                        stale.append(entry.name)
+                names = [e.name for e in it if parse_batch_name(e.name) is not None and e.name not in batches]
         except FileNotFoundError:
-            pass
+            return []
+        for name in names:
+            try:
+                if count_unmerged_rejects(self.settings.rejects_dir / name, current.unmerged, self._budget) == 0:
+                    stale.append(name)
+            except (OSError, InvalidBatchError):
+                continue
         return sorted(stale)
 
     def run_pass(self, stop: threading.Event | None = None) -> PassResult:
@@ -232,9 +280,9 @@ class MergeEngine:
             stale_removed += self._remove_stale(planned.stale)
             stale_removed += self._remove_stale(planned.stale_rejects, self.settings.rejects_dir)
             plan = planned.plan
-            if not plan.ready or (stop is not None and stop.is_set()):
-                return PassResult(plan, stale_removed, planned.files_present, planned.lineage)
-            self.commit_group(plan.ready, planned.lineage)
+            if not planned.ready or (stop is not None and stop.is_set()):
+                return PassResult(plan, stale_removed, planned.files_present, self.state.lineage)
+            self.commit_group(planned.ready)
 
     def _remove_stale(self, names: tuple[str, ...], folder: Path | None = None) -> int:
         """Files of batches already processed (a re-run, or an abandoned lineage): their rows (or
@@ -253,11 +301,21 @@ class MergeEngine:
 
     # -- one commit -------------------------------------------------------------------------------
 
-    def commit_group(self, ready: tuple[int, ...], lineage: str = LEGACY_LINEAGE) -> CommitResult:
-        """Process `ready` (consecutive ids of `lineage` from the next expected one) in one commit,
-        stopping early once the group holds max_group_bytes."""
+    def commit_group(
+        self, ready: tuple[BatchName, ...] | tuple[int, ...], lineage: str = LEGACY_LINEAGE
+    ) -> CommitResult:
+        """Process `ready` (batches in merge order; bare ids are of `lineage`) in one commit, stopping
+        early once the group holds max_group_bytes. A batch whose rows and rejects files pass
+        file_budget_bytes is committed alone, streamed in row-bounded chunks (services.merger.streamed)."""
+        names = [n if isinstance(n, BatchName) else BatchName(lineage, n) for n in ready]
+        for i, name in enumerate(names):
+            if self._file_bytes(name) > self.settings.file_budget_bytes:
+                if i == 0:
+                    return self._finish(*commit_streamed(self, name, self.rows_dir / _file(name)))
+                names = names[:i]
+                break
         t0 = time.perf_counter()
-        result = CommitResult(lineage=lineage)
+        result = CommitResult(lineage=names[0].lineage if names else lineage)
         chunks: list[bytes] = []
         reject_chunks: list[bytes] = []
         to_delete: list[Path] = []
@@ -265,12 +323,12 @@ class MergeEngine:
         cursor = OffsetCursor.of(self.state)
         now = self.clock()
         # Files are read and checked ahead in a small pool (polars and file reads release the GIL),
-        # and consumed here strictly in batch order.
-        for batch_id, path, raw, parsed, manifest in self._read_ahead(ready, lineage):
-            if raw is None:
-                break  # replaced or removed under us: plan again
+        # and consumed here strictly in order.
+        for name, path, raw, parsed, manifest in self._read_ahead(names):
+            if raw is None or (manifest is not None and manifest.topic_id is None):
+                break  # replaced or removed under us (or no topic id now): plan again
             before = (cursor.copy(), len(result.events), result.rows_skipped)
-            result.events += cursor.begin(lineage, manifest, now)
+            result.events += cursor.begin(name.lineage, manifest, now)
             selected: tuple[bytes, int, pl.Series] | None = None
             if isinstance(parsed, ParsedBatch):
                 try:
@@ -287,12 +345,13 @@ class MergeEngine:
                     retry = e
                     break
             if isinstance(parsed, InvalidBatchError):
-                result.quarantined.append(self._quarantine_copy(path, raw, batch_id, parsed.reason))
+                result.quarantined.append(self._quarantine_copy(path, raw, name.batch_id, parsed.reason))
             else:
                 self._count(result, selected, chunks)
             self._add_rejects(path.name, cursor, result, reject_chunks)
-            cursor.advance(manifest, parsed if isinstance(parsed, ParsedBatch) else None)
-            result.batch_ids.append(batch_id)
+            cursor.advance(manifest, parsed.partition_bounds if isinstance(parsed, ParsedBatch) else {})
+            result.batch_ids.append(name.batch_id)
+            result.lineage = name.lineage
             to_delete.append(path)
             if result.appended_bytes >= self.settings.max_group_bytes:
                 break
@@ -300,14 +359,27 @@ class MergeEngine:
             if retry is not None:
                 raise retry
             return result
+        state = self.state_after(result, cursor, now)
+        self._commit(chunks, state, reject_chunks)
+        result.committed_at = now
+        result.duration_s = time.perf_counter() - t0
+        return self._finish(result, to_delete, retry)
 
-        new_size = self.state.committed_size + result.appended_bytes
-        state = (
+    @property
+    def rows_dir(self) -> Path:
+        return self.settings.rows_dir
+
+    def _file_bytes(self, name: BatchName) -> int:
+        return _size(self.rows_dir / _file(name)) + _size(self.settings.rejects_dir / _file(name))
+
+    def state_after(self, result: CommitResult, cursor: OffsetCursor, now: float) -> MergerState:
+        """The state once `result` (batches up to its last, at `cursor`) is committed."""
+        return (
             replace(
-                self.state,
+                cursor.into(self.state),
                 last_batch_id=result.batch_ids[-1],
-                lineage=lineage,
-                committed_size=new_size,
+                lineage=result.lineage,
+                committed_size=self.state.committed_size + result.appended_bytes,
                 batches_merged=self.state.batches_merged + result.merged,
                 rows_merged=self.state.rows_merged + result.rows,
                 rows_skipped=self.state.rows_skipped + result.rows_skipped,
@@ -315,19 +387,16 @@ class MergeEngine:
                 rejects_merged=self.state.rejects_merged + result.rejects,
                 empty_batches=self.state.empty_batches + result.empty,
                 last_merge_at=now if result.merged else self.state.last_merge_at,
-                topic=cursor.topic,
-                topic_id=cursor.topic_id,
-                next_offsets=dict(sorted(cursor.next_offsets.items())),
-                lineage_offsets=dict(sorted(cursor.lineage_offsets.items())),
                 commit_seq=self.state.commit_seq + 1,
             )
             .with_quarantined(result.quarantined)
             .with_events(result.events)
         )
-        self._commit(chunks, state, reject_chunks)
-        result.committed_at = now
-        result.duration_s = time.perf_counter() - t0
 
+    def _finish(
+        self, result: CommitResult, to_delete: list[Path], retry: MergeAttemptError | None = None
+    ) -> CommitResult:
+        """After the commit: delete (or, quarantined, remove) the files, log, tell on_commit."""
         for path in to_delete:
             if self.settings.delete_merged_batches:  # (before the rows file: its lines are committed)
                 (self.settings.rejects_dir / path.name).unlink(missing_ok=True)
@@ -337,25 +406,26 @@ class MergeEngine:
                 (path.parent / manifest_file_name(path.name)).unlink(missing_ok=True)
         if result.quarantined:
             self._prune_quarantine()
-        log.info(
-            "committed batches",
-            extra={
-                "first_batch_id": result.batch_ids[0],
-                "last_batch_id": result.batch_ids[-1],
-                "merged": result.merged,
-                "rows": result.rows,
-                "empty": result.empty,
-                "lineage": lineage,
-                "rows_skipped": result.rows_skipped,
-                "rejects": result.rejects,
-                "rejects_skipped": result.rejects_skipped,
-                "quarantined": len(result.quarantined),
-                "committed_size": new_size,
-                "ms": round(result.duration_s * 1000, 2),
-            },
-        )
-        if self.on_commit is not None:
-            self.on_commit(result)
+        if result.batch_ids:
+            log.info(
+                "committed batches",
+                extra={
+                    "first_batch_id": result.batch_ids[0],
+                    "last_batch_id": result.batch_ids[-1],
+                    "merged": result.merged,
+                    "rows": result.rows,
+                    "empty": result.empty,
+                    "lineage": result.lineage,
+                    "rows_skipped": result.rows_skipped,
+                    "rejects": result.rejects,
+                    "rejects_skipped": result.rejects_skipped,
+                    "quarantined": len(result.quarantined),
+                    "committed_size": self.state.committed_size,
+                    "ms": round(result.duration_s * 1000, 2),
+                },
+            )
+            if self.on_commit is not None:
+                self.on_commit(result)
         if retry is not None:
             raise retry
         return result
@@ -385,7 +455,7 @@ class MergeEngine:
         except FileNotFoundError:
             return
         try:
-            selected = select_rejects(raw, cursor.next_offsets)
+            selected = select_rejects(raw, cursor.current.unmerged)
         except InvalidBatchError as e:
             result.quarantined.append(self._quarantine_rejects(path, raw, e.reason))
             return
@@ -395,9 +465,12 @@ class MergeEngine:
         result.rejects_bytes += len(selected.data)
         result.rejects_skipped += selected.skipped
 
-    def _quarantine_rejects(self, path: Path, raw: bytes, reason: str) -> QuarantineEntry:
+    def _quarantine_rejects(self, path: Path, raw: bytes | None, reason: str) -> QuarantineEntry:
         name = f"{_REJECTS_PREFIX}{path.name}"
-        atomic_write_bytes(self.settings.quarantine_dir / name, raw)
+        if raw is None:  # (a big file: copied without holding it)
+            copy_durable(path, self.settings.quarantine_dir / name)
+        else:
+            atomic_write_bytes(self.settings.quarantine_dir / name, raw)
         atomic_write_bytes(self.settings.quarantine_dir / f"{name}.reason.txt", (reason + "\n").encode())
         log.warning("quarantined an invalid reject file", extra={"path": str(path), "reason": reason})
         return QuarantineEntry(file=name, reason=reason, at=self.clock())
@@ -416,7 +489,7 @@ class MergeEngine:
         result.rows_skipped += parsed.rows - kept
         return data, kept, parsed.event_time_us.filter(keep)
 
-    def _read_ahead(self, ready: tuple[int, ...], lineage: str = LEGACY_LINEAGE) -> Iterator[_Loaded]:
+    def _read_ahead(self, ready: list[BatchName]) -> Iterator[_Loaded]:
         """Load results in `ready` order. Files are submitted while the bytes in flight stay under
         read_ahead_bytes (one at least), so memory is bounded by bytes, not by a number of files."""
         pending: deque[tuple[int, Future[_Loaded]]] = deque()
@@ -426,7 +499,7 @@ class MergeEngine:
         try:
             while True:
                 while nxt is not None and (not pending or in_flight < self.settings.read_ahead_bytes):
-                    path = self.settings.rows_dir / batch_file_name(nxt, lineage)
+                    path = self.settings.rows_dir / _file(nxt)
                     size = _size(path)
                     pending.append((size, self._pool.submit(self._load, (nxt, path))))
                     in_flight += size
@@ -441,7 +514,7 @@ class MergeEngine:
                 f.cancel()
 
     @staticmethod
-    def _load(item: tuple[int, Path]) -> _Loaded:
+    def _load(item: tuple[BatchName, Path]) -> _Loaded:
         """Read and check one file. An OSError reading it is raised (the pass is retried, as for disk
         full); any exception checking it is returned: the caller decides."""
         batch_id, path = item
@@ -451,7 +524,7 @@ class MergeEngine:
         except FileNotFoundError:
             return batch_id, path, None, None, None
         try:
-            manifest = _read_manifest(path)
+            manifest = read_manifest(path)
             parsed = parse_batch(raw)
             if manifest is not None and parsed is not None and not parsed.keyed:
                 raise InvalidBatchError("a batch with a manifest has no Kafka columns")
@@ -531,14 +604,53 @@ class MergeEngine:
             except OSError:
                 log.exception("could not cut %s back; it is done on the next start", name)
 
-    def _quarantine_copy(self, path: Path, raw: bytes, batch_id: int, reason: str) -> QuarantineEntry:
+    # -- what services.merger.streamed uses ------------------------------------------------------
+
+    @property
+    def merged_fd(self) -> int:
+        return self._fd
+
+    @property
+    def rejects_fd(self) -> int:
+        return self._rejects_fd
+
+    def select(self, cursor: OffsetCursor, parsed: ParsedBatch, result: CommitResult) -> tuple[bytes, int, pl.Series]:
+        return self._select(cursor, parsed, result)
+
+    def failed_attempt(self, path: Path, error: Exception) -> str:
+        return self._failed_attempt(path, error)
+
+    def quarantine_copy(self, path: Path, raw: bytes | None, batch_id: int, reason: str) -> QuarantineEntry:
+        return self._quarantine_copy(path, raw, batch_id, reason)
+
+    def quarantine_rejects(self, path: Path, raw: bytes | None, reason: str) -> QuarantineEntry:
+        return self._quarantine_rejects(path, raw, reason)
+
+    def cut_back(self, *, rows_too: bool = True) -> None:
+        """Cut rejects.csv (and merged.csv) back to their committed lengths (nothing past them counts)."""
+        if rows_too:
+            self._after_failed_commit(self.state)
+            return
+        try:
+            os.ftruncate(self._rejects_fd, self.state.rejects_committed_size)
+        except OSError:
+            log.exception("could not cut rejects.csv back; it is done on the next start")
+
+    def commit_state(self, state: MergerState) -> None:
+        """Commit `state` (its rows and reject lines are written and fdatasynced already)."""
+        self._commit([], state, [])
+
+    def _quarantine_copy(self, path: Path, raw: bytes | None, batch_id: int, reason: str) -> QuarantineEntry:
         """Put a durable copy of an invalid batch file and its reason in the quarantine folder. The
         original is removed only after the state records the batch, so a crash in between repeats this."""
         qdir = self.settings.quarantine_dir
         manifest = path.parent / manifest_file_name(path.name)
         if manifest.exists():
             atomic_write_bytes(qdir / manifest.name, manifest.read_bytes())
-        atomic_write_bytes(qdir / path.name, raw)
+        if raw is None:  # (a big file: copied without holding it)
+            copy_durable(path, qdir / path.name)
+        else:
+            atomic_write_bytes(qdir / path.name, raw)
         atomic_write_bytes(qdir / f"{path.name}.reason.txt", (reason + "\n").encode())
         log.warning(
             "quarantined an invalid batch file", extra={"path": str(path), "batch_id": batch_id, "reason": reason}
@@ -567,25 +679,6 @@ class MergeEngine:
             total -= size
             log.warning("pruned a quarantined batch file (quarantine bound)", extra={"file": name, "bytes": size})
         fsync_dir(qdir)
-
-
-def _read_manifest(path: Path) -> BatchManifest | None:
-    """The manifest beside a batch file with a lineage (None for a legacy name). Raises
-    InvalidBatchError when it is missing or does not validate."""
-    name = parse_batch_name(path.name)
-    if name is None or name.lineage == LEGACY_LINEAGE:
-        return None
-    try:
-        raw = (path.parent / manifest_file_name(path.name)).read_bytes()
-    except FileNotFoundError:
-        raise InvalidBatchError(f"its manifest {manifest_file_name(path.name)} is missing") from None
-    try:
-        manifest = BatchManifest.from_bytes(raw)
-    except ValueError as e:
-        raise InvalidBatchError(f"its manifest does not validate: {first_line(str(e))}") from e
-    if (manifest.lineage, manifest.batch_id) != (name.lineage, name.batch_id):
-        raise InvalidBatchError(f"its manifest is of {manifest.lineage} batch {manifest.batch_id}")
-    return manifest
 
 
 def _size(path: Path) -> int:
