@@ -317,14 +317,17 @@ def one_task(ranges: dict[int, OffsetRange], below: int) -> bool:
 def take_lineage_seq(path: Path, lineage: str, *, durable: bool = True) -> int:
     """The next run counter (one more than spark/lineage.json holds; 0 when it is missing), written
     back (atomic, durable) before any batch uses it: it only moves forward, whatever the checkpoint
-    or the clock do. An unreadable file is an error to fix, not a reason to start again at 0."""
+    or the clock do. A file that does not validate (edited by hand) is logged and replaced by a jump
+    forward (the epoch in ms): the counter only orders merges, exactly once never depends on it."""
     try:
-        previous: int | None = LineageCounter.from_bytes(path.read_bytes()).seq
+        seq = LineageCounter.from_bytes(path.read_bytes()).seq + 1
     except FileNotFoundError:
-        previous = None
+        seq = 0
     except ValueError as e:
-        raise SinkError(f"{path} does not validate ({e}): restore it, or remove it only with rows/ emptied") from e
-    seq = 0 if previous is None else previous + 1
+        seq = time.time_ns() // 1_000_000
+        log.error(
+            "lineage counter does not validate: jumping forward", extra={"path": str(path), "seq": seq, "error": str(e)}
+        )
     counter = LineageCounter(seq=seq, lineage=lineage, at=time.time())
     atomic_write_bytes(path, counter.to_bytes(), durable=durable)
     return seq

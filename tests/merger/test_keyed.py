@@ -1,5 +1,7 @@
 """Exactly once keyed by Kafka offsets: the engine on real keyed batch files (lineage names, manifests)."""
 
+import os
+
 import pytest
 
 from contract.csv import batch_file_name, manifest_file_name
@@ -184,3 +186,75 @@ def test_a_batch_retried_after_an_unexpected_error_leaves_no_trace_in_the_commit
     engine.run_pass()
     assert [e.kind for e in engine.state.events] == ["topic_recreated"]
     assert settings.merged_csv.read_bytes() == merged({0: (0, 3)}, {0: (0, 4)})
+
+
+def test_a_restored_lineage_that_sorts_older_by_name_and_mtime_is_merged_not_deleted(settings):
+    """A checkpoint backup restored after a reset: its lineage name (and the files' mtimes) sort before
+    the lineage that ran in between, but its new batches hold records nobody else has."""
+    for b, r in enumerate([(0, 10), (10, 20)]):  # the newer-looking lineage, run 1
+        write_keyed_batch(settings.rows_dir, LINEAGE_B, b, {0: r}, lineage_seq=1)
+    engine = MergeEngine(settings)
+    engine.run_pass()
+    restored = [  # run 2: the restored backup resumes from its own (older) offsets, ids continue
+        write_keyed_batch(settings.rows_dir, LINEAGE_A, b, {0: r}, lineage_seq=2)
+        for b, r in [(5, (5, 15)), (6, (15, 30))]
+    ]
+    for path in settings.rows_dir.iterdir():
+        os.utime(path, (1_000_000, 1_000_000))  # cp -a / tar keep old mtimes
+    assert all(p.exists() for p in restored)
+    result = engine.run_pass()
+    assert settings.merged_csv.read_bytes() == merged({0: (0, 30)})
+    st = engine.state
+    assert (st.lineage, st.last_batch_id, st.next_offsets, st.rows_skipped) == (LINEAGE_A, 6, {0: 30}, 5)
+    assert result.plan.waiting_for is None and not list(settings.rows_dir.iterdir())
+
+
+def test_an_unknown_topic_id_holds_the_batch_with_one_event_until_it_is_known(settings):
+    write_keyed_batch(settings.rows_dir, LINEAGE_A, 0, {0: (0, 3)})
+    engine = MergeEngine(settings)
+    engine.run_pass()
+    held = write_keyed_batch(settings.rows_dir, LINEAGE_A, 1, {0: (3, 6)}, topic_id=None)
+    engine.run_pass()
+    engine.run_pass()  # retried each pass, reported once
+    assert held.exists() and engine.state.next_offsets == {0: 3}
+    assert [e.kind for e in engine.state.events] == ["topic_id_unknown"]
+    assert held.name in engine.state.events[0].detail
+    assert MergeEngine(settings).state.events == engine.state.events  # saved
+    write_keyed_batch(settings.rows_dir, LINEAGE_A, 1, {0: (3, 6)})  # the job re-ran it with the id
+    engine.run_pass()
+    assert settings.merged_csv.read_bytes() == merged({0: (0, 6)}) and not held.exists()
+
+
+def test_a_recreated_topics_leftover_batch_is_checked_against_its_own_topic(settings):
+    write_keyed_batch(settings.rows_dir, LINEAGE_A, 0, {0: (0, 5)})
+    engine = MergeEngine(settings)
+    engine.run_pass()
+    write_keyed_batch(settings.rows_dir, LINEAGE_B, 0, {0: (0, 3)}, topic_id="topic-2", lineage_seq=1)
+    engine.run_pass()
+    # a late re-run of the old topic's batch: merged already for topic-1, so deleted, not "recreated"
+    write_keyed_batch(settings.rows_dir, LINEAGE_A, 0, {0: (0, 5)})
+    write_keyed_batch(settings.rows_dir, LINEAGE_B, 1, {0: (3, 4)}, topic_id="topic-2", lineage_seq=1)
+    engine.run_pass()
+    assert settings.merged_csv.read_bytes() == merged({0: (0, 5)}, {0: (0, 4)})
+    assert [e.kind for e in engine.state.events] == ["topic_recreated"]
+    st = engine.state
+    assert (st.topic_id, st.next_offsets, [r.topic_id for r in st.retired_topics]) == ("topic-2", {0: 4}, ["topic-1"])
+    assert not list(settings.rows_dir.iterdir())
+
+
+def test_attempt_counters_are_dropped_with_their_files(tmp_path, monkeypatch):
+    settings = MergerSettings(data_dir=tmp_path, max_file_attempts=5)
+    path = write_keyed_batch(settings.rows_dir, LINEAGE_A, 0, {0: (0, 2)})
+
+    def select_rows(parsed, keep):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(merge_module, "select_rows", select_rows)
+    monkeypatch.setattr(merge_module.OffsetCursor, "keep", lambda self, parsed: parsed.kafka_offset >= 1)
+    engine = MergeEngine(settings)
+    with pytest.raises(MergeAttemptError):
+        engine.run_pass()
+    assert engine._attempts == {path.name: 1}
+    path.unlink()  # removed by the operator
+    engine.run_pass()
+    assert engine._attempts == {}
