@@ -1,6 +1,9 @@
 """The foreachBatch sink: each micro-batch becomes exactly one committed rows file, its manifest and,
 only when the batch has rejects, one rejects file, all named `batch-<lineage>-<12-digit id>` (the
-lineage is the checkpoint's: a new checkpoint never reuses a name; contract.csv).
+lineage is the checkpoint's: a new checkpoint never reuses a name; contract.csv). Each job run takes
+the next value of a counter kept outside the checkpoint (spark/lineage.json, `take_lineage_seq`) and
+writes it into every manifest (`lineage_seq`): the merger merges batches in that order, since a
+lineage name (a restored backup's, or after a clock step) may sort anywhere.
 
 The rows file starts with the Kafka partition and offset of each row's record (BATCH_ROW_COLUMNS);
 the manifest (contract.batches.BatchManifest) says which offsets the batch covers per partition

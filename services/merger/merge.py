@@ -1,16 +1,27 @@
-"""The merge engine: takes ready batch files in order and appends them to merged.csv, crash-safely.
+"""The merge engine: takes the batch files the planner finds ready and appends them to merged.csv,
+crash-safely.
 
-One commit covers a group of consecutive batches of one checkpoint lineage (one file during steady
-streaming, many while catching up): read and check each file, keep the rows whose Kafka record is
-not merged yet (services.merger.offsets), append them with one write at the committed length, fsync
-merged.csv, append the new state to the journal and fsync it (the commit point), replace state.json,
-and only then delete (or, for invalid ones, move) the batch files. A crash at any point leaves either
-the old state (the uncommitted tail is cut off on restart and the files are still there) or the new
-one (the files left behind are stale by their lineage and id, and their rows by their offsets).
+Which files (services.merger.plan): keyed batches by their offsets alone. A batch with a record not
+merged for its topic identity is ready, whatever its lineage name, batch id or mtime; one whose every
+record is merged is deleted (the one rule for deleting a batch file); one without a topic id is held
+with a topic_id_unknown event. Ready batches are taken in the order they were written (the sink's
+lineage_seq). Nothing waits for a batch that may never come: merged offsets keep the gaps a later
+batch leaves (services.merger.offsets), and a batch holding them is merged whenever it comes. Legacy
+batches (no manifest) keep their batch-id order.
+
+One commit covers a group of ready batches (one file during steady streaming, many while catching
+up): read and check each file, keep the rows whose Kafka record is not merged yet, append them with
+one write at the committed length, fsync merged.csv, append the new state to the journal and fsync it
+(the commit point), replace state.json, and only then delete (or, for invalid ones, move) the batch
+files. A crash at any point leaves either the old state (the uncommitted tail is cut off on restart
+and the files are still there) or the new one (the files left behind hold only merged records, so the
+planner deletes them). A batch bigger than file_budget_bytes is committed alone, in row-bounded
+chunks, under the same protocol (services.merger.streamed).
 
 A batch's reject file (spark/rejects, same name) is accounted for the same way: its lines (those of
 records not merged yet) are appended to rejects.csv in the batch's commit, whose journal line records
-both committed lengths; the file is deleted after the commit (and as stale when left behind)."""
+both committed lengths; the file is deleted after the commit, with its batch when that is deleted,
+or alone (no rows file, no manifest) once every line's record is merged."""
 
 from __future__ import annotations
 
