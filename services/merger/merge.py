@@ -43,21 +43,20 @@ from contract.csv import (
     LEGACY_LINEAGE,
     MANIFEST_SUFFIX,
     BatchName,
-    batch_file_name,
     manifest_file_name,
     parse_batch_name,
 )
 from contract.files import atomic_write_bytes, fsync_dir
-from contract.progress import read_progress_or_none
 from services.merger.batchfile import ParsedBatch, first_line, parse_batch, select_rows
 from services.merger.errors import InvalidBatchError, MergeAttemptError
-from services.merger.manifests import ManifestCache, read_manifest
-from services.merger.offsets import OffsetCursor, current_offsets, offsets_of
-from services.merger.plan import KeyedBatch, MergePlan, plan_keyed, plan_merge
+from services.merger.manifests import read_manifest
+from services.merger.offsets import OffsetCursor
+from services.merger.plan import MergePlan
+from services.merger.planner import BatchPlanner, Planned, batch_file
 from services.merger.rejects import select_rejects
 from services.merger.settings import MergerSettings
 from services.merger.state import MergerEvent, MergerState, QuarantineEntry, recover, save_state
-from services.merger.streamed import commit_streamed, copy_durable, count_unmerged_rejects
+from services.merger.streamed import commit_streamed, copy_durable
 
 log = logging.getLogger(__name__)
 
@@ -101,21 +100,6 @@ class PassResult:
     lineage: str = LEGACY_LINEAGE
 
 
-@dataclass(frozen=True)
-class _Planned:
-    #: For the status: newest batch, waiting_for (legacy batches only).
-    plan: MergePlan
-    ready: tuple[BatchName, ...]
-    stale: tuple[str, ...]  # file names
-    files_present: int
-    stale_rejects: tuple[str, ...] = ()  # reject file names
-    held: tuple[BatchName, ...] = ()
-
-
-def _file(name: BatchName) -> str:
-    return batch_file_name(name.batch_id, name.lineage)
-
-
 class MergeEngine:
     """Owns merged.csv and state.json. Not thread-safe: one thread runs passes; other threads may
     read `state` (an immutable snapshot, swapped after each commit)."""
@@ -142,11 +126,7 @@ class MergeEngine:
         self._rejects_fd = os.open(settings.merged_rejects, os.O_WRONLY)
         self._journal_fd = os.open(settings.journal_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="merger-read")
-        self._manifests: list[str] = []
-        self._manifests_cache = ManifestCache()
-        #: Batch files held for an unknown topic id, already reported by an event.
-        self._held_reported: set[str] = set()
-        self._budget = settings.file_budget_bytes
+        self.planner = BatchPlanner(settings, clock)
         #: Failed attempts per file name (unexpected errors only), reset when the file is quarantined,
         #: dropped when the file is gone (plan).
         self._attempts: dict[str, int] = {}
@@ -171,116 +151,18 @@ class MergeEngine:
 
     # -- one pass ---------------------------------------------------------------------------------
 
-    def scan(self) -> dict[str, dict[int, str]]:
-        """Committed batch files in the input folder, by lineage and id (temp files, manifests and
-        other names ignored). Remembers the manifests (a manifest may be there without its rows file)."""
-        found: dict[str, dict[int, str]] = {}
-        manifests: list[str] = []
-        try:
-            with os.scandir(self.settings.rows_dir) as it:
-                for entry in it:
-                    parsed = parse_batch_name(entry.name)
-                    if parsed is not None:
-                        found.setdefault(parsed.lineage, {})[parsed.batch_id] = entry.name
-                    elif entry.name.endswith(MANIFEST_SUFFIX):
-                        manifests.append(entry.name)
-        except FileNotFoundError:
-            pass
-        self._manifests = manifests
-        return found
-
-    def progress_batch_id(self) -> int | None:
-        """The newest batch id the Spark job reports (its progress.json), if readable."""
-        doc = read_progress_or_none(self.settings.spark_progress)
-        value = doc.batch_id if doc is not None else None
-        return value if value is not None and value >= 0 else None
-
-    def plan(self) -> _Planned:
-        """Legacy batches (no lineage) by batch id while the state is legacy; keyed batches by their
-        offsets (services.merger.plan: never by lineage name, mtime or clock)."""
-        files = self.scan()
-        legacy = files.pop(LEGACY_LINEAGE, {})
-        present = {name for by_id in files.values() for name in by_id.values()} | set(legacy.values())
-        self._attempts = {k: v for k, v in self._attempts.items() if k in present}  # (no growth)
-        batches = [
-            KeyedBatch(BatchName(lineage, batch_id), self._manifests_cache.get(self.settings.rows_dir, name))
-            for lineage, by_id in files.items()
-            for batch_id, name in by_id.items()
-        ]
-        for manifest in self._manifests:
-            rows_name = manifest.removesuffix(MANIFEST_SUFFIX) + ".csv"
-            name = parse_batch_name(rows_name)
-            if name is not None and name.lineage != LEGACY_LINEAGE and rows_name not in present:
-                batches.append(KeyedBatch(name, self._manifests_cache.get(self.settings.rows_dir, rows_name), False))
-        self._manifests_cache.keep({manifest_file_name(_file(b.name)) for b in batches})
-        keyed = plan_keyed(batches, self._unmerged, limit=self.settings.max_group_batches)
-        self._report_held(keyed.held)
-        stale = [_file(n) for n in keyed.stale]
-        stale_rejects = [*stale, *self._orphan_rejects(present | {_file(b.name) for b in batches})]
-        if legacy and self.state.lineage == LEGACY_LINEAGE:
-            plan = plan_merge(
-                self.state.last_batch_id,
-                list(legacy),
-                first_batch_id=self.settings.first_batch_id,
-                progress_batch_id=self.progress_batch_id() if not batches else None,
-                limit=self.settings.max_group_batches,
-            )
-            stale += [legacy[i] for i in plan.stale]
-            ready = tuple(BatchName(LEGACY_LINEAGE, i) for i in plan.ready) or keyed.ready
-        else:  # legacy files after a keyed batch: processed before it (the legacy format's rule)
-            stale += list(legacy.values())
-            last = self.state.last_batch_id
-            base = last if last is not None else self.settings.first_batch_id - 1
-            pending = len(keyed.ready) + len(keyed.held)
-            plan = MergePlan(ready=(), stale=(), waiting_for=None, newest=base + pending if pending else last)
-            ready = keyed.ready
-        return _Planned(plan, ready, tuple(stale), len(present), tuple(stale_rejects), keyed.held)
-
-    def _unmerged(self, manifest: BatchManifest) -> bool:
-        offsets = offsets_of(self.state, manifest.topic, manifest.topic_id)
-        return offsets is None or offsets.batch_unmerged(manifest.offsets)
-
-    def _report_held(self, held: tuple[BatchName, ...]) -> None:
-        """One topic_id_unknown event per held batch (kept in the state's events, shown in
-        /merger/status), logged; the batch is planned again every pass."""
-        names = {_file(n) for n in held}
-        new = sorted(names - self._held_reported)
-        self._held_reported = names
-        if not new:
-            return
-        now = self.clock()
-        events = []
-        for n in held:
-            if _file(n) in new:
-                detail = (
-                    f"{_file(n)}: its manifest has no topic id (the job could not ask Kafka): held, not merged "
-                    "nor deleted, and tried again each pass (an unknown id never counts as the same topic)"
-                )
-                log.warning(detail, extra={"event": "topic_id_unknown", "path": str(self.settings.rows_dir / _file(n))})
-                events.append(MergerEvent("topic_id_unknown", now, detail, n.lineage, n.batch_id))
-        self.state = self.state.with_events(events)
-        try:
-            save_state(self.settings.state_file, self.state)
-        except OSError as e:
-            log.error("state.json not replaced (events only)", extra={"error": str(e)})
-
-    def _orphan_rejects(self, batches: set[str]) -> list[str]:
-        """Reject files without a rows file or a manifest (a batch whose job crashed before renaming
-        them, then went elsewhere): deleted once every line's record is merged (current topic)."""
-        stale = []
-        current = current_offsets(self.state)
-        try:
-            with os.scandir(self.settings.rejects_dir) as it:
-                names = [e.name for e in it if parse_batch_name(e.name) is not None and e.name not in batches]
-        except FileNotFoundError:
-            return []
-        for name in names:
+    def plan(self) -> Planned:
+        """What to do now (services.merger.planner); drops the attempt counters of files gone and
+        records the events of newly held batches."""
+        planned = self.planner.plan(self.state)
+        self._attempts = {k: v for k, v in self._attempts.items() if k in planned.present}  # (no growth)
+        if planned.events:
+            self.state = self.state.with_events(list(planned.events))
             try:
-                if count_unmerged_rejects(self.settings.rejects_dir / name, current.unmerged, self._budget) == 0:
-                    stale.append(name)
-            except (OSError, InvalidBatchError):
-                continue
-        return sorted(stale)
+                save_state(self.settings.state_file, self.state)
+            except OSError as e:
+                log.error("state.json not replaced (events only)", extra={"error": str(e)})
+        return planned
 
     def run_pass(self, stop: threading.Event | None = None) -> PassResult:
         """Merge everything that is ready, group by group, until nothing is (or `stop` is set).
@@ -322,7 +204,7 @@ class MergeEngine:
         for i, name in enumerate(names):
             if self._file_bytes(name) > self.settings.file_budget_bytes:
                 if i == 0:
-                    return self._finish(*commit_streamed(self, name, self.rows_dir / _file(name)))
+                    return self._finish(*commit_streamed(self, name, self.rows_dir / batch_file(name)))
                 names = names[:i]
                 break
         t0 = time.perf_counter()
@@ -381,7 +263,7 @@ class MergeEngine:
         return self.settings.rows_dir
 
     def _file_bytes(self, name: BatchName) -> int:
-        return _size(self.rows_dir / _file(name)) + _size(self.settings.rejects_dir / _file(name))
+        return _size(self.rows_dir / batch_file(name)) + _size(self.settings.rejects_dir / batch_file(name))
 
     def state_after(self, result: CommitResult, cursor: OffsetCursor, now: float) -> MergerState:
         """The state once `result` (batches up to its last, at `cursor`) is committed."""
@@ -510,7 +392,7 @@ class MergeEngine:
         try:
             while True:
                 while nxt is not None and (not pending or in_flight < self.settings.read_ahead_bytes):
-                    path = self.settings.rows_dir / _file(nxt)
+                    path = self.settings.rows_dir / batch_file(nxt)
                     size = _size(path)
                     pending.append((size, self._pool.submit(self._load, (nxt, path))))
                     in_flight += size
