@@ -24,9 +24,13 @@ class BatchManifest(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     version: Literal[1] = 1
-    #: The checkpoint lineage (contract.csv.make_lineage) and the batch id within it.
+    #: The checkpoint lineage (contract.csv.make_lineage, a name only: it says nothing of age) and
+    #: the batch id within it.
     lineage: str
     batch_id: int = Field(ge=0)
+    #: The job run that wrote the batch (LineageCounter.seq): only moves forward, so batches sort
+    #: in the order they were written by (lineage_seq, offsets). None from a job before the counter.
+    lineage_seq: int | None = Field(default=None, ge=0)
     topic: str
     #: Kafka's topic id (a UUID, changes when the topic is deleted and created again); None when the
     #: job could not ask the broker.
@@ -44,4 +48,25 @@ class BatchManifest(BaseModel):
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> BatchManifest:
+        return cls.model_validate_json(raw)
+
+
+class LineageCounter(BaseModel):
+    """spark/lineage.json: the Spark sink's run counter, kept in the data folder outside the
+    checkpoint (so restoring a checkpoint backup cannot move it back). Each job run takes the next
+    seq when it writes its first batch and writes it into every manifest (BatchManifest.lineage_seq)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    version: Literal[1] = 1
+    seq: int = Field(ge=0)
+    #: The lineage of the run that took `seq`, and when (epoch s): for an operator reading the file.
+    lineage: str
+    at: float
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json(indent=2).encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> LineageCounter:
         return cls.model_validate_json(raw)

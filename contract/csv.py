@@ -54,11 +54,13 @@ EVENT_TIME_FORMAT: Final = "%Y-%m-%dT%H:%M:%S.%fZ"
 REJECT_COLUMNS: Final = ("batchId", "partition", "offset", "reason", "value")
 REJECT_HEADER: Final = ",".join(REJECT_COLUMNS)
 
-#: A lineage: when the checkpoint was created (epoch ms, so lineages sort by age) and its query id.
+#: A lineage: when the checkpoint was created (epoch ms, from a file's mtime) and its query id. A name
+#: only: a restored backup or a clock stepping back makes it sort anywhere, so nothing orders batches
+#: by it (the manifest's lineage_seq and offsets do: contract.batches).
 LINEAGE_PATTERN: Final = r"\d{13}-[0-9a-f]{8}"
 _LINEAGE_RE: Final = re.compile(f"^{LINEAGE_PATTERN}$")
 _BATCH_RE: Final = re.compile(rf"^batch-(?:({LINEAGE_PATTERN})-)?(\d{{12}})\.csv$")
-#: The lineage of legacy names (no lineage): sorts before every real lineage.
+#: The lineage of legacy names (no lineage).
 LEGACY_LINEAGE: Final = ""
 
 

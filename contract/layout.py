@@ -11,6 +11,8 @@
                          with its batch-<lineage>-<id>.manifest.json (contract.batches)
     rejects/             committed reject files batch-<lineage>-<id>.csv (batches with rejects only)
     progress.json        latest StreamingQueryProgress summary (atomic replace)
+    lineage.json         the sink's run counter (contract.batches.LineageCounter): outside the
+                         checkpoint, so a restored checkpoint backup cannot move it back
   merger/
     merged.csv           the merged output
     rejects.csv          every rejected record of the merged batches (REJECT_COLUMNS), appended in
@@ -103,6 +105,10 @@ class DataLayout:
     @property
     def spark_progress(self) -> Path:
         return self.spark_dir / "progress.json"
+
+    @property
+    def spark_lineage_counter(self) -> Path:
+        return self.spark_dir / "lineage.json"
 
     @property
     def merger_dir(self) -> Path:

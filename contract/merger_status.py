@@ -29,7 +29,8 @@ class QuarantinedBatch(BaseModel):
 
 
 class SourceEvent(BaseModel):
-    """topic_recreated, offsets_skipped, offsets_backwards or state_rebuilt (README: Guarantees)."""
+    """topic_recreated, offsets_skipped, offsets_backwards, topic_id_unknown (a batch held: its
+    manifest has no topic id) or state_rebuilt (README: Guarantees)."""
 
     model_config = ConfigDict(extra="allow")
 

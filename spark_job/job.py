@@ -59,6 +59,7 @@ def make_sink(spark: SparkSession, settings: SparkJobSettings, tracker: Progress
         topic=settings.topic,
         topic_id=TopicIdentity(spark, settings.require_bootstrap(), settings.topic),
         single_task_below=settings.single_task_below,
+        lineage_counter=settings.layout.spark_lineage_counter,
     )
     sink.prepare()
     return sink

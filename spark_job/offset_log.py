@@ -56,7 +56,9 @@ def batch_ranges(checkpoint: Path, batch_id: int, topic: str) -> dict[int, Offse
 
 
 def checkpoint_lineage(checkpoint: Path) -> str:
-    """The checkpoint's lineage: when its metadata file was written, and the query id in it."""
+    """The checkpoint's lineage: when its metadata file was written, and the query id in it. A name
+    only: a restored backup keeps old mtimes, so nothing orders batches by it (the sink's run
+    counter, spark/lineage.json, does)."""
     path = checkpoint / "metadata"
     try:
         doc = json.loads(path.read_text())

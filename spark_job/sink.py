@@ -1,6 +1,9 @@
 """The foreachBatch sink: each micro-batch becomes exactly one committed rows file, its manifest and,
 only when the batch has rejects, one rejects file, all named `batch-<lineage>-<12-digit id>` (the
-lineage is the checkpoint's: a new checkpoint never reuses a name; contract.csv).
+lineage is the checkpoint's: a new checkpoint never reuses a name; contract.csv). Each job run takes
+the next value of a counter kept outside the checkpoint (spark/lineage.json, `take_lineage_seq`) and
+writes it into every manifest (`lineage_seq`): the merger merges batches in that order, since a
+lineage name (a restored backup's, or after a clock step) may sort anywhere.
 
 The rows file starts with the Kafka partition and offset of each row's record (BATCH_ROW_COLUMNS);
 the manifest (contract.batches.BatchManifest) says which offsets the batch covers per partition
@@ -55,7 +58,7 @@ from typing import BinaryIO, Final
 from pyspark.sql import DataFrame, Observation
 from pyspark.sql import functions as F
 
-from contract.batches import BatchManifest, OffsetRange
+from contract.batches import BatchManifest, LineageCounter, OffsetRange
 from contract.csv import BATCH_ROW_HEADER, REJECT_HEADER, batch_file_name, make_lineage, manifest_file_name
 from contract.files import atomic_write_bytes, fsync_dir
 from spark_job import transform
@@ -102,11 +105,14 @@ class BatchSink:
         topic_id: Callable[[], str | None] = lambda: None,
         durable: bool = True,
         single_task_below: int = 0,
+        lineage_counter: Path | None = None,
     ) -> None:
         """`lineage()`: the checkpoint's lineage (asked once, at the first batch: Spark writes the
         checkpoint's metadata when the query starts); `ranges(batch_id)`: the offsets the batch
         covers per partition; `topic_id()`: Kafka's id of `topic`, asked at the first batch and again
-        only when `topic_id_stale` says so (one broker round trip, not one per micro-batch)."""
+        only when `topic_id_stale` says so (one broker round trip, not one per micro-batch);
+        `lineage_counter`: spark/lineage.json, whose next seq this run takes at its first batch and
+        writes into every manifest (None: no seq, e.g. the bench)."""
         self.rows_dir = rows_dir
         self.rejects_dir = rejects_dir
         self.tmp_dir = tmp_dir
@@ -116,6 +122,8 @@ class BatchSink:
         self.topic = topic
         self._lineage_of = lineage
         self._lineage: str | None = None
+        self._lineage_counter = lineage_counter
+        self._lineage_seq: int | None = None
         self._ranges = ranges
         self._topic_id = topic_id
         self._known_topic_id: str | None = None
@@ -180,6 +188,7 @@ class BatchSink:
             manifest = BatchManifest(
                 lineage=lineage,
                 batch_id=batch_id,
+                lineage_seq=self._lineage_seq,
                 topic=self.topic,
                 topic_id=topic_id,
                 offsets=ranges,
@@ -228,7 +237,9 @@ class BatchSink:
         except OffsetLogError as e:  # (a batch run outside a streaming query, e.g. the bench)
             self._lineage = make_lineage(time.time_ns() // 1_000_000, uuid.uuid4().hex)
             log.warning("no checkpoint lineage: using a new one", extra={"lineage": self._lineage, "error": str(e)})
-        log.info("checkpoint lineage", extra={"lineage": self._lineage})
+        if self._lineage_counter is not None:
+            self._lineage_seq = take_lineage_seq(self._lineage_counter, self._lineage, durable=self.durable)
+        log.info("checkpoint lineage", extra={"lineage": self._lineage, "lineage_seq": self._lineage_seq})
         return self._lineage
 
     def _tmp_folder(self, kind: str, batch_id: int) -> Path:
@@ -304,6 +315,25 @@ def one_task(ranges: dict[int, OffsetRange], below: int) -> bool:
     if not ranges or any(r.start is None for r in ranges.values()):
         return False
     return sum(r.end - (r.start or 0) for r in ranges.values()) < below
+
+
+def take_lineage_seq(path: Path, lineage: str, *, durable: bool = True) -> int:
+    """The next run counter (one more than spark/lineage.json holds; 0 when it is missing), written
+    back (atomic, durable) before any batch uses it: it only moves forward, whatever the checkpoint
+    or the clock do. A file that does not validate (edited by hand) is logged and replaced by a jump
+    forward (the epoch in ms): the counter only orders merges, exactly once never depends on it."""
+    try:
+        seq = LineageCounter.from_bytes(path.read_bytes()).seq + 1
+    except FileNotFoundError:
+        seq = 0
+    except ValueError as e:
+        seq = time.time_ns() // 1_000_000
+        log.error(
+            "lineage counter does not validate: jumping forward", extra={"path": str(path), "seq": seq, "error": str(e)}
+        )
+    counter = LineageCounter(seq=seq, lineage=lineage, at=time.time())
+    atomic_write_bytes(path, counter.to_bytes(), durable=durable)
+    return seq
 
 
 #: Ask the broker for the topic id again at least this often, whatever the offsets say.

@@ -1,12 +1,22 @@
-"""The merge engine: takes ready batch files in order and appends them to merged.csv, crash-safely.
+"""The merge engine: takes the batch files the planner finds ready and appends them to merged.csv,
+crash-safely.
 
-One commit covers a group of consecutive batches of one checkpoint lineage (one file during steady
-streaming, many while catching up): read and check each file, keep the rows whose Kafka record is
-not merged yet (services.merger.offsets), append them with one write at the committed length, fsync
-merged.csv, append the new state to the journal and fsync it (the commit point), replace state.json,
-and only then delete (or, for invalid ones, move) the batch files. A crash at any point leaves either
-the old state (the uncommitted tail is cut off on restart and the files are still there) or the new
-one (the files left behind are stale by their lineage and id, and their rows by their offsets).
+Which files (services.merger.plan): keyed batches by their offsets alone. A batch with a record not
+merged for its topic identity is ready, whatever its lineage name, batch id or mtime; one whose every
+record is merged is deleted (the one rule for deleting a batch file); one without a topic id is held
+with a topic_id_unknown event. Ready batches are taken in the order they were written (the sink's
+lineage_seq). Nothing waits for a batch that may never come: merged offsets keep the gaps a later
+batch leaves (services.merger.offsets), and a batch holding them is merged whenever it comes. Legacy
+batches (no manifest) keep their batch-id order.
+
+One commit covers a group of ready batches (one file during steady streaming, many while catching
+up): read and check each file, keep the rows whose Kafka record is not merged yet, append them with
+one write at the committed length, fsync merged.csv, append the new state to the journal and fsync it
+(the commit point), replace state.json, and only then delete (or, for invalid ones, move) the batch
+files. A crash at any point leaves either the old state (the uncommitted tail is cut off on restart
+and the files are still there) or the new one (the files left behind hold only merged records, so the
+planner deletes them). A batch bigger than file_budget_bytes is committed alone, in row-bounded
+chunks, under the same protocol (services.merger.streamed).
 
 Every write of a commit is checked, short writes included (a full disk, a quota, an I/O error):
 - before the journal line is complete and fsynced (rows, rejects, the journal line itself), the
@@ -22,7 +32,8 @@ each pass.
 
 A batch's reject file (spark/rejects, same name) is accounted for the same way: its lines (those of
 records not merged yet) are appended to rejects.csv in the batch's commit, whose journal line records
-both committed lengths; the file is deleted after the commit (and as stale when left behind)."""
+both committed lengths; the file is deleted after the commit, with its batch when that is deleted,
+or alone (no rows file, no manifest) once every line's record is merged."""
 
 from __future__ import annotations
 
@@ -40,25 +51,33 @@ import orjson
 import polars as pl
 
 from contract.batches import BatchManifest
-from contract.csv import LEGACY_LINEAGE, MANIFEST_SUFFIX, batch_file_name, manifest_file_name, parse_batch_name
+from contract.csv import (
+    LEGACY_LINEAGE,
+    MANIFEST_SUFFIX,
+    BatchName,
+    manifest_file_name,
+    parse_batch_name,
+)
 from contract.files import TEMP_PATTERN, atomic_write_bytes, fsync_dir
-from contract.progress import read_progress_or_none
 from services.merger.batchfile import ParsedBatch, first_line, parse_batch, select_rows
 from services.merger.errors import CommitWriteError, InvalidBatchError, MergeAttemptError
+from services.merger.manifests import read_manifest
 from services.merger.offsets import OffsetCursor
-from services.merger.plan import LineagePlan, MergePlan, choose_lineage, plan_merge
+from services.merger.plan import MergePlan
+from services.merger.planner import BatchPlanner, Planned, batch_file
 from services.merger.rejects import select_rejects
 from services.merger.settings import MergerSettings
 from services.merger.state import MergerEvent, MergerState, QuarantineEntry, recover, save_state
+from services.merger.streamed import commit_streamed, copy_durable
 from services.merger.writes import pwrite_all, write_all, writing
 
 log = logging.getLogger(__name__)
 
 #: An invalid reject file is quarantined under this prefix and its batch file name.
 _REJECTS_PREFIX = "rejects-"
-#: (batch id, path, raw bytes or None when the file vanished, parsed batch / None if empty / the error,
+#: (batch name, path, raw bytes or None when the file vanished, parsed batch / None if empty / the error,
 #: the manifest (None for a legacy batch))
-_Loaded = tuple[int, Path, bytes | None, ParsedBatch | Exception | None, BatchManifest | None]
+_Loaded = tuple[BatchName, Path, bytes | None, ParsedBatch | Exception | None, BatchManifest | None]
 
 
 @dataclass
@@ -94,15 +113,6 @@ class PassResult:
     lineage: str = LEGACY_LINEAGE
 
 
-@dataclass(frozen=True)
-class _Planned:
-    plan: MergePlan
-    lineage: str
-    stale: tuple[str, ...]  # file names
-    files_present: int
-    stale_rejects: tuple[str, ...] = ()  # reject file names
-
-
 class MergeEngine:
     """Owns merged.csv and state.json. Not thread-safe: one thread runs passes; other threads may
     read `state` (an immutable snapshot, swapped after each commit)."""
@@ -134,8 +144,9 @@ class MergeEngine:
         #: False while the committed state is in the journal only (state.json not written yet).
         self._state_saved = True
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="merger-read")
-        self._manifests: list[str] = []
-        #: Failed attempts per file name (unexpected errors only), reset when the file is quarantined.
+        self.planner = BatchPlanner(settings, clock)
+        #: Failed attempts per file name (unexpected errors only), reset when the file is quarantined,
+        #: dropped when the file is gone (plan).
         self._attempts: dict[str, int] = {}
         log.info(
             "merger state loaded",
@@ -158,88 +169,18 @@ class MergeEngine:
 
     # -- one pass ---------------------------------------------------------------------------------
 
-    def scan(self) -> dict[str, dict[int, str]]:
-        """Committed batch files in the input folder, by lineage and id (temp files, manifests and
-        other names ignored). Remembers the manifests without a rows file (see _orphan_manifests)."""
-        found: dict[str, dict[int, str]] = {}
-        manifests: list[str] = []
-        try:
-            with os.scandir(self.settings.rows_dir) as it:
-                for entry in it:
-                    parsed = parse_batch_name(entry.name)
-                    if parsed is not None:
-                        found.setdefault(parsed.lineage, {})[parsed.batch_id] = entry.name
-                    elif entry.name.endswith(MANIFEST_SUFFIX):
-                        manifests.append(entry.name)
-        except FileNotFoundError:
-            pass
-        self._manifests = manifests
-        return found
-
-    def _orphan_manifests(self, files: dict[str, dict[int, str]]) -> list[str]:
-        """Manifests of processed batches whose rows file is gone: the job crashed between writing
-        the manifest and renaming the rows file, and that batch was then merged under another name
-        (a re-run removed since, or a newer lineage). Without this they would stay forever."""
-        orphans = []
-        for manifest in self._manifests:
-            name = parse_batch_name(manifest.removesuffix(MANIFEST_SUFFIX) + ".csv")
-            if name is None or name.batch_id in files.get(name.lineage, {}):
-                continue
-            lineage, last = self.state.lineage, self.state.last_batch_id
-            if name.lineage < lineage or (name.lineage == lineage and last is not None and name.batch_id <= last):
-                orphans.append(manifest)
-        return orphans
-
-    def progress_batch_id(self) -> int | None:
-        """The newest batch id the Spark job reports (its progress.json), if readable."""
-        doc = read_progress_or_none(self.settings.spark_progress)
-        value = doc.batch_id if doc is not None else None
-        return value if value is not None and value >= 0 else None
-
-    def plan(self) -> _Planned:
-        files = self.scan()
-        ids = {lineage: list(by_id) for lineage, by_id in files.items()}
-        lp = choose_lineage(
-            self.state.lineage, self.state.last_batch_id, ids, first_batch_id=self.settings.first_batch_id
-        )
-        if lp.switched:
-            log.info(
-                "following a new checkpoint lineage",
-                extra={"from_lineage": self.state.lineage, "lineage": lp.lineage, "first_batch_id": lp.first_batch_id},
-            )
-        # The job's progress.json is about the newest lineage only.
-        newest_lineage = max([*ids, self.state.lineage])
-        plan = plan_merge(
-            lp.last_batch_id,
-            ids.get(lp.lineage, []),
-            first_batch_id=lp.first_batch_id,
-            progress_batch_id=self.progress_batch_id() if lp.lineage == newest_lineage else None,
-            limit=self.settings.max_group_batches,
-        )
-        stale = [name for lineage in lp.stale_lineages for name in files[lineage].values()]
-        stale += [files[lp.lineage][i] for i in plan.stale]
-        stale += self._orphan_manifests(files)
-        return _Planned(
-            plan, lp.lineage, tuple(stale), sum(len(f) for f in files.values()), tuple(self._stale_rejects(lp))
-        )
-
-    def _stale_rejects(self, lp: LineagePlan) -> list[str]:
-        """Reject files of batches already processed (left by a crash right after the commit, or a
-        re-run) or of abandoned lineages: their lines are in rejects.csv or come again."""
-        lineage, last = self.state.lineage, self.state.last_batch_id
-        stale = []
-        try:
-            with os.scandir(self.settings.rejects_dir) as it:
-                for entry in it:
-                    name = parse_batch_name(entry.name)
-                    if name is None:
-                        continue
-                    done = name.lineage == lineage and last is not None and name.batch_id <= last
-                    if done or name.lineage < lineage or name.lineage in lp.stale_lineages:
-                        stale.append(entry.name)
-        except FileNotFoundError:
-            pass
-        return sorted(stale)
+    def plan(self) -> Planned:
+        """What to do now (services.merger.planner); drops the attempt counters of files gone and
+        records the events of newly held batches."""
+        planned = self.planner.plan(self.state)
+        self._attempts = {k: v for k, v in self._attempts.items() if k in planned.present}  # (no growth)
+        if planned.events:
+            self.state = self.state.with_events(list(planned.events))
+            try:
+                save_state(self.settings.state_file, self.state)
+            except OSError as e:
+                log.error("state.json not replaced (events only)", extra={"error": str(e)})
+        return planned
 
     def run_pass(self, stop: threading.Event | None = None) -> PassResult:
         """Merge everything that is ready, group by group, until nothing is (or `stop` is set).
@@ -251,10 +192,10 @@ class MergeEngine:
             stale_removed += self._remove_stale(planned.stale)
             stale_removed += self._remove_stale(planned.stale_rejects, self.settings.rejects_dir)
             plan = planned.plan
-            if not plan.ready or (stop is not None and stop.is_set()):
+            if not planned.ready or (stop is not None and stop.is_set()):
                 self._prune_temp_files()
-                return PassResult(plan, stale_removed, planned.files_present, planned.lineage)
-            self.commit_group(plan.ready, planned.lineage)
+                return PassResult(plan, stale_removed, planned.files_present, self.state.lineage)
+            self.commit_group(planned.ready)
 
     def _remove_stale(self, names: tuple[str, ...], folder: Path | None = None) -> int:
         """Files of batches already processed (a re-run, or an abandoned lineage): their rows (or
@@ -273,11 +214,21 @@ class MergeEngine:
 
     # -- one commit -------------------------------------------------------------------------------
 
-    def commit_group(self, ready: tuple[int, ...], lineage: str = LEGACY_LINEAGE) -> CommitResult:
-        """Process `ready` (consecutive ids of `lineage` from the next expected one) in one commit,
-        stopping early once the group holds max_group_bytes."""
+    def commit_group(
+        self, ready: tuple[BatchName, ...] | tuple[int, ...], lineage: str = LEGACY_LINEAGE
+    ) -> CommitResult:
+        """Process `ready` (batches in merge order; bare ids are of `lineage`) in one commit, stopping
+        early once the group holds max_group_bytes. A batch whose rows and rejects files pass
+        file_budget_bytes is committed alone, streamed in row-bounded chunks (services.merger.streamed)."""
+        names = [n if isinstance(n, BatchName) else BatchName(lineage, n) for n in ready]
+        for i, name in enumerate(names):
+            if self._file_bytes(name) > self.settings.file_budget_bytes:
+                if i == 0:
+                    return self._finish(*commit_streamed(self, name, self.rows_dir / batch_file(name)))
+                names = names[:i]
+                break
         t0 = time.perf_counter()
-        result = CommitResult(lineage=lineage)
+        result = CommitResult(lineage=names[0].lineage if names else lineage)
         chunks: list[bytes] = []
         reject_chunks: list[bytes] = []
         to_delete: list[Path] = []
@@ -285,12 +236,12 @@ class MergeEngine:
         cursor = OffsetCursor.of(self.state)
         now = self.clock()
         # Files are read and checked ahead in a small pool (polars and file reads release the GIL),
-        # and consumed here strictly in batch order.
-        for batch_id, path, raw, parsed, manifest in self._read_ahead(ready, lineage):
-            if raw is None:
-                break  # replaced or removed under us: plan again
+        # and consumed here strictly in order.
+        for name, path, raw, parsed, manifest in self._read_ahead(names):
+            if raw is None or (manifest is not None and manifest.topic_id is None):
+                break  # replaced or removed under us (or no topic id now): plan again
             before = (cursor.copy(), len(result.events), result.rows_skipped)
-            result.events += cursor.begin(lineage, manifest, now)
+            result.events += cursor.begin(name.lineage, manifest, now)
             selected: tuple[bytes, int, pl.Series] | None = None
             if isinstance(parsed, ParsedBatch):
                 try:
@@ -307,12 +258,13 @@ class MergeEngine:
                     retry = e
                     break
             if isinstance(parsed, InvalidBatchError):
-                result.quarantined.append(self._quarantine_copy(path, raw, batch_id, parsed.reason))
+                result.quarantined.append(self._quarantine_copy(path, raw, name.batch_id, parsed.reason))
             else:
                 self._count(result, selected, chunks)
             self._add_rejects(path.name, cursor, result, reject_chunks)
-            cursor.advance(manifest, parsed if isinstance(parsed, ParsedBatch) else None)
-            result.batch_ids.append(batch_id)
+            cursor.advance(manifest, parsed.partition_bounds if isinstance(parsed, ParsedBatch) else {})
+            result.batch_ids.append(name.batch_id)
+            result.lineage = name.lineage
             to_delete.append(path)
             if result.appended_bytes >= self.settings.max_group_bytes:
                 break
@@ -320,30 +272,7 @@ class MergeEngine:
             if retry is not None:
                 raise retry
             return result
-
-        new_size = self.state.committed_size + result.appended_bytes
-        state = (
-            replace(
-                self.state,
-                last_batch_id=result.batch_ids[-1],
-                lineage=lineage,
-                committed_size=new_size,
-                batches_merged=self.state.batches_merged + result.merged,
-                rows_merged=self.state.rows_merged + result.rows,
-                rows_skipped=self.state.rows_skipped + result.rows_skipped,
-                rejects_committed_size=self.state.rejects_committed_size + result.rejects_bytes,
-                rejects_merged=self.state.rejects_merged + result.rejects,
-                empty_batches=self.state.empty_batches + result.empty,
-                last_merge_at=now if result.merged else self.state.last_merge_at,
-                topic=cursor.topic,
-                topic_id=cursor.topic_id,
-                next_offsets=dict(sorted(cursor.next_offsets.items())),
-                lineage_offsets=dict(sorted(cursor.lineage_offsets.items())),
-                commit_seq=self.state.commit_seq + 1,
-            )
-            .with_quarantined(result.quarantined)
-            .with_events(result.events)
-        )
+        state = self.state_after(result, cursor, now)
         try:
             self._commit(chunks, state, reject_chunks)
         except CommitWriteError as e:
@@ -352,7 +281,40 @@ class MergeEngine:
             retry, to_delete = e, []  # committed, but its files wait for state.json (next pass)
         result.committed_at = now
         result.duration_s = time.perf_counter() - t0
+        return self._finish(result, to_delete, retry)
 
+    @property
+    def rows_dir(self) -> Path:
+        return self.settings.rows_dir
+
+    def _file_bytes(self, name: BatchName) -> int:
+        return _size(self.rows_dir / batch_file(name)) + _size(self.settings.rejects_dir / batch_file(name))
+
+    def state_after(self, result: CommitResult, cursor: OffsetCursor, now: float) -> MergerState:
+        """The state once `result` (batches up to its last, at `cursor`) is committed."""
+        return (
+            replace(
+                cursor.into(self.state),
+                last_batch_id=result.batch_ids[-1],
+                lineage=result.lineage,
+                committed_size=self.state.committed_size + result.appended_bytes,
+                batches_merged=self.state.batches_merged + result.merged,
+                rows_merged=self.state.rows_merged + result.rows,
+                rows_skipped=self.state.rows_skipped + result.rows_skipped,
+                rejects_committed_size=self.state.rejects_committed_size + result.rejects_bytes,
+                rejects_merged=self.state.rejects_merged + result.rejects,
+                empty_batches=self.state.empty_batches + result.empty,
+                last_merge_at=now if result.merged else self.state.last_merge_at,
+                commit_seq=self.state.commit_seq + 1,
+            )
+            .with_quarantined(result.quarantined)
+            .with_events(result.events)
+        )
+
+    def _finish(
+        self, result: CommitResult, to_delete: list[Path], retry: MergeAttemptError | None = None
+    ) -> CommitResult:
+        """After the commit: delete (or, quarantined, remove) the files, log, tell on_commit."""
         for path in to_delete:
             if self.settings.delete_merged_batches:  # (before the rows file: its lines are committed)
                 (self.settings.rejects_dir / path.name).unlink(missing_ok=True)
@@ -362,25 +324,26 @@ class MergeEngine:
                 (path.parent / manifest_file_name(path.name)).unlink(missing_ok=True)
         if result.quarantined:
             self._prune_quarantine()
-        log.info(
-            "committed batches",
-            extra={
-                "first_batch_id": result.batch_ids[0],
-                "last_batch_id": result.batch_ids[-1],
-                "merged": result.merged,
-                "rows": result.rows,
-                "empty": result.empty,
-                "lineage": lineage,
-                "rows_skipped": result.rows_skipped,
-                "rejects": result.rejects,
-                "rejects_skipped": result.rejects_skipped,
-                "quarantined": len(result.quarantined),
-                "committed_size": new_size,
-                "ms": round(result.duration_s * 1000, 2),
-            },
-        )
-        if self.on_commit is not None:
-            self.on_commit(result)
+        if result.batch_ids:
+            log.info(
+                "committed batches",
+                extra={
+                    "first_batch_id": result.batch_ids[0],
+                    "last_batch_id": result.batch_ids[-1],
+                    "merged": result.merged,
+                    "rows": result.rows,
+                    "empty": result.empty,
+                    "lineage": result.lineage,
+                    "rows_skipped": result.rows_skipped,
+                    "rejects": result.rejects,
+                    "rejects_skipped": result.rejects_skipped,
+                    "quarantined": len(result.quarantined),
+                    "committed_size": self.state.committed_size,
+                    "ms": round(result.duration_s * 1000, 2),
+                },
+            )
+            if self.on_commit is not None:
+                self.on_commit(result)
         if retry is not None:
             raise retry
         return result
@@ -410,7 +373,7 @@ class MergeEngine:
         except FileNotFoundError:
             return
         try:
-            selected = select_rejects(raw, cursor.next_offsets)
+            selected = select_rejects(raw, cursor.current.unmerged)
         except InvalidBatchError as e:
             result.quarantined.append(self._quarantine_rejects(path, raw, e.reason))
             return
@@ -420,10 +383,13 @@ class MergeEngine:
         result.rejects_bytes += len(selected.data)
         result.rejects_skipped += selected.skipped
 
-    def _quarantine_rejects(self, path: Path, raw: bytes, reason: str) -> QuarantineEntry:
+    def _quarantine_rejects(self, path: Path, raw: bytes | None, reason: str) -> QuarantineEntry:
         name = f"{_REJECTS_PREFIX}{path.name}"
         with writing("quarantine", self.settings.quarantine_dir / name):
-            atomic_write_bytes(self.settings.quarantine_dir / name, raw)
+            if raw is None:  # (a big file: copied without holding it)
+                copy_durable(path, self.settings.quarantine_dir / name)
+            else:
+                atomic_write_bytes(self.settings.quarantine_dir / name, raw)
             atomic_write_bytes(self.settings.quarantine_dir / f"{name}.reason.txt", (reason + "\n").encode())
         log.warning("quarantined an invalid reject file", extra={"path": str(path), "reason": reason})
         return QuarantineEntry(file=name, reason=reason, at=self.clock())
@@ -442,7 +408,7 @@ class MergeEngine:
         result.rows_skipped += parsed.rows - kept
         return data, kept, parsed.event_time_us.filter(keep)
 
-    def _read_ahead(self, ready: tuple[int, ...], lineage: str = LEGACY_LINEAGE) -> Iterator[_Loaded]:
+    def _read_ahead(self, ready: list[BatchName]) -> Iterator[_Loaded]:
         """Load results in `ready` order. Files are submitted while the bytes in flight stay under
         read_ahead_bytes (one at least), so memory is bounded by bytes, not by a number of files."""
         pending: deque[tuple[int, Future[_Loaded]]] = deque()
@@ -452,7 +418,7 @@ class MergeEngine:
         try:
             while True:
                 while nxt is not None and (not pending or in_flight < self.settings.read_ahead_bytes):
-                    path = self.settings.rows_dir / batch_file_name(nxt, lineage)
+                    path = self.settings.rows_dir / batch_file(nxt)
                     size = _size(path)
                     pending.append((size, self._pool.submit(self._load, (nxt, path))))
                     in_flight += size
@@ -467,7 +433,7 @@ class MergeEngine:
                 f.cancel()
 
     @staticmethod
-    def _load(item: tuple[int, Path]) -> _Loaded:
+    def _load(item: tuple[BatchName, Path]) -> _Loaded:
         """Read and check one file. An OSError reading it is raised (the pass is retried, as for disk
         full); any exception checking it is returned: the caller decides."""
         batch_id, path = item
@@ -477,7 +443,7 @@ class MergeEngine:
         except FileNotFoundError:
             return batch_id, path, None, None, None
         try:
-            manifest = _read_manifest(path)
+            manifest = read_manifest(path)
             parsed = parse_batch(raw)
             if manifest is not None and parsed is not None and not parsed.keyed:
                 raise InvalidBatchError("a batch with a manifest has no Kafka columns")
@@ -601,7 +567,43 @@ class MergeEngine:
             except OSError:
                 log.exception("could not cut %s back; it is done on the next start", name)
 
-    def _quarantine_copy(self, path: Path, raw: bytes, batch_id: int, reason: str) -> QuarantineEntry:
+    # -- what services.merger.streamed uses ------------------------------------------------------
+
+    @property
+    def merged_fd(self) -> int:
+        return self._fd
+
+    @property
+    def rejects_fd(self) -> int:
+        return self._rejects_fd
+
+    def select(self, cursor: OffsetCursor, parsed: ParsedBatch, result: CommitResult) -> tuple[bytes, int, pl.Series]:
+        return self._select(cursor, parsed, result)
+
+    def failed_attempt(self, path: Path, error: Exception) -> str:
+        return self._failed_attempt(path, error)
+
+    def quarantine_copy(self, path: Path, raw: bytes | None, batch_id: int, reason: str) -> QuarantineEntry:
+        return self._quarantine_copy(path, raw, batch_id, reason)
+
+    def quarantine_rejects(self, path: Path, raw: bytes | None, reason: str) -> QuarantineEntry:
+        return self._quarantine_rejects(path, raw, reason)
+
+    def cut_back(self, *, rows_too: bool = True) -> None:
+        """Cut rejects.csv (and merged.csv) back to their committed lengths (nothing past them counts)."""
+        if rows_too:
+            self._after_failed_commit(self.state)
+            return
+        try:
+            os.ftruncate(self._rejects_fd, self.state.rejects_committed_size)
+        except OSError:
+            log.exception("could not cut rejects.csv back; it is done on the next start")
+
+    def commit_state(self, state: MergerState) -> None:
+        """Commit `state` (its rows and reject lines are written and fdatasynced already)."""
+        self._commit([], state, [])
+
+    def _quarantine_copy(self, path: Path, raw: bytes | None, batch_id: int, reason: str) -> QuarantineEntry:
         """Put a durable copy of an invalid batch file and its reason in the quarantine folder. The
         original is removed only after the state records the batch, so a crash in between repeats this."""
         qdir = self.settings.quarantine_dir
@@ -610,7 +612,10 @@ class MergeEngine:
             with writing("quarantine", qdir / manifest.name):
                 atomic_write_bytes(qdir / manifest.name, manifest.read_bytes())
         with writing("quarantine", qdir / path.name):
-            atomic_write_bytes(qdir / path.name, raw)
+            if raw is None:  # (a big file: copied without holding it)
+                copy_durable(path, qdir / path.name)
+            else:
+                atomic_write_bytes(qdir / path.name, raw)
             atomic_write_bytes(qdir / f"{path.name}.reason.txt", (reason + "\n").encode())
         log.warning(
             "quarantined an invalid batch file", extra={"path": str(path), "batch_id": batch_id, "reason": reason}
@@ -660,25 +665,6 @@ class MergeEngine:
                 if folder == s.quarantine_dir or m.group(1) in own or int(m.group(2)) != os.getpid():
                     (folder / name).unlink(missing_ok=True)
                     log.info("removed a temp file left behind", extra={"path": str(folder / name)})
-
-
-def _read_manifest(path: Path) -> BatchManifest | None:
-    """The manifest beside a batch file with a lineage (None for a legacy name). Raises
-    InvalidBatchError when it is missing or does not validate."""
-    name = parse_batch_name(path.name)
-    if name is None or name.lineage == LEGACY_LINEAGE:
-        return None
-    try:
-        raw = (path.parent / manifest_file_name(path.name)).read_bytes()
-    except FileNotFoundError:
-        raise InvalidBatchError(f"its manifest {manifest_file_name(path.name)} is missing") from None
-    try:
-        manifest = BatchManifest.from_bytes(raw)
-    except ValueError as e:
-        raise InvalidBatchError(f"its manifest does not validate: {first_line(str(e))}") from e
-    if (manifest.lineage, manifest.batch_id) != (name.lineage, name.batch_id):
-        raise InvalidBatchError(f"its manifest is of {manifest.lineage} batch {manifest.batch_id}")
-    return manifest
 
 
 def _size(path: Path) -> int:

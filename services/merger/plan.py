@@ -1,9 +1,26 @@
-"""What to do next with the batch files in the input folder: pure logic, no I/O."""
+"""What to do next with the batch files in the input folder: pure logic, no I/O.
+
+Keyed batches (a lineage in the name, a manifest: the job's format) are planned by their offsets
+alone (`plan_keyed`), never by lineage names, file times or the clock:
+- one rule deletes a batch file: every record it covers is merged for the same topic identity
+  (services.merger.offsets: below the mark and in no gap). Its manifest and reject file go with it.
+- a batch with a record not merged is ready, whatever its lineage or batch id: a restored checkpoint
+  backup's batches, a late re-run, a lineage whose name sorts "older" are merged, their records
+  already merged dropped row by row. Ready batches are merged in the order they were written:
+  (lineage_seq, the manifest's end offsets, batch id). Merging never waits for a missing batch:
+  a later batch leaves a gap, which a batch holding it fills whenever it comes.
+- a batch whose topic id is unknown (None) is held: not merged, not deleted, planned again each pass
+  (the engine reports it once as a topic_id_unknown event) until its manifest names the id.
+Legacy batches (batch-<id>.csv, no manifest) keep the batch-id order of `plan_merge`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+
+from contract.batches import BatchManifest
+from contract.csv import BatchName
 
 
 @dataclass(frozen=True)
@@ -55,29 +72,61 @@ def plan_merge(
 
 
 @dataclass(frozen=True)
-class LineagePlan:
-    #: The checkpoint lineage to merge from now on.
-    lineage: str
-    #: Its last processed batch id (None when the merger switches to it).
-    last_batch_id: int | None
-    #: The id expected first when last_batch_id is None.
-    first_batch_id: int
-    #: Older lineages: every file of them is stale (their job is gone; what they had and the merger
-    #: did not is re-read by the newer lineage, and the merged offsets drop what it already had).
-    stale_lineages: tuple[str, ...]
-    switched: bool
+class KeyedBatch:
+    """A committed keyed batch file, or a manifest without its rows file (`has_rows` False)."""
+
+    name: BatchName
+    #: None when missing or invalid: the batch is ready (the engine quarantines it with the reason).
+    manifest: BatchManifest | None
+    has_rows: bool = True
 
 
-def choose_lineage(
-    current: str, last_batch_id: int | None, files: Mapping[str, Iterable[int]], *, first_batch_id: int = 0
-) -> LineagePlan:
-    """Which lineage to merge from. Lineages sort by age (contract.csv). The current one is followed
-    while its next batch is there or no newer lineage has files; then the oldest newer lineage is
-    taken, from its lowest batch id (a new checkpoint starts at 0)."""
-    ids = {lineage: sorted(set(batch_ids)) for lineage, batch_ids in files.items()}
-    older = tuple(sorted(lin for lin in ids if lin < current))
-    newer = sorted(lin for lin, batch_ids in ids.items() if lin > current and batch_ids)
-    if next_expected(last_batch_id, first_batch_id) in ids.get(current, []) or not newer:
-        return LineagePlan(current, last_batch_id, first_batch_id, older, switched=False)
-    stale = (*older, current) if current in ids else older
-    return LineagePlan(newer[0], None, ids[newer[0]][0], stale, switched=True)
+@dataclass(frozen=True)
+class KeyedPlan:
+    #: Batches to merge now, in the order they were written.
+    ready: tuple[BatchName, ...]
+    #: Batches (rows files, or manifests alone) whose every record is merged: deleted.
+    stale: tuple[BatchName, ...]
+    #: Batches with an unknown topic id: kept and planned again.
+    held: tuple[BatchName, ...]
+
+
+#: Whether the batch (its manifest) may hold a record not merged for its topic identity.
+Unmerged = Callable[[BatchManifest], bool]
+
+
+def _seq(batch: KeyedBatch) -> int:
+    m = batch.manifest
+    return -1 if m is None or m.lineage_seq is None else m.lineage_seq
+
+
+def merge_order(batches: Sequence[KeyedBatch]) -> list[KeyedBatch]:
+    """Written order: by the job run's counter (only moves forward; -1 from a job before it), then,
+    within one run, by batch id; runs with the same counter (lineages of old jobs) by the offsets
+    their first batch reaches (never a time, never a name)."""
+    reach: dict[tuple[int, str], int] = {}
+    for b in batches:
+        key = (_seq(b), b.name.lineage)
+        ends = sum(r.end for r in b.manifest.offsets.values()) if b.manifest is not None else -1
+        reach[key] = min(reach.get(key, ends), ends)
+    return sorted(batches, key=lambda b: (_seq(b), reach[(_seq(b), b.name.lineage)], b.name.lineage, b.name.batch_id))
+
+
+def plan_keyed(batches: Sequence[KeyedBatch], unmerged: Unmerged, *, limit: int | None = None) -> KeyedPlan:
+    """Plan the keyed batches: ready (at most `limit`), stale and held (see the module docstring).
+    `unmerged(manifest)` says whether a batch covers a record not merged for its topic identity."""
+    ready: list[BatchName] = []
+    stale: list[BatchName] = []
+    held: list[BatchName] = []
+    for batch in merge_order(batches):
+        m = batch.manifest
+        if m is None and not batch.has_rows:
+            stale.append(batch.name)  # a manifest alone that does not validate: no batch can use it
+        elif m is not None and m.topic_id is None:
+            if batch.has_rows:
+                held.append(batch.name)
+        elif m is not None and not unmerged(m):
+            stale.append(batch.name)
+        elif batch.has_rows and (limit is None or len(ready) < limit):
+            ready.append(batch.name)
+    return KeyedPlan(tuple(ready), tuple(stale), tuple(held))

@@ -2,13 +2,13 @@
 
 Each line starts with the batch id, the Kafka partition and the offset of the rejected record
 (integers, never quoted); the reason and the value follow as written (a CR or LF inside a quoted
-value is kept). Like rows, the lines of records already merged (below the partition's next offset)
-are left out: a new lineage replaying the topic rejects the same records again."""
+value is kept). Like rows, the lines of records already merged (services.merger.offsets) are left
+out: a new lineage replaying the topic rejects the same records again."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -29,9 +29,10 @@ class SelectedRejects:
     skipped: int
 
 
-def select_rejects(raw: bytes, next_offsets: Mapping[int, int]) -> SelectedRejects:
-    """The reject lines of `raw` (a whole reject file) whose record is at or above its partition's
-    next offset. Raises InvalidBatchError when the file breaks the reject contract."""
+def select_rejects(raw: bytes, unmerged: Callable[[int, int], bool]) -> SelectedRejects:
+    """The reject lines of `raw` (a reject file, or its header and a row-bounded chunk of it) whose
+    record (partition, offset) is not merged (`unmerged`). Raises InvalidBatchError when the file
+    breaks the reject contract."""
     nl = raw.find(b"\n")
     header, data = (raw, b"") if nl < 0 else (raw[:nl], raw[nl + 1 :])
     if header.rstrip(b"\r") != _HEADER:
@@ -48,6 +49,6 @@ def select_rejects(raw: bytes, next_offsets: Mapping[int, int]) -> SelectedRejec
         if m is None:
             shown = first_line(repr(record))
             raise InvalidBatchError(f"reject {i} does not start with batchId,partition,offset: {shown}")
-        if int(m.group(3)) >= next_offsets.get(int(m.group(2)), 0):
+        if unmerged(int(m.group(2)), int(m.group(3))):
             kept.append(record)
     return SelectedRejects(b"".join(kept), len(kept), len(records) - len(kept))

@@ -41,6 +41,13 @@ class MergerSettings(PipelineSettings, InternalSecretSettings):
         description="Batch files are read and checked ahead while the bytes in flight stay under this "
         "(one file at least): with max_group_bytes, it bounds the merger's memory per commit.",
     )
+    file_budget_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=4096,
+        description="A batch whose rows and rejects files hold more than this many bytes is committed alone, "
+        "read, checked and appended in row-bounded chunks of about this size (one commit, as any batch): "
+        "the merger's memory stays bounded by bytes whatever a batch holds.",
+    )
     max_file_attempts: int = Field(
         default=3,
         ge=1,

@@ -56,13 +56,57 @@ class QuarantineEntry:
 @dataclass(frozen=True)
 class MergerEvent:
     """Something an operator must know about the source (documented in the README's Guarantees):
-    kind is "topic_recreated", "offsets_skipped" or "state_rebuilt"."""
+    kind is "topic_recreated", "offsets_skipped", "offsets_backwards", "topic_id_unknown" or
+    "state_rebuilt"."""
 
     kind: str
     at: float
     detail: str
     lineage: str = ""
     batch_id: int | None = None
+
+
+@dataclass(frozen=True)
+class RetiredTopic:
+    """The merged offsets of a topic identity merged before the current one (services.merger.offsets)."""
+
+    topic: str | None
+    topic_id: str | None
+    next_offsets: dict[int, int] = field(default_factory=dict)
+    offset_gaps: dict[int, tuple[tuple[int, int], ...]] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "topic": self.topic,
+            "topic_id": self.topic_id,
+            "next_offsets": _offsets_json(self.next_offsets),
+            "offset_gaps": _gaps_json(self.offset_gaps),
+        }
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> RetiredTopic:
+        return cls(
+            None if doc.get("topic") is None else str(doc["topic"]),
+            None if doc.get("topic_id") is None else str(doc["topic_id"]),
+            _offsets_from(doc.get("next_offsets")),
+            _gaps_from(doc.get("offset_gaps")),
+        )
+
+
+def _offsets_json(offsets: dict[int, int]) -> dict[str, int]:
+    return {str(p): o for p, o in sorted(offsets.items())}
+
+
+def _offsets_from(doc: Any) -> dict[int, int]:
+    return {int(p): int(o) for p, o in (doc or {}).items()}
+
+
+def _gaps_json(gaps: dict[int, tuple[tuple[int, int], ...]]) -> dict[str, list[list[int]]]:
+    return {str(p): [[s, e] for s, e in g] for p, g in sorted(gaps.items())}
+
+
+def _gaps_from(doc: Any) -> dict[int, tuple[tuple[int, int], ...]]:
+    return {int(p): tuple((int(s), int(e)) for s, e in g) for p, g in (doc or {}).items()}
 
 
 @dataclass(frozen=True)
@@ -90,6 +134,10 @@ class MergerState:
     #: Per Kafka partition, the next offset to merge: every record below it is in merged.csv (or was
     #: rejected, or quarantined). A row of a record below it is never appended again.
     next_offsets: dict[int, int] = field(default_factory=dict)
+    #: Per partition, the ranges below next_offsets not merged yet (services.merger.offsets).
+    offset_gaps: dict[int, tuple[tuple[int, int], ...]] = field(default_factory=dict)
+    #: The merged offsets of the topic identities merged before this one (newest last).
+    retired_topics: tuple[RetiredTopic, ...] = field(default_factory=tuple)
     #: Per partition, where the last batch of `lineage` ended (to tell a job going backwards).
     lineage_offsets: dict[int, int] = field(default_factory=dict)
     #: Rows dropped because their Kafka record was already merged (a replay under a new lineage).
@@ -106,8 +154,10 @@ class MergerState:
 
     def to_json(self) -> dict[str, Any]:
         doc = asdict(self)
-        doc["next_offsets"] = {str(p): o for p, o in sorted(self.next_offsets.items())}
-        doc["lineage_offsets"] = {str(p): o for p, o in sorted(self.lineage_offsets.items())}
+        doc["next_offsets"] = _offsets_json(self.next_offsets)
+        doc["lineage_offsets"] = _offsets_json(self.lineage_offsets)
+        doc["offset_gaps"] = _gaps_json(self.offset_gaps)
+        doc["retired_topics"] = [r.to_json() for r in self.retired_topics]
         doc["version"] = STATE_VERSION
         return doc
 
@@ -138,8 +188,10 @@ class MergerState:
                 lineage=str(doc.get("lineage", "")),
                 topic=None if doc.get("topic") is None else str(doc["topic"]),
                 topic_id=None if doc.get("topic_id") is None else str(doc["topic_id"]),
-                next_offsets={int(p): int(o) for p, o in (doc.get("next_offsets") or {}).items()},
-                lineage_offsets={int(p): int(o) for p, o in (doc.get("lineage_offsets") or {}).items()},
+                next_offsets=_offsets_from(doc.get("next_offsets")),
+                offset_gaps=_gaps_from(doc.get("offset_gaps")),
+                retired_topics=tuple(RetiredTopic.from_json(r) for r in doc.get("retired_topics") or ()),
+                lineage_offsets=_offsets_from(doc.get("lineage_offsets")),
                 rows_skipped=int(doc.get("rows_skipped", 0)),
                 rejects_committed_size=int(doc.get("rejects_committed_size", 0)),
                 rejects_merged=int(doc.get("rejects_merged", 0)),

@@ -85,6 +85,7 @@ def write_keyed_batch(
     topic: str = "device-events",
     topic_id: str | None = "topic-1",
     rows: str | None = None,
+    lineage_seq: int | None = None,
 ) -> Path:
     """A batch covering `ranges` ({partition: (start, end)}), one row per record unless `rows` (the
     data lines with their Kafka columns) says otherwise; the manifest first, then the rows file."""
@@ -94,6 +95,7 @@ def write_keyed_batch(
     manifest = BatchManifest(
         lineage=lineage,
         batch_id=batch_id,
+        lineage_seq=lineage_seq,
         topic=topic,
         topic_id=topic_id,
         offsets={p: OffsetRange(start=s, end=e) for p, (s, e) in ranges.items()},

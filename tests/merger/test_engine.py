@@ -205,9 +205,9 @@ def test_read_ahead_is_bounded_by_bytes(tmp_path, monkeypatch):
 
     real_read_ahead = MergeEngine._read_ahead
 
-    def read_ahead(self, ready, lineage=""):
+    def read_ahead(self, ready):
         nonlocal in_flight
-        for loaded in real_read_ahead(self, ready, lineage):
+        for loaded in real_read_ahead(self, ready):
             in_flight -= 1
             yield loaded
 

@@ -1,12 +1,13 @@
 """Exactly once keyed by Kafka offsets: the engine on real keyed batch files (lineage names, manifests)."""
 
+import os
+
 import pytest
 
 from contract.csv import batch_file_name, manifest_file_name
 from services.merger import merge as merge_module
 from services.merger.errors import MergeAttemptError
 from services.merger.merge import MergeEngine
-from services.merger.plan import choose_lineage
 from services.merger.settings import MergerSettings
 from services.merger.state import HEADER_LINE
 from tests.merger.batches import LINEAGE_A, LINEAGE_B, keyed_row, keyed_rows, write_batch, write_keyed_batch
@@ -45,10 +46,11 @@ def test_a_new_lineage_replaying_the_topic_adds_only_new_records(settings):
     assert settings.merged_csv.read_bytes() == merged({0: (0, 4), 1: (0, 3)}, {0: (4, 6)}, {0: (6, 8)}, {1: (3, 5)})
     st = engine.state
     assert (st.lineage, st.last_batch_id, st.next_offsets) == (LINEAGE_B, 1, {0: 8, 1: 5})
-    assert st.rows_skipped == (5 + 1) + (1 + 2) and st.rows_merged == 13 and st.events == ()
+    # batch 0 of B holds only merged records: deleted unread; batch 1 drops its merged rows
+    assert st.rows_skipped == 1 + 2 and st.rows_merged == 13 and st.events == ()
 
 
-def test_an_old_lineage_is_finished_first_and_its_leftovers_are_stale(settings):
+def test_batches_of_every_lineage_are_merged_by_offsets_and_a_late_rerun_is_stale(settings):
     write_keyed_batch(settings.rows_dir, LINEAGE_A, 0, {0: (0, 2)})
     write_keyed_batch(settings.rows_dir, LINEAGE_B, 0, {0: (0, 3)})
     write_keyed_batch(settings.rows_dir, LINEAGE_A, 1, {0: (2, 4)})
@@ -57,7 +59,7 @@ def test_an_old_lineage_is_finished_first_and_its_leftovers_are_stale(settings):
     write_keyed_batch(settings.rows_dir, LINEAGE_A, 1, {0: (2, 4)})  # a late re-run of the old lineage
     engine.run_pass()
     assert settings.merged_csv.read_bytes() == merged({0: (0, 4)})
-    assert engine.state.lineage == LINEAGE_B and engine.state.next_offsets == {0: 4}
+    assert engine.state.next_offsets == {0: 4} and engine.state.rows_skipped == 2 + 1
     assert not list(settings.rows_dir.iterdir())
 
 
@@ -81,7 +83,9 @@ def test_skipped_and_backward_offsets_are_events(settings):
     engine.run_pass()
     assert [e.kind for e in engine.state.events] == ["offsets_skipped", "offsets_backwards"]
     assert "offsets 2..4" in engine.state.events[0].detail
-    assert settings.merged_csv.read_bytes() == merged({0: (0, 2)}, {0: (5, 7)})
+    # batch 2 holds the skipped records 2..4: merged after all (the gap closes), 1 and 5 dropped
+    assert settings.merged_csv.read_bytes() == merged({0: (0, 2)}, {0: (5, 6)}, {0: (2, 5)}, {0: (6, 7)})
+    assert engine.state.offset_gaps == {}
 
 
 def test_cr_inside_a_field_of_a_keyed_row_is_kept_and_filtered_rows_too(settings):
@@ -139,28 +143,25 @@ def test_the_journal_is_compacted(tmp_path):
     assert settings.journal_file.read_bytes().count(b"\n") <= 2
 
 
-def test_choose_lineage():
-    assert choose_lineage("", None, {}).lineage == ""
-    plan = choose_lineage("", None, {"L1": [0, 1]})
-    assert (plan.lineage, plan.first_batch_id, plan.switched) == ("L1", 0, True)
-    assert choose_lineage("L1", 1, {"L1": [2], "L2": [0]}).lineage == "L1"  # the current one first
-    plan = choose_lineage("L1", 1, {"L1": [1], "L2": [0], "L0": [7]})
-    assert (plan.lineage, plan.stale_lineages) == ("L2", ("L0", "L1"))
-    assert choose_lineage("L2", 3, {"L1": [9]}).stale_lineages == ("L1",)
-
-
-def test_manifests_left_by_a_crash_are_removed_once_their_batch_is_processed(settings):
-    orphan_old = settings.rows_dir / manifest_file_name(batch_file_name(7, LINEAGE_A))
-    orphan_done = settings.rows_dir / manifest_file_name(batch_file_name(0, LINEAGE_B))
-    pending = settings.rows_dir / manifest_file_name(batch_file_name(2, LINEAGE_B))
+def test_manifests_left_by_a_crash_are_removed_once_their_records_are_merged(settings):
     write_keyed_batch(settings.rows_dir, LINEAGE_B, 0, {0: (0, 2)})
     write_keyed_batch(settings.rows_dir, LINEAGE_B, 1, {0: (2, 3)})
     engine = MergeEngine(settings)
     engine.run_pass()
-    for p in (orphan_old, orphan_done, pending):
-        p.write_text("{}")
+    # manifests without their rows file: merged records (an old lineage's, a processed one's), records
+    # not merged yet (the next batch, being written), and one that does not validate
+    orphans = {
+        "old": write_keyed_batch(settings.rows_dir, LINEAGE_A, 7, {0: (0, 3)}),
+        "done": write_keyed_batch(settings.rows_dir, LINEAGE_B, 0, {0: (0, 2)}),
+        "pending": write_keyed_batch(settings.rows_dir, LINEAGE_B, 2, {0: (3, 4)}),
+        "invalid": write_keyed_batch(settings.rows_dir, LINEAGE_B, 9, {0: (9, 10)}),
+    }
+    for path in orphans.values():
+        path.unlink()
+    (settings.rows_dir / manifest_file_name(orphans["invalid"].name)).write_text("{}")
     engine.run_pass()
-    assert sorted(p.name for p in settings.rows_dir.iterdir()) == [pending.name]  # the next batch's, kept
+    kept = sorted(p.name for p in settings.rows_dir.iterdir())
+    assert kept == [manifest_file_name(orphans["pending"].name)]  # the next batch's, kept
 
 
 def test_a_batch_retried_after_an_unexpected_error_leaves_no_trace_in_the_commit_before_it(tmp_path, monkeypatch):
@@ -185,3 +186,75 @@ def test_a_batch_retried_after_an_unexpected_error_leaves_no_trace_in_the_commit
     engine.run_pass()
     assert [e.kind for e in engine.state.events] == ["topic_recreated"]
     assert settings.merged_csv.read_bytes() == merged({0: (0, 3)}, {0: (0, 4)})
+
+
+def test_a_restored_lineage_that_sorts_older_by_name_and_mtime_is_merged_not_deleted(settings):
+    """A checkpoint backup restored after a reset: its lineage name (and the files' mtimes) sort before
+    the lineage that ran in between, but its new batches hold records nobody else has."""
+    for b, r in enumerate([(0, 10), (10, 20)]):  # the newer-looking lineage, run 1
+        write_keyed_batch(settings.rows_dir, LINEAGE_B, b, {0: r}, lineage_seq=1)
+    engine = MergeEngine(settings)
+    engine.run_pass()
+    restored = [  # run 2: the restored backup resumes from its own (older) offsets, ids continue
+        write_keyed_batch(settings.rows_dir, LINEAGE_A, b, {0: r}, lineage_seq=2)
+        for b, r in [(5, (5, 15)), (6, (15, 30))]
+    ]
+    for path in settings.rows_dir.iterdir():
+        os.utime(path, (1_000_000, 1_000_000))  # cp -a / tar keep old mtimes
+    assert all(p.exists() for p in restored)
+    result = engine.run_pass()
+    assert settings.merged_csv.read_bytes() == merged({0: (0, 30)})
+    st = engine.state
+    assert (st.lineage, st.last_batch_id, st.next_offsets, st.rows_skipped) == (LINEAGE_A, 6, {0: 30}, 5)
+    assert result.plan.waiting_for is None and not list(settings.rows_dir.iterdir())
+
+
+def test_an_unknown_topic_id_holds_the_batch_with_one_event_until_it_is_known(settings):
+    write_keyed_batch(settings.rows_dir, LINEAGE_A, 0, {0: (0, 3)})
+    engine = MergeEngine(settings)
+    engine.run_pass()
+    held = write_keyed_batch(settings.rows_dir, LINEAGE_A, 1, {0: (3, 6)}, topic_id=None)
+    engine.run_pass()
+    engine.run_pass()  # retried each pass, reported once
+    assert held.exists() and engine.state.next_offsets == {0: 3}
+    assert [e.kind for e in engine.state.events] == ["topic_id_unknown"]
+    assert held.name in engine.state.events[0].detail
+    assert MergeEngine(settings).state.events == engine.state.events  # saved
+    write_keyed_batch(settings.rows_dir, LINEAGE_A, 1, {0: (3, 6)})  # the job re-ran it with the id
+    engine.run_pass()
+    assert settings.merged_csv.read_bytes() == merged({0: (0, 6)}) and not held.exists()
+
+
+def test_a_recreated_topics_leftover_batch_is_checked_against_its_own_topic(settings):
+    write_keyed_batch(settings.rows_dir, LINEAGE_A, 0, {0: (0, 5)})
+    engine = MergeEngine(settings)
+    engine.run_pass()
+    write_keyed_batch(settings.rows_dir, LINEAGE_B, 0, {0: (0, 3)}, topic_id="topic-2", lineage_seq=1)
+    engine.run_pass()
+    # a late re-run of the old topic's batch: merged already for topic-1, so deleted, not "recreated"
+    write_keyed_batch(settings.rows_dir, LINEAGE_A, 0, {0: (0, 5)})
+    write_keyed_batch(settings.rows_dir, LINEAGE_B, 1, {0: (3, 4)}, topic_id="topic-2", lineage_seq=1)
+    engine.run_pass()
+    assert settings.merged_csv.read_bytes() == merged({0: (0, 5)}, {0: (0, 4)})
+    assert [e.kind for e in engine.state.events] == ["topic_recreated"]
+    st = engine.state
+    assert (st.topic_id, st.next_offsets, [r.topic_id for r in st.retired_topics]) == ("topic-2", {0: 4}, ["topic-1"])
+    assert not list(settings.rows_dir.iterdir())
+
+
+def test_attempt_counters_are_dropped_with_their_files(tmp_path, monkeypatch):
+    settings = MergerSettings(data_dir=tmp_path, max_file_attempts=5)
+    path = write_keyed_batch(settings.rows_dir, LINEAGE_A, 0, {0: (0, 2)})
+
+    def select_rows(parsed, keep):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(merge_module, "select_rows", select_rows)
+    monkeypatch.setattr(merge_module.OffsetCursor, "keep", lambda self, parsed: parsed.kafka_offset >= 1)
+    engine = MergeEngine(settings)
+    with pytest.raises(MergeAttemptError):
+        engine.run_pass()
+    assert engine._attempts == {path.name: 1}
+    path.unlink()  # removed by the operator
+    engine.run_pass()
+    assert engine._attempts == {}

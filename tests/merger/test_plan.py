@@ -1,4 +1,9 @@
-from services.merger.plan import plan_merge
+"""Planning: pure rules, no I/O (legacy batches by id; keyed batches by their offsets only)."""
+
+from contract.batches import BatchManifest, OffsetRange
+from contract.csv import BatchName, make_lineage
+from services.merger.offsets import TopicOffsets
+from services.merger.plan import KeyedBatch, plan_keyed, plan_merge
 
 
 def test_fresh_state_takes_consecutive_ids_from_the_first():
@@ -39,3 +44,106 @@ def test_nothing_to_do():
 def test_first_batch_id_setting_and_limit():
     assert plan_merge(None, [5, 6, 7], first_batch_id=5, limit=2).ready == (5, 6)
     assert plan_merge(None, [5, 6, 7]).waiting_for == 0
+
+
+# -- keyed batches: planned by their offsets only (pure: manifests in, verdicts out) -------------
+
+
+#: "old" sorts before "new" by name (and by the creation time in it): it must not matter.
+OLD, NEW = make_lineage(1_000_000_000_000, "00000000"), make_lineage(9_000_000_000_000, "ffffffff")
+
+
+def batch(lineage: str, batch_id: int, ranges: dict, *, seq: int | None = 0, topic_id: str | None = "t1", rows=True):
+    manifest = BatchManifest(
+        lineage=lineage,
+        batch_id=batch_id,
+        lineage_seq=seq,
+        topic="events",
+        topic_id=topic_id,
+        offsets={p: OffsetRange(start=s, end=e) for p, (s, e) in ranges.items()},
+        input_records=0,
+        rows=0,
+        rejects=0,
+        written_at=0.0,
+    )
+    return KeyedBatch(BatchName(lineage, batch_id), manifest, rows)
+
+
+def plan(batches, merged: TopicOffsets, limit=None):
+    def unmerged(m: BatchManifest) -> bool:
+        return not merged.matches(m.topic, m.topic_id) or merged.batch_unmerged(m.offsets)
+
+    return plan_keyed(batches, unmerged, limit=limit)
+
+
+def offsets(next_offsets: dict, gaps: dict | None = None) -> TopicOffsets:
+    return TopicOffsets("events", "t1", dict(next_offsets), {p: list(g) for p, g in (gaps or {}).items()})
+
+
+def test_a_batch_is_deleted_only_when_every_record_is_merged():
+    merged = offsets({0: 100, 1: 50})
+    p = plan(
+        [
+            batch(NEW, 0, {0: (90, 100), 1: (40, 50)}),  # all merged: stale
+            batch(NEW, 1, {0: (100, 100), 1: (50, 50)}),  # empty, at the mark: stale
+            batch(NEW, 2, {0: (95, 101), 1: (50, 50)}),  # one record above the mark: ready
+        ],
+        merged,
+    )
+    assert p.stale == (BatchName(NEW, 0), BatchName(NEW, 1)) and p.ready == (BatchName(NEW, 2),)
+
+
+def test_an_older_looking_lineage_with_unmerged_records_is_ready_never_stale():
+    merged = offsets({0: 100})
+    restored = batch(OLD, 7, {0: (60, 130)}, seq=3)  # a restored backup resumes below the mark
+    replayed = batch(OLD, 6, {0: (0, 60)}, seq=1)  # ... its old batches, all merged
+    p = plan([restored, replayed, batch(NEW, 3, {0: (130, 140)}, seq=2)], merged)
+    assert p.stale == (BatchName(OLD, 6),)
+    # written order: the run counter first (NEW ran before the restored OLD), never the names
+    assert p.ready == (BatchName(NEW, 3), BatchName(OLD, 7))
+
+
+def test_records_in_a_gap_are_unmerged_so_a_late_batch_still_merges():
+    merged = offsets({0: 100}, {0: [(40, 50)]})  # 40..49 skipped so far
+    p = plan([batch(OLD, 0, {0: (30, 45)}), batch(OLD, 1, {0: (50, 60)})], merged)
+    assert p.ready == (BatchName(OLD, 0),) and p.stale == (BatchName(OLD, 1),)
+
+
+def test_an_unknown_topic_id_is_held_never_a_match():
+    merged = offsets({0: 100})
+    p = plan([batch(NEW, 0, {0: (0, 10)}, topic_id=None), batch(NEW, 1, {0: (100, 110)})], merged)
+    assert p.held == (BatchName(NEW, 0),) and p.stale == () and p.ready == (BatchName(NEW, 1),)
+
+
+def test_another_topic_identity_is_never_checked_against_this_ones_offsets():
+    merged = offsets({0: 100})
+    p = plan([batch(NEW, 0, {0: (0, 10)}, topic_id="t2")], merged)  # recreated topic: all new
+    assert p.ready == (BatchName(NEW, 0),) and p.stale == ()
+
+
+def test_a_manifest_alone_is_kept_while_its_records_are_not_merged():
+    merged = offsets({0: 100})
+    in_flight = batch(NEW, 5, {0: (100, 120)}, rows=False)
+    leftover = batch(NEW, 4, {0: (80, 100)}, rows=False)
+    invalid = KeyedBatch(BatchName(NEW, 9), None, has_rows=False)
+    p = plan([in_flight, leftover, invalid], merged)
+    assert set(p.stale) == {BatchName(NEW, 4), BatchName(NEW, 9)} and p.ready == () and p.held == ()
+
+
+def test_same_run_counter_orders_lineages_by_offsets_then_batch_ids():
+    merged = offsets({})
+    p = plan([batch(OLD, 1, {0: (10, 20)}, seq=None), batch(NEW, 0, {0: (0, 10)}, seq=None)], merged, limit=1)
+    assert p.ready == (BatchName(NEW, 0),)
+
+
+def test_topic_offsets_marks_and_gaps():
+    t = offsets({0: 10})
+    assert t.mark(0, 20, 30) == (10, 20)  # a batch past the mark opens a gap
+    assert (t.next_offsets, t.offset_gaps) == ({0: 30}, {0: [(10, 20)]})
+    assert t.unmerged(0, 15) and not t.unmerged(0, 25) and t.unmerged(0, 30)
+    assert t.mark(0, 12, 15) is None  # part of the gap comes later
+    assert t.offset_gaps == {0: [(10, 12), (15, 20)]}
+    t.mark(0, 0, 40)
+    assert (t.next_offsets, t.offset_gaps) == ({0: 40}, {})
+    assert t.holds_unmerged(1, 0, 1)  # a partition never merged
+    assert not t.matches("events", None)  # an unknown id never matches

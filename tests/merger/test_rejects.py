@@ -44,14 +44,14 @@ def write_both(
 
 def test_select_rejects_keeps_bytes_and_leaves_out_merged_records():
     raw = REJECT_HEADER.encode() + b"\n" + reject_lines(3, 0, range(4)) + reject_lines(3, 1, range(2))
-    sel = select_rejects(raw, {0: 2})
+    sel = select_rejects(raw, lambda p, o: o >= {0: 2}.get(p, 0))
     assert sel.data == reject_lines(3, 0, range(2, 4)) + reject_lines(3, 1, range(2))
     assert (sel.kept, sel.skipped) == (4, 2)
-    assert select_rejects(REJECT_HEADER.encode() + b"\n", {}).kept == 0
+    assert select_rejects(REJECT_HEADER.encode() + b"\n", lambda p, o: True).kept == 0
     with pytest.raises(InvalidBatchError, match="header"):
-        select_rejects(b"a,b\n1,2\n", {})
+        select_rejects(b"a,b\n1,2\n", lambda p, o: True)
     with pytest.raises(InvalidBatchError, match="batchId,partition,offset"):
-        select_rejects(REJECT_HEADER.encode() + b"\nx,0,1,r,v\n", {})
+        select_rejects(REJECT_HEADER.encode() + b"\nx,0,1,r,v\n", lambda p, o: True)
 
 
 def test_rejects_are_appended_in_the_batch_commit_and_their_file_deleted(settings):

@@ -190,8 +190,28 @@ def test_state_deleted_mid_run_and_a_new_lineage_end_with_every_record_once(merg
         on_b = lambda: (st := merger_status(url)).lineage == LINEAGE_B and st.last_batch_id == 1  # noqa: E731
         wait_for(on_b, 20, "lineage B")
         st = merger_status(url)
-        assert st.merged_offsets == {"0": 70, "1": 48} and st.rows_skipped == 60 + 45
+        # B's batch 0 holds only merged records: deleted unread; batch 1 drops its 5 + 15 merged rows
+        assert st.merged_offsets == {"0": 70, "1": 48} and st.rows_skipped == 5 + 15
         assert [e.kind for e in st.events] == ["state_rebuilt"]
         body = httpx.get(f"{url}/merged.csv").content
     expected = [{0: (0, 50), 1: (0, 40)}, {0: (50, 60), 1: (40, 45)}, {0: (60, 70), 1: (45, 48)}]
     assert body == (HEADER_LINE + "".join(keyed_rows(r) for r in expected)).encode()
+
+
+def test_an_unknown_topic_id_holds_the_batch_with_an_event_in_the_status(merger_runner, rows_dir):
+    write_keyed_batch(rows_dir, LINEAGE_A, 0, {0: (0, 5)})
+    held = write_keyed_batch(rows_dir, LINEAGE_A, 1, {0: (5, 9)}, topic_id=None)
+    with merger_runner.process():
+        url = merger_runner.url
+
+        def held_event() -> bool:
+            st = merger_status(url)
+            return st.last_batch_id == 0 and any(e.kind == "topic_id_unknown" for e in st.events)
+
+        wait_for(held_event, 20, "the topic_id_unknown event in /merger/status")
+        st = merger_status(url)
+        assert held.exists() and st.merged_offsets == {"0": 5} and st.lag_batches == 1
+        assert [e.kind for e in st.events] == ["topic_id_unknown"] and held.name in st.events[0].detail
+        write_keyed_batch(rows_dir, LINEAGE_A, 1, {0: (5, 9)})  # the job re-ran it with the id
+        wait_for(lambda: merger_status(url).merged_offsets == {"0": 9}, 20, "the batch merged once its id is known")
+    assert not held.exists()

@@ -6,10 +6,10 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from contract.batches import BatchManifest, OffsetRange
+from contract.batches import BatchManifest, LineageCounter, OffsetRange
 from contract.csv import BATCH_ROW_HEADER, REJECT_HEADER, ROW_HEADER, batch_file_name, make_lineage, manifest_file_name
 from spark_job.progress import BatchCounts
-from spark_job.sink import BatchSink
+from spark_job.sink import BatchSink, take_lineage_seq
 from spark_job.transform import classify
 from tests.spark_job.events import committed_files, encode, make_events, read_csv
 from tests.spark_job.test_transform import GOOD, kafka_df
@@ -18,7 +18,7 @@ LINEAGE = make_lineage(1764390000123, "1a2b3c4d-0000")
 RANGES = {0: OffsetRange(start=100, end=104), 1: OffsetRange(start=None, end=7)}
 
 
-def make_sink(tmp_path: Path, calls: list[tuple[int, BatchCounts]]) -> BatchSink:
+def make_sink(tmp_path: Path, calls: list[tuple[int, BatchCounts]], lineage_counter: Path | None = None) -> BatchSink:
     sink = BatchSink(
         tmp_path / "rows",
         tmp_path / "rejects",
@@ -29,6 +29,7 @@ def make_sink(tmp_path: Path, calls: list[tuple[int, BatchCounts]]) -> BatchSink
         topic="t",
         topic_id=lambda: "topic-id-1",
         durable=True,
+        lineage_counter=lineage_counter,
     )
     sink.prepare()
     return sink
@@ -188,9 +189,7 @@ def test_small_batches_run_as_one_task_large_ones_per_partition() -> None:
     assert not one_task({0: OffsetRange(start=None, end=5)}, 1_000)
 
 
-def test_small_batches_from_the_driver_have_the_writers_exact_bytes(
-    spark: SparkSession, tmp_path: Path
-) -> None:
+def test_small_batches_from_the_driver_have_the_writers_exact_bytes(spark: SparkSession, tmp_path: Path) -> None:
     """The two ways a rows file is written (to_csv + Arrow for a small batch, Spark's CSV writer for
     a large one) give the same bytes, whatever the fields hold."""
     tricky = [
@@ -220,3 +219,20 @@ def test_small_batches_from_the_driver_have_the_writers_exact_bytes(
     by_writer = written(0, tmp_path / "writer")
     assert from_driver == by_writer
     assert from_driver.count(b"\n") > 50 and b"\xc3\xbc" in from_driver  # (rows, UTF-8 kept)
+
+
+def test_each_job_run_takes_the_next_lineage_seq_into_its_manifests(spark: SparkSession, tmp_path: Path) -> None:
+    counter = tmp_path / "lineage.json"  # (spark/lineage.json: outside the checkpoint)
+    for run in range(2):  # a sink per job run; the checkpoint (and its lineage name) the same
+        sink = make_sink(tmp_path, [], lineage_counter=counter)
+        sink.write_batch(classify(kafka_df(spark, [encode(GOOD)])), run)
+        manifest = BatchManifest.from_bytes((tmp_path / "rows" / manifest_file_name(name(run))).read_bytes())
+        assert (manifest.lineage, manifest.lineage_seq) == (LINEAGE, run)
+    assert LineageCounter.from_bytes(counter.read_bytes()).seq == 1
+
+
+def test_the_lineage_seq_only_moves_forward(tmp_path: Path) -> None:
+    path = tmp_path / "lineage.json"
+    assert [take_lineage_seq(path, LINEAGE) for _ in range(3)] == [0, 1, 2]
+    path.write_text("{}")  # edited by hand: a jump forward, never back to 0
+    assert take_lineage_seq(path, LINEAGE) > 2
