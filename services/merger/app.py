@@ -72,6 +72,7 @@ def create_app(settings: MergerSettings) -> FastAPI:
         settings.devices_file,
         lambda: watcher.state,
         window_s=settings.devices_window_s,
+        max_devices=settings.devices_max,
         snapshot_interval_s=settings.devices_snapshot_interval_s,
         registry=metrics.registry,
     )
