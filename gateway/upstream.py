@@ -27,6 +27,7 @@ MERGED_RESPONSE_HEADERS = (
     "last-modified",
     "cache-control",
     "content-disposition",
+    "retry-after",
 )
 #: Response headers of the generator passed back with its JSON.
 COMMAND_RESPONSE_HEADERS = ("content-type", "location", "retry-after")
@@ -153,22 +154,22 @@ async def stream_merged(
 
 
 async def fetch_tail(
-    client: httpx.AsyncClient, url: str, *, n: int, window_bytes: int, timeout_s: float
-) -> tuple[list[str], int | None]:
-    """The last `n` complete lines of merged.csv (without the header), read with a HEAD for the size
-    and one byte Range of at most `window_bytes`: the cost does not grow with the file.
-    Returns (lines, file size); ([], None) before anything is merged."""
+    client: httpx.AsyncClient, url: str, *, window_bytes: int, timeout_s: float
+) -> tuple[bytes, int | None]:
+    """The last `window_bytes` of merged.csv (all of it when smaller), read with a HEAD for the size
+    and one byte Range: the cost does not grow with the file. Returns (bytes, file size); (b"", None)
+    before anything is merged. gateway/tail.py finds the rows in them."""
     try:
         head = await client.head(url, timeout=timeout_s)
         if head.status_code == 404:
-            return [], None
+            return b"", None
         if head.status_code == 401:
             raise refused_secret("merger")
         if head.status_code != 200:
             raise UpstreamBadResponse(f"merger answered HEAD {url} with {head.status_code}", component="merger")
         size = int(head.headers.get("content-length", "0"))
         if size == 0:
-            return [], 0
+            return b"", 0
         start = max(0, size - window_bytes)
         resp = await client.get(
             url,
@@ -179,12 +180,6 @@ async def fetch_tail(
         raise to_upstream_error(e, "merger", url, timeout_s) from None
     except ValueError:
         raise UpstreamBadResponse("merger sent an invalid Content-Length", component="merger") from None
-    if resp.status_code == 200:  # a merger that ignores Range: the whole (small) file came back
-        start = 0
-    elif resp.status_code != 206:
+    if resp.status_code not in (200, 206):  # 200: a merger that ignores Range sent the whole (small) file
         raise UpstreamBadResponse(f"merger answered a Range request with {resp.status_code}", component="merger")
-    lines = resp.content.decode("utf-8", errors="replace").split("\n")
-    # Drop the first line: the header when the window starts at 0, else a line cut in the middle.
-    lines = lines[1:]
-    lines = [ln.rstrip("\r") for ln in lines if ln.strip()]
-    return lines[-n:], size
+    return resp.content, size

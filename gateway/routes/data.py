@@ -5,28 +5,36 @@ parameters (deviceId=D001&deviceId=D002) keep their meaning."""
 
 from __future__ import annotations
 
-import csv
+import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 
 from contract.csv import ROW_COLUMNS
-from contract.devices import DevicesResponse
+from contract.devices import DevicesPage, DevicesResponse
 from gateway.auth import Read
 from gateway.deps import ControlClient, Downloads, Settings
-from gateway.downloads import DownloadPool
+from gateway.downloads import DownloadPool, RelayResponse
 from gateway.models import TailResponse
 from gateway.query import FILTER_ERRORS, UPSTREAM_ERRORS, row_filters
 from gateway.responses import AUTH_ERROR
 from gateway.responses import UPSTREAM_ERRORS as ANY_UPSTREAM_ERRORS
 from gateway.settings import GatewaySettings
+from gateway.tail import tail_rows
 from gateway.upstream import answer_as_is, call_json, fetch_tail, stream_merged
 
+log = logging.getLogger(__name__)
+
 router = APIRouter(dependencies=[Read])
+#: How often a download waiting for the merger's first bytes checks that its client is still there.
+DISCONNECT_POLL_S = 0.1
+#: The status logged for a request whose client left before the answer (nginx's "client closed").
+CLIENT_GONE = 499
 
 MERGED_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/csv": {}}, "description": "The whole file (the header alone before the first row)."},
@@ -45,18 +53,39 @@ def with_query(url: str, request: Request) -> str:
 
 async def relay_download(settings: GatewaySettings, pool: DownloadPool, url: str, request: Request) -> Response:
     """Stream `url` (with the request's query string) from the merger: status, validators, body;
-    through the download pool, within the download places and the send timeout."""
+    through the download pool, within the download places and the send timeout. A client that
+    leaves before the merger's first bytes (a filtered answer is computed first) cancels the
+    request to the merger, which then stops the query and frees the place."""
     slot = pool.slots.acquire()  # 503 + Retry-After when all are taken
-    return await stream_merged(
-        pool.client,
-        request.method,
-        with_query(url, request),
-        request.headers,
-        connect_timeout_s=settings.connect_timeout_s,
-        read_timeout_s=settings.stream_read_timeout_s,
-        send_timeout_s=settings.download_send_timeout_s,
-        slot=slot,
+    relay = asyncio.ensure_future(
+        stream_merged(
+            pool.client,
+            request.method,
+            with_query(url, request),
+            # Range, If-Range... are ASCII (RFC 9110); one that is not is ignored, as a bad Range is
+            {k: v for k, v in request.headers.items() if v.isascii()},
+            connect_timeout_s=settings.connect_timeout_s,
+            read_timeout_s=settings.stream_read_timeout_s,
+            send_timeout_s=settings.download_send_timeout_s,
+            slot=slot,
+        )
     )
+    while True:
+        await asyncio.wait({relay}, timeout=DISCONNECT_POLL_S)
+        if relay.done():
+            return relay.result()
+        if await request.is_disconnected():
+            break
+    relay.cancel()
+    try:
+        started = await relay  # the merger may have answered meanwhile: close that answer
+    except asyncio.CancelledError:
+        pass
+    else:
+        if isinstance(started, RelayResponse):
+            await started.on_close()
+    log.info("download abandoned before its first bytes", extra={"path": request.url.path})
+    return Response(status_code=CLIENT_GONE)
 
 
 def add_download(
@@ -109,14 +138,13 @@ add_download(
 async def merged_tail(
     settings: Settings, client: ControlClient, n: Annotated[int, Query(ge=1, le=1000)] = 20
 ) -> TailResponse:
-    lines, size = await fetch_tail(
+    window, size = await fetch_tail(
         client,
         f"{settings.merger_base()}/merged.csv",
-        n=min(n, settings.tail_max_rows),
         window_bytes=settings.tail_window_bytes,
         timeout_s=settings.status_timeout_s,
     )
-    rows = [row for row in csv.reader(lines)]
+    rows = tail_rows(window, min(n, settings.tail_max_rows))
     return TailResponse(columns=list(ROW_COLUMNS), rows=rows, file_size=size, available=size is not None)
 
 
@@ -141,9 +169,9 @@ add_download(
 )
 
 
-async def devices_json(settings: GatewaySettings, client: httpx.AsyncClient, path: str) -> Any:
+async def devices_json(settings: GatewaySettings, client: httpx.AsyncClient, path: str, query: str = "") -> Any:
     """The merger's answer, validated against the contract on success; its errors as they are."""
-    url = f"{settings.merger_base()}/devices{path}"
+    url = f"{settings.merger_base()}/devices{path}{query}"
     resp = await call_json(client, "merger", "GET", url, body=None, timeout_s=settings.status_timeout_s)
     if not 200 <= resp.status_code < 300:
         return answer_as_is(resp)
@@ -154,11 +182,13 @@ async def devices_json(settings: GatewaySettings, client: httpx.AsyncClient, pat
     "/devices",
     response_model=DevicesResponse,
     tags=["devices"],
-    summary="Every device's figures (whole run and recent window), from the merger",
+    summary="One page of the devices' figures (whole run and recent window), from the merger",
     responses=UPSTREAM_ERRORS,
 )
-async def devices(settings: Settings, client: ControlClient) -> Any:
-    return await devices_json(settings, client, "")
+async def devices(settings: Settings, client: ControlClient, page: Annotated[DevicesPage, Query()]) -> Any:
+    """Sorted by deviceId; pass `next_after` as `after` for the next page."""
+    params = {"limit": str(page.limit), **({"after": page.after} if page.after is not None else {})}
+    return await devices_json(settings, client, "", f"?{urlencode(params)}")
 
 
 @router.get(

@@ -239,23 +239,38 @@ function deviceRow(d) {
   return r;
 }
 
+// /devices pages (sorted by deviceId): the table shows one page; `devicesAfter` is where it starts.
+const DEVICES_PAGE = 100;
+let devicesAfter = null;
+
 async function pollDevices() {
   try {
-    const resp = await api("/devices");
+    const query = new URLSearchParams({ limit: DEVICES_PAGE });
+    if (devicesAfter !== null) query.set("after", devicesAfter);
+    const resp = await api(`/devices?${query}`);
     if (resp.ok) {
       const doc = await resp.json();
       window.dashboard.devices = doc;
       $("devices-body").replaceChildren(...doc.devices.map(deviceRow));
       const behind = doc.committed_size - doc.covered_size;
+      const apart = [];
+      if (doc.devices_kept > doc.devices.length) apart.push(`${fmt(doc.devices.length)} of ${fmt(doc.devices_kept)} devices shown`);
+      if (doc.devices_dropped) apart.push(`${fmt(doc.devices_dropped)} least recent dropped`);
+      if (doc.rows_out_of_range) apart.push(`${fmt(doc.rows_out_of_range)} rows with an eventTime out of range`);
+      if (behind > 0) apart.push(`catching up: ${fmt(behind)} bytes behind`);
       $("devices-info").textContent = doc.devices.length
-        ? `recent: the last ${fmt(doc.window_s)} s of eventTime up to ${new Date(doc.window_end).toLocaleTimeString()}` +
-          (behind > 0 ? ` (catching up: ${fmt(behind)} bytes behind)` : "")
+        ? `recent: the last ${fmt(doc.window_s)} s up to ${new Date(doc.window_end).toLocaleTimeString()}` +
+          (apart.length ? ` (${apart.join("; ")})` : "")
         : "no device seen yet";
+      $("devices-next").hidden = doc.next_after === null;
+      $("devices-next").dataset.after = doc.next_after ?? "";
+      $("devices-first").hidden = devicesAfter === null;
     } else {
       $("devices-info").textContent = await errorText(resp);
     }
   } catch { /* next round */ } finally {
-    setTimeout(pollDevices, DEVICES_MS);
+    clearTimeout(pollDevices.timer);
+    pollDevices.timer = setTimeout(pollDevices, DEVICES_MS);
   }
 }
 
@@ -298,6 +313,8 @@ $("download").addEventListener("click", async (e) => {
   Object.assign(document.createElement("a"), { href: url, download: "merged.csv" }).click();
   setTimeout(() => URL.revokeObjectURL(url), 10000);
 });
+$("devices-next").addEventListener("click", (e) => { devicesAfter = e.target.dataset.after || null; pollDevices(); });
+$("devices-first").addEventListener("click", () => { devicesAfter = null; pollDevices(); });
 window.addEventListener("resize", drawAll);
 
 pollStatus();

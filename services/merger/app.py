@@ -25,6 +25,7 @@ from services.merger.download import Snapshot, etag_matches, parse_range
 from services.merger.errors import (
     InvalidQueryError,
     NotReadyError,
+    QueriesBusyError,
     QueryFailedError,
     RangeNotSatisfiableError,
     UnknownDeviceError,
@@ -74,6 +75,7 @@ def create_app(settings: MergerSettings) -> FastAPI:
         settings.devices_file,
         lambda: watcher.state,
         window_s=settings.devices_window_s,
+        max_devices=settings.devices_max,
         snapshot_interval_s=settings.devices_snapshot_interval_s,
         registry=metrics.registry,
     )
@@ -88,6 +90,7 @@ def create_app(settings: MergerSettings) -> FastAPI:
         finally:
             tracker.stop()
             await devices_task
+            queries.close()
             watcher.stop()
             # Not cancelled: a commit running in its worker thread finishes and is recorded.
             with contextlib.suppress(asyncio.CancelledError):
@@ -112,6 +115,10 @@ def create_app(settings: MergerSettings) -> FastAPI:
         # The shape of FastAPI's own validation errors: one way to read a 422.
         detail = [{"loc": ["query", exc.field], "msg": exc.message, "type": "value_error"}]
         return JSONResponse({"detail": detail}, status_code=422)
+
+    @app.exception_handler(QueriesBusyError)
+    async def _queries_busy(request: Request, exc: QueriesBusyError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "2"})
 
     @app.exception_handler(QueryFailedError)
     async def _query_failed(request: Request, exc: QueryFailedError) -> JSONResponse:
@@ -163,12 +170,12 @@ def create_app(settings: MergerSettings) -> FastAPI:
             503: FILTER_RESPONSES[503],
         },
     )
-    def merged_csv(request: Request, q: RowQueryParam) -> Response:
+    async def merged_csv(request: Request, q: RowQueryParam) -> Response:
         """merged.csv up to its committed length: one header, then whole rows only, whatever is being
         appended meanwhile. Supports ETag/If-None-Match, HEAD and a single byte Range. With filters,
         only the matching rows and columns (same header line for the columns kept), without Range."""
         if not q.is_unfiltered:
-            return queries.answer(request, q, "csv")
+            return await queries.answer(request, q, "csv")
         snap = snapshot()
         headers = {
             "ETag": snap.etag,

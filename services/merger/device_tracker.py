@@ -21,14 +21,14 @@ from prometheus_client import CollectorRegistry, Gauge, Histogram
 
 from contract.devices import DevicesResponse
 from contract.files import atomic_write_json, read_json
-from services.merger.devices import DeviceBook, parse_rows
+from services.merger.devices import DeviceBook, now_us, parse_rows
 from services.merger.state import HEADER_LINE, MergerState
 
 log = logging.getLogger(__name__)
 
 #: Catch-up reads at most this many bytes of merged.csv at a time (memory bounded on a big file).
 READ_CHUNK: Final = 32 * 1024 * 1024
-SNAPSHOT_VERSION: Final = 1
+SNAPSHOT_VERSION: Final = 2
 
 
 def row_end(data: bytes, before: int) -> int:
@@ -70,6 +70,7 @@ class DeviceTracker:
         state: Callable[[], MergerState | None],
         *,
         window_s: int,
+        max_devices: int,
         snapshot_interval_s: float,
         poll_interval_s: float = 0.1,
         registry: CollectorRegistry | None = None,
@@ -78,9 +79,10 @@ class DeviceTracker:
         self.snapshot_file = snapshot_file
         self.state = state
         self.window_s = window_s
+        self.max_devices = max_devices
         self.snapshot_interval_s = snapshot_interval_s
         self.poll_interval_s = poll_interval_s
-        self.book = DeviceBook(window_s)
+        self.book = DeviceBook(window_s, max_devices)
         self.generation: str | None = None
         self.covered_size = len(HEADER_LINE)
         self._saved_size = -1
@@ -106,23 +108,24 @@ class DeviceTracker:
 
     # -- answers ----------------------------------------------------------------------------------
 
-    def response(self, device_id: str | None = None) -> DevicesResponse:
+    def response(self, device_id: str | None = None, *, limit: int = 100, after: str | None = None) -> DevicesResponse:
+        """One page of the figures (or one device's), the recent window ending now."""
         state = self.state()
         committed = 0 if state is None else state.committed_size
         with self._lock:
-            return self.book.response(self.covered_size, committed, only=device_id)
+            return self.book.response(self.covered_size, committed, now_us(), only=device_id, limit=limit, after=after)
 
     # -- keeping up -------------------------------------------------------------------------------
 
     def load(self, state: MergerState) -> None:
         """Take the snapshot if it belongs to this merged.csv and is not ahead of it; else start over."""
-        book, covered = DeviceBook(self.window_s), len(HEADER_LINE)
+        book, covered = DeviceBook(self.window_s, self.max_devices), len(HEADER_LINE)
         try:
             doc = read_json(self.snapshot_file)
             if isinstance(doc, dict) and doc.get("version") == SNAPSHOT_VERSION:
                 size = int(doc["covered_size"])
                 if doc["generation"] == state.generation and size <= state.committed_size:
-                    candidate = DeviceBook.from_json(doc["book"])
+                    candidate = DeviceBook.from_json(doc["book"], self.max_devices)
                     if candidate.window_s == self.window_s:
                         book, covered = candidate, size
         except (OSError, ValueError, KeyError, TypeError) as e:
@@ -148,7 +151,7 @@ class DeviceTracker:
             with self.update_duration.time():
                 df = parse_rows(data)
                 with self._lock:
-                    self.book.apply(df)
+                    self.book.apply(df, now_us())
                     self.covered_size = chunk_end
         return end - start
 

@@ -1,12 +1,12 @@
-"""GET /devices and /devices/{deviceId}: the DeviceTracker's figures."""
+"""GET /devices (paged) and /devices/{deviceId}: the DeviceTracker's figures."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Query
 
-from contract.devices import DevicesResponse
+from contract.devices import DevicesPage, DevicesResponse
 from services.merger.device_tracker import DeviceTracker
 from services.merger.errors import UnknownDeviceError
 
@@ -14,11 +14,12 @@ from services.merger.errors import UnknownDeviceError
 def devices_router(tracker: DeviceTracker) -> APIRouter:
     router = APIRouter(tags=["devices"])
 
-    @router.get("/devices", summary="Every device's figures, over the whole run and the recent window")
-    def devices() -> DevicesResponse:
+    @router.get("/devices", summary="One page of the devices' figures, over the whole run and the recent window")
+    def devices(page: Annotated[DevicesPage, Query()]) -> DevicesResponse:
         """Kept up to date as batches are merged (covered_size catches up with committed_size within
-        a fraction of a second); consistent with merged.csv across crashes of the merger."""
-        return tracker.response()
+        a fraction of a second); consistent with merged.csv across crashes of the merger. Sorted by
+        deviceId; the next page starts `after` the previous page's `next_after`."""
+        return tracker.response(limit=page.limit, after=page.after)
 
     @router.get(
         "/devices/{deviceId}",

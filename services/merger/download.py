@@ -8,7 +8,16 @@ from email.utils import formatdate
 
 from services.merger.errors import RangeNotSatisfiableError
 
-_RANGE_RE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
+_RANGE_RE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE | re.ASCII)
+#: A position with more digits than this is past the end of any file (and int() of thousands of
+#: digits raises): it is taken as this bound.
+_MAX_DIGITS = 20
+_HUGE = 10**_MAX_DIGITS
+
+
+def _position(digits: str) -> int:
+    digits = digits.lstrip("0") or "0"
+    return _HUGE if len(digits) > _MAX_DIGITS else int(digits)
 
 
 @dataclass(frozen=True)
@@ -54,13 +63,13 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     if not first and not last:
         return None
     if not first:  # suffix: the last N bytes
-        n = int(last)
+        n = _position(last)
         if n == 0 or size == 0:
             raise RangeNotSatisfiableError(size)
         return max(0, size - n), size - 1
-    start = int(first)
-    if last and int(last) < start:
+    start = _position(first)
+    if last and _position(last) < start:
         return None  # invalid range-spec: ignored
     if start >= size:
         raise RangeNotSatisfiableError(size)
-    return start, min(int(last), size - 1) if last else size - 1
+    return start, min(_position(last), size - 1) if last else size - 1

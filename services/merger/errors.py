@@ -67,3 +67,7 @@ class UnknownDeviceError(MergerError):
 
 class QueryFailedError(MergerError):
     """A checked query that could not be computed (an I/O error...): 500 with this message."""
+
+
+class QueriesBusyError(MergerError):
+    """As many filtered answers run and wait as the merger keeps (503 with Retry-After)."""

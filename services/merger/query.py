@@ -3,7 +3,10 @@ Parquet, computed by polars' streaming engine into a file (memory stays bounded 
 merged.csv), which the route then streams out.
 
 Only committed rows are read: the scan stops after the committed row count (state.rows_merged), so
-bytes being appended meanwhile (or an uncommitted tail) are never part of an answer."""
+bytes being appended meanwhile (or an uncommitted tail) are never part of an answer.
+
+A query whose reader has gone stops within one batch of the streaming engine: the plan checks the
+answer's `abandoned` flag between batches (polars' own cancel does not stop a streaming sink)."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ import logging
 import shutil
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -135,14 +138,28 @@ def parsed_event_time(column: str = "eventTime") -> pl.Expr:
     return pl.col(column).str.to_datetime(EVENT_TIME_PARSE, time_unit="us", time_zone="UTC", strict=False)
 
 
-def plan(source: Path, committed_rows: int, q: RowQuery, fmt: Format) -> pl.LazyFrame:
-    """The lazy query over the first `committed_rows` data rows of `source` (merged.csv)."""
+class Abandoned(Exception):
+    """The reader of the answer has gone: the query stops."""
+
+
+def plan(
+    source: Path, committed_rows: int, q: RowQuery, fmt: Format, check: Callable[[], None] | None = None
+) -> pl.LazyFrame:
+    """The lazy query over the first `committed_rows` data rows of `source` (merged.csv). `check`
+    runs between batches of the scan; it raises (Abandoned) to stop the query."""
     # Read as text, always: polars parses a little past n_rows, and the bytes after the committed
     # prefix may be a row cut in the middle; typed parsing happens after the slice.
     if committed_rows <= 0:
         lf = pl.LazyFrame(schema=TEXT_SCHEMA)
     else:
         lf = pl.scan_csv(source, schema=TEXT_SCHEMA, n_rows=committed_rows, low_memory=True)
+        if check is not None:
+
+            def checked(batch: pl.DataFrame) -> pl.DataFrame:
+                check()
+                return batch
+
+            lf = lf.map_batches(checked, streamable=True, schema=TEXT_SCHEMA)
     if fmt == "parquet":
         lf = lf.cast({c: t for c, t in TYPED_SCHEMA.items() if t != pl.String}).with_columns(parsed_event_time())
         event_time = pl.col("eventTime")
@@ -158,9 +175,11 @@ def plan(source: Path, committed_rows: int, q: RowQuery, fmt: Format) -> pl.Lazy
     return lf
 
 
-def run_query(source: Path, committed_rows: int, q: RowQuery, fmt: Format, out: Path) -> None:
+def run_query(
+    source: Path, committed_rows: int, q: RowQuery, fmt: Format, out: Path, check: Callable[[], None] | None = None
+) -> None:
     """Write the answer of `q` to `out` with the streaming engine (bounded memory)."""
-    lf = plan(source, committed_rows, q, fmt)
+    lf = plan(source, committed_rows, q, fmt, check)
     if fmt == "parquet":
         lf.sink_parquet(out, compression="zstd", engine="streaming")
     else:
@@ -181,22 +200,31 @@ class AnswerFile:
     """The answer being written to `path` by a worker thread while the response streams it: the
     reader follows the file as it grows (the streaming engine writes batch after batch, so the first
     bytes leave long before a large answer is complete) and stops at its end once the writer is done.
-    The file is removed by whichever of the two finishes last."""
+    A reader that leaves calls abandon(): the query stops at its next batch. The file is removed by
+    whichever of the two finishes last."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.done = threading.Event()
         self.error: BaseException | None = None
-        self._abandoned = threading.Event()
+        self.abandoned = threading.Event()
+
+    def _check(self) -> None:
+        if self.abandoned.is_set():
+            raise Abandoned(str(self.path))
 
     def write(self, source: Path, committed_rows: int, q: RowQuery, fmt: Format) -> None:
         """Run the query (in the worker thread); never raises: the reader reports the error."""
         t0 = time.perf_counter()
         try:
-            run_query(source, committed_rows, q, fmt, self.path)
+            self._check()
+            run_query(source, committed_rows, q, fmt, self.path, self._check)
         except BaseException as e:
             self.error = e
-            log.error("query failed", extra={"format": fmt, "query": repr(q), "error": repr(e)})
+            if self.abandoned.is_set():
+                log.info("query stopped: its reader has gone", extra={"format": fmt, "query": repr(q)})
+            else:
+                log.error("query failed", extra={"format": fmt, "query": repr(q), "error": repr(e)})
         else:
             log.info(
                 "query answered",
@@ -204,49 +232,24 @@ class AnswerFile:
             )
         finally:
             self.done.set()
-            if self._abandoned.is_set():
+            if self.abandoned.is_set():
                 self.path.unlink(missing_ok=True)
 
-    def wait_started(self, poll_s: float = 0.02) -> bool:
-        """Block until the answer has its first bytes or the writer is done; False when it failed
-        without writing anything."""
-        while True:
-            finished = self.done.is_set()
-            try:
-                if self.path.stat().st_size > 0:
-                    return True
-            except FileNotFoundError:
-                pass
-            if finished:
-                return self.error is None
-            self.done.wait(poll_s)
-
-    def chunks(self, poll_s: float = 0.02) -> Iterator[bytes]:
-        """The answer's bytes as they are written, until the writer is done and all are read."""
-        f = None
+    def started(self) -> bool | None:
+        """True once the answer has its first bytes (or is complete), False when the writer failed
+        without writing anything, None while neither."""
+        finished = self.done.is_set()
         try:
-            while True:
-                finished = self.done.is_set()  # read before reading: then an empty read means the end
-                if f is None:
-                    try:
-                        f = open(self.path, "rb")  # noqa: SIM115 (closed in finally)
-                    except FileNotFoundError:
-                        if finished:
-                            return
-                        self.done.wait(poll_s)
-                        continue
-                chunk = f.read(CHUNK_SIZE)
-                if chunk:
-                    yield chunk
-                elif finished:
-                    if self.error is not None:
-                        log.warning("answer cut short by a failed query", extra={"path": str(self.path)})
-                    return
-                else:
-                    self.done.wait(poll_s)
-        finally:
-            if f is not None:
-                f.close()
-            self._abandoned.set()
-            if self.done.is_set():
-                self.path.unlink(missing_ok=True)
+            if self.path.stat().st_size > 0:
+                return True
+        except FileNotFoundError:
+            pass
+        if finished:
+            return self.error is None
+        return None
+
+    def abandon(self) -> None:
+        """The reader is gone (or done): stop the query, remove the file once nobody uses it."""
+        self.abandoned.set()
+        if self.done.is_set():
+            self.path.unlink(missing_ok=True)

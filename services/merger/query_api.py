@@ -3,20 +3,22 @@ merged.parquet) and the answer (computed into a temp file by the streaming engin
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response, StreamingResponse
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import CollectorRegistry, Gauge, Histogram
 
 from contract.query import RowFilters
 from services.merger.download import etag_matches
-from services.merger.errors import QueryFailedError
-from services.merger.query import AnswerFile, Format, RowQuery, build_query, tmp_dir
+from services.merger.errors import QueriesBusyError, QueryFailedError
+from services.merger.query import CHUNK_SIZE, AnswerFile, Format, RowQuery, build_query, tmp_dir
 from services.merger.settings import MergerSettings
 from services.merger.state import MergerState
 
@@ -24,8 +26,10 @@ log = logging.getLogger(__name__)
 
 CSV_MEDIA_TYPE: Final = "text/csv; charset=utf-8"
 PARQUET_MEDIA_TYPE: Final = "application/vnd.apache.parquet"
-#: Queries computed at once (each uses the polars thread pool); more wait their turn.
-MAX_CONCURRENT_QUERIES: Final = 2
+#: How often a waiting query or a growing answer is looked at (and the client's presence checked).
+POLL_S: Final = 0.02
+#: The status logged for a request whose client left before the answer (nginx's "client closed").
+CLIENT_GONE: Final = 499
 
 
 def row_query(filters: Annotated[RowFilters, Query()]) -> RowQuery:
@@ -45,7 +49,11 @@ RowQueryParam = Annotated[RowQuery, Depends(row_query)]
 
 
 class QueryService:
-    """Answers a RowQuery from the committed prefix of merged.csv."""
+    """Answers a RowQuery from the committed prefix of merged.csv. At most `queries_at_once` are
+    computed, each in a thread of this service's own pool (never the pool of the sync routes:
+    merged.csv, /devices and /metrics keep answering); at most `query_queue_max` wait, in the event
+    loop without a thread; one more gets 503 with Retry-After. A client that leaves while its query
+    waits, computes or streams stops it (its temp file is removed)."""
 
     def __init__(
         self, settings: MergerSettings, state: Callable[[], MergerState], registry: CollectorRegistry | None = None
@@ -53,7 +61,13 @@ class QueryService:
         self.settings = settings
         self.state = state  # the current committed state (raises NotReadyError before it is loaded)
         self.tmp = tmp_dir(settings.merger_dir)
-        self._slots = threading.BoundedSemaphore(MAX_CONCURRENT_QUERIES)
+        self.at_once = settings.queries_at_once
+        self.queue_max = settings.query_queue_max
+        self.running = 0
+        self.waiting = 0
+        self._turn: asyncio.Event | None = None  # set when a place frees (made on the loop)
+        self._workers = ThreadPoolExecutor(self.at_once, thread_name_prefix="merger-query")
+        self._readers = ThreadPoolExecutor(4, thread_name_prefix="merger-query-read")
         registry = registry if registry is not None else CollectorRegistry()  # never the global one
         self.duration = Histogram(
             "merger_query_duration_seconds",
@@ -62,8 +76,49 @@ class QueryService:
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0),
             registry=registry,
         )
+        Gauge("merger_queries_running", "Filtered answers being computed.", registry=registry).set_function(
+            lambda: self.running
+        )
+        Gauge("merger_queries_waiting", "Filtered answers waiting for their turn.", registry=registry).set_function(
+            lambda: self.waiting
+        )
 
-    def answer(self, request: Request, q: RowQuery, fmt: Format) -> Response:
+    def close(self) -> None:
+        self._workers.shutdown(wait=False, cancel_futures=True)
+        self._readers.shutdown(wait=False, cancel_futures=True)
+
+    async def _take_turn(self, request: Request) -> bool:
+        """Wait for a place to compute; False when the client left meanwhile. QueriesBusyError when
+        the queue is full."""
+        if self.running < self.at_once and not self.waiting:
+            self.running += 1
+            return True
+        if self.waiting >= self.queue_max:
+            raise QueriesBusyError(
+                f"{self.running} queries are running and {self.waiting} waiting, the most this merger keeps "
+                "(MERGER_QUERIES_AT_ONCE, MERGER_QUERY_QUEUE_MAX); retry later"
+            )
+        if self._turn is None:
+            self._turn = asyncio.Event()
+        self.waiting += 1
+        try:
+            while self.running >= self.at_once:
+                if await request.is_disconnected():
+                    return False
+                self._turn.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._turn.wait(), POLL_S * 5)
+            self.running += 1
+            return True
+        finally:
+            self.waiting -= 1
+
+    def _release(self, _: object = None) -> None:
+        self.running -= 1
+        if self._turn is not None:
+            self._turn.set()
+
+    async def answer(self, request: Request, q: RowQuery, fmt: Format) -> Response:
         """The rows of `q`, computed in a worker thread into a temp file that is streamed as it grows.
         ETag: the committed prefix and the query, so an unchanged file answers If-None-Match with
         304 without running the query again."""
@@ -77,37 +132,81 @@ class QueryService:
         media_type = PARQUET_MEDIA_TYPE if fmt == "parquet" else CSV_MEDIA_TYPE
         if request.method == "HEAD":  # the length is not known before the answer is complete
             return Response(status_code=200, headers=headers, media_type=media_type)
-        self.tmp.mkdir(parents=True, exist_ok=True)
-        answer = AnswerFile(self.tmp / f"{uuid.uuid4().hex}.{fmt}")
-        rows = state.rows_merged
+        if not await self._take_turn(request):
+            return Response(status_code=CLIENT_GONE)
+        try:
+            self.tmp.mkdir(parents=True, exist_ok=True)
+            answer = AnswerFile(self.tmp / f"{uuid.uuid4().hex}.{fmt}")
+            rows = state.rows_merged
+        except BaseException:
+            self._release()
+            raise
 
         def work() -> None:
-            with self._slots, self.duration.labels(fmt).time():
+            with self.duration.labels(fmt).time():
                 answer.write(self.settings.merged_csv, rows, q, fmt)
 
-        threading.Thread(target=work, name="merger-query", daemon=True).start()
+        asyncio.get_running_loop().run_in_executor(self._workers, work).add_done_callback(self._release)
         # The status line goes out with the first bytes: a query that fails before writing any
         # (I/O error...) still gets a proper error instead of an empty 200.
-        if not answer.wait_started():
+        while (started := answer.started()) is None:
+            if await request.is_disconnected():
+                answer.abandon()
+                return Response(status_code=CLIENT_GONE)
+            await asyncio.sleep(POLL_S)
+        if not started:
+            answer.abandon()
             raise QueryFailedError(f"the query could not be answered: {answer.error!r}")
         # Streamed while it is computed (chunked, no Content-Length): the first bytes leave at once.
-        return StreamingResponse(answer.chunks(), headers=headers, media_type=media_type)
+        return StreamingResponse(self._chunks(request, answer), headers=headers, media_type=media_type)
+
+    async def _chunks(self, request: Request, answer: AnswerFile) -> AsyncIterator[bytes]:
+        """The answer's bytes as they are written, until the writer is done and all are read; the
+        query stops when the client leaves."""
+        loop = asyncio.get_running_loop()
+        f = None
+        try:
+            while True:
+                finished = answer.done.is_set()  # read before reading: then an empty read means the end
+                if f is None:
+                    try:
+                        f = await loop.run_in_executor(self._readers, open, answer.path, "rb")
+                    except FileNotFoundError:
+                        if finished:
+                            return
+                        await asyncio.sleep(POLL_S)
+                        continue
+                chunk = await loop.run_in_executor(self._readers, f.read, CHUNK_SIZE)
+                if chunk:
+                    yield chunk
+                elif finished:
+                    if answer.error is not None:
+                        log.warning("answer cut short by a failed query", extra={"path": str(answer.path)})
+                    return
+                elif await request.is_disconnected():
+                    return
+                else:
+                    await asyncio.sleep(POLL_S)
+        finally:
+            if f is not None:
+                f.close()
+            answer.abandon()
 
 
 FILTER_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
     304: {"description": "Not modified (If-None-Match): the committed file and the query are unchanged."},
     422: {"description": "A filter that cannot be applied; `detail[0].loc` names the field."},
-    503: {"description": "The merger is still loading its state."},
+    503: {"description": "The merger is still loading its state, or too many queries wait (Retry-After)."},
 }
 
 
 def query_router(service: QueryService) -> APIRouter:
     router = APIRouter(tags=["output"])
 
-    def merged_parquet(request: Request, q: RowQueryParam) -> Response:
+    async def merged_parquet(request: Request, q: RowQueryParam) -> Response:
         """The committed rows that match the filters, as one Parquet file (readable by polars, pandas,
         pyarrow, DuckDB). Computed with polars' streaming engine: memory stays bounded."""
-        return service.answer(request, q, "parquet")
+        return await service.answer(request, q, "parquet")
 
     for method in ("GET", "HEAD"):
         router.add_api_route(

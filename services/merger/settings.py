@@ -88,7 +88,22 @@ class MergerSettings(PipelineSettings, InternalSecretSettings):
         default=300,
         ge=1,
         le=86_400,
-        description="GET /devices' recent window: the last this many seconds of eventTime up to the newest merged.",
+        description="GET /devices' recent window: rows whose eventTime lies in the last this many seconds up to now.",
+    )
+    devices_max: int = Field(
+        default=10_000,
+        ge=1,
+        description="The device figures keep this many devices, the most recently merged; older ones are dropped "
+        "and counted (devices_dropped, rows_dropped in GET /devices), so memory and the snapshot stay bounded.",
+    )
+    queries_at_once: int = Field(
+        default=2, ge=1, le=64, description="Filtered merged.csv / merged.parquet answers computed at once."
+    )
+    query_queue_max: int = Field(
+        default=8,
+        ge=0,
+        description="Filtered answers waiting for their turn at most; one more gets 503 with Retry-After. A "
+        "waiting or running query whose client has gone is dropped (its work cancelled, its temp file removed).",
     )
     devices_snapshot_interval_s: float = Field(
         default=5.0,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -80,10 +81,12 @@ def test_device_table_follows_the_merged_rows(served: Served) -> None:
             expect(page.locator("#devices-body tr")).to_have_count(5, timeout=15_000)
             table_matches_api(page, served)
 
-            # a new device, all errors, hot: it appears, and its figures are the API's
+            # a new device, all errors, hot, seen seconds ago (the recent window ends now): it
+            # appears, and its figures are the API's
+            now = (datetime.now(UTC) - timedelta(seconds=5)).strftime("%Y-%m-%dT%H:%M:%S")
             rows = "".join(
                 f"ffff0000-{i:04x}-4000-8000-000000000000,{900_000 + i},device,CI00100,"
-                f"2026-11-28T03:00:10.{i:06d}Z,0,D777,{25 + i % 5},C,ERROR\n"
+                f"{now}.{i:06d}Z,0,D777,{25 + i % 5},C,ERROR\n"
                 for i in range(40)
             )
             write_batch(served.rows_dir, 2, HEADER_LINE + rows)
@@ -94,6 +97,23 @@ def test_device_table_follows_the_merged_rows(served: Served) -> None:
             assert float(d777["share"]) == 1.0 and "100" in d777["text"]
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "dashboard-devices.png"), full_page=True)
+
+            # more devices than a page: the table shows the first page, the next one on request
+            rows = "".join(
+                f"eeee0000-{i:04x}-4000-8000-000000000000,{950_000 + i},device,CI00100,"
+                f"2026-11-28T03:00:20.000000Z,0,P{i:03d},1,C,SUCCESS\n"
+                for i in range(150)
+            )
+            write_batch(served.rows_dir, 3, HEADER_LINE + rows)
+            served.merged_up_to(3)
+            expect(page.locator("#devices-body tr")).to_have_count(100, timeout=15_000)
+            expect(page.locator("#devices-info")).to_contain_text("100 of 156 devices shown", timeout=15_000)
+            page.locator("#devices-next").click()
+            expect(page.locator("#devices-body tr")).to_have_count(56, timeout=15_000)
+            expect(page.locator("#dev-P149")).to_be_visible()
+            expect(page.locator("#devices-next")).to_be_hidden()
+            page.locator("#devices-first").click()
+            expect(page.locator("#dev-D001")).to_be_visible(timeout=15_000)
             assert not errors, errors
         finally:
             browser.close()

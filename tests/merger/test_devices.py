@@ -16,55 +16,67 @@ import pytest
 
 from contract.devices import DevicesResponse, Figures
 from services.merger.device_tracker import DeviceTracker, read_whole_lines
-from services.merger.devices import DeviceBook, parse_rows
+from services.merger.devices import MIN_US, DeviceBook, now_us, parse_rows
 from services.merger.state import MergerState
 from tests.documents import devices, merger_status
 from tests.helpers import wait_for
-from tests.merger.batches import HEADER_LINE, batch_rows, write_batch
+from tests.merger.batches import HEADER_LINE, T0, batch_rows, write_batch
 from tests.merger.test_crash import committed
 
 US = 1_000_000
+#: The clock of the pure tests: 280 s after batch_rows' first eventTime (batch 60 is at +300 s): the
+#: rows of the last batches are later than the clock (out of range), those just before are recent.
+NOW = (T0 + timedelta(seconds=280) - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
 
 
-def epoch_us(text: str) -> int:
-    t = datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+def epoch_us(text: str) -> int | None:
+    """None for a time Python cannot hold (years 0, -1, 10000 that a valid record reaches by its zone)."""
+    try:
+        t = datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    except ValueError:
+        return None
     return (t - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
 
 
-def figures(rows: list[dict]) -> dict:
+def figures(rows: list[dict], now: int) -> dict:
+    """recompute()'s figures of `rows`: those later than `now` (or outside years 1-9999) are out of range."""
     temps = [int(r["temperature"]) for r in rows]
     statuses: dict[str, int] = {}
     for r in rows:
         statuses[r["status"] or "none"] = statuses.get(r["status"] or "none", 0) + 1
     return {
         "rows": len(rows),
-        "last_us": max((r["us"] for r in rows), default=None),
+        "last_us": max((r["us"] for r in rows if in_range(r["us"], now)), default=None),
         "temperature_min": min(temps, default=None),
         "temperature_max": max(temps, default=None),
         "temperature_mean": sum(temps) / len(temps) if temps else None,
         "statuses": dict(sorted(statuses.items())),
         "error_share": statuses.get("ERROR", 0) / len(rows) if rows else None,
+        "rows_out_of_range": sum(1 for r in rows if not in_range(r["us"], now)),
     }
 
 
-def recompute(merged_csv_text: str, window_s: int) -> dict:
-    """The expected /devices answer, from merged.csv alone, without polars."""
-    rows = list(csv.DictReader(io.StringIO(merged_csv_text)))
+def in_range(us: int | None, now: int) -> bool:
+    return us is not None and MIN_US <= us <= now
+
+
+def recompute(merged_csv_text: str, window_s: int, now: int) -> dict:
+    """The expected /devices answer at `now` (epoch microseconds), from merged.csv alone, without polars."""
+    rows = list(csv.DictReader(io.StringIO(merged_csv_text, newline="")))
     for r in rows:
         r["us"] = epoch_us(r["eventTime"])
-    newest = max((r["us"] for r in rows), default=None)
-    start = None if newest is None else newest // US - window_s + 1
+    start = now // US - window_s + 1
     devices = {}
     for name in sorted({r["deviceId"] for r in rows if r["deviceId"]}):
         mine = [r for r in rows if r["deviceId"] == name]
         devices[name] = {
-            "total": figures(mine),
-            "recent": figures([r for r in mine if r["us"] // US >= start]),
+            "total": figures(mine, now),
+            "recent": figures([r for r in mine if in_range(r["us"], now) and r["us"] // US >= start], now),
         }
     return {
         "rows": len(rows),
         "rows_without_device": sum(1 for r in rows if not r["deviceId"]),
-        "newest_us": newest,
+        "rows_out_of_range": sum(1 for r in rows if not in_range(r["us"], now)),
         "devices": devices,
     }
 
@@ -81,12 +93,13 @@ def observed(doc: DevicesResponse) -> dict:
 
     def fig(f: Figures) -> dict:
         keys = {"rows", "temperature_min", "temperature_max", "temperature_mean", "statuses", "error_share"}
+        keys.add("rows_out_of_range")
         return {**f.model_dump(include=keys), "last_us": iso_us(f.last_seen)}
 
     return {
         "rows": doc.rows,
         "rows_without_device": doc.rows_without_device,
-        "newest_us": iso_us(doc.window_end),
+        "rows_out_of_range": doc.rows_out_of_range,
         "devices": {d.deviceId: {"total": fig(d.total), "recent": fig(d.recent)} for d in doc.devices},
     }
 
@@ -100,9 +113,9 @@ def assert_same(got: dict, expected: dict) -> None:
     assert got == expected
 
 
-def book_doc(book: DeviceBook) -> DevicesResponse:
-    """The book's answer as a reader of /devices gets it (through its JSON)."""
-    return DevicesResponse.model_validate_json(book.response(0, 0).model_dump_json())
+def book_doc(book: DeviceBook, now: int, **page: object) -> DevicesResponse:
+    """The book's answer at `now` as a reader of /devices gets it (through its JSON)."""
+    return DevicesResponse.model_validate_json(book.response(0, 0, now, **page).model_dump_json())  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("pieces", [1, 3, 40])
@@ -112,22 +125,22 @@ def test_book_in_any_chunking_equals_the_recomputation(pieces):
     book = DeviceBook(window_s=60)
     cuts = sorted(rnd.sample(range(1, len(lines)), pieces - 1)) if pieces > 1 else []
     for a, b in zip([0, *cuts], [*cuts, len(lines)], strict=True):
-        book.apply(parse_rows("".join(lines[a:b]).encode()))
-    expected = recompute(HEADER_LINE + "".join(lines), 60)
-    assert_same(observed(book_doc(book)), expected)
+        book.apply(parse_rows("".join(lines[a:b]).encode()), NOW)
+    expected = recompute(HEADER_LINE + "".join(lines), 60, NOW)
+    assert_same(observed(book_doc(book, NOW)), expected)
     # a snapshot round trip changes nothing, and the book goes on from it
     again = DeviceBook.from_json(orjson.loads(orjson.dumps(book.to_json())))
-    assert book_doc(again) == book_doc(book)
+    assert book_doc(again, NOW) == book_doc(book, NOW)
     more = batch_rows(61, 50, rnd)
-    again.apply(parse_rows(more.encode()))
-    assert_same(observed(book_doc(again)), recompute(HEADER_LINE + "".join(lines) + more, 60))
+    again.apply(parse_rows(more.encode()), NOW)
+    assert_same(observed(book_doc(again, NOW)), recompute(HEADER_LINE + "".join(lines) + more, 60, NOW))
 
 
 def test_the_window_keeps_only_its_seconds():
     book = DeviceBook(window_s=10)
     rnd = random.Random(3)
     for b in range(100):
-        book.apply(parse_rows(batch_rows(b, 50, rnd).encode()))
+        book.apply(parse_rows(batch_rows(b, 50, rnd).encode()), NOW)
     assert all(len(per) <= 10 for per in book.seconds.values())
 
 
@@ -193,7 +206,7 @@ def test_figures_match_merged_csv_after_two_sigkills(merger_runner, rows_dir):
 
     text = (merger_runner.data_dir / "merger" / "merged.csv").read_text()
     assert doc.window_s == WINDOW_S
-    assert_same(observed(doc), recompute(text, WINDOW_S))
+    assert_same(observed(doc), recompute(text, WINDOW_S, iso_us(doc.window_end)))
     # a clean stop saved the figures up to the end
     assert snapshot_size() == len(text.encode())
 
@@ -211,6 +224,7 @@ async def test_tracker_keeps_counting_when_it_cannot_save(tmp_path, caplog):
         tmp_path / "blocker" / "devices.json",
         lambda: state,
         window_s=60,
+        max_devices=100,
         snapshot_interval_s=0.05,
         poll_interval_s=0.01,
     )
@@ -234,7 +248,8 @@ async def test_tracker_keeps_counting_when_it_cannot_save(tmp_path, caplog):
         tracker.stop()
         await task
     assert tracker.covered_size == state.committed_size
-    assert_same(observed(book_doc(tracker.book)), recompute(text, 60))
+    now = now_us()
+    assert_same(observed(book_doc(tracker.book, now)), recompute(text, 60, now))
     errors = [r for r in caplog.records if r.getMessage() == "device figures could not be updated"]
     assert len(errors) == 1
 
@@ -277,3 +292,69 @@ def test_device_and_query_metrics_are_exported(merger_runner, rows_dir):
             10,
             "the query counted",
         )
+
+
+def extreme_rows() -> str:
+    """Valid rows with every eventTime the validity table lets through to merged.csv, the years a
+    datetime cannot hold included, and one far in the future."""
+    times = [
+        "0001-01-01T00:00:00.000000Z",
+        "0000-12-31T23:00:00.000000Z",
+        "-0001-12-31T23:00:00.000000Z",
+        "+10000-01-01T00:59:59.000000Z",
+        "9999-12-31T23:59:59.999999Z",
+        "1969-12-31T23:59:59.999999Z",
+        (T0 + timedelta(seconds=270)).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+    ]
+    return "".join(
+        f"e{i},{i},device,CI00100,{t},0,{'D001' if i % 2 else 'D002'},{i},C,ERROR\n" for i, t in enumerate(times)
+    )
+
+
+def test_every_valid_event_time_is_counted_and_far_future_rows_leave_recent_alone():
+    book = DeviceBook(window_s=60)
+    text = batch_rows(50, 200, random.Random(5)) + extreme_rows()
+    book.apply(parse_rows(text.encode()), NOW)
+    doc = book_doc(book, NOW)
+    assert_same(observed(doc), recompute(HEADER_LINE + text, 60, NOW))
+    assert doc.rows_out_of_range == 4  # years 0, -1, 10000 and 9999 (later than the clock)
+    assert doc.window_end is not None and iso_us(doc.window_end) == NOW
+    # the far-future rows did not move the window: the recent figures still hold the recent rows
+    assert sum(d.recent.rows for d in doc.devices) > 0
+    for d in doc.devices:
+        assert d.total.last_seen is not None and iso_us(d.total.last_seen) <= NOW
+    # a snapshot keeps it all
+    again = DeviceBook.from_json(orjson.loads(orjson.dumps(book.to_json())))
+    assert book_doc(again, NOW) == doc
+
+
+def test_the_book_keeps_the_most_recently_merged_devices_and_counts_the_dropped():
+    book = DeviceBook(window_s=60, max_devices=3)
+    for name in ("A", "B", "C", "D", "B", "E"):  # B merged again: A, C then D are the oldest
+        book.apply(parse_rows(f"x,1,device,CI1,2026-11-28T03:00:00.000000Z,0,{name},1,C,OK\n".encode()), NOW)
+    doc = book_doc(book, NOW)
+    assert [d.deviceId for d in doc.devices] == ["B", "D", "E"]
+    assert (doc.devices_kept, doc.devices_dropped, doc.rows_dropped, doc.rows) == (3, 2, 2, 6)
+    assert [d.total.rows for d in doc.devices] == [2, 1, 1]
+    # a smaller limit at the next start drops the oldest again
+    smaller = DeviceBook.from_json(orjson.loads(orjson.dumps(book.to_json())), max_devices=1)
+    assert [d.deviceId for d in book_doc(smaller, NOW).devices] == ["E"]
+
+
+def test_pages_cover_every_device_once_in_order():
+    book = DeviceBook(window_s=60)
+    names = [f"D{i:04d}" for i in range(250)]
+    book.apply(
+        parse_rows("".join(f"x,1,device,CI1,2026-11-28T03:00:00.000000Z,0,{n},1,C,OK\n" for n in names).encode()),
+        NOW,
+    )
+    seen, after, pages = [], None, 0
+    while True:
+        doc = book_doc(book, NOW, limit=100, after=after)
+        seen += [d.deviceId for d in doc.devices]
+        pages += 1
+        after = doc.next_after
+        if after is None:
+            break
+    assert seen == names and pages == 3 and doc.devices_kept == 250
+    assert book_doc(book, NOW, limit=10, after="D0245").devices[0].deviceId == "D0246"

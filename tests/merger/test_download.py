@@ -16,13 +16,21 @@ from services.merger.errors import RangeNotSatisfiableError
         ("bytes=0-1,5-6", None),  # several ranges: served whole
         ("items=0-1", None),
         ("bytes=9-3", None),
+        # thousands of digits: past any end (RFC 9110 14.1.1: a last-pos past the end is the end)
+        ("bytes=0-" + "9" * 5000, (0, 99)),
+        ("bytes=-" + "9" * 5000, (0, 99)),
+        ("bytes=" + "0" * 5000 + "5-" + "0" * 4000 + "7", (5, 7)),
+        ("bytes=" + "9" * 5000 + "-1", None),  # last < first: ignored
+        ("bytes=\u0661-2", None),  # a non-ASCII digit is not a digit of HTTP
+        ("bytes=1-2-3", None),
+        ("bytes = 1 - ", (1, 99)),
     ],
 )
 def test_parse_range(header, expected):
     assert parse_range(header, 100) == expected
 
 
-@pytest.mark.parametrize("header", ["bytes=100-", "bytes=150-200", "bytes=-0"])
+@pytest.mark.parametrize("header", ["bytes=100-", "bytes=150-200", "bytes=-0", "bytes=" + "9" * 5000 + "-"])
 def test_unsatisfiable_range(header):
     with pytest.raises(RangeNotSatisfiableError):
         parse_range(header, 100)

@@ -252,3 +252,12 @@ def test_queries_during_merging_see_whole_committed_batches(merger_runner, rows_
         ).fetchone()
         assert count == total and kind == "TIMESTAMP WITH TIME ZONE"
     assert len(seen) > 1  # the answers did move along with the merging
+
+
+def test_temp_answers_left_by_a_crash_are_removed_at_start(merger_runner):
+    tmp = merger_runner.data_dir / "merger" / "query-tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    (tmp / "0123abcd.csv").write_bytes(b"eventId\n" * 1000)  # an answer a SIGKILLed merger was sending
+    (tmp / "4567ef.parquet").write_bytes(b"PAR1")
+    with merger_runner.process():
+        assert list(tmp.iterdir()) == []
