@@ -1,10 +1,13 @@
 """Handing closed batches to the Kafka producer and tracking their acknowledgement on the run.
 
 A batch's delivery future gets a callback (`delivered`): no message is ever awaited on its own. A
-batch whose delivery fails is counted (delivery_errors) and its records go to the run's retry queue
-(they are sent again): nothing is dropped silently. The producer may be replaced meanwhile (see the
-engine's monitor): a batch it had not taken yet goes to the new one. Once a stop's deadline has
-passed, a batch is given up rather than waited for, so a stop answers in time."""
+batch whose delivery fails is counted (delivery_errors) and is *in doubt* (the broker may have
+written it before the failure): `settle` reads Kafka and counts it delivered if it is there, or
+queues its records to be sent again (in_doubt.py): nothing is dropped silently, nothing written
+twice. A failure that shows the producer's sequence numbers no longer match the broker's asks for a
+new producer (`replace_reason`, read by the engine's monitor). The producer may be replaced
+meanwhile: a batch it had not taken yet goes to the new one. Once a stop's deadline has passed, a
+batch is given up rather than waited for, so a stop answers in time."""
 
 from __future__ import annotations
 
@@ -18,8 +21,10 @@ from functools import partial
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 
+from contract.kafka import KafkaSecurity
 from services.generator.batching import Batch, BatchBuilder, Record
-from services.generator.connection import sender_failure
+from services.generator.connection import desynchronised, sender_failure
+from services.generator.in_doubt import Doubtful, find_written, read_tails
 from services.generator.metrics import Metrics
 from services.generator.run import Run
 
@@ -41,6 +46,17 @@ class Delivery:
         self._current = current_producer
         self._report_error = report_error
         self._seq = 0  # batches handed over
+        #: per partition, an offset at or below which nothing of ours is unconfirmed: where a read
+        #: for in-doubt batches starts (an acknowledged batch's end; the end offset at connect)
+        self.confirmed: dict[int, int] = {}
+        #: a failure showing the producer must be replaced (its sequence numbers are out of step)
+        self.replace_reason: BaseException | None = None
+
+    def note_ends(self, ends: dict[int, int]) -> None:
+        """The partitions' end offsets when a producer connected: nothing it sends is below them.
+        Kept where known already (a batch of the old producer may be in doubt below the new end)."""
+        for part, end in ends.items():
+            self.confirmed.setdefault(part, end)
 
     async def _hand_over(self, run: Run, topic: str, part: int, batch: BatchBuilder) -> asyncio.Future | None:
         """producer.send_batch, which waits while the partition's previous batch is unacknowledged
@@ -94,11 +110,9 @@ class Delivery:
         run.sent += batch.new_records  # records sent again were counted when first sent
         run.in_flight += n
         self.metrics.sent.inc(batch.new_records)
-        fut.add_done_callback(partial(self.delivered, run, seq, sent_at, recs))
-        if run.tools is not None:  # injected records go to the ledger with their offsets
-            fut.add_done_callback(partial(run.tools.ledger.delivered, recs))
+        fut.add_done_callback(partial(self.delivered, run, seq, sent_at, batch.partition, recs))
 
-    def delivered(self, run: Run, seq: int, sent_at: float, recs: list[Record], fut: asyncio.Future) -> None:
+    def delivered(self, run: Run, seq: int, sent_at: float, part: int, recs: list[Record], fut: asyncio.Future) -> None:
         n = len(recs)
         run.pending.pop(seq, None)
         run.in_flight -= n
@@ -107,13 +121,57 @@ class Delivery:
         else:
             exc = fut.exception()
         if exc is None:
+            md = fut.result()
+            if md is not None:
+                self.confirmed[part] = max(self.confirmed.get(part, 0), md.offset + n)
+                if run.tools is not None:  # injected records go to the ledger with their offsets
+                    run.tools.ledger.written(recs, part, md.offset)
             run.acknowledged += n
             self.metrics.acknowledged.inc(n)
             self.metrics.send_latency.observe(time.monotonic() - sent_at)
         else:
             run.delivery_errors += n
             self.metrics.delivery_errors.inc(n)
-            self._report_error(f"delivery of {n} records failed, sending them again: {exc!r}")
-            log.warning("delivery failed, records queued again: %r", exc, extra={"run": run.id, "records": n})
-            run.retry.extend(recs)
+            if desynchronised(exc) and self.replace_reason is None:
+                self.replace_reason = exc
+            self._report_error(f"delivery of {n} records failed; unless Kafka has them, they are sent again: {exc!r}")
+            log.warning(
+                "delivery failed, records in doubt until Kafka is read: %r",
+                exc,
+                extra={"run": run.id, "partition": part, "records": n},
+            )
+            run.in_doubt.append(Doubtful(seq, part, recs))
+        run.wake.set()
+
+    async def settle(self, run: Run, bootstrap: str, topic: str, security: KafkaSecurity) -> None:
+        """Decide each in-doubt batch (in_doubt.py): found in Kafka, it is delivered (acknowledged,
+        ledger lines at the offsets found); not found, its records are queued to be sent again.
+        Call with nothing of the run in flight (so no batch of it can still land)."""
+        doubtful = sorted(run.in_doubt, key=lambda d: d.seq)
+        parts = sorted({d.partition for d in doubtful})
+        tails, ends = await read_tails(bootstrap, topic, {p: self.confirmed.get(p, 0) for p in parts}, security)
+        found_n = resent_n = 0
+        for part in parts:
+            mine = [d for d in doubtful if d.partition == part]
+            for d, base in zip(mine, find_written([d.records for d in mine], tails[part]), strict=True):
+                n = len(d.records)
+                if base is None:
+                    run.retry.extend(d.records)
+                    resent_n += n
+                    continue
+                found_n += n
+                run.acknowledged += n
+                self.metrics.acknowledged.inc(n)
+                self.metrics.found_written.inc(n)
+                if run.tools is not None:
+                    run.tools.ledger.written(d.records, part, base)
+            self.confirmed[part] = max(self.confirmed.get(part, 0), ends[part])
+        run.in_doubt.clear()
+        log.warning(
+            "in-doubt records settled: %d found in Kafka already (counted as delivered, not sent again), "
+            "%d not there (sent again)",
+            found_n,
+            resent_n,
+            extra={"run": run.id, "topic": topic, "partitions": parts},
+        )
         run.wake.set()
