@@ -46,8 +46,8 @@ class Delivery:
         self._current = current_producer
         self._report_error = report_error
         self._seq = 0  # batches handed over
-        #: per partition, an offset at or below which nothing of ours is unconfirmed: where a read
-        #: for in-doubt batches starts (an acknowledged batch's end; the end offset at connect)
+        #: per partition, where a batch handed over now can land at the earliest (an acknowledged
+        #: batch's end; the end offset at connect): a failed batch is looked for from there
         self.confirmed: dict[int, int] = {}
         #: a failure showing the producer must be replaced (its sequence numbers are out of step)
         self.replace_reason: BaseException | None = None
@@ -99,6 +99,8 @@ class Delivery:
         """Hand one closed batch to the producer; track its delivery without awaiting it."""
         recs = batch.records
         n = len(recs)
+        # the batch cannot land below what is confirmed now: where a read for it starts if it fails
+        since = self.confirmed.get(batch.partition, 0)
         fut = await self._hand_over(run, topic, batch.partition, batch.builder)
         if fut is None:
             run.abandoned += n
@@ -110,9 +112,11 @@ class Delivery:
         run.sent += batch.new_records  # records sent again were counted when first sent
         run.in_flight += n
         self.metrics.sent.inc(batch.new_records)
-        fut.add_done_callback(partial(self.delivered, run, seq, sent_at, batch.partition, recs))
+        fut.add_done_callback(partial(self.delivered, run, seq, sent_at, batch.partition, recs, since))
 
-    def delivered(self, run: Run, seq: int, sent_at: float, part: int, recs: list[Record], fut: asyncio.Future) -> None:
+    def delivered(
+        self, run: Run, seq: int, sent_at: float, part: int, recs: list[Record], since: int, fut: asyncio.Future
+    ) -> None:
         n = len(recs)
         run.pending.pop(seq, None)
         run.in_flight -= n
@@ -140,7 +144,7 @@ class Delivery:
                 exc,
                 extra={"run": run.id, "partition": part, "records": n},
             )
-            run.in_doubt.append(Doubtful(seq, part, recs))
+            run.in_doubt.append(Doubtful(seq, part, recs, since))
         run.wake.set()
 
     async def settle(self, run: Run, bootstrap: str, topic: str, security: KafkaSecurity) -> None:
@@ -149,7 +153,8 @@ class Delivery:
         Call with nothing of the run in flight (so no batch of it can still land)."""
         doubtful = sorted(run.in_doubt, key=lambda d: d.seq)
         parts = sorted({d.partition for d in doubtful})
-        tails, ends = await read_tails(bootstrap, topic, {p: self.confirmed.get(p, 0) for p in parts}, security)
+        since = {p: min(d.since for d in doubtful if d.partition == p) for p in parts}
+        tails, ends = await read_tails(bootstrap, topic, since, security)
         found_n = resent_n = 0
         for part in parts:
             mine = [d for d in doubtful if d.partition == part]
@@ -172,6 +177,6 @@ class Delivery:
             "%d not there (sent again)",
             found_n,
             resent_n,
-            extra={"run": run.id, "topic": topic, "partitions": parts},
+            extra={"run": run.id, "topic": topic, "read_from": since, "read_to": ends},
         )
         run.wake.set()

@@ -275,7 +275,7 @@ class Engine:
             if self.allocator is not None:
                 self.allocator.close()  # the next run continues right after this one
             if run.tools is not None:  # the ledger's end line
-                run.tools.close(run.state, run.made)
+                run.tools.close(run.state, run.made, run.offset_last)
             log.info(
                 "run ended",
                 extra={
@@ -303,6 +303,7 @@ class Engine:
             extras=p.extras,
             params=run.public_params(p.rate),  # the rate asked for at the start
             started_at=run.started_at,
+            first_event_offset=self.allocator.next if self.allocator is not None else None,  # the run's own from here
         )
         rnd = rng.random
         encoder = EventEncoder()

@@ -7,14 +7,15 @@ the old producer's batches all fail, written or not. Sent again as new records, 
 would be in Kafka twice, under two offsets, and merged twice.
 
 So a failed batch is *in doubt* (Run.in_doubt) until settled: once nothing of the run is in
-flight, each partition holding in-doubt batches is read from the end of what was last confirmed
-there (an acknowledged batch's end, or the partition's end offset when the producer connected) up
-to its end offset now. A Kafka batch is written whole or not at all, so an in-doubt batch is
-written when its records (key and value, byte for byte) appear there in a row; a valid event's
-value carries its eventOffset, so two batches never look alike. Found: its records are counted
-as delivered, at the offsets found; not found: they are sent again (their records then carry the
-`devicestream-next-offset` header, as every re-sent record does). The re-sent fault of a run's
-ledger is a new record with a new eventOffset, never an in-doubt batch: it is unaffected."""
+flight, each partition holding in-doubt batches is read from the lowest offset they can have
+landed at (what was confirmed there when they were handed over: an acknowledged batch's end, or
+the partition's end offset when the producer connected) up to its end offset now. A Kafka batch is
+written whole or not at all, so an in-doubt batch is written when its records (key and value,
+byte for byte) appear there in a row; a valid event's value carries its eventOffset, so two
+batches never look alike. Found: its records are counted as delivered, at the offsets found; not
+found: they are sent again (their records then carry the `devicestream-next-offset` header, as
+every re-sent record does). The re-sent fault of a run's ledger is a new record with a new
+eventOffset, never an in-doubt batch: it is unaffected."""
 
 from __future__ import annotations
 
@@ -31,11 +32,14 @@ from services.generator.batching import Record
 
 @dataclass(frozen=True)
 class Doubtful:
-    """One failed batch: its partition and records, in the order it was handed over (`seq`)."""
+    """One failed batch: its partition and records, in the order it was handed over (`seq`), and
+    the lowest offset it can have landed at (the partition's confirmed end when it was handed over:
+    the log only grows, so it went after every batch acknowledged before)."""
 
     seq: int
     partition: int
     records: list[Record]
+    since: int
 
 
 @dataclass(frozen=True)

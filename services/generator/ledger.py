@@ -59,12 +59,13 @@ class LedgerWriter:
     def unconfirmed(self) -> int:
         return sum(len(q) for _, q in self._marks.values())
 
-    def close(self, state: str, records: int) -> None:
+    def close(self, state: str, records: int, last_event_offset: int | None = None) -> None:
         if self._f is None:
             return
         if self.unconfirmed:
             log.warning("ledger: %d injected records never acknowledged", self.unconfirmed, extra={"path": self.path})
-        self._write(dump_line(LedgerEnd(state=state, records=records, faults=dict(self.counts))))
+        end = LedgerEnd(state=state, records=records, faults=dict(self.counts), last_event_offset=last_event_offset)
+        self._write(dump_line(end))
         self._f.flush()
         os.fsync(self._f.fileno())
         self._f.close()

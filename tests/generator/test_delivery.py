@@ -25,9 +25,9 @@ async def test_failed_delivery_is_counted_and_in_doubt_never_dropped() -> None:
 
     failed = asyncio.get_running_loop().create_future()
     failed.set_exception(KafkaConnectionError("broker down"))
-    delivery.delivered(run, 1, 0.0, 0, recs, failed)
+    delivery.delivered(run, 1, 0.0, 0, recs, 30, failed)
     assert (run.acknowledged, run.delivery_errors, run.in_flight, run.sent) == (0, 2, 0, 2)
-    assert [(d.seq, d.partition, d.records) for d in run.in_doubt] == [(1, 0, recs)]
+    assert [(d.seq, d.partition, d.records, d.since) for d in run.in_doubt] == [(1, 0, recs, 30)]
     assert not run.retry and run.not_delivered == 2  # not sent again before Kafka is read
     assert "broker down" in errors[-1]
     assert not run.pending
@@ -38,7 +38,7 @@ async def test_failed_delivery_is_counted_and_in_doubt_never_dropped() -> None:
     run.in_flight, run.pending[2] = 2, 0.0
     ok = asyncio.get_running_loop().create_future()
     ok.set_result(RecordMetadata("t", 0, None, 40, -1, 0, 0))
-    delivery.delivered(run, 2, 0.0, 0, recs, ok)
+    delivery.delivered(run, 2, 0.0, 0, recs, 40, ok)
     assert (run.acknowledged, run.delivery_errors, run.in_flight, run.sent) == (2, 2, 0, 2)
     assert delivery.confirmed == {0: 42}
     assert delivery.metrics.registry.get_sample_value("generator_events_acknowledged_total") == 2
@@ -51,7 +51,7 @@ async def test_a_sequence_out_of_step_asks_for_a_new_producer() -> None:
     run.in_flight, run.pending[1] = 1, 0.0
     failed = asyncio.get_running_loop().create_future()
     failed.set_exception(OutOfOrderSequenceNumber())
-    delivery.delivered(run, 1, 0.0, 2, [(b"k", b"v")], failed)
+    delivery.delivered(run, 1, 0.0, 2, [(b"k", b"v")], 0, failed)
     assert isinstance(delivery.replace_reason, OutOfOrderSequenceNumber)
     assert run.doubtful == 1
 
