@@ -27,6 +27,7 @@ from services.generator.connection import desynchronised, sender_failure
 from services.generator.in_doubt import Doubtful, find_written, read_tails
 from services.generator.metrics import Metrics
 from services.generator.run import Run
+from services.generator.settings import GeneratorSettings
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +147,23 @@ class Delivery:
             )
             run.in_doubt.append(Doubtful(seq, part, recs, since))
         run.wake.set()
+
+    async def try_settle(self, run: Run, s: GeneratorSettings, *, connected: bool) -> bool:
+        """Settle the run's batches in doubt once nothing of it is in flight and a producer is
+        connected (Kafka answers); True when none is left (nothing more is sent before). A stop's
+        deadline bounds the reading."""
+        if run.in_flight or not connected:
+            return False
+        limit = s.request_timeout_ms / 1000
+        if run.stop_deadline is not None:
+            limit = min(limit, max(0.1, run.stop_deadline - time.monotonic()))
+        try:
+            await asyncio.wait_for(self.settle(run, s.require_bootstrap(), s.topic, s.kafka_security), limit)
+        except (KafkaError, OSError, TimeoutError) as e:
+            self._report_error(f"cannot read {s.topic} to settle {run.doubtful} records in doubt, retrying: {e!r}")
+            log.warning("cannot settle records in doubt yet: %r", e, extra={"run": run.id, "topic": s.topic})
+            return False
+        return True
 
     async def settle(self, run: Run, bootstrap: str, topic: str, security: KafkaSecurity) -> None:
         """Decide each in-doubt batch (in_doubt.py): found in Kafka, it is delivered (acknowledged,

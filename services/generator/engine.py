@@ -335,7 +335,8 @@ class Engine:
 
         while True:
             now = time.monotonic()
-            if run.in_doubt and not await self._settled(run):  # nothing more is sent until settled
+            # batches in doubt are settled (read back from Kafka) before anything more is sent
+            if run.in_doubt and not await self.delivery.try_settle(run, s, connected=self.producer is not None):
                 if not run.stop_overdue():
                     await self._sleep(run, 0.1)
                     continue
@@ -405,20 +406,6 @@ class Engine:
                 wait = min(wait, max(0.0, oldest + linger_s - now))
             wait = min(wait, max(0.0, t_end - now))
             await self._sleep(run, wait)
-
-    async def _settled(self, run: Run) -> bool:
-        """Settle the run's batches in doubt once nothing of it is in flight and a producer is
-        connected (Kafka answers); True when none is left."""
-        if run.in_flight or self.producer is None:
-            return False
-        s = self.settings
-        try:
-            await self.delivery.settle(run, s.require_bootstrap(), s.topic, s.kafka_security)
-        except (KafkaError, OSError, TimeoutError) as e:
-            self._set_error(f"cannot read {s.topic} to settle {run.doubtful} records in doubt, retrying: {e!r}")
-            log.warning("%s", self.last_error, extra={"run": run.id, "topic": s.topic})
-            return False
-        return True
 
     def _producer(self) -> AIOKafkaProducer:
         producer = self.producer or self._batch_maker
