@@ -189,7 +189,8 @@ class Delivery:
                 if run.tools is not None:
                     run.tools.ledger.written(d.records, part, base)
             self.confirmed[part] = max(self.confirmed.get(part, 0), ends[part])
-        run.in_doubt.clear()
+        settled = {id(d) for d in doubtful}
+        run.in_doubt[:] = [d for d in run.in_doubt if id(d) not in settled]  # any newer one waits its turn
         log.warning(
             "in-doubt records settled: %d found in Kafka already (counted as delivered, not sent again), "
             "%d not there (sent again)",
