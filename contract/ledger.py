@@ -2,10 +2,15 @@
 checks the pipeline against.
 
 <data_dir>/generator/runs/<run id>.jsonl, one JSON document per line:
-  1. a `run` header (id, topic, seed, parameters),
+  1. a `run` header (id, topic, seed, parameters, the run's first eventOffset),
   2. one `fault` line per injected record, written once Kafka acknowledged it (so it carries the
      record's partition and Kafka offset),
-  3. an `end` line with the counts per kind (a ledger without it is incomplete).
+  3. an `end` line with the counts per kind and the run's last eventOffset (a ledger without it is
+     incomplete).
+
+A run's records are the ones whose eventOffset lies in [first_event_offset, last_event_offset]: the
+generator hands each eventOffset out once, to one run, so two runs of the same seed (same eventIds)
+never share one. merged.csv carries no Kafka coordinates; its rows are a run's by this range.
 
 Written by the generator (services/generator/ledger.py), read by devicestream/run_check.py."""
 
@@ -49,6 +54,8 @@ class LedgerRun(_Line):
     seed: int
     first_index: int = 0
     params: dict[str, Any]
+    #: the first eventOffset the run could hand out (None: a ledger from before ranges were written)
+    first_event_offset: int | None = None
 
 
 class LedgerFault(_Line):
@@ -78,6 +85,8 @@ class LedgerEnd(_Line):
     state: str
     records: int
     faults: dict[str, int] = Field(default_factory=dict)
+    #: the last eventOffset the run handed out (None: it made no valid event)
+    last_event_offset: int | None = None
 
 
 LedgerLine = Annotated[LedgerRun | LedgerFault | LedgerEnd, Field(discriminator="type")]
@@ -88,6 +97,16 @@ class Ledger(BaseModel):
     run: LedgerRun
     faults: list[LedgerFault]
     end: LedgerEnd | None
+
+    def event_offsets(self) -> tuple[int, int | None] | None:
+        """The run's eventOffsets as (first, last), inclusive; last None while the ledger is
+        incomplete (open-ended); None when the ledger does not say (written before ranges were)."""
+        first = self.run.first_event_offset
+        if first is None:
+            return None
+        if self.end is None:
+            return first, None
+        return first, first - 1 if self.end.last_event_offset is None else self.end.last_event_offset
 
 
 class LedgerError(ValueError):

@@ -9,6 +9,12 @@ offset. The check:
 - each re-sent event's content (its eventId) is merged exactly once per time it was sent: under
   the original eventOffset and each re-send's, each time with all its readings.
 
+Only the run's own rows are counted: those whose eventOffset lies in the run's range (the ledger's
+first and last eventOffset; each eventOffset belongs to one run). Another run of the same seed makes
+the same eventIds under other eventOffsets, and is not this run's business. An original made
+before a restart (a run continuing with first_index) lies before the range: it must be merged
+under some eventOffset outside it.
+
 Exit 0 only when every problem count is zero; a tampered ledger (an altered time, reason, offset or
 count) disagrees with what the pipeline did and fails the check."""
 
@@ -33,8 +39,22 @@ def _merged(merged_csv: Path) -> pl.DataFrame:
     return _strings(merged_csv, ROW_COLUMNS).select("eventId", "eventOffset", "eventTime").collect()
 
 
+def own_rows(ledger: Ledger, merged: pl.DataFrame) -> pl.DataFrame:
+    """The rows of merged.csv that are the run's: eventOffset in its range (all rows for a ledger
+    written before ranges were)."""
+    span = ledger.event_offsets()
+    if span is None:
+        return merged
+    first, last = span
+    off = pl.col("eventOffset").cast(pl.Int64, strict=False)
+    inside = off >= first if last is None else off.is_between(first, last)
+    return merged.filter(inside.fill_null(False))
+
+
 def check_run(ledger: Ledger, merged: pl.DataFrame, rejects: pl.DataFrame, examples: int = 5) -> RunReport:
     """Pure: the ledger against merged.csv's (eventId, eventOffset, eventTime) and the rejects."""
+    everything, merged = merged, own_rows(ledger, merged)
+    ranged = ledger.event_offsets() is not None
     counted = Counter(f.kind for f in ledger.faults)
     report = RunReport(run_id=ledger.run.run_id, faults={k: counted.get(k, 0) for k in FAULT_KINDS})
     p, ex = report.problems, report.examples
@@ -90,6 +110,12 @@ def check_run(ledger: Ledger, merged: pl.DataFrame, rejects: pl.DataFrame, examp
             .agg(pl.len().alias("n"), pl.col("eventOffset").unique().alias("offsets"))
         )
         seen = {r["eventId"]: r for r in found.iter_rows(named=True)}
+        # eventIds merged outside the run's range too (an original made before a restart)
+        elsewhere = set(
+            everything.filter(pl.col("eventId").is_in(list(sends)))
+            .join(merged.select("eventOffset"), on="eventOffset", how="anti")["eventId"]
+            .to_list()
+        )
         wrong = []
         for event_id, offsets in sorted(sends.items()):
             r = seen.get(event_id)
@@ -98,10 +124,13 @@ def check_run(ledger: Ledger, merged: pl.DataFrame, rejects: pl.DataFrame, examp
             original = originals[event_id]
             # the original and each re-send, once each (an original from before a restart: any one offset)
             if original is not None:
-                right = merged_offsets == offsets | {original}
+                right = merged_offsets == offsets | {original} and n == readings[event_id] * (len(offsets) + 1)
+            elif ranged:  # the original is before the run's range: once there, the re-sends in it
+                right = merged_offsets == offsets and event_id in elsewhere and n == readings[event_id] * len(offsets)
             else:
                 right = offsets <= merged_offsets and len(merged_offsets) == len(offsets) + 1
-            if not right or n != readings[event_id] * (len(offsets) + 1):
+                right = right and n == readings[event_id] * (len(offsets) + 1)
+            if not right:
                 wrong.append(
                     {
                         "event_id": event_id,

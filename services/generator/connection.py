@@ -1,16 +1,34 @@
 """The generator's Kafka connection: its producer (the one place it is built), how to tell the
-producer died for good, where each customer key goes, a TCP probe of the bootstrap servers, and
-creating the topic when asked to."""
+producer died for good or must be replaced, where each customer key goes, a TCP probe of the
+bootstrap servers, and creating the topic when asked to.
+
+Retries keep the idempotent producer's sequence. aiokafka 0.14 (the version pinned) retries a
+batch of an idempotent producer with its producer id and sequence number until the broker answers,
+so a batch the broker wrote before an answer was lost is acknowledged once (DuplicateSequenceNumber
+counts as delivered) whatever the request timeout. One path breaks that: a batch that waited longer
+than request_timeout_ms while its partition had no leader is failed after a sequence number was
+given to it; when the broker had written it, it is sent again by us; when not, the broker refuses
+every later batch of the partition (OutOfOrderSequenceNumber) and the producer is useless
+(aio-libs/aiokafka#1017). `make_producer` therefore never lets a batch expire: it waits for its
+leader. What is left (the sender dead, sequences out of step) replaces the producer, and what the
+old one had not confirmed is settled against Kafka before anything is sent again (in_doubt.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import math
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    InvalidProducerEpoch,
+    KafkaError,
+    OutOfOrderSequenceNumber,
+    ProducerFenced,
+    UnknownProducerId,
+)
 from aiokafka.partitioner import murmur2
 
 from contract.events import CUSTOMER_IDS
@@ -38,8 +56,26 @@ def _producer_kwargs(settings: GeneratorSettings, bootstrap: str) -> dict[str, A
 
 
 def make_producer(settings: GeneratorSettings, bootstrap: str) -> AIOKafkaProducer:
-    """The one place the generator's Kafka producer is built."""
-    return AIOKafkaProducer(**_producer_kwargs(settings, bootstrap))
+    """The one place the generator's Kafka producer is built. Its batches never expire (see the
+    module docstring): aiokafka uses request_timeout_ms as the batch lifetime too, and a batch is
+    only ever expired while its partition has no leader."""
+    producer = AIOKafkaProducer(**_producer_kwargs(settings, bootstrap))
+    producer._message_accumulator._batch_ttl = math.inf  # aiokafka 0.14 has no setting for it
+    return producer
+
+
+#: Delivery failures that leave the producer's idempotent state out of step with the broker's: every
+#: later batch of the partition would fail too, so the producer is replaced (a new producer id).
+DESYNCHRONISED: tuple[type[BaseException], ...] = (
+    OutOfOrderSequenceNumber,
+    UnknownProducerId,
+    InvalidProducerEpoch,
+    ProducerFenced,
+)
+
+
+def desynchronised(exc: BaseException) -> bool:
+    return isinstance(exc, DESYNCHRONISED)
 
 
 def sender_failure(producer: AIOKafkaProducer) -> BaseException | None:

@@ -1,10 +1,13 @@
 """Handing closed batches to the Kafka producer and tracking their acknowledgement on the run.
 
 A batch's delivery future gets a callback (`delivered`): no message is ever awaited on its own. A
-batch whose delivery fails is counted (delivery_errors) and its records go to the run's retry queue
-(they are sent again): nothing is dropped silently. The producer may be replaced meanwhile (see the
-engine's monitor): a batch it had not taken yet goes to the new one. Once a stop's deadline has
-passed, a batch is given up rather than waited for, so a stop answers in time."""
+batch whose delivery fails is counted (delivery_errors) and is *in doubt* (the broker may have
+written it before the failure): `settle` reads Kafka and counts it delivered if it is there, or
+queues its records to be sent again (in_doubt.py): nothing is dropped silently, nothing written
+twice. A failure that shows the producer's sequence numbers no longer match the broker's asks for a
+new producer (`replace_reason`, read by the engine's monitor). The producer may be replaced
+meanwhile: a batch it had not taken yet goes to the new one. Once a stop's deadline has passed, a
+batch is given up rather than waited for, so a stop answers in time."""
 
 from __future__ import annotations
 
@@ -18,10 +21,13 @@ from functools import partial
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 
+from contract.kafka import KafkaSecurity
 from services.generator.batching import Batch, BatchBuilder, Record
-from services.generator.connection import sender_failure
+from services.generator.connection import desynchronised, sender_failure
+from services.generator.in_doubt import Doubtful, find_written, read_tails
 from services.generator.metrics import Metrics
 from services.generator.run import Run
+from services.generator.settings import GeneratorSettings
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +47,17 @@ class Delivery:
         self._current = current_producer
         self._report_error = report_error
         self._seq = 0  # batches handed over
+        #: per partition, where a batch handed over now can land at the earliest (an acknowledged
+        #: batch's end; the end offset at connect): a failed batch is looked for from there
+        self.confirmed: dict[int, int] = {}
+        #: a failure showing the producer must be replaced (its sequence numbers are out of step)
+        self.replace_reason: BaseException | None = None
+
+    def note_ends(self, ends: dict[int, int]) -> None:
+        """The partitions' end offsets when a producer connected: nothing it sends is below them.
+        Kept where known already (a batch of the old producer may be in doubt below the new end)."""
+        for part, end in ends.items():
+            self.confirmed.setdefault(part, end)
 
     async def _hand_over(self, run: Run, topic: str, part: int, batch: BatchBuilder) -> asyncio.Future | None:
         """producer.send_batch, which waits while the partition's previous batch is unacknowledged
@@ -83,6 +100,8 @@ class Delivery:
         """Hand one closed batch to the producer; track its delivery without awaiting it."""
         recs = batch.records
         n = len(recs)
+        # the batch cannot land below what is confirmed now: where a read for it starts if it fails
+        since = self.confirmed.get(batch.partition, 0)
         fut = await self._hand_over(run, topic, batch.partition, batch.builder)
         if fut is None:
             run.abandoned += n
@@ -94,11 +113,11 @@ class Delivery:
         run.sent += batch.new_records  # records sent again were counted when first sent
         run.in_flight += n
         self.metrics.sent.inc(batch.new_records)
-        fut.add_done_callback(partial(self.delivered, run, seq, sent_at, recs))
-        if run.tools is not None:  # injected records go to the ledger with their offsets
-            fut.add_done_callback(partial(run.tools.ledger.delivered, recs))
+        fut.add_done_callback(partial(self.delivered, run, seq, sent_at, batch.partition, recs, since))
 
-    def delivered(self, run: Run, seq: int, sent_at: float, recs: list[Record], fut: asyncio.Future) -> None:
+    def delivered(
+        self, run: Run, seq: int, sent_at: float, part: int, recs: list[Record], since: int, fut: asyncio.Future
+    ) -> None:
         n = len(recs)
         run.pending.pop(seq, None)
         run.in_flight -= n
@@ -107,13 +126,76 @@ class Delivery:
         else:
             exc = fut.exception()
         if exc is None:
+            md = fut.result()
+            if md is not None:
+                self.confirmed[part] = max(self.confirmed.get(part, 0), md.offset + n)
+                if run.tools is not None:  # injected records go to the ledger with their offsets
+                    run.tools.ledger.written(recs, part, md.offset)
             run.acknowledged += n
             self.metrics.acknowledged.inc(n)
             self.metrics.send_latency.observe(time.monotonic() - sent_at)
         else:
             run.delivery_errors += n
             self.metrics.delivery_errors.inc(n)
-            self._report_error(f"delivery of {n} records failed, sending them again: {exc!r}")
-            log.warning("delivery failed, records queued again: %r", exc, extra={"run": run.id, "records": n})
-            run.retry.extend(recs)
+            if desynchronised(exc) and self.replace_reason is None:
+                self.replace_reason = exc
+            self._report_error(f"delivery of {n} records failed; unless Kafka has them, they are sent again: {exc!r}")
+            log.warning(
+                "delivery failed, records in doubt until Kafka is read: %r",
+                exc,
+                extra={"run": run.id, "partition": part, "records": n},
+            )
+            run.in_doubt.append(Doubtful(seq, part, recs, since))
+        run.wake.set()
+
+    async def try_settle(self, run: Run, s: GeneratorSettings, *, connected: bool) -> bool:
+        """Settle the run's batches in doubt once nothing of it is in flight and a producer is
+        connected (Kafka answers); True when none is left (nothing more is sent before). A stop's
+        deadline bounds the reading."""
+        if run.in_flight or not connected:
+            return False
+        limit = s.request_timeout_ms / 1000
+        if run.stop_deadline is not None:
+            limit = min(limit, max(0.1, run.stop_deadline - time.monotonic()))
+        try:
+            await asyncio.wait_for(self.settle(run, s.require_bootstrap(), s.topic, s.kafka_security), limit)
+        except (KafkaError, OSError, TimeoutError) as e:
+            self._report_error(f"cannot read {s.topic} to settle {run.doubtful} records in doubt, retrying: {e!r}")
+            log.warning("cannot settle records in doubt yet: %r", e, extra={"run": run.id, "topic": s.topic})
+            return False
+        return True
+
+    async def settle(self, run: Run, bootstrap: str, topic: str, security: KafkaSecurity) -> None:
+        """Decide each in-doubt batch (in_doubt.py): found in Kafka, it is delivered (acknowledged,
+        ledger lines at the offsets found); not found, its records are queued to be sent again.
+        Call with nothing of the run in flight (so no batch of it can still land)."""
+        doubtful = sorted(run.in_doubt, key=lambda d: d.seq)
+        parts = sorted({d.partition for d in doubtful})
+        since = {p: min(d.since for d in doubtful if d.partition == p) for p in parts}
+        tails, ends = await read_tails(bootstrap, topic, since, security)
+        found_n = resent_n = 0
+        for part in parts:
+            mine = [d for d in doubtful if d.partition == part]
+            for d, base in zip(mine, find_written([d.records for d in mine], tails[part]), strict=True):
+                n = len(d.records)
+                if base is None:
+                    run.retry.extend(d.records)
+                    resent_n += n
+                    continue
+                found_n += n
+                run.acknowledged += n
+                self.metrics.acknowledged.inc(n)
+                self.metrics.found_written.inc(n)
+                if run.tools is not None:
+                    run.tools.ledger.written(d.records, part, base)
+            self.confirmed[part] = max(self.confirmed.get(part, 0), ends[part])
+        settled = {id(d) for d in doubtful}
+        run.in_doubt[:] = [d for d in run.in_doubt if id(d) not in settled]  # any newer one waits its turn
+        log.warning(
+            "in-doubt records settled: %d found in Kafka already (counted as delivered, not sent again), "
+            "%d not there (sent again)",
+            found_n,
+            resent_n,
+            extra={"run": run.id, "topic": topic, "read_from": since, "read_to": ends},
+        )
         run.wake.set()

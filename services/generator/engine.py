@@ -4,9 +4,10 @@
 the run task. Events are appended to one open batch per partition (batching.py), and a batch is
 handed to the producer (`send_batch`) when full or older than linger_ms; its delivery future is
 tracked with a callback, so no message is ever awaited on its own. A batch whose delivery fails is
-counted (delivery_errors) and its records are queued to be sent again: nothing is dropped silently.
-Retries of a batch in flight are the idempotent producer's (same producer id and sequence numbers),
-so the broker writes it once.
+counted (delivery_errors) and is in doubt until Kafka is read (in_doubt.py): found there, it is
+delivered; not found, its records are sent again. Nothing is dropped silently, nothing written
+twice. Retries of a batch in flight are the idempotent producer's (same producer id and sequence
+numbers, batches never expired: connection.py), so the broker writes it once.
 
 While Kafka is unreachable (probe fails, or a batch waits longer than degraded_after_s for its
 acknowledgement) an active run shows state `degraded` with the error; it resumes by itself."""
@@ -20,13 +21,13 @@ import math
 import random
 import time
 from datetime import UTC, datetime
-from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from contract.api import GeneratorStatus
 from contract.kafka import failure_reason
+from contract.kafka_admin import end_offsets
 from services.generator.batching import Batches
 from services.generator.connection import (
     create_topic_if_missing,
@@ -42,7 +43,7 @@ from services.generator.extras import RunTools
 from services.generator.metrics import Metrics
 from services.generator.offsets import OffsetAllocator, read_state_next, topic_next_offset
 from services.generator.profiles import Curve, ProfileController
-from services.generator.run import Run, RunParams
+from services.generator.run import Run, RunParams, run_status
 from services.generator.settings import GeneratorSettings
 
 log = logging.getLogger(__name__)
@@ -129,6 +130,8 @@ class Engine:
             if read_state_next(s.layout.generator_state) is None:
                 topic_next = await topic_next_offset(bootstrap, topic, security=s.kafka_security)
             self.allocator = OffsetAllocator.open(s.layout.generator_state, topic_next=topic_next, block=s.offset_block)
+        # where a read for batches in doubt may start: nothing the new producer sends is below
+        self.delivery.note_ends(await end_offsets(bootstrap, topic, s.kafka_security, timeout_s=10))
         producer = make_producer(s, bootstrap)
         try:
             await producer.start()
@@ -164,17 +167,20 @@ class Engine:
                         self._set_error(probe_error)
             if run is not None and run.active:
                 self._update_degraded(run, now, probe_error)
-            if self.producer is not None and (failure := sender_failure(self.producer)) is not None:
+            if self.producer is not None and (failure := sender_failure(self.producer) or self.delivery.replace_reason):
                 await self._replace_producer(failure)
             tick += 1
             await asyncio.sleep(MONITOR_INTERVAL_S)
 
     async def _replace_producer(self, failure: BaseException) -> None:
-        """Drop a producer whose sender died and connect a new one (a run in progress waits for it;
-        what the old one had not delivered fails over to the run's retry queue)."""
+        """Drop a producer whose sender died (or whose sequence numbers are out of step with the
+        broker's) and connect a new one; a run in progress waits for it. What the old one had not
+        confirmed fails and is settled against Kafka before it is sent again (in_doubt.py)."""
         old, self.producer = self.producer, None
+        self.delivery.replace_reason = None
         self.connected = False
         self.metrics.connected.set(0)
+        self.metrics.producer_replacements.inc()
         self._set_error(f"the Kafka producer failed for good ({failure!r}): replacing it")
         log.error("%s", self.last_error)
         if old is not None:
@@ -242,43 +248,13 @@ class Engine:
 
     def status(self) -> GeneratorStatus:
         """GET /generator/status (contract.api.GeneratorStatus), built here and nowhere else."""
-        run = self.run
-        now = time.monotonic()
-        base: dict[str, Any] = {
-            "state": run.state if run is not None else "idle",
-            "run": run.public() if run is not None else None,
-            "topic": self.settings.topic,
-            "connected": self.connected,
-            "sent": 0,
-            "acknowledged": 0,
-            "invalid": 0,
-            "delivery_errors": 0,
-            "in_flight": 0,
-            "rate_1s": 0.0,
-            "rate_10s": 0.0,
-            "rate_requested": 0.0,  # what the run (its profile) asks for now; rate_1s is achieved
-            "offset_first": None,
-            "offset_last": None,
-            "not_delivered": 0,
-            "next_offset": self.allocator.next if self.allocator else None,
-            "last_error": self.last_error,
-        }
-        if run is not None:
-            active = run.active
-            base.update(
-                sent=run.sent,
-                acknowledged=run.acknowledged,
-                invalid=run.invalid,
-                delivery_errors=run.delivery_errors,
-                in_flight=run.in_flight,
-                rate_1s=round(run.rate_over(1.0, now), 3) if active else 0.0,
-                rate_10s=round(run.rate_over(10.0, now), 3) if active else 0.0,
-                rate_requested=round(run.requested_rate(now), 3) if active else 0.0,
-                offset_first=run.offset_first,
-                offset_last=run.offset_last,
-                not_delivered=run.not_delivered if not active else 0,
-            )
-        return GeneratorStatus.model_validate(base)
+        return run_status(
+            self.run,
+            topic=self.settings.topic,
+            connected=self.connected,
+            next_offset=self.allocator.next if self.allocator else None,
+            last_error=self.last_error,
+        )
 
     # ---- the run -----------------------------------------------------------------------------
 
@@ -299,7 +275,7 @@ class Engine:
             if self.allocator is not None:
                 self.allocator.close()  # the next run continues right after this one
             if run.tools is not None:  # the ledger's end line
-                run.tools.close(run.state, run.made)
+                run.tools.close(run.state, run.made, run.offset_last)
             log.info(
                 "run ended",
                 extra={
@@ -327,6 +303,7 @@ class Engine:
             extras=p.extras,
             params=run.public_params(p.rate),  # the rate asked for at the start
             started_at=run.started_at,
+            first_event_offset=self.allocator.next if self.allocator is not None else None,  # the run's own from here
         )
         rnd = rng.random
         encoder = EventEncoder()
@@ -358,7 +335,14 @@ class Engine:
 
         while True:
             now = time.monotonic()
-            while run.retry:  # records whose delivery failed go first
+            # batches in doubt are settled (read back from Kafka) before anything more is sent
+            if run.in_doubt and not await self.delivery.try_settle(run, s, connected=self.producer is not None):
+                if not run.stop_overdue():
+                    await self._sleep(run, 0.1)
+                    continue
+                run.abandoned += run.doubtful
+                run.in_doubt.clear()
+            while run.retry:  # records whose delivery failed (and are not in Kafka) go first
                 batches.put(*run.retry.popleft(), is_retry=True)
             if making(now):
                 limit = min(MAX_CHUNK, max(max_in_flight - run.in_flight, 0))
@@ -397,11 +381,12 @@ class Engine:
             still_making = making(now)
             await ship(now, everything=not still_making)
             if not still_making:
-                if run.in_flight == 0 and not run.retry and not batches.records():
+                if run.in_flight == 0 and not run.retry and not run.in_doubt and not batches.records():
                     break
                 if run.stop_overdue():
-                    run.abandoned += batches.discard() + len(run.retry)
+                    run.abandoned += batches.discard() + len(run.retry) + run.doubtful
                     run.retry.clear()
+                    run.in_doubt.clear()
                     self._set_error(
                         f"stop: {run.not_delivered} events not delivered within the {s.flush_timeout_s}s flush "
                         f"timeout ({run.in_flight} handed to the producer and unconfirmed, {run.abandoned} never "

@@ -54,10 +54,17 @@ class RunTools:
         extras: RunExtras | None,
         params: dict[str, Any],
         started_at: float,
+        first_event_offset: int | None = None,
     ) -> None:
         ex = extras or RunExtras()
         header = LedgerRun(
-            run_id=run_id, topic=topic, started_at=started_at, seed=seed, first_index=ex.first_index, params=params
+            run_id=run_id,
+            topic=topic,
+            started_at=started_at,
+            seed=seed,
+            first_index=ex.first_index,
+            params=params,
+            first_event_offset=first_event_offset,
         )
         self.ledger = LedgerWriter(runs_dir / f"{run_id}.jsonl", header)
         needs_maker = bool(invalid_ratio or ex.fleet or ex.faults or ex.first_index)
@@ -76,5 +83,5 @@ class RunTools:
             self.ledger.mark(value, fault)
         return key, value, off
 
-    def close(self, state: str, records: int) -> None:
-        self.ledger.close(state, records)
+    def close(self, state: str, records: int, last_event_offset: int | None = None) -> None:
+        self.ledger.close(state, records, last_event_offset)

@@ -3,12 +3,11 @@ record once Kafka acknowledged it (its partition and offset come from the batch'
 i-th record of a batch is at base offset + i), the counts at the end.
 
 A record is marked when it is made (`mark`, keyed by its value object, which stays the same
-object when a failed batch is sent again) and written when its batch is acknowledged
-(`delivered`, a done-callback on the batch's future)."""
+object when a failed batch is sent again) and written when its batch is acknowledged, or found in
+Kafka after a failed delivery (`written`, with the batch's partition and base offset)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 from collections import Counter, deque
@@ -41,10 +40,11 @@ class LedgerWriter:
             entry = self._marks[id(value)] = (value, deque())
         entry[1].append(fault)
 
-    def delivered(self, recs: list[tuple[bytes, bytes]], fut: asyncio.Future) -> None:
-        if fut.cancelled() or fut.exception() is not None or not self._marks:
-            return  # not written: a failed batch's records are sent again and marked still
-        md = fut.result()
+    def written(self, recs: list[tuple[bytes, bytes]], partition: int, base_offset: int) -> None:
+        """The batch `recs` is in Kafka from `base_offset` of `partition`: a line per marked record.
+        (A failed batch writes nothing: its records are marked still when sent again.)"""
+        if not self._marks:
+            return
         for i, (_key, value) in enumerate(recs):
             entry = self._marks.get(id(value))
             if entry is None:
@@ -53,18 +53,19 @@ class LedgerWriter:
             if not entry[1]:
                 del self._marks[id(value)]
             self.counts[fault["kind"]] += 1
-            self._write(dump_line(LedgerFault(partition=md.partition, offset=md.offset + i, **fault)))
+            self._write(dump_line(LedgerFault(partition=partition, offset=base_offset + i, **fault)))
 
     @property
     def unconfirmed(self) -> int:
         return sum(len(q) for _, q in self._marks.values())
 
-    def close(self, state: str, records: int) -> None:
+    def close(self, state: str, records: int, last_event_offset: int | None = None) -> None:
         if self._f is None:
             return
         if self.unconfirmed:
             log.warning("ledger: %d injected records never acknowledged", self.unconfirmed, extra={"path": self.path})
-        self._write(dump_line(LedgerEnd(state=state, records=records, faults=dict(self.counts))))
+        end = LedgerEnd(state=state, records=records, faults=dict(self.counts), last_event_offset=last_event_offset)
+        self._write(dump_line(end))
         self._f.flush()
         os.fsync(self._f.fileno())
         self._f.close()

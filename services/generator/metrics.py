@@ -20,6 +20,16 @@ class Metrics:
             "Records whose delivery attempt failed (they are sent again).",
             registry=registry,
         )
+        self.found_written = Counter(
+            "generator_events_found_written",
+            "Records of a failed delivery found in Kafka already: counted as delivered, not sent again.",
+            registry=registry,
+        )
+        self.producer_replacements = Counter(
+            "generator_producer_replacements",
+            "Kafka producers replaced (sender dead, or sequence numbers out of step with the broker).",
+            registry=registry,
+        )
         self.send_latency = Histogram(
             "generator_send_latency_seconds",
             "From handing a batch to the producer to its acknowledgement.",

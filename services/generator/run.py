@@ -16,8 +16,10 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from contract.api import GeneratorStatus
 from services.generator.batching import Record
 from services.generator.extras import RunExtras, RunTools, make_controller
+from services.generator.in_doubt import Doubtful
 from services.generator.profiles import ProfileController
 
 RunState = Literal["running", "degraded", "completed", "stopped", "failed"]
@@ -61,6 +63,8 @@ class Run:
     task: asyncio.Task | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     retry: deque[Record] = field(default_factory=deque)  # records to send again
+    #: failed batches that may be in Kafka: settled (read back) before anything is sent again
+    in_doubt: list[Doubtful] = field(default_factory=list)
     pending: OrderedDict[int, float] = field(default_factory=OrderedDict)  # batch seq -> monotonic send time
     samples: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=150))  # (monotonic, acknowledged)
 
@@ -117,8 +121,13 @@ class Run:
     @property
     def not_delivered(self) -> int:
         """Events made and not acknowledged: never handed over, or handed over and unconfirmed
-        (those may still be written by the producer once Kafka answers)."""
-        return self.abandoned + self.in_flight + len(self.retry)
+        (those may still be written by the producer once Kafka answers), or failed and not settled."""
+        return self.abandoned + self.in_flight + len(self.retry) + self.doubtful
+
+    @property
+    def doubtful(self) -> int:
+        """Records of failed batches not settled yet (in Kafka or not: not known)."""
+        return sum(len(d.records) for d in self.in_doubt)
 
     def rate_over(self, window_s: float, now: float) -> float:
         ref = None
@@ -129,3 +138,45 @@ class Run:
         if ref is None or now - ref[0] <= 0:
             return 0.0
         return (self.acknowledged - ref[1]) / (now - ref[0])
+
+
+def run_status(
+    run: Run | None, *, topic: str, connected: bool, next_offset: int | None, last_error: str | None
+) -> GeneratorStatus:
+    """The generator's status document (GET /generator/status) for its current run, if any."""
+    now = time.monotonic()
+    base: dict[str, Any] = {
+        "state": run.state if run is not None else "idle",
+        "run": run.public() if run is not None else None,
+        "topic": topic,
+        "connected": connected,
+        "sent": 0,
+        "acknowledged": 0,
+        "invalid": 0,
+        "delivery_errors": 0,
+        "in_flight": 0,
+        "rate_1s": 0.0,
+        "rate_10s": 0.0,
+        "rate_requested": 0.0,  # what the run (its profile) asks for now; rate_1s is achieved
+        "offset_first": None,
+        "offset_last": None,
+        "not_delivered": 0,
+        "next_offset": next_offset,
+        "last_error": last_error,
+    }
+    if run is not None:
+        active = run.active
+        base.update(
+            sent=run.sent,
+            acknowledged=run.acknowledged,
+            invalid=run.invalid,
+            delivery_errors=run.delivery_errors,
+            in_flight=run.in_flight,
+            rate_1s=round(run.rate_over(1.0, now), 3) if active else 0.0,
+            rate_10s=round(run.rate_over(10.0, now), 3) if active else 0.0,
+            rate_requested=round(run.requested_rate(now), 3) if active else 0.0,
+            offset_first=run.offset_first,
+            offset_last=run.offset_last,
+            not_delivered=run.not_delivered if not active else 0,
+        )
+    return GeneratorStatus.model_validate(base)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import socket
 
+from aiokafka.errors import KafkaConnectionError, OutOfOrderSequenceNumber, UnknownProducerId
 from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.producer.message_accumulator import MessageBatch
+from aiokafka.structs import TopicPartition
 
 from contract.events import CUSTOMER_IDS
-from services.generator.connection import _producer_kwargs, partition_of_keys, probe
+from services.generator.connection import _producer_kwargs, desynchronised, make_producer, partition_of_keys, probe
 from services.generator.settings import GeneratorSettings
 
 
@@ -24,6 +27,22 @@ def test_partitioning_matches_kafkas_default_partitioner() -> None:
 def test_the_producer_is_idempotent_with_acks_all() -> None:
     kw = _producer_kwargs(GeneratorSettings(kafka_bootstrap_servers="h:1"), "h:1")
     assert (kw["acks"], kw["enable_idempotence"], kw["client_id"]) == ("all", True, "devicestream-generator")
+
+
+async def test_a_batch_never_expires_so_its_sequence_number_is_kept() -> None:
+    """aiokafka 0.14 fails a batch older than its TTL while its partition has no leader, after giving
+    it a sequence number (connection.py): the generator's producer gives its batches no TTL."""
+    settings = GeneratorSettings(kafka_bootstrap_servers="h:1", request_timeout_ms=1000)
+    producer = make_producer(settings, "h:1")
+    ttl = producer._message_accumulator._batch_ttl
+    batch = MessageBatch(TopicPartition("t", 0), producer.create_batch(), ttl, 0)
+    batch._ctime -= 10**9  # waited a very long time
+    assert not batch.expired()
+
+
+def test_a_sequence_out_of_step_is_told_apart_from_a_passing_failure() -> None:
+    assert desynchronised(OutOfOrderSequenceNumber()) and desynchronised(UnknownProducerId())
+    assert not desynchronised(KafkaConnectionError())
 
 
 def test_probe_says_why_nothing_answers_and_none_when_one_server_does() -> None:

@@ -16,6 +16,8 @@ def test_metric_names() -> None:
         "generator_events_acknowledged",
         "generator_events_invalid",
         "generator_delivery_errors",
+        "generator_events_found_written",
+        "generator_producer_replacements",
         "generator_send_latency_seconds",
         "generator_rate_events_per_second",
         "generator_target_rate_events_per_second",

@@ -3,12 +3,10 @@ against merged rows and rejects; each kind of tampering makes the check fail."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import polars as pl
 import pytest
-from aiokafka.structs import RecordMetadata
 
 from contract.ledger import LedgerError, LedgerRun, ledger_path, read_ledger
 from contract.verify_report import RunReport
@@ -19,40 +17,35 @@ T0, T_LATE, T_SKEW = "2026-11-29T06:00:00.000001Z", "2026-11-29T05:59:00.500000Z
 
 
 def _delivered(w: LedgerWriter, part: int, base: int, recs: list[tuple[bytes, bytes]]) -> None:
-    loop = asyncio.new_event_loop()
-    try:
-        fut = loop.create_future()
-        fut.set_result(RecordMetadata("t", part, None, base, -1, 0, 0))
-        w.delivered(recs, fut)
-        failed = loop.create_future()
-        failed.set_exception(RuntimeError("broker away"))
-        w.delivered(recs, failed)  # a failed batch writes nothing
-    finally:
-        loop.close()
+    w.written(recs, part, base)
 
 
-def _ledger(tmp_path: Path) -> Path:
-    path = ledger_path(tmp_path, "abc123")
-    w = LedgerWriter(path, LedgerRun(run_id="abc123", topic="t", started_at=0.0, seed=1, params={"rate": 10}))
+def _ledger(tmp_path: Path, run_id: str = "abc123", shift: int = 0, span: tuple[int, int] | None = None) -> Path:
+    """A run's ledger; `shift` moves its eventOffsets and Kafka offsets (another run of the same
+    seed: the same eventIds elsewhere), `span` its eventOffset range (None: a ledger from before)."""
+    path = ledger_path(tmp_path, run_id)
+    first = span[0] + shift if span else None
+    header = LedgerRun(run_id=run_id, topic="t", started_at=0.0, seed=1, params={"rate": 10}, first_event_offset=first)
+    w = LedgerWriter(path, header)
     bad, late, skew, again, plain = b"", b'{"late"}', b'{"skew"}', b'{"again"}', b"{}"
     w.mark(bad, {"kind": "invalid", "index": 0, "invalid_kind": "empty", "expected_reason": "empty value"})
-    w.mark(late, {"kind": "late", "index": 1, "event_offset": 11, "event_time": T_LATE, "readings": 2})
-    w.mark(skew, {"kind": "skewed", "index": 2, "event_offset": 12, "event_time": T_SKEW, "readings": 1})
+    w.mark(late, {"kind": "late", "index": 1, "event_offset": 11 + shift, "event_time": T_LATE, "readings": 2})
+    w.mark(skew, {"kind": "skewed", "index": 2, "event_offset": 12 + shift, "event_time": T_SKEW, "readings": 1})
     w.mark(
         again,
         {
             "kind": "resend",
             "index": 4,
-            "event_offset": 14,
+            "event_offset": 14 + shift,
             "event_id": "e10",
             "readings": 1,
-            "original_event_offset": 10,
+            "original_event_offset": 10 + shift,
         },
     )
-    _delivered(w, 0, 100, [(b"k", plain), (b"k", bad), (b"k", late)])
-    _delivered(w, 1, 7, [(b"k", skew), (b"k", again)])
+    _delivered(w, 0, 100 + shift, [(b"k", plain), (b"k", bad), (b"k", late)])
+    _delivered(w, 1, 7 + shift, [(b"k", skew), (b"k", again)])
     assert w.unconfirmed == 0
-    w.close("completed", 5)
+    w.close("completed", 5, span[1] + shift if span else None)
     return path
 
 
@@ -128,3 +121,46 @@ def test_resend_of_a_record_made_before_a_restart(tmp_path: Path) -> None:
         [MERGED, MERGED.filter(pl.col("eventOffset") == "10").with_columns(pl.lit("13").alias("eventOffset"))]
     )
     assert check_run(read_ledger(path), twice, REJECTS).problems["resent_wrong_count"] == 1
+
+
+def _shifted(frame: pl.DataFrame, shift: int) -> pl.DataFrame:
+    return frame.with_columns((pl.col("eventOffset").cast(pl.Int64) + shift).cast(pl.String))
+
+
+def test_two_runs_of_the_same_seed_each_check_their_own_rows(tmp_path: Path) -> None:
+    # the second run makes the same eventIds (same seed) under its own eventOffsets (20..24)
+    first = read_ledger(_ledger(tmp_path, "aaa111", span=(10, 14)))
+    second = read_ledger(_ledger(tmp_path, "bbb222", shift=10, span=(10, 14)))
+    both = pl.concat([MERGED, _shifted(MERGED, 10)])
+    rejects = pl.concat([REJECTS, REJECTS.with_columns(pl.col("offset") + 10)])
+    assert check_run(first, both, rejects).ok, check_run(first, both, rejects).model_dump()
+    assert check_run(second, both, rejects).ok, check_run(second, both, rejects).model_dump()
+    # by eventId alone (a ledger without its range) the second run's re-send is counted four times
+    unranged = read_ledger(_ledger(tmp_path, "ccc333", shift=10))
+    assert check_run(unranged, both, rejects).problems["resent_wrong_count"] == 1
+    # a run's own rows still count: its re-send lost is found, whatever the other run merged
+    lost = both.filter(pl.col("eventOffset") != "24")
+    assert check_run(second, lost, rejects).problems["resent_wrong_count"] == 1
+    assert check_run(first, lost, rejects).ok
+
+
+def test_an_incomplete_ledger_counts_from_its_first_event_offset(tmp_path: Path) -> None:
+    path = _ledger(tmp_path, "ddd444", shift=10, span=(10, 14))
+    path.write_text("\n".join(path.read_text().splitlines()[:-1]) + "\n")
+    ledger = read_ledger(path)
+    assert ledger.event_offsets() == (20, None)
+    report = check_run(ledger, pl.concat([MERGED, _shifted(MERGED, 10)]), REJECTS.with_columns(pl.col("offset") + 10))
+    assert report.problems["ledger_incomplete"] == 1 and report.problems["resent_wrong_count"] == 0
+
+
+def test_a_resend_of_a_record_made_before_a_restart_with_the_runs_range(tmp_path: Path) -> None:
+    # the run continues at eventOffset 11: the original (10) is another run's, merged once, outside
+    path = _ledger(tmp_path, span=(11, 14))
+    path.write_text(path.read_text().replace(',"original_event_offset":10', ""))
+    assert check_run(read_ledger(path), MERGED, REJECTS).ok
+    assert (
+        check_run(read_ledger(path), MERGED.filter(pl.col("eventOffset") != "10"), REJECTS).problems[
+            "resent_wrong_count"
+        ]
+        == 1
+    )
