@@ -21,7 +21,7 @@ from fastapi.staticfiles import StaticFiles
 from contract.internal import outgoing_headers
 from gateway.deps import get_metrics
 from gateway.downloads import DownloadPool, DownloadSlots
-from gateway.errors import GatewayError, UpstreamError
+from gateway.errors import DownloadsBusy, GatewayError, UpstreamError
 from gateway.metrics import GatewayMetrics
 from gateway.middleware import BodySizeLimit, BrowserGuard, RequestMetrics
 from gateway.responses import GUARD_ERRORS
@@ -42,6 +42,8 @@ def _error_response(e: GatewayError) -> JSONResponse:
 async def on_gateway_error(request: Request, e: GatewayError) -> JSONResponse:
     if isinstance(e, UpstreamError):
         get_metrics(request).upstream_errors.labels(e.component or "-", e.error).inc()
+    elif isinstance(e, DownloadsBusy):
+        get_metrics(request).download_refusals.inc()
     return _error_response(e)
 
 
