@@ -149,18 +149,20 @@ def test_compose_go_loads_the_project(tmp_path: Path) -> None:
     )
     assert res.returncode == 0, f"compose-go rejected compose.yaml:\n{res.stderr}"
     project = json.loads(res.stdout)
-    assert set(project["services"]) == {*START_ORDER, "topic"}
+    assert set(project["services"]) == {*START_ORDER, "topic", "prometheus"}
     assert [p["published"] for p in project["services"]["gateway"]["ports"]] == ["8000"]
 
 
 # ---- shape of the deployment --------------------------------------------------------------------
 
 
-def test_only_the_gateway_publishes_a_port(compose: dict[str, Any]) -> None:
+def test_only_the_gateway_and_prometheus_publish_a_port(compose: dict[str, Any]) -> None:
     published = {name for name, svc in services(compose).items() if svc.get("ports")}
-    assert published == {"gateway"}
+    assert published == {"gateway", "prometheus"}
     (port,) = services(compose)["gateway"]["ports"]
     assert port == "127.0.0.1:8000:8000", "the gateway is published on loopback by default"
+    (port,) = services(compose)["prometheus"]["ports"]
+    assert port == "127.0.0.1:9090:9090", "Prometheus (UI, API) is published on loopback by default"
     assert not any(svc.get("network_mode") == "host" for svc in services(compose).values())
 
 
@@ -384,6 +386,7 @@ HOSTNET_PORTS = {
     "GATEWAY_PORT": "18000",
     "GENERATOR_PORT": "18001",
     "MERGER_PORT": "18002",
+    "PROMETHEUS_PORT": "19090",
 }
 
 
