@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from tests.deploy.test_compose import (
     COMPOSE_SPEC_TOOL,
     HOSTNET_PORTS,
     _ComposeLoader,
+    compose_go,
     container_env,  # noqa: F401 (a fixture)
     environment,
     interpolate,
@@ -169,19 +169,5 @@ def test_the_hostnet_variant_moves_addresses_only() -> None:
     not COMPOSE_SPEC_TOOL.exists(), reason="no Go here: install.sh builds compose-go's validator when it can"
 )
 def test_compose_go_loads_the_secured_project(tmp_path: Path) -> None:
-    for f in (COMPOSE, SECURE):
-        (tmp_path / f.name).write_text(f.read_text())
-    (tmp_path / "deploy" / "prometheus").mkdir(parents=True)
-    for f in ("prometheus.yml", "alerts.yml"):
-        (tmp_path / "deploy" / "prometheus" / f).write_text((REPO_ROOT / "deploy" / "prometheus" / f).read_text())
-    res = subprocess.run(
-        [str(COMPOSE_SPEC_TOOL), "--format", "yaml", COMPOSE.name, SECURE.name],
-        cwd=tmp_path,
-        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert res.returncode == 0, f"compose-go rejected compose.yaml + compose.secure.yaml:\n{res.stderr}"
-    project = yaml.safe_load(res.stdout)
+    project = compose_go(tmp_path, COMPOSE, SECURE)
     assert {"kafka-secrets", "kafka-storage"} <= set(project["services"])
