@@ -131,6 +131,13 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             expose_headers=["etag", "content-length", "content-range", "last-modified", "accept-ranges"],
         )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(BrowserGuard, allowed_hosts=settings.host_names(), trusted_origins=settings.cors_origins)
+    # /metrics answers any Host, like the probes: Prometheus scrapes it by the container's name
+    # (gateway:8000 in compose.yaml); GATEWAY_PROTECT_READS still guards it.
+    app.add_middleware(
+        BrowserGuard,
+        allowed_hosts=settings.host_names(),
+        trusted_origins=settings.cors_origins,
+        host_check_exempt=frozenset({"/healthz", "/readyz", "/metrics"}),
+    )
     app.add_middleware(RequestMetrics, counter=metrics.requests)
     return app
