@@ -19,7 +19,7 @@ import ssl
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
@@ -58,9 +58,16 @@ class KafkaSecurity(BaseSettings):
         validation_alias=_env("KAFKA_SASL_USERNAME"),
         description="SASL user name (Confluent Cloud: the API key).",
     )
+    kafka_sasl_password_file: Path | None = Field(
+        default=None,
+        validation_alias=_env("KAFKA_SASL_PASSWORD_FILE"),
+        description="A file holding the SASL password (a container secret), read at startup when "
+        "KAFKA_SASL_PASSWORD is empty: the password stays out of the environment.",
+    )
     kafka_sasl_password: SecretStr = Field(
         default=SecretStr(""),
         validation_alias=_env("KAFKA_SASL_PASSWORD"),
+        validate_default=True,
         description="SASL password (Confluent Cloud: the API secret). Never logged or shown.",
     )
     kafka_ssl_ca_file: Path | None = Field(
@@ -84,12 +91,23 @@ class KafkaSecurity(BaseSettings):
         description="Check that each broker's certificate names the host connected to (keep true).",
     )
 
+    @field_validator("kafka_sasl_password")
+    @classmethod
+    def _password_from_file(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
+        path = info.data.get("kafka_sasl_password_file")
+        if value.get_secret_value() or path is None:
+            return value
+        try:
+            return SecretStr(Path(path).read_text().rstrip("\r\n"))
+        except OSError as e:
+            raise ValueError(f"KAFKA_SASL_PASSWORD_FILE={path} cannot be read: {e.strerror}") from None
+
     @model_validator(mode="after")
     def _consistent(self) -> KafkaSecurity:
         if self.uses_sasl and not (self.kafka_sasl_username and self.kafka_sasl_password.get_secret_value()):
             raise ValueError(
                 f"KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} "
-                "needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"
+                "needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD (or KAFKA_SASL_PASSWORD_FILE)"
             )
         if (self.kafka_ssl_cert_file is None) != (self.kafka_ssl_key_file is None):
             raise ValueError("KAFKA_SSL_CERT_FILE and KAFKA_SSL_KEY_FILE go together: set both or neither")

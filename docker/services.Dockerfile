@@ -19,6 +19,8 @@ COPY README.md LICENSE ./
 COPY contract contract
 COPY services services
 COPY gateway gateway
+# devicestream/ for compose.secure.yaml's one-shot `kafka-secrets` (python -m devicestream.compose_secrets)
+COPY devicestream devicestream
 RUN /opt/venv/bin/pip install --no-deps .
 
 FROM python:3.11.13-slim-bookworm

@@ -21,7 +21,7 @@ from fastapi.staticfiles import StaticFiles
 from contract.internal import outgoing_headers
 from gateway.deps import get_metrics
 from gateway.downloads import DownloadPool, DownloadSlots
-from gateway.errors import GatewayError, UpstreamError
+from gateway.errors import DownloadsBusy, GatewayError, UpstreamError
 from gateway.metrics import GatewayMetrics
 from gateway.middleware import BodySizeLimit, BrowserGuard, RequestMetrics
 from gateway.responses import GUARD_ERRORS
@@ -42,6 +42,8 @@ def _error_response(e: GatewayError) -> JSONResponse:
 async def on_gateway_error(request: Request, e: GatewayError) -> JSONResponse:
     if isinstance(e, UpstreamError):
         get_metrics(request).upstream_errors.labels(e.component or "-", e.error).inc()
+    elif isinstance(e, DownloadsBusy):
+        get_metrics(request).download_refusals.inc()
     return _error_response(e)
 
 
@@ -129,6 +131,13 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             expose_headers=["etag", "content-length", "content-range", "last-modified", "accept-ranges"],
         )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(BrowserGuard, allowed_hosts=settings.host_names(), trusted_origins=settings.cors_origins)
+    # /metrics answers any Host, like the probes: Prometheus scrapes it by the container's name
+    # (gateway:8000 in compose.yaml); GATEWAY_PROTECT_READS still guards it.
+    app.add_middleware(
+        BrowserGuard,
+        allowed_hosts=settings.host_names(),
+        trusted_origins=settings.cors_origins,
+        host_check_exempt=frozenset({"/healthz", "/readyz", "/metrics"}),
+    )
     app.add_middleware(RequestMetrics, counter=metrics.requests)
     return app

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 from contract.pipeline_status import ComponentHealth, PipelineStatus
 
@@ -35,9 +35,19 @@ class GatewayMetrics:
         self.batches_behind = Gauge(
             "devicestream_merger_batches_behind", "Batch files the merger has not merged yet", registry=r
         )
+        # A gauge (the gateway re-reads the figures): not *_total nor *_count, suffixes of counters and histograms.
         self.stage_count = Gauge(
-            "devicestream_stage_total", "Cumulative count at each stage of the pipeline", ["stage"], registry=r
+            "devicestream_stage_records", "Cumulative count at each stage of the pipeline", ["stage"], registry=r
         )
+        self.download_refusals = Counter(
+            "gateway_download_refusals", "Downloads refused with 503: GATEWAY_MAX_DOWNLOADS were running", registry=r
+        )
+        self.spark_started_at = Gauge(
+            "devicestream_spark_started_at_seconds",
+            "progress.json's startedAt (changes when Spark restarts)",
+            registry=r,
+        )
+        ProcessCollector(registry=r)  # process_start_time_seconds: the restart alert watches it
 
     def observe_status(self, doc: PipelineStatus) -> None:
         for name in COMPONENTS:
@@ -54,3 +64,5 @@ class GatewayMetrics:
         for stage in ("events_in_kafka", "spark_input_rows", "spark_rows_out", "spark_rejects", "rows_merged"):
             value = getattr(doc.accounting, stage)
             self.stage_count.labels(stage).set(float(value) if value is not None else float("nan"))
+        started = (doc.components.spark.model_extra or {}).get("startedAt")  # passed through from progress.json
+        self.spark_started_at.set(float(started) if isinstance(started, int | float) else float("nan"))

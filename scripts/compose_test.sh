@@ -9,9 +9,13 @@
 #  3. the base images the Dockerfiles and compose.yaml name, pulled; where the registry cannot be
 #     reached, stand-ins of the same name:tag built from Debian's packages (docker/standins/); then
 #     our two images from the project's unchanged Dockerfiles, with the classic builder;
-#  4.-6. tests/deploy/compose_run.py: `docker compose up --wait` with compose.hostnet.yaml (host
-#     network, 127.0.0.1, free ports), a 20,000-event run through the gateway, the Spark container
-#     SIGKILLed mid-run, `devicestream verify` on the stack's topic and data volume, `down -v`.
+#  4.-6. tests/deploy/compose_run.py, for the plaintext deployment and then the secured one
+#     (compose.secure.yaml, Kafka on SASL_SSL only): `docker compose up --wait` with compose.hostnet.yaml
+#     (host network, 127.0.0.1, free ports), a 20,000-event run through the gateway, the Spark
+#     container SIGKILLed mid-run, `devicestream verify` on the stack's topic and data volume,
+#     `down -v`; the secured one also shows the broker refusing a client without credentials and
+#     one with a wrong password; the plaintext one freezes the Spark container until Prometheus
+#     fires the SparkLagGrowing alert (its own API), then verifies again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 t0=$(date +%s)
@@ -124,6 +128,7 @@ for image in $(awk 'toupper($1) == "FROM" {print $2}' docker/*.Dockerfile; awk '
     python:*) ensure_base "$image" docker/standins/python.Dockerfile ;;
     maven:*) ensure_base "$image" docker/standins/maven.Dockerfile ;;
     apache/kafka:*) ensure_base "$image" docker/standins/kafka.Dockerfile ;;
+    prom/prometheus:*) ensure_base "$image" docker/standins/prometheus.Dockerfile ;;
     *) docker image inspect "$image" >/dev/null 2>&1 || docker pull "$image" ;;
   esac
 done
@@ -152,5 +157,8 @@ for image in $(awk '$1 == "image:" && $2 !~ /^devicestream-/ {print $2}' compose
   printf '  %-34s %5s MB\n' "$image" "$(mb "$image")"
 done
 
-# ---- 4.-6. the stack ------------------------------------------------------------------------------
+# ---- 4.-6. the stacks: plaintext, then secured (compose.secure.yaml) -------------------------------
 COMPOSE_BIN="${compose[*]}" .venv/bin/python -m tests.deploy.compose_run
+log "the plaintext deployment passed ($(elapsed))"
+COMPOSE_BIN="${compose[*]}" .venv/bin/python -m tests.deploy.compose_run --secure
+log "the secured deployment passed ($(elapsed))"

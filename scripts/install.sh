@@ -55,6 +55,18 @@ if [ ! -x /usr/bin/chromium ]; then
   fi
 fi
 
+# promtool (Debian's prometheus package) for tests/deploy/test_prometheus_rules.py: `promtool check
+# rules` and `promtool test rules` on deploy/prometheus/alerts.yml.
+if ! command -v promtool >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "install: prometheus (promtool, for the alert rules' tests)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  else
+    echo "install: promtool is missing and this is not root with apt-get:" \
+         "run 'sudo apt-get install -y prometheus' or the alert rules' tests will be skipped" >&2
+  fi
+fi
+
 # compose-go's validator (the loader `docker compose` is built on) for tests/deploy/test_compose.py:
 # `.venv/bin/compose-spec compose.yaml` interpolates, validates and checks compose.yaml like
 # `docker compose config`, with no Docker engine. Built from the Go module proxy when Go is there;

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 
 class Metrics:
@@ -44,3 +44,4 @@ class Metrics:
             "generator_events_in_flight", "Records sent and not yet acknowledged.", registry=registry
         )
         self.connected = Gauge("generator_kafka_connected", "1 when Kafka is reachable.", registry=registry)
+        ProcessCollector(registry=registry)  # process_start_time_seconds: the restart alert watches it

@@ -67,7 +67,7 @@ def _read_range(path: Path, start: int, length: int) -> Iterator[bytes]:
 
 
 def create_app(settings: MergerSettings) -> FastAPI:
-    metrics = MergerMetrics()
+    metrics = MergerMetrics(settings.data_dir)
     watcher = Watcher(settings, metrics)
     started_at = time.time()  # Last-Modified of the header-only file before the first merge
     tracker = DeviceTracker(

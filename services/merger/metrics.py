@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import bisect
+import shutil
 import threading
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import polars as pl
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import HistogramMetricFamily
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 FRESHNESS_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
@@ -53,9 +55,28 @@ class BulkHistogram(Collector):
         yield HistogramMetricFamily(self.name, self.documentation, buckets=cumulative, sum_value=total)
 
 
+class DataDiskCollector(Collector):
+    """Free and total bytes of the file system holding the data folder, read at each scrape (the
+    disk alert watches them; a full disk stops the merger's commits)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            usage = shutil.disk_usage(self.data_dir)
+        except OSError:
+            return
+        yield GaugeMetricFamily("devicestream_data_disk_free_bytes", "Bytes free in the data folder.", usage.free)
+        yield GaugeMetricFamily("devicestream_data_disk_size_bytes", "Size of the data folder's disk.", usage.total)
+
+
 class MergerMetrics:
-    def __init__(self) -> None:
+    def __init__(self, data_dir: Path | None = None) -> None:
         self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)  # process_start_time_seconds: the restart alert watches it
+        if data_dir is not None:
+            self.registry.register(DataDiskCollector(data_dir))
         self.rows_merged = Counter("merger_rows_merged", "Rows appended to merged.csv.", registry=self.registry)
         self.batches_merged = Counter(
             "merger_batches_merged", "Batch files whose rows were appended.", registry=self.registry

@@ -40,6 +40,8 @@ COMPOSE_ONLY: dict[str, tuple[str, str]] = {
     "GATEWAY_PUBLISHED_PORT": ("8000", "Host port the gateway is published on."),
     "KAFKA_HEAP_OPTS": ("-Xms512m -Xmx512m", "JVM heap of the Kafka container."),
     "KAFKA_CLUSTER_ID": ("ZGV2aWNlc3RyZWFtMDAwMQ", "KRaft cluster id the Kafka container formats its volume with."),
+    "PROMETHEUS_PUBLISH_ADDRESS": ("127.0.0.1", "Host address Prometheus's UI and API are published on."),
+    "PROMETHEUS_PUBLISHED_PORT": ("9090", "Host port Prometheus's UI and API are published on."),
 }
 
 

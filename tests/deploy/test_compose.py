@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -134,33 +135,43 @@ def test_the_schema_check_rejects_what_compose_would(compose: dict[str, Any]) ->
 @pytest.mark.skipif(
     not COMPOSE_SPEC_TOOL.exists(), reason="no Go here: install.sh builds compose-go's validator when it can"
 )
-def test_compose_go_loads_the_project(tmp_path: Path) -> None:
-    """compose-go (the library `docker compose` is built on) loads the project as `docker compose
-    config` would: interpolation with .env.example copied to .env, schema, consistency checks."""
-    (tmp_path / "compose.yaml").write_text(COMPOSE.read_text())
+def compose_go(tmp_path: Path, *files: Path) -> dict[str, Any]:
+    """The project compose-go loads from `files` (copied into tmp_path with .env.example as .env and
+    the Prometheus files compose.yaml names), as `docker compose -f ... config` would."""
+    for f in files:
+        (tmp_path / f.name).write_text(f.read_text())
     (tmp_path / ".env").write_text(ENV_EXAMPLE.read_text())
+    shutil.copytree(REPO_ROOT / "deploy", tmp_path / "deploy", dirs_exist_ok=True)
     res = subprocess.run(
-        [str(COMPOSE_SPEC_TOOL), "--format", "json", "compose.yaml"],
+        [str(COMPOSE_SPEC_TOOL), "--format", "json", *(f.name for f in files)],
         cwd=tmp_path,
         env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path)},
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert res.returncode == 0, f"compose-go rejected compose.yaml:\n{res.stderr}"
-    project = json.loads(res.stdout)
-    assert set(project["services"]) == {*START_ORDER, "topic"}
+    assert res.returncode == 0, f"compose-go rejected {[f.name for f in files]}:\n{res.stderr}"
+    return json.loads(res.stdout)
+
+
+def test_compose_go_loads_the_project(tmp_path: Path) -> None:
+    """compose-go (the library `docker compose` is built on) loads the project as `docker compose
+    config` would: interpolation with .env.example copied to .env, schema, consistency checks."""
+    project = compose_go(tmp_path, COMPOSE)
+    assert set(project["services"]) == {*START_ORDER, "topic", "prometheus"}
     assert [p["published"] for p in project["services"]["gateway"]["ports"]] == ["8000"]
 
 
 # ---- shape of the deployment --------------------------------------------------------------------
 
 
-def test_only_the_gateway_publishes_a_port(compose: dict[str, Any]) -> None:
+def test_only_the_gateway_and_prometheus_publish_a_port(compose: dict[str, Any]) -> None:
     published = {name for name, svc in services(compose).items() if svc.get("ports")}
-    assert published == {"gateway"}
+    assert published == {"gateway", "prometheus"}
     (port,) = services(compose)["gateway"]["ports"]
     assert port == "127.0.0.1:8000:8000", "the gateway is published on loopback by default"
+    (port,) = services(compose)["prometheus"]["ports"]
+    assert port == "127.0.0.1:9090:9090", "Prometheus (UI, API) is published on loopback by default"
     assert not any(svc.get("network_mode") == "host" for svc in services(compose).values())
 
 
@@ -384,6 +395,7 @@ HOSTNET_PORTS = {
     "GATEWAY_PORT": "18000",
     "GENERATOR_PORT": "18001",
     "MERGER_PORT": "18002",
+    "PROMETHEUS_PORT": "19090",
 }
 
 

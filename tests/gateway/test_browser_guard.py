@@ -72,8 +72,10 @@ def test_dns_rebinding_is_refused(gw: Stack) -> None:
         assert r.json()["error"] == "host_not_allowed" and "evil.example" in r.json()["detail"]
     for host in (f"localhost:{gw.gw_port}", f"127.0.0.1:{gw.gw_port}", "localhost"):
         assert httpx.get(f"{u}/generator/status", headers={"host": host}).status_code == 200, host
-    # liveness answers whatever the name (container healthchecks)
+    # liveness answers whatever the name (container healthchecks), and so do metrics (Prometheus
+    # scrapes gateway:8000 in compose.yaml)
     assert httpx.get(f"{u}/healthz", headers={"host": "gateway:8000"}).status_code == 200
+    assert httpx.get(f"{u}/metrics", headers={"host": "gateway:8000"}).status_code == 200
 
 
 def test_configured_hosts(tmp_path: Path, kafka: object) -> None:

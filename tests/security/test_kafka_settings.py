@@ -70,6 +70,25 @@ def test_read_from_the_shared_environment_names(clean_env: pytest.MonkeyPatch, c
     assert sec.kafka_ssl_ca_file == ca and sec.kafka_ssl_cert_file is None
 
 
+def test_the_password_from_a_file(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """KAFKA_SASL_PASSWORD_FILE (a compose secret): read at startup, kept out of the environment;
+    KAFKA_SASL_PASSWORD wins when both are set; an unreadable file says which."""
+    secret = tmp_path / "password"
+    secret.write_text(PASSWORD + "\n")
+    clean_env.setenv("KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    clean_env.setenv("KAFKA_SASL_USERNAME", "alice")
+    clean_env.setenv("KAFKA_SASL_PASSWORD_FILE", str(secret))
+    s = GeneratorSettings()
+    assert s.kafka_security.kafka_sasl_password.get_secret_value() == PASSWORD
+    assert aiokafka_options(s.kafka_security)["sasl_plain_password"] == PASSWORD and PASSWORD not in repr(s)
+    clean_env.setenv("KAFKA_SASL_PASSWORD", "from-env")
+    assert GeneratorSettings().kafka_sasl_password.get_secret_value() == "from-env"
+    clean_env.delenv("KAFKA_SASL_PASSWORD")
+    clean_env.setenv("KAFKA_SASL_PASSWORD_FILE", str(tmp_path / "missing"))
+    with pytest.raises(ValidationError, match=r"KAFKA_SASL_PASSWORD_FILE=.*missing cannot be read"):
+        GeneratorSettings()
+
+
 def test_the_password_is_in_no_repr_dump_or_description(clean_env: pytest.MonkeyPatch, ca: Path) -> None:
     clean_env.setenv("KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
     clean_env.setenv("KAFKA_SASL_USERNAME", "alice")
