@@ -5,8 +5,8 @@ ended and after a restart.
 
 `sample_of` and `header_of` are pure (a PipelineStatus in, a line out); SeriesRecorder is the thin
 shell: it appends, thins a file past `series_max_points`, keeps recording `series_tail_s` after the
-run ended (Spark and the merger drain it), and deletes series whose run's ledger is gone, keeping at
-most `series_max_runs` files."""
+run ended and until the pipeline has drained it (at most `series_max_drain_s`), and deletes series
+whose run's ledger is gone, keeping at most `series_max_runs` files."""
 
 from __future__ import annotations
 
@@ -116,7 +116,7 @@ class SeriesRecorder:
             return
         run_id = run["id"]
         ended = run.get("ended_at")
-        if ended is not None and doc.checked_at - ended > self.settings.series_tail_s:
+        if ended is not None and self._drain_recorded(doc, doc.checked_at - ended):
             return  # the drain after the run is recorded (or an old run seen after a gateway restart)
         try:
             path = series_path(self.dir, run_id)
@@ -125,6 +125,14 @@ class SeriesRecorder:
         if run_id != self._current:
             self._start(path, doc, previous)
         self._append(path, [sample_of(doc)])
+
+    def _drain_recorded(self, doc: PipelineStatus, since_end_s: float) -> bool:
+        """Past the tail once the pipeline has drained (every stage agrees), and past the longest
+        drain in any case."""
+        tail = self.settings.series_tail_s
+        return (since_end_s > tail and doc.accounting.drained) or since_end_s > max(
+            tail, self.settings.series_max_drain_s
+        )
 
     def _start(self, path: Path, doc: PipelineStatus, previous: PipelineStatus | None) -> None:
         self._current = run_id = path.stem

@@ -65,7 +65,12 @@ class GatewaySettings(PipelineSettings, InternalSecretSettings):
         default=3600, ge=10, description="Samples per run file; beyond it the file is thinned to every other one."
     )
     series_tail_s: float = Field(
-        default=60.0, ge=0, description="Keep sampling a run this long after it ended (Spark and the merger drain it)."
+        default=60.0,
+        ge=0,
+        description="Keep sampling a run this long after it ended, and until Spark and the merger drained it...",
+    )
+    series_max_drain_s: float = Field(
+        default=600.0, ge=0, description="...and at most this long after it ended, drained or not."
     )
     series_max_runs: int = Field(default=100, ge=1, description="Run series kept (oldest deleted first).")
     report_timeout_s: float = Field(default=120.0, gt=0, description="Deadline to render GET /report.")

@@ -57,7 +57,7 @@ def rate_chart(t: list[float], requested: list[float | None], achieved: list[flo
     ax.plot(t, achieved, color=BLUE, linewidth=1.6, label="achieved (generator rate_1s)")
     ax.set_xlabel("seconds since the run started")
     ax.set_ylabel("events/s")
-    ax.legend(loc="upper left", frameon=False)
+    ax.legend(loc="upper right", frameon=False)
     if not t:
         _empty(ax, "rate")
     return Chart("rate", _svg(fig), sum(v is not None for v in achieved))
@@ -118,33 +118,38 @@ def device_chart(devices: list[str], rows: list[int], error_share: list[float]) 
     return Chart("devices", _svg(fig), len(devices))
 
 
+def _short(v: str, n: int = 24) -> str:
+    return v if len(v) <= n else v[: n - 1] + "…"
+
+
 def architecture_chart(arch: dict[str, dict[str, str]]) -> Chart:
-    """The pipeline's diagram: a box per component with its version and settings, arrows for data."""
-    fig, ax = plt.subplots(figsize=(7.6, 3.1))
+    """The pipeline's diagram: a box per component with its version and settings (the table under it
+    has them all, unshortened), arrows for the data's way."""
+    fig, ax = plt.subplots(figsize=(8.4, 3.6))
     ax.set_xlim(0, 100)
-    ax.set_ylim(0, 42)
+    ax.set_ylim(0, 46)
     ax.axis("off")
     boxes = {
-        "generator": (1, 24, "Generator (FastAPI, aiokafka)"),
-        "kafka": (26, 24, "Kafka (KRaft)"),
-        "spark": (51, 24, "Spark Structured Streaming"),
-        "merger": (76, 24, "Merger (FastAPI, polars)"),
-        "gateway": (38.5, 1, "Gateway :8000 (dashboard, /report)"),
+        "generator": (0.5, 25, "Generator", "FastAPI + aiokafka"),
+        "kafka": (25.5, 25, "Kafka", "KRaft"),
+        "spark": (50.5, 25, "Spark", "Structured Streaming"),
+        "merger": (75.5, 25, "Merger", "FastAPI + polars"),
+        "gateway": (38, 1, "Gateway", "the one HTTP door"),
     }
-    for name, (x, y, title) in boxes.items():
+    for name, (x, y, title, what) in boxes.items():
         facts = arch.get(name, {})
         ax.add_patch(
             FancyBboxPatch(
-                (x, y), 23, 16, boxstyle="round,pad=0.4,rounding_size=1.2", fc="#eef3fc", ec=BLUE, linewidth=1.2
+                (x, y), 23.5, 18, boxstyle="round,pad=0.3,rounding_size=1.2", fc="#eef3fc", ec=BLUE, linewidth=1.2
             )
         )
-        ax.text(x + 11.5, y + 14, title, ha="center", va="top", fontsize=7.5, fontweight="bold")
-        body = "\n".join(f"{k}: {v}" for k, v in facts.items())
-        ax.text(x + 0.8, y + 10.8, body, ha="left", va="top", fontsize=6, family="monospace", wrap=True)
-    arrows = [((24.5, 32), (25.5, 32)), ((49.5, 32), (50.5, 32)), ((74.5, 32), (75.5, 32))]
-    for a, b in arrows:
-        ax.add_patch(FancyArrowPatch(a, b, arrowstyle="-|>", mutation_scale=12, color=GREY))
-    for x in (12.5, 87.5):
-        ax.add_patch(FancyArrowPatch((50, 17.5), (x, 23.2), arrowstyle="<|-|>", mutation_scale=9, color=GREY))
-    ax.text(50, 20.5, "HTTP", ha="center", fontsize=6.5, color=GREY)
+        ax.text(x + 11.75, y + 16.8, title, ha="center", va="top", fontsize=9, fontweight="bold")
+        ax.text(x + 11.75, y + 13.4, what, ha="center", va="top", fontsize=6.5, color=GREY)
+        body = "\n".join(_short(f"{k}: {v}") for k, v in list(facts.items())[:4])
+        ax.text(x + 1, y + 9.8, body, ha="left", va="top", fontsize=6, family="monospace")
+    for x in (24.3, 49.3, 74.3):
+        ax.add_patch(FancyArrowPatch((x, 34), (x + 1.6, 34), arrowstyle="-|>", mutation_scale=12, color=GREY))
+    for x in (12.25, 87.25):
+        ax.add_patch(FancyArrowPatch((49.75, 19.6), (x, 24.6), arrowstyle="<|-|>", mutation_scale=9, color=GREY))
+    ax.text(49.75, 21.6, "HTTP", ha="center", fontsize=6.5, color=GREY)
     return Chart("architecture", _svg(fig), len(boxes))
