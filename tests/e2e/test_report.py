@@ -135,8 +135,8 @@ def test_show_a_ramp_run(stack: Stack, tmp_path: Path) -> None:
             html, pdf = out / f"report-{run_id}.html", out / f"report-{run_id}.pdf"
             assert html.exists() and pdf.exists()
 
-            offline = browser.new_context(offline=True)
-            report = offline.new_page(viewport={"width": 1000, "height": 1400})
+            offline = browser.new_context(offline=True, viewport={"width": 1000, "height": 1400})
+            report = offline.new_page()
             report.goto(html.as_uri())
             assert report.get_attribute("body", "data-run") == run_id
             assert report.get_attribute("body", "data-ok") == "true"
