@@ -106,45 +106,45 @@ def _delta(end: int | None, start: int | None) -> int | None:
     return None if end is None else end - (start or 0)
 
 
-def outcome(series: RunSeries, merged: pl.DataFrame, reasons: dict[str, int]) -> Outcome:
+def outcome(series: RunSeries, merged: pl.LazyFrame | pl.DataFrame, reasons: dict[str, int]) -> Outcome:
     """Pure: the run's figures. Generator counts are its own (last sample); Spark's are its totals'
     growth since the sample before the run; merged rows and events are counted in merged.csv over
     the run's eventOffsets; rejects are the ledger's malformed records found in the rejects."""
     run = series.during_run()
     last = run[-1] if run else SeriesSample(t=0)
     base = series.baseline() or (run[0] if run else SeriesSample(t=0))
+    rows, events = merged.lazy().select(pl.len(), pl.col("eventOffset").n_unique()).collect(engine="streaming").row(0)
     return Outcome(
         produced=last.sent,
         acknowledged=last.acknowledged,
         spark_read=_delta(last.spark_input_rows_total, base.spark_input_rows_total),
         spark_rows_out=_delta(last.spark_rows_out_total, base.spark_rows_out_total),
         spark_rejects=_delta(last.spark_rejects_total, base.spark_rejects_total),
-        merged_rows=merged.height,
-        merged_events=merged["eventOffset"].n_unique() if merged.height else 0,
+        merged_rows=rows,
+        merged_events=events,
         rejected=sum(reasons.values()),
         reject_reasons=reasons,
     )
 
 
-def run_rows(merged_csv: Path, first: int | None, last: int | None) -> pl.DataFrame:
-    """merged.csv's rows whose eventOffset is in [first, last] (the run's)."""
+def run_rows(merged_csv: Path, first: int | None, last: int | None) -> pl.LazyFrame:
+    """merged.csv's rows whose eventOffset is in [first, last] (the run's), as a lazy scan: the
+    figures are computed by polars' streaming engine, so memory does not grow with merged.csv."""
     schema = dict.fromkeys(ROW_COLUMNS, pl.String) | {"eventOffset": pl.Int64, "temperature": pl.Int64}
     if first is None or last is None or not merged_csv.exists() or merged_csv.stat().st_size == 0:
-        return pl.DataFrame(schema=schema)
+        return pl.LazyFrame(schema=schema)
     return (
         pl.scan_csv(merged_csv, schema=schema)
         .filter(pl.col("eventOffset").is_between(first, last))
         .select("eventOffset", "deviceId", "temperature", "status", "eventTime")
-        .collect()
     )
 
 
-def device_table(rows: pl.DataFrame) -> list[dict[str, Any]]:
+def device_table(rows: pl.LazyFrame | pl.DataFrame) -> list[dict[str, Any]]:
     """Pure: per device, rows, temperature min/mean/max, error share and last eventTime."""
-    if rows.height == 0:
-        return []
     table = (
-        rows.filter(pl.col("deviceId").is_not_null())
+        rows.lazy()
+        .filter(pl.col("deviceId").is_not_null())
         .group_by("deviceId")
         .agg(
             pl.len().alias("rows"),
@@ -156,7 +156,7 @@ def device_table(rows: pl.DataFrame) -> list[dict[str, Any]]:
         )
         .sort("deviceId")
     )
-    return table.to_dicts()
+    return table.collect(engine="streaming").to_dicts()
 
 
 def reject_reasons(rejects: pl.DataFrame, ledger: Ledger) -> dict[str, int]:

@@ -26,7 +26,9 @@ from gateway.series import SeriesRecorder, sample_of
 from gateway.settings import GatewaySettings
 
 
-def status_doc(t: float, run: dict | None, *, sent: int = 0, batch: int = 0, rows_in: int = 0) -> PipelineStatus:
+def status_doc(
+    t: float, run: dict | None, *, sent: int = 0, batch: int = 0, rows_in: int = 0, drained: bool = False
+) -> PipelineStatus:
     gen = {
         "status": "ok",
         "reachable": True,
@@ -70,7 +72,7 @@ def status_doc(t: float, run: dict | None, *, sent: int = 0, batch: int = 0, row
             "overall": "ok",
             "reasons": [],
             "checked_at": t,
-            "accounting": {},
+            "accounting": {"drained": drained},
             "components": {"kafka": kafka, "generator": gen, "spark": spark, "merger": merger},
         }
     )
@@ -113,9 +115,10 @@ def test_recorder_stops_after_the_tail_and_prunes_with_the_ledger(tmp_path: Path
     (runs / "aaa.jsonl").write_text("{}\n")
     ended = {"id": "aaa", "state": "completed", "started_at": 0.0, "ended_at": 10.0}
     rec.observe(status_doc(12.0, ended))
-    rec.observe(status_doc(20.0, ended))  # 10 s after the end: not recorded
+    rec.observe(status_doc(18.0, ended))  # past the tail, not drained yet: recorded
+    rec.observe(status_doc(20.0, ended, drained=True))  # past the tail and drained: not recorded
     path = series_path(tmp_path / "gateway" / "series", "aaa")
-    assert [s.t for s in read_series(path).samples] == [12.0]
+    assert [s.t for s in read_series(path).samples] == [12.0, 18.0]
     (runs / "aaa.jsonl").unlink()
     (runs / "bbb.jsonl").write_text("{}\n")
     rec.observe(status_doc(30.0, {"id": "bbb", "state": "running", "started_at": 29.0}))
