@@ -59,7 +59,12 @@ class SeriesSample(_Line):
     spark_input_rows_total: int | None = None
     spark_rows_out_total: int | None = None
     spark_rejects_total: int | None = None
-    lag_offsets: int | None = Field(default=None, description="Spark's offsetsBehindLatest (Kafka lag).")
+    lag_offsets: int | None = Field(
+        default=None, description="Records in Kafka Spark has not read yet (the gateway's lag.kafka_offsets_behind)."
+    )
+    spark_offsets_behind_latest: int | None = Field(
+        default=None, description="Spark's own offsetsBehindLatest (as of its last batch, so often 0)."
+    )
     rows_merged: int | None = None
     freshness_last_s: float | None = None
     freshness_p50_s: float | None = None

@@ -132,7 +132,7 @@ def render_page(f: ReportFigures) -> str:
             d["temperature_mean"],
             d["temperature_max"],
             f"{(d['error_share'] or 0) * 100:.1f}%",
-            d["last_seen"],
+            (d["last_seen"] or "")[11:23],
         ]
         for d in devs
     ]
@@ -150,7 +150,7 @@ def render_page(f: ReportFigures) -> str:
         "freshness": "The merger's last freshness, sampled every second of the run; lines: its window p50 and p99.",
         "rate": "The profile's rate now (rate_requested) against what the generator achieved (rate_1s).",
         "batches": "Duration of each Spark micro-batch seen in progress.json by the once-a-second sampler.",
-        "lag": "Spark's offsetsBehindLatest: records in Kafka it had not read yet.",
+        "lag": "Records in Kafka that Spark had not read yet (Kafka's end offsets minus Spark's), each second.",
         "devices": "Rows per device of this run (bars) and its error share (dots).",
     }
     return f"""<!doctype html>
@@ -183,7 +183,7 @@ def render_page(f: ReportFigures) -> str:
 {_figure(figs["lag"], captions["lag"])}
 <h3 id="devices">Per-device figures</h3>
 {_figure(figs["devices"], captions["devices"])}
-{_table(["device", "rows", "temp min", "temp mean", "temp max", "error share", "last eventTime"], dev_rows)}
+{_table(["device", "rows", "temp min", "temp mean", "temp max", "error share", "last eventTime (UTC)"], dev_rows)}
 </section>
 <p class="sub">Made by <code>devicestream report</code> from the run's ledger, its time series
 (gateway/series/{_e(f.run_id)}.jsonl), merged.csv and the rejects.</p>

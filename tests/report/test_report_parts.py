@@ -73,6 +73,7 @@ def status_doc(
             "reasons": [],
             "checked_at": t,
             "accounting": {"drained": drained},
+            "lag": {"kafka_offsets_behind": 7},
             "components": {"kafka": kafka, "generator": gen, "spark": spark, "merger": merger},
         }
     )
@@ -86,7 +87,8 @@ def recorder(tmp_path: Path, **env: object) -> SeriesRecorder:
 def test_sample_reads_each_component() -> None:
     s = sample_of(status_doc(10.0, {"id": "abc", "state": "running"}, sent=7, batch=3, rows_in=40))
     assert (s.sent, s.rate_requested, s.rate_achieved) == (7, 120.0, 100.0)
-    assert (s.spark_batch_id, s.spark_batch_duration_ms, s.lag_offsets, s.spark_input_rows_total) == (3, 203, 5, 40)
+    assert (s.spark_batch_id, s.spark_batch_duration_ms, s.spark_input_rows_total) == (3, 203, 40)
+    assert (s.lag_offsets, s.spark_offsets_behind_latest) == (7, 5)
     assert (s.rows_merged, s.freshness_p50_s, s.freshness_p99_s) == (40, 0.4, 0.9)
 
 
