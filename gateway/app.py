@@ -81,7 +81,8 @@ def lifespan_of(
             app.state.client = client
             app.state.download_pool = DownloadPool(downloads, DownloadSlots(settings.max_downloads))
             app.state.status = status
-            # the run's time series for `devicestream report` (gateway/series.py)
+            # the run's time series for `devicestream report` (gateway/series.py); GET /report renders 2 at once
+            app.state.report_slots = asyncio.Semaphore(2)
             recorder = asyncio.create_task(SeriesRecorder(settings, status).run_forever(), name="run-series")
             log.info(
                 "gateway up",

@@ -18,13 +18,15 @@ import tempfile
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
+from contract.ledger import LedgerError, ledger_path
 from gateway.auth import Read
 from gateway.deps import Settings
 from gateway.errors import ReportError, ReportUnavailable, RunNotFound
 from gateway.responses import AUTH_ERROR
+from gateway.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["report"])
@@ -49,14 +51,22 @@ def _renderer_installed() -> bool:
     responses={404: {"description": "No such run."}, 503: {"description": "No renderer here."}, **AUTH_ERROR},
     dependencies=[Read],
 )
-async def report(settings: Settings, run: RunId = None) -> HTMLResponse:
+async def report(request: Request, settings: Settings, run: RunId = None) -> HTMLResponse:
     """What was asked, what came out, with charts: the same page `devicestream report` writes."""
+    runs = settings.layout.generator_runs
+    if not await asyncio.to_thread(_has_ledger, runs, run):  # no child process for a run that is not there
+        raise RunNotFound(f"no run {run}: no ledger in {runs}" if run else f"no generator run yet in {runs}")
     if not _renderer_installed():
         raise ReportUnavailable(
             "this gateway has no report renderer (devicestream and matplotlib are not installed here); "
             "run `devicestream report` where the data folder is",
             component="gateway",
         )
+    async with request.app.state.report_slots:  # renders at once: bounded (lifespan)
+        return await _render(settings, run)
+
+
+async def _render(settings: GatewaySettings, run: str | None) -> HTMLResponse:
     with tempfile.TemporaryDirectory(prefix="report-") as out:
         args = [sys.executable, "-m", "devicestream", "report", "--html-only", "--out", out]
         args += ["--run", run] if run else []
@@ -80,6 +90,15 @@ async def report(settings: Settings, run: RunId = None) -> HTMLResponse:
             raise ReportError(f"the report could not be made: {message}", component="gateway")
         page = await asyncio.to_thread(_read_page, Path(out))
         return HTMLResponse(page, headers={"cache-control": "no-cache"})
+
+
+def _has_ledger(runs: Path, run: str | None) -> bool:
+    if run is None:
+        return any(runs.glob("*.jsonl"))
+    try:
+        return ledger_path(runs, run).is_file()
+    except LedgerError:
+        return False
 
 
 def _read_page(out: Path) -> str:
