@@ -188,7 +188,9 @@ def test_small_batches_run_as_one_task_large_ones_per_partition() -> None:
     assert not one_task({0: OffsetRange(start=None, end=5)}, 1_000)
 
 
-def test_small_batches_from_the_driver_have_the_writers_exact_bytes(spark: SparkSession, tmp_path: Path) -> None:
+def test_small_batches_from_the_driver_have_the_writers_exact_bytes(
+    spark: SparkSession, tmp_path: Path
+) -> None:
     """The two ways a rows file is written (to_csv + Arrow for a small batch, Spark's CSV writer for
     a large one) give the same bytes, whatever the fields hold."""
     tricky = [
