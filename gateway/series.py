@@ -95,6 +95,7 @@ class SeriesRecorder:
         self._current: str | None = None
         self._lines = 0
         self._previous: PipelineStatus | None = None
+        self._finished: str | None = None
 
     async def run_forever(self) -> None:
         interval = self.settings.series_interval_s
@@ -110,30 +111,32 @@ class SeriesRecorder:
             await asyncio.sleep(max(0.05, interval - (time.monotonic() - started)))
 
     def observe(self, doc: PipelineStatus) -> None:
-        """Append this snapshot to its run's series (blocking file I/O: called in a thread)."""
+        """Append this snapshot to its run's series (blocking file I/O: called in a thread).
+
+        After the run ended: every snapshot for `series_tail_s`, then on until the first drained one
+        (every stage agrees; recorded, so the series ends with the drained figures), at most
+        `series_max_drain_s`. A run seen only after that (a gateway restarted later) is not recorded."""
         previous, self._previous = self._previous, doc
         run = _run_of(doc)
-        if run is None:
+        if run is None or run["id"] == self._finished:
             return
         run_id = run["id"]
-        ended = run.get("ended_at")
-        if ended is not None and self._drain_recorded(doc, doc.checked_at - ended):
-            return  # the drain after the run is recorded (or an old run seen after a gateway restart)
         try:
             path = series_path(self.dir, run_id)
         except LedgerError:
             return
+        ended = run.get("ended_at")
+        since_end = None if ended is None else doc.checked_at - ended
+        tail, longest = self.settings.series_tail_s, max(self.settings.series_tail_s, self.settings.series_max_drain_s)
+        if since_end is not None and (since_end > longest or (since_end > tail and run_id != self._current)):
+            self._finished = run_id
+            return
         if run_id != self._current:
             self._start(path, doc, previous)
         self._append(path, [sample_of(doc)])
-
-    def _drain_recorded(self, doc: PipelineStatus, since_end_s: float) -> bool:
-        """Past the tail once the pipeline has drained (every stage agrees), and past the longest
-        drain in any case."""
-        tail = self.settings.series_tail_s
-        return (since_end_s > tail and doc.accounting.drained) or since_end_s > max(
-            tail, self.settings.series_max_drain_s
-        )
+        if since_end is not None and since_end > tail and doc.accounting.drained:
+            self._finished = run_id
+            log.info("run series: complete", extra={"run": run_id, "path": str(path)})
 
     def _start(self, path: Path, doc: PipelineStatus, previous: PipelineStatus | None) -> None:
         self._current = run_id = path.stem

@@ -118,9 +118,10 @@ def test_recorder_stops_after_the_tail_and_prunes_with_the_ledger(tmp_path: Path
     ended = {"id": "aaa", "state": "completed", "started_at": 0.0, "ended_at": 10.0}
     rec.observe(status_doc(12.0, ended))
     rec.observe(status_doc(18.0, ended))  # past the tail, not drained yet: recorded
-    rec.observe(status_doc(20.0, ended, drained=True))  # past the tail and drained: not recorded
+    rec.observe(status_doc(20.0, ended, drained=True))  # the first drained one: recorded, the last
+    rec.observe(status_doc(21.0, ended, drained=True))
     path = series_path(tmp_path / "gateway" / "series", "aaa")
-    assert [s.t for s in read_series(path).samples] == [12.0, 18.0]
+    assert [s.t for s in read_series(path).samples] == [12.0, 18.0, 20.0]
     (runs / "aaa.jsonl").unlink()
     (runs / "bbb.jsonl").write_text("{}\n")
     rec.observe(status_doc(30.0, {"id": "bbb", "state": "running", "started_at": 29.0}))
