@@ -40,6 +40,7 @@ figcaption { font-size: 8.5pt; color: #667085; }
 .kpi { border: 1px solid #e4e7ec; border-radius: 8px; padding: 6px 10px; }
 .kpi b { display: block; font-size: 14pt; } .kpi span { font-size: 8.5pt; color: #667085; }
 section { page-break-inside: auto; } .break { page-break-before: always; }
+.keep { break-inside: avoid; page-break-inside: avoid; }
 """
 
 
@@ -147,7 +148,8 @@ def render_page(f: ReportFigures) -> str:
     records = end.records if end else None
     captions = {
         "architecture": "Generator → Kafka → Spark → merger; the gateway is the one HTTP door and sampled this run.",
-        "freshness": "The merger's last freshness, sampled every second of the run; lines: its window p50 and p99.",
+        "freshness": "The merger's last freshness, sampled every second of the run (it changes once a merge); "
+        "lines: its window p50 and p99.",
         "rate": "The profile's rate now (rate_requested) against what the generator achieved (rate_1s).",
         "batches": "Duration of each Spark micro-batch seen in progress.json by the once-a-second sampler.",
         "lag": "Records in Kafka that Spark had not read yet (Kafka's end offsets minus Spark's), each second.",
@@ -173,16 +175,16 @@ def render_page(f: ReportFigures) -> str:
 <h3>Rejected, with the reasons</h3>{_table(["reason", "records"], reasons)}
 <h3 id="verdict">The verdict: verify --run and the fault ledger</h3><p>{verdict}</p>
 {_table(["fault kind", "injected", "problems", "result"], kinds)}
-<h3 id="freshness">Freshness: p50 {_n(p50, 2)} s, p99 {_n(p99, 2)} s</h3>
-{_figure(figs["freshness"], captions["freshness"])}
-<h3 id="rate">Requested against achieved rate</h3>
-{_figure(figs["rate"], captions["rate"])}
-<h3 id="batches">Spark batch durations</h3>
-{_figure(figs["batches"], captions["batches"])}
-<h3 id="lag">Lag over time</h3>
-{_figure(figs["lag"], captions["lag"])}
-<h3 id="devices">Per-device figures</h3>
-{_figure(figs["devices"], captions["devices"])}
+<div class="keep"><h3 id="freshness">Freshness: p50 {_n(p50, 2)} s, p99 {_n(p99, 2)} s</h3>
+{_figure(figs["freshness"], captions["freshness"])}</div>
+<div class="keep"><h3 id="rate">Requested against achieved rate</h3>
+{_figure(figs["rate"], captions["rate"])}</div>
+<div class="keep"><h3 id="batches">Spark batch durations</h3>
+{_figure(figs["batches"], captions["batches"])}</div>
+<div class="keep"><h3 id="lag">Lag over time</h3>
+{_figure(figs["lag"], captions["lag"])}</div>
+<div class="keep"><h3 id="devices">Per-device figures</h3>
+{_figure(figs["devices"], captions["devices"])}</div>
 {_table(["device", "rows", "temp min", "temp mean", "temp max", "error share", "last eventTime (UTC)"], dev_rows)}
 </section>
 <p class="sub">Made by <code>devicestream report</code> from the run's ledger, its time series
