@@ -26,6 +26,9 @@
   generator/
     state.json           next eventOffset to hand out (never reused across restarts)
     runs/                one ledger per run: <run id>.jsonl (what it injected where; contract/ledger.py)
+  gateway/
+    series/              one time series per run: <run id>.jsonl (sampled about once a second,
+                         bounded, removed with the run's ledger; contract/run_series.py)
 """
 
 from __future__ import annotations
@@ -145,3 +148,12 @@ class DataLayout:
     @property
     def generator_runs(self) -> Path:
         return self.generator_dir / "runs"
+
+    @property
+    def gateway_dir(self) -> Path:
+        return self.root / "gateway"
+
+    @property
+    def run_series(self) -> Path:
+        """The per-run time series the gateway samples (contract/run_series.py)."""
+        return self.gateway_dir / "series"

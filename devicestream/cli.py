@@ -1,4 +1,4 @@
-"""The `devicestream` command: up | status | down | verify."""
+"""The `devicestream` command: up | status | down | verify | report."""
 
 from __future__ import annotations
 
@@ -34,6 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     p_verify.add_argument("--merged", type=str, help="merged.csv to check (default: the data folder's)")
     p_verify.add_argument("--rejects", type=str, help="rejects folder (default: the data folder's)")
     p_verify.add_argument("--run", type=str, help="check the pipeline against this generator run's ledger")
+    p_report = sub.add_parser("report", help="one run as a self-contained HTML page and a PDF (default: the last run)")
+    p_report.add_argument("--run", type=str, help="the generator run (default: the last one)")
+    p_report.add_argument("--out", type=str, default=".", help="folder to write report-<run>.html and .pdf into")
+    p_report.add_argument("--html-only", action="store_true", help="no PDF (no Chromium needed)")
+    p_report.add_argument("--wait", type=float, default=0.0, help="seconds verify --run may wait for the drain")
     args = parser.parse_args(argv)
 
     configure_logging("launcher", "WARNING")
@@ -63,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
             return down(settings, out=print)
         if args.command == "verify":
             return _verify(settings, args)
+        if args.command == "report":
+            return _report(settings, args)
     except ValidationError as e:
         print(f"devicestream: invalid setting: {e}", file=sys.stderr)
         return 2
@@ -111,6 +118,29 @@ def _verify(settings: LauncherSettings, args: argparse.Namespace) -> int:
         return 2
     print(report.to_json() if args.json else format_report(report))
     return 0 if report.ok else 1
+
+
+def _report(settings: LauncherSettings, args: argparse.Namespace) -> int:
+    """0 written (whatever the verdict; the page shows it), 2 no such run, 1 it could not be written."""
+    from pathlib import Path
+
+    from devicestream.report import ReportError, make_report
+    from devicestream.report.figures import ReportInputError
+
+    try:
+        written = make_report(settings.layout, args.run, Path(args.out), pdf=not args.html_only, wait_s=args.wait)
+    except ReportInputError as e:
+        print(f"devicestream report: {e}", file=sys.stderr)
+        return 2
+    except ReportError as e:
+        print(f"devicestream report: {e}", file=sys.stderr)
+        return 1
+    verdict = "verify --run OK" if written.ok else "verify --run found problems"
+    print(f"devicestream report: run {written.run_id} ({verdict})")
+    print(f"  {written.html}")
+    if written.pdf:
+        print(f"  {written.pdf}")
+    return 0
 
 
 if __name__ == "__main__":

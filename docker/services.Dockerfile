@@ -3,7 +3,8 @@
 # `python -m services.generator` / `python -m services.merger` / `python -m gateway`).
 #
 # pyspark and pyarrow are core dependencies in pyproject.toml (the Spark job and the launcher need them),
-# but none of these three imports them: they are left out here (over 400 MB), and the package itself is installed with
+# and matplotlib (`devicestream report`'s charts, with numpy), but none of these three imports them: they are
+# left out here (over 400 MB; the gateway's GET /report answers 503 without the renderer), and the package itself is installed with
 # --no-deps on top of exactly the other pinned dependencies (constraints.txt).
 
 FROM python:3.11.13-slim-bookworm AS build
@@ -13,7 +14,7 @@ RUN python -m venv /opt/venv
 # Dependencies first: this layer is rebuilt only when the pins change, not when the code does.
 COPY pyproject.toml constraints.txt ./
 RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; \
-print('\n'.join(d for d in deps if not d.startswith(('pyspark', 'pyarrow'))))" > requirements.txt \
+print('\n'.join(d for d in deps if not d.startswith(('pyspark', 'pyarrow', 'matplotlib'))))" > requirements.txt \
  && /opt/venv/bin/pip install -c constraints.txt -r requirements.txt
 COPY README.md LICENSE ./
 COPY contract contract

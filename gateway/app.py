@@ -8,6 +8,8 @@ gateway/deps.py), the error handlers, the routers of gateway/routes/ and the mid
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -25,7 +27,8 @@ from gateway.errors import DownloadsBusy, GatewayError, UpstreamError
 from gateway.metrics import GatewayMetrics
 from gateway.middleware import BodySizeLimit, BrowserGuard, RequestMetrics
 from gateway.responses import GUARD_ERRORS
-from gateway.routes import dashboard, data, generator, status
+from gateway.routes import dashboard, data, generator, report, status
+from gateway.series import SeriesRecorder
 from gateway.settings import GatewaySettings
 from gateway.status import StatusService
 
@@ -80,6 +83,9 @@ def lifespan_of(
             app.state.client = client
             app.state.download_pool = DownloadPool(downloads, DownloadSlots(settings.max_downloads))
             app.state.status = status
+            # the run's time series for `devicestream report` (gateway/series.py); GET /report renders 2 at once
+            app.state.report_slots = asyncio.Semaphore(2)
+            recorder = asyncio.create_task(SeriesRecorder(settings, status).run_forever(), name="run-series")
             log.info(
                 "gateway up",
                 extra={
@@ -92,6 +98,9 @@ def lifespan_of(
             try:
                 yield
             finally:
+                recorder.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await recorder
                 await status.aclose()
 
     return lifespan
@@ -109,7 +118,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     )
     app.exception_handler(GatewayError)(on_gateway_error)
     app.exception_handler(Exception)(on_unexpected)
-    for router in (generator.router, data.router, status.router, dashboard.router):
+    for router in (generator.router, data.router, status.router, dashboard.router, report.router):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=dashboard.STATIC_DIR), name="static")
 

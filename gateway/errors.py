@@ -50,3 +50,22 @@ class DownloadsBusy(GatewayError):
     def __init__(self, message: str, *, retry_after_s: int) -> None:
         super().__init__(message, component="gateway")
         self.retry_after_s = retry_after_s
+
+
+class ReportError(GatewayError):
+    """GET /report could not be rendered (the renderer failed or ran past its deadline)."""
+
+    status_code = 500
+    error = "report_failed"
+
+
+class ReportUnavailable(ReportError):
+    """This installation has no report renderer (the services image leaves out devicestream/ and matplotlib)."""
+
+    status_code = 503
+    error = "report_unavailable"
+
+
+class RunNotFound(ReportError):
+    status_code = 404
+    error = "not_found"

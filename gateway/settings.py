@@ -58,6 +58,22 @@ class GatewaySettings(PipelineSettings, InternalSecretSettings):
         default=100_000, ge=0, description="Spark further behind Kafka than this many offsets = degraded."
     )
     merger_lag_warn_batches: int = Field(default=10, ge=0, description="Merger further behind = degraded.")
+    series_interval_s: float = Field(
+        default=1.0, gt=0, description="How often the run's time series (gateway/series/<run>.jsonl) is sampled."
+    )
+    series_max_points: int = Field(
+        default=3600, ge=10, description="Samples per run file; beyond it the file is thinned to every other one."
+    )
+    series_tail_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="Keep sampling a run this long after it ended, and until Spark and the merger drained it...",
+    )
+    series_max_drain_s: float = Field(
+        default=600.0, ge=0, description="...and at most this long after it ended, drained or not."
+    )
+    series_max_runs: int = Field(default=100, ge=1, description="Run series kept (oldest deleted first).")
+    report_timeout_s: float = Field(default=120.0, gt=0, description="Deadline to render GET /report.")
     tail_max_rows: int = Field(default=200, ge=1)
     tail_window_bytes: int = Field(default=64 * 1024, ge=1024, description="Bytes fetched for /merged/tail.")
 

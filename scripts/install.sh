@@ -44,16 +44,20 @@ mvn_copy() { # name, extra flags
 mvn_copy kafka -DincludeScope=runtime
 mvn_copy spark -DexcludeTransitive=true
 
-# Headless Chromium for the gateway's dashboard test (Debian's package; playwright drives it).
-if [ ! -x /usr/bin/chromium ]; then
+# Headless Chromium (Debian's package): prints `devicestream report`'s PDF, and playwright drives it in
+# the dashboard and report tests; poppler-utils (pdftoppm, pdfinfo) renders the PDF in the report test.
+_apt_need() {  # _apt_need <command> <package> <what for>
+  command -v "$1" >/dev/null 2>&1 && return 0
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "install: chromium (for the dashboard test)"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    echo "install: $2 ($3)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
   else
-    echo "install: /usr/bin/chromium is missing and this is not root with apt-get:" \
-         "run 'sudo apt-get install -y chromium' or the dashboard test will be skipped" >&2
+    echo "install: $1 is missing and this is not root with apt-get:" \
+         "run 'sudo apt-get install -y $2' ($3; the tests that need it are skipped)" >&2
   fi
-fi
+}
+_apt_need /usr/bin/chromium chromium "the report's PDF, the dashboard and report tests"
+_apt_need pdftoppm poppler-utils "the report test renders the PDF"
 
 # promtool (Debian's prometheus package) for tests/deploy/test_prometheus_rules.py: `promtool check
 # rules` and `promtool test rules` on deploy/prometheus/alerts.yml.
