@@ -27,7 +27,6 @@ from pyspark.errors import StreamingQueryException
 from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
-from contract.kafka import spark_kafka_options
 from contract.logs import configure_logging
 from spark_job import offset_log, transform
 from spark_job.progress import ProgressListener, ProgressTracker
@@ -57,7 +56,7 @@ def make_sink(spark: SparkSession, settings: SparkJobSettings, tracker: Progress
         lineage=lambda: offset_log.checkpoint_lineage(checkpoint),
         ranges=lambda batch_id: offset_log.batch_ranges(checkpoint, batch_id, settings.topic),
         topic=settings.topic,
-        topic_id=TopicIdentity(spark, settings.require_bootstrap(), settings.topic),
+        topic_id=TopicIdentity(spark, settings.kafka_client_config, settings.topic),
         single_task_below=settings.single_task_below,
     )
     sink.prepare()
@@ -69,8 +68,7 @@ def start_query(spark: SparkSession, settings: SparkJobSettings, sink: BatchSink
     here, once, to the streaming DataFrame: each micro-batch then only plans it (in the JVM)."""
     reader = (
         spark.readStream.format("kafka")
-        .option("kafka.bootstrap.servers", settings.require_bootstrap())
-        .options(**spark_kafka_options(settings.kafka_security))  # TLS / SASL: {} for PLAINTEXT
+        .options(**settings.kafka_source_options)  # bootstrap servers, TLS / SASL (the admin client's too)
         .option("subscribe", settings.topic)
         # Only used when the checkpoint is new; afterwards the checkpoint's offsets win.
         .option("startingOffsets", settings.starting_offsets)
