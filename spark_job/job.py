@@ -58,6 +58,7 @@ def make_sink(spark: SparkSession, settings: SparkJobSettings, tracker: Progress
         topic=settings.topic,
         topic_id=TopicIdentity(spark, settings.kafka_client_config, settings.topic),
         single_task_below=settings.single_task_below,
+        single_task_max_bytes=settings.single_task_max_bytes,
     )
     sink.prepare()
     return sink

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Final
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from contract.kafka import java_client_config
 from contract.settings import PipelineSettings
+
+#: SPARK_JOB_SINGLE_TASK_MAX_BYTES' default (see its description).
+SINGLE_TASK_MAX_BYTES: Final = 2 * 1024 * 1024
 
 
 class SparkJobSettings(PipelineSettings):
@@ -37,7 +41,7 @@ class SparkJobSettings(PipelineSettings):
         "Spark's CSV writer. 0 = always the latter.",
     )
     single_task_max_bytes: int = Field(
-        default=2 * 1024 * 1024,
+        default=SINGLE_TASK_MAX_BYTES,
         ge=0,
         description="The one-task path (rows collected into the driver) is only taken when the batch's Kafka values "
         "add up to fewer bytes than this; otherwise one task per Kafka partition and Spark's CSV writer (rows "
