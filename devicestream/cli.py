@@ -1,4 +1,4 @@
-"""The `devicestream` command: up | status | down | verify."""
+"""The `devicestream` command: up | status | down | verify | reset-checkpoint."""
 
 from __future__ import annotations
 
@@ -34,6 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     p_verify.add_argument("--merged", type=str, help="merged.csv to check (default: the data folder's)")
     p_verify.add_argument("--rejects", type=str, help="rejects folder (default: the data folder's)")
     p_verify.add_argument("--run", type=str, help="check the pipeline against this generator run's ledger")
+    sub.add_parser(
+        "reset-checkpoint",
+        help="move the Spark checkpoint aside: the job's next start reads the topic from its earliest offsets "
+        "(what the job asks for when its topic was recreated)",
+    )
     args = parser.parse_args(argv)
 
     configure_logging("launcher", "WARNING")
@@ -63,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
             return down(settings, out=print)
         if args.command == "verify":
             return _verify(settings, args)
+        if args.command == "reset-checkpoint":
+            return _reset_checkpoint(settings)
     except ValidationError as e:
         print(f"devicestream: invalid setting: {e}", file=sys.stderr)
         return 2
@@ -70,6 +77,18 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("devicestream").debug("failed", exc_info=True)
         print(f"devicestream: {e}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _reset_checkpoint(settings: LauncherSettings) -> int:
+    from devicestream.reset_checkpoint import ResetRefused, reset_checkpoint
+
+    try:
+        lines = reset_checkpoint(settings.layout, settings.topic)
+    except ResetRefused as e:
+        print(f"devicestream reset-checkpoint: {e}", file=sys.stderr)
+        return 1
+    print("\n".join(f"devicestream reset-checkpoint: {line}" for line in lines))
     return 0
 
 

@@ -27,12 +27,14 @@ from pyspark.errors import StreamingQueryException
 from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
+from contract.launcher import EXIT_REFUSED
 from contract.logs import configure_logging
 from spark_job import offset_log, transform
 from spark_job.progress import ProgressListener, ProgressTracker
 from spark_job.session import build_session
 from spark_job.settings import SparkJobSettings
 from spark_job.sink import BatchSink
+from spark_job.topic_guard import TopicChanged, TopicGuard
 from spark_job.topic_identity import TopicIdentity
 
 log = logging.getLogger("spark_job")
@@ -46,7 +48,16 @@ def checkpoint_has_batches(checkpoint: Path) -> bool:
     return offsets.is_dir() and any(p.name.isdigit() for p in offsets.iterdir())
 
 
-def make_sink(spark: SparkSession, settings: SparkJobSettings, tracker: ProgressTracker | None) -> BatchSink:
+def make_guard(spark: SparkSession, settings: SparkJobSettings) -> TopicGuard:
+    """The topic-id lookup (the source's Kafka configuration), checked against the checkpoint's record."""
+    checkpoint = settings.checkpoint_dir
+    identity = TopicIdentity(spark, settings.kafka_client_config, settings.topic)
+    return TopicGuard(checkpoint, settings.topic, identity, lambda: checkpoint_has_batches(checkpoint))
+
+
+def make_sink(
+    spark: SparkSession, settings: SparkJobSettings, tracker: ProgressTracker | None, guard: TopicGuard | None = None
+) -> BatchSink:
     checkpoint = settings.checkpoint_dir
     sink = BatchSink(
         settings.rows_dir,
@@ -56,7 +67,7 @@ def make_sink(spark: SparkSession, settings: SparkJobSettings, tracker: Progress
         lineage=lambda: offset_log.checkpoint_lineage(checkpoint),
         ranges=lambda batch_id: offset_log.batch_ranges(checkpoint, batch_id, settings.topic),
         topic=settings.topic,
-        topic_id=TopicIdentity(spark, settings.kafka_client_config, settings.topic),
+        topic_id=guard or make_guard(spark, settings),
         single_task_below=settings.single_task_below,
         single_task_max_bytes=settings.single_task_max_bytes,
     )
@@ -156,10 +167,13 @@ def run(settings: SparkJobSettings) -> int:
 
     spark: SparkSession | None = None
     query: StreamingQuery | None = None
+    guard: TopicGuard | None = None
     try:
         spark = build_session(settings)
         install_jvm_signal_handlers(spark, stop)
-        sink = make_sink(spark, settings, tracker)
+        guard = make_guard(spark, settings)
+        guard()  # a recreated topic is refused before Spark resumes from the old topic's offsets
+        sink = make_sink(spark, settings, tracker, guard)
         spark.streams.addListener(ProgressListener(tracker, settings.query_name))
         if stop.is_set():
             log.info("stopped before the query started")
@@ -176,7 +190,11 @@ def run(settings: SparkJobSettings) -> int:
             raise error
         tracker.stopped()
         return 0
+    except TopicChanged as e:
+        return refuse(tracker, str(e))
     except StreamingQueryException as e:
+        if guard is not None and guard.refusal:  # raised by the sink's ask, inside the batch
+            return refuse(tracker, guard.refusal)
         log.exception("query failed")
         tracker.failed(str(e))
         return 1
@@ -192,6 +210,13 @@ def run(settings: SparkJobSettings) -> int:
                 log.warning("query.stop failed", exc_info=True)
         if spark is not None:
             spark.stop()
+
+
+def refuse(tracker: ProgressTracker, line: str) -> int:
+    """Fail with the one line (progress.json lastError) and EXIT_REFUSED: not restarted by the launcher."""
+    log.error("refusing to run: %s", line)
+    tracker.failed(line)
+    return EXIT_REFUSED
 
 
 def main() -> int:

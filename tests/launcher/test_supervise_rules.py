@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from devicestream.restarts import FIRST_RESTART_DELAY_S, HEALTHY_RESET_S, dependencies_ready, restart_delay
 from devicestream.specs import ComponentSpec
-from devicestream.supervise import FIRST_RESTART_DELAY_S, HEALTHY_RESET_S, Running, dependencies_ready, restart_delay
+from devicestream.supervise import Running
 
 
 async def _never() -> bool:
