@@ -278,6 +278,8 @@ class Supervisor:
             await watchdog
 
     def _refused(self, r: Running) -> None:
+        if r.state == "failed":  # seen by both the supervise loop and _await_ready
+            return
         line = restarts.mark_refused(r)
         if r.leader is not None:
             kill_group(r.leader)
@@ -341,7 +343,8 @@ class Supervisor:
         self._spawn(r)
         try:
             await self._await_ready(r, r.spec.ready_timeout_s)
-            self.out(f"  {r.spec.name} ready again (restart #{r.restarts})")
+            if r.state == "ready":  # (not refused again)
+                self.out(f"  {r.spec.name} ready again (restart #{r.restarts})")
         except LaunchError as e:
             log.error("%s", e)  # the supervise loop sees it exit and restarts it
             if r.alive() and not self.stopping.is_set():
