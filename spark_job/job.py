@@ -3,7 +3,9 @@
 Reads the events topic from Kafka, writes one committed rows file and one rejects file per
 micro-batch (sink.BatchSink), keeps progress.json (progress.ProgressTracker), checkpoints in the
 data folder. SIGTERM (or SIGINT) stops the query once the running batch is done and exits 0; a
-failed query exits 1 with the error logged and in progress.json (state failed, lastError).
+failed query exits 1 with the error logged and in progress.json (state failed, lastError). A
+checkpoint of a recreated topic (spark_job/topic_guard.py) exits EXIT_REFUSED (78) with its one line
+as lastError: the launcher does not restart it until `devicestream reset-checkpoint` moved it aside.
 """
 
 from __future__ import annotations
