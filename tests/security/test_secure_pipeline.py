@@ -69,6 +69,10 @@ def test_counted_run_through_spark_and_merger_verifies(secure_stack: Stack) -> N
 
     status = st.status()
     assert status.components.kafka.status == "ok", status.components.kafka
+    # the job's topic-id admin client takes the source's SASL_SSL settings: the id is known, and no
+    # batch waited out a failing ask (it was 11.5-13.1 s per batch when it did)
+    assert st.merger_status().topic_id, st.merger_status()
+    assert "cannot ask Kafka for the topic id" not in (st.data / "logs" / "spark.log").read_text(errors="replace")
     metrics = (
         httpx.get(f"{st.gateway}/metrics", timeout=10).text + httpx.get(f"{st.generator}/metrics", timeout=10).text
     )
