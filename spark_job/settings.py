@@ -46,7 +46,7 @@ class SparkJobSettings(PipelineSettings):
         description="The one-task path (rows collected into the driver) is only taken when the batch's Kafka values "
         "add up to fewer bytes than this; otherwise one task per Kafka partition and Spark's CSV writer (rows "
         "streamed to files). A value of empty readings makes a row per 3 bytes, so 2 MiB is at most ~700,000 rows "
-        "(~60 MB of CSV lines) in a 1 GB driver. 0 = never the one-task path.",
+        "(~70 MB of CSV lines) in a 1 GB driver. 0 = never the one-task path.",
     )
     starting_offsets: str = Field(
         default="earliest",
