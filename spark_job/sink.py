@@ -233,8 +233,13 @@ class BatchSink:
     def _current_topic_id(self, ranges: dict[int, OffsetRange]) -> str | None:
         now = time.monotonic()
         if topic_id_stale(self._known_topic_id, now - self._topic_id_at, self._last_ranges, ranges):
-            self._known_topic_id = self._topic_id()
-            self._topic_id_at = now
+            asked = self._topic_id()
+            if asked is not None:
+                self._known_topic_id, self._topic_id_at = asked, now
+            elif not offsets_continue(self._last_ranges, ranges):
+                self._known_topic_id = None  # the offsets jumped and the broker cannot say: unknown
+            # else: a failed ask (a slow broker) while the offsets continue keeps the known id; the
+            # next batch asks again (TopicIdentity's backoff keeps that cheap)
         self._last_ranges = ranges
         return self._known_topic_id
 
@@ -346,9 +351,14 @@ def topic_id_stale(
     known one is older than TOPIC_ID_MAX_AGE_S, or when this batch does not continue the previous
     one partition by partition (a partition starts somewhere else than where it ended, or is new):
     what a recreated topic, or offsets reset after data loss, look like from the job."""
-    if known is None or age_s >= TOPIC_ID_MAX_AGE_S or not previous or not ranges:
-        return True
-    return any(p not in previous or r.start != previous[p].end for p, r in ranges.items())
+    return known is None or age_s >= TOPIC_ID_MAX_AGE_S or not offsets_continue(previous, ranges)
+
+
+def offsets_continue(previous: dict[int, OffsetRange], ranges: dict[int, OffsetRange]) -> bool:
+    """Whether this batch's ranges start, partition by partition, where the previous batch's ended."""
+    if not previous or not ranges:
+        return False
+    return all(p in previous and r.start == previous[p].end for p, r in ranges.items())
 
 
 def _check_header(f: BinaryIO, header: str, path: Path) -> None:

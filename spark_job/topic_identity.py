@@ -4,8 +4,9 @@ JVM Spark already runs (the Kafka connector ships it): a recreated topic gets a 
 The admin client is configured from the same mapping as the Kafka source (`SparkJobSettings.
 kafka_client_config`: bootstrap servers plus contract.kafka.java_client_config, TLS and SASL
 included), so it reaches every broker the source reaches. A failed ask never costs every batch:
-each ask waits at most `timeout_s`, and after a failure the next one is only made once a backoff
-(doubling from `backoff_s` to `max_backoff_s`) has passed; until then the call answers None at once."""
+each ask waits at most `timeout_s` (the first, at the job's start, `first_timeout_s`), and after a
+failure the next one is only made once a backoff (doubling from `backoff_s` to `max_backoff_s`)
+has passed; until then the call answers None at once."""
 
 from __future__ import annotations
 
@@ -19,6 +20,9 @@ from pyspark.sql import SparkSession
 log = logging.getLogger(__name__)
 
 TIMEOUT_S = 5.0
+#: The first ask of the process (the job's check at start, before the query runs) may wait longer:
+#: a first TLS + SASL handshake on a loaded machine took more than 5 s.
+FIRST_TIMEOUT_S = 30.0
 BACKOFF_S = 5.0
 MAX_BACKOFF_S = 60.0
 
@@ -39,6 +43,7 @@ class TopicIdentity:
         topic: str,
         *,
         timeout_s: float = TIMEOUT_S,
+        first_timeout_s: float = FIRST_TIMEOUT_S,
         backoff_s: float = BACKOFF_S,
         max_backoff_s: float = MAX_BACKOFF_S,
         clock: Callable[[], float] = time.monotonic,
@@ -47,6 +52,7 @@ class TopicIdentity:
         self._config = dict(client_config)
         self.topic = topic
         self.timeout_s = timeout_s
+        self.first_timeout_s = first_timeout_s
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
         self._clock = clock
@@ -74,12 +80,15 @@ class TopicIdentity:
         if now < self._next_ask:
             return None
         self.asks += 1
+        timeout_s = self.first_timeout_s if self.asks == 1 else self.timeout_s
         try:
             jvm = self._spark.sparkContext._jvm
             assert jvm is not None
             names = jvm.java.util.Collections.singletonList(self.topic)
             unit = jvm.java.util.concurrent.TimeUnit.MILLISECONDS
-            described = self._client().describeTopics(names).allTopicNames().get(int(self.timeout_s * 1000), unit)
+            ms = int(timeout_s * 1000)
+            options = jvm.org.apache.kafka.clients.admin.DescribeTopicsOptions().timeoutMs(ms)
+            described = self._client().describeTopics(names, options).allTopicNames().get(ms, unit)
             topic_id = str(described.get(self.topic).topicId().toString())
         except Exception as e:
             self._backoff = next_backoff(self._backoff, self.backoff_s, self.max_backoff_s)
@@ -97,7 +106,9 @@ class TopicIdentity:
         admin, self._admin = self._admin, None
         if admin is not None:
             try:
-                admin.close()
+                jvm = self._spark.sparkContext._jvm
+                assert jvm is not None
+                admin.close(jvm.java.time.Duration.ZERO)  # abandon a pending ask rather than wait for it
             except Exception:
                 log.debug("closing the admin client failed", exc_info=True)
 

@@ -52,7 +52,12 @@ def test_plaintext_only_config_cannot_ask_the_secure_broker_and_backs_off(
     calls after it (each batch's) answer None at once until the backoff has passed."""
     now = [0.0]
     identity = TopicIdentity(
-        spark, {"bootstrap.servers": secure_kafka.bootstrap}, "any", timeout_s=2.0, clock=lambda: now[0]
+        spark,
+        {"bootstrap.servers": secure_kafka.bootstrap},
+        "any",
+        timeout_s=2.0,
+        first_timeout_s=2.0,
+        clock=lambda: now[0],
     )
     try:
         assert identity() is None and identity.asks == 1
@@ -69,7 +74,9 @@ def test_plaintext_only_config_cannot_ask_the_secure_broker_and_backs_off(
 
 def test_unreachable_broker_backs_off(spark: SparkSession) -> None:  # noqa: F811
     (port,) = free_ports(1)
-    identity = TopicIdentity(spark, {"bootstrap.servers": f"127.0.0.1:{port}"}, "any", timeout_s=1.0)
+    identity = TopicIdentity(
+        spark, {"bootstrap.servers": f"127.0.0.1:{port}"}, "any", timeout_s=1.0, first_timeout_s=1.0
+    )
     try:
         assert identity() is None and identity() is None and identity.asks == 1
     finally:

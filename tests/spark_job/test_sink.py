@@ -177,6 +177,25 @@ def test_the_sink_asks_the_broker_once_while_offsets_continue(spark: SparkSessio
     assert ids == ["id-1", "id-1", "id-2"] and len(asked) == 2
 
 
+def test_a_failed_ask_keeps_the_known_id_while_the_offsets_continue(tmp_path: Path) -> None:
+    """A slow broker (an ask timing out) must not turn a known topic id into an unknown one in the
+    manifests while the batches continue each other; when the offsets jump, unknown is the truth."""
+    answers: list[str | None] = ["id-1", None, None]
+    sink = BatchSink(
+        tmp_path / "rows",
+        tmp_path / "rejects",
+        tmp_path / "_tmp",
+        lineage=lambda: LINEAGE,
+        ranges=lambda batch_id: {},
+        topic="t",
+        topic_id=lambda: answers.pop(0),
+    )
+    assert sink._current_topic_id({0: OffsetRange(start=0, end=5)}) == "id-1"
+    sink._topic_id_at -= 3600  # due for a new ask
+    assert sink._current_topic_id({0: OffsetRange(start=5, end=9)}) == "id-1"  # failed ask, offsets continue
+    assert sink._current_topic_id({0: OffsetRange(start=0, end=3)}) is None  # failed ask, offsets jumped
+
+
 def test_small_batches_run_as_one_task_large_ones_per_partition() -> None:
     from spark_job.sink import one_task
 
