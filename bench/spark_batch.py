@@ -17,7 +17,6 @@ import time
 import orjson
 from pyspark.sql import DataFrame, SparkSession
 
-from contract.kafka import spark_kafka_options
 from spark_job import transform
 from spark_job.job import make_sink
 from spark_job.session import build_session
@@ -29,8 +28,7 @@ def read_whole_topic(spark: SparkSession, settings: SparkJobSettings) -> DataFra
     Kafka partition)."""
     return (
         spark.read.format("kafka")
-        .option("kafka.bootstrap.servers", settings.require_bootstrap())
-        .options(**spark_kafka_options(settings.kafka_security))
+        .options(**settings.kafka_source_options)  # the job's own Kafka configuration, TLS / SASL included
         .option("subscribe", settings.topic)
         .option("startingOffsets", "earliest")
         .option("endingOffsets", "latest")

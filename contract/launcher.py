@@ -9,12 +9,17 @@ names that process (pids are reused after a crash)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from contract.files import atomic_write_bytes
+
+#: The exit code of a component that refuses to run until an operator acts (EX_CONFIG of sysexits.h):
+#: the Spark job with a checkpoint of a recreated topic. The launcher does not restart it (state
+#: failed, the component's one-line reason as its cause) until the spec says the cause is gone.
+EXIT_REFUSED: Final = 78
 
 #: pending: not started yet; starting: started, not ready yet; ready / unready: running, its readiness
 #: probe passing / failing; restarting: it died, the launcher starts it again after a backoff;

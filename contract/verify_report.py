@@ -23,6 +23,18 @@ RUN_PROBLEMS: tuple[str, ...] = (
 )
 
 
+class OffsetRange(BaseModel):
+    """Records of one partition, offsets [start, end): e.g. the records a checkpoint skipped."""
+
+    topic: str
+    partition: int
+    start: int
+    end: int
+
+    def describe(self) -> str:
+        return f"topic {self.topic!r} partition {self.partition} offsets [{self.start}, {self.end})"
+
+
 class _Report(BaseModel):
     def to_json(self) -> str:
         """What --json prints (indented; examples as the checks found them)."""
@@ -66,6 +78,11 @@ class VerifyReport(_Report):
     )
     partitions_truncated: int = Field(
         default=0, description="Partitions whose log start offset is above 0 (retention deleted their oldest records)."
+    )
+    unaccounted_ranges: list[OffsetRange] = Field(
+        default_factory=list,
+        description="records_unaccounted by name: runs of consecutive offsets per partition (the first 20), such "
+        "as the records below the old offsets that a checkpoint resumed on a recreated topic never read.",
     )
     examples: dict[str, list[Any]] = Field(default_factory=dict)
 

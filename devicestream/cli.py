@@ -1,4 +1,4 @@
-"""The `devicestream` command: up | status | down | verify | report."""
+"""The `devicestream` command: up | status | down | verify | report | reset-checkpoint."""
 
 from __future__ import annotations
 
@@ -39,6 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     p_report.add_argument("--out", type=str, default=".", help="folder to write report-<run>.html and .pdf into")
     p_report.add_argument("--html-only", action="store_true", help="no PDF (no Chromium needed)")
     p_report.add_argument("--wait", type=float, default=0.0, help="seconds verify --run may wait for the drain")
+    sub.add_parser(
+        "reset-checkpoint",
+        help="move the Spark checkpoint aside: the job's next start reads the topic from its earliest offsets "
+        "(what the job asks for when its topic was recreated)",
+    )
     args = parser.parse_args(argv)
 
     configure_logging("launcher", "WARNING")
@@ -70,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
             return _verify(settings, args)
         if args.command == "report":
             return _report(settings, args)
+        if args.command == "reset-checkpoint":
+            return _reset_checkpoint(settings)
     except ValidationError as e:
         print(f"devicestream: invalid setting: {e}", file=sys.stderr)
         return 2
@@ -77,6 +84,18 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("devicestream").debug("failed", exc_info=True)
         print(f"devicestream: {e}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _reset_checkpoint(settings: LauncherSettings) -> int:
+    from devicestream.reset_checkpoint import ResetRefused, reset_checkpoint
+
+    try:
+        lines = reset_checkpoint(settings.layout, settings.topic)
+    except ResetRefused as e:
+        print(f"devicestream reset-checkpoint: {e}", file=sys.stderr)
+        return 1
+    print("\n".join(f"devicestream reset-checkpoint: {line}" for line in lines))
     return 0
 
 

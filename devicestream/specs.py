@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 
+from contract.checkpoint_topic import FILE_NAME as CHECKPOINT_TOPIC_FILE
 from contract.internal import ENV_NAME as INTERNAL_SECRET_ENV
 from contract.kafka import KafkaSecurity
 from contract.progress import read_progress_or_none
@@ -47,6 +48,10 @@ class ComponentSpec:
     #: its own unreadiness is theirs (the generator without Kafka, the gateway without the merger)
     #: and does not count towards the unready restart; one not run by this launcher never is
     depends_on: tuple[str, ...] = ()
+    #: the one-line reason of a component that exited with EXIT_REFUSED (contract/launcher.py)
+    refusal: Callable[[], str | None] | None = None
+    #: whether the cause of its refusal is gone (then the launcher starts it again)
+    retry_when: Callable[[], bool] | None = None
 
 
 # ---- readiness probes ---------------------------------------------------------------------------
@@ -79,6 +84,16 @@ def kafka_probe(bootstrap: str, security: KafkaSecurity) -> Probe:
             return False
 
     return probe
+
+
+def spark_refusal(progress: Path) -> Callable[[], str | None]:
+    """The job's lastError when it failed (its one-line refusal)."""
+
+    def reason() -> str | None:
+        doc = read_progress_or_none(progress)
+        return doc.last_error if doc is not None and doc.state == "failed" else None
+
+    return reason
 
 
 def spark_driver_pid(progress: Path) -> Callable[[int], int | None]:
@@ -164,6 +179,9 @@ def spark_spec(settings: LauncherSettings) -> ComponentSpec:
         prestart=lambda: launched.__setitem__("t", time.time()),
         graceful_pid=spark_driver_pid(layout.spark_progress),
         depends_on=("kafka",),
+        refusal=spark_refusal(layout.spark_progress),
+        # it refuses a checkpoint of a recreated topic: retried once that checkpoint is moved aside
+        retry_when=lambda: not (layout.spark_checkpoint / CHECKPOINT_TOPIC_FILE).exists(),
     )
 
 

@@ -58,7 +58,7 @@ def status_lines(settings: LauncherSettings) -> tuple[bool, list[str]]:
         return False, [f"devicestream: not running (no live launcher for {settings.data_dir.resolve()})"]
     lines = [f"devicestream: launcher pid {launcher.pid}"]
     for name, c in state.components.items():
-        cause = f"  last restart: {c.cause}" if c.cause else ""
+        cause = (f"  {c.cause}" if c.state == "failed" else f"  last restart: {c.cause}") if c.cause else ""
         lines.append(
             f"  {name:<10} {c.state:<10} pid {c.pid!s:<8} restarts {c.restarts:<3} {c.url:<34} log {c.log}{cause}"
         )

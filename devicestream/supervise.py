@@ -24,6 +24,7 @@ import psutil
 
 from contract.launcher import ComponentRecord, ComponentState, LauncherState
 from contract.layout import DataLayout
+from devicestream import restarts
 from devicestream.kafka_broker import LAST_NODE_GRACE_S, BrokerError
 from devicestream.paths import REPO_ROOT
 from devicestream.preflight import LaunchError
@@ -95,29 +96,6 @@ class Running:
                     self.leader = ProcessIdentity.of(children[0].pid)
         elif (now := ProcessIdentity.of(self.leader.pid)) is not None and now.create_time == self.leader.create_time:
             self.leader = now
-
-
-#: the first restart's delay; each next one doubles, up to restart_backoff_max_s
-FIRST_RESTART_DELAY_S = 0.5
-#: a component ready this long before it died starts over at the first delay
-HEALTHY_RESET_S = 60.0
-
-
-def restart_delay(planned_s: float | None, healthy_s: float) -> float:
-    """How long to wait before restarting a component that died: the delay its backoff had reached
-    (`planned_s`; None: never restarted), or the first delay again after it was ready for a while."""
-    if planned_s is None or healthy_s > HEALTHY_RESET_S:
-        return FIRST_RESTART_DELAY_S
-    return planned_s
-
-
-def dependencies_ready(spec: ComponentSpec, components: list[Running]) -> bool:
-    """Whether every component `spec` depends on runs here and is ready (a quorum: every node)."""
-    for dep in spec.depends_on:
-        matches = [c for c in components if dep in (c.spec.name, c.spec.quorum)]
-        if not matches or any(c.state != "ready" for c in matches):
-            return False
-    return True
 
 
 class Supervisor:
@@ -215,6 +193,9 @@ class Supervisor:
         while True:
             if not r.alive():
                 assert r.proc is not None
+                if restarts.refused(r.proc.returncode):
+                    self._refused(r)
+                    return
                 raise LaunchError(
                     f"{r.spec.name} exited with code {r.proc.returncode} before it was ready; "
                     f"log {r.spec.log_file}:\n{log_tail(r.spec.log_file)}"
@@ -268,6 +249,9 @@ class Supervisor:
                     and r.proc is not None
                     and r.proc.poll() is not None
                 ):
+                    if restarts.refused(r.proc.returncode) and not r.pending_cause:
+                        self._refused(r)
+                        continue
                     r.last_exit = r.proc.returncode
                     r.cause = r.pending_cause or f"exited with code {r.last_exit}"
                     r.pending_cause = ""
@@ -276,7 +260,7 @@ class Supervisor:
                     r.state = "restarting"
                     r.restarts += 1
                     healthy_s = time.time() - r.ready_at if r.ready_at else 0.0
-                    delay = restart_delay(backoff.get(r.spec.name), healthy_s)
+                    delay = restarts.restart_delay(backoff.get(r.spec.name), healthy_s)
                     backoff[r.spec.name] = min(delay * 2, self.settings.restart_backoff_max_s)
                     self.write_state()
                     self.out(
@@ -285,14 +269,35 @@ class Supervisor:
                         + "\n".join(f"    | {line}" for line in log_tail(r.spec.log_file, 8).splitlines())
                     )
                     log.warning("%s %s: restart #%d in %.1fs", r.spec.name, r.cause, r.restarts, delay)
-                    task = asyncio.create_task(self._restart(r, delay))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
+                    self._schedule_restart(r, delay)
+            self._retry_refused()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), 0.5)
         watchdog.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watchdog
+
+    def _refused(self, r: Running) -> None:
+        if r.state == "failed":  # seen by both the supervise loop and _await_ready
+            return
+        line = restarts.mark_refused(r)
+        if r.leader is not None:
+            kill_group(r.leader)
+        self.write_state()
+        self.out(line)
+        log.error("%s", line.strip())
+
+    def _retry_refused(self) -> None:
+        for r in restarts.retry_due(self.components):
+            r.state, r.restarts = "restarting", r.restarts + 1
+            self.write_state()
+            self.out(f"  {r.spec.name}: the cause of its refusal is gone: starting it again")
+            self._schedule_restart(r, restarts.FIRST_RESTART_DELAY_S)
+
+    def _schedule_restart(self, r: Running, delay: float) -> None:
+        task = asyncio.create_task(self._restart(r, delay))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def watch_readiness(self, interval_s: float = 1.0) -> None:
         """A running component whose readiness probe keeps failing for `unready_restart_s` (alive
@@ -316,7 +321,7 @@ class Supervisor:
                     r.state, r.unready_since = "unready", now
                     self.write_state()
                     log.warning("%s: readiness probe failing", r.spec.name)
-                elif not dependencies_ready(r.spec, self.components):
+                elif not restarts.dependencies_ready(r.spec, self.components):
                     r.unready_since = now  # not its own fault: wait for what it depends on
                 elif now - (r.unready_since or now) >= self.settings.unready_restart_s:
                     await self._stop_stuck(r, f"not ready for {now - r.unready_since:.0f}s (readiness probe failing)")
@@ -338,7 +343,8 @@ class Supervisor:
         self._spawn(r)
         try:
             await self._await_ready(r, r.spec.ready_timeout_s)
-            self.out(f"  {r.spec.name} ready again (restart #{r.restarts})")
+            if r.state == "ready":  # (not refused again)
+                self.out(f"  {r.spec.name} ready again (restart #{r.restarts})")
         except LaunchError as e:
             log.error("%s", e)  # the supervise loop sees it exit and restarts it
             if r.alive() and not self.stopping.is_set():

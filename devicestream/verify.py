@@ -50,7 +50,7 @@ from contract import kafka_admin
 from contract.csv import REJECT_COLUMNS, ROW_COLUMNS, parse_batch_file_name
 from contract.kafka import PLAINTEXT, KafkaSecurity, make_consumer
 from contract.layout import MergerFiles
-from contract.verify_report import VerifyReport
+from contract.verify_report import OffsetRange, VerifyReport
 from devicestream.validity import Invalid, expected_rows
 
 __all__ = ["Invalid", "expected_rows"]
@@ -69,6 +69,7 @@ class VerifyError(RuntimeError):
 
 @dataclass
 class TopicScan:
+    topic: str = ""
     records: int = 0
     valid: int = 0
     invalid: int = 0
@@ -199,7 +200,7 @@ def scan_topic(
         # spawn: the caller may have threads (an event loop, a web server); fork would copy them.
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             scans = list(pool.map(_scan_partition_in_process, jobs))
-    total = TopicScan()
+    total = TopicScan(topic=topic)
     for sc in scans:
         total.merge(sc)
     return total, ScanFiles([j.rows_csv for j in jobs], [j.invalid_csv for j in jobs])
@@ -336,6 +337,8 @@ def compare(
         rows_before_retention=n(before_retention),
         partitions_truncated=sum(1 for start in scan.start_offsets.values() if start > 0),
     )
+    if report.records_unaccounted:
+        report.unaccounted_ranges = offset_ranges(scan.topic, unaccounted.collect(**stream))
     if not report.ok:
         for name, lf in (
             ("rows_missing", missing),
@@ -349,6 +352,18 @@ def compare(
             if getattr(report, name):
                 report.examples[name] = lf.head(examples).collect().to_dicts()
     return report
+
+
+def offset_ranges(topic: str, records: pl.DataFrame, limit: int = 20) -> list[OffsetRange]:
+    """`records` (partition, offset) as runs of consecutive offsets per partition, the first `limit`."""
+    runs = (
+        records.sort("partition", "offset")
+        .with_columns((pl.col("offset") - pl.int_range(pl.len()).over("partition")).alias("run"))
+        .group_by("partition", "run", maintain_order=True)
+        .agg(pl.col("offset").min().alias("start"), (pl.col("offset").max() + 1).alias("end"))
+        .head(limit)
+    )
+    return [OffsetRange(topic=topic, partition=p, start=a, end=b) for p, _, a, b in runs.iter_rows()]
 
 
 def verify(
@@ -377,9 +392,11 @@ def format_report(report: VerifyReport) -> str:
     d = report.model_dump()
     lines = [f"verify: {'OK' if report.ok else 'PROBLEMS FOUND'}"]
     for k, v in d.items():
-        if k not in ("examples", "ok"):
+        if k not in ("examples", "ok", "unaccounted_ranges"):
             flag = "  <-- " if k in VerifyReport.PROBLEMS and v else ""
             lines.append(f"  {k:<26} {v}{flag}")
+    for r in report.unaccounted_ranges:
+        lines.append(f"  not merged: {r.describe()} ({r.end - r.start} records)")
     for k, ex in report.examples.items():
         lines.append(f"  e.g. {k}: {orjson.dumps(ex[:3]).decode()}")
     return "\n".join(lines)

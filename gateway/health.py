@@ -20,7 +20,10 @@ degraded (HTTP 200): everything flows or can flow, but something needs a look.
   - spark: state "starting"; no progress file while there is no input yet; more than
     `spark_lag_warn_offsets` offsets behind Kafka.
   - merger: quarantined batch files; waiting for a missing batch (a gap); more than
-    `merger_lag_warn_batches` batches behind the newest batch file.
+    `merger_lag_warn_batches` batches behind the newest batch file; stale freshness: both its p99
+    (over the merger's window) and its last value (the newest batch's freshest row) above
+    `freshness_warn_s` (both: a few events that were already old when sent, such as the validity
+    table's year-1 times, move the p99 but not the freshest row; an idle merger has no p99).
   - accounting: after the pipeline drained, the stages disagree (Kafka events vs Spark input rows,
     Spark rows written vs rows merged).
 
@@ -38,7 +41,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel
 
 from contract.api import GeneratorStatus
-from contract.merger_status import MergerStatus, SourceEvent, WriteBlocked
+from contract.merger_status import Freshness, MergerStatus, SourceEvent, WriteBlocked
 from contract.pipeline_status import (
     Accounting,
     Components,
@@ -66,6 +69,8 @@ class Thresholds:
     #: How long a source event of the merger (topic recreated, offsets skipped or going backwards,
     #: state rebuilt) keeps the pipeline `degraded`, so an operator sees it (README: Guarantees).
     merger_event_warn_s: float = 3600.0
+    #: Freshness (p99 and last) above this = degraded (GatewaySettings.freshness_warn_s says why 10 s).
+    freshness_warn_s: float = 10.0
 
 
 @dataclass
@@ -238,6 +243,8 @@ def assess_merger(m: MergerProbe, t: Thresholds, now: float | None = None) -> Se
             v.add("degraded", f"merger: waiting for missing batch {doc.waiting_for_batch}")
         if doc.lag_batches > t.merger_lag_warn_batches:
             v.add("degraded", f"merger: {doc.lag_batches} batches behind")
+        if (late := stale_freshness(doc.freshness, t.freshness_warn_s)) is not None:
+            v.add("degraded", f"merger: freshness {late:.1f}s (above {t.freshness_warn_s:g}s)")
         for event in recent_source_events(doc.events, now, t.merger_event_warn_s):
             v.add("degraded", f"merger: {event.kind}: {event.detail}")
     return service_health(m, v)
@@ -250,6 +257,15 @@ def write_blocked_reason(w: WriteBlocked, now: float | None) -> str:
         f"merger: {w.condition} in {w.folder}: merging paused{since}, retried by itself once space is freed "
         f"(nothing lost; {w.step}: cannot write {w.path}: {w.error})"
     )
+
+
+def stale_freshness(freshness: Freshness, warn_s: float) -> float | None:
+    """The p99 freshness when it and the last value are both above `warn_s` (merged data arrives
+    late), else None."""
+    p99, last = freshness.p99_s, freshness.last_s
+    if p99 is None or last is None or p99 <= warn_s or last <= warn_s:
+        return None
+    return p99
 
 
 def recent_source_events(events: list[SourceEvent], now: float | None, within_s: float) -> list[SourceEvent]:

@@ -74,6 +74,14 @@ class GatewaySettings(PipelineSettings, InternalSecretSettings):
     )
     series_max_runs: int = Field(default=100, ge=1, description="Run series kept (oldest deleted first).")
     report_timeout_s: float = Field(default=120.0, gt=0, description="Deadline to render GET /report.")
+    freshness_warn_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="The merger's freshness (p99 over its window and the newest batch's last value) both above "
+        "this = degraded. 10 s is ~7x the README's p99 target of 1.5 s at 1,000 events/s (the bench measures "
+        "0.7 s): a busy machine or a short catch-up does not flap /status, a pipeline whose every batch takes "
+        "seconds (a Kafka client waiting out timeouts) does.",
+    )
     tail_max_rows: int = Field(default=200, ge=1)
     tail_window_bytes: int = Field(default=64 * 1024, ge=1024, description="Bytes fetched for /merged/tail.")
 

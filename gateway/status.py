@@ -27,6 +27,7 @@ class StatusService:
             spark_stale_after_s=settings.spark_stale_after_s,
             spark_lag_warn_offsets=settings.spark_lag_warn_offsets,
             merger_lag_warn_batches=settings.merger_lag_warn_batches,
+            freshness_warn_s=settings.freshness_warn_s,
         )
         self._cached: tuple[float, PipelineStatus] | None = None
         self._inflight: asyncio.Task[PipelineStatus] | None = None

@@ -3,7 +3,9 @@
 Reads the events topic from Kafka, writes one committed rows file and one rejects file per
 micro-batch (sink.BatchSink), keeps progress.json (progress.ProgressTracker), checkpoints in the
 data folder. SIGTERM (or SIGINT) stops the query once the running batch is done and exits 0; a
-failed query exits 1 with the error logged and in progress.json (state failed, lastError).
+failed query exits 1 with the error logged and in progress.json (state failed, lastError). A
+checkpoint of a recreated topic (spark_job/topic_guard.py) exits EXIT_REFUSED (78) with its one line
+as lastError: the launcher does not restart it until `devicestream reset-checkpoint` moved it aside.
 """
 
 from __future__ import annotations
@@ -27,13 +29,14 @@ from pyspark.errors import StreamingQueryException
 from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
-from contract.kafka import spark_kafka_options
+from contract.launcher import EXIT_REFUSED
 from contract.logs import configure_logging
 from spark_job import offset_log, transform
 from spark_job.progress import ProgressListener, ProgressTracker
 from spark_job.session import build_session
 from spark_job.settings import SparkJobSettings
 from spark_job.sink import BatchSink
+from spark_job.topic_guard import TopicChanged, TopicGuard
 from spark_job.topic_identity import TopicIdentity
 
 log = logging.getLogger("spark_job")
@@ -47,7 +50,16 @@ def checkpoint_has_batches(checkpoint: Path) -> bool:
     return offsets.is_dir() and any(p.name.isdigit() for p in offsets.iterdir())
 
 
-def make_sink(spark: SparkSession, settings: SparkJobSettings, tracker: ProgressTracker | None) -> BatchSink:
+def make_guard(spark: SparkSession, settings: SparkJobSettings) -> TopicGuard:
+    """The topic-id lookup (the source's Kafka configuration), checked against the checkpoint's record."""
+    checkpoint = settings.checkpoint_dir
+    identity = TopicIdentity(spark, settings.kafka_client_config, settings.topic)
+    return TopicGuard(checkpoint, settings.topic, identity, lambda: checkpoint_has_batches(checkpoint))
+
+
+def make_sink(
+    spark: SparkSession, settings: SparkJobSettings, tracker: ProgressTracker | None, guard: TopicGuard | None = None
+) -> BatchSink:
     checkpoint = settings.checkpoint_dir
     sink = BatchSink(
         settings.rows_dir,
@@ -57,9 +69,10 @@ def make_sink(spark: SparkSession, settings: SparkJobSettings, tracker: Progress
         lineage=lambda: offset_log.checkpoint_lineage(checkpoint),
         ranges=lambda batch_id: offset_log.batch_ranges(checkpoint, batch_id, settings.topic),
         topic=settings.topic,
-        topic_id=TopicIdentity(spark, settings.require_bootstrap(), settings.topic),
+        topic_id=guard or make_guard(spark, settings),
         single_task_below=settings.single_task_below,
         lineage_counter=settings.layout.spark_lineage_counter,
+        single_task_max_bytes=settings.single_task_max_bytes,
     )
     sink.prepare()
     return sink
@@ -70,8 +83,7 @@ def start_query(spark: SparkSession, settings: SparkJobSettings, sink: BatchSink
     here, once, to the streaming DataFrame: each micro-batch then only plans it (in the JVM)."""
     reader = (
         spark.readStream.format("kafka")
-        .option("kafka.bootstrap.servers", settings.require_bootstrap())
-        .options(**spark_kafka_options(settings.kafka_security))  # TLS / SASL: {} for PLAINTEXT
+        .options(**settings.kafka_source_options)  # bootstrap servers, TLS / SASL (the admin client's too)
         .option("subscribe", settings.topic)
         # Only used when the checkpoint is new; afterwards the checkpoint's offsets win.
         .option("startingOffsets", settings.starting_offsets)
@@ -158,10 +170,13 @@ def run(settings: SparkJobSettings) -> int:
 
     spark: SparkSession | None = None
     query: StreamingQuery | None = None
+    guard: TopicGuard | None = None
     try:
         spark = build_session(settings)
         install_jvm_signal_handlers(spark, stop)
-        sink = make_sink(spark, settings, tracker)
+        guard = make_guard(spark, settings)
+        guard()  # a recreated topic is refused before Spark resumes from the old topic's offsets
+        sink = make_sink(spark, settings, tracker, guard)
         spark.streams.addListener(ProgressListener(tracker, settings.query_name))
         if stop.is_set():
             log.info("stopped before the query started")
@@ -178,7 +193,11 @@ def run(settings: SparkJobSettings) -> int:
             raise error
         tracker.stopped()
         return 0
+    except TopicChanged as e:
+        return refuse(tracker, str(e))
     except StreamingQueryException as e:
+        if guard is not None and guard.refusal:  # raised by the sink's ask, inside the batch
+            return refuse(tracker, guard.refusal)
         log.exception("query failed")
         tracker.failed(str(e))
         return 1
@@ -194,6 +213,13 @@ def run(settings: SparkJobSettings) -> int:
                 log.warning("query.stop failed", exc_info=True)
         if spark is not None:
             spark.stop()
+
+
+def refuse(tracker: ProgressTracker, line: str) -> int:
+    """Fail with the one line (progress.json lastError) and EXIT_REFUSED: not restarted by the launcher."""
+    log.error("refusing to run: %s", line)
+    tracker.failed(line)
+    return EXIT_REFUSED
 
 
 def main() -> int:

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Final
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from contract.kafka import java_client_config
 from contract.settings import PipelineSettings
+
+#: SPARK_JOB_SINGLE_TASK_MAX_BYTES' default (see its description).
+SINGLE_TASK_MAX_BYTES: Final = 2 * 1024 * 1024
 
 
 class SparkJobSettings(PipelineSettings):
@@ -34,6 +39,14 @@ class SparkJobSettings(PipelineSettings):
         description="A micro-batch of fewer records than this is parsed by one Spark task and its rows written "
         "from the driver (low latency for small, frequent batches); larger ones by one task per Kafka partition and "
         "Spark's CSV writer. 0 = always the latter.",
+    )
+    single_task_max_bytes: int = Field(
+        default=SINGLE_TASK_MAX_BYTES,
+        ge=0,
+        description="The one-task path (rows collected into the driver) is only taken when the batch's Kafka values "
+        "add up to fewer bytes than this; otherwise one task per Kafka partition and Spark's CSV writer (rows "
+        "streamed to files). A value of empty readings makes a row per 3 bytes, so 2 MiB is at most ~700,000 rows "
+        "(~70 MB of CSV lines) in a 1 GB driver. 0 = never the one-task path.",
     )
     starting_offsets: str = Field(
         default="earliest",
@@ -72,6 +85,17 @@ class SparkJobSettings(PipelineSettings):
     def processing_time(self) -> str:
         """The trigger interval as Spark's processingTime string ("0 seconds" for as fast as possible)."""
         return "0 seconds" if self.trigger_interval in ("0", "0s", "0 seconds") else self.trigger_interval
+
+    @property
+    def kafka_client_config(self) -> dict[str, str]:
+        """The Kafka Java client configuration of every JVM-side client of the job (the Kafka source,
+        the topic-identity admin client): bootstrap servers plus TLS / SASL, from one place."""
+        return {"bootstrap.servers": self.require_bootstrap(), **java_client_config(self.kafka_security)}
+
+    @property
+    def kafka_source_options(self) -> dict[str, str]:
+        """`kafka_client_config` as the Kafka source's `kafka.*` options."""
+        return {f"kafka.{k}": v for k, v in self.kafka_client_config.items()}
 
     @property
     def checkpoint_dir(self) -> Path:

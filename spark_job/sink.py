@@ -14,10 +14,14 @@ DataFrame once, when the query starts: building that plan from Python takes abou
 of py4j calls, which per micro-batch was a third of a small batch's cost.
 
 How a batch is written, in one Spark job in the usual case (no rejects):
-- the rows of a small batch (fewer than `single_task_below` records, the usual case at a steady
-  rate): one task formats every row with Spark's CSV generator (`to_csv`, the writer's options)
-  and the driver writes the lines it gets back over Arrow into a temporary folder: no output
-  committer, the batch's latency is the job's.
+- the rows of a small batch (fewer than `single_task_below` records whose values add up to fewer
+  than `single_task_max_bytes` bytes, the usual case at a steady rate): one task formats every row
+  with Spark's CSV generator (`to_csv`, the writer's options) and the driver writes the lines it
+  gets back over Arrow into a temporary folder: no output committer, the batch's latency is the
+  job's. The byte budget bounds the driver's memory, which a record count alone does not (a 1 MB
+  value of empty readings is ~330,000 rows). The values' sizes are summed by a small Spark job
+  (no JSON parsing: the plan keeps only the value's length), run only for batches the record
+  count lets through.
 - the rows of a large batch: Spark's own CSV writer writes one part file per task (per Kafka partition of the
   batch, so parsing and formatting run on every core) into a fresh temporary folder under
   `spark/_tmp/`; the driver joins them into one file (the first part, extended with the others'
@@ -64,6 +68,7 @@ from contract.files import atomic_write_bytes, fsync_dir
 from spark_job import transform
 from spark_job.offset_log import OffsetLogError
 from spark_job.progress import BatchCounts
+from spark_job.settings import SINGLE_TASK_MAX_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +111,7 @@ class BatchSink:
         durable: bool = True,
         single_task_below: int = 0,
         lineage_counter: Path | None = None,
+        single_task_max_bytes: int = SINGLE_TASK_MAX_BYTES,
     ) -> None:
         """`lineage()`: the checkpoint's lineage (asked once, at the first batch: Spark writes the
         checkpoint's metadata when the query starts); `ranges(batch_id)`: the offsets the batch
@@ -119,6 +125,7 @@ class BatchSink:
         self.on_committed = on_committed
         self.durable = durable
         self.single_task_below = single_task_below
+        self.single_task_max_bytes = single_task_max_bytes
         self.topic = topic
         self._lineage_of = lineage
         self._lineage: str | None = None
@@ -130,6 +137,8 @@ class BatchSink:
         self._topic_id_at = 0.0
         self._last_ranges: dict[int, OffsetRange] = {}
         self._busy = threading.Event()
+        #: how the last batch's rows were written ("one task" or "per partition")
+        self.last_path = ""
 
     @property
     def busy(self) -> bool:
@@ -167,7 +176,12 @@ class BatchSink:
         observation = Observation(f"batch-{batch_id}-{uuid.uuid4().hex[:8]}")
         observed = classified.observe(observation, *transform.count_columns())
         rows_tmp = self._tmp_folder("rows", batch_id)
-        small = one_task(ranges, self.single_task_below)
+        value_bytes = None
+        small = one_task(ranges, self.single_task_below) and self.single_task_max_bytes > 0
+        if small:
+            value_bytes = _value_bytes(classified)
+            small = within_byte_budget(value_bytes, self.single_task_max_bytes)
+        self.last_path = "one task" if small else "per partition"
         prepared = time.monotonic()
         try:
             rows = transform.rows(observed.coalesce(1) if small else observed)
@@ -212,6 +226,8 @@ class BatchSink:
                 "rows_out": counts.rows_out,
                 "rejects": counts.rejects,
                 "events_without_readings": counts.events_without_readings,
+                "path": self.last_path,
+                "value_bytes": value_bytes,
                 "duration_ms": round((done - started) * 1000),
                 # where the time went: before the Spark job, the job (rows file and counts), the commit
                 "prepare_ms": round((prepared - started) * 1000),
@@ -226,8 +242,13 @@ class BatchSink:
     def _current_topic_id(self, ranges: dict[int, OffsetRange]) -> str | None:
         now = time.monotonic()
         if topic_id_stale(self._known_topic_id, now - self._topic_id_at, self._last_ranges, ranges):
-            self._known_topic_id = self._topic_id()
-            self._topic_id_at = now
+            asked = self._topic_id()
+            if asked is not None:
+                self._known_topic_id, self._topic_id_at = asked, now
+            elif not offsets_continue(self._last_ranges, ranges):
+                self._known_topic_id = None  # the offsets jumped and the broker cannot say: unknown
+            # else: a failed ask (a slow broker) while the offsets continue keeps the known id; the
+            # next batch asks again (TopicIdentity's backoff keeps that cheap)
         self._last_ranges = ranges
         return self._known_topic_id
 
@@ -336,6 +357,19 @@ def take_lineage_seq(path: Path, lineage: str, *, durable: bool = True) -> int:
     return seq
 
 
+def within_byte_budget(value_bytes: int | None, max_bytes: int) -> bool:
+    """Whether a batch whose Kafka values add up to `value_bytes` may be collected into the driver
+    (the one-task path): fewer than `max_bytes` (unknown counts as too many; 0 turns it off)."""
+    return value_bytes is not None and value_bytes < max_bytes
+
+
+def _value_bytes(classified: DataFrame) -> int:
+    """The bytes of the batch's Kafka values (their text, base64 for non-UTF-8: a bound), summed by
+    Spark without parsing them."""
+    total = classified.agg(F.sum(F.octet_length("value"))).first()
+    return int(total[0] or 0) if total is not None else 0
+
+
 #: Ask the broker for the topic id again at least this often, whatever the offsets say.
 TOPIC_ID_MAX_AGE_S: Final = 60.0
 
@@ -347,9 +381,14 @@ def topic_id_stale(
     known one is older than TOPIC_ID_MAX_AGE_S, or when this batch does not continue the previous
     one partition by partition (a partition starts somewhere else than where it ended, or is new):
     what a recreated topic, or offsets reset after data loss, look like from the job."""
-    if known is None or age_s >= TOPIC_ID_MAX_AGE_S or not previous or not ranges:
-        return True
-    return any(p not in previous or r.start != previous[p].end for p, r in ranges.items())
+    return known is None or age_s >= TOPIC_ID_MAX_AGE_S or not offsets_continue(previous, ranges)
+
+
+def offsets_continue(previous: dict[int, OffsetRange], ranges: dict[int, OffsetRange]) -> bool:
+    """Whether this batch's ranges start, partition by partition, where the previous batch's ended."""
+    if not previous or not ranges:
+        return False
+    return all(p in previous and r.start == previous[p].end for p, r in ranges.items())
 
 
 def _check_header(f: BinaryIO, header: str, path: Path) -> None:

@@ -141,3 +141,26 @@ def test_the_document_reads_back_as_written() -> None:
         "acknowledged": 20,
         "run": r1,
     }
+
+
+def test_stale_freshness_is_degraded_only_when_p99_and_last_are_both_late() -> None:
+    """Measured with the secure broker's failing topic-id ask: every batch 11.5-13.1 s, /status ok."""
+    late = merger(freshness={"last_s": 12.4, "p50_s": 12.0, "p99_s": 13.1})
+    doc = run(m=late)
+    assert doc.overall == "degraded"
+    assert doc.reasons == [f"merger: freshness 13.1s (above {T.freshness_warn_s:g}s)"]
+    # a few old events (sent with old eventTimes) move the p99, not the freshest row: not a warning
+    assert run(m=merger(freshness={"last_s": 0.4, "p50_s": 0.4, "p99_s": 9e9})).overall == "ok"
+    # the newest batch late but the window fine (a single slow batch), or an idle merger (no p99)
+    assert run(m=merger(freshness={"last_s": 30.0, "p50_s": 0.4, "p99_s": 0.9})).overall == "ok"
+    assert run(m=merger(freshness={"last_s": 30.0})).overall == "ok"
+    assert run(m=merger(freshness={"last_s": 0.3, "p50_s": 0.3, "p99_s": 0.7})).overall == "ok"
+    at_limit = T.freshness_warn_s
+    assert run(m=merger(freshness={"last_s": at_limit, "p99_s": at_limit})).overall == "ok"
+
+
+def test_freshness_threshold_is_a_gateway_setting() -> None:
+    from gateway.settings import GatewaySettings
+
+    assert GatewaySettings().freshness_warn_s == Thresholds().freshness_warn_s == 10.0
+    assert GatewaySettings(freshness_warn_s=3).freshness_warn_s == 3.0

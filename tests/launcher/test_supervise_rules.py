@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from devicestream.restarts import FIRST_RESTART_DELAY_S, HEALTHY_RESET_S, dependencies_ready, restart_delay
 from devicestream.specs import ComponentSpec
-from devicestream.supervise import FIRST_RESTART_DELAY_S, HEALTHY_RESET_S, Running, dependencies_ready, restart_delay
+from devicestream.supervise import Running
 
 
 async def _never() -> bool:
@@ -34,3 +35,32 @@ def test_the_restart_delay_grows_and_starts_over_after_a_healthy_while() -> None
     assert restart_delay(None, 0.0) == FIRST_RESTART_DELAY_S  # the first restart
     assert restart_delay(8.0, 5.0) == 8.0  # crash-looping: the backoff reached so far
     assert restart_delay(8.0, HEALTHY_RESET_S + 1) == FIRST_RESTART_DELAY_S  # it had been healthy
+
+
+def test_a_refused_component_is_failed_with_its_line_until_its_cause_is_gone(tmp_path: Path) -> None:
+    import subprocess
+
+    from contract.launcher import EXIT_REFUSED
+    from devicestream.restarts import mark_refused, refused, retry_due
+
+    gone = {"checkpoint": False}
+    spec = ComponentSpec(
+        "spark",
+        ["true"],
+        tmp_path / "spark.log",
+        _never,
+        refusal=lambda: "topic 't' was recreated: run `devicestream reset-checkpoint`",
+        retry_when=lambda: gone["checkpoint"],
+    )
+    r = Running(spec, state="starting")
+    r.proc = subprocess.Popen(["sh", "-c", f"exit {EXIT_REFUSED}"])
+    r.proc.wait()
+    assert refused(r.proc.returncode) and not refused(1) and not refused(-9)
+    line = mark_refused(r)
+    assert r.state == "failed" and r.last_exit == EXIT_REFUSED and r.supervised
+    assert r.cause == "refused: topic 't' was recreated: run `devicestream reset-checkpoint`"
+    assert r.cause in line and "not restarted" in line
+    other = _running("merger", "failed")  # failed without a retry rule: left alone
+    assert retry_due([r, other]) == []
+    gone["checkpoint"] = True
+    assert retry_due([r, other]) == [r]

@@ -178,6 +178,25 @@ def test_the_sink_asks_the_broker_once_while_offsets_continue(spark: SparkSessio
     assert ids == ["id-1", "id-1", "id-2"] and len(asked) == 2
 
 
+def test_a_failed_ask_keeps_the_known_id_while_the_offsets_continue(tmp_path: Path) -> None:
+    """A slow broker (an ask timing out) must not turn a known topic id into an unknown one in the
+    manifests while the batches continue each other; when the offsets jump, unknown is the truth."""
+    answers: list[str | None] = ["id-1", None, None]
+    sink = BatchSink(
+        tmp_path / "rows",
+        tmp_path / "rejects",
+        tmp_path / "_tmp",
+        lineage=lambda: LINEAGE,
+        ranges=lambda batch_id: {},
+        topic="t",
+        topic_id=lambda: answers.pop(0),
+    )
+    assert sink._current_topic_id({0: OffsetRange(start=0, end=5)}) == "id-1"
+    sink._topic_id_at -= 3600  # due for a new ask
+    assert sink._current_topic_id({0: OffsetRange(start=5, end=9)}) == "id-1"  # failed ask, offsets continue
+    assert sink._current_topic_id({0: OffsetRange(start=0, end=3)}) is None  # failed ask, offsets jumped
+
+
 def test_small_batches_run_as_one_task_large_ones_per_partition() -> None:
     from spark_job.sink import one_task
 
@@ -187,6 +206,47 @@ def test_small_batches_run_as_one_task_large_ones_per_partition() -> None:
     assert not one_task(small, 0)  # 0 turns it off
     assert not one_task({}, 1_000)  # no ranges: the size is unknown
     assert not one_task({0: OffsetRange(start=None, end=5)}, 1_000)
+
+
+def test_the_one_task_path_needs_the_values_under_the_byte_budget() -> None:
+    from spark_job.sink import within_byte_budget
+
+    assert within_byte_budget(1_000, 2_000)
+    assert not within_byte_budget(2_000, 2_000)  # not fewer than the budget
+    assert not within_byte_budget(3 * 1024 * 1024, 2 * 1024 * 1024)  # three 1 MB values of empty readings
+    assert not within_byte_budget(None, 2_000)  # unknown: too many
+    assert not within_byte_budget(0, 0)  # 0 turns it off
+
+
+def test_a_few_huge_values_take_the_per_partition_path(spark: SparkSession, tmp_path: Path) -> None:
+    """Three records, far fewer than single_task_below, whose values of empty readings are over the
+    byte budget: written by Spark's CSV writer (rows streamed to files), not collected in the driver;
+    the value bytes are what Kafka holds."""
+    readings = 50_000
+    values = [encode(dict(GOOD, eventOffset=20_000 + i, data={"devices": [{}] * readings})) for i in range(3)]
+    ranges = {0: OffsetRange(start=0, end=len(values))}
+    sink = BatchSink(
+        tmp_path / "rows",
+        tmp_path / "rejects",
+        tmp_path / "_tmp",
+        lineage=lambda: LINEAGE,
+        ranges=lambda batch_id: ranges,
+        topic="t",
+        single_task_below=50_000,
+        single_task_max_bytes=sum(len(v) for v in values),  # just not under it
+    )
+    sink.prepare()
+    from spark_job.sink import _value_bytes
+
+    classified = classify(kafka_df(spark, values))
+    assert _value_bytes(classified) == sum(len(v) for v in values)
+    counts = sink.write_batch(classified, 3)
+    assert sink.last_path == "per partition"
+    assert counts.rows_out == 3 * readings
+    assert (tmp_path / "rows" / name(3)).read_bytes().count(b"\n") == 3 * readings + 1
+    sink.single_task_max_bytes += 1
+    sink.write_batch(classified, 4)
+    assert sink.last_path == "one task"
 
 
 def test_small_batches_from_the_driver_have_the_writers_exact_bytes(spark: SparkSession, tmp_path: Path) -> None:

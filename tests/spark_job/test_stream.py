@@ -112,3 +112,34 @@ def test_seeded_events_and_bad_records_land_exactly_once(spark: SparkSession, ka
         30,
         "the listener to report the last batch's end offsets",
     )
+
+
+def test_a_topic_id_that_changes_during_the_run_fails_the_query_with_the_refusal(
+    spark: SparkSession, kafka: Broker, tmp_path: Path
+) -> None:
+    """The check inside a batch (the sink asks for the topic id again when its offsets do not
+    continue, or after a while): a different id than the checkpoint's record fails the query before
+    anything is written, and the guard keeps the one line for the job's lastError."""
+    from spark_job.topic_guard import TopicGuard
+
+    topic = kafka.new_topic(partitions=1)
+    produce(kafka.bootstrap, topic, event_records(make_events(seed=3, count=20)))
+    settings = SparkJobSettings(
+        data_dir=tmp_path,
+        kafka_bootstrap_servers=kafka.bootstrap,
+        topic=topic,
+        trigger_interval="0",
+        query_name=f"guard-test-{uuid.uuid4().hex[:8]}",
+    )
+    checkpoint = settings.checkpoint_dir
+    ids = iter(["id-1", "id-2"])  # a stand-in lookup: the topic recreated between two asks
+    guard = TopicGuard(checkpoint, topic, lambda: next(ids), lambda: True)
+    assert guard() == "id-1"  # the job's check at start: recorded
+    query = start_query(spark, settings, make_sink(spark, settings, None, guard))
+    try:
+        wait_for(lambda: not query.isActive, 240, "the query to fail")
+    finally:
+        query.stop()
+    assert query.exception() is not None
+    assert guard.refusal is not None and "was recreated (topic id id-1, now id-2)" in guard.refusal
+    assert committed_files(settings.rows_dir) == {}  # nothing written under the other topic's offsets

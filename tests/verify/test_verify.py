@@ -6,6 +6,7 @@ import csv
 from pathlib import Path
 
 import orjson
+import polars as pl
 import pytest
 
 from contract.csv import REJECT_COLUMNS, ROW_COLUMNS, batch_file_name
@@ -17,7 +18,9 @@ from devicestream.verify import (
     _rejects,
     compare,
     expected_rows,
+    format_report,
     merged_rejects_of,
+    offset_ranges,
 )
 
 EVENT = {
@@ -114,6 +117,9 @@ def test_compare_counts_each_kind_of_problem(tmp_path: Path) -> None:
     assert report.rows_missing == 3
     assert report.rows_unexpected == 1
     assert report.records_unaccounted == 2
+    # ... by name: partition 0's records 2 and 3 (eventOffsets 10002 and 10003)
+    assert [r.describe() for r in report.unaccounted_ranges] == ["topic '' partition 0 offsets [2, 4)"]
+    assert "not merged: topic '' partition 0 offsets [2, 4) (2 records)" in format_report(report)
     assert report.invalid_not_rejected == 1  # offset 5
     assert report.valid_rejected == 0
     assert "rows_missing" in report.examples
@@ -121,6 +127,14 @@ def test_compare_counts_each_kind_of_problem(tmp_path: Path) -> None:
     clean = _write(tmp_path / "clean.csv", list(ROW_COLUMNS), [r[:-2] for r in expected])
     _write(rejects / batch_file_name(1), list(REJECT_COLUMNS), [["1", "0", "5", "not JSON", "y"]])
     assert compare(scan, rows_csv, invalid_csv, clean, rejects).ok
+
+
+def test_offset_ranges_are_runs_of_consecutive_offsets_per_partition() -> None:
+    records = pl.DataFrame({"partition": [1, 0, 0, 0, 1, 0], "offset": [7, 0, 1, 2, 9, 5]})
+    ranges = [(r.partition, r.start, r.end) for r in offset_ranges("t", records)]
+    assert ranges == [(0, 0, 3), (0, 5, 6), (1, 7, 8), (1, 9, 10)]
+    assert len(offset_ranges("t", records, limit=2)) == 2
+    assert offset_ranges("t", pl.DataFrame(schema={"partition": pl.Int64, "offset": pl.Int64})) == []
 
 
 def _row(offset: int, idx: int) -> list[str]:
