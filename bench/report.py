@@ -13,6 +13,15 @@ import orjson
 
 from bench.common import Figure, StageResult
 
+#: How values and baselines are measured (each figure's notes say it in detail, "method, ...").
+METHOD = (
+    "Method: a baseline that runs in a JVM runs warm in its own process (plain Spark and the job's batch "
+    "run: a warm-up pass, then at least 3 timed passes, median; Kafka's ProducerPerformance is the "
+    "exception: a fresh JVM per repetition, see its notes); the other baselines repeat in a warm page "
+    "cache. A long-running component is timed warm too: the streaming Spark job reads a warm-up "
+    "backlog before the timed one, the generator and the gateway serve a warm-up run first."
+)
+
 
 def _num(x: float | None, unit: str = "") -> str:
     if x is None:
@@ -58,6 +67,8 @@ def markdown(doc: dict[str, Any], results: list[StageResult]) -> str:
         "",
         "Value and baseline: median [min..max] n=repetitions. Ratio = value / baseline (for times: "
         "baseline / value, so higher is better).",
+        "",
+        METHOD,
         "",
         "| stage | figure | value | baseline (same run) | ratio | target | verdict |",
         "|---|---|---|---|---|---|---|",

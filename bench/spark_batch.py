@@ -1,6 +1,9 @@
 """The batch baseline of the Spark stage, run with spark-submit: the same transformation and the
 same file writing as the streaming job (spark_job.transform.classify, then spark_job.sink.BatchSink.write_batch:
-rows file with its counts, rejects file), over the whole topic read as one batch DataFrame. Prints one JSON line."""
+rows file with its counts, rejects file), over the whole topic read as one batch DataFrame.
+
+Warm, like the plain baseline (bench/spark_result.py): classify is planned once, then one warm-up
+pass and `--passes` timed passes, each a write_batch of its own batch id. Prints one result line."""
 
 from __future__ import annotations
 
@@ -12,11 +15,13 @@ if __name__ == "__main__":  # run as a script by spark-submit: import from the r
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
     sys.path.insert(0, str(_root))
 
+import argparse
 import time
+from collections.abc import Callable
 
-import orjson
 from pyspark.sql import DataFrame, SparkSession
 
+from bench.spark_result import SparkPass, SparkRunResult
 from spark_job import transform
 from spark_job.job import make_sink
 from spark_job.session import build_session
@@ -36,21 +41,36 @@ def read_whole_topic(spark: SparkSession, settings: SparkJobSettings) -> DataFra
     )
 
 
-def print_result(**fields: object) -> None:
-    """The one line bench/stage_spark.py reads back."""
-    print("BENCH_RESULT " + orjson.dumps(fields).decode(), flush=True)
+def passes_arg(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--passes", type=int, default=3, help="timed passes after the warm-up pass")
+    return p.parse_args(argv).passes
+
+
+def timed_passes(script: str, tasks: int, passes: int, one_pass: Callable[[int], SparkPass]) -> SparkRunResult:
+    """`one_pass(i)` for i = 0 (the warm-up) .. passes, in this JVM; prints and returns the result."""
+    warmup, *timed = (one_pass(i) for i in range(passes + 1))
+    result = SparkRunResult(script=script, tasks=tasks, warmup=warmup, passes=timed)
+    print(result.line(), flush=True)
+    return result
 
 
 def main() -> int:
+    passes = passes_arg()
     settings = SparkJobSettings()
     spark = build_session(settings, app_name="devicestream-bench-batch")
     try:
         sink = make_sink(spark, settings, None)
-        t0 = time.perf_counter()
         df = read_whole_topic(spark, settings)
-        counts = sink.write_batch(transform.classify(df), 0)
-        seconds = time.perf_counter() - t0
-        print_result(seconds=seconds, input_rows=counts.input_rows, rows_out=counts.rows_out)
+        classified = transform.classify(df)  # planned once, as the streaming job does
+
+        def one_pass(batch_id: int) -> SparkPass:
+            t0 = time.perf_counter()
+            counts = sink.write_batch(classified, batch_id)
+            seconds = time.perf_counter() - t0
+            return SparkPass(seconds=seconds, input_rows=counts.input_rows, rows_out=counts.rows_out)
+
+        timed_passes("spark_batch.py", df.rdd.getNumPartitions(), passes, one_pass)
     finally:
         spark.stop()
     return 0

@@ -129,3 +129,14 @@ def test_report_writer(tmp_path: Path) -> None:
     assert "| merger | append |" in md and "StageError: boom" in md
     for png in ("throughput.png", "freshness.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_spark_result_round_trip() -> None:
+    """The line spark_plain.py / spark_batch.py print is what stage_spark reads back, median of the timed passes."""
+    from bench.spark_result import SparkPass, SparkRunResult
+
+    passes = [SparkPass(seconds=s, input_rows=1000) for s in (2.0, 1.0, 4.0)]
+    doc = SparkRunResult(script="x.py", tasks=3, warmup=SparkPass(seconds=9.0, input_rows=1000), passes=passes)
+    back = SparkRunResult.from_stdout(f"noise\n{doc.line()}\nmore noise\n")
+    assert back == doc and back.median_events_per_s == 500.0 and back.input_rows == 1000
+    assert SparkRunResult.from_stdout("no result here\n") is None
