@@ -38,7 +38,7 @@ EVENT_TIME_RE: Final = re.compile(
 #: The deepest nesting of a valid document: Spark's JSON parser (Jackson) allows 1000 levels, and
 #: the job wraps the value in [...] to catch trailing garbage.
 MAX_DEPTH: Final = 999
-#: A record exactly as the generator writes it (the job's canonical fast path, loosely): fixed
+#: A record exactly as the generator writes it (the job's CANONICAL_EVENT_PATTERN, loosely): fixed
 #: keys, strings without escapes, so orjson and the job agree on it (no duplicate keys, no lone
 #: surrogates, no deep nesting, no out-of-range numbers); anything else takes the strict parse.
 _S = r'"[^"\\\x00-\x1f]*"'

@@ -162,44 +162,20 @@ FAST_PATH_VALUES = [
     # canonical shape, impossible date: rejected as the strict path rejects it
     b'{"eventId":"d","eventOffset":1,"eventPublisher":"device","customerId":"c","data":{"devices":[]},'
     b'"eventTime":"2026-02-30T03:33:11.123456Z"}',
-    # an escape Jackson writes the same way: canonical
+    # not canonical (escape, extra field, out-of-range temperature, other order): strict path only
     b'{"eventId":"e\\"","eventOffset":2,"eventPublisher":"device","customerId":"c","data":{"devices":[]},'
     b'"eventTime":"2026-11-28T03:33:11.123456Z"}',
-    # not canonical (extra field, out-of-range temperature, other order): strict path only
     b'{"eventId":"f","eventOffset":3,"eventPublisher":"device","customerId":"c","data":{"devices":[]},'
     b'"eventTime":"2026-11-28T03:33:11.123456Z","extra":1}',
     b'{"eventId":"g","eventOffset":4,"eventPublisher":"device","customerId":"c","data":{"devices":['
     b'{"deviceId":"D1","temperature":2147483648,"measure":"C","status":null}]},"eventTime":"2026-11-28T03:33:11.1Z"}',
     b'{"eventOffset":5,"eventId":"h","eventPublisher":"device","customerId":"c","data":{"devices":[]},'
     b'"eventTime":"2026-11-28T03:33:11.123456Z"}',
-    # compact, but something from_json would coerce or drop: strict path only
-    b'{"eventId":6,"eventOffset":6,"eventPublisher":"device","customerId":"c","data":{"devices":[]},'
-    b'"eventTime":"2026-11-28T03:33:11.123456Z"}',
-    b'{"eventId":"i","eventOffset":"7","eventPublisher":"device","customerId":"c","data":{"devices":[]},'
-    b'"eventTime":"2026-11-28T03:33:11.123456Z"}',
-    b'{"eventId":"j","eventOffset":8,"eventPublisher":"device","customerId":"c","data":{"devices":[null]},'
-    b'"eventTime":"2026-11-28T03:33:11.123456Z"}',
-    b'{"eventId":"k","eventOffset":9,"eventPublisher":"device","customerId":"c","data":{"devices":['
-    b'{"deviceId":"D1","temperature":"5","measure":"C","status":null}]},"eventTime":"2026-11-28T03:33:11.123456Z"}',
-    b'{"eventId":null,"eventOffset":10,"eventPublisher":"device","customerId":"c","data":{"devices":[]},'
-    b'"eventTime":"2026-11-28T03:33:11.123456Z"}',
-    b'{"eventId":"l","eventOffset":11,"eventPublisher":"device","customerId":"c","data":{"devices":[]},'
-    b'"eventTime":"2026-11-28T03:33:11.123456Z"} ',
-    b'{"eventId":"m","eventOffset":12,"eventPublisher":"device","customerId":"c","data":{"devices":[]},'
-    b'"eventTime":1795924391}',
-    b"{'eventId':'n','eventOffset':13,'eventPublisher':'device','customerId':'c','data':{'devices':[]},"
-    b"'eventTime':'2026-11-28T03:33:11.123456Z'}",
-    b'{"eventId":"o","eventId":"o","eventOffset":14,"eventPublisher":"device","customerId":"c","data":{"devices":[]},'
-    b'"eventTime":"2026-11-28T03:33:11.123456Z"}',
-    # compact with nulls where the contract allows them: canonical
-    b'{"eventId":"p","eventOffset":15,"eventPublisher":null,"customerId":null,"data":null,'
-    b'"eventTime":"2026-11-28T03:33:11.123456Z"}',
 ]
 
 
 def test_fast_path_agrees_with_the_strict_checks(spark: SparkSession) -> None:
-    """The fast path for canonical events (the from_json round trip) must classify exactly as the strict
-    VARIANT checks."""
+    """The regex fast path for canonical events must classify exactly as the strict VARIANT checks."""
     df = kafka_df(spark, FAST_PATH_VALUES)
 
     def collect(fast: bool) -> list[tuple]:
@@ -207,7 +183,5 @@ def test_fast_path_agrees_with_the_strict_checks(spark: SparkSession) -> None:
 
     fast, strict = collect(True), collect(False)
     assert fast == strict
-    text = F.col("value").cast("string")
-    fast_values = F.from_json(text, transform._FAST_SCHEMA)
-    canonical = [r[0] for r in df.select(transform.canonical(text, fast_values)).collect()]
-    assert canonical == [True, True, False, True, True, *[False] * 3, *[False] * 9, True]
+    canonical = df.select(F.col("value").cast("string").rlike(transform.CANONICAL_EVENT_PATTERN)).collect()
+    assert [r[0] for r in canonical] == [True, True, True, True, False, False, False, False]
