@@ -599,6 +599,12 @@ class MergeEngine:
         except OSError:
             log.exception("could not cut rejects.csv back; it is done on the next start")
 
+    def settle_journal(self) -> None:
+        """_settle_journal for a commit that writes its rows itself (services.merger.streamed), before
+        its first write. Raises CommitWriteError ("journal")."""
+        with writing("journal", self.settings.journal_file):
+            self._settle_journal()
+
     def commit_state(self, state: MergerState) -> None:
         """Commit `state` (its rows and reject lines are written and fdatasynced already)."""
         self._commit([], state, [])

@@ -33,7 +33,7 @@ from services.merger.errors import CommitWriteError, InvalidBatchError
 from services.merger.manifests import read_manifest
 from services.merger.offsets import OffsetCursor, merge_bounds
 from services.merger.rejects import select_rejects
-from services.merger.writes import pwrite_all
+from services.merger.writes import pwrite_all, writing
 
 if TYPE_CHECKING:
     from services.merger.merge import CommitResult, MergeEngine
@@ -118,11 +118,15 @@ def count_unmerged_rejects(path: Path, unmerged: Callable[[int, int], bool], bud
 
 def copy_durable(src: Path, dst: Path) -> None:
     """Copy `src` to `dst` through a temp name, fsynced, without holding it in memory."""
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    shutil.copyfile(src, tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, dst)
+    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")  # (contract.files.TEMP_PATTERN: pruned if left)
+    try:
+        shutil.copyfile(src, tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, dst)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a partial copy must not hold the space a full disk lacks
+        raise
     fsync_dir(dst.parent)
 
 
@@ -132,11 +136,21 @@ def _pwrite(fd: int, data: bytes, offset: int, step: str) -> None:
     try:
         pwrite_all(fd, [data], offset)
     except OSError as e:
-        raise CommitWriteError.of(step, Path(os.readlink(f"/proc/self/fd/{fd}")), e) from e
+        try:
+            target: object = Path(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            target = f"file descriptor {fd}"
+        raise CommitWriteError.of(step, target, e) from e
 
 
-def commit_streamed(engine: MergeEngine, name: BatchName, path: Path) -> tuple[CommitResult, list[Path]]:
-    """Commit one big batch (see the module docstring): the result and the files to delete."""
+def commit_streamed(
+    engine: MergeEngine, name: BatchName, path: Path
+) -> tuple[CommitResult, list[Path], CommitWriteError | None]:
+    """Commit one big batch (see the module docstring): the result, the files to delete and the
+    error to raise after them (state.json not written: the commit stands, its files are kept).
+    Like MergeEngine._commit, a torn journal tail is settled before the first byte is written, a
+    manifest without a topic id is held (nothing committed), and a quarantined batch's records
+    count as merged."""
     from services.merger.merge import CommitResult  # (merge imports this module)
 
     t0 = time.perf_counter()
@@ -145,8 +159,12 @@ def commit_streamed(engine: MergeEngine, name: BatchName, path: Path) -> tuple[C
     result = CommitResult(lineage=name.lineage)
     cursor = OffsetCursor.of(state)
     rejects_path = settings.rejects_dir / path.name
+    engine.settle_journal()  # (before any write: settling cuts merged.csv back to the committed length)
+    manifest = None
     try:
         manifest = read_manifest(path)
+        if manifest is not None and manifest.topic_id is None:
+            return result, [], None  # held: planned again (never taken as the same topic)
         result.events += cursor.begin(name.lineage, manifest, now)
         rows = stream_rows(
             path,
@@ -163,8 +181,11 @@ def commit_streamed(engine: MergeEngine, name: BatchName, path: Path) -> tuple[C
         reason = e.reason if isinstance(e, InvalidBatchError) else engine.failed_attempt(path, e)
         cursor = OffsetCursor.of(state)
         result = CommitResult(lineage=name.lineage)
+        if manifest is not None and manifest.topic_id is not None:  # its records count as merged
+            result.events += cursor.begin(name.lineage, manifest, now)
+        else:
+            manifest = None
         result.quarantined.append(engine.quarantine_copy(path, None, name.batch_id, reason))
-        manifest = None
         rows = Streamed()
     else:
         if rows.rows:
@@ -192,17 +213,25 @@ def commit_streamed(engine: MergeEngine, name: BatchName, path: Path) -> tuple[C
     result.batch_ids.append(name.batch_id)
     try:
         if result.appended_bytes:
-            os.fdatasync(engine.merged_fd)
+            with writing("rows", settings.merged_csv):
+                os.fdatasync(engine.merged_fd)
         if result.rejects_bytes:
-            os.fdatasync(engine.rejects_fd)
+            with writing("rejects", settings.merged_rejects):
+                os.fdatasync(engine.rejects_fd)
     except OSError:
         engine.cut_back()
         raise
-    engine.commit_state(engine.state_after(result, cursor, now))
+    to_delete, retry = [path], None
+    try:
+        engine.commit_state(engine.state_after(result, cursor, now))
+    except CommitWriteError as e:
+        if e.step != "state":
+            raise
+        to_delete, retry = [], e  # committed, but its files wait for state.json (next pass)
     result.committed_at = now
     result.duration_s = time.perf_counter() - t0
     log.info(
         "committed a big batch in chunks",
         extra={"path": str(path), "chunk_bytes": settings.file_budget_bytes, "rows": result.rows},
     )
-    return result, [path]
+    return result, to_delete, retry

@@ -38,7 +38,10 @@ def test_disk_full_is_reported_then_merging_resumes(tmp_path, monkeypatch):
         assert client.get("/merged.csv").content == HEADER_LINE.encode()
         assert client.get("/healthz").status_code == 200
         disk_full = False
-        wait_for(lambda: status(client).last_batch_id == 0, 10, "merge after space is back")
+        # (the commit and the cleared error are two updates of the status: wait for both)
+        wait_for(
+            lambda: (st := status(client)).last_batch_id == 0 and st.last_error is None, 10, "merge after space is back"
+        )
         st = status(client)
         assert st.last_error is None and st.rows_merged == 5
         assert client.get("/merged.csv").content == (HEADER_LINE + rows(0, 5)).encode()
