@@ -103,7 +103,10 @@ def test_abandoned_queries_stop_and_leave_the_readers_answering(big: Served) -> 
         print(f"{path}: {r.status_code} in {took:.2f} s")
         if path == "/status":  # down (this stack has no Kafka, no generator, no Spark), merger fine
             doc = PipelineStatus.model_validate_json(r.content)
-            assert not [reason for reason in doc.reasons if reason.startswith("merger")], doc.reasons
+            # (the fixture's rows are old, so the freshness rule may speak: it is about the data's age,
+            # not about the merger answering)
+            merger = [r for r in doc.reasons if r.startswith("merger") and not r.startswith("merger: freshness")]
+            assert not merger, doc.reasons
         else:
             assert r.status_code == 200, (path, r.text[:300])
         assert took < BOUND_S, (path, took)
