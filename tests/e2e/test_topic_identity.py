@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Iterator
 
 import orjson
 import pytest
@@ -25,13 +26,26 @@ from contract.kafka_admin import admin_client, create_topic
 from contract.layout import DataLayout
 from contract.progress import read_progress_or_none
 from contract.verify_report import VerifyReport
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import Stack, running_stack
 from tests.helpers import devicestream_cli, produce, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
 TOPIC = "device-events"
 KEY = b"CI00100"  # every record on one partition
+#: below one huge value (~990 KB), above every batch of small events: a batch holding a huge value
+#: takes the per-partition path whether Spark reads the three in one micro-batch or one by one
+#: (the default 2 MiB budget let a lone huge value take the one-task path: flaky under load)
+SINGLE_TASK_MAX_BYTES = 500_000
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The launcher passes its environment to the components: the job reads SPARK_JOB_SINGLE_TASK_MAX_BYTES."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SPARK_JOB_SINGLE_TASK_MAX_BYTES", str(SINGLE_TASK_MAX_BYTES))
+        with running_stack(tmp_path_factory.mktemp("e2e-identity")) as st:
+            yield st
 
 
 def _event(offset: int, devices: list[dict]) -> bytes:
