@@ -14,6 +14,7 @@ import pytest
 from contract.kafka import KafkaSecurity
 from devicestream.kafka_broker import KafkaCluster, ensure_topic, start_node, wait_until_ready
 from devicestream.processes import free_ports, log_tail, stop_process
+from tests.tiers import assign_tiers, starts_processes
 
 
 @dataclass
@@ -52,6 +53,7 @@ class Broker:
 
 
 @pytest.fixture(scope="session")
+@starts_processes
 def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     """A real single-node KRaft broker for the whole session."""
     base = tmp_path_factory.mktemp("kafka")
@@ -65,6 +67,7 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
 
 
 @pytest.fixture
+@starts_processes
 def private_kafka(tmp_path: Path) -> Iterator[Broker]:
     """A broker of the test's own, for tests that stop or restart it."""
     port, cport = free_ports(2)
@@ -77,6 +80,7 @@ def private_kafka(tmp_path: Path) -> Iterator[Broker]:
 
 
 @pytest.fixture(scope="session")
+@starts_processes
 def spark() -> Iterator[object]:
     """One local SparkSession for the whole test session, with the Kafka connector jars on its
     classpath (a JVM's classpath is fixed when the first session starts)."""
@@ -101,37 +105,9 @@ def spark() -> Iterator[object]:
         session.stop()
 
 
-# -- test tiers ------------------------------------------------------------------------------------
-#: Fixtures that start a real process (broker, Spark, a service, a whole stack): a test that uses one,
-#: directly or through another fixture, is in the integration tier.
-_PROCESS_FIXTURES = frozenset(
-    {
-        "kafka",
-        "private_kafka",
-        "spark",
-        "stack",
-        "bare_stack",
-        "launch_stack",
-        "generator_factory",
-        "merger_runner",
-        "cluster3",
-        "standalone",
-        "job_factory",
-        "compose",
-    }
-)
-#: Folders whose tests all run real processes (whatever their fixtures).
-_PROCESS_FOLDERS = frozenset({"e2e", "deploy", "foundation", "security"})
+# -- test tiers (tests/tiers.py) ------------------------------------------------------------------
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark every test `unit` (pure: no process, no network; `make test-unit`) or `integration`.
-    A module that starts processes by other means marks itself `pytestmark = pytest.mark.integration`."""
-    tests_root = Path(__file__).parent
-    for item in items:
-        folder = item.path.relative_to(tests_root).parts[0] if item.path.is_relative_to(tests_root) else ""
-        uses_process = bool(_PROCESS_FIXTURES.intersection(getattr(item, "fixturenames", ())))
-        if uses_process or folder in _PROCESS_FOLDERS or item.get_closest_marker("integration"):
-            item.add_marker(pytest.mark.integration)
-        else:
-            item.add_marker(pytest.mark.unit)
+    """`unit` unless marked `integration`; an unmarked test reaching a process fixture is refused."""
+    assign_tiers(items)

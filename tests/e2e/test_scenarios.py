@@ -24,6 +24,8 @@ from contract.merger_status import MergerStatus
 from tests.e2e.conftest import Stack
 from tests.helpers import REPO_ROOT, wait_for
 
+pytestmark = pytest.mark.integration
+
 RATE, SECONDS = 2000, 30
 COUNT = RATE * SECONDS
 

@@ -11,6 +11,7 @@ from devicestream.kafka_broker import KafkaCluster
 from devicestream.kafka_tls import ensure_broker_security
 from devicestream.processes import free_ports
 from tests.conftest import Broker
+from tests.tiers import starts_processes
 
 
 def password_of(broker: Broker) -> str:
@@ -19,6 +20,7 @@ def password_of(broker: Broker) -> str:
 
 
 @pytest.fixture(scope="module")
+@starts_processes
 def secure_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     """A single-node KRaft broker whose only client listener is SASL_SSL, for the whole module."""
     base = tmp_path_factory.mktemp("secure-kafka")
