@@ -31,7 +31,7 @@ COUNT = RATE * SECONDS
 
 
 def _merged_rows(stack: Stack) -> int:
-    return int(httpx.get(f"{stack.merger}/merger/status", timeout=5).json()["rows_merged"])
+    return stack.merger_status().rows_merged
 
 
 def _wait_merging(stack: Stack, more_than: int) -> None:
