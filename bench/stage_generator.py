@@ -26,9 +26,11 @@ from bench.data import write_payload_file
 from bench.procs import Broker, Service, py_spy, service
 from bench.profiles import speedscope_top
 from contract.api import GeneratorStatus
-from contract.kafka import PLAINTEXT, KafkaSecurity, aiokafka_options, write_client_properties
+from contract.kafka import PLAINTEXT, KafkaSecurity
 from devicestream.paths import jars_dir
 from devicestream.processes import free_ports
+from kafka_io.clients import aiokafka_options
+from kafka_io.java import write_client_properties
 
 UNLIMITED = 10_000_000.0
 THROUGHPUT_TARGET = 100_000.0

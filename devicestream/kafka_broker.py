@@ -24,11 +24,13 @@ from pathlib import Path
 
 from aiokafka.errors import KafkaError
 
-from contract.kafka import PLAINTEXT, KafkaSecurity, failure_reason, jaas_config
-from contract.kafka_admin import admin_client, alter_topic_configs, create_topic, describe_cluster, wait_for_leaders
+from contract.kafka import PLAINTEXT, KafkaSecurity
 from devicestream.kafka_tls import SCRAM_MECHANISM, BrokerSecurity
 from devicestream.paths import RESOURCES, jars_dir
 from devicestream.processes import start_in_own_group, stop_process
+from kafka_io.admin import admin_client, alter_topic_configs, create_topic, describe_cluster, wait_for_leaders
+from kafka_io.java import jaas_config
+from kafka_io.reachability import failure_reason
 
 log = logging.getLogger(__name__)
 

@@ -14,11 +14,13 @@ import httpx
 import orjson
 from pydantic import ValidationError
 
-from contract.kafka import PLAINTEXT, KafkaSecurity, failure_reason, make_admin, make_consumer
-from contract.kafka_admin import end_offsets_of, topic_partitions_of
+from contract.kafka import PLAINTEXT, KafkaSecurity
 from contract.progress import ProgressUnreadable, read_progress
 from contract.validation import first_problem
 from gateway.health import DocT, HttpProbe, KafkaProbe, SparkProbe
+from kafka_io.admin import end_offsets_of, topic_partitions_of
+from kafka_io.clients import make_admin, make_consumer
+from kafka_io.reachability import failure_reason
 
 log = logging.getLogger(__name__)
 

@@ -32,8 +32,9 @@ from aiokafka.errors import (
 from aiokafka.partitioner import murmur2
 
 from contract.events import CUSTOMER_IDS
-from contract.kafka import KafkaSecurity, aiokafka_options
-from contract.kafka_admin import admin_client, create_topic
+from contract.kafka import KafkaSecurity
+from kafka_io.admin import admin_client, create_topic
+from kafka_io.clients import aiokafka_options
 from services.generator.settings import GeneratorSettings
 
 log = logging.getLogger(__name__)

@@ -26,8 +26,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from contract.api import GeneratorStatus
-from contract.kafka import failure_reason
-from contract.kafka_admin import end_offsets
+from kafka_io.admin import end_offsets
+from kafka_io.reachability import failure_reason
 from services.generator.batching import Batches
 from services.generator.connection import (
     create_topic_if_missing,

@@ -12,7 +12,7 @@ import signal
 import httpx
 import orjson
 
-from contract.kafka_admin import admin_client, create_topic
+from kafka_io.admin import admin_client, create_topic
 from tests.e2e.conftest import Stack
 from tests.helpers import produce, wait_for
 

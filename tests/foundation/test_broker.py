@@ -8,8 +8,8 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.structs import TopicPartition
 
-from contract.kafka import make_admin
 from devicestream.kafka_broker import ensure_topic
+from kafka_io.clients import make_admin
 from tests.conftest import Broker
 from tests.helpers import produce
 

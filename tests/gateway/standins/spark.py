@@ -19,9 +19,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 from contract.csv import ROW_HEADER
 from contract.files import atomic_write_bytes
 from contract.layout import DataLayout
-from contract.logs import configure_logging
 from contract.merger_status import Freshness, MergerStatus
 from contract.progress import ProgressTotals, SparkProgress
+from service_kit.logs import configure_logging
 
 log = logging.getLogger("standin.spark")
 

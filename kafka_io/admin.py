@@ -3,7 +3,7 @@ the cluster's brokers, a topic's partitions, creating a topic, setting its confi
 partition leaders, each partition's end offset, deleting old records (as retention does). Used by
 the launcher's broker (topic creation, readiness), the generator (topic creation, offset
 recovery), `devicestream verify`, the gateway's /status probe and the tests. Clients come from
-contract/kafka.py (`make_admin`, `make_consumer`: security options included).
+kafka_io/clients.py (`make_admin`, `make_consumer`: security options included).
 
 The functions taking an `admin` or a `consumer` work on a started client, so one client serves a
 sequence of requests; the ones taking `bootstrap` open and close their own."""
@@ -21,7 +21,8 @@ from aiokafka.admin import NewTopic, RecordsToDelete
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
-from contract.kafka import PLAINTEXT, KafkaSecurity, make_admin, make_consumer
+from contract.kafka import PLAINTEXT, KafkaSecurity
+from kafka_io.clients import make_admin, make_consumer
 
 
 def _timeout_options(timeout_s: float | None) -> dict[str, Any]:
