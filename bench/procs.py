@@ -16,9 +16,10 @@ import httpx
 
 from bench.common import PY, StageError, wait_until
 from contract.kafka import PLAINTEXT, KafkaSecurity
-from devicestream.kafka_broker import KafkaCluster, ensure_topic, start_node, wait_until_ready
+from devicestream.kafka_broker import KafkaCluster, start_node
 from devicestream.paths import REPO_ROOT
 from devicestream.processes import free_ports, log_tail, start_in_own_group, stop_process
+from kafka_io.admin import ensure_topic, wait_until_ready
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from devicestream.kafka_broker import KafkaCluster, ensure_topic, start_node, stop_processes, wait_until_ready
+from devicestream.kafka_broker import KafkaCluster, start_node, stop_processes
 from devicestream.processes import free_ports, kill_process, log_tail
-from kafka_io.admin import admin_client
+from kafka_io.admin import admin_client, ensure_topic, wait_until_ready
 
 TOPIC = "replicated-events"
 PARTITIONS = 3

@@ -8,7 +8,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.structs import TopicPartition
 
-from devicestream.kafka_broker import ensure_topic
+from kafka_io.admin import ensure_topic
 from kafka_io.clients import make_admin
 from tests.conftest import Broker
 from tests.helpers import produce
