@@ -91,3 +91,21 @@ async def failure_reason(exc: BaseException, bootstrap: str, sec: KafkaSecurity,
             if found:
                 return found
     return explain_error(exc, sec)
+
+
+async def tcp_probe(bootstrap: str, timeout_s: float = 1.0) -> str | None:
+    """None when a TCP connection to a bootstrap server succeeds, else the error: a cheap check, made
+    often (the generator's, every second), where `connection_failure` goes through TLS and SASL too."""
+    errors = []
+    for server in bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host or "127.0.0.1", int(port)), timeout_s)
+        except (OSError, TimeoutError, ValueError) as e:
+            errors.append(f"{server}: {e!r}")
+            continue
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return None
+    return "Kafka unreachable: " + "; ".join(errors)
