@@ -12,6 +12,7 @@ sequence of requests; the ones taking `bootstrap` open and close their own."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -67,6 +68,26 @@ async def offsets_consumer(
         yield consumer
     finally:
         await consumer.stop()
+
+
+@asynccontextmanager
+async def admin_and_consumer(
+    bootstrap: str, security: KafkaSecurity = PLAINTEXT, *, close_timeout_s: float = 1.0, **options: Any
+) -> AsyncIterator[tuple[Any, Any]]:
+    """A started admin client and a started consumer without a group, started together (one
+    handshake's time, not two), for a caller that bounds the whole with its own deadline (the
+    gateway's /status probe). Both are closed on the way out, each within `close_timeout_s`, a
+    failed close ignored: the caller has its answer by then."""
+    admin = make_admin(bootstrap, security, **options)
+    consumer = make_consumer(bootstrap, security, group_id=None, **options)
+    try:
+        await asyncio.gather(admin.start(), consumer.start())
+        yield admin, consumer
+    finally:
+        for close in (consumer.stop, admin.close):
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(close_timeout_s):
+                    await close()
 
 
 # ---- on a started admin client ---------------------------------------------------------------
