@@ -19,7 +19,7 @@ status:
 
 lint: install
 	.venv/bin/ruff check .
-	.venv/bin/ruff format --check contract devicestream
+	.venv/bin/ruff format --check contract kafka_io service_kit devicestream
 
 test: install lint
 	.venv/bin/pytest

@@ -19,16 +19,18 @@ from pathlib import Path
 
 import httpx
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from bench.common import Config, Figure, Spread, StageError, StageResult, Target, wait_until
 from bench.data import write_payload_file
 from bench.procs import Broker, Service, py_spy, service
 from bench.profiles import speedscope_top
 from contract.api import GeneratorStatus
-from contract.kafka import PLAINTEXT, KafkaSecurity, aiokafka_options, write_client_properties
+from contract.kafka import PLAINTEXT, KafkaSecurity
 from devicestream.paths import jars_dir
 from devicestream.processes import free_ports
+from kafka_io.clients import make_consumer
+from kafka_io.java import write_client_properties
 
 UNLIMITED = 10_000_000.0
 THROUGHPUT_TARGET = 100_000.0
@@ -142,13 +144,12 @@ async def _timestamps(
     bootstrap: str, topic: str, expected: int, partitions: int = 3, security: KafkaSecurity = PLAINTEXT
 ) -> list[int]:
     """CreateTime (ms) of the `expected` records of `topic` (stamped by the producer as it takes each)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        enable_auto_commit=False,
+    consumer = make_consumer(
+        bootstrap,
+        security,
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=16 << 20,
         fetch_max_bytes=64 << 20,
-        **aiokafka_options(security),
     )
     await consumer.start()
     try:

@@ -3,7 +3,8 @@ validates requests and writes the answers) and the gateway (which validates what
 what comes back). One model per route; the maximum rate is a generator setting
 (GENERATOR_MAX_RATE), so only the generator checks it.
 
-Answers allow extra fields: a newer generator may add some without breaking an older gateway."""
+Answers refuse undeclared fields (extra="forbid": the generator builds them from these models), but
+for a run's `params`, which carry the run's options (profile, fleet, faults) as the generator took them."""
 
 from __future__ import annotations
 
@@ -82,7 +83,7 @@ class RunParams(BaseModel):
 class Run(BaseModel):
     """A run as the generator reports it (answer of start and rate, and `run` in the status)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="forbid")
 
     id: str
     state: GeneratorState
@@ -94,7 +95,7 @@ class Run(BaseModel):
 class GeneratorStatus(BaseModel):
     """GET /generator/status, and the final counts POST /generator/stop answers with."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="forbid")
 
     state: GeneratorState
     run: Run | None = None

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Final
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 #: The key of `statuses` for rows without a status.
 NO_STATUS: Final = "none"
@@ -35,6 +35,8 @@ class DevicesPage(BaseModel):
 class Figures(BaseModel):
     """Figures over a set of one device's rows."""
 
+    model_config = ConfigDict(extra="forbid")
+
     rows: int = Field(description="Rows (readings) of the device.", examples=[1204])
     last_seen: datetime | None = Field(description="Newest eventTime of these rows (UTC), rows_out_of_range left out.")
     temperature_min: int | None = Field(description="Lowest temperature (None without any).", examples=[0])
@@ -53,6 +55,8 @@ class Figures(BaseModel):
 
 
 class DeviceFigures(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     deviceId: str = Field(examples=["D001"])
     total: Figures = Field(description="Over every merged row of the device (since it was last dropped, if ever).")
     recent: Figures = Field(description="Over the recent window (see DevicesResponse.window_s).")
@@ -62,6 +66,8 @@ class DevicesResponse(BaseModel):
     """One page of the devices seen in merged.csv, as of the committed bytes covered. The merger keeps
     the `devices_kept` most recently merged devices (MERGER_DEVICES_MAX); older ones are dropped and
     counted in devices_dropped / rows_dropped (a dropped device seen again starts over)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     window_s: int = Field(
         description="The recent window: rows whose eventTime lies in the last window_s whole seconds up to now "

@@ -4,24 +4,18 @@ The launcher makes a fresh one per stack (compose takes it from the environment)
 every component as DEVICESTREAM_INTERNAL_SECRET. The gateway sends it on every upstream call in
 the `X-Internal-Token` header; the generator and the merger refuse their control and data routes
 without it (401), so a local process or a container on the compose network cannot bypass the
-gateway's API key. Probes and read-only status documents stay open (see README, Security)."""
+gateway's API key. Probes and read-only status documents stay open (see README, Security).
+The route guard built on these is service_kit/internal.py."""
 
 from __future__ import annotations
 
 import hmac
-import logging
-from collections.abc import Callable
-from typing import Annotated, Any
 
-from fastapi import HTTPException, Request, Security
-from fastapi.security import APIKeyHeader
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings
 
 HEADER = "X-Internal-Token"
 ENV_NAME = "DEVICESTREAM_INTERNAL_SECRET"
-
-log = logging.getLogger(__name__)
 
 
 class InternalSecretSettings(BaseSettings):
@@ -49,26 +43,3 @@ def secret_matches(expected: SecretStr, presented: str | None) -> bool:
 def outgoing_headers(secret: SecretStr | None) -> dict[str, str]:
     """Headers the gateway adds to every upstream request."""
     return {HEADER: secret.get_secret_value()} if secret is not None else {}
-
-
-_token = APIKeyHeader(name=HEADER, auto_error=False, scheme_name="internal", description="The stack's internal secret.")
-
-#: OpenAPI answer of a refused call (add to each protected route's `responses`).
-UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
-    401: {"description": f"Missing or wrong {HEADER} (only the gateway may call this route)."}
-}
-
-
-def require_internal(secret: SecretStr | None, component: str) -> Callable[..., None]:
-    """A FastAPI dependency: 401 unless the request carries `secret` (no-op when it is None)."""
-    if secret is None:
-        log.warning("%s has no %s: its control routes are open to anyone who can reach its port", component, ENV_NAME)
-
-    def check(request: Request, token: Annotated[str | None, Security(_token)] = None) -> None:
-        if secret is not None and not secret_matches(secret, token):
-            raise HTTPException(
-                status_code=401,
-                detail=f"{component}: missing or wrong {HEADER}; call it through the gateway",
-            )
-
-    return check

@@ -2,8 +2,9 @@
 "Status documents"). The merger builds it (services/merger/watcher.py) and declares it as the
 route's response; the gateway, the bench and the tests parse it with this model.
 
-Every field has a default and unknown fields are kept, so a reader still parses the document of
-an older or a newer merger (or of a test stand-in); the merger itself always fills every field."""
+Every field has a default, so a reader parses a document without the newest fields; an undeclared
+field is refused (extra="forbid"): the merger builds this model, and a key no model declares would
+reach no reader, so it is a mistake to surface rather than carry."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class Freshness(BaseModel):
     """Seconds from an event's eventTime to its merge: the last one, and quantiles over a window."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="forbid")
 
     last_s: float | None = None
     p50_s: float | None = None
@@ -21,7 +22,7 @@ class Freshness(BaseModel):
 
 
 class QuarantinedBatch(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="forbid")
 
     file: str
     reason: str
@@ -32,7 +33,7 @@ class SourceEvent(BaseModel):
     """topic_recreated, offsets_skipped, offsets_backwards, topic_id_unknown (a batch held: its
     manifest has no topic id) or state_rebuilt (README: Guarantees)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="forbid")
 
     kind: str
     at: float
@@ -47,7 +48,7 @@ class WriteBlocked(BaseModel):
     lost: the commit was not written (or, at `step` "state", it is in the journal) and no batch file
     was deleted; the merger retries with a backoff and resumes by itself once the write succeeds."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="forbid")
 
     condition: str
     #: The folder that is full (the failed file's), and the file.
@@ -70,7 +71,7 @@ class MergerStatus(BaseModel):
         partition, rows dropped as already merged, the source events an operator must know about, and a
     write that fails (`write_blocked`: disk full, with the folder)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="forbid")
 
     batches_merged: int = 0
     last_batch_id: int | None = None

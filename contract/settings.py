@@ -17,7 +17,7 @@ from contract.layout import DataLayout
 
 class PipelineSettings(KafkaSecurity):
     """Mixin-style base: subclass it, set `model_config` with your env prefix, add your fields.
-    `settings.kafka_security` is the Kafka client security part, for the mappings in contract/kafka.py."""
+    `settings.kafka_security` is the Kafka client security part, for the mappings in kafka_io/ (clients.py, java.py)."""
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True, hide_input_in_errors=True)
 

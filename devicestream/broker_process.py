@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from contract.kafka import KafkaSecurity
-from devicestream.kafka_broker import KafkaCluster, ensure_topic, start_node, wait_until_ready
+from devicestream.kafka_broker import KafkaCluster, start_node
 from devicestream.processes import free_ports, log_tail, stop_process
+from kafka_io.admin import ensure_topic, wait_until_ready
 
 
 class BrokerStartError(RuntimeError):

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from contract.logs import configure_logging
 from contract.settings import MissingSettingError
+from service_kit.logs import configure_logging
 
 if TYPE_CHECKING:
     from devicestream.settings import LauncherSettings
@@ -104,10 +104,10 @@ def _verify(settings: LauncherSettings, args: argparse.Namespace) -> int:
 
     from aiokafka.errors import KafkaError
 
-    from contract.kafka import failure_reason
     from devicestream.kafka_tls import embedded_client_security
     from devicestream.stack_client import running_bootstrap
     from devicestream.verify import VerifyError, format_report, verify
+    from kafka_io.reachability import failure_reason
 
     layout = settings.layout
     merged = Path(args.merged) if args.merged else layout.merged_csv

@@ -23,8 +23,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from contract.kafka import client_properties, jaas_config
 from devicestream.kafka_tls import ensure_broker_security
+from kafka_io.java import client_properties, jaas_config
 
 log = logging.getLogger(__name__)
 

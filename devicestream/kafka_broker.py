@@ -11,24 +11,21 @@ PLAINTEXT on loopback. The SCRAM user is written into the storage when it is for
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import logging
 import os
 import subprocess
-import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from aiokafka.errors import KafkaError
-
-from contract.kafka import PLAINTEXT, KafkaSecurity, failure_reason, jaas_config
-from contract.kafka_admin import admin_client, alter_topic_configs, create_topic, describe_cluster, wait_for_leaders
+from contract.kafka import PLAINTEXT, KafkaSecurity
 from devicestream.kafka_tls import SCRAM_MECHANISM, BrokerSecurity
 from devicestream.paths import RESOURCES, jars_dir
 from devicestream.processes import start_in_own_group, stop_process
+from kafka_io.admin import BrokerError
+from kafka_io.java import jaas_config
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +36,6 @@ STORAGE_TOOL = "kafka.tools.StorageTool"
 #: how long the last node of a multi-node cluster gets after SIGTERM: its controlled shutdown waits
 #: for a controller quorum that has gone with the other nodes, so it would only wait out the timeout
 LAST_NODE_GRACE_S = 5.0
-
-
-class BrokerError(RuntimeError):
-    """The broker could not be prepared, started or reached; the message says why."""
 
 
 def new_kafka_uuid() -> str:
@@ -261,77 +254,6 @@ class KafkaCluster:
     def command(self, node: BrokerNode) -> list[str]:
         """The command that runs `node` in the foreground (after `prepare`)."""
         return [*self.java_base(node), JAVA_MAIN, str(self.config_path(node))]
-
-
-# ---- readiness and topics ---------------------------------------------------------------------
-
-
-async def wait_until_ready(
-    bootstrap: str,
-    deadline_s: float,
-    *,
-    min_brokers: int = 1,
-    alive: callable | None = None,
-    security: KafkaSecurity = PLAINTEXT,
-) -> dict:
-    """Poll a metadata request until it succeeds with `min_brokers` brokers, or raise BrokerError."""
-    end = time.monotonic() + deadline_s
-    last: Exception | None = None
-    while time.monotonic() < end:
-        if alive is not None and not alive():
-            raise BrokerError("the Kafka process exited before it became ready")
-        try:
-            timeout_s = min(5.0, max(0.5, end - time.monotonic()))
-            meta = await describe_cluster(bootstrap, timeout_s=timeout_s, security=security)
-            if len(meta.get("brokers", [])) >= min_brokers:
-                return meta
-            last = BrokerError(f"{len(meta.get('brokers', []))} of {min_brokers} brokers registered")
-        except (TimeoutError, KafkaError, OSError) as e:
-            last = e
-        await asyncio.sleep(0.25)
-    reason = await failure_reason(last, bootstrap, security) if last is not None else "no answer"
-    raise BrokerError(f"Kafka at {bootstrap} not ready within {deadline_s:.0f}s: {reason}")
-
-
-def topic_configs(
-    *, min_insync_replicas: int | None = None, retention_bytes: int | None = None, segment_bytes: int | None = None
-) -> dict[str, str]:
-    """The events topic's own configs. retention.bytes bounds each partition's log (Kafka deletes
-    whole closed segments, so a partition holds at most retention.bytes + segment.bytes)."""
-    configs = {
-        "min.insync.replicas": min_insync_replicas,
-        "retention.bytes": retention_bytes,
-        "segment.bytes": segment_bytes,
-    }
-    return {k: str(v) for k, v in configs.items() if v is not None}
-
-
-async def ensure_topic(
-    bootstrap: str,
-    topic: str,
-    partitions: int,
-    replication_factor: int = 1,
-    *,
-    min_insync_replicas: int | None = None,
-    retention_bytes: int | None = None,
-    segment_bytes: int | None = None,
-    deadline_s: float = 30.0,
-    security: KafkaSecurity = PLAINTEXT,
-) -> int:
-    """Create `topic` if missing (an existing one gets the same configs) and wait until every
-    partition has a leader. Returns its partition count (an existing topic keeps its own)."""
-    configs = topic_configs(
-        min_insync_replicas=min_insync_replicas, retention_bytes=retention_bytes, segment_bytes=segment_bytes
-    )
-    async with admin_client(bootstrap, security, timeout_s=10) as admin:
-        if await create_topic(admin, topic, partitions, replication_factor, configs):
-            log.info("created topic %s (%d partitions, rf %d, %s)", topic, partitions, replication_factor, configs)
-        elif configs and (error := await alter_topic_configs(admin, topic, configs)) is not None:
-            raise BrokerError(f"cannot set {configs} on topic {topic}: {error}")
-        n = await wait_for_leaders(admin, topic, deadline_s)
-        if n is None:
-            raise BrokerError(f"topic {topic} has no leader for every partition after {deadline_s}s")
-        return n
 
 
 # ---- the nodes as processes ------------------------------------------------------------------

@@ -25,7 +25,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from pydantic import SecretStr
 
-from contract.kafka import KafkaSecurity, write_client_properties
+from contract.kafka import KafkaSecurity
+from kafka_io.java import write_client_properties
 
 SCRAM_MECHANISM = "SCRAM-SHA-512"
 DEFAULT_USER = "devicestream"

@@ -18,13 +18,15 @@ from collections.abc import Callable
 import httpx
 from aiokafka.errors import KafkaError
 
-from contract.kafka import KafkaSecurity, failure_reason
-from devicestream.kafka_broker import BrokerError, KafkaCluster, ensure_topic, wait_until_ready
+from contract.kafka import KafkaSecurity
+from devicestream.kafka_broker import KafkaCluster
 from devicestream.kafka_tls import ensure_broker_security
 from devicestream.preflight import check_data_dir, check_kafka_nodes, check_no_stack, check_service_ports
 from devicestream.settings import LauncherSettings
 from devicestream.specs import build_specs, child_env
 from devicestream.supervise import Supervisor
+from kafka_io.admin import BrokerError, ensure_topic, wait_until_ready
+from kafka_io.reachability import failure_reason
 
 Out = Callable[[str], None]
 

@@ -21,9 +21,10 @@ from contract.checkpoint_topic import FILE_NAME as CHECKPOINT_TOPIC_FILE
 from contract.internal import ENV_NAME as INTERNAL_SECRET_ENV
 from contract.kafka import KafkaSecurity
 from contract.progress import read_progress_or_none
-from devicestream.kafka_broker import BrokerError, KafkaCluster, wait_until_ready
+from devicestream.kafka_broker import KafkaCluster
 from devicestream.paths import REPO_ROOT, jars_dir, venv_bin
 from devicestream.settings import LauncherSettings
+from kafka_io.admin import BrokerError, wait_until_ready
 
 Probe = Callable[[], Awaitable[bool]]
 

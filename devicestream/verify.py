@@ -46,12 +46,13 @@ import orjson
 import polars as pl
 from aiokafka.structs import TopicPartition
 
-from contract import kafka_admin
 from contract.csv import REJECT_COLUMNS, ROW_COLUMNS, parse_batch_file_name
-from contract.kafka import PLAINTEXT, KafkaSecurity, make_consumer
+from contract.kafka import PLAINTEXT, KafkaSecurity
 from contract.layout import MergerFiles
 from contract.verify_report import OffsetRange, VerifyReport
 from devicestream.validity import Invalid, expected_rows
+from kafka_io import admin as kafka_admin
+from kafka_io.clients import make_consumer
 
 __all__ = ["Invalid", "expected_rows"]
 

@@ -18,6 +18,8 @@ print('\n'.join(d for d in deps if not d.startswith(('pyspark', 'pyarrow', 'matp
  && /opt/venv/bin/pip install -c constraints.txt -r requirements.txt
 COPY README.md LICENSE ./
 COPY contract contract
+COPY kafka_io kafka_io
+COPY service_kit service_kit
 COPY services services
 COPY gateway gateway
 # devicestream/ for compose.secure.yaml's one-shot `kafka-secrets` (python -m devicestream.compose_secrets)

@@ -18,6 +18,8 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
  && /opt/venv/bin/pip install -c constraints.txt -r requirements.txt
 COPY README.md LICENSE ./
 COPY contract contract
+COPY kafka_io kafka_io
+COPY service_kit service_kit
 COPY spark_job spark_job
 RUN /opt/venv/bin/pip install --no-deps .
 

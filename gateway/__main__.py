@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uvicorn
 
-from contract.logs import configure_logging
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
+from service_kit.logs import configure_logging
 
 
 def main() -> None:

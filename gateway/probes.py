@@ -14,11 +14,12 @@ import httpx
 import orjson
 from pydantic import ValidationError
 
-from contract.kafka import PLAINTEXT, KafkaSecurity, failure_reason, make_admin, make_consumer
-from contract.kafka_admin import end_offsets_of, topic_partitions_of
+from contract.kafka import PLAINTEXT, KafkaSecurity
 from contract.progress import ProgressUnreadable, read_progress
 from contract.validation import first_problem
 from gateway.health import DocT, HttpProbe, KafkaProbe, SparkProbe
+from kafka_io.admin import admin_and_consumer, end_offsets_of, topic_partitions_of
+from kafka_io.reachability import failure_reason
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ async def probe_spark(path: Path, check_pid: bool, timeout_s: float) -> SparkPro
 
 async def probe_kafka(bootstrap: str, topic: str, timeout_s: float, security: KafkaSecurity = PLAINTEXT) -> KafkaProbe:
     """Broker count and the topic's partitions (admin client), end offsets (consumer without a
-    group). Both clients are made for this call and closed before it returns."""
+    group). Both clients (kafka_io.admin.admin_and_consumer) are made for this call and closed before it returns."""
     probe = KafkaProbe(bootstrap=bootstrap, topic=topic)
     if not bootstrap:
         probe.error = "KAFKA_BOOTSTRAP_SERVERS is not set"
@@ -108,11 +109,10 @@ async def probe_kafka(bootstrap: str, topic: str, timeout_s: float, security: Ka
     t0 = time.monotonic()
     ms = max(500, int(timeout_s * 1000))
     options = {"request_timeout_ms": ms, "client_id": "gateway-status"}
-    admin = make_admin(bootstrap, security, **options)
-    consumer = make_consumer(bootstrap, security, group_id=None, **options)
     try:
-        async with asyncio.timeout(timeout_s):
-            await asyncio.gather(admin.start(), consumer.start())
+        # the clients close after the deadline's scope: a close cannot turn an answer into a timeout
+        async with contextlib.AsyncExitStack() as clients, asyncio.timeout(timeout_s):
+            admin, consumer = await clients.enter_async_context(admin_and_consumer(bootstrap, security, **options))
             cluster = await admin.describe_cluster()
             probe.brokers = len(cluster.get("brokers", []))
             probe.reachable = True
@@ -126,13 +126,6 @@ async def probe_kafka(bootstrap: str, topic: str, timeout_s: float, security: Ka
     except Exception as e:  # aiokafka raises many kinds; any of them means "not usable now"
         # the cause (refused, wrong credentials, untrusted CA...), which aiokafka itself only logs
         probe.error = await failure_reason(e, bootstrap, security, min(timeout_s, 2.0))
-    finally:
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(1.0):
-                await consumer.stop()
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(1.0):
-                await admin.close()
     if probe.error and probe.reachable:
         # metadata worked but offsets did not: report what we know, not "unreachable"
         log.info("kafka partially answered", extra={"error": probe.error})

@@ -30,14 +30,14 @@ from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
 from contract.launcher import EXIT_REFUSED
-from contract.logs import configure_logging
+from kafka_io.topic_identity import TopicIdentity
+from service_kit.logs import configure_logging
 from spark_job import offset_log, transform
 from spark_job.progress import ProgressListener, ProgressTracker
 from spark_job.session import build_session
 from spark_job.settings import SparkJobSettings
 from spark_job.sink import BatchSink
 from spark_job.topic_guard import TopicChanged, TopicGuard
-from spark_job.topic_identity import TopicIdentity
 
 log = logging.getLogger("spark_job")
 

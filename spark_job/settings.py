@@ -8,8 +8,8 @@ from typing import Final
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from contract.kafka import java_client_config
 from contract.settings import PipelineSettings
+from kafka_io.java import java_client_config
 
 #: SPARK_JOB_SINGLE_TASK_MAX_BYTES' default (see its description).
 SINGLE_TASK_MAX_BYTES: Final = 2 * 1024 * 1024

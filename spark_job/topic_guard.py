@@ -40,7 +40,7 @@ def decide(recorded: CheckpointTopic | None, current_id: str | None, has_offsets
 
 
 class TopicGuard:
-    """Wraps the topic-id lookup (spark_job.topic_identity.TopicIdentity): every id it hands out has
+    """Wraps the topic-id lookup (kafka_io.topic_identity.TopicIdentity): every id it hands out has
     been checked against the checkpoint's record. Raises TopicChanged (and keeps its line in
     `refusal`) when the checkpoint belongs to another topic."""
 

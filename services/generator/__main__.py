@@ -11,7 +11,7 @@ from types import FrameType
 
 import uvicorn
 
-from contract.logs import configure_logging
+from service_kit.logs import configure_logging
 from services.generator.app import create_app
 from services.generator.settings import GeneratorSettings
 

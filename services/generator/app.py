@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from contract.api import Alive, GeneratorStatus, Problem, RateRequest, Run, RunConflict, StartRequest
 from contract.generator_options import peak_rate
-from contract.internal import UNAUTHORIZED, require_internal
+from service_kit.internal import UNAUTHORIZED, require_internal
 from services.generator.engine import Engine
 from services.generator.errors import (
     GeneratorError,

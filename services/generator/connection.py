@@ -1,6 +1,6 @@
 """The generator's Kafka connection: its producer (the one place it is built), how to tell the
-producer died for good or must be replaced, where each customer key goes, a TCP probe of the
-bootstrap servers, and creating the topic when asked to.
+producer died for good or must be replaced, where each customer key goes, and creating the topic
+when asked to (its reachability probe is kafka_io.reachability.tcp_probe).
 
 Retries keep the idempotent producer's sequence. aiokafka 0.14 (the version pinned) retries a
 batch of an idempotent producer with its producer id and sequence number until the broker answers,
@@ -16,7 +16,6 @@ old one had not confirmed is settled against Kafka before anything is sent again
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 from typing import Any
@@ -32,8 +31,9 @@ from aiokafka.errors import (
 from aiokafka.partitioner import murmur2
 
 from contract.events import CUSTOMER_IDS
-from contract.kafka import KafkaSecurity, aiokafka_options
-from contract.kafka_admin import admin_client, create_topic
+from contract.kafka import KafkaSecurity
+from kafka_io.admin import admin_client, create_topic
+from kafka_io.clients import aiokafka_options
 from services.generator.settings import GeneratorSettings
 
 log = logging.getLogger(__name__)
@@ -93,23 +93,6 @@ def sender_failure(producer: AIOKafkaProducer) -> BaseException | None:
 def partition_of_keys(n_partitions: int) -> dict[bytes, int]:
     """Partition of each customer key, as Kafka's default partitioner (murmur2) places it."""
     return {c.encode(): (murmur2(c.encode()) & 0x7FFFFFFF) % n_partitions for c in CUSTOMER_IDS}
-
-
-async def probe(bootstrap: str, timeout_s: float = 1.0) -> str | None:
-    """None when a TCP connection to a bootstrap server succeeds, else the error."""
-    errors = []
-    for server in bootstrap.split(","):
-        host, _, port = server.strip().rpartition(":")
-        try:
-            _, writer = await asyncio.wait_for(asyncio.open_connection(host or "127.0.0.1", int(port)), timeout_s)
-        except (OSError, TimeoutError, ValueError) as e:
-            errors.append(f"{server}: {e!r}")
-            continue
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
-        return None
-    return "Kafka unreachable: " + "; ".join(errors)
 
 
 async def create_topic_if_missing(bootstrap: str, topic: str, partitions: int, security: KafkaSecurity) -> None:

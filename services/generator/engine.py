@@ -26,14 +26,13 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from contract.api import GeneratorStatus
-from contract.kafka import failure_reason
-from contract.kafka_admin import end_offsets
+from kafka_io.admin import end_offsets
+from kafka_io.reachability import failure_reason, tcp_probe
 from services.generator.batching import Batches
 from services.generator.connection import (
     create_topic_if_missing,
     make_producer,
     partition_of_keys,
-    probe,
     sender_failure,
 )
 from services.generator.delivery import Delivery
@@ -159,7 +158,7 @@ class Engine:
                 self.metrics.rate.set(run.rate_over(1.0, now))
                 self.metrics.in_flight.set(run.in_flight)
             if tick % PROBE_EVERY == 0 and self.settings.kafka_bootstrap_servers:
-                probe_error = await probe(self.settings.kafka_bootstrap_servers)
+                probe_error = await tcp_probe(self.settings.kafka_bootstrap_servers)
                 if self.producer is not None:
                     self.connected = probe_error is None
                     self.metrics.connected.set(1 if self.connected else 0)

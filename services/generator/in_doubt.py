@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from aiokafka import TopicPartition
 
 from contract.kafka import KafkaSecurity
-from contract.kafka_admin import end_offsets_of, offsets_consumer
+from kafka_io.admin import end_offsets_of, offsets_consumer
 from services.generator.batching import Record
 
 

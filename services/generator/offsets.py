@@ -28,7 +28,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from contract.events import FIRST_EVENT_OFFSET
 from contract.files import atomic_write_json, read_json
 from contract.kafka import PLAINTEXT, KafkaSecurity
-from contract.kafka_admin import offsets_consumer, topic_partitions
+from kafka_io.admin import offsets_consumer, topic_partitions
 from services.generator.errors import OffsetStateError
 
 log = logging.getLogger(__name__)

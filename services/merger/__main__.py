@@ -8,7 +8,7 @@ from types import FrameType
 
 import uvicorn
 
-from contract.logs import configure_logging
+from service_kit.logs import configure_logging
 from services.merger.app import create_app
 from services.merger.settings import MergerSettings
 

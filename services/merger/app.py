@@ -17,8 +17,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from contract.api import Alive, Problem
-from contract.internal import UNAUTHORIZED, require_internal
 from contract.merger_status import MergerStatus
+from service_kit.internal import UNAUTHORIZED, require_internal
 from services.merger.device_tracker import DeviceTracker
 from services.merger.devices_api import devices_router
 from services.merger.download import Snapshot, etag_matches, parse_range

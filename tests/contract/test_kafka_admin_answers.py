@@ -1,8 +1,8 @@
-"""contract/kafka_admin.py's pure part: reading a DescribeTopics answer (the rest: tests/foundation)."""
+"""kafka_io/admin.py's pure part: reading a DescribeTopics answer (the rest: tests/foundation)."""
 
 from __future__ import annotations
 
-from contract.kafka_admin import partitions_of
+from kafka_io.admin import partitions_of
 
 
 def test_partitions_of_a_describe_topics_answer() -> None:

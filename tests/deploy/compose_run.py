@@ -35,8 +35,9 @@ import httpx
 from pydantic import SecretStr
 
 from contract.api import GeneratorStatus
-from contract.kafka import PLAINTEXT, KafkaSecurity, connection_failure
+from contract.kafka import PLAINTEXT, KafkaSecurity
 from devicestream.processes import free_ports
+from kafka_io.reachability import connection_failure
 from tests.documents import generator_status, merger_status
 from tests.helpers import REPO_ROOT
 

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 import yaml
 
-from contract.kafka import aiokafka_options
 from devicestream.compose_secrets import make_secrets
 from gateway.settings import GatewaySettings
+from kafka_io.clients import aiokafka_options
 from services.generator.settings import GeneratorSettings
 from services.merger.settings import MergerSettings
 from spark_job.settings import SparkJobSettings

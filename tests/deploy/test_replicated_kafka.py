@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 
-from contract.kafka_admin import admin_client
-from devicestream.kafka_broker import KafkaCluster, ensure_topic, start_node, stop_processes, wait_until_ready
+from devicestream.kafka_broker import KafkaCluster, start_node, stop_processes
 from devicestream.processes import free_ports, kill_process, log_tail
+from kafka_io.admin import admin_client, ensure_topic, wait_until_ready
+from kafka_io.clients import make_consumer
 from tests.tiers import starts_processes
 
 pytestmark = pytest.mark.integration
@@ -96,7 +97,7 @@ async def eventually(
 
 async def consume_all(bootstrap: str, topic: str) -> Counter[bytes]:
     """Every record value in the topic, counted, read from the beginning up to the current end."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = make_consumer(bootstrap)
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]

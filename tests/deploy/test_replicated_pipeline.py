@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from contract.kafka_admin import admin_client
+from kafka_io.admin import admin_client
 from tests.deploy.conftest import LaunchStack
 from tests.e2e.conftest import Stack
 from tests.helpers import wait_for

@@ -13,7 +13,7 @@ import httpx
 import orjson
 import pytest
 
-from contract.kafka_admin import admin_client, create_topic
+from kafka_io.admin import admin_client, create_topic
 from tests.e2e.conftest import Stack
 from tests.helpers import produce, wait_for
 

@@ -22,10 +22,10 @@ import orjson
 import pytest
 
 from contract.checkpoint_topic import FILE_NAME, read_checkpoint_topic
-from contract.kafka_admin import admin_client, create_topic
 from contract.layout import DataLayout
 from contract.progress import read_progress_or_none
 from contract.verify_report import VerifyReport
+from kafka_io.admin import admin_client, create_topic
 from tests.e2e.conftest import Stack, running_stack
 from tests.helpers import devicestream_cli, produce, wait_for
 from tests.tiers import starts_processes

@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.structs import TopicPartition
 
-from contract.kafka import make_admin
-from devicestream.kafka_broker import ensure_topic
+from kafka_io.admin import ensure_topic
+from kafka_io.clients import make_admin, make_consumer
 from tests.conftest import Broker
 from tests.helpers import produce
 
@@ -18,7 +17,7 @@ pytestmark = pytest.mark.integration
 
 
 async def _consume_all(bootstrap: str, topic: str, expected: int, timeout_s: float = 30) -> list[bytes]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = make_consumer(bootstrap, auto_offset_reset="earliest")
     await consumer.start()
     try:
         parts = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or {0})]

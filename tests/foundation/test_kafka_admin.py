@@ -1,4 +1,4 @@
-"""contract/kafka_admin.py against a real broker: create (once), configs, leaders, partitions, end
+"""kafka_io/admin.py against a real broker: create (once), configs, leaders, partitions, end
 offsets, deleting old records."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import InvalidReplicationFactorError
 
-from contract.kafka_admin import (
+from kafka_io.admin import (
     admin_client,
     alter_topic_configs,
     create_topic,

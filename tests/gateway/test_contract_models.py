@@ -23,8 +23,10 @@ def test_one_start_model() -> None:
     assert "maximum" not in StartRequest.model_json_schema()["properties"]["rate"]
 
 
-def test_answers_keep_fields_a_newer_generator_adds() -> None:
-    doc = {"state": "stopped", "sent": 3, "undelivered": 2}
-    assert GeneratorStatus.model_validate(doc).model_dump()["undelivered"] == 2
+def test_answers_refuse_undeclared_fields_but_a_runs_params_carry_its_options() -> None:
+    with pytest.raises(ValidationError, match="undelivered"):
+        GeneratorStatus.model_validate({"state": "stopped", "sent": 3, "undelivered": 2})
+    run = {"id": "r", "state": "running", "params": {"rate": 1, "profile": {"kind": "constant"}}, "started_at": 0}
+    assert GeneratorStatus.model_validate({"state": "running", "run": run}).run.params.model_dump()["profile"]
     with pytest.raises(ValidationError):
         Run.model_validate({"id": "r", "state": "bogus", "params": {"rate": 1}, "started_at": 0})

@@ -13,8 +13,8 @@ import pytest
 from aiokafka import TopicPartition
 
 from contract.api import GeneratorStatus
-from contract.kafka_admin import offsets_consumer, topic_partitions
 from devicestream.processes import free_ports
+from kafka_io.admin import offsets_consumer, topic_partitions
 from tests.documents import generator_status
 from tests.helpers import ServiceProcess, wait_for
 from tests.tiers import starts_processes

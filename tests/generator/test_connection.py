@@ -1,4 +1,4 @@
-"""Where keys go, the producer's settings, and the TCP probe (loopback only)."""
+"""Where keys go, the producer's settings, and the TCP probe the generator uses (loopback only)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from aiokafka.producer.message_accumulator import MessageBatch
 from aiokafka.structs import TopicPartition
 
 from contract.events import CUSTOMER_IDS
-from services.generator.connection import _producer_kwargs, desynchronised, make_producer, partition_of_keys, probe
+from kafka_io.reachability import tcp_probe as probe
+from services.generator.connection import _producer_kwargs, desynchronised, make_producer, partition_of_keys
 from services.generator.settings import GeneratorSettings
 
 

@@ -8,17 +8,11 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from contract.kafka import (
-    PLAINTEXT,
-    KafkaSecurity,
-    aiokafka_options,
-    client_properties,
-    explain_error,
-    jaas_config,
-    spark_kafka_options,
-    write_client_properties,
-)
+from contract.kafka import PLAINTEXT, KafkaSecurity
 from devicestream.kafka_tls import ensure_broker_security
+from kafka_io.clients import aiokafka_options
+from kafka_io.java import client_properties, jaas_config, spark_kafka_options, write_client_properties
+from kafka_io.reachability import explain_error
 from services.generator.settings import GeneratorSettings
 
 pytestmark = pytest.mark.integration

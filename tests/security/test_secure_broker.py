@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from contract.kafka_admin import describe_cluster
 from devicestream.kafka_broker import BrokerError, KafkaCluster
 from devicestream.kafka_tls import ensure_broker_security
 from devicestream.paths import jars_dir
 from devicestream.processes import free_ports
+from kafka_io.admin import describe_cluster
 from tests.conftest import Broker
 from tests.security.conftest import password_of
 

@@ -15,10 +15,11 @@ import httpx
 import pytest
 
 from contract.checkpoint_topic import read_checkpoint_topic
-from contract.kafka import PLAINTEXT, connection_failure
+from contract.kafka import PLAINTEXT
 from contract.pipeline_status import PipelineStatus
 from devicestream.kafka_tls import make_ca
 from devicestream.processes import free_ports
+from kafka_io.reachability import connection_failure
 from tests.documents import generator_status
 from tests.e2e.conftest import Stack, running_stack
 from tests.helpers import ServiceProcess, devicestream_cli, wait_for

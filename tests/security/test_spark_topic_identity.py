@@ -11,8 +11,8 @@ from pyspark.sql import SparkSession
 
 from devicestream.paths import jars_dir
 from devicestream.processes import free_ports
+from kafka_io.topic_identity import TopicIdentity, next_backoff
 from spark_job.settings import SparkJobSettings
-from spark_job.topic_identity import TopicIdentity, next_backoff
 from tests.conftest import Broker
 from tests.spark_job.conftest import spark  # noqa: F401  (the session fixture)
 

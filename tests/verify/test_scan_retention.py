@@ -10,9 +10,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from contract.csv import ROW_COLUMNS
-from contract.kafka_admin import delete_records
 from devicestream.validity import expected_rows
 from devicestream.verify import compare, scan_topic
+from kafka_io.admin import delete_records
 from tests.conftest import Broker
 from tests.validity_cases import GOOD
 

@@ -9,7 +9,7 @@ import os
 import uvicorn
 from fastapi import FastAPI
 
-from contract.logs import configure_logging
+from service_kit.logs import configure_logging
 
 
 def serve(app: FastAPI, name: str) -> None:

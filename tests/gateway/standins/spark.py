@@ -13,15 +13,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import TopicPartition
 
 from contract.csv import ROW_HEADER
 from contract.files import atomic_write_bytes
 from contract.layout import DataLayout
-from contract.logs import configure_logging
 from contract.merger_status import Freshness, MergerStatus
 from contract.progress import ProgressTotals, SparkProgress
+from kafka_io.admin import topic_partitions
+from kafka_io.clients import make_consumer
+from service_kit.logs import configure_logging
 
 log = logging.getLogger("standin.spark")
 
@@ -49,14 +50,9 @@ async def main(layout: DataLayout, bootstrap: str, topic: str) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    consumer = make_consumer(bootstrap, group_id=None)
     await consumer.start()
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        parts = sorted(p["partition"] for p in (await admin.describe_topics([topic]))[0]["partitions"])
-    finally:
-        await admin.close()
+    parts = await topic_partitions(bootstrap, topic)
     tps = [TopicPartition(topic, p) for p in parts]
     consumer.assign(tps)
     await consumer.seek_to_beginning(*tps)

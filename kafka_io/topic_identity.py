@@ -2,7 +2,7 @@
 JVM Spark already runs (the Kafka connector ships it): a recreated topic gets a new id.
 
 The admin client is configured from the same mapping as the Kafka source (`SparkJobSettings.
-kafka_client_config`: bootstrap servers plus contract.kafka.java_client_config, TLS and SASL
+kafka_client_config`: bootstrap servers plus kafka_io.java.java_client_config, TLS and SASL
 included), so it reaches every broker the source reaches. A failed ask never costs every batch:
 each ask waits at most `timeout_s` (the first, at the job's start, `first_timeout_s`), and after a
 failure the next one is only made once a backoff (doubling from `backoff_s` to `max_backoff_s`)
@@ -13,9 +13,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pyspark.sql import SparkSession
+if TYPE_CHECKING:  # only the Spark job imports this module, with its session
+    from pyspark.sql import SparkSession
 
 log = logging.getLogger(__name__)
 

@@ -1,9 +1,10 @@
 """Kafka administration, the one place for it: admin clients opened and closed around a block,
 the cluster's brokers, a topic's partitions, creating a topic, setting its configs, waiting for its
-partition leaders, each partition's end offset, deleting old records (as retention does). Used by
-the launcher's broker (topic creation, readiness), the generator (topic creation, offset
+partition leaders, each partition's end offset, deleting old records (as retention does), waiting
+until a cluster is ready, ensuring the events topic. Used by the launcher's broker (topic creation,
+readiness), the generator (topic creation, offset
 recovery), `devicestream verify`, the gateway's /status probe and the tests. Clients come from
-contract/kafka.py (`make_admin`, `make_consumer`: security options included).
+kafka_io/clients.py (`make_admin`, `make_consumer`: security options included).
 
 The functions taking an `admin` or a `consumer` work on a started client, so one client serves a
 sequence of requests; the ones taking `bootstrap` open and close their own."""
@@ -11,6 +12,8 @@ sequence of requests; the ones taking `bootstrap` open and close their own."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -19,9 +22,17 @@ from typing import Any
 from aiokafka import TopicPartition
 from aiokafka.admin import NewTopic, RecordsToDelete
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import TopicAlreadyExistsError, for_code
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
-from contract.kafka import PLAINTEXT, KafkaSecurity, make_admin, make_consumer
+from contract.kafka import PLAINTEXT, KafkaSecurity
+from kafka_io.clients import make_admin, make_consumer
+from kafka_io.reachability import failure_reason
+
+log = logging.getLogger(__name__)
+
+
+class BrokerError(RuntimeError):
+    """The broker could not be prepared, started or reached; the message says why."""
 
 
 def _timeout_options(timeout_s: float | None) -> dict[str, Any]:
@@ -57,6 +68,26 @@ async def offsets_consumer(
         yield consumer
     finally:
         await consumer.stop()
+
+
+@asynccontextmanager
+async def admin_and_consumer(
+    bootstrap: str, security: KafkaSecurity = PLAINTEXT, *, close_timeout_s: float = 1.0, **options: Any
+) -> AsyncIterator[tuple[Any, Any]]:
+    """A started admin client and a started consumer without a group, started together (one
+    handshake's time, not two), for a caller that bounds the whole with its own deadline (the
+    gateway's /status probe). Both are closed on the way out, each within `close_timeout_s`, a
+    failed close ignored: the caller has its answer by then."""
+    admin = make_admin(bootstrap, security, **options)
+    consumer = make_consumer(bootstrap, security, group_id=None, **options)
+    try:
+        await asyncio.gather(admin.start(), consumer.start())
+        yield admin, consumer
+    finally:
+        for close in (consumer.stop, admin.close):
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(close_timeout_s):
+                    await close()
 
 
 # ---- on a started admin client ---------------------------------------------------------------
@@ -167,3 +198,74 @@ async def delete_records(
         await admin.delete_records(
             {TopicPartition(topic, p): RecordsToDelete(before_offset=offset) for p, offset in before.items()}
         )
+
+
+# ---- readiness and the events topic (the launcher, the tests' brokers, bench) ----------------
+
+
+async def wait_until_ready(
+    bootstrap: str,
+    deadline_s: float,
+    *,
+    min_brokers: int = 1,
+    alive: callable | None = None,
+    security: KafkaSecurity = PLAINTEXT,
+) -> dict:
+    """Poll a metadata request until it succeeds with `min_brokers` brokers, or raise BrokerError."""
+    end = time.monotonic() + deadline_s
+    last: Exception | None = None
+    while time.monotonic() < end:
+        if alive is not None and not alive():
+            raise BrokerError("the Kafka process exited before it became ready")
+        try:
+            timeout_s = min(5.0, max(0.5, end - time.monotonic()))
+            meta = await describe_cluster(bootstrap, timeout_s=timeout_s, security=security)
+            if len(meta.get("brokers", [])) >= min_brokers:
+                return meta
+            last = BrokerError(f"{len(meta.get('brokers', []))} of {min_brokers} brokers registered")
+        except (TimeoutError, KafkaError, OSError) as e:
+            last = e
+        await asyncio.sleep(0.25)
+    reason = await failure_reason(last, bootstrap, security) if last is not None else "no answer"
+    raise BrokerError(f"Kafka at {bootstrap} not ready within {deadline_s:.0f}s: {reason}")
+
+
+def topic_configs(
+    *, min_insync_replicas: int | None = None, retention_bytes: int | None = None, segment_bytes: int | None = None
+) -> dict[str, str]:
+    """The events topic's own configs. retention.bytes bounds each partition's log (Kafka deletes
+    whole closed segments, so a partition holds at most retention.bytes + segment.bytes)."""
+    configs = {
+        "min.insync.replicas": min_insync_replicas,
+        "retention.bytes": retention_bytes,
+        "segment.bytes": segment_bytes,
+    }
+    return {k: str(v) for k, v in configs.items() if v is not None}
+
+
+async def ensure_topic(
+    bootstrap: str,
+    topic: str,
+    partitions: int,
+    replication_factor: int = 1,
+    *,
+    min_insync_replicas: int | None = None,
+    retention_bytes: int | None = None,
+    segment_bytes: int | None = None,
+    deadline_s: float = 30.0,
+    security: KafkaSecurity = PLAINTEXT,
+) -> int:
+    """Create `topic` if missing (an existing one gets the same configs) and wait until every
+    partition has a leader. Returns its partition count (an existing topic keeps its own)."""
+    configs = topic_configs(
+        min_insync_replicas=min_insync_replicas, retention_bytes=retention_bytes, segment_bytes=segment_bytes
+    )
+    async with admin_client(bootstrap, security, timeout_s=10) as admin:
+        if await create_topic(admin, topic, partitions, replication_factor, configs):
+            log.info("created topic %s (%d partitions, rf %d, %s)", topic, partitions, replication_factor, configs)
+        elif configs and (error := await alter_topic_configs(admin, topic, configs)) is not None:
+            raise BrokerError(f"cannot set {configs} on topic {topic}: {error}")
+        n = await wait_for_leaders(admin, topic, deadline_s)
+        if n is None:
+            raise BrokerError(f"topic {topic} has no leader for every partition after {deadline_s}s")
+        return n
