@@ -1,47 +1,24 @@
-"""What a run asks for beyond rate/count/duration/seed/invalid_ratio (a rate profile, a fleet,
-faults, a first index), and the per-run objects that serve it: the pacing curve, the record maker
-and the ledger. The run loop (engine.py) calls in at a few marked hooks only."""
+"""One run's ledger (contract/ledger.py, written by ledger.py) and, when the run asks for more
+than the plain fast path (a fleet, faults, invalid records, a first index), the record maker
+whose faults it records. The run loop (run_loop.py) makes records through it; delivery
+(delivery.py) tells it where acknowledged batches landed."""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from contract.generator_options import FaultOptions, FleetOptions
+from contract.api import RunParams
 from contract.ledger import LedgerRun
+from services.generator.batching import Record
 from services.generator.faults import RecordMaker
 from services.generator.ledger import LedgerWriter
-from services.generator.profiles import AnyProfile, Constant, Curve, ProfileController, curve_of
 
 
-@dataclass(frozen=True)
-class RunExtras:
-    profile: AnyProfile | None = None
-    fleet: FleetOptions | None = None
-    faults: FaultOptions | None = None
-    first_index: int = 0
-
-    def public(self) -> dict[str, Any]:
-        return {
-            "profile": self.profile.model_dump() if self.profile else None,
-            "fleet": self.fleet.model_dump() if self.fleet else None,
-            "faults": self.faults.model_dump() if self.faults else None,
-            "first_index": self.first_index,
-        }
-
-
-def curve_for(rate: float, extras: RunExtras | None) -> Curve:
-    return curve_of(extras.profile) if extras is not None and extras.profile is not None else Constant(rate)
-
-
-def make_controller(rate: float, extras: RunExtras | None, now: float, max_lag_s: float) -> ProfileController:
-    return ProfileController(curve_for(rate, extras), now, max_lag_s=max_lag_s)
-
-
-class RunTools:
-    """One run's ledger, and its record maker when the run needs more than the fast path."""
+class RunLedger:
+    """The ledger of one run (header at the start, a line per injected record once in Kafka, the
+    end line), and the run's record maker when it needs one (`maker`, else None: the fast path)."""
 
     def __init__(
         self,
@@ -50,38 +27,40 @@ class RunTools:
         topic: str,
         runs_dir: Path,
         seed: int,
-        invalid_ratio: float,
-        extras: RunExtras | None,
-        params: dict[str, Any],
+        params: RunParams,
         started_at: float,
         first_event_offset: int | None = None,
     ) -> None:
-        ex = extras or RunExtras()
         header = LedgerRun(
             run_id=run_id,
             topic=topic,
             started_at=started_at,
             seed=seed,
-            first_index=ex.first_index,
-            params=params,
+            first_index=params.first_index,
+            params=params.model_dump(mode="json"),  # what the start asked for (the ledger's field is open)
             first_event_offset=first_event_offset,
         )
-        self.ledger = LedgerWriter(runs_dir / f"{run_id}.jsonl", header)
-        needs_maker = bool(invalid_ratio or ex.fleet or ex.faults or ex.first_index)
+        self.writer = LedgerWriter(runs_dir / f"{run_id}.jsonl", header)
+        p = params
+        needs_maker = bool(p.invalid_ratio or p.fleet or p.faults or p.first_index)
         self.maker = (
-            RecordMaker(seed, invalid_ratio=invalid_ratio, fleet=ex.fleet, faults=ex.faults) if needs_maker else None
+            RecordMaker(seed, invalid_ratio=p.invalid_ratio, fleet=p.fleet, faults=p.faults) if needs_maker else None
         )
-        if self.maker is not None and ex.first_index:
-            self.maker.skip(ex.first_index, time.time_ns())
+        if self.maker is not None and p.first_index:
+            self.maker.skip(p.first_index, time.time_ns())
 
-    def make(self, take_offset: Any) -> tuple[bytes, bytes, int | None]:
+    def make(self, take_offset: Callable[[int], int]) -> tuple[bytes, bytes, int | None]:
         """The next record (key, value, eventOffset or None when malformed); a fault is marked for
         the ledger."""
         assert self.maker is not None
         key, value, off, fault = self.maker.make(lambda: take_offset(1), time.time_ns())
         if fault is not None:
-            self.ledger.mark(value, fault)
+            self.writer.mark(value, fault)
         return key, value, off
 
+    def written(self, recs: list[Record], partition: int, base_offset: int) -> None:
+        """The batch `recs` is in Kafka from `base_offset` of `partition` (ledger.py)."""
+        self.writer.written(recs, partition, base_offset)
+
     def close(self, state: str, records: int, last_event_offset: int | None = None) -> None:
-        self.ledger.close(state, records, last_event_offset)
+        self.writer.close(state, records, last_event_offset)

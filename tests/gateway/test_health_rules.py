@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+from pydantic import ValidationError
+
 from contract.api import GeneratorStatus
 from contract.merger_status import MergerStatus
 from contract.pipeline_status import PipelineStatus
@@ -123,7 +126,11 @@ def test_accounting_disagreement_after_drain_only() -> None:
 
 
 def test_upstream_fields_cannot_shadow_verdict() -> None:
-    doc = run(g=gen(status="weird", reasons=["x"]))
+    # the generator's status names its fields (contract/api.py, extra="forbid"): a document with a
+    # `status` or `reasons` of its own breaks the contract, and is never merged over the verdict
+    with pytest.raises(ValidationError):
+        gen(status="weird", reasons=["x"])
+    doc = run(g=gen())
     assert doc.components.generator.status == "ok" and doc.components.generator.reasons == []
 
 
