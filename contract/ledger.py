@@ -58,11 +58,12 @@ class LedgerRun(_Line):
     first_event_offset: int | None = None
 
 
-class LedgerFault(_Line):
+class InjectedFault(_Line):
+    """A record the generator injected, as it knows it when it makes it (services/generator/faults.py);
+    its ledger line (`LedgerFault`) adds where Kafka wrote it."""
+
     type: Literal["fault"] = "fault"
     kind: FaultKind
-    partition: int
-    offset: int
     #: index of the record in the run (0-based, counting every record made, faults included)
     index: int
     event_offset: int | None = None
@@ -78,6 +79,15 @@ class LedgerFault(_Line):
     #: resend: the eventOffset of the first record with this content (None when that record was made
     #: before a restart, in the run this one continues: first_index)
     original_event_offset: int | None = None
+
+    def at(self, partition: int, offset: int) -> LedgerFault:
+        """Its ledger line, once Kafka wrote it at `offset` of `partition`."""
+        return LedgerFault(partition=partition, offset=offset, **self.model_dump(exclude={"type"}))
+
+
+class LedgerFault(InjectedFault):
+    partition: int
+    offset: int
 
 
 class LedgerEnd(_Line):

@@ -26,7 +26,7 @@ from services.generator.batching import Batch, BatchBuilder, Record
 from services.generator.connection import desynchronised, sender_failure
 from services.generator.in_doubt import Doubtful, find_written, read_tails
 from services.generator.metrics import Metrics
-from services.generator.run import Run
+from services.generator.run import LiveRun
 from services.generator.settings import GeneratorSettings
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ class Delivery:
         for part, end in ends.items():
             self.confirmed.setdefault(part, end)
 
-    async def _hand_over(self, run: Run, topic: str, part: int, batch: BatchBuilder) -> asyncio.Future | None:
+    async def _hand_over(self, run: LiveRun, topic: str, part: int, batch: BatchBuilder) -> asyncio.Future | None:
         """producer.send_batch, which waits while the partition's previous batch is unacknowledged
         (up to request_timeout_ms, again and again while the broker is away): given up, returning
         None, once a stop's deadline has passed, so a stop answers in time whatever Kafka does."""
@@ -96,7 +96,7 @@ class Delivery:
                     return None
                 await asyncio.sleep(STOP_POLL_S)
 
-    async def send(self, run: Run, topic: str, batch: Batch) -> None:
+    async def send(self, run: LiveRun, topic: str, batch: Batch) -> None:
         """Hand one closed batch to the producer; track its delivery without awaiting it."""
         recs = batch.records
         n = len(recs)
@@ -116,7 +116,7 @@ class Delivery:
         fut.add_done_callback(partial(self.delivered, run, seq, sent_at, batch.partition, recs, since))
 
     def delivered(
-        self, run: Run, seq: int, sent_at: float, part: int, recs: list[Record], since: int, fut: asyncio.Future
+        self, run: LiveRun, seq: int, sent_at: float, part: int, recs: list[Record], since: int, fut: asyncio.Future
     ) -> None:
         n = len(recs)
         run.pending.pop(seq, None)
@@ -129,8 +129,8 @@ class Delivery:
             md = fut.result()
             if md is not None:
                 self.confirmed[part] = max(self.confirmed.get(part, 0), md.offset + n)
-                if run.tools is not None:  # injected records go to the ledger with their offsets
-                    run.tools.ledger.written(recs, part, md.offset)
+                if run.ledger is not None:  # injected records go to the ledger with their offsets
+                    run.ledger.written(recs, part, md.offset)
             run.acknowledged += n
             self.metrics.acknowledged.inc(n)
             self.metrics.send_latency.observe(time.monotonic() - sent_at)
@@ -148,7 +148,7 @@ class Delivery:
             run.in_doubt.append(Doubtful(seq, part, recs, since))
         run.wake.set()
 
-    async def try_settle(self, run: Run, s: GeneratorSettings, *, connected: bool) -> bool:
+    async def try_settle(self, run: LiveRun, s: GeneratorSettings, *, connected: bool) -> bool:
         """Settle the run's batches in doubt once nothing of it is in flight and a producer is
         connected (Kafka answers); True when none is left (nothing more is sent before). A stop's
         deadline bounds the reading."""
@@ -165,7 +165,7 @@ class Delivery:
             return False
         return True
 
-    async def settle(self, run: Run, bootstrap: str, topic: str, security: KafkaSecurity) -> None:
+    async def settle(self, run: LiveRun, bootstrap: str, topic: str, security: KafkaSecurity) -> None:
         """Decide each in-doubt batch (in_doubt.py): found in Kafka, it is delivered (acknowledged,
         ledger lines at the offsets found); not found, its records are queued to be sent again.
         Call with nothing of the run in flight (so no batch of it can still land)."""
@@ -186,8 +186,8 @@ class Delivery:
                 run.acknowledged += n
                 self.metrics.acknowledged.inc(n)
                 self.metrics.found_written.inc(n)
-                if run.tools is not None:
-                    run.tools.ledger.written(d.records, part, base)
+                if run.ledger is not None:
+                    run.ledger.written(d.records, part, base)
             self.confirmed[part] = max(self.confirmed.get(part, 0), ends[part])
         settled = {id(d) for d in doubtful}
         run.in_doubt[:] = [d for d in run.in_doubt if id(d) not in settled]  # any newer one waits its turn

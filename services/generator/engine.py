@@ -1,12 +1,9 @@
-"""The generator's engine: a Kafka connection, one run at a time, delivery tracking.
+"""The generator's engine: its Kafka connection and monitor, one run at a time, and the
+commands the API gives it (start, rate, stop, status).
 
-`Engine` owns the AIOKafkaProducer (idempotent, acks=all, compressed batches; connection.py) and
-the run task. Events are appended to one open batch per partition (batching.py), and a batch is
-handed to the producer (`send_batch`) when full or older than linger_ms; its delivery future is
-tracked with a callback, so no message is ever awaited on its own. A batch whose delivery fails is
-counted (delivery_errors) and is in doubt until Kafka is read (in_doubt.py): found there, it is
-delivered; not found, its records are sent again. Nothing is dropped silently, nothing written
-twice. Retries of a batch in flight are the idempotent producer's (same producer id and sequence
+`Engine` owns the AIOKafkaProducer (idempotent, acks=all, compressed batches; connection.py),
+connected in the background and replaced when its sender dies, and the run task (run_loop.py).
+Retries of a batch in flight are the idempotent producer's (same producer id and sequence
 numbers, batches never expired: connection.py), so the broker writes it once.
 
 While Kafka is unreachable (probe fails, or a batch waits longer than degraded_after_s for its
@@ -17,18 +14,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
-import random
 import time
-from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from contract.api import GeneratorStatus
+from contract.api import GeneratorStatus, RunParams
 from kafka_io.admin import end_offsets
 from kafka_io.reachability import failure_reason, tcp_probe
-from services.generator.batching import Batches
 from services.generator.connection import (
     create_topic_if_missing,
     make_producer,
@@ -36,19 +29,17 @@ from services.generator.connection import (
     sender_failure,
 )
 from services.generator.delivery import Delivery
-from services.generator.errors import GeneratorError, KafkaUnavailableError, NoActiveRunError, RunActiveError
-from services.generator.events import EventClock, EventEncoder, make_invalid
-from services.generator.extras import RunTools
+from services.generator.errors import KafkaUnavailableError, NoActiveRunError, RunActiveError
 from services.generator.metrics import Metrics
 from services.generator.offsets import OffsetAllocator, read_state_next, topic_next_offset
-from services.generator.profiles import Curve, ProfileController
-from services.generator.run import Run, RunParams, run_status
+from services.generator.profiles import Curve
+from services.generator.run import LiveRun
+from services.generator.run_loop import run_to_end
 from services.generator.settings import GeneratorSettings
+from services.generator.status import run_status
 
 log = logging.getLogger(__name__)
 
-MIN_TICK_S = 0.002  # never wake more often than this while on schedule
-MAX_CHUNK = 2000  # events made per tick before yielding to the event loop
 MONITOR_INTERVAL_S = 0.1
 PROBE_EVERY = 10  # monitor ticks between connection probes
 
@@ -65,10 +56,10 @@ class Engine:
         self.partitions: dict[bytes, int] = {}
         self.connected = False
         self.last_error: str | None = None
-        self.run: Run | None = None
+        self.run: LiveRun | None = None
         self._tasks: list[asyncio.Task] = []
         self._closing = False
-        self.delivery = Delivery(metrics, lambda: self.producer, self._set_error)
+        self.delivery = Delivery(metrics, lambda: self.producer, self.set_error)
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -114,7 +105,7 @@ class Engine:
                 error = f"cannot connect to Kafka at {s.kafka_bootstrap_servers or '(unset)'}: {reason}"
                 # one warning per distinct cause, not one per retry
                 level = logging.DEBUG if error == self.last_error else logging.WARNING
-                self._set_error(error)
+                self.set_error(error)
                 log.log(level, "Kafka not ready, retrying in %.1fs: %s", backoff, error)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
@@ -163,7 +154,7 @@ class Engine:
                     self.connected = probe_error is None
                     self.metrics.connected.set(1 if self.connected else 0)
                     if probe_error:
-                        self._set_error(probe_error)
+                        self.set_error(probe_error)
             if run is not None and run.active:
                 self._update_degraded(run, now, probe_error)
             if self.producer is not None and (failure := sender_failure(self.producer) or self.delivery.replace_reason):
@@ -180,45 +171,43 @@ class Engine:
         self.connected = False
         self.metrics.connected.set(0)
         self.metrics.producer_replacements.inc()
-        self._set_error(f"the Kafka producer failed for good ({failure!r}): replacing it")
+        self.set_error(f"the Kafka producer failed for good ({failure!r}): replacing it")
         log.error("%s", self.last_error)
         if old is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(old.stop(), 5)
         await self._connect_loop()
 
-    def _update_degraded(self, run: Run, now: float, probe_error: str | None) -> None:
+    def _update_degraded(self, run: LiveRun, now: float, probe_error: str | None) -> None:
         stalled_s = now - next(iter(run.pending.values())) if run.pending else 0.0
         stalled = stalled_s > self.settings.degraded_after_s
         degraded = probe_error is not None or stalled or self.producer is None
         if degraded and stalled and probe_error is None:
-            self._set_error(f"no acknowledgement from Kafka for {stalled_s:.1f}s ({run.in_flight} events in flight)")
+            self.set_error(f"no acknowledgement from Kafka for {stalled_s:.1f}s ({run.in_flight} events in flight)")
         if run.change_state("degraded" if degraded else "running"):
             if degraded:
                 log.warning("run degraded: %s", self.last_error, extra={"run": run.id})
             else:
                 log.info("run recovered", extra={"run": run.id})
 
-    def _set_error(self, message: str) -> None:
+    def set_error(self, message: str) -> None:
         self.last_error = message
 
     # ---- API ---------------------------------------------------------------------------------
 
-    def start_run(self, params: RunParams) -> Run:
+    def start_run(self, params: RunParams) -> LiveRun:
         if self.run is not None and self.run.active:
-            raise RunActiveError(self.run.id, self.run.state)
+            raise RunActiveError(self.run.document())
         if self.producer is None or self.allocator is None:
             raise KafkaUnavailableError(f"not connected to Kafka yet: {self.last_error or 'connecting'}")
-        if params.rate > self.settings.max_rate:
-            raise GeneratorError(f"rate {params.rate} is over the maximum {self.settings.max_rate}")
-        run = Run.begin(params, max_lag_s=self.settings.max_lag_s)
+        run = LiveRun.begin(params, max_lag_s=self.settings.max_lag_s)
         self.run = run
         self.metrics.target_rate.set(run.requested_rate(time.monotonic()))
-        run.task = asyncio.create_task(self._run_guarded(run), name=f"generator-run-{run.id}")
+        run.task = asyncio.create_task(run_to_end(self, run), name=f"generator-run-{run.id}")
         log.info("run started", extra={"run": run.id, "params": params})
         return run
 
-    def set_rate(self, rate: float, curve: Curve | None = None) -> Run:
+    def set_rate(self, rate: float, curve: Curve | None = None) -> LiveRun:
         run = self.run
         if run is None or not run.active or run.stop_requested:
             raise NoActiveRunError()
@@ -246,7 +235,7 @@ class Engine:
         return self.status()
 
     def status(self) -> GeneratorStatus:
-        """GET /generator/status (contract.api.GeneratorStatus), built here and nowhere else."""
+        """GET /generator/status (status.py)."""
         return run_status(
             self.run,
             topic=self.settings.topic,
@@ -255,167 +244,10 @@ class Engine:
             last_error=self.last_error,
         )
 
-    # ---- the run -----------------------------------------------------------------------------
-
-    async def _run_guarded(self, run: Run) -> None:
-        try:
-            await self._run(run)
-            run.change_state("stopped" if run.stop_requested else "completed")
-        except asyncio.CancelledError:
-            run.change_state("stopped")
-            raise
-        except Exception as e:
-            log.exception("run failed", extra={"run": run.id})
-            self._set_error(f"run {run.id} failed: {e!r}")
-            run.change_state("failed")
-        finally:
-            self.metrics.target_rate.set(0)
-            self.metrics.in_flight.set(run.in_flight)
-            if self.allocator is not None:
-                self.allocator.close()  # the next run continues right after this one
-            if run.tools is not None:  # the ledger's end line
-                run.tools.close(run.state, run.made, run.offset_last)
-            log.info(
-                "run ended",
-                extra={
-                    "run": run.id,
-                    "state": run.state,
-                    "sent": run.sent,
-                    "acknowledged": run.acknowledged,
-                    "offset_first": run.offset_first,
-                    "offset_last": run.offset_last,
-                },
-            )
-
-    async def _run(self, run: Run) -> None:
-        s = self.settings
-        p = run.params
-        topic = s.topic
-        seed = p.seed if p.seed is not None else random.SystemRandom().getrandbits(64)
-        rng = random.Random(seed)
-        tools = run.tools = RunTools(  # the run's ledger, and the record maker if it needs one
-            run_id=run.id,
-            topic=topic,
-            runs_dir=s.layout.generator_runs,
-            seed=seed,
-            invalid_ratio=p.invalid_ratio,
-            extras=p.extras,
-            params=run.public_params(p.rate),  # the rate asked for at the start
-            started_at=run.started_at,
-            first_event_offset=self.allocator.next if self.allocator is not None else None,  # the run's own from here
-        )
-        rnd = rng.random
-        encoder = EventEncoder()
-        clock = EventClock()
-        alloc = self.allocator
-        assert alloc is not None
-        take_offset = alloc.take
-        encode = encoder.encode
-        parts = self.partitions
-        invalid_ratio = p.invalid_ratio
-        linger_s = s.linger_ms / 1000
-        max_in_flight = s.max_in_flight_events
-        t0 = time.monotonic()
-        t_end = t0 + p.duration_s if p.duration_s is not None else math.inf
-        # the schedule starts now that the tools are ready, on the curve the run follows now
-        ctl = run.controller = ProfileController(run.controller.curve, t0, max_lag_s=s.max_lag_s)
-        run.samples.append((t0, 0))
-        batches = Batches(lambda: self._producer().create_batch(), parts, lambda: alloc.next)
-
-        async def ship(now: float, everything: bool) -> None:
-            for batch in batches.ready(now, linger_s, everything):
-                if run.stop_overdue():
-                    run.abandoned += len(batch.records)
-                    continue
-                await self.delivery.send(run, topic, batch)
-
-        def making(now: float) -> bool:
-            return not run.stop_requested and now < t_end and (p.count is None or run.made < p.count)
-
-        while True:
-            now = time.monotonic()
-            # batches in doubt are settled (read back from Kafka) before anything more is sent
-            if run.in_doubt and not await self.delivery.try_settle(run, s, connected=self.producer is not None):
-                if not run.stop_overdue():
-                    await self._sleep(run, 0.1)
-                    continue
-                run.abandoned += run.doubtful
-                run.in_doubt.clear()
-            while run.retry:  # records whose delivery failed (and are not in Kafka) go first
-                batches.put(*run.retry.popleft(), is_retry=True)
-            if making(now):
-                limit = min(MAX_CHUNK, max(max_in_flight - run.in_flight, 0))
-                if p.count is not None:
-                    limit = min(limit, p.count - run.made)
-                n = ctl.take(min(now, t_end - 1e-9), limit)
-                put = batches.put
-                event_time = ""
-                for i in range(n if tools.maker is None else 0):
-                    if not i & 31:  # events made within the same few hundred microseconds share a time
-                        event_time = clock.now()
-                    if invalid_ratio and rnd() < invalid_ratio:
-                        key, value, _kind = make_invalid(rng, datetime.now(UTC))
-                        run.invalid += 1
-                        self.metrics.invalid.inc()
-                        put(key, value, mark=True)  # carries no eventOffset: the header says where we are
-                        continue
-                    off = take_offset(1)
-                    key, value = encode(rng, event_time, off)
-                    if run.offset_first is None:
-                        run.offset_first = off
-                    run.offset_last = off
-                    put(key, value)
-                for _ in range(n if tools.maker is not None else 0):  # fleet / faults / first_index
-                    key, value, off = tools.make(take_offset)
-                    if off is None:
-                        run.invalid += 1
-                        self.metrics.invalid.inc()
-                    else:
-                        if run.offset_first is None:
-                            run.offset_first = off
-                        run.offset_last = off
-                    put(key, value)
-                run.made += n
-            now = time.monotonic()
-            still_making = making(now)
-            await ship(now, everything=not still_making)
-            if not still_making:
-                if run.in_flight == 0 and not run.retry and not run.in_doubt and not batches.records():
-                    break
-                if run.stop_overdue():
-                    run.abandoned += batches.discard() + len(run.retry) + run.doubtful
-                    run.retry.clear()
-                    run.in_doubt.clear()
-                    self._set_error(
-                        f"stop: {run.not_delivered} events not delivered within the {s.flush_timeout_s}s flush "
-                        f"timeout ({run.in_flight} handed to the producer and unconfirmed, {run.abandoned} never "
-                        f"handed over)"
-                    )
-                    log.warning("%s", self.last_error, extra={"run": run.id})
-                    break
-                await self._sleep(run, 0.1)  # woken by each delivery
-                continue
-            wait = ctl.wait_s(now) if run.in_flight < max_in_flight else MIN_TICK_S
-            if wait <= 0:
-                await asyncio.sleep(0)
-                continue
-            wait = max(wait, MIN_TICK_S)
-            oldest = batches.oldest()
-            if oldest is not None:
-                wait = min(wait, max(0.0, oldest + linger_s - now))
-            wait = min(wait, max(0.0, t_end - now))
-            await self._sleep(run, wait)
-
-    def _producer(self) -> AIOKafkaProducer:
+    def batch_producer(self) -> AIOKafkaProducer:
+        """The producer that builds record batches: the connected one, or the last one while a
+        replacement connects (a BatchBuilder depends only on the producer's settings)."""
         producer = self.producer or self._batch_maker
         if producer is None:
             raise KafkaUnavailableError("the Kafka producer is not connected")
         return producer
-
-    async def _sleep(self, run: Run, seconds: float) -> None:
-        run.wake.clear()
-        if seconds <= 0:
-            await asyncio.sleep(0)
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(run.wake.wait(), seconds)

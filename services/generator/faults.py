@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 
 from contract.generator_options import FaultOptions, FleetOptions
-from contract.ledger import EXPECTED_REASONS
+from contract.ledger import EXPECTED_REASONS, InjectedFault
 from services.generator.events import draw_content, event_doc, make_invalid, uuid4_from_bits
 from services.generator.fleet import Fleet
 
@@ -93,15 +93,17 @@ class RecordMaker:
 
     def make(
         self, take_offset: Callable[[], int], now_ns: int, *, dry: bool = False
-    ) -> tuple[bytes, bytes, int | None, dict | None]:
-        """The next record: (key, value, eventOffset or None for a malformed record, ledger fields of
-        its fault or None). `dry`: the same draws, no value (b"") and no eventTime."""
+    ) -> tuple[bytes, bytes, int | None, InjectedFault | None]:
+        """The next record: (key, value, eventOffset or None for a malformed record, its fault or
+        None). `dry`: the same draws, no value (b"") and no eventTime."""
         rng, f = self.rng, self.faults
         index = self.index
         self.index += 1
         if self.invalid_ratio and rng.random() < self.invalid_ratio:
             key, value, kind = make_invalid(rng, datetime.fromtimestamp(now_ns / 1e9, UTC))
-            fault = {"kind": "invalid", "index": index, "invalid_kind": kind, "expected_reason": EXPECTED_REASONS[kind]}
+            fault = InjectedFault(
+                kind="invalid", index=index, invalid_kind=kind, expected_reason=EXPECTED_REASONS[kind]
+            )
             return key, value, None, fault
         if f.resend_ratio and rng.random() < f.resend_ratio and self._history:
             original = self._history[int(rng.random() * len(self._history))]
@@ -109,15 +111,15 @@ class RecordMaker:
             event = {**original, "eventOffset": off}
             if dry:
                 return b"", b"", off, None
-            fault = {
-                "kind": "resend",
-                "index": index,
-                "event_offset": off,
-                "event_id": event["eventId"],
-                "event_time": event["eventTime"],
-                "readings": len(event["data"]["devices"]),
-                "original_event_offset": original["eventOffset"],
-            }
+            fault = InjectedFault(
+                kind="resend",
+                index=index,
+                event_offset=off,
+                event_id=event["eventId"],
+                event_time=event["eventTime"],
+                readings=len(event["data"]["devices"]),
+                original_event_offset=original["eventOffset"],
+            )
             return event["customerId"].encode(), orjson.dumps(event), off, fault
         off = take_offset()
         if self.fleet is None:
@@ -142,15 +144,15 @@ class RecordMaker:
         event["eventTime"] = self._times(now_ns + int((skew - lateness) * 1e9))
         fault = None
         if lateness or skew:
-            fault = {
-                "kind": "late" if lateness else "skewed",
-                "index": index,
-                "event_offset": off,
-                "event_id": event["eventId"],
-                "event_time": event["eventTime"],
-                "readings": len(devices),
-                "lateness_s": lateness or None,
-                "skew_s": skew or None,
-                "device_id": first_device if skew else None,
-            }
+            fault = InjectedFault(
+                kind="late" if lateness else "skewed",
+                index=index,
+                event_offset=off,
+                event_id=event["eventId"],
+                event_time=event["eventTime"],
+                readings=len(devices),
+                lateness_s=lateness or None,
+                skew_s=skew or None,
+                device_id=first_device if skew else None,
+            )
         return event["customerId"].encode(), orjson.dumps(event), off, fault

@@ -12,10 +12,10 @@ import logging
 import os
 from collections import Counter, deque
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from contract.files import fsync_dir
-from contract.ledger import LedgerEnd, LedgerFault, LedgerRun, dump_line
+from contract.ledger import InjectedFault, LedgerEnd, LedgerRun, dump_line
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ class LedgerWriter:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._f: IO[bytes] | None = open(path, "wb")  # noqa: SIM115 -- open for the run, closed by close()
-        self._marks: dict[int, tuple[bytes, deque[dict]]] = {}
+        self._marks: dict[int, tuple[bytes, deque[InjectedFault]]] = {}
         self.counts: Counter[str] = Counter()
         self._write(dump_line(header))
         self._f.flush()
@@ -34,7 +34,7 @@ class LedgerWriter:
         if self._f is not None:
             self._f.write(data)
 
-    def mark(self, value: bytes, fault: dict[str, Any]) -> None:
+    def mark(self, value: bytes, fault: InjectedFault) -> None:
         entry = self._marks.get(id(value))
         if entry is None:
             entry = self._marks[id(value)] = (value, deque())
@@ -52,8 +52,8 @@ class LedgerWriter:
             fault = entry[1].popleft()
             if not entry[1]:
                 del self._marks[id(value)]
-            self.counts[fault["kind"]] += 1
-            self._write(dump_line(LedgerFault(partition=partition, offset=base_offset + i, **fault)))
+            self.counts[fault.kind] += 1
+            self._write(dump_line(fault.at(partition, base_offset + i)))
 
     @property
     def unconfirmed(self) -> int:

@@ -1,10 +1,11 @@
-"""One generator run: what it was asked for (`RunParams`), its state, counters and delivery
-bookkeeping (`Run`), and what the API shows of it (`Run.public`).
+"""One generator run in this process (`LiveRun`): what it was asked for (contract.api.RunParams),
+its state, counters and delivery bookkeeping, and what the API shows of it (`LiveRun.document`,
+a contract.api.Run).
 
 The state changes only through `Run.change_state`: between running and degraded while the run is
 active, then once to completed, stopped or failed. The rate the run asks for has one home, its
-controller (it follows a profile's curve and takes `PUT /generator/rate`); `RunParams.rate` is what
-the start asked for."""
+controller (it follows a profile's curve and takes `PUT /generator/rate`); `params.rate` is what
+the start asked for (a profile's highest rate)."""
 
 from __future__ import annotations
 
@@ -14,30 +15,25 @@ import time
 import uuid
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
-from contract.api import GeneratorStatus
+from contract.api import Run, RunParams
 from services.generator.batching import Record
-from services.generator.extras import RunExtras, RunTools, make_controller
 from services.generator.in_doubt import Doubtful
-from services.generator.profiles import ProfileController
+from services.generator.profiles import Constant, Curve, ProfileController, curve_of
+from services.generator.run_ledger import RunLedger
 
 RunState = Literal["running", "degraded", "completed", "stopped", "failed"]
 ACTIVE_STATES: frozenset[RunState] = frozenset({"running", "degraded"})
 
 
-@dataclass(frozen=True)
-class RunParams:
-    rate: float
-    count: int | None = None
-    duration_s: float | None = None
-    seed: int | None = None
-    invalid_ratio: float = 0.0
-    extras: RunExtras | None = None  # profile, fleet, faults, first_index
+def curve_for(params: RunParams) -> Curve:
+    """The curve a run's pace follows: its profile's, or its constant rate."""
+    return curve_of(params.profile) if params.profile is not None else Constant(params.rate)
 
 
 @dataclass
-class Run:
+class LiveRun:
     id: str
     params: RunParams
     started_at: float
@@ -59,7 +55,7 @@ class Run:
     stop_deadline: float | None = None
     #: events made but never handed to the producer: the stop deadline passed first
     abandoned: int = 0
-    tools: RunTools | None = None  # ledger and record maker
+    ledger: RunLedger | None = None  # the run's ledger, and its record maker if it needs one
     task: asyncio.Task | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     retry: deque[Record] = field(default_factory=deque)  # records to send again
@@ -69,9 +65,9 @@ class Run:
     samples: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=150))  # (monotonic, acknowledged)
 
     @classmethod
-    def begin(cls, params: RunParams, *, max_lag_s: float) -> Run:
+    def begin(cls, params: RunParams, *, max_lag_s: float) -> LiveRun:
         """A new run, running from now."""
-        controller = make_controller(params.rate, params.extras, time.monotonic(), max_lag_s)
+        controller = ProfileController(curve_for(params), time.monotonic(), max_lag_s=max_lag_s)
         return cls(id=uuid.uuid4().hex[:12], params=params, started_at=time.time(), controller=controller)
 
     @property
@@ -94,25 +90,11 @@ class Run:
         """The rate the run asks for at `now` (monotonic), or at its end once it has ended."""
         return self.controller.rate_now(now if self.ended_clock is None else self.ended_clock)
 
-    def public_params(self, rate: float) -> dict[str, Any]:
-        p = self.params
-        return {
-            "rate": rate,
-            "count": p.count,
-            "duration_s": p.duration_s,
-            "seed": p.seed,
-            "invalid_ratio": p.invalid_ratio,
-            **(p.extras.public() if p.extras is not None else {}),
-        }
-
-    def public(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "state": self.state,
-            "params": self.public_params(self.requested_rate(time.monotonic())),
-            "started_at": self.started_at,
-            "ended_at": self.ended_at,
-        }
+    def document(self) -> Run:
+        """The run as the API shows it: `params.rate` is what it asks for now."""
+        rate = self.requested_rate(time.monotonic())
+        params = self.params.model_copy(update={"rate": rate}) if rate != self.params.rate else self.params
+        return Run(id=self.id, state=self.state, params=params, started_at=self.started_at, ended_at=self.ended_at)
 
     def stop_overdue(self) -> bool:
         """A stop was asked for and its deadline (the flush timeout) has passed."""
@@ -138,45 +120,3 @@ class Run:
         if ref is None or now - ref[0] <= 0:
             return 0.0
         return (self.acknowledged - ref[1]) / (now - ref[0])
-
-
-def run_status(
-    run: Run | None, *, topic: str, connected: bool, next_offset: int | None, last_error: str | None
-) -> GeneratorStatus:
-    """The generator's status document (GET /generator/status) for its current run, if any."""
-    now = time.monotonic()
-    base: dict[str, Any] = {
-        "state": run.state if run is not None else "idle",
-        "run": run.public() if run is not None else None,
-        "topic": topic,
-        "connected": connected,
-        "sent": 0,
-        "acknowledged": 0,
-        "invalid": 0,
-        "delivery_errors": 0,
-        "in_flight": 0,
-        "rate_1s": 0.0,
-        "rate_10s": 0.0,
-        "rate_requested": 0.0,  # what the run (its profile) asks for now; rate_1s is achieved
-        "offset_first": None,
-        "offset_last": None,
-        "not_delivered": 0,
-        "next_offset": next_offset,
-        "last_error": last_error,
-    }
-    if run is not None:
-        active = run.active
-        base.update(
-            sent=run.sent,
-            acknowledged=run.acknowledged,
-            invalid=run.invalid,
-            delivery_errors=run.delivery_errors,
-            in_flight=run.in_flight,
-            rate_1s=round(run.rate_over(1.0, now), 3) if active else 0.0,
-            rate_10s=round(run.rate_over(10.0, now), 3) if active else 0.0,
-            rate_requested=round(run.requested_rate(now), 3) if active else 0.0,
-            offset_first=run.offset_first,
-            offset_last=run.offset_last,
-            not_delivered=run.not_delivered if not active else 0,
-        )
-    return GeneratorStatus.model_validate(base)

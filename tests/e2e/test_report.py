@@ -90,10 +90,11 @@ def test_show_a_ramp_run(stack: Stack, tmp_path: Path) -> None:
             status = stack.generator_status()
             assert status.run is not None
             run_id = status.run.id
-            params = status.run.params.model_extra or {}
-            assert params["profile"] == {"kind": "ramp", "from_rate": 50.0, "to_rate": 600.0, "over_s": 10.0}
-            assert status.run.params.duration_s == 15 and status.run.params.seed == 28
-            assert params["fleet"]["customers"] == 4 and params["faults"]["late_ratio"] == 0.03
+            params = status.run.params
+            assert params.profile is not None and params.fleet is not None and params.faults is not None
+            assert params.profile.model_dump() == {"kind": "ramp", "from_rate": 50.0, "to_rate": 600.0, "over_s": 10.0}
+            assert params.duration_s == 15 and params.seed == 28
+            assert params.fleet.customers == 4 and params.faults.late_ratio == 0.03
             expect(page.locator("#report-link")).to_have_attribute("href", f"/report?run={run_id}", timeout=10_000)
             page.wait_for_function(
                 "() => Number(document.querySelector('#chart-rate').dataset.maxRequested) > 100 && "

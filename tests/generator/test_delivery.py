@@ -10,16 +10,17 @@ from aiokafka.errors import KafkaConnectionError, OutOfOrderSequenceNumber
 from aiokafka.structs import RecordMetadata
 from prometheus_client import CollectorRegistry
 
+from contract.api import RunParams
 from services.generator.batching import Batch
 from services.generator.delivery import Delivery
 from services.generator.metrics import Metrics
-from services.generator.run import Run, RunParams
+from services.generator.run import LiveRun
 
 
 async def test_failed_delivery_is_counted_and_in_doubt_never_dropped() -> None:
     errors: list[str] = []
     delivery = Delivery(Metrics(CollectorRegistry()), lambda: None, errors.append)
-    run = Run.begin(RunParams(rate=10), max_lag_s=1.0)
+    run = LiveRun.begin(RunParams(rate=10), max_lag_s=1.0)
     recs = [(b"CI00100", b"v1"), (b"CI00100", b"v2")]
     run.sent, run.in_flight, run.pending[1] = 2, 2, 0.0
 
@@ -47,7 +48,7 @@ async def test_failed_delivery_is_counted_and_in_doubt_never_dropped() -> None:
 
 async def test_a_sequence_out_of_step_asks_for_a_new_producer() -> None:
     delivery = Delivery(Metrics(CollectorRegistry()), lambda: None, lambda _e: None)
-    run = Run.begin(RunParams(rate=10), max_lag_s=1.0)
+    run = LiveRun.begin(RunParams(rate=10), max_lag_s=1.0)
     run.in_flight, run.pending[1] = 1, 0.0
     failed = asyncio.get_running_loop().create_future()
     failed.set_exception(OutOfOrderSequenceNumber())
@@ -83,7 +84,7 @@ def _batch(new: int, again: int) -> Batch:
 async def test_a_batch_counts_only_its_new_records_as_sent_and_is_acknowledged_by_callback() -> None:
     producer = FakeProducer()
     delivery = Delivery(Metrics(CollectorRegistry()), lambda: producer, lambda _e: None)  # type: ignore[arg-type,return-value]
-    run = Run.begin(RunParams(rate=10), max_lag_s=1.0)
+    run = LiveRun.begin(RunParams(rate=10), max_lag_s=1.0)
     await delivery.send(run, "t", _batch(new=2, again=1))
     assert (run.sent, run.in_flight, len(run.pending)) == (2, 3, 1)
     producer.futures[0].set_result(RecordMetadata("t", 0, None, 0, -1, 0, 0))
@@ -94,7 +95,7 @@ async def test_a_batch_counts_only_its_new_records_as_sent_and_is_acknowledged_b
 
 async def test_without_a_producer_a_batch_is_given_up_once_the_stop_is_overdue() -> None:
     delivery = Delivery(Metrics(CollectorRegistry()), lambda: None, lambda _e: None)
-    run = Run.begin(RunParams(rate=10), max_lag_s=1.0)
+    run = LiveRun.begin(RunParams(rate=10), max_lag_s=1.0)
     run.stop_requested, run.stop_deadline = True, time.monotonic()
     await delivery.send(run, "t", _batch(new=3, again=0))
     assert (run.abandoned, run.sent, run.in_flight, run.not_delivered) == (3, 0, 0, 3)

@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
+from contract.api import RunParams
 from services.generator.engine import Engine
 from services.generator.errors import KafkaUnavailableError
 from services.generator.metrics import Metrics
-from services.generator.run import Run, RunParams
+from services.generator.run import LiveRun
 from services.generator.settings import GeneratorSettings
 
 
@@ -28,7 +29,7 @@ def test_status_fields_when_idle(tmp_path: Path) -> None:
 async def test_a_stalled_run_is_degraded_and_recovers(tmp_path: Path) -> None:
     gen = _engine(tmp_path)
     gen.producer = object()  # type: ignore[assignment]  # connected (the monitor only looks at None)
-    run = Run.begin(RunParams(rate=10), max_lag_s=1.0)
+    run = LiveRun.begin(RunParams(rate=10), max_lag_s=1.0)
     run.pending[1] = 0.0  # a batch handed over at t = 0, unacknowledged
     gen._update_degraded(run, gen.settings.degraded_after_s + 1, None)
     assert run.state == "degraded" and run.active

@@ -12,10 +12,10 @@ import pytest
 from aiokafka.errors import OutOfOrderSequenceNumber
 from prometheus_client import CollectorRegistry
 
+from contract.api import RunParams
 from services.generator.connection import sender_failure
 from services.generator.engine import Engine
 from services.generator.metrics import Metrics
-from services.generator.run import RunParams
 from services.generator.settings import GeneratorSettings
 from tests.conftest import Broker
 from tests.generator.conftest import read_topic

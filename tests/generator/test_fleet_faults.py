@@ -13,7 +13,7 @@ import pytest
 
 from contract.events import TEMPERATURE_MAX, TEMPERATURE_MIN
 from contract.generator_options import FaultOptions, FleetOptions, StatusMachine
-from contract.ledger import EXPECTED_REASONS
+from contract.ledger import EXPECTED_REASONS, InjectedFault
 from services.generator.events import INVALID_KINDS, EventEncoder, make_invalid
 from services.generator.faults import RecordMaker, device_skew_s
 from services.generator.fleet import ERROR, STANDBY, SUCCESS, Fleet
@@ -125,7 +125,7 @@ def test_same_seed_same_content_and_continuing_from_an_index(fleet: FleetOptions
     resumed.skip(1234)
     rest = _make(resumed, 3000 - 1234, start_offset=900_000)
     assert [_content(v) for _, v, _, _ in full[1234:]] == [_content(v) for _, v, _, _ in rest]
-    assert [f and f["kind"] for *_, f in full[1234:]] == [f and f["kind"] for *_, f in rest]
+    assert [f and f.kind for *_, f in full[1234:]] == [f and f.kind for *_, f in rest]
     other = _make(RecordMaker(43, fleet=fleet, faults=ALL_FAULTS), 100)
     assert [_content(v) for _, v, _, _ in full[:100]] != [_content(v) for _, v, _, _ in other]
 
@@ -139,7 +139,7 @@ def test_only_invalid_ratio_gives_the_fast_paths_content(invalid_ratio: float) -
         _key, value, _off, fault = maker.make(lambda k=k: k, NS)
         if invalid_ratio and rng.random() < invalid_ratio:
             _k, fast, _kind = make_invalid(rng, datetime.fromtimestamp(0, UTC))
-            assert fault is not None and fault["invalid_kind"] == _kind
+            assert fault is not None and fault.invalid_kind == _kind
         else:
             _k2, fast = enc.encode(rng, "x", k)
             assert fault is None
@@ -148,22 +148,22 @@ def test_only_invalid_ratio_gives_the_fast_paths_content(invalid_ratio: float) -
 
 def test_every_fault_kind_with_its_ledger_fields() -> None:
     records = _make(RecordMaker(7, fleet=FleetOptions(customers=3), faults=ALL_FAULTS), 4000)
-    by_kind: dict[str, list[dict]] = {}
+    by_kind: dict[str, list[InjectedFault]] = {}
     events = {}
     for _key, value, off, fault in records:
         if off is not None:
             events[off] = orjson.loads(value)
         if fault is not None:
-            by_kind.setdefault(fault["kind"], []).append(fault)
+            by_kind.setdefault(fault.kind, []).append(fault)
     assert set(by_kind) == {"invalid", "late", "skewed", "resend"}
-    assert {f["invalid_kind"] for f in by_kind["invalid"]} == set(INVALID_KINDS)
-    assert all(f["expected_reason"] == EXPECTED_REASONS[f["invalid_kind"]] for f in by_kind["invalid"])
+    assert {f.invalid_kind for f in by_kind["invalid"]} == set(INVALID_KINDS)
+    assert all(f.expected_reason == EXPECTED_REASONS[f.invalid_kind] for f in by_kind["invalid"])
     for f in by_kind["late"]:
-        assert 0 < f["lateness_s"] <= 60 and events[f["event_offset"]]["eventTime"] == f["event_time"]
+        assert 0 < f.lateness_s <= 60 and events[f.event_offset]["eventTime"] == f.event_time
     for f in by_kind["skewed"]:
-        assert f["skew_s"] == device_skew_s(7, f["device_id"], 0.3, 20) != 0
-        assert events[f["event_offset"]]["data"]["devices"][0]["deviceId"] == f["device_id"]
+        assert f.skew_s == device_skew_s(7, f.device_id, 0.3, 20) != 0
+        assert events[f.event_offset]["data"]["devices"][0]["deviceId"] == f.device_id
     for f in by_kind["resend"]:
-        original, copy = events[f["original_event_offset"]], events[f["event_offset"]]
-        assert original["eventId"] == copy["eventId"] == f["event_id"] and original["data"] == copy["data"]
-        assert f["event_offset"] != f["original_event_offset"] and f["readings"] > 0
+        original, copy = events[f.original_event_offset], events[f.event_offset]
+        assert original["eventId"] == copy["eventId"] == f.event_id and original["data"] == copy["data"]
+        assert f.event_offset != f.original_event_offset and f.readings > 0

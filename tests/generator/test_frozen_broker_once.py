@@ -19,14 +19,13 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
+from contract.api import RunParams
 from contract.generator_options import FaultOptions
 from contract.ledger import ledger_path, read_ledger
 from devicestream.verify import compare, scan_topic
 from services.generator.connection import sender_failure
 from services.generator.engine import Engine
-from services.generator.extras import RunExtras
 from services.generator.metrics import Metrics
-from services.generator.run import RunParams
 from services.generator.settings import GeneratorSettings
 from tests.conftest import Broker
 from tests.generator.conftest import read_topic
@@ -63,8 +62,7 @@ async def frozen_broker_run(bootstrap: str, broker_pid: int, topic: str, data: P
     try:
         await _until(lambda: gen.producer is not None, 60, "the generator to connect")
         first = gen.producer
-        extras = RunExtras(faults=FaultOptions(resend_ratio=0.05))
-        run = gen.start_run(RunParams(rate=1000, count=COUNT, seed=11, extras=extras))
+        run = gen.start_run(RunParams(rate=1000, count=COUNT, seed=11, faults=FaultOptions(resend_ratio=0.05)))
         await _until(lambda: run.acknowledged > 1000, 60, "first acknowledgements")
 
         os.kill(pid, signal.SIGSTOP)

@@ -6,6 +6,7 @@ from collections import Counter
 
 import pytest
 
+from contract.api import RunConflict
 from contract.events import FIRST_EVENT_OFFSET
 from tests.generator.conftest import read_topic
 from tests.helpers import wait_for
@@ -74,6 +75,8 @@ def test_stop_flushes_rate_change_and_conflict(kafka, generator_factory, tmp_pat
     resp = gen.post("/generator/start", {"rate": 10})
     assert resp.status_code == 409
     assert run["id"] in resp.json()["detail"]
+    conflict = RunConflict.model_validate(resp.json())  # the documented 409, naming the run
+    assert conflict.run is not None and conflict.run.id == run["id"] and conflict.run.state == "running"
 
     resp = gen.put("/generator/rate", {"rate": 6000})
     assert resp.status_code == 200 and resp.json()["params"]["rate"] == 6000

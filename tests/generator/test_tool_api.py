@@ -55,5 +55,27 @@ async def test_valid_tool_request_reaches_the_generator(client: httpx.AsyncClien
 
 async def test_openapi_has_examples(client: httpx.AsyncClient) -> None:  # noqa: F811
     schema = (await client.get("/openapi.json")).json()["components"]["schemas"]
-    for name in ("StartRequest", "RampProfile", "SineProfile", "FleetOptions", "FaultOptions"):
+    for name in ("StartAtRate", "StartWithProfile", "RampProfile", "SineProfile", "FleetOptions", "FaultOptions"):
         assert schema[name].get("examples"), name
+
+
+async def test_rate_and_profile_exclude_each_other_in_the_schema(client: httpx.AsyncClient) -> None:  # noqa: F811
+    """The start and rate bodies are a oneOf of two closed models, one requiring `rate`, the
+    other `profile`: a client (or schemathesis) reading the OpenAPI knows not to send both."""
+    doc = (await client.get("/openapi.json")).json()
+    schemas = doc["components"]["schemas"]
+    for path, method, (with_rate, with_profile) in (
+        ("/generator/start", "post", ("StartAtRate", "StartWithProfile")),
+        ("/generator/rate", "put", ("SetRate", "SetProfile")),
+    ):
+        body = doc["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"]
+        refs = [one["$ref"].rsplit("/", 1)[-1] for one in body["oneOf"]]
+        assert refs == [with_rate, with_profile], body
+        assert "rate" in schemas[with_rate]["required"] and "profile" not in schemas[with_rate]["properties"]
+        assert "profile" in schemas[with_profile]["required"] and "rate" not in schemas[with_profile]["properties"]
+        assert schemas[with_rate]["additionalProperties"] is schemas[with_profile]["additionalProperties"] is False
+        both = await client.request(method, path, json={"rate": 5, "profile": RAMP})
+        assert both.status_code == 422, both.text
+        assert [(e["loc"], e["msg"]) for e in both.json()["detail"]] == [
+            (["body", "profile"], "Give `rate` or `profile`, not both")
+        ]

@@ -8,7 +8,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from contract.ledger import LedgerError, LedgerRun, ledger_path, read_ledger
+from contract.ledger import InjectedFault, LedgerError, LedgerRun, ledger_path, read_ledger
 from contract.verify_report import RunReport
 from devicestream.run_check import check_run
 from services.generator.ledger import LedgerWriter
@@ -28,19 +28,19 @@ def _ledger(tmp_path: Path, run_id: str = "abc123", shift: int = 0, span: tuple[
     header = LedgerRun(run_id=run_id, topic="t", started_at=0.0, seed=1, params={"rate": 10}, first_event_offset=first)
     w = LedgerWriter(path, header)
     bad, late, skew, again, plain = b"", b'{"late"}', b'{"skew"}', b'{"again"}', b"{}"
-    w.mark(bad, {"kind": "invalid", "index": 0, "invalid_kind": "empty", "expected_reason": "empty value"})
-    w.mark(late, {"kind": "late", "index": 1, "event_offset": 11 + shift, "event_time": T_LATE, "readings": 2})
-    w.mark(skew, {"kind": "skewed", "index": 2, "event_offset": 12 + shift, "event_time": T_SKEW, "readings": 1})
+    w.mark(bad, InjectedFault(kind="invalid", index=0, invalid_kind="empty", expected_reason="empty value"))
+    w.mark(late, InjectedFault(kind="late", index=1, event_offset=11 + shift, event_time=T_LATE, readings=2))
+    w.mark(skew, InjectedFault(kind="skewed", index=2, event_offset=12 + shift, event_time=T_SKEW, readings=1))
     w.mark(
         again,
-        {
-            "kind": "resend",
-            "index": 4,
-            "event_offset": 14 + shift,
-            "event_id": "e10",
-            "readings": 1,
-            "original_event_offset": 10 + shift,
-        },
+        InjectedFault(
+            kind="resend",
+            index=4,
+            event_offset=14 + shift,
+            event_id="e10",
+            readings=1,
+            original_event_offset=10 + shift,
+        ),
     )
     _delivered(w, 0, 100 + shift, [(b"k", plain), (b"k", bad), (b"k", late)])
     _delivered(w, 1, 7 + shift, [(b"k", skew), (b"k", again)])

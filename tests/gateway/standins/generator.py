@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from contract.api import RateRequest as Rate
+from contract.api import SetRate, StartAtRate
 from contract.api import StartRequest as Start
 from contract.generator_options import peak_rate
 from tests.gateway.standins.common import serve
@@ -78,11 +79,11 @@ class Gen:
         }
         return orjson.dumps(doc)
 
-    async def loop(self, params: Start) -> None:
+    async def loop(self, params: Any, rate: float) -> None:
         t0 = time.monotonic()
         while self.state == "running":
             elapsed = time.monotonic() - t0
-            due = int(params.rate * elapsed) - self.sent
+            due = int(rate * elapsed) - self.sent
             if params.count is not None:
                 due = min(due, params.count - self.sent)
             if due > 0:
@@ -127,14 +128,11 @@ def create_app() -> FastAPI:
 
     app = FastAPI(lifespan=lifespan)
 
-    def peak(body: Start | Rate) -> float | None:
+    def peak(body: Any) -> float:
         """The run's rate: `rate`, or a profile's highest (this stand-in paces at that)."""
-        return body.rate if body.profile is None else peak_rate(body.profile)[1] or None
+        return body.rate if isinstance(body, StartAtRate | SetRate) else peak_rate(body.profile)[1]
 
-    def over_max(rate: float | None) -> JSONResponse | None:
-        if rate is None:  # like the generator: `rate` or `profile`
-            err = {"type": "missing", "loc": ["body", "rate"], "msg": "Field required (or give a `profile`)"}
-            return JSONResponse({"detail": [err]}, status_code=422)
+    def over_max(rate: float) -> JSONResponse | None:
         if rate <= MAX_RATE:
             return None
         err = {"type": "less_than_equal", "loc": ["body", "rate"], "msg": f"at most {MAX_RATE}", "input": rate}
@@ -142,8 +140,8 @@ def create_app() -> FastAPI:
 
     @app.post("/generator/start", status_code=202)
     async def start(body: Start) -> Any:
-        body = body.model_copy(update={"rate": peak(body)})
-        if (too_fast := over_max(body.rate)) is not None:
+        rate = peak(body)
+        if (too_fast := over_max(rate)) is not None:
             return too_fast
         g: Gen = app.state.gen
         if g.state == "running":
@@ -156,22 +154,22 @@ def create_app() -> FastAPI:
         g.run = {
             "id": uuid.uuid4().hex[:12],
             "state": "running",
-            "params": body.model_dump(),
+            "params": {**body.model_dump(), "rate": rate},
             "started_at": time.time(),
             "ended_at": None,
         }
-        g.task = asyncio.create_task(g.loop(body))
+        g.task = asyncio.create_task(g.loop(body, rate))
         return g.run
 
     @app.put("/generator/rate")
     async def rate(body: Rate) -> Any:
-        body = body.model_copy(update={"rate": peak(body)})
-        if (too_fast := over_max(body.rate)) is not None:
+        new_rate = peak(body)
+        if (too_fast := over_max(new_rate)) is not None:
             return too_fast
         g: Gen = app.state.gen
         if g.state != "running" or g.run is None:
             return JSONResponse({"detail": "no active run"}, status_code=409)
-        g.run["params"]["rate"] = body.rate
+        g.run["params"]["rate"] = new_rate
         return g.run
 
     @app.post("/generator/stop")
