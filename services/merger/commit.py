@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 
+from contract.files import atomic_write_bytes, fsync_dir
 from services.merger.errors import CommitWriteError
 from services.merger.journal import Journal, journal_line
+from services.merger.segments import publish_index, retired, rolled_over, to_retire
 from services.merger.settings import MergerSettings
-from services.merger.state import MergerState, save_state
+from services.merger.state import HEADER_LINE, MergerState, save_state
 from services.merger.writes import pwrite_all, writing
 
 log = logging.getLogger(__name__)
@@ -22,9 +25,10 @@ class CommitWriter:
 
     settings: MergerSettings
     state: MergerState
+    clock: Callable[[], float]
 
     def _open_outputs(self) -> None:
-        self._fd = os.open(self.settings.merged_csv, os.O_WRONLY)
+        self._fd = os.open(self.settings.merger_dir / self.state.active.file, os.O_WRONLY)
         self._rejects_fd = os.open(self.settings.merged_rejects, os.O_WRONLY)
         self._journal = Journal(self.settings.journal_file)
         #: False while the committed state is in the journal only (state.json not written yet).
@@ -120,3 +124,71 @@ class CommitWriter:
     @property
     def rejects_fd(self) -> int:
         return self._rejects_fd
+
+    # -- segments (contract.segments, services.merger.segments) ----------------------------------
+
+    def roll_over(self) -> None:
+        """When segments are on and the active segment is full: close it (cut to its committed
+        length, never written again) and begin the next one, in a commit of its own. A crash before
+        the journal line leaves the new file outside the state (removed on start); after it, the
+        new segment is the active one. Raises CommitWriteError as _commit does."""
+        s = self.settings
+        if not s.segment_bytes or self.state.committed_size < s.segment_bytes:
+            return
+        self.settle_journal()
+        state = rolled_over(self.state, self.clock())
+        path = s.merger_dir / state.active.file
+        with writing("rollover", path):
+            os.ftruncate(self._fd, self.state.committed_size)
+            os.fsync(self._fd)
+            path.parent.mkdir(exist_ok=True)
+            atomic_write_bytes(path, HEADER_LINE)
+            fd = os.open(path, os.O_WRONLY)
+        try:
+            self._commit([], state, [])
+        except CommitWriteError as e:
+            if e.step != "state":  # not committed: the new file goes (or on start)
+                os.close(fd)
+                path.unlink(missing_ok=True)
+                raise
+            self._use(fd)
+            raise
+        self._use(fd)
+        log.info(
+            "merged.csv rolled over to a new segment",
+            extra={"path": str(path), "closed": state.segments[-1].file, "rows": state.segments[-1].rows},
+        )
+        self.publish_segments()
+        self.retire()
+
+    def _use(self, fd: int) -> None:
+        old, self._fd = self._fd, fd
+        os.close(old)
+
+    def retire(self) -> None:
+        """Remove the closed segments retention bounds leave out (a commit, then their files).
+        Raises CommitWriteError as _commit does (the files stay until committed; on start, a file
+        of a segment the state no longer lists is removed)."""
+        s = self.settings
+        gone = to_retire(self.state, self.clock(), s.retain_bytes, s.retain_age_s)
+        if not gone:
+            return
+        self._commit([], retired(self.state, gone), [])
+        self.publish_segments()
+        for g in gone:
+            g.path(s.merger_dir).unlink(missing_ok=True)
+            fsync_dir(g.path(s.merger_dir).parent)
+            log.warning(
+                "retired a segment (retention)",
+                extra={"path": g.file, "rows": g.rows, "bytes": g.size, "closed_at": g.closed_at},
+            )
+
+    def publish_segments(self) -> None:
+        """Write segments.json for readers (verify) when segments are in use; a failure is logged (it
+        is written again on the next change and on start)."""
+        if not self.settings.segment_bytes and self.state.active.seq == 0:
+            return
+        try:
+            publish_index(self.settings.merger_dir, self.state)
+        except OSError as e:
+            log.error("segments.json not written", extra={"path": str(self.settings.merger_dir), "error": str(e)})

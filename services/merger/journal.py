@@ -29,16 +29,22 @@ def journal_line(state: MergerState) -> bytes:
 
 def load_journal(path: Path) -> MergerState | None:
     """The state of the journal's last complete, valid line (None without one). What follows the
-    last newline is a torn line and is never read, even when it parses."""
-    try:
-        with open(path, "rb") as f:
-            size = f.seek(0, os.SEEK_END)
-            f.seek(max(0, size - JOURNAL_TAIL_BYTES))
-            tail = f.read()
-    except FileNotFoundError:
-        return None
-    lines = tail.split(b"\n")[:-1]  # the last piece: "" after a complete line, else a torn one
-    for line in reversed(lines[1:] if size > JOURNAL_TAIL_BYTES else lines):
+    last newline is a torn line and is never read, even when it parses. The tail read grows until it
+    holds a whole line (a line listing many segments is longer than the usual tail)."""
+    window = JOURNAL_TAIL_BYTES
+    while True:
+        try:
+            with open(path, "rb") as f:
+                size = f.seek(0, os.SEEK_END)
+                f.seek(max(0, size - window))
+                tail = f.read()
+        except FileNotFoundError:
+            return None
+        lines = tail.split(b"\n")[:-1]  # the last piece: "" after a complete line, else a torn one
+        if size <= window or len(lines) >= 2:
+            break
+        window *= 4
+    for line in reversed(lines[1:] if size > window else lines):
         if not line.strip():
             continue
         try:

@@ -51,13 +51,14 @@ from contract.csv import LEGACY_LINEAGE, MANIFEST_SUFFIX, BatchName, manifest_fi
 from services.merger.batchfile import ParsedBatch, first_line, select_rows
 from services.merger.commit import CommitWriter
 from services.merger.errors import CommitWriteError, InvalidBatchError, MergeAttemptError
-from services.merger.offsets import OffsetCursor
+from services.merger.offsets import OffsetCursor, merge_bounds
 from services.merger.plan import MergePlan
 from services.merger.planner import BatchPlanner, Planned, batch_file
 from services.merger.quarantine import prune_quarantine, prune_temp_files, quarantine_copy, quarantine_rejects
 from services.merger.readahead import ReadAhead, size_of
 from services.merger.recovery import recover
 from services.merger.rejects import select_rejects
+from services.merger.segments import grown
 from services.merger.settings import MergerSettings
 from services.merger.state import MergerEvent, MergerState, QuarantineEntry, save_state
 from services.merger.streamed import commit_streamed
@@ -87,6 +88,10 @@ class CommitResult:
     rejects: int = 0
     rejects_bytes: int = 0
     rejects_skipped: int = 0
+    #: Per partition, the lowest and highest offset of the merged batches' records, and the lowest
+    #: and highest eventTime of their rows (when event_times_us holds a sample only).
+    offsets: dict[int, tuple[int, int]] = field(default_factory=dict)
+    event_time_bounds: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -137,6 +142,7 @@ class MergeEngine(CommitWriter, ReadAhead):
                 "committed_size": self.state.committed_size,
             },
         )
+        self.publish_segments()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -162,6 +168,7 @@ class MergeEngine(CommitWriter, ReadAhead):
         Raises CommitWriteError (e.g. ENOSPC) with nothing deleted (see _commit), or another OSError."""
         stale_removed = 0
         self.save_pending_state()  # before any batch file is deleted
+        self.retire()
         while True:
             planned = self.plan()
             stale_removed += self._remove_stale(planned.stale)
@@ -196,6 +203,7 @@ class MergeEngine(CommitWriter, ReadAhead):
         early once the group holds max_group_bytes. A batch whose rows and rejects files pass
         file_budget_bytes is committed alone, streamed in row-bounded chunks (services.merger.streamed)."""
         names = [n if isinstance(n, BatchName) else BatchName(lineage, n) for n in ready]
+        self.roll_over()
         for i, name in enumerate(names):
             if self._file_bytes(name) > self.settings.file_budget_bytes:
                 if i == 0:
@@ -236,6 +244,8 @@ class MergeEngine(CommitWriter, ReadAhead):
                 result.quarantined.append(self.quarantine_copy(path, raw, name.batch_id, parsed.reason))
             else:
                 self._count(result, selected, chunks)
+                if selected is not None and selected[1] and isinstance(parsed, ParsedBatch):
+                    merge_bounds(result.offsets, parsed.partition_bounds)
             self._add_rejects(path.name, cursor, result, reject_chunks)
             cursor.advance(manifest, parsed.partition_bounds if isinstance(parsed, ParsedBatch) else {})
             result.batch_ids.append(name.batch_id)
@@ -267,12 +277,15 @@ class MergeEngine(CommitWriter, ReadAhead):
 
     def state_after(self, result: CommitResult, cursor: OffsetCursor, now: float) -> MergerState:
         """The state once `result` (batches up to its last, at `cursor`) is committed."""
+        committed_size = self.state.committed_size + result.appended_bytes
+        active = grown(self.state.active, result.rows, committed_size, result.offsets, _time_bounds(result))
         return (
             replace(
                 cursor.into(self.state),
                 last_batch_id=result.batch_ids[-1],
                 lineage=result.lineage,
-                committed_size=self.state.committed_size + result.appended_bytes,
+                committed_size=committed_size,
+                active=active,
                 batches_merged=self.state.batches_merged + result.merged,
                 rows_merged=self.state.rows_merged + result.rows,
                 rows_skipped=self.state.rows_skipped + result.rows_skipped,
@@ -395,3 +408,12 @@ class MergeEngine(CommitWriter, ReadAhead):
     def _prune_temp_files(self) -> None:
         s = self.settings
         prune_temp_files(s, (s.state_file.name, s.journal_file.name, s.merged_csv.name, s.merged_rejects.name))
+
+
+def _time_bounds(result: CommitResult) -> tuple[int, int] | None:
+    """The lowest and highest eventTime of the rows `result` appended (epoch microseconds)."""
+    if result.event_time_bounds is not None:
+        return result.event_time_bounds
+    lows = [t.min() for t in result.event_times_us if t.len() and t.null_count() < t.len()]
+    highs = [t.max() for t in result.event_times_us if t.len() and t.null_count() < t.len()]
+    return (int(min(lows)), int(max(highs))) if lows else None  # type: ignore[call-overload]

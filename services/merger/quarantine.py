@@ -9,6 +9,7 @@ from pathlib import Path
 
 from contract.csv import manifest_file_name, parse_batch_name
 from contract.files import TEMP_PATTERN, atomic_write_bytes, fsync_dir
+from contract.segments import SEGMENTS_DIR
 from services.merger.readahead import size_of
 from services.merger.settings import MergerSettings
 from services.merger.state import QuarantineEntry
@@ -82,7 +83,8 @@ def prune_temp_files(settings: MergerSettings, own: tuple[str, ...]) -> None:
     the journal, merged.csv and rejects.csv when created) whatever their process id, and any
     other of another process (this one's devices.json writer may be writing its temp file now;
     one left by a crashed process of the same id, as in a container, is overwritten by it)."""
-    for folder in (settings.merger_dir, settings.quarantine_dir):
+    segments = settings.merger_dir / SEGMENTS_DIR  # (only the merge thread writes there)
+    for folder in (settings.merger_dir, settings.quarantine_dir, segments):
         try:
             names = [e.name for e in os.scandir(folder) if e.is_file(follow_symlinks=False)]
         except OSError:
@@ -91,6 +93,6 @@ def prune_temp_files(settings: MergerSettings, own: tuple[str, ...]) -> None:
             m = TEMP_PATTERN.match(name)
             if m is None:
                 continue
-            if folder == settings.quarantine_dir or m.group(1) in own or int(m.group(2)) != os.getpid():
+            if folder != settings.merger_dir or m.group(1) in own or int(m.group(2)) != os.getpid():
                 (folder / name).unlink(missing_ok=True)
                 log.info("removed a temp file left behind", extra={"path": str(folder / name)})

@@ -9,7 +9,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from contract.files import atomic_write_bytes
+from contract.files import atomic_write_bytes, fsync_dir
+from contract.segments import SEGMENTS_DIR, segment_file, segment_seq
 from services.merger.errors import StateCorruptError
 from services.merger.journal import cut_torn_journal, load_journal
 from services.merger.state import (
@@ -37,6 +38,7 @@ def recover(
     in line with it: create them with their header when new, cut off an uncommitted tail. Raises
     StateCorruptError when they cannot be reconciled safely."""
     state = _recover_merged(state_path, merged_path, journal_path, quarantine_dir)
+    _recover_segments(merged_path.parent, state)
     if rejects_path is not None:
         state = _recover_rejects(state_path, rejects_path, state)
     return state
@@ -93,6 +95,8 @@ def _recover_merged(
             [MergerEvent("state_rebuilt", time.time(), detail, journaled.lineage, journaled.last_batch_id)]
         )
         save_state(state_path, state)
+    if state is not None and state.active.seq > 0:
+        merged_path = merged_path.parent / state.active.file  # the active segment (contract.segments)
     try:
         size = merged_path.stat().st_size
     except FileNotFoundError:
@@ -141,3 +145,33 @@ def cut_back(path: Path, size: int, committed: int) -> None:
         log.warning(
             "cut off an uncommitted partial append", extra={"path": str(path), "dropped_bytes": size - committed}
         )
+
+
+def _recover_segments(merger_dir: Path, state: MergerState) -> None:
+    """Closed segments must be whole (they are never written again, so never cut); a segment file
+    the state does not list is removed: one a rollover created but did not commit (newer than the
+    active one), or one retention retired before its file was removed (older)."""
+    for g in state.segments:
+        path = g.path(merger_dir)
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            size = -1
+        if size < g.size:
+            raise StateCorruptError(
+                f"{path} is a closed segment of {g.size} bytes ({g.rows} rows) but has {max(size, 0)}: it was "
+                "removed or truncated outside the merger (restore it, or remove the merger folder to start over)"
+            )
+    listed = {g.seq for g in state.retained}
+    strays = [merger_dir / segment_file(0)] if 0 not in listed else []
+    folder = merger_dir / SEGMENTS_DIR
+    if folder.is_dir():
+        strays += [p for p in folder.iterdir() if segment_seq(p.name) is not None and segment_seq(p.name) not in listed]
+    for path in strays:
+        if path.exists():
+            path.unlink()
+            fsync_dir(path.parent)
+            log.warning(
+                "removed a segment file the state does not list (rollover not committed, or retired)",
+                extra={"path": str(path)},
+            )

@@ -28,6 +28,7 @@ from typing import Any
 
 from contract.csv import REJECT_HEADER, ROW_HEADER
 from contract.files import atomic_write_json, read_json
+from contract.segments import Segment, segment_file
 from services.merger.errors import StateCorruptError
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,8 @@ STATE_VERSION = 2
 MAX_QUARANTINE_ENTRIES = 1000
 #: ... and the newest events (topic recreated, offsets skipped, state rebuilt).
 MAX_EVENTS = 100
+#: ... and the newest retired segments (what verify needs to tell retired rows from missing ones).
+MAX_RETIRED_SEGMENTS = 1000
 
 
 @dataclass(frozen=True)
@@ -143,10 +146,30 @@ class MergerState:
     #: lines appended to it (those of records already merged are left out, as rows are).
     rejects_committed_size: int = 0
     rejects_merged: int = 0
+    #: The segment being appended to (committed_size is its committed length), merged.csv unless
+    #: segments are on (contract.segments); the closed ones retained, oldest first; the newest of
+    #: those retention removed, and the totals of all of them.
+    active: Segment = field(default_factory=lambda: first_segment(0))
+    segments: tuple[Segment, ...] = field(default_factory=tuple)
+    retired: tuple[Segment, ...] = field(default_factory=tuple)
+    rows_retired: int = 0
+    bytes_retired: int = 0
+    segments_retired: int = 0
 
     @classmethod
     def fresh(cls) -> MergerState:
         return cls(generation=uuid.uuid4().hex[:16])
+
+    @property
+    def merged_size(self) -> int:
+        """The end of the merged stream ever written (header line, then every segment's data lines,
+        retired ones included): committed_size while there is one segment. Increases only."""
+        return self.active.start + self.committed_size - len(HEADER_LINE)
+
+    @property
+    def retained(self) -> tuple[Segment, ...]:
+        """The retained segments, oldest first, the active one last (its size and rows as committed)."""
+        return (*self.segments, self.active)
 
     def to_json(self) -> dict[str, Any]:
         doc = asdict(self)
@@ -154,6 +177,9 @@ class MergerState:
         doc["lineage_offsets"] = _offsets_json(self.lineage_offsets)
         doc["offset_gaps"] = _gaps_json(self.offset_gaps)
         doc["retired_topics"] = [r.to_json() for r in self.retired_topics]
+        doc["active"] = self.active.model_dump(mode="json")
+        doc["segments"] = [g.model_dump(mode="json") for g in self.segments]
+        doc["retired"] = [g.model_dump(mode="json") for g in self.retired]
         doc["version"] = STATE_VERSION
         return doc
 
@@ -191,12 +217,20 @@ class MergerState:
                 rows_skipped=int(doc.get("rows_skipped", 0)),
                 rejects_committed_size=int(doc.get("rejects_committed_size", 0)),
                 rejects_merged=int(doc.get("rejects_merged", 0)),
+                active=Segment.model_validate(doc["active"])
+                if doc.get("active")
+                else first_segment(int(doc["rows_merged"]), int(doc["committed_size"])),
+                segments=tuple(Segment.model_validate(g) for g in doc.get("segments") or ()),
+                retired=tuple(Segment.model_validate(g) for g in doc.get("retired") or ()),
+                rows_retired=int(doc.get("rows_retired", 0)),
+                bytes_retired=int(doc.get("bytes_retired", 0)),
+                segments_retired=int(doc.get("segments_retired", 0)),
                 events=tuple(
                     MergerEvent(str(e["kind"]), float(e["at"]), str(e["detail"]), str(e["lineage"]), e["batch_id"])
                     for e in doc.get("events", [])
                 ),
             )
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError) as e:  # (pydantic's ValidationError is a ValueError)
             raise StateCorruptError(f"state has a missing or malformed field: {e!r}") from e
 
     def with_quarantined(self, entries: list[QuarantineEntry]) -> MergerState:
@@ -235,3 +269,8 @@ def save_state(path: Path, state: MergerState) -> None:
     """Atomically replace the state file (temp, fsync, rename, fsync folder). Raises OSError (disk
     full...) with state.json unchanged when the temp file could not be written, and no temp file left."""
     atomic_write_json(path, state.to_json())
+
+
+def first_segment(rows: int, size: int = 0) -> Segment:
+    """merged.csv as the first segment (a state from before segments: all its rows)."""
+    return Segment(seq=0, file=segment_file(0), start=len(HEADER_LINE), size=size, rows=rows)

@@ -67,6 +67,8 @@ class Streamed:
     bounds: dict[int, tuple[int, int]] = field(default_factory=dict)
     #: eventTimes of the last chunk only (freshness is a sample; all of them would not be bounded).
     event_time_us: pl.Series | None = None
+    #: The lowest and highest eventTime of the rows written (epoch microseconds).
+    time_bounds: tuple[int, int] | None = None
 
 
 def stream_rows(
@@ -89,6 +91,10 @@ def stream_rows(
         out.written += len(data)
         out.rows += rows
         out.event_time_us = times
+        if rows and times.null_count() < times.len():
+            low, high = int(times.min()), int(times.max())  # type: ignore[arg-type]
+            b = out.time_bounds
+            out.time_bounds = (low, high) if b is None else (min(b[0], low), max(b[1], high))
         merge_bounds(out.bounds, parsed.partition_bounds)
     return out
 
@@ -190,6 +196,7 @@ def commit_streamed(
     else:
         if rows.rows:
             result.merged, result.rows, result.appended_bytes = 1, rows.rows, rows.written
+            result.offsets, result.event_time_bounds = dict(rows.bounds), rows.time_bounds
             if rows.event_time_us is not None:
                 result.event_times_us.append(rows.event_time_us)
         else:

@@ -1,0 +1,162 @@
+"""merged.csv in segments (MERGER_SEGMENT_BYTES > 0): rollover by size under the commit protocol,
+SIGKILL at every point of a rollover and of a retention, and retention's retired rows counted."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from contract.segments import SEGMENT_INDEX, SegmentIndex
+from services.merger.merge import MergeEngine
+from services.merger.settings import MergerSettings
+from services.merger.state import HEADER_LINE, MergerState
+from tests.merger.batches import batch_text, rows, write_batch
+
+N_BATCHES = 12
+ROWS = 7  # ~1 KB a batch: a segment of 2 KB holds two or three
+
+
+def settings_of(data_dir: Path, **overrides: object) -> MergerSettings:
+    values: dict[str, object] = {"segment_bytes": 2048, "max_group_batches": 1, **overrides}
+    return MergerSettings(data_dir=data_dir, **values)  # type: ignore[arg-type]
+
+
+def write_all(settings: MergerSettings) -> None:
+    for b in range(N_BATCHES):
+        write_batch(settings.rows_dir, b, batch_text(b, ROWS))
+
+
+def retained_bytes(settings: MergerSettings, state: MergerState) -> bytes:
+    """The retained segments read one after the other: one header, then each one's data lines."""
+    out = [HEADER_LINE]
+    for g in state.retained:
+        size = state.committed_size if g.seq == state.active.seq else g.size
+        data = g.path(settings.merger_dir).read_bytes()
+        assert data.startswith(HEADER_LINE) and len(data) == size, g.file  # closed: whole, never cut
+        out.append(data[len(HEADER_LINE) :])
+    return b"".join(out)
+
+
+def all_rows(first: int = 0) -> bytes:
+    return HEADER_LINE + "".join(rows(b, ROWS) for b in range(first, N_BATCHES)).encode()
+
+
+def test_rollover_by_size_keeps_every_row_once_in_order(tmp_path):
+    settings = settings_of(tmp_path)
+    write_all(settings)
+    engine = MergeEngine(settings)
+    engine.run_pass()
+    state = engine.state
+    engine.close()
+    assert len(state.segments) >= 3 and state.active.seq == len(state.segments)
+    assert retained_bytes(settings, state) == all_rows()
+    assert sum(g.rows for g in state.retained) == state.rows_merged == N_BATCHES * ROWS
+    for g in state.segments:  # bounded: the limit plus one commit
+        assert g.size < 2048 + len(batch_text(0, ROWS)) and g.closed_at is not None
+        assert g.event_time_us is not None
+    # Each one starts where the previous ended in the merged stream.
+    for a, b in zip(state.retained, state.retained[1:], strict=False):
+        assert b.start == a.start + a.size - len(HEADER_LINE)
+    index = SegmentIndex.model_validate(orjson.loads((settings.merger_dir / SEGMENT_INDEX).read_bytes()))
+    assert [g.file for g in index.segments] == [g.file for g in state.retained]
+    # A restart finds it all as it was.
+    again = MergeEngine(settings)
+    assert again.state.retained == state.retained
+    again.close()
+
+
+def test_segments_off_is_one_merged_csv(tmp_path):
+    settings = settings_of(tmp_path, segment_bytes=0)
+    write_all(settings)
+    engine = MergeEngine(settings)
+    engine.run_pass()
+    engine.close()
+    assert settings.merged_csv.read_bytes() == all_rows()
+    assert not (settings.merger_dir / "segments").exists() and not (settings.merger_dir / SEGMENT_INDEX).exists()
+
+
+def test_retention_by_bytes_retires_the_oldest_and_counts_their_rows(tmp_path):
+    settings = settings_of(tmp_path, retain_bytes=3000)
+    write_all(settings)
+    engine = MergeEngine(settings)
+    engine.run_pass()
+    state = engine.state
+    engine.close()
+    assert state.segments_retired >= 1 and state.rows_retired == sum(g.rows for g in state.retired)
+    assert sum(g.size for g in state.segments) <= 3000
+    assert state.rows_retired + sum(g.rows for g in state.retained) == state.rows_merged == N_BATCHES * ROWS
+    assert not any(g.path(settings.merger_dir).exists() for g in state.retired)
+    first_batch = state.rows_retired // ROWS
+    assert retained_bytes(settings, state) == all_rows(first_batch)
+
+
+def test_retention_by_age(tmp_path):
+    now = [1_000_000.0]
+    settings = settings_of(tmp_path, retain_age_s=60)
+    write_all(settings)
+    engine = MergeEngine(settings, clock=lambda: now[0])
+    engine.run_pass()
+    assert engine.state.segments and not engine.state.retired
+    now[0] += 61
+    engine.run_pass()  # (each pass retires what is due)
+    assert not engine.state.segments and engine.state.rows_retired == N_BATCHES * ROWS - engine.state.active.rows
+    engine.close()
+
+
+CHILD = """
+import os, signal, sys
+from services.merger import commit as cm
+from services.merger.merge import MergeEngine
+from services.merger.settings import MergerSettings
+
+data_dir, point = sys.argv[1], sys.argv[2]
+def kill(*_a, **_k):
+    os.kill(os.getpid(), signal.SIGKILL)
+real_write, real_save, real_publish = cm.atomic_write_bytes, cm.save_state, cm.publish_index
+if point == "before_new_file":
+    cm.atomic_write_bytes = kill
+elif point == "after_new_file":
+    cm.atomic_write_bytes = lambda p, d, **k: (real_write(p, d, **k), kill())
+elif point == "after_journal_line":
+    cm.save_state = lambda p, s: kill() if s.segments else real_save(p, s)
+elif point == "after_state_json":
+    cm.publish_index = lambda d, s: kill() if s.segments else real_publish(d, s)
+elif point == "retired_not_removed":
+    cm.publish_index = lambda d, s: kill() if s.segments_retired else real_publish(d, s)
+settings = MergerSettings(data_dir=data_dir, segment_bytes=2048, max_group_batches=1, retain_bytes=3000)
+MergeEngine(settings).run_pass()
+sys.exit(3)
+"""
+
+
+@pytest.mark.parametrize(
+    "point", ["before_new_file", "after_new_file", "after_journal_line", "after_state_json", "retired_not_removed"]
+)
+def test_sigkill_around_a_rollover_loses_and_duplicates_nothing(tmp_path, point):
+    reference = settings_of(tmp_path / "reference", retain_bytes=3000)
+    write_all(reference)
+    ref = MergeEngine(reference)
+    ref.run_pass()
+    ref.close()
+
+    settings = settings_of(tmp_path / "killed", retain_bytes=3000)
+    write_all(settings)
+    env = {**os.environ, "PYTHONPATH": str(Path.cwd())}
+    done = subprocess.run([sys.executable, "-c", CHILD, str(settings.data_dir), point], env=env, timeout=120)
+    assert done.returncode == -9, f"not killed at {point}"
+    engine = MergeEngine(settings)  # recovery
+    segment_files = sorted(p.name for p in (settings.merger_dir / "segments").iterdir())
+    assert segment_files == sorted(Path(g.file).name for g in engine.state.retained if g.seq)  # no stray file
+    engine.run_pass()
+    state = engine.state
+    engine.close()
+    # The verify of a merger: every row once (retired or retained), in order, none twice.
+    assert state.rows_merged == N_BATCHES * ROWS == state.rows_retired + sum(g.rows for g in state.retained)
+    assert retained_bytes(settings, state) == all_rows(state.rows_retired // ROWS)
+    assert retained_bytes(settings, state) == retained_bytes(reference, ref.state)
+    assert state.rows_retired == ref.state.rows_retired
