@@ -42,7 +42,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import polars as pl
@@ -52,55 +52,18 @@ from services.merger.batchfile import ParsedBatch, first_line, select_rows
 from services.merger.commit import CommitWriter
 from services.merger.errors import CommitWriteError, InvalidBatchError, MergeAttemptError
 from services.merger.offsets import OffsetCursor, merge_bounds
-from services.merger.plan import MergePlan
 from services.merger.planner import BatchPlanner, Planned, batch_file
 from services.merger.quarantine import prune_quarantine, prune_temp_files, quarantine_copy, quarantine_rejects
 from services.merger.readahead import ReadAhead, size_of
 from services.merger.recovery import recover
 from services.merger.rejects import select_rejects
+from services.merger.results import CommitResult, PassResult, time_bounds
 from services.merger.segments import grown
 from services.merger.settings import MergerSettings
-from services.merger.state import MergerEvent, MergerState, QuarantineEntry, save_state
+from services.merger.state import MergerState, QuarantineEntry, save_state
 from services.merger.streamed import commit_streamed
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class CommitResult:
-    """What one commit did (for metrics and freshness)."""
-
-    batch_ids: list[int] = field(default_factory=list)
-    merged: int = 0
-    rows: int = 0
-    empty: int = 0
-    quarantined: list[QuarantineEntry] = field(default_factory=list)
-    appended_bytes: int = 0
-    committed_at: float = 0.0
-    duration_s: float = 0.0
-    #: Per merged batch: eventTime of its rows, epoch microseconds.
-    event_times_us: list[pl.Series] = field(default_factory=list)
-    #: The lineage of batch_ids; rows dropped because their Kafka record was already merged.
-    lineage: str = LEGACY_LINEAGE
-    rows_skipped: int = 0
-    events: list[MergerEvent] = field(default_factory=list)
-    #: Reject lines appended to rejects.csv (and their bytes), and those left out (already merged).
-    rejects: int = 0
-    rejects_bytes: int = 0
-    rejects_skipped: int = 0
-    #: Per partition, the lowest and highest offset of the merged batches' records, and the lowest
-    #: and highest eventTime of their rows (when event_times_us holds a sample only).
-    offsets: dict[int, tuple[int, int]] = field(default_factory=dict)
-    event_time_bounds: tuple[int, int] | None = None
-
-
-@dataclass(frozen=True)
-class PassResult:
-    plan: MergePlan
-    stale_removed: int
-    files_present: int
-    #: The lineage the plan is about.
-    lineage: str = LEGACY_LINEAGE
 
 
 class MergeEngine(CommitWriter, ReadAhead):
@@ -278,7 +241,7 @@ class MergeEngine(CommitWriter, ReadAhead):
     def state_after(self, result: CommitResult, cursor: OffsetCursor, now: float) -> MergerState:
         """The state once `result` (batches up to its last, at `cursor`) is committed."""
         committed_size = self.state.committed_size + result.appended_bytes
-        active = grown(self.state.active, result.rows, committed_size, result.offsets, _time_bounds(result))
+        active = grown(self.state.active, result.rows, committed_size, result.offsets, time_bounds(result))
         return (
             replace(
                 cursor.into(self.state),
@@ -408,12 +371,3 @@ class MergeEngine(CommitWriter, ReadAhead):
     def _prune_temp_files(self) -> None:
         s = self.settings
         prune_temp_files(s, (s.state_file.name, s.journal_file.name, s.merged_csv.name, s.merged_rejects.name))
-
-
-def _time_bounds(result: CommitResult) -> tuple[int, int] | None:
-    """The lowest and highest eventTime of the rows `result` appended (epoch microseconds)."""
-    if result.event_time_bounds is not None:
-        return result.event_time_bounds
-    lows = [t.min() for t in result.event_times_us if t.len() and t.null_count() < t.len()]
-    highs = [t.max() for t in result.event_times_us if t.len() and t.null_count() < t.len()]
-    return (int(min(lows)), int(max(highs))) if lows else None  # type: ignore[call-overload]

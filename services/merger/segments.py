@@ -118,3 +118,8 @@ def stream_parts(state: MergerState, merger_dir: Path) -> list[Part]:
         if size > header:
             parts.append((g.path(merger_dir), header, size - header))
     return parts
+
+
+def served_size(state: MergerState) -> int:
+    """The bytes GET /merged.csv serves: committed_size while there is one segment."""
+    return sum(length for _, _, length in stream_parts(state, Path()))

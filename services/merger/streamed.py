@@ -33,10 +33,11 @@ from services.merger.errors import CommitWriteError, InvalidBatchError
 from services.merger.manifests import read_manifest
 from services.merger.offsets import OffsetCursor, merge_bounds
 from services.merger.rejects import select_rejects
+from services.merger.results import CommitResult
 from services.merger.writes import pwrite_all, writing
 
 if TYPE_CHECKING:
-    from services.merger.merge import CommitResult, MergeEngine
+    from services.merger.merge import MergeEngine
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +158,6 @@ def commit_streamed(
     Like MergeEngine._commit, a torn journal tail is settled before the first byte is written, a
     manifest without a topic id is held (nothing committed), and a quarantined batch's records
     count as merged."""
-    from services.merger.merge import CommitResult  # (merge imports this module)
 
     t0 = time.perf_counter()
     now = engine.clock()
