@@ -64,7 +64,7 @@ class SegmentIndex(BaseModel):
     generation: str
     segments: list[Segment] = Field(description="Retained segments, oldest first; the last one is the active one.")
     retired: list[Segment] = Field(
-        default_factory=list, description="Segments removed by retention (the newest 1000), oldest first."
+        default_factory=list, description="Segments removed by retention (the newest 200), oldest first."
     )
     rows_retired: int = Field(default=0, ge=0, description="Rows of every segment retention removed.")
     bytes_retired: int = Field(default=0, ge=0, description="Their data bytes.")

@@ -41,8 +41,9 @@ STATE_VERSION = 2
 MAX_QUARANTINE_ENTRIES = 1000
 #: ... and the newest events (topic recreated, offsets skipped, state rebuilt).
 MAX_EVENTS = 100
-#: ... and the newest retired segments (what verify needs to tell retired rows from missing ones).
-MAX_RETIRED_SEGMENTS = 1000
+#: ... and the newest retired segments (what verify needs to tell retired rows from missing ones;
+#: every journal line carries them: a few hundred bytes each).
+MAX_RETIRED_SEGMENTS = 200
 
 
 @dataclass(frozen=True)
