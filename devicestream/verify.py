@@ -346,8 +346,15 @@ def verify(
     with tempfile.TemporaryDirectory(dir=workdir, prefix="verify-") as d:
         scan, files = scan_topic(bootstrap, topic, Path(d), security=security)
         end = time.monotonic() + wait_s
+        gone = 0
         while True:
-            report = compare(scan, files.rows, files.invalid, merged_csv, rejects_dir)
+            try:
+                report = compare(scan, files.rows, files.invalid, merged_csv, rejects_dir)
+            except FileNotFoundError:  # a segment retention removed while it was read: read them again
+                gone += 1
+                if gone > 3:
+                    raise
+                continue
             if report.ok or time.monotonic() >= end:
                 return report
             time.sleep(1.0)
