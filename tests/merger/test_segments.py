@@ -3,6 +3,7 @@ SIGKILL at every point of a rollover and of a retention, and retention's retired
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
@@ -14,6 +15,8 @@ import orjson
 import pytest
 
 from contract.segments import SEGMENT_INDEX, SegmentIndex
+from services.merger import commit as commit_module
+from services.merger.errors import CommitWriteError
 from services.merger.merge import MergeEngine
 from services.merger.query import RowQuery
 from services.merger.query_api import query_sources
@@ -234,3 +237,25 @@ def test_http_serves_the_retained_segments_as_one_file(merger_runner, rows_dir):
         )
         seen = httpx.get(f"{url}/devices", timeout=5).json()["rows"]  # (rows retired before it read them: skipped)
         assert N_BATCHES * ROWS - state.rows_retired <= seen <= N_BATCHES * ROWS
+
+
+def test_a_full_disk_at_a_rollover_keeps_the_old_state_and_retries(tmp_path, monkeypatch):
+    settings = settings_of(tmp_path)
+    write_all(settings)
+    engine = MergeEngine(settings)
+
+    def no_space(*_args: object, **_kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(commit_module, "atomic_write_bytes", no_space)
+        with pytest.raises(CommitWriteError) as e:
+            engine.run_pass()
+    assert e.value.step == "rollover" and engine.state.active.seq == 0 and not engine.state.segments
+    kept = engine.state.rows_merged  # merged up to the first rollover, nothing past it
+    assert settings.merged_csv.read_bytes() == all_rows()[: engine.state.committed_size]
+    assert kept and not list((settings.merger_dir / "segments").glob("*.csv"))
+    engine.run_pass()  # space is back
+    state = engine.state
+    engine.close()
+    assert retained_bytes(settings, state) == all_rows() and len(state.segments) >= 3
