@@ -7,6 +7,7 @@ import errno
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,9 +15,10 @@ import httpx
 import orjson
 import pytest
 
-from contract.segments import SEGMENT_INDEX, SegmentIndex
+from contract.segments import SEGMENT_INDEX, Segment, SegmentIndex, segment_file
 from services.merger import commit as commit_module
 from services.merger.errors import CommitWriteError
+from services.merger.journal import JOURNAL_TAIL_BYTES, journal_line, load_journal
 from services.merger.merge import MergeEngine
 from services.merger.query import RowQuery
 from services.merger.query_api import query_sources
@@ -259,3 +261,18 @@ def test_a_full_disk_at_a_rollover_keeps_the_old_state_and_retries(tmp_path, mon
     state = engine.state
     engine.close()
     assert retained_bytes(settings, state) == all_rows() and len(state.segments) >= 3
+
+
+def test_a_journal_line_longer_than_the_tail_read_is_found(tmp_path):
+    """Many segments make a long journal line: the tail read grows until it holds a whole line."""
+    many = tuple(
+        Segment(seq=i, file=segment_file(i), start=i * 100, size=200, rows=1, offsets={0: (i, i), 1: (i, i)})
+        for i in range(1, 600)
+    )
+    state = replace(MergerState.fresh(), segments=many, commit_seq=7)
+    path = tmp_path / "journal.jsonl"
+    line = journal_line(state)
+    assert len(line) > JOURNAL_TAIL_BYTES
+    path.write_bytes(journal_line(replace(state, commit_seq=6)) + line)
+    loaded = load_journal(path)
+    assert loaded is not None and loaded.commit_seq == 7 and loaded.segments == many
