@@ -147,6 +147,7 @@ sys.exit(3)
 """
 
 
+@pytest.mark.integration  # (a merger child process, SIGKILLed)
 @pytest.mark.parametrize(
     "point", ["before_new_file", "after_new_file", "after_journal_line", "after_state_json", "retired_not_removed"]
 )
@@ -198,6 +199,7 @@ def test_queries_skip_segments_by_their_time_bounds(tmp_path):
     assert len(query_sources(state, settings.merger_dir, RowQuery())) == len(state.retained)
 
 
+@pytest.mark.integration  # (the real merger process)
 def test_http_serves_the_retained_segments_as_one_file(merger_runner, rows_dir):
     env = {"MERGER_SEGMENT_BYTES": "2048", "MERGER_MAX_GROUP_BATCHES": "1", "MERGER_RETAIN_BYTES": "3000"}
     settings = MergerSettings(data_dir=merger_runner.data_dir)

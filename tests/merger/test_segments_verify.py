@@ -23,7 +23,7 @@ from tests.documents import merger_status
 from tests.helpers import REPO_ROOT, produce, wait_for
 from tests.merger.batches import LINEAGE_A, write_keyed_batch
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.integration]  # (a broker, the merger, verify: real processes)
 
 N_BATCHES, PER_BATCH = 30, 12  # about 1.3 KB a batch: a 4 KB segment closes every third commit
 
