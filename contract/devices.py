@@ -75,8 +75,13 @@ class DevicesResponse(BaseModel):
         examples=[300],
     )
     window_end: datetime | None = Field(description="The end of the recent window: now, by the merger's clock (UTC).")
-    covered_size: int = Field(description="Bytes of merged.csv these figures cover (header included).")
-    committed_size: int = Field(description="Committed bytes of merged.csv now; equal once caught up.")
+    covered_size: int = Field(
+        description="Bytes of merged.csv these figures cover (header included). In segments: of the merged stream "
+        "ever written (every segment's data lines, retired ones included)."
+    )
+    committed_size: int = Field(
+        description="Committed bytes of merged.csv now (as covered_size); equal once caught up."
+    )
     rows: int = Field(description="Rows covered, those without a deviceId included.")
     rows_without_device: int = Field(description="Rows without a deviceId (in no device's figures).")
     rows_out_of_range: int = Field(
@@ -87,6 +92,11 @@ class DevicesResponse(BaseModel):
         default=0, description="Times a device was dropped to keep at most MERGER_DEVICES_MAX (least recently merged)."
     )
     rows_dropped: int = Field(default=0, description="Rows of the dropped devices (counted in `rows`).")
+    rows_retired: int = Field(
+        default=0,
+        description="Rows retention removed from merged.csv (MERGER_RETAIN_*): counted in `rows` when they were "
+        "covered before; no longer in merged.csv, not missing.",
+    )
     devices: list[DeviceFigures] = Field(description="This page, sorted by deviceId.")
     next_after: str | None = Field(
         default=None, description="Pass as `after` for the next page; None on the last page."

@@ -14,7 +14,9 @@
     lineage.json         the sink's run counter (contract.batches.LineageCounter): outside the
                          checkpoint, so a restored checkpoint backup cannot move it back
   merger/
-    merged.csv           the merged output
+    merged.csv           the merged output (with MERGER_SEGMENT_BYTES: its first segment)
+    segments/            merged-<seq>.csv: its later segments (contract/segments.py)
+    segments.json        the retained and retired segments, for readers (verify)
     rejects.csv          every rejected record of the merged batches (REJECT_COLUMNS), appended in
                          the same commit as the batch's rows; the batch's file in spark/rejects is
                          then deleted

@@ -76,6 +76,7 @@ class MergerStatus(BaseModel):
     batches_merged: int = 0
     last_batch_id: int | None = None
     rows_merged: int = 0
+    #: Bytes GET /merged.csv serves now (the retained segments: one header line, their data lines).
     file_size: int = 0
     empty_batches: int = 0
     quarantined: list[QuarantinedBatch] = Field(default_factory=list)
@@ -94,3 +95,9 @@ class MergerStatus(BaseModel):
     events: list[SourceEvent] = Field(default_factory=list)
     #: Set while a write fails (disk full...): the merge is paused and retried; None otherwise.
     write_blocked: WriteBlocked | None = None
+    #: merged.csv in segments (contract.segments): the retained ones (1 when segments are off), and
+    #: what retention removed: rows no longer in merged.csv, reported as retired (never missing).
+    segments: int = 1
+    segments_retired: int = 0
+    rows_retired: int = 0
+    bytes_retired: int = 0

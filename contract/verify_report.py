@@ -76,6 +76,11 @@ class VerifyReport(_Report):
         description="Merged rows no surviving record explains, below the retention floor: most likely rows "
         "of records retention deleted; counted, not judged.",
     )
+    rows_retired: int = Field(
+        default=0,
+        description="Rows not in merged.csv because the merger's retention removed their segment (MERGER_RETAIN_*): "
+        "their records lie within a retired segment's offsets; counted, not missing.",
+    )
     partitions_truncated: int = Field(
         default=0, description="Partitions whose log start offset is above 0 (retention deleted their oldest records)."
     )

@@ -30,13 +30,15 @@ import polars as pl
 from contract.csv import ROW_COLUMNS
 from contract.ledger import FAULT_KINDS, Ledger, LedgerError, ledger_path, read_ledger
 from contract.verify_report import RunReport
+from devicestream.merged_files import merged_files
 from devicestream.verify import _rejects, _strings, merged_rejects_of
 
 
 def _merged(merged_csv: Path) -> pl.DataFrame:
-    if not merged_csv.exists() or merged_csv.stat().st_size == 0:
+    paths = merged_files(merged_csv).paths  # (merged.csv, or its retained segments)
+    if not paths:
         return pl.DataFrame(schema=dict.fromkeys(ROW_COLUMNS, pl.String))
-    return _strings(merged_csv, ROW_COLUMNS).select("eventId", "eventOffset", "eventTime").collect()
+    return _strings(paths, ROW_COLUMNS).select("eventId", "eventOffset", "eventTime").collect()
 
 
 def own_rows(ledger: Ledger, merged: pl.DataFrame) -> pl.DataFrame:

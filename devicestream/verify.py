@@ -30,9 +30,7 @@ decoding and checking records is CPU-bound Python) and compared with polars' str
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import csv
-import io
 import logging
 import multiprocessing
 import os
@@ -46,10 +44,16 @@ import orjson
 import polars as pl
 from aiokafka.structs import TopicPartition
 
-from contract.csv import REJECT_COLUMNS, ROW_COLUMNS, parse_batch_file_name
+from contract.csv import ROW_COLUMNS
 from contract.kafka import PLAINTEXT, KafkaSecurity
-from contract.layout import MergerFiles
 from contract.verify_report import OffsetRange, VerifyReport
+from devicestream.merged_files import (  # noqa: F401 (re-exported: run_check, report, tests)
+    _complete_records,
+    _rejects,
+    merged_files,
+    merged_rejects_of,
+    split_retired,
+)
 from devicestream.validity import Invalid, expected_rows
 from kafka_io import admin as kafka_admin
 from kafka_io.clients import make_consumer
@@ -235,50 +239,6 @@ def _split_unexplained(unexplained: pl.LazyFrame, floor: int | None) -> tuple[pl
     return unexplained.filter(~below.fill_null(False)), unexplained.filter(below.fill_null(False))
 
 
-def _rejects(rejects_dir: Path, merged_rejects: Path | None = None) -> pl.LazyFrame:
-    """One row per rejected record: the reject files of batches not merged yet (spark/rejects) and
-    the merger's rejects.csv (merged batches). The files are read first: one the merger deletes
-    meanwhile had its lines appended to rejects.csv before, and rejects.csv is read after."""
-    frames = []
-    for p in sorted(rejects_dir.glob("batch-*.csv")):
-        if parse_batch_file_name(p.name) is None:
-            continue
-        try:
-            frames.append(_read_rejects(p.read_bytes()))
-        except FileNotFoundError:  # merged meanwhile: its lines are in rejects.csv
-            continue
-    if merged_rejects is not None:
-        with contextlib.suppress(FileNotFoundError):
-            frames.append(_read_rejects(_complete_records(merged_rejects.read_bytes())))
-    frames = [f for f in frames if f is not None]
-    if not frames:
-        return pl.LazyFrame(schema={"partition": pl.Int64, "offset": pl.Int64, "reason": pl.String})
-    return pl.concat(frames).unique(["partition", "offset"]).lazy()
-
-
-def merged_rejects_of(merged_csv: Path) -> Path:
-    """The merger's rejects.csv beside its merged.csv."""
-    return MergerFiles(merged_csv.parent).merged_rejects
-
-
-def _read_rejects(raw: bytes) -> pl.DataFrame | None:
-    if not raw:
-        return None
-    df = pl.read_csv(io.BytesIO(raw), schema=dict.fromkeys(REJECT_COLUMNS, pl.String))
-    return df.select(pl.col("partition").cast(pl.Int64), pl.col("offset").cast(pl.Int64), "reason")
-
-
-def _complete_records(raw: bytes) -> bytes:
-    """`raw` up to its last complete CSV record (the merger may be appending to it): a newline with
-    an odd number of quotes before it is inside a quoted field."""
-    end = len(raw)
-    while (i := raw.rfind(b"\n", 0, end)) >= 0:
-        if raw.count(b'"', 0, i) % 2 == 0:
-            return raw[: i + 1]
-        end = i
-    return b""
-
-
 def compare(
     scan: TopicScan,
     rows_csv: Path | list[Path],
@@ -291,8 +251,9 @@ def compare(
     expected = _strings(rows_csv, [*ROW_COLUMNS, "partition", "offset"]).with_columns(
         pl.col("partition").cast(pl.Int64), pl.col("offset").cast(pl.Int64)
     )
-    if merged_csv.exists() and merged_csv.stat().st_size > 0:
-        merged = _strings(merged_csv, ROW_COLUMNS)
+    files = merged_files(merged_csv)  # (merged.csv, or its retained segments)
+    if files.paths:
+        merged = _strings(files.paths, ROW_COLUMNS)
     else:
         merged = pl.LazyFrame(schema=dict.fromkeys(ROW_COLUMNS, pl.String))
     invalid = pl.scan_csv(invalid_csv, schema={"partition": pl.Int64, "offset": pl.Int64, "reason": pl.String})
@@ -301,7 +262,7 @@ def compare(
     counts = merged.group_by(KEY).agg(pl.len().alias("n"))
     rows_in_merged = merged.select(pl.len()).collect(**stream).item()
     dup = counts.filter(pl.col("n") > 1)
-    missing = expected.join(counts, on=KEY, how="anti")
+    retired, missing = split_retired(expected.join(counts, on=KEY, how="anti"), files, KEY)
     unexpected, before_retention = _split_unexplained(
         counts.join(expected.select(KEY), on=KEY, how="anti"), scan.retention_floor()
     )
@@ -319,6 +280,7 @@ def compare(
     def n(lf: pl.LazyFrame) -> int:
         return lf.select(pl.len()).collect(**stream).item()
 
+    rows_retired = n(retired)
     report = VerifyReport(
         records=scan.records,
         valid_records=scan.valid,
@@ -327,7 +289,10 @@ def compare(
         rows_expected=scan.rows,
         rows_in_merged=rows_in_merged,
         rejects_found=n(rejects),
-        rows_missing=n(missing.join(rejects, on=["partition", "offset"], how="anti")),
+        # (more rows in retired segments' bounds than retention removed: the rest are missing)
+        rows_missing=n(missing.join(rejects, on=["partition", "offset"], how="anti"))
+        + max(0, rows_retired - files.rows_retired),
+        rows_retired=min(rows_retired, files.rows_retired),
         rows_duplicated=int(dup.select((pl.col("n") - 1).sum()).collect(**stream).item() or 0),
         rows_altered=n(altered),
         rows_unexpected=n(unexpected),
@@ -382,8 +347,15 @@ def verify(
     with tempfile.TemporaryDirectory(dir=workdir, prefix="verify-") as d:
         scan, files = scan_topic(bootstrap, topic, Path(d), security=security)
         end = time.monotonic() + wait_s
+        gone = 0
         while True:
-            report = compare(scan, files.rows, files.invalid, merged_csv, rejects_dir)
+            try:
+                report = compare(scan, files.rows, files.invalid, merged_csv, rejects_dir)
+            except FileNotFoundError:  # a segment retention removed while it was read: read them again
+                gone += 1
+                if gone > 3:
+                    raise
+                continue
             if report.ok or time.monotonic() >= end:
                 return report
             time.sleep(1.0)

@@ -26,6 +26,7 @@ from contract.ledger import FAULT_KINDS, Ledger, LedgerError, ledger_path, read_
 from contract.progress import read_progress_or_none
 from contract.run_series import RunSeries, SeriesSample, read_series, series_path
 from contract.verify_report import RunReport
+from devicestream.merged_files import merged_files
 from devicestream.run_check import verify_run
 from devicestream.verify import _rejects, merged_rejects_of
 
@@ -131,10 +132,11 @@ def run_rows(merged_csv: Path, first: int | None, last: int | None) -> pl.LazyFr
     """merged.csv's rows whose eventOffset is in [first, last] (the run's), as a lazy scan: the
     figures are computed by polars' streaming engine, so memory does not grow with merged.csv."""
     schema = dict.fromkeys(ROW_COLUMNS, pl.String) | {"eventOffset": pl.Int64, "temperature": pl.Int64}
-    if first is None or last is None or not merged_csv.exists() or merged_csv.stat().st_size == 0:
+    paths = merged_files(merged_csv).paths  # (merged.csv, or its retained segments)
+    if first is None or last is None or not paths:
         return pl.LazyFrame(schema=schema)
     return (
-        pl.scan_csv(merged_csv, schema=schema)
+        pl.scan_csv(paths, schema=schema)
         .filter(pl.col("eventOffset").is_between(first, last))
         .select("eventOffset", "deviceId", "temperature", "status", "eventTime")
     )

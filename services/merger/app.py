@@ -9,7 +9,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from pathlib import Path
+from typing import BinaryIO
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -33,6 +33,7 @@ from services.merger.errors import (
 from services.merger.metrics import MergerMetrics
 from services.merger.query import reset_tmp_dir
 from services.merger.query_api import FILTER_RESPONSES, QueryService, RowQueryParam, query_router
+from services.merger.segments import Part, stream_parts
 from services.merger.settings import MergerSettings
 from services.merger.state import MergerState
 from services.merger.watcher import Watcher
@@ -52,18 +53,42 @@ class Readiness(BaseModel):
     notes: list[str] = []
 
 
-def _read_range(path: Path, start: int, length: int) -> Iterator[bytes]:
-    """Chunks of `path` from `start`, `length` bytes in all: memory flat whatever the file size."""
-    with open(path, "rb") as f:
-        f.seek(start)
-        remaining = length
-        while remaining > 0:
-            chunk = f.read(min(CHUNK_SIZE, remaining))
-            if not chunk:  # cannot happen for committed bytes; never hang a client on it
-                log.error("merged.csv shorter than its committed length", extra={"path": str(path)})
-                return
-            remaining -= len(chunk)
-            yield chunk
+def _open_parts(parts: list[Part]) -> list[tuple[BinaryIO, int, int]]:
+    """Open every part's file now: a segment retention removes meanwhile stays readable to this
+    answer (a consistent snapshot). Raises FileNotFoundError when one is already gone."""
+    opened: list[tuple[BinaryIO, int, int]] = []
+    try:
+        for path, offset, length in parts:
+            opened.append((open(path, "rb"), offset, length))  # noqa: SIM115 (closed by _read_range)
+    except BaseException:
+        for f, _, _ in opened:
+            f.close()
+        raise
+    return opened
+
+
+def _read_range(parts: list[tuple[BinaryIO, int, int]], start: int, length: int) -> Iterator[bytes]:
+    """Chunks of the parts' bytes (one after the other) from `start`, `length` bytes in all: memory
+    flat whatever the size. Closes the files."""
+    try:
+        pos = 0
+        for f, offset, size in parts:
+            begin, end = max(start, pos), min(start + length, pos + size)
+            pos += size
+            if begin >= end:
+                continue
+            f.seek(offset + begin - (pos - size))
+            remaining = end - begin
+            while remaining > 0:
+                chunk = f.read(min(CHUNK_SIZE, remaining))
+                if not chunk:  # cannot happen for committed bytes; never hang a client on it
+                    log.error("a segment is shorter than its committed length", extra={"path": f.name})
+                    return
+                remaining -= len(chunk)
+                yield chunk
+    finally:
+        for f, _, _ in parts:
+            f.close()
 
 
 def create_app(settings: MergerSettings) -> FastAPI:
@@ -145,12 +170,14 @@ def create_app(settings: MergerSettings) -> FastAPI:
     app.include_router(query_router(queries), dependencies=internal, responses=UNAUTHORIZED)
     app.include_router(devices_router(tracker), dependencies=internal, responses=UNAUTHORIZED)
 
-    def snapshot() -> Snapshot:
+    def snapshot() -> tuple[Snapshot, list[Part]]:
         state = committed_state()
         # Before the first row is merged the committed prefix is the header line alone: that is an
         # answer (an empty table), so readers pointed at merged.csv work from the first second.
         last_modified = state.last_merge_at if state.last_merge_at is not None else started_at
-        return Snapshot(state.generation, state.committed_size, last_modified)
+        parts = stream_parts(state, settings.merger_dir)
+        size = sum(p[2] for p in parts)
+        return Snapshot(state.generation, size, last_modified, state.retained[0].seq), parts
 
     @app.api_route(
         "/merged.csv",
@@ -172,11 +199,12 @@ def create_app(settings: MergerSettings) -> FastAPI:
     )
     async def merged_csv(request: Request, q: RowQueryParam) -> Response:
         """merged.csv up to its committed length: one header, then whole rows only, whatever is being
-        appended meanwhile. Supports ETag/If-None-Match, HEAD and a single byte Range. With filters,
+        appended meanwhile (in segments: the retained ones, oldest first, as one file). Supports
+        ETag/If-None-Match, HEAD and a single byte Range. With filters,
         only the matching rows and columns (same header line for the columns kept), without Range."""
         if not q.is_unfiltered:
             return await queries.answer(request, q, "csv")
-        snap = snapshot()
+        snap, parts = snapshot()
         headers = {
             "ETag": snap.etag,
             "Last-Modified": snap.last_modified_http,
@@ -197,8 +225,12 @@ def create_app(settings: MergerSettings) -> FastAPI:
         headers["Content-Length"] = str(length)
         if request.method == "HEAD":
             return Response(status_code=status, headers=headers, media_type=CSV_MEDIA_TYPE)
+        try:
+            opened = _open_parts(parts)
+        except FileNotFoundError:  # retention removed a segment just now: the next snapshot
+            return await merged_csv(request, q)
         return StreamingResponse(
-            _read_range(settings.merged_csv, start, length),
+            _read_range(opened, start, length),
             status_code=status,
             headers=headers,
             media_type=CSV_MEDIA_TYPE,

@@ -62,6 +62,21 @@ def read_whole_lines(path: Path, start: int, end: int, chunk: int = READ_CHUNK) 
             pos += cut
 
 
+def read_merged_lines(state: MergerState, merger_dir: Path, start: int, end: int) -> Iterator[tuple[int, bytes]]:
+    """read_whole_lines over the merged stream (contract.segments): positions [start, end) of the
+    data lines of every segment ever written, read from the retained ones (what retention removed
+    is skipped). With one segment, merged.csv's own offsets."""
+    header = len(HEADER_LINE)
+    for g in state.retained:
+        size = state.committed_size if g.seq == state.active.seq else g.size
+        g_end = g.start + size - header
+        lo, hi = max(start, g.start), min(end, g_end)
+        if lo >= hi:
+            continue
+        for pos, data in read_whole_lines(g.path(merger_dir), header + lo - g.start, header + hi - g.start):
+            yield g.start + pos - header, data
+
+
 class DeviceTracker:
     def __init__(
         self,
@@ -104,16 +119,19 @@ class DeviceTracker:
 
     def _behind(self) -> float:
         state = self.state()
-        return 0.0 if state is None else float(max(0, state.committed_size - self.covered_size))
+        return 0.0 if state is None else float(max(0, state.merged_size - self.covered_size))
 
     # -- answers ----------------------------------------------------------------------------------
 
     def response(self, device_id: str | None = None, *, limit: int = 100, after: str | None = None) -> DevicesResponse:
         """One page of the figures (or one device's), the recent window ending now."""
         state = self.state()
-        committed = 0 if state is None else state.committed_size
+        committed = 0 if state is None else state.merged_size
+        retired = 0 if state is None else state.rows_retired
         with self._lock:
-            return self.book.response(self.covered_size, committed, now_us(), only=device_id, limit=limit, after=after)
+            return self.book.response(
+                self.covered_size, committed, now_us(), only=device_id, limit=limit, after=after, rows_retired=retired
+            )
 
     # -- keeping up -------------------------------------------------------------------------------
 
@@ -124,7 +142,7 @@ class DeviceTracker:
             doc = read_json(self.snapshot_file)
             if isinstance(doc, dict) and doc.get("version") == SNAPSHOT_VERSION:
                 size = int(doc["covered_size"])
-                if doc["generation"] == state.generation and size <= state.committed_size:
+                if doc["generation"] == state.generation and size <= state.merged_size:
                     candidate = DeviceBook.from_json(doc["book"], self.max_devices)
                     if candidate.window_s == self.window_s:
                         book, covered = candidate, size
@@ -137,17 +155,17 @@ class DeviceTracker:
         self._saved_size = covered if covered > len(HEADER_LINE) else -1
         log.info(
             "device figures loaded",
-            extra={"covered_size": covered, "committed_size": state.committed_size, "devices": len(book.total)},
+            extra={"covered_size": covered, "committed_size": state.merged_size, "devices": len(book.total)},
         )
 
     def catch_up(self, state: MergerState) -> int:
         """Add the rows committed since covered_size; returns the bytes read."""
-        if state.generation != self.generation or state.committed_size < self.covered_size:
+        if state.generation != self.generation or state.merged_size < self.covered_size:
             self.load(state)
-        start, end = self.covered_size, state.committed_size
+        start, end = self.covered_size, state.merged_size
         if end <= start:
             return 0
-        for chunk_end, data in read_whole_lines(self.merged_csv, start, end):
+        for chunk_end, data in read_merged_lines(state, self.merged_csv.parent, start, end):
             with self.update_duration.time():
                 df = parse_rows(data)
                 with self._lock:

@@ -225,6 +225,7 @@ class DeviceBook:
         only: str | None = None,
         limit: int = 100,
         after: str | None = None,
+        rows_retired: int = 0,
     ) -> DevicesResponse:
         names, next_after = ([only], None) if only is not None else self.page(limit, after)
         devices = [d for d in (self.device(n, now) for n in names) if d is not None]
@@ -239,6 +240,7 @@ class DeviceBook:
             devices_kept=len(self.total),
             devices_dropped=self.devices_dropped,
             rows_dropped=self.rows_dropped,
+            rows_retired=rows_retired,
             devices=devices,
             next_after=next_after,
         )

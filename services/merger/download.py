@@ -27,11 +27,17 @@ class Snapshot:
     generation: str
     size: int
     last_modified: float
+    #: The first segment retained (contract.segments): retention removes the oldest rows, so the
+    #: same length may then hold other bytes.
+    first_segment: int = 0
 
     @property
     def etag(self) -> str:
         # The committed prefix of a generation of merged.csv never changes (appends only), so the
-        # generation and the length identify the bytes: a strong validator.
+        # generation and the length identify the bytes: a strong validator. Once retention removed
+        # segments, the first one retained is part of it.
+        if self.first_segment:
+            return f'"{self.generation}-{self.first_segment}-{self.size}"'
         return f'"{self.generation}-{self.size}"'
 
     @property

@@ -38,82 +38,35 @@ or alone (no rows file, no manifest) once every line's record is merged."""
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
-import orjson
 import polars as pl
 
-from contract.batches import BatchManifest
-from contract.csv import (
-    LEGACY_LINEAGE,
-    MANIFEST_SUFFIX,
-    BatchName,
-    manifest_file_name,
-    parse_batch_name,
-)
-from contract.files import TEMP_PATTERN, atomic_write_bytes, fsync_dir
-from services.merger.batchfile import ParsedBatch, first_line, parse_batch, select_rows
+from contract.csv import LEGACY_LINEAGE, MANIFEST_SUFFIX, BatchName, manifest_file_name
+from services.merger.batchfile import ParsedBatch, first_line, select_rows
+from services.merger.commit import CommitWriter
 from services.merger.errors import CommitWriteError, InvalidBatchError, MergeAttemptError
-from services.merger.manifests import read_manifest
-from services.merger.offsets import OffsetCursor
-from services.merger.plan import MergePlan
+from services.merger.offsets import OffsetCursor, merge_bounds
 from services.merger.planner import BatchPlanner, Planned, batch_file
+from services.merger.quarantine import prune_quarantine, prune_temp_files, quarantine_copy, quarantine_rejects
+from services.merger.readahead import ReadAhead, size_of
+from services.merger.recovery import recover
 from services.merger.rejects import select_rejects
+from services.merger.results import CommitResult, PassResult, time_bounds
+from services.merger.segments import grown
 from services.merger.settings import MergerSettings
-from services.merger.state import MergerEvent, MergerState, QuarantineEntry, recover, save_state
-from services.merger.streamed import commit_streamed, copy_durable
-from services.merger.writes import pwrite_all, write_all, writing
+from services.merger.state import MergerState, QuarantineEntry, save_state
+from services.merger.streamed import commit_streamed
 
 log = logging.getLogger(__name__)
 
-#: An invalid reject file is quarantined under this prefix and its batch file name.
-_REJECTS_PREFIX = "rejects-"
-#: (batch name, path, raw bytes or None when the file vanished, parsed batch / None if empty / the error,
-#: the manifest (None for a legacy batch))
-_Loaded = tuple[BatchName, Path, bytes | None, ParsedBatch | Exception | None, BatchManifest | None]
 
-
-@dataclass
-class CommitResult:
-    """What one commit did (for metrics and freshness)."""
-
-    batch_ids: list[int] = field(default_factory=list)
-    merged: int = 0
-    rows: int = 0
-    empty: int = 0
-    quarantined: list[QuarantineEntry] = field(default_factory=list)
-    appended_bytes: int = 0
-    committed_at: float = 0.0
-    duration_s: float = 0.0
-    #: Per merged batch: eventTime of its rows, epoch microseconds.
-    event_times_us: list[pl.Series] = field(default_factory=list)
-    #: The lineage of batch_ids; rows dropped because their Kafka record was already merged.
-    lineage: str = LEGACY_LINEAGE
-    rows_skipped: int = 0
-    events: list[MergerEvent] = field(default_factory=list)
-    #: Reject lines appended to rejects.csv (and their bytes), and those left out (already merged).
-    rejects: int = 0
-    rejects_bytes: int = 0
-    rejects_skipped: int = 0
-
-
-@dataclass(frozen=True)
-class PassResult:
-    plan: MergePlan
-    stale_removed: int
-    files_present: int
-    #: The lineage the plan is about.
-    lineage: str = LEGACY_LINEAGE
-
-
-class MergeEngine:
+class MergeEngine(CommitWriter, ReadAhead):
     """Owns merged.csv and state.json. Not thread-safe: one thread runs passes; other threads may
     read `state` (an immutable snapshot, swapped after each commit)."""
 
@@ -136,13 +89,7 @@ class MergeEngine:
             settings.quarantine_dir,
             rejects_path=settings.merged_rejects,
         )
-        self._fd = os.open(settings.merged_csv, os.O_WRONLY)
-        self._rejects_fd = os.open(settings.merged_rejects, os.O_WRONLY)
-        self._journal_fd = os.open(settings.journal_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        #: The journal's length up to its last complete line (anything past it is cut before a write).
-        self._journal_end = os.fstat(self._journal_fd).st_size
-        #: False while the committed state is in the journal only (state.json not written yet).
-        self._state_saved = True
+        self._open_outputs()
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="merger-read")
         self.planner = BatchPlanner(settings, clock)
         #: Failed attempts per file name (unexpected errors only), reset when the file is quarantined,
@@ -158,14 +105,11 @@ class MergeEngine:
                 "committed_size": self.state.committed_size,
             },
         )
+        self.publish_segments()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
-        for name in ("_fd", "_rejects_fd", "_journal_fd"):
-            fd = getattr(self, name)
-            if fd >= 0:
-                os.close(fd)
-                setattr(self, name, -1)
+        self._close_outputs()
 
     # -- one pass ---------------------------------------------------------------------------------
 
@@ -187,6 +131,7 @@ class MergeEngine:
         Raises CommitWriteError (e.g. ENOSPC) with nothing deleted (see _commit), or another OSError."""
         stale_removed = 0
         self.save_pending_state()  # before any batch file is deleted
+        self.retire()
         while True:
             planned = self.plan()
             stale_removed += self._remove_stale(planned.stale)
@@ -221,6 +166,7 @@ class MergeEngine:
         early once the group holds max_group_bytes. A batch whose rows and rejects files pass
         file_budget_bytes is committed alone, streamed in row-bounded chunks (services.merger.streamed)."""
         names = [n if isinstance(n, BatchName) else BatchName(lineage, n) for n in ready]
+        self.roll_over()
         for i, name in enumerate(names):
             if self._file_bytes(name) > self.settings.file_budget_bytes:
                 if i == 0:
@@ -245,12 +191,12 @@ class MergeEngine:
             selected: tuple[bytes, int, pl.Series] | None = None
             if isinstance(parsed, ParsedBatch):
                 try:
-                    selected = self._select(cursor, parsed, result)
+                    selected = self.select(cursor, parsed, result)
                 except Exception as e:
                     parsed = e
             if isinstance(parsed, Exception) and not isinstance(parsed, InvalidBatchError):
                 try:
-                    parsed = InvalidBatchError(self._failed_attempt(path, parsed))
+                    parsed = InvalidBatchError(self.failed_attempt(path, parsed))
                 except MergeAttemptError as e:
                     # Commit what precedes it, as if this batch had not been seen; it is tried again.
                     cursor, result.rows_skipped = before[0], before[2]
@@ -258,9 +204,11 @@ class MergeEngine:
                     retry = e
                     break
             if isinstance(parsed, InvalidBatchError):
-                result.quarantined.append(self._quarantine_copy(path, raw, name.batch_id, parsed.reason))
+                result.quarantined.append(self.quarantine_copy(path, raw, name.batch_id, parsed.reason))
             else:
                 self._count(result, selected, chunks)
+                if selected is not None and selected[1] and isinstance(parsed, ParsedBatch):
+                    merge_bounds(result.offsets, parsed.partition_bounds)
             self._add_rejects(path.name, cursor, result, reject_chunks)
             cursor.advance(manifest, parsed.partition_bounds if isinstance(parsed, ParsedBatch) else {})
             result.batch_ids.append(name.batch_id)
@@ -288,16 +236,19 @@ class MergeEngine:
         return self.settings.rows_dir
 
     def _file_bytes(self, name: BatchName) -> int:
-        return _size(self.rows_dir / batch_file(name)) + _size(self.settings.rejects_dir / batch_file(name))
+        return size_of(self.rows_dir / batch_file(name)) + size_of(self.settings.rejects_dir / batch_file(name))
 
     def state_after(self, result: CommitResult, cursor: OffsetCursor, now: float) -> MergerState:
         """The state once `result` (batches up to its last, at `cursor`) is committed."""
+        committed_size = self.state.committed_size + result.appended_bytes
+        active = grown(self.state.active, result.rows, committed_size, result.offsets, time_bounds(result))
         return (
             replace(
                 cursor.into(self.state),
                 last_batch_id=result.batch_ids[-1],
                 lineage=result.lineage,
-                committed_size=self.state.committed_size + result.appended_bytes,
+                committed_size=committed_size,
+                active=active,
                 batches_merged=self.state.batches_merged + result.merged,
                 rows_merged=self.state.rows_merged + result.rows,
                 rows_skipped=self.state.rows_skipped + result.rows_skipped,
@@ -323,7 +274,7 @@ class MergeEngine:
                 path.unlink(missing_ok=True)
                 (path.parent / manifest_file_name(path.name)).unlink(missing_ok=True)
         if result.quarantined:
-            self._prune_quarantine()
+            prune_quarantine(self.settings)
         if result.batch_ids:
             log.info(
                 "committed batches",
@@ -348,7 +299,7 @@ class MergeEngine:
             raise retry
         return result
 
-    def _failed_attempt(self, path: Path, error: Exception) -> str:
+    def failed_attempt(self, path: Path, error: Exception) -> str:
         """Count a failed attempt at a file (an unexpected error: csv.Error, a polars panic...). Raises
         MergeAttemptError while it may be retried; then returns the reason to quarantine it."""
         reason = f"{type(error).__name__}: {first_line(str(error))}"
@@ -375,7 +326,7 @@ class MergeEngine:
         try:
             selected = select_rejects(raw, cursor.current.unmerged)
         except InvalidBatchError as e:
-            result.quarantined.append(self._quarantine_rejects(path, raw, e.reason))
+            result.quarantined.append(self.quarantine_rejects(path, raw, e.reason))
             return
         if selected.data:
             chunks.append(selected.data)
@@ -383,19 +334,8 @@ class MergeEngine:
         result.rejects_bytes += len(selected.data)
         result.rejects_skipped += selected.skipped
 
-    def _quarantine_rejects(self, path: Path, raw: bytes | None, reason: str) -> QuarantineEntry:
-        name = f"{_REJECTS_PREFIX}{path.name}"
-        with writing("quarantine", self.settings.quarantine_dir / name):
-            if raw is None:  # (a big file: copied without holding it)
-                copy_durable(path, self.settings.quarantine_dir / name)
-            else:
-                atomic_write_bytes(self.settings.quarantine_dir / name, raw)
-            atomic_write_bytes(self.settings.quarantine_dir / f"{name}.reason.txt", (reason + "\n").encode())
-        log.warning("quarantined an invalid reject file", extra={"path": str(path), "reason": reason})
-        return QuarantineEntry(file=name, reason=reason, at=self.clock())
-
     @staticmethod
-    def _select(cursor: OffsetCursor, parsed: ParsedBatch, result: CommitResult) -> tuple[bytes, int, pl.Series]:
+    def select(cursor: OffsetCursor, parsed: ParsedBatch, result: CommitResult) -> tuple[bytes, int, pl.Series]:
         """The bytes to append for a valid batch, its row count and eventTimes (rows whose Kafka
         record is merged already left out)."""
         if not parsed.keyed:
@@ -407,53 +347,6 @@ class MergeEngine:
         kept = int(keep.sum())
         result.rows_skipped += parsed.rows - kept
         return data, kept, parsed.event_time_us.filter(keep)
-
-    def _read_ahead(self, ready: list[BatchName]) -> Iterator[_Loaded]:
-        """Load results in `ready` order. Files are submitted while the bytes in flight stay under
-        read_ahead_bytes (one at least), so memory is bounded by bytes, not by a number of files."""
-        pending: deque[tuple[int, Future[_Loaded]]] = deque()
-        in_flight = 0
-        items = iter(ready)
-        nxt = next(items, None)
-        try:
-            while True:
-                while nxt is not None and (not pending or in_flight < self.settings.read_ahead_bytes):
-                    path = self.settings.rows_dir / batch_file(nxt)
-                    size = _size(path)
-                    pending.append((size, self._pool.submit(self._load, (nxt, path))))
-                    in_flight += size
-                    nxt = next(items, None)
-                if not pending:
-                    return
-                size, future = pending.popleft()
-                in_flight -= size
-                yield future.result()
-        finally:
-            for _, f in pending:
-                f.cancel()
-
-    @staticmethod
-    def _load(item: tuple[BatchName, Path]) -> _Loaded:
-        """Read and check one file. An OSError reading it is raised (the pass is retried, as for disk
-        full); any exception checking it is returned: the caller decides."""
-        batch_id, path = item
-        manifest: BatchManifest | None = None
-        try:
-            raw = path.read_bytes()
-        except FileNotFoundError:
-            return batch_id, path, None, None, None
-        try:
-            manifest = read_manifest(path)
-            parsed = parse_batch(raw)
-            if manifest is not None and parsed is not None and not parsed.keyed:
-                raise InvalidBatchError("a batch with a manifest has no Kafka columns")
-            return batch_id, path, raw, parsed, manifest
-        except Exception as e:  # InvalidBatchError, or anything unexpected (retried, then quarantined)
-            return batch_id, path, raw, e, manifest
-        except BaseException as e:  # a polars panic is a BaseException (pyo3's PanicException)
-            if isinstance(e, KeyboardInterrupt | SystemExit):
-                raise
-            return batch_id, path, raw, RuntimeError(f"{type(e).__name__}: {e}"), manifest
 
     @staticmethod
     def _count(result: CommitResult, selected: tuple[bytes, int, pl.Series] | None, chunks: list[bytes]) -> None:
@@ -467,214 +360,14 @@ class MergeEngine:
         result.appended_bytes += len(data)
         result.event_times_us.append(event_time_us)
 
-    def _commit(self, chunks: list[bytes], state: MergerState, reject_chunks: list[bytes] | None = None) -> None:
-        """Write `chunks` (and `reject_chunks` to rejects.csv) at the committed lengths, make them
-        durable, then append `state` (which points past them) to the journal and fsync it (the
-        commit point), then write state.json. Every write is checked (short writes too). Raises
-        CommitWriteError naming the step and the file:
-        - up to the journal line: the journal and both files are cut back, the old state stands;
-        - at state.json: the commit stands (self.state is `state`), state.json is written by the
-          next pass (save_pending_state), and the caller deletes no batch file meanwhile."""
-        files = self.settings
-        line = orjson.dumps(state.journal_json()) + b"\n"
-        try:
-            with writing("journal", files.journal_file):
-                self._settle_journal()
-            if chunks:
-                with writing("rows", files.merged_csv):
-                    pwrite_all(self._fd, chunks, self.state.committed_size)
-                    os.fdatasync(self._fd)
-            if reject_chunks:
-                with writing("rejects", files.merged_rejects):
-                    pwrite_all(self._rejects_fd, reject_chunks, self.state.rejects_committed_size)
-                    os.fdatasync(self._rejects_fd)
-            with writing("journal", files.journal_file):
-                write_all(self._journal_fd, line)
-                os.fdatasync(self._journal_fd)
-        except CommitWriteError as e:
-            log.error(
-                "commit not written, retried later",
-                extra={"step": e.step, "path": e.filename, "error": e.strerror, "batch_id": state.last_batch_id},
-            )
-            if self._cut_journal(self._journal_end):
-                self._after_failed_commit(state)
-            raise
-        # Committed (the journal line). state.json follows; the batch files wait for it.
-        journal_size, self._journal_end = self._journal_end, self._journal_end + len(line)
-        self.state, self._state_saved = state, False
-        self.save_pending_state()
-        if journal_size > self.settings.journal_max_bytes:
-            self._compact_journal(state)
-
-    def save_pending_state(self) -> None:
-        """Write state.json when the last commit is in the journal only. Raises CommitWriteError
-        ("state") while it cannot be written: until then no batch file may be deleted."""
-        if self._state_saved:
-            return
-        try:
-            with writing("state", self.settings.state_file):
-                save_state(self.settings.state_file, self.state)
-        except CommitWriteError as e:
-            log.error(
-                "state.json not written (the journal has the commit); batch files kept until it is",
-                extra={"path": e.filename, "error": e.strerror, "batch_id": self.state.last_batch_id},
-            )
-            raise
-        self._state_saved = True
-
-    def _settle_journal(self) -> None:
-        """Cut what follows the journal's last complete line (left when a cut failed) before a line
-        is appended, so a line is never glued to a torn one. Raises OSError when it cannot."""
-        if os.fstat(self._journal_fd).st_size > self._journal_end:
-            os.ftruncate(self._journal_fd, self._journal_end)
-            os.fdatasync(self._journal_fd)
-            self._after_failed_commit(self.state)  # the tails of that commit too, now that they may go
-
-    def _cut_journal(self, size: int) -> bool:
-        """Cut the journal back to `size` (its last complete line) and make that durable before
-        merged.csv is cut (never a journal line pointing past merged.csv). False when it could not:
-        the torn line is then cut before the next write, or on start, and never read."""
-        try:
-            os.ftruncate(self._journal_fd, size)
-            os.fdatasync(self._journal_fd)
-            return True
-        except OSError:
-            log.exception("could not cut the journal back; its last line is cut before the next write, or on start")
-            return False
-
-    def _compact_journal(self, state: MergerState) -> None:
-        """Replace the journal by its last line (atomically), so it stays small."""
-        path = self.settings.journal_file
-        line = orjson.dumps(state.journal_json()) + b"\n"
-        try:
-            atomic_write_bytes(path, line)
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND)
-        except OSError as e:  # the long journal stays, complete; compacted after a later commit
-            log.warning("journal not compacted", extra={"path": str(path), "error": str(e)})
-            return
-        os.close(self._journal_fd)
-        self._journal_fd, self._journal_end = fd, len(line)
-
-    def _after_failed_commit(self, attempted: MergerState) -> None:
-        """Cut merged.csv and rejects.csv back to their committed lengths (what is past them is
-        ignored by readers and cut on start when this fails)."""
-        for fd, size, name in (
-            (self._fd, self.state.committed_size, "merged.csv"),
-            (self._rejects_fd, self.state.rejects_committed_size, "rejects.csv"),
-        ):
-            try:
-                os.ftruncate(fd, size)
-            except OSError:
-                log.exception("could not cut %s back; it is done on the next start", name)
-
     # -- what services.merger.streamed uses ------------------------------------------------------
 
-    @property
-    def merged_fd(self) -> int:
-        return self._fd
-
-    @property
-    def rejects_fd(self) -> int:
-        return self._rejects_fd
-
-    def select(self, cursor: OffsetCursor, parsed: ParsedBatch, result: CommitResult) -> tuple[bytes, int, pl.Series]:
-        return self._select(cursor, parsed, result)
-
-    def failed_attempt(self, path: Path, error: Exception) -> str:
-        return self._failed_attempt(path, error)
-
     def quarantine_copy(self, path: Path, raw: bytes | None, batch_id: int, reason: str) -> QuarantineEntry:
-        return self._quarantine_copy(path, raw, batch_id, reason)
+        return quarantine_copy(self.settings, path, raw, batch_id, reason, self.clock())
 
     def quarantine_rejects(self, path: Path, raw: bytes | None, reason: str) -> QuarantineEntry:
-        return self._quarantine_rejects(path, raw, reason)
-
-    def cut_back(self, *, rows_too: bool = True) -> None:
-        """Cut rejects.csv (and merged.csv) back to their committed lengths (nothing past them counts)."""
-        if rows_too:
-            self._after_failed_commit(self.state)
-            return
-        try:
-            os.ftruncate(self._rejects_fd, self.state.rejects_committed_size)
-        except OSError:
-            log.exception("could not cut rejects.csv back; it is done on the next start")
-
-    def settle_journal(self) -> None:
-        """_settle_journal for a commit that writes its rows itself (services.merger.streamed), before
-        its first write. Raises CommitWriteError ("journal")."""
-        with writing("journal", self.settings.journal_file):
-            self._settle_journal()
-
-    def commit_state(self, state: MergerState) -> None:
-        """Commit `state` (its rows and reject lines are written and fdatasynced already)."""
-        self._commit([], state, [])
-
-    def _quarantine_copy(self, path: Path, raw: bytes | None, batch_id: int, reason: str) -> QuarantineEntry:
-        """Put a durable copy of an invalid batch file and its reason in the quarantine folder. The
-        original is removed only after the state records the batch, so a crash in between repeats this."""
-        qdir = self.settings.quarantine_dir
-        manifest = path.parent / manifest_file_name(path.name)
-        if manifest.exists():
-            with writing("quarantine", qdir / manifest.name):
-                atomic_write_bytes(qdir / manifest.name, manifest.read_bytes())
-        with writing("quarantine", qdir / path.name):
-            if raw is None:  # (a big file: copied without holding it)
-                copy_durable(path, qdir / path.name)
-            else:
-                atomic_write_bytes(qdir / path.name, raw)
-            atomic_write_bytes(qdir / f"{path.name}.reason.txt", (reason + "\n").encode())
-        log.warning(
-            "quarantined an invalid batch file", extra={"path": str(path), "batch_id": batch_id, "reason": reason}
-        )
-        return QuarantineEntry(file=path.name, reason=reason, at=self.clock())
-
-    def _prune_quarantine(self) -> None:
-        """Keep the quarantine folder within quarantine_max_files batch files and quarantine_max_bytes
-        (the oldest go first, with their reason and manifest; each one is logged)."""
-        qdir = self.settings.quarantine_dir
-        batches = []
-        for p in qdir.iterdir():
-            if parse_batch_name(p.name.removeprefix(_REJECTS_PREFIX)) is None:
-                continue
-            related = [p, qdir / f"{p.name}.reason.txt", qdir / manifest_file_name(p.name)]
-            st = p.stat()
-            batches.append((st.st_mtime, p.name, sum(_size(r) for r in related), related))
-        batches.sort()
-        total = sum(b[2] for b in batches)
-        while batches and (
-            len(batches) > self.settings.quarantine_max_files or total > self.settings.quarantine_max_bytes
-        ):
-            _, name, size, related = batches.pop(0)
-            for r in related:
-                r.unlink(missing_ok=True)
-            total -= size
-            log.warning("pruned a quarantined batch file (quarantine bound)", extra={"file": name, "bytes": size})
-        fsync_dir(qdir)
+        return quarantine_rejects(self.settings, path, raw, reason, self.clock())
 
     def _prune_temp_files(self) -> None:
-        """Remove atomic_write_bytes' temp files left behind (a crash in the middle of a write), at
-        start and after each pass: those of the merge thread's own files (quarantine/, state.json,
-        the journal, merged.csv and rejects.csv when created) whatever their process id, and any
-        other of another process (this one's devices.json writer may be writing its temp file now;
-        one left by a crashed process of the same id, as in a container, is overwritten by it)."""
         s = self.settings
-        own = (s.state_file.name, s.journal_file.name, s.merged_csv.name, s.merged_rejects.name)
-        for folder in (s.merger_dir, s.quarantine_dir):
-            try:
-                names = [e.name for e in os.scandir(folder) if e.is_file(follow_symlinks=False)]
-            except OSError:
-                continue
-            for name in names:
-                m = TEMP_PATTERN.match(name)
-                if m is None:
-                    continue
-                if folder == s.quarantine_dir or m.group(1) in own or int(m.group(2)) != os.getpid():
-                    (folder / name).unlink(missing_ok=True)
-                    log.info("removed a temp file left behind", extra={"path": str(folder / name)})
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0
+        prune_temp_files(s, (s.state_file.name, s.journal_file.name, s.merged_csv.name, s.merged_rejects.name))

@@ -40,6 +40,15 @@ TEXT_SCHEMA: Final = pl.Schema(dict.fromkeys(ROW_COLUMNS, pl.String))
 EVENT_TIME_TYPE: Final = pl.Datetime("us", "UTC")
 
 
+def might_match(q: RowQuery, event_time_us: tuple[int, int] | None) -> bool:
+    """Whether rows whose eventTimes lie within `event_time_us` (a segment's bounds; None: unknown)
+    may match q's time filter: a segment that cannot is skipped whole."""
+    if event_time_us is None:
+        return True
+    low, high = (datetime.fromtimestamp(t / 1e6, UTC) for t in event_time_us)
+    return not ((q.since is not None and high < q.since) or (q.until is not None and low >= q.until))
+
+
 @dataclass(frozen=True)
 class RowQuery:
     """Which rows and columns: `since` <= eventTime < `until`; each list matches any of its values
@@ -142,17 +151,20 @@ class Abandoned(Exception):
     """The reader of the answer has gone: the query stops."""
 
 
-def plan(
-    source: Path, committed_rows: int, q: RowQuery, fmt: Format, check: Callable[[], None] | None = None
-) -> pl.LazyFrame:
-    """The lazy query over the first `committed_rows` data rows of `source` (merged.csv). `check`
-    runs between batches of the scan; it raises (Abandoned) to stop the query."""
+#: A file to read and its committed data rows (merged.csv, or each segment: contract.segments).
+Source = tuple[Path, int]
+
+
+def plan(sources: list[Source], q: RowQuery, fmt: Format, check: Callable[[], None] | None = None) -> pl.LazyFrame:
+    """The lazy query over the first committed data rows of each source, one after the other.
+    `check` runs between batches of the scan; it raises (Abandoned) to stop the query."""
     # Read as text, always: polars parses a little past n_rows, and the bytes after the committed
     # prefix may be a row cut in the middle; typed parsing happens after the slice.
-    if committed_rows <= 0:
+    scans = [pl.scan_csv(path, schema=TEXT_SCHEMA, n_rows=rows, low_memory=True) for path, rows in sources if rows > 0]
+    if not scans:
         lf = pl.LazyFrame(schema=TEXT_SCHEMA)
     else:
-        lf = pl.scan_csv(source, schema=TEXT_SCHEMA, n_rows=committed_rows, low_memory=True)
+        lf = scans[0] if len(scans) == 1 else pl.concat(scans, how="vertical")
         if check is not None:
 
             def checked(batch: pl.DataFrame) -> pl.DataFrame:
@@ -176,10 +188,10 @@ def plan(
 
 
 def run_query(
-    source: Path, committed_rows: int, q: RowQuery, fmt: Format, out: Path, check: Callable[[], None] | None = None
+    sources: list[Source], q: RowQuery, fmt: Format, out: Path, check: Callable[[], None] | None = None
 ) -> None:
     """Write the answer of `q` to `out` with the streaming engine (bounded memory)."""
-    lf = plan(source, committed_rows, q, fmt, check)
+    lf = plan(sources, q, fmt, check)
     if fmt == "parquet":
         lf.sink_parquet(out, compression="zstd", engine="streaming")
     else:
@@ -213,12 +225,12 @@ class AnswerFile:
         if self.abandoned.is_set():
             raise Abandoned(str(self.path))
 
-    def write(self, source: Path, committed_rows: int, q: RowQuery, fmt: Format) -> None:
+    def write(self, sources: list[Source], q: RowQuery, fmt: Format) -> None:
         """Run the query (in the worker thread); never raises: the reader reports the error."""
         t0 = time.perf_counter()
         try:
             self._check()
-            run_query(source, committed_rows, q, fmt, self.path, self._check)
+            run_query(sources, q, fmt, self.path, self._check)
         except BaseException as e:
             self.error = e
             if self.abandoned.is_set():

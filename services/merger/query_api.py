@@ -9,6 +9,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -18,7 +19,16 @@ from prometheus_client import CollectorRegistry, Gauge, Histogram
 from contract.query import RowFilters
 from services.merger.download import etag_matches
 from services.merger.errors import QueriesBusyError, QueryFailedError
-from services.merger.query import CHUNK_SIZE, AnswerFile, Format, RowQuery, build_query, tmp_dir
+from services.merger.query import (
+    CHUNK_SIZE,
+    AnswerFile,
+    Format,
+    RowQuery,
+    Source,
+    build_query,
+    might_match,
+    tmp_dir,
+)
 from services.merger.settings import MergerSettings
 from services.merger.state import MergerState
 
@@ -123,8 +133,10 @@ class QueryService:
         ETag: the committed prefix and the query, so an unchanged file answers If-None-Match with
         304 without running the query again."""
         state = self.state()
-        etag = f'"{state.generation}-{state.committed_size}-{fmt}-{q.key()}"'
-        headers = {"ETag": etag, "Cache-Control": "no-cache", "X-Committed-Size": str(state.committed_size)}
+        first = state.retained[0].seq  # (retention removed the segments before it: other rows)
+        version = f"{state.merged_size}" if not first else f"{first}-{state.merged_size}"
+        etag = f'"{state.generation}-{version}-{fmt}-{q.key()}"'
+        headers = {"ETag": etag, "Cache-Control": "no-cache", "X-Committed-Size": str(state.merged_size)}
         if fmt == "parquet":
             headers["Content-Disposition"] = 'attachment; filename="merged.parquet"'
         if etag_matches(request.headers.get("if-none-match"), etag):
@@ -137,14 +149,14 @@ class QueryService:
         try:
             self.tmp.mkdir(parents=True, exist_ok=True)
             answer = AnswerFile(self.tmp / f"{uuid.uuid4().hex}.{fmt}")
-            rows = state.rows_merged
+            sources = query_sources(state, self.settings.merger_dir, q)
         except BaseException:
             self._release()
             raise
 
         def work() -> None:
             with self.duration.labels(fmt).time():
-                answer.write(self.settings.merged_csv, rows, q, fmt)
+                answer.write(sources, q, fmt)
 
         asyncio.get_running_loop().run_in_executor(self._workers, work).add_done_callback(self._release)
         # The status line goes out with the first bytes: a query that fails before writing any
@@ -226,3 +238,11 @@ def query_router(service: QueryService) -> APIRouter:
             },
         )
     return router
+
+
+def query_sources(state: MergerState, merger_dir: Path, q: RowQuery) -> list[Source]:
+    """The files a query reads with their committed rows: merged.csv, or the retained segments
+    whose eventTime bounds may hold a match (the others are skipped whole)."""
+    if state.active.seq == 0:  # one file, never rolled over
+        return [(state.active.path(merger_dir), state.rows_merged)]
+    return [(g.path(merger_dir), g.rows) for g in state.retained if g.rows and might_match(q, g.event_time_us)]

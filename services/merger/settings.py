@@ -70,6 +70,26 @@ class MergerSettings(PipelineSettings, InternalSecretSettings):
         description="journal.jsonl (one line per commit, to rebuild state.json) is cut back to its last "
         "line past this size.",
     )
+    segment_bytes: int = Field(
+        default=0,
+        ge=0,
+        description="0: merged.csv is one file that grows forever. Above 0: merged.csv is kept in segments, and "
+        "the segment being appended to is closed once it holds this many bytes (at the next commit; a segment "
+        "holds at most this plus one commit) and a new one begins, in segments/ beside merged.csv. GET "
+        "/merged.csv serves the retained segments as one file.",
+    )
+    retain_bytes: int = Field(
+        default=0,
+        ge=0,
+        description="With segments: closed segments are removed, oldest first, while they hold more than this "
+        "many bytes (0: no bound). Their rows are reported as retired (verify, /merger/status, /devices).",
+    )
+    retain_age_s: float = Field(
+        default=0,
+        ge=0,
+        description="With segments: a closed segment is removed once it was closed this many seconds ago "
+        "(0: no bound).",
+    )
     input_dir: Path | None = Field(default=None, description="Batch files folder (default: <data_dir>/spark/rows).")
     rejects_input_dir: Path | None = Field(
         default=None,

@@ -8,7 +8,7 @@ Each commit appends one line to journal.jsonl beside merged.csv (the state witho
 event lists, with an increasing `commit_seq`) after merged.csv is fsynced and before state.json is
 replaced: the journal line is the commit point. A line is complete only with its final newline: a
 line cut short (a short write, a full disk, a crash in the middle of the write) is never read; it
-is cut off on start (cut_torn_journal), so the next line starts on a line of its own. On start the
+is cut off on start (services.merger.journal), so the next line starts on a line of its own. On start the
 newer of state.json and the journal's last complete line wins, so a deleted (or older) state.json
 is rebuilt, merged offsets included, and no Kafka record is merged twice. The journal is cut back to
 its last line once it grows past a bound.
@@ -21,17 +21,14 @@ tails being cut off (at once, or on start).
 from __future__ import annotations
 
 import logging
-import os
-import time
 import uuid
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from contract.csv import REJECT_HEADER, ROW_HEADER
-from contract.files import atomic_write_bytes, atomic_write_json, fsync_dir, read_json
+from contract.files import atomic_write_json, read_json
+from contract.segments import Segment, segment_file
 from services.merger.errors import StateCorruptError
 
 log = logging.getLogger(__name__)
@@ -44,6 +41,9 @@ STATE_VERSION = 2
 MAX_QUARANTINE_ENTRIES = 1000
 #: ... and the newest events (topic recreated, offsets skipped, state rebuilt).
 MAX_EVENTS = 100
+#: ... and the newest retired segments (what verify needs to tell retired rows from missing ones;
+#: every journal line carries them: a few hundred bytes each).
+MAX_RETIRED_SEGMENTS = 200
 
 
 @dataclass(frozen=True)
@@ -147,10 +147,30 @@ class MergerState:
     #: lines appended to it (those of records already merged are left out, as rows are).
     rejects_committed_size: int = 0
     rejects_merged: int = 0
+    #: The segment being appended to (committed_size is its committed length), merged.csv unless
+    #: segments are on (contract.segments); the closed ones retained, oldest first; the newest of
+    #: those retention removed, and the totals of all of them.
+    active: Segment = field(default_factory=lambda: first_segment(0))
+    segments: tuple[Segment, ...] = field(default_factory=tuple)
+    retired: tuple[Segment, ...] = field(default_factory=tuple)
+    rows_retired: int = 0
+    bytes_retired: int = 0
+    segments_retired: int = 0
 
     @classmethod
     def fresh(cls) -> MergerState:
         return cls(generation=uuid.uuid4().hex[:16])
+
+    @property
+    def merged_size(self) -> int:
+        """The end of the merged stream ever written (header line, then every segment's data lines,
+        retired ones included): committed_size while there is one segment. Increases only."""
+        return self.active.start + self.committed_size - len(HEADER_LINE)
+
+    @property
+    def retained(self) -> tuple[Segment, ...]:
+        """The retained segments, oldest first, the active one last (its size and rows as committed)."""
+        return (*self.segments, self.active)
 
     def to_json(self) -> dict[str, Any]:
         doc = asdict(self)
@@ -158,6 +178,9 @@ class MergerState:
         doc["lineage_offsets"] = _offsets_json(self.lineage_offsets)
         doc["offset_gaps"] = _gaps_json(self.offset_gaps)
         doc["retired_topics"] = [r.to_json() for r in self.retired_topics]
+        doc["active"] = self.active.model_dump(mode="json")
+        doc["segments"] = [g.model_dump(mode="json") for g in self.segments]
+        doc["retired"] = [g.model_dump(mode="json") for g in self.retired]
         doc["version"] = STATE_VERSION
         return doc
 
@@ -195,12 +218,20 @@ class MergerState:
                 rows_skipped=int(doc.get("rows_skipped", 0)),
                 rejects_committed_size=int(doc.get("rejects_committed_size", 0)),
                 rejects_merged=int(doc.get("rejects_merged", 0)),
+                active=Segment.model_validate(doc["active"])
+                if doc.get("active")
+                else first_segment(int(doc["rows_merged"]), int(doc["committed_size"])),
+                segments=tuple(Segment.model_validate(g) for g in doc.get("segments") or ()),
+                retired=tuple(Segment.model_validate(g) for g in doc.get("retired") or ()),
+                rows_retired=int(doc.get("rows_retired", 0)),
+                bytes_retired=int(doc.get("bytes_retired", 0)),
+                segments_retired=int(doc.get("segments_retired", 0)),
                 events=tuple(
                     MergerEvent(str(e["kind"]), float(e["at"]), str(e["detail"]), str(e["lineage"]), e["batch_id"])
                     for e in doc.get("events", [])
                 ),
             )
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError) as e:  # (pydantic's ValidationError is a ValueError)
             raise StateCorruptError(f"state has a missing or malformed field: {e!r}") from e
 
     def with_quarantined(self, entries: list[QuarantineEntry]) -> MergerState:
@@ -212,31 +243,6 @@ class MergerState:
         if not events:
             return self
         return replace(self, events=(*self.events, *events)[-MAX_EVENTS:])
-
-
-def load_journal(path: Path) -> MergerState | None:
-    """The state of the journal's last complete, valid line (None without one). What follows the
-    last newline is a torn line and is never read, even when it parses."""
-    try:
-        with open(path, "rb") as f:
-            size = f.seek(0, os.SEEK_END)
-            f.seek(max(0, size - JOURNAL_TAIL_BYTES))
-            tail = f.read()
-    except FileNotFoundError:
-        return None
-    lines = tail.split(b"\n")[:-1]  # the last piece: "" after a complete line, else a torn one
-    for line in reversed(lines[1:] if size > JOURNAL_TAIL_BYTES else lines):
-        if not line.strip():
-            continue
-        try:
-            return MergerState.from_json(orjson.loads(line))
-        except (ValueError, StateCorruptError):
-            log.warning("skipped an unreadable journal line", extra={"path": str(path), "bytes": len(line)})
-    return None
-
-
-#: The journal's last line is looked for in this many bytes from its end (a line is < 2 KiB).
-JOURNAL_TAIL_BYTES = 64 * 1024
 
 
 def quarantine_entries(quarantine_dir: Path) -> tuple[QuarantineEntry, ...]:
@@ -260,155 +266,12 @@ def load_state(path: Path) -> MergerState | None:
     return None if doc is None else MergerState.from_json(doc)
 
 
-def cut_torn_journal(path: Path) -> int:
-    """Cut a torn last line (bytes after the last newline: a short write or a crash in the middle
-    of one) off the journal, so it is never trusted and the next line starts on its own line.
-    Returns the bytes cut off."""
-    try:
-        with open(path, "rb") as f:
-            size = f.seek(0, os.SEEK_END)
-            if size == 0:
-                return 0
-            f.seek(size - 1)
-            if f.read(1) == b"\n":
-                return 0
-            f.seek(0)
-            keep = f.read().rfind(b"\n") + 1  # bounded: the journal is compacted past journal_max_bytes
-    except FileNotFoundError:
-        return 0
-    truncate_to(path, keep)
-    log.warning("cut off a torn journal line", extra={"path": str(path), "dropped_bytes": size - keep})
-    return size - keep
-
-
 def save_state(path: Path, state: MergerState) -> None:
     """Atomically replace the state file (temp, fsync, rename, fsync folder). Raises OSError (disk
     full...) with state.json unchanged when the temp file could not be written, and no temp file left."""
     atomic_write_json(path, state.to_json())
 
 
-def recover(
-    state_path: Path,
-    merged_path: Path,
-    journal_path: Path | None = None,
-    quarantine_dir: Path | None = None,
-    rejects_path: Path | None = None,
-) -> MergerState:
-    """Load the state (the newer of state.json and the journal) and bring merged.csv (and rejects.csv)
-    in line with it: create them with their header when new, cut off an uncommitted tail. Raises
-    StateCorruptError when they cannot be reconciled safely."""
-    state = _recover_merged(state_path, merged_path, journal_path, quarantine_dir)
-    if rejects_path is not None:
-        state = _recover_rejects(state_path, rejects_path, state)
-    return state
-
-
-def _recover_rejects(state_path: Path, path: Path, state: MergerState) -> MergerState:
-    """rejects.csv follows state.rejects_committed_size as merged.csv follows committed_size. A state
-    from before rejects.csv existed (0) gets the file with its header."""
-    try:
-        size: int | None = path.stat().st_size
-    except FileNotFoundError:
-        size = None
-    if state.rejects_committed_size == 0:
-        if not _only_header(path, size, REJECTS_HEADER_LINE):
-            raise StateCorruptError(
-                f"{path} exists ({size} bytes) but {state_path} has no committed rejects: "
-                "move rejects.csv away (or restore state.json) and restart"
-            )
-        atomic_write_bytes(path, REJECTS_HEADER_LINE)
-        state = replace(state, rejects_committed_size=len(REJECTS_HEADER_LINE))
-        save_state(state_path, state)
-        log.info("created rejects.csv with its header", extra={"path": str(path)})
-        return state
-    if size is None or size < state.rejects_committed_size:
-        raise StateCorruptError(
-            f"{path} has {size or 0} bytes, fewer than the {state.rejects_committed_size} committed: it was "
-            "removed, truncated or replaced outside the merger (restore it, or remove merged.csv, rejects.csv, "
-            "state.json and journal.jsonl to start over)"
-        )
-    cut_back(path, size, state.rejects_committed_size)
-    return state
-
-
-def _recover_merged(
-    state_path: Path, merged_path: Path, journal_path: Path | None, quarantine_dir: Path | None
-) -> MergerState:
-    merged_path.parent.mkdir(parents=True, exist_ok=True)
-    state = load_state(state_path)
-    if journal_path is not None:
-        cut_torn_journal(journal_path)
-    journaled = load_journal(journal_path) if journal_path is not None else None
-    if journaled is not None and (state is None or journaled.commit_seq > state.commit_seq):
-        detail = (
-            f"{state_path.name} {'is missing' if state is None else 'is older than the journal'}: rebuilt from "
-            f"{journal_path.name if journal_path else 'the journal'} (commit {journaled.commit_seq}, "
-            f"{journaled.committed_size} bytes, offsets {journaled.next_offsets})"
-        )
-        log.warning("state rebuilt from the journal", extra={"detail": detail})
-        quarantined = state.quarantined if state is not None else ()
-        if not quarantined and quarantine_dir is not None:
-            quarantined = quarantine_entries(quarantine_dir)
-        events = state.events if state is not None else ()
-        state = replace(journaled, quarantined=quarantined, events=events).with_events(
-            [MergerEvent("state_rebuilt", time.time(), detail, journaled.lineage, journaled.last_batch_id)]
-        )
-        save_state(state_path, state)
-    try:
-        size = merged_path.stat().st_size
-    except FileNotFoundError:
-        size = None
-
-    if state is None or state.committed_size == 0:
-        # Nothing committed yet. An existing merged.csv may only be a (partial) header from a crash
-        # right after creating it; anything else is data we cannot account for: do not overwrite it.
-        if not _only_header(merged_path, size, HEADER_LINE):
-            raise StateCorruptError(
-                f"{merged_path} exists ({size} bytes) but {state_path} has no committed progress: "
-                "move merged.csv away (or restore state.json) and restart"
-            )
-        state = state or MergerState.fresh()
-        atomic_write_bytes(merged_path, HEADER_LINE)
-        state = replace(state, committed_size=len(HEADER_LINE))
-        save_state(state_path, state)
-        log.info("created merged.csv with its header", extra={"path": str(merged_path)})
-        return state
-
-    if size is None:
-        raise StateCorruptError(
-            f"{merged_path} is missing but {state_path} records {state.committed_size} committed bytes "
-            f"(up to batch {state.last_batch_id}): restore merged.csv, or remove it, state.json and "
-            "journal.jsonl to start over"
-        )
-    if size < state.committed_size:
-        raise StateCorruptError(
-            f"{merged_path} has {size} bytes, fewer than the {state.committed_size} committed: "
-            "it was truncated or replaced outside the merger"
-        )
-    cut_back(merged_path, size, state.committed_size)
-    return state
-
-
-def _only_header(path: Path, size: int | None, header: bytes) -> bool:
-    """The file is missing or holds at most its (partial) header: a crash right after creating it."""
-    return size is None or (size <= len(header) and header.startswith(path.read_bytes()))
-
-
-def cut_back(path: Path, size: int, committed: int) -> None:
-    """Cut `path` (`size` bytes now) back to its `committed` length: what is past it belongs to an
-    append that was not committed (a crash or a disk-full error before the commit)."""
-    if size > committed:
-        truncate_to(path, committed)
-        log.warning(
-            "cut off an uncommitted partial append", extra={"path": str(path), "dropped_bytes": size - committed}
-        )
-
-
-def truncate_to(path: Path, size: int) -> None:
-    fd = os.open(path, os.O_WRONLY)
-    try:
-        os.ftruncate(fd, size)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    fsync_dir(path.parent)
+def first_segment(rows: int, size: int = 0) -> Segment:
+    """merged.csv as the first segment (a state from before segments: all its rows)."""
+    return Segment(seq=0, file=segment_file(0), start=len(HEADER_LINE), size=size, rows=rows)

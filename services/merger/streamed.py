@@ -33,10 +33,11 @@ from services.merger.errors import CommitWriteError, InvalidBatchError
 from services.merger.manifests import read_manifest
 from services.merger.offsets import OffsetCursor, merge_bounds
 from services.merger.rejects import select_rejects
+from services.merger.results import CommitResult
 from services.merger.writes import pwrite_all, writing
 
 if TYPE_CHECKING:
-    from services.merger.merge import CommitResult, MergeEngine
+    from services.merger.merge import MergeEngine
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,8 @@ class Streamed:
     bounds: dict[int, tuple[int, int]] = field(default_factory=dict)
     #: eventTimes of the last chunk only (freshness is a sample; all of them would not be bounded).
     event_time_us: pl.Series | None = None
+    #: The lowest and highest eventTime of the rows written (epoch microseconds).
+    time_bounds: tuple[int, int] | None = None
 
 
 def stream_rows(
@@ -89,6 +92,10 @@ def stream_rows(
         out.written += len(data)
         out.rows += rows
         out.event_time_us = times
+        if rows and times.null_count() < times.len():
+            low, high = int(times.min()), int(times.max())  # type: ignore[arg-type]
+            b = out.time_bounds
+            out.time_bounds = (low, high) if b is None else (min(b[0], low), max(b[1], high))
         merge_bounds(out.bounds, parsed.partition_bounds)
     return out
 
@@ -151,7 +158,6 @@ def commit_streamed(
     Like MergeEngine._commit, a torn journal tail is settled before the first byte is written, a
     manifest without a topic id is held (nothing committed), and a quarantined batch's records
     count as merged."""
-    from services.merger.merge import CommitResult  # (merge imports this module)
 
     t0 = time.perf_counter()
     now = engine.clock()
@@ -190,6 +196,7 @@ def commit_streamed(
     else:
         if rows.rows:
             result.merged, result.rows, result.appended_bytes = 1, rows.rows, rows.written
+            result.offsets, result.event_time_bounds = dict(rows.bounds), rows.time_bounds
             if rows.event_time_us is not None:
                 result.event_times_us.append(rows.event_time_us)
         else:

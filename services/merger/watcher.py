@@ -19,8 +19,10 @@ from contract.csv import parse_batch_file_name
 from contract.merger_status import Freshness, MergerStatus, QuarantinedBatch, SourceEvent, WriteBlocked
 from services.merger.errors import CommitWriteError, MergeAttemptError, MergerError
 from services.merger.freshness import FreshnessWindow
-from services.merger.merge import CommitResult, MergeEngine, PassResult
+from services.merger.merge import MergeEngine
 from services.merger.metrics import MergerMetrics
+from services.merger.results import CommitResult, PassResult
+from services.merger.segments import served_size
 from services.merger.settings import MergerSettings
 from services.merger.state import MergerState
 
@@ -261,7 +263,7 @@ class Watcher:
             batches_merged=0 if state is None else state.batches_merged,
             last_batch_id=last,
             rows_merged=0 if state is None else state.rows_merged,
-            file_size=0 if state is None else state.committed_size,
+            file_size=0 if state is None else served_size(state),
             empty_batches=0 if state is None else state.empty_batches,
             quarantined=[] if state is None else [QuarantinedBatch(**vars(q)) for q in state.quarantined],
             newest_batch_id=newest,
@@ -278,6 +280,10 @@ class Watcher:
             rows_skipped=0 if state is None else state.rows_skipped,
             events=[] if state is None else [SourceEvent(**vars(e)) for e in state.events[-EVENTS_SHOWN:]],
             write_blocked=self.write_blocked,
+            segments=1 if state is None else len(state.retained),
+            segments_retired=0 if state is None else state.segments_retired,
+            rows_retired=0 if state is None else state.rows_retired,
+            bytes_retired=0 if state is None else state.bytes_retired,
         )
 
 

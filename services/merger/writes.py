@@ -9,6 +9,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from contract.files import fsync_dir
 from services.merger.errors import CommitWriteError
 
 
@@ -54,3 +55,14 @@ def write_all(fd: int, data: bytes) -> None:
         if n <= 0:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         rest = rest[n:]
+
+
+def truncate_to(path: Path, size: int) -> None:
+    """Cut `path` to `size` bytes, durably (the file and its folder fsynced)."""
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.ftruncate(fd, size)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    fsync_dir(path.parent)

@@ -9,6 +9,7 @@ import polars as pl
 from fastapi.testclient import TestClient
 
 from contract.merger_status import MergerStatus
+from services.merger import commit as commit_module
 from services.merger import merge as merge_module
 from services.merger.app import create_app
 from services.merger.settings import MergerSettings
@@ -30,7 +31,7 @@ def test_disk_full_is_reported_then_merging_resumes(tmp_path, monkeypatch):
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_pwritev(fd, buffers, offset)
 
-    monkeypatch.setattr(merge_module.os, "pwritev", pwritev)
+    monkeypatch.setattr(commit_module.os, "pwritev", pwritev)
     with TestClient(create_app(settings)) as client:
         write_batch(settings.rows_dir, 0, batch_text(0, 5))
         wait_for(lambda: "No space" in (status(client).last_error or ""), 10, "last_error")

@@ -10,11 +10,12 @@ import os
 
 import pytest
 
-from services.merger import merge as merge_module
+from services.merger import commit as commit_module
 from services.merger.errors import CommitWriteError
+from services.merger.journal import load_journal
 from services.merger.merge import MergeEngine
 from services.merger.settings import MergerSettings
-from services.merger.state import HEADER_LINE, load_journal
+from services.merger.state import HEADER_LINE
 from services.merger.watcher import write_blocked_of
 from tests.merger.batches import batch_text, rows, write_batch
 
@@ -47,8 +48,8 @@ def short_journal_write(monkeypatch, settings: MergerSettings, *, cut_fails: boo
             raise OSError(errno.EIO, "Input/output error")
         return real_ftruncate(fd, size)
 
-    monkeypatch.setattr(merge_module.os, "write", write)
-    monkeypatch.setattr(merge_module.os, "ftruncate", ftruncate)
+    monkeypatch.setattr(commit_module.os, "write", write)
+    monkeypatch.setattr(commit_module.os, "ftruncate", ftruncate)
 
 
 def test_a_short_journal_write_is_cut_back_and_nothing_deleted(settings, monkeypatch):
@@ -109,7 +110,7 @@ def test_state_json_not_written_keeps_the_files_until_it_is(settings, monkeypatc
     def no_space(*_args):
         raise NO_SPACE
 
-    monkeypatch.setattr(merge_module, "save_state", no_space)
+    monkeypatch.setattr(commit_module, "save_state", no_space)
     for _ in range(2):  # the retry writes state.json first, and fails again: nothing deleted
         with pytest.raises(CommitWriteError) as e:
             engine.run_pass()

@@ -8,7 +8,8 @@ import polars as pl
 import pytest
 
 from contract.csv import batch_file_name
-from services.merger import merge as merge_module
+from services.merger import commit as commit_module
+from services.merger import readahead as readahead_module
 from services.merger.errors import MergeAttemptError
 from services.merger.merge import MergeEngine
 from services.merger.settings import MergerSettings
@@ -108,7 +109,7 @@ def test_disk_full_is_raised_cut_back_and_retried(settings, monkeypatch):
         os.pwrite(fd, bytes(buffers[0][:100]), offset)  # part of the batch reaches the disk
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(merge_module.os, "pwritev", half_then_full)
+    monkeypatch.setattr(commit_module.os, "pwritev", half_then_full)
     with pytest.raises(OSError, match="No space"):
         engine.run_pass()
     assert settings.merged_csv.read_bytes() == expected((0, 2))  # cut back to the committed length
@@ -128,7 +129,7 @@ def test_crash_between_append_and_journal_write_is_recovered_on_restart(settings
     engine = MergeEngine(settings, on_commit=None)
     engine.commit_group((0,))
 
-    monkeypatch.setattr(merge_module.os, "write", crash)
+    monkeypatch.setattr(commit_module.os, "write", crash)
     with pytest.raises(SystemExit):
         engine.commit_group((1, 2))
     engine.close()
@@ -146,7 +147,7 @@ def test_short_writes_are_completed(settings, monkeypatch):
     def short_pwritev(fd, buffers, offset):
         return real_pwritev(fd, [bytes(buffers[0][:7])], offset)
 
-    monkeypatch.setattr(merge_module.os, "pwritev", short_pwritev)
+    monkeypatch.setattr(commit_module.os, "pwritev", short_pwritev)
     for b in range(3):
         write_batch(settings.rows_dir, b, batch_text(b, 4))
     MergeEngine(settings).run_pass()
@@ -157,14 +158,14 @@ def test_an_unexpected_error_is_retried_then_the_file_quarantined_with_its_reaso
     settings = MergerSettings(data_dir=tmp_path, max_file_attempts=2)
     for b in range(3):
         write_batch(settings.rows_dir, b, batch_text(b, 2))
-    real_parse = merge_module.parse_batch
+    real_parse = readahead_module.parse_batch
 
     def parse(raw):
         if rows(1, 2).encode() in raw:
             raise csv.Error("field larger than field limit (131072)")
         return real_parse(raw)
 
-    monkeypatch.setattr(merge_module, "parse_batch", parse)
+    monkeypatch.setattr(readahead_module, "parse_batch", parse)
     engine = MergeEngine(settings)
     with pytest.raises(MergeAttemptError, match="attempt 1 of 2"):
         engine.run_pass()
@@ -184,7 +185,7 @@ def test_a_polars_panic_is_contained(tmp_path, monkeypatch):
     def parse(raw):
         raise pl.exceptions.PanicException("index out of bounds")
 
-    monkeypatch.setattr(merge_module, "parse_batch", parse)
+    monkeypatch.setattr(readahead_module, "parse_batch", parse)
     engine = MergeEngine(settings)
     engine.run_pass()
     assert engine.state.last_batch_id == 0 and "PanicException" in engine.state.quarantined[0].reason
@@ -225,7 +226,7 @@ def test_crash_after_the_journal_line_keeps_the_commit(settings, monkeypatch, st
         write_batch(settings.rows_dir, b, batch_text(b, 4))
     engine = MergeEngine(settings, on_commit=None)
     engine.commit_group((0,))
-    monkeypatch.setattr(merge_module, "save_state", crash)
+    monkeypatch.setattr(commit_module, "save_state", crash)
     with pytest.raises(SystemExit):
         engine.commit_group((1, 2))
     engine.close()

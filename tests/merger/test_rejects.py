@@ -4,7 +4,7 @@ import orjson
 import pytest
 
 from contract.csv import REJECT_HEADER, batch_file_name
-from services.merger import merge as merge_module
+from services.merger import commit as commit_module
 from services.merger.errors import InvalidBatchError
 from services.merger.merge import MergeEngine
 from services.merger.rejects import select_rejects
@@ -77,7 +77,7 @@ def test_a_crash_between_the_append_and_the_commit_is_cut_back_on_start(settings
     def crash(*_args):
         raise SystemExit("killed before the journal line")
 
-    monkeypatch.setattr(merge_module.os, "write", crash)
+    monkeypatch.setattr(commit_module.os, "write", crash)
     with pytest.raises(SystemExit):
         engine.run_pass()
     engine.close()
@@ -97,7 +97,7 @@ def test_a_disk_full_cuts_rejects_back_too(settings, monkeypatch):
     def no_space(*_args):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(merge_module.os, "write", no_space)
+    monkeypatch.setattr(commit_module.os, "write", no_space)
     engine = MergeEngine(settings)
     with pytest.raises(OSError):
         engine.run_pass()

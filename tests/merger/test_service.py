@@ -43,6 +43,10 @@ STATUS_FIELDS = {
     "rows_skipped",
     "events",
     "write_blocked",
+    "segments",
+    "segments_retired",
+    "rows_retired",
+    "bytes_retired",
 }
 
 

@@ -1,7 +1,8 @@
 import pytest
 
 from services.merger.errors import StateCorruptError
-from services.merger.state import HEADER_LINE, MergerState, QuarantineEntry, load_state, recover, save_state
+from services.merger.recovery import recover
+from services.merger.state import HEADER_LINE, MergerState, QuarantineEntry, load_state, save_state
 
 
 @pytest.fixture

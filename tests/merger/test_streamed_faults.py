@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from contract.csv import BatchName
-from services.merger import merge as merge_module
+from services.merger import commit as commit_module
 from services.merger.errors import CommitWriteError
 from services.merger.merge import MergeEngine
 from services.merger.settings import MergerSettings
@@ -35,7 +35,7 @@ def test_a_state_json_failure_keeps_the_streamed_batch_and_still_counts_the_comm
     commits = []
     engine = MergeEngine(settings, on_commit=commits.append)
     with monkeypatch.context() as m:
-        m.setattr(merge_module, "save_state", _no_space)
+        m.setattr(commit_module, "save_state", _no_space)
         with pytest.raises(CommitWriteError) as e:
             engine.run_pass()
     assert e.value.step == "state"
@@ -51,7 +51,7 @@ def test_a_quarantined_streamed_batch_counts_its_records_as_merged(tmp_path, mon
     path.write_text("eventId,x\n" + "a,b\n" * 3000)  # no Kafka columns: a broken contract
     engine = MergeEngine(settings)
     with monkeypatch.context() as m:
-        m.setattr(merge_module, "save_state", _no_space)
+        m.setattr(commit_module, "save_state", _no_space)
         with pytest.raises(CommitWriteError):
             engine.run_pass()
     engine.run_pass()
@@ -95,8 +95,8 @@ def test_a_torn_journal_tail_is_settled_before_a_streamed_batch_writes(tmp_path,
         return real_truncate(fd, size)
 
     with monkeypatch.context() as m:
-        m.setattr(merge_module.os, "write", half_write)
-        m.setattr(merge_module.os, "ftruncate", no_cut)
+        m.setattr(commit_module.os, "write", half_write)
+        m.setattr(commit_module.os, "ftruncate", no_cut)
         with pytest.raises(CommitWriteError):
             engine.run_pass()
     small.unlink()

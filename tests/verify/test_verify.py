@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 
 from contract.csv import REJECT_COLUMNS, ROW_COLUMNS, batch_file_name
+from contract.segments import SEGMENT_INDEX, Segment, SegmentIndex, segment_file
 from contract.verify_report import VerifyReport
 from devicestream.verify import (
     Invalid,
@@ -213,3 +214,44 @@ def test_rejects_come_from_the_mergers_rejects_csv_and_the_files_not_merged_yet(
 
 def test_no_rejects_anywhere_is_an_empty_frame(tmp_path: Path) -> None:
     assert _rejects(tmp_path / "rejects", merged_rejects_of(tmp_path / "merged.csv")).collect().height == 0
+
+
+def test_rows_of_segments_retention_removed_are_retired_not_missing(tmp_path: Path) -> None:
+    def row(offset: int, idx: int) -> list[str]:
+        return [
+            f"e{offset}",
+            str(offset),
+            "device",
+            "CI00101",
+            "2026-11-28T03:33:11.000000Z",
+            str(idx),
+            "D001",
+            "20",
+            "C",
+            "",
+        ]
+
+    expected = [[*row(o, i), "0", str(o - 10000)] for o in range(10000, 10004) for i in range(2)]
+    rows_csv = _write(tmp_path / "expected.csv", [*ROW_COLUMNS, "partition", "offset"], expected)
+    invalid_csv = _write(tmp_path / "invalid.csv", ["partition", "offset", "reason"], [])
+    merger = tmp_path / "merger"
+    # Segments 0 and 1 (offsets 0-2) retired; segment 2 (offset 3) retained and active.
+    _write(merger / segment_file(2), list(ROW_COLUMNS), [row(10003, 0), row(10003, 1)])
+    retired = [
+        Segment(seq=0, file=segment_file(0), start=10, rows=4, offsets={0: (0, 1)}),
+        Segment(seq=1, file=segment_file(1), start=20, rows=2, offsets={0: (2, 2)}),
+    ]
+    active = Segment(seq=2, file=segment_file(2), start=30, rows=2, offsets={0: (3, 3)})
+
+    def index(rows_retired: int) -> None:
+        doc = SegmentIndex(generation="g", segments=[active], retired=retired, rows_retired=rows_retired)
+        (merger / SEGMENT_INDEX).write_text(doc.model_dump_json())
+
+    index(6)
+    scan = TopicScan(records=4, valid=4, rows=8)
+    report = compare(scan, rows_csv, invalid_csv, merger / "merged.csv", tmp_path / "rejects")
+    assert report.ok and report.rows_retired == 6 and report.rows_missing == 0 and report.rows_in_merged == 2
+    # More rows in the retired bounds than retention removed: the others are missing.
+    index(4)
+    report = compare(scan, rows_csv, invalid_csv, merger / "merged.csv", tmp_path / "rejects")
+    assert not report.ok and report.rows_retired == 4 and report.rows_missing == 2
