@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 #: One read from the merger's socket takes up to this much (memory: one buffer per download).
 READ_BYTES = 1024 * 1024
+#: Request headers the relay sets itself (a caller's are not sent twice).
+_OWN_HEADERS = frozenset({"host", "connection", "accept-encoding", "content-length", "transfer-encoding"})
 #: A status line and headers longer than this are not the merger's.
 MAX_HEAD_BYTES = 64 * 1024
 
@@ -110,8 +112,8 @@ class RawAnswer:
 def _request(method: str, host: str, target: str, headers: Mapping[str, str]) -> bytes:
     lines = [f"{method} {target} HTTP/1.1", f"Host: {host}", "Connection: close", "Accept-Encoding: identity"]
     for name, value in headers.items():
-        if "\r" in value or "\n" in value or not value.isascii():
-            continue  # (never sent: it could not be a valid header)
+        if name.lower() in _OWN_HEADERS or "\r" in value or "\n" in value or not value.isascii():
+            continue  # (set above once; or never sent: it could not be a valid header)
         lines.append(f"{name}: {value}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
