@@ -4,7 +4,8 @@ Drives the merger's own code in-process: `services.merger.merge.MergeEngine.run_
 what the service's watcher runs in its worker thread for each wake-up (scan, plan, read and check
 each file with polars, one pwrite + fdatasync, atomic state.json, delete the merged files).
 Baselines in the same run, on the same files: the old approach (pandas reads every part and
-rewrites the whole file) and `tail -q -n +2` concatenation."""
+rewrites the whole file) and `tail -q -n +2` concatenation (warm, alternated with the merger's
+passes)."""
 
 from __future__ import annotations
 
@@ -39,8 +40,10 @@ class MergerSizes:
 
 
 FULL = MergerSizes(part_rows=5_000, parts=200, append_reps=20, pandas_reps=3, catchup_reps=3)
-QUICK = MergerSizes(part_rows=5_000, parts=40, append_reps=10, pandas_reps=2, catchup_reps=2)
+QUICK = MergerSizes(part_rows=5_000, parts=40, append_reps=10, pandas_reps=2, catchup_reps=3)
 APPEND_TARGET_MS = 50.0
+#: Issue #25: the catch-up at 0.8 of `tail`'s speed on the same files.
+CATCHUP_RATIO_TARGET = 0.8
 
 
 def engine_for(root: Path) -> MergeEngine:
@@ -81,24 +84,49 @@ def tail_concat(parts: Path, out: Path) -> None:
         raise StageError(f"tail failed: {res.stderr.decode()[-500:]}")
 
 
-def measure_catchup(root: Path, parts: Path, sizes: MergerSizes) -> tuple[list[float], MergeEngine]:
-    """Seconds to merge all parts from scratch, per repetition; the last engine is left open on a
-    merged.csv of sizes.merged_rows rows."""
+def catchup_once(root: Path, parts: Path, sizes: MergerSizes) -> tuple[float, MergeEngine]:
+    """Seconds to merge all parts from scratch; the engine is left open on a merged.csv of
+    sizes.merged_rows rows (the caller closes it)."""
+    fresh_merge_dir(root)
+    copy_parts(parts, root / "rows")
+    engine = engine_for(root)
+    t0 = time.perf_counter()
+    engine.run_pass()
+    took = time.perf_counter() - t0
+    if engine.state.rows_merged != sizes.merged_rows:
+        engine.close()
+        raise StageError(f"merger merged {engine.state.rows_merged} rows, expected {sizes.merged_rows}")
+    return took, engine
+
+
+def tail_once(parts: Path, out: Path) -> float:
+    """Seconds `tail` takes to concatenate the parts; the output of a previous pass is removed
+    before the clock starts (its blocks are not freed inside the timed run)."""
+    out.unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    tail_concat(parts, out)
+    return time.perf_counter() - t0
+
+
+def measure_catchup(root: Path, parts: Path, sizes: MergerSizes) -> tuple[list[float], list[float], MergeEngine]:
+    """Seconds per repetition of the merger's catch-up and of the `tail` baseline, alternated (a
+    load that comes and goes on a shared machine falls on both), after one untimed pass of each
+    (page cache, imports, polars' thread pool warm). The last engine is left open on a merged.csv
+    of sizes.merged_rows rows."""
+    _, warm = catchup_once(root, parts, sizes)
+    warm.close()
+    tail_once(parts, root / "tail.csv")
     times: list[float] = []
+    tail_s: list[float] = []
     engine: MergeEngine | None = None
     for _ in range(sizes.catchup_reps):
         if engine is not None:
             engine.close()
-        fresh_merge_dir(root)
-        copy_parts(parts, root / "rows")
-        engine = engine_for(root)
-        t0 = time.perf_counter()
-        engine.run_pass()
-        times.append(time.perf_counter() - t0)
-        if engine.state.rows_merged != sizes.merged_rows:
-            raise StageError(f"merger merged {engine.state.rows_merged} rows, expected {sizes.merged_rows}")
+        took, engine = catchup_once(root, parts, sizes)
+        times.append(took)
+        tail_s.append(tail_once(parts, root / "tail.csv"))
     assert engine is not None
-    return times, engine
+    return times, tail_s, engine
 
 
 def measure_appends(engine: MergeEngine, sizes: MergerSizes) -> list[float]:
@@ -125,7 +153,7 @@ def run(cfg: Config, sizes: MergerSizes | None = None) -> StageResult:
         parts = root / "parts"
         part_bytes = write_batches(parts, sizes.parts, sizes.part_rows)
 
-        catchup_s, engine = measure_catchup(root, parts, sizes)
+        catchup_s, tail_s, engine = measure_catchup(root, parts, sizes)
         try:
             merged_size = engine.state.committed_size
             append_ms = measure_appends(engine, sizes)
@@ -139,12 +167,6 @@ def run(cfg: Config, sizes: MergerSizes | None = None) -> StageResult:
                 profile_note = (str(prof), summary)
         finally:
             engine.close()
-
-        tail_s = []
-        for _ in range(sizes.catchup_reps):
-            t0 = time.perf_counter()
-            tail_concat(parts, root / "tail.csv")
-            tail_s.append(time.perf_counter() - t0)
 
         # The old approach for one more batch: every part plus the new one, read and rewritten.
         (parts / batch_file_name(sizes.parts)).write_bytes(batch_file(sizes.part_rows, first_offset=50_000_000))
@@ -187,9 +209,14 @@ def run(cfg: Config, sizes: MergerSizes | None = None) -> StageResult:
         value=Spread.of(rows_per_s),
         baseline_name="tail -q -n +2 concatenation (no checks, no fsync)",
         baseline=Spread.of(tail_rows_per_s),
-        target=Target("ratio", ">=", 0.5, "ratio >= 0.5"),
+        target=Target("ratio", ">=", CATCHUP_RATIO_TARGET, f"ratio >= {CATCHUP_RATIO_TARGET}"),
         sizes={**common, "reps": sizes.catchup_reps},
-        notes=[how, *quick_note],
+        notes=[
+            how,
+            "after one untimed pass of each; merger and tail passes alternated; tail's output of the previous "
+            "pass removed before its clock starts; every file in the page cache (written just before)",
+            *quick_note,
+        ],
         extra={"catchup_mb_per_s": round(part_bytes / Spread.of(catchup_s).median / 1e6, 1)},
     )
     if not catchup.met:

@@ -81,7 +81,7 @@ def lifespan_of(
             app.state.settings = settings
             app.state.metrics = metrics
             app.state.client = client
-            app.state.download_pool = DownloadPool(downloads, DownloadSlots(settings.max_downloads))
+            app.state.download_pool = DownloadPool(downloads, DownloadSlots(settings.max_downloads), headers)
             app.state.status = status
             # the run's time series for `devicestream report` (gateway/series.py); GET /report renders 2 at once
             app.state.report_slots = asyncio.Semaphore(2)

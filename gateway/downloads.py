@@ -1,15 +1,16 @@
-"""Downloads relayed from the merger, kept apart from the control plane: they have their own httpx
-client (own connection pool), at most `max_downloads` run at once (the next one gets 503 with
-Retry-After instead of a queue), and a client that stops reading is dropped after
-`send_timeout_s` (its slot and its merger connection are freed). Status probes and generator
-commands use the other client, so stalled downloads cannot starve them."""
+"""Downloads relayed from the merger, kept apart from the control plane: they have their own
+connections (a raw one per download, gateway/relay.py; or their own httpx pool), at most
+`max_downloads` run at once (the next one gets 503 with Retry-After instead of a queue), and a
+client that stops reading is dropped after `send_timeout_s` (its slot and its merger connection
+are freed). Status probes and generator commands use the other client, so stalled downloads cannot
+starve them."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 
 import httpx
 from starlette.responses import StreamingResponse
@@ -58,10 +59,13 @@ class DownloadSlots:
 
 @dataclass(frozen=True)
 class DownloadPool:
-    """The downloads' own client (own connection pool, `max_downloads` connections) and places."""
+    """The downloads' own client (own connection pool, `max_downloads` connections: an https://
+    merger), their places, and the headers every request to the merger carries (the internal secret;
+    the raw relay of gateway/relay.py, which a plain http:// merger gets, sends them itself)."""
 
     client: httpx.AsyncClient
     slots: DownloadSlots
+    upstream_headers: Mapping[str, str] = field(default_factory=dict)
 
 
 class RelayResponse(StreamingResponse):

@@ -1,15 +1,16 @@
 """Talking to the upstream services: JSON commands passed through intact (control client), and
-merged.csv streamed chunk by chunk (downloads client, gateway/downloads.py). httpx failures become
-UpstreamError."""
+merged.csv streamed chunk by chunk (a raw connection per download, gateway/relay.py; the downloads
+client for an https:// merger, gateway/downloads.py). Upstream failures become UpstreamError."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 
 import httpx
 from starlette.responses import Response
 
+from gateway import relay
 from gateway.downloads import RelayResponse, Slot
 from gateway.errors import UpstreamBadResponse, UpstreamError, UpstreamTimeout, UpstreamUnreachable
 
@@ -101,12 +102,36 @@ async def stream_merged(
     read_timeout_s: float,
     send_timeout_s: float,
     slot: Slot,
+    upstream_headers: Mapping[str, str] | None = None,
 ) -> Response:
     """GET or HEAD merged.csv from the merger and stream it back chunk by chunk (never buffered
     whole), with the status (200/206/304/404/416) and the caching and range headers intact.
     `slot` (a download place) is released however the download ends; a client that takes no
-    chunk for `send_timeout_s` is dropped."""
+    chunk for `send_timeout_s` is dropped. A plain http:// merger is relayed over a raw connection
+    (gateway/relay.py: large reads, the fast path); an https:// one through `client` (httpx).
+    `upstream_headers` (the internal secret) go along on the raw path; httpx adds its own."""
     headers = {**_pick(request_headers, MERGED_REQUEST_HEADERS), "accept-encoding": "identity"}
+    if url.startswith("http://"):
+        try:
+            answer = await relay.open_answer(
+                method,
+                url,
+                {**(upstream_headers or {}), **headers},
+                connect_timeout_s=connect_timeout_s,
+                read_timeout_s=read_timeout_s,
+            )
+        except BaseException:
+            slot.release()
+            raise
+        return await _relayed(
+            answer.status_code,
+            answer.headers,
+            answer.body(read_timeout_s),
+            answer.close,
+            method,
+            send_timeout_s,
+            slot,
+        )
     timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s)
     req = client.build_request(method, url, headers=headers, timeout=timeout)
     try:
@@ -117,18 +142,6 @@ async def stream_merged(
     except BaseException:
         slot.release()
         raise
-    if resp.status_code == 401:
-        await resp.aclose()
-        slot.release()
-        raise refused_secret("merger")
-    out_headers = _pick(resp.headers, MERGED_RESPONSE_HEADERS)
-    if method == "HEAD" or resp.status_code in (204, 304):
-        await resp.aclose()
-        slot.release()
-        # Response() would compute its own content-length for an empty body; keep the merger's.
-        r = Response(status_code=resp.status_code)
-        r.raw_headers = [(k.encode(), v.encode()) for k, v in out_headers.items()]
-        return r
 
     async def body() -> AsyncIterator[bytes]:
         try:
@@ -139,17 +152,43 @@ async def stream_merged(
             # fewer bytes than Content-Length) and say so in the log.
             log.warning("merged.csv stream broke off", extra={"url": url, "error": repr(e)})
 
-    chunks = body()
+    return await _relayed(resp.status_code, resp.headers, body(), resp.aclose, method, send_timeout_s, slot)
+
+
+async def _relayed(
+    status_code: int,
+    upstream_headers: Mapping[str, str],
+    chunks: AsyncIterator[bytes],
+    close_upstream: Callable[[], Awaitable[None] | None],
+    method: str,
+    send_timeout_s: float,
+    slot: Slot,
+) -> Response:
+    """The client's answer to the merger's (`status_code`, headers, body `chunks`): empty for HEAD,
+    204 and 304, streamed otherwise; `close_upstream` (sync or async) and the slot release run
+    however it ends. A 401 is the gateway's setup error, not the client's."""
 
     async def close() -> None:
         try:
-            await chunks.aclose()
-            await resp.aclose()  # also when the client went away or stalled mid-download
+            if isinstance(chunks, AsyncGenerator):
+                await chunks.aclose()
+            if (done := close_upstream()) is not None:
+                await done  # also when the client went away or stalled mid-download
         finally:
             slot.release()
 
+    out_headers = _pick(upstream_headers, MERGED_RESPONSE_HEADERS)
+    if status_code == 401:
+        await close()
+        raise refused_secret("merger")
+    if method == "HEAD" or status_code in (204, 304):
+        await close()
+        # Response() would compute its own content-length for an empty body; keep the merger's.
+        r = Response(status_code=status_code)
+        r.raw_headers = [(k.encode(), v.encode()) for k, v in out_headers.items()]
+        return r
     return RelayResponse(
-        chunks, send_timeout_s=send_timeout_s, on_close=close, status_code=resp.status_code, headers=out_headers
+        chunks, send_timeout_s=send_timeout_s, on_close=close, status_code=status_code, headers=out_headers
     )
 
 

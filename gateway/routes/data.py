@@ -68,6 +68,7 @@ async def relay_download(settings: GatewaySettings, pool: DownloadPool, url: str
             read_timeout_s=settings.stream_read_timeout_s,
             send_timeout_s=settings.download_send_timeout_s,
             slot=slot,
+            upstream_headers=pool.upstream_headers,
         )
     )
     while True:
