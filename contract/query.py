@@ -98,3 +98,22 @@ class RowFilters(BaseModel):
     limit: int | None = Field(
         default=None, ge=0, le=MAX_LIMIT, description="At most this many rows (the first ones).", examples=[1000]
     )
+
+
+class DownloadHeaders(BaseModel):
+    """The request headers of merged.csv, declared for the OpenAPI documents of the merger and the
+    gateway (which forwards them). Any value is taken: a Range that is not one satisfiable byte
+    range of bytes=first-last or bytes=-suffix is ignored (the whole file, as RFC 9110 lets a server
+    do), one past the end is a 416; filters leave Range out."""
+
+    range: str | None = Field(
+        default=None,
+        description="One byte range (bytes=0-99, bytes=100-, bytes=-500); answered with 206, or 416 past the end.",
+        examples=["bytes=0-1023"],
+    )
+    if_range: str | None = Field(
+        default=None, description="The ETag or Last-Modified of the copy the Range continues (else: the whole file)."
+    )
+    if_none_match: str | None = Field(
+        default=None, description="ETags of the copy held (or *): 304 when it is still the committed file."
+    )

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Query
+from fastapi import Header, Query
 
-from contract.query import RowFilters
+from contract.query import DownloadHeaders, RowFilters
 from gateway.models import ErrorBody
 
 UPSTREAM_ERRORS: dict[int | str, dict[str, Any]] = {
@@ -25,3 +25,7 @@ FILTER_ERRORS: dict[int | str, dict[str, Any]] = {
 def row_filters(filters: Annotated[RowFilters, Query()]) -> None:
     """Checks the filters (contract/query.py) before the merger is asked; the query string is then
     forwarded as sent (repeated parameters keep their meaning)."""
+
+
+def download_headers(headers: Annotated[DownloadHeaders, Header()]) -> None:
+    """Declares merged.csv's request headers (contract/query.py); they go to the merger as sent."""

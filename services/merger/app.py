@@ -32,7 +32,14 @@ from services.merger.errors import (
 )
 from services.merger.metrics import MergerMetrics
 from services.merger.query import reset_tmp_dir
-from services.merger.query_api import FILTER_RESPONSES, QueryService, RowQueryParam, add_get_and_head, query_router
+from services.merger.query_api import (
+    FILTER_RESPONSES,
+    QueryService,
+    RowQueryParam,
+    add_get_and_head,
+    download_headers,
+    query_router,
+)
 from services.merger.settings import MergerSettings
 from services.merger.state import MergerState
 from services.merger.watcher import Watcher
@@ -191,7 +198,7 @@ def create_app(settings: MergerSettings) -> FastAPI:
         "/merged.csv",
         merged_csv,
         response_class=StreamingResponse,
-        dependencies=internal,
+        dependencies=[*internal, Depends(download_headers)],
         responses={
             **UNAUTHORIZED,
             200: {

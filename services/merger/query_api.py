@@ -11,11 +11,11 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 
-from contract.query import RowFilters
+from contract.query import DownloadHeaders, RowFilters
 from services.merger.download import etag_matches
 from services.merger.errors import QueriesBusyError, QueryFailedError
 from services.merger.query import CHUNK_SIZE, AnswerFile, Format, RowQuery, build_query, tmp_dir
@@ -46,6 +46,10 @@ def row_query(filters: Annotated[RowFilters, Query()]) -> RowQuery:
 
 
 RowQueryParam = Annotated[RowQuery, Depends(row_query)]
+
+
+def download_headers(headers: Annotated[DownloadHeaders, Header()]) -> None:
+    """Declares merged.csv's request headers in the OpenAPI document (the route reads them)."""
 
 
 class QueryService:

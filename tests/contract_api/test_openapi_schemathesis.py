@@ -60,7 +60,7 @@ def schemathesis(base_url: str, tmp: Path, name: str, header: str) -> tuple[subp
         "--seed",
         str(SEED),
         "--request-timeout",
-        "30",
+        "120",  # GET /report draws its charts: seconds on a loaded machine
         "--workers",
         "1",
         "-H",
