@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from contract.internal import outgoing_headers
+from gateway.auth import document_checks_as_configured
 from gateway.deps import get_metrics
 from gateway.downloads import DownloadPool, DownloadSlots
 from gateway.errors import DownloadsBusy, GatewayError, UpstreamError
@@ -118,8 +119,10 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     )
     app.exception_handler(GatewayError)(on_gateway_error)
     app.exception_handler(Exception)(on_unexpected)
-    for router in (generator.router, data.router, status.router, dashboard.router, report.router):
+    routers = (generator.router, data.router, status.router, dashboard.router, report.router)
+    for router in routers:
         app.include_router(router)
+    document_checks_as_configured(app, settings, routers)
     app.mount("/static", StaticFiles(directory=dashboard.STATIC_DIR), name="static")
 
     # ---- middlewares (outermost last) ------------------------------------------------------------

@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Annotated, Any
 
-from fastapi import Depends, Security
+from fastapi import APIRouter, Depends, FastAPI, Security
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, HTTPBearer
 from starlette.requests import Request
 
@@ -68,5 +70,37 @@ def _requires_key(for_reads: bool) -> Callable[..., None]:
     return require
 
 
-Write = Depends(_requires_key(for_reads=False))
-Read = Depends(_requires_key(for_reads=True))
+_require_for_writes = _requires_key(for_reads=False)
+_require_for_reads = _requires_key(for_reads=True)
+Write = Depends(_require_for_writes)
+Read = Depends(_require_for_reads)
+
+
+def _calls(dependant: Dependant, call: Callable[..., Any]) -> bool:
+    return any(d.call is call or _calls(d, call) for d in dependant.dependencies)
+
+
+def document_checks_as_configured(app: FastAPI, settings: GatewaySettings, routers: Iterable[APIRouter]) -> None:
+    """The OpenAPI document asks for the API key on the routes that check it with these settings
+    only: writes when GATEWAY_API_KEY is set, reads when GATEWAY_PROTECT_READS is too. (FastAPI
+    declares the security of every route that has the dependency, checked or not.) `routers` are
+    those included in `app` without a prefix."""
+    key = _key(settings) is not None
+    open_reads, open_writes = not (key and settings.protect_reads), not key
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        for route in (r for router in routers for r in router.routes):
+            if not isinstance(route, APIRoute):
+                continue
+            reads = _calls(route.dependant, _require_for_reads)
+            writes = _calls(route.dependant, _require_for_writes)
+            if (reads and open_reads) or (writes and open_writes):
+                for method in route.methods:
+                    schema["paths"].get(route.path_format, {}).get(method.lower(), {}).pop("security", None)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -21,7 +21,7 @@ from gateway.auth import Read
 from gateway.deps import ControlClient, Downloads, Settings
 from gateway.downloads import DownloadPool, RelayResponse
 from gateway.models import TailResponse
-from gateway.query import FILTER_ERRORS, UPSTREAM_ERRORS, row_filters
+from gateway.query import FILTER_ERRORS, UPSTREAM_ERRORS, download_headers, row_filters
 from gateway.responses import AUTH_ERROR
 from gateway.responses import UPSTREAM_ERRORS as ANY_UPSTREAM_ERRORS
 from gateway.settings import GatewaySettings
@@ -96,8 +96,10 @@ def add_download(
     get_summary: str,
     head_summary: str,
     responses: dict[int | str, dict[str, Any]],
+    headers: bool = False,
 ) -> None:
-    """GET and HEAD of one download relayed from the merger, with the filters documented."""
+    """GET and HEAD of one download relayed from the merger, with the filters checked and
+    documented (and with `headers`, the Range and validator headers documented)."""
     for method, summary in (("GET", get_summary), ("HEAD", head_summary)):
         router.add_api_route(
             path,
@@ -108,7 +110,7 @@ def add_download(
             summary=summary,
             response_class=Response,
             responses=responses,
-            dependencies=[Depends(row_filters)],
+            dependencies=[Depends(row_filters), *([Depends(download_headers)] if headers else [])],
         )
 
 
@@ -126,6 +128,7 @@ add_download(
     get_summary="The merged output",
     head_summary="Size, ETag and Last-Modified of the merged output",
     responses={**MERGED_RESPONSES, **FILTER_ERRORS},
+    headers=True,
 )
 
 

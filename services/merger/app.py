@@ -32,7 +32,14 @@ from services.merger.errors import (
 )
 from services.merger.metrics import MergerMetrics
 from services.merger.query import reset_tmp_dir
-from services.merger.query_api import FILTER_RESPONSES, QueryService, RowQueryParam, query_router
+from services.merger.query_api import (
+    FILTER_RESPONSES,
+    QueryService,
+    RowQueryParam,
+    add_get_and_head,
+    download_headers,
+    query_router,
+)
 from services.merger.segments import Part, stream_parts
 from services.merger.settings import MergerSettings
 from services.merger.state import MergerState
@@ -179,24 +186,6 @@ def create_app(settings: MergerSettings) -> FastAPI:
         size = sum(p[2] for p in parts)
         return Snapshot(state.generation, size, last_modified, state.retained[0].seq), parts
 
-    @app.api_route(
-        "/merged.csv",
-        methods=["GET", "HEAD"],
-        response_class=StreamingResponse,
-        dependencies=internal,
-        responses={
-            **UNAUTHORIZED,
-            200: {
-                "content": {"text/csv": {}},
-                "description": "merged.csv up to its committed length (the header line alone before the first row)",
-            },
-            206: {"content": {"text/csv": {}}, "description": "the requested byte range"},
-            304: {"description": "not modified (If-None-Match)"},
-            416: {"model": Problem, "description": "range not satisfiable"},
-            422: FILTER_RESPONSES[422],
-            503: FILTER_RESPONSES[503],
-        },
-    )
     async def merged_csv(request: Request, q: RowQueryParam) -> Response:
         """merged.csv up to its committed length: one header, then whole rows only, whatever is being
         appended meanwhile (in segments: the retained ones, oldest first, as one file). Supports
@@ -235,6 +224,26 @@ def create_app(settings: MergerSettings) -> FastAPI:
             headers=headers,
             media_type=CSV_MEDIA_TYPE,
         )
+
+    add_get_and_head(
+        app,
+        "/merged.csv",
+        merged_csv,
+        response_class=StreamingResponse,
+        dependencies=[*internal, Depends(download_headers)],
+        responses={
+            **UNAUTHORIZED,
+            200: {
+                "content": {"text/csv": {}},
+                "description": "merged.csv up to its committed length (the header line alone before the first row)",
+            },
+            206: {"content": {"text/csv": {}}, "description": "the requested byte range"},
+            304: {"description": "not modified (If-None-Match)"},
+            416: {"model": Problem, "description": "range not satisfiable"},
+            422: FILTER_RESPONSES[422],
+            503: FILTER_RESPONSES[503],
+        },
+    )
 
     @app.get("/merger/status", response_model=MergerStatus)
     async def status() -> MergerStatus:

@@ -12,11 +12,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 
-from contract.query import RowFilters
+from contract.query import DownloadHeaders, RowFilters
 from services.merger.download import etag_matches
 from services.merger.errors import QueriesBusyError, QueryFailedError
 from services.merger.query import (
@@ -56,6 +56,10 @@ def row_query(filters: Annotated[RowFilters, Query()]) -> RowQuery:
 
 
 RowQueryParam = Annotated[RowQuery, Depends(row_query)]
+
+
+def download_headers(headers: Annotated[DownloadHeaders, Header()]) -> None:
+    """Declares merged.csv's request headers in the OpenAPI document (the route reads them)."""
 
 
 class QueryService:
@@ -212,6 +216,14 @@ FILTER_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
 }
 
 
+def add_get_and_head(router: APIRouter | FastAPI, path: str, endpoint: Callable[..., Any], **route: Any) -> None:
+    """GET and HEAD of `path` as two operations of the OpenAPI document, each with its own id
+    (get_/head_ and the path: one route with both methods would repeat one id)."""
+    name = path.lstrip("/").replace(".", "_")
+    for method in ("GET", "HEAD"):
+        router.add_api_route(path, endpoint, methods=[method], operation_id=f"{method.lower()}_{name}", **route)
+
+
 def query_router(service: QueryService) -> APIRouter:
     router = APIRouter(tags=["output"])
 
@@ -220,23 +232,21 @@ def query_router(service: QueryService) -> APIRouter:
         pyarrow, DuckDB). Computed with polars' streaming engine: memory stays bounded."""
         return await service.answer(request, q, "parquet")
 
-    for method in ("GET", "HEAD"):
-        router.add_api_route(
-            "/merged.parquet",
-            merged_parquet,
-            methods=[method],
-            operation_id=f"{method.lower()}_merged_parquet",
-            response_class=StreamingResponse,
-            summary="The merged rows as Parquet, with the same filters as merged.csv",
-            responses={
-                200: {
-                    "content": {PARQUET_MEDIA_TYPE: {}},
-                    "description": "Typed columns: eventOffset int64, deviceIndex and temperature int32, eventTime "
-                    "a UTC timestamp (microseconds); zstd-compressed. Zero rows is a valid file with the schema.",
-                },
-                **FILTER_RESPONSES,
+    add_get_and_head(
+        router,
+        "/merged.parquet",
+        merged_parquet,
+        response_class=StreamingResponse,
+        summary="The merged rows as Parquet, with the same filters as merged.csv",
+        responses={
+            200: {
+                "content": {PARQUET_MEDIA_TYPE: {}},
+                "description": "Typed columns: eventOffset int64, deviceIndex and temperature int32, eventTime "
+                "a UTC timestamp (microseconds); zstd-compressed. Zero rows is a valid file with the schema.",
             },
-        )
+            **FILTER_RESPONSES,
+        },
+    )
     return router
 
 

@@ -67,7 +67,7 @@ def test_filtered_downloads_through_the_gateway(served: Served) -> None:
     assert httpx.get(f"{served.url}/merged.csv", headers={"if-none-match": etag}).status_code == 304
 
     bad = httpx.get(f"{served.url}/merged.csv", params={"columns": "nope"})
-    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["query", "columns"]
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"][:2] == ["query", "columns"]  # [.., 0]: which value
     bad = httpx.get(f"{served.url}/merged.parquet", params={"since": "soon"})
     assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["query", "since"]
 
