@@ -1,5 +1,5 @@
 """The generator's Kafka connection: its producer (the one place it is built), how to tell the
-producer died for good or must be replaced, where each customer key goes, a TCP probe of the
+producer died for good or must be replaced, a TCP probe of the
 bootstrap servers, and creating the topic when asked to.
 
 Retries keep the idempotent producer's sequence. aiokafka 0.14 (the version pinned) retries a
@@ -29,9 +29,7 @@ from aiokafka.errors import (
     ProducerFenced,
     UnknownProducerId,
 )
-from aiokafka.partitioner import murmur2
 
-from contract.events import CUSTOMER_IDS
 from contract.kafka import KafkaSecurity, aiokafka_options
 from contract.kafka_admin import admin_client, create_topic
 from services.generator.settings import GeneratorSettings
@@ -88,11 +86,6 @@ def sender_failure(producer: AIOKafkaProducer) -> BaseException | None:
     if task.cancelled():
         return asyncio.CancelledError("the producer's sender task was cancelled")
     return task.exception() or KafkaError("the producer's sender task ended")
-
-
-def partition_of_keys(n_partitions: int) -> dict[bytes, int]:
-    """Partition of each customer key, as Kafka's default partitioner (murmur2) places it."""
-    return {c.encode(): (murmur2(c.encode()) & 0x7FFFFFFF) % n_partitions for c in CUSTOMER_IDS}
 
 
 async def probe(bootstrap: str, timeout_s: float = 1.0) -> str | None:

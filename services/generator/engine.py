@@ -32,7 +32,6 @@ from services.generator.batching import Batches
 from services.generator.connection import (
     create_topic_if_missing,
     make_producer,
-    partition_of_keys,
     probe,
     sender_failure,
 )
@@ -40,6 +39,7 @@ from services.generator.delivery import Delivery
 from services.generator.errors import GeneratorError, KafkaUnavailableError, NoActiveRunError, RunActiveError
 from services.generator.events import EventClock, EventEncoder, make_invalid
 from services.generator.extras import RunTools
+from services.generator.keys import KeyPartitioner
 from services.generator.metrics import Metrics
 from services.generator.offsets import OffsetAllocator, read_state_next, topic_next_offset
 from services.generator.profiles import Curve, ProfileController
@@ -63,7 +63,7 @@ class Engine:
         #: producer's settings) while a replacement connects
         self._batch_maker: AIOKafkaProducer | None = None
         self.allocator: OffsetAllocator | None = None
-        self.partitions: dict[bytes, int] = {}
+        self.partitions = KeyPartitioner(1)  # replaced on connecting, by the topic's partition count
         self.connected = False
         self.last_error: str | None = None
         self.run: Run | None = None
@@ -140,11 +140,14 @@ class Engine:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(producer.stop(), 5)
             raise
-        self.partitions = partition_of_keys(len(parts))
+        self.partitions = KeyPartitioner(len(parts))
         self.producer = self._batch_maker = producer
         self.connected = True
         self.metrics.connected.set(1)
-        log.info("connected to Kafka", extra={"bootstrap": bootstrap, "topic": topic, "partitions": len(parts)})
+        log.info(
+            "connected to Kafka",
+            extra={"bootstrap": bootstrap, "topic": topic, "partitions": len(parts), "partition_key": s.partition_key},
+        )
 
     async def _monitor_loop(self) -> None:
         """Rate samples, connection probe, degraded state."""
@@ -304,9 +307,10 @@ class Engine:
             params=run.public_params(p.rate),  # the rate asked for at the start
             started_at=run.started_at,
             first_event_offset=self.allocator.next if self.allocator is not None else None,  # the run's own from here
+            key_by=s.partition_key,
         )
         rnd = rng.random
-        encoder = EventEncoder()
+        encoder = EventEncoder(s.partition_key)
         clock = EventClock()
         alloc = self.allocator
         assert alloc is not None
@@ -355,7 +359,7 @@ class Engine:
                     if not i & 31:  # events made within the same few hundred microseconds share a time
                         event_time = clock.now()
                     if invalid_ratio and rnd() < invalid_ratio:
-                        key, value, _kind = make_invalid(rng, datetime.now(UTC))
+                        key, value, _kind = make_invalid(rng, datetime.now(UTC), s.partition_key)
                         run.invalid += 1
                         self.metrics.invalid.inc()
                         put(key, value, mark=True)  # carries no eventOffset: the header says where we are

@@ -12,6 +12,7 @@ from typing import Any
 from contract.generator_options import FaultOptions, FleetOptions
 from contract.ledger import LedgerRun
 from services.generator.faults import RecordMaker
+from services.generator.keys import PartitionKey
 from services.generator.ledger import LedgerWriter
 from services.generator.profiles import AnyProfile, Constant, Curve, ProfileController, curve_of
 
@@ -55,6 +56,7 @@ class RunTools:
         params: dict[str, Any],
         started_at: float,
         first_event_offset: int | None = None,
+        key_by: PartitionKey = "customerId",
     ) -> None:
         ex = extras or RunExtras()
         header = LedgerRun(
@@ -69,12 +71,14 @@ class RunTools:
         self.ledger = LedgerWriter(runs_dir / f"{run_id}.jsonl", header)
         needs_maker = bool(invalid_ratio or ex.fleet or ex.faults or ex.first_index)
         self.maker = (
-            RecordMaker(seed, invalid_ratio=invalid_ratio, fleet=ex.fleet, faults=ex.faults) if needs_maker else None
+            RecordMaker(seed, invalid_ratio=invalid_ratio, fleet=ex.fleet, faults=ex.faults, key_by=key_by)
+            if needs_maker
+            else None
         )
         if self.maker is not None and ex.first_index:
             self.maker.skip(ex.first_index, time.time_ns())
 
-    def make(self, take_offset: Any) -> tuple[bytes, bytes, int | None]:
+    def make(self, take_offset: Any) -> tuple[bytes | None, bytes, int | None]:
         """The next record (key, value, eventOffset or None when malformed); a fault is marked for
         the ledger."""
         assert self.maker is not None
