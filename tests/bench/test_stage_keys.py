@@ -16,6 +16,7 @@ def test_largest_share() -> None:
     assert largest_share({0: 0, 1: 0}) == 0.0
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(("key_by", "partitions"), [("customerId", 3), ("none", 12), ("deviceId", 12)])
 def test_a_keyed_backlog_lands_as_its_key_places_it(kafka, key_by: str, partitions: int) -> None:
     topic = kafka.new_topic(partitions=partitions)

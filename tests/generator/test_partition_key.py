@@ -11,6 +11,8 @@ from contract.events import CUSTOMER_IDS, FIRST_EVENT_OFFSET
 from services.generator.keys import PARTITION_KEYS, key_of
 from tests.generator.conftest import Record, read_topic
 
+pytestmark = pytest.mark.integration
+
 
 def _valid_offsets(records: list[Record]) -> list[int]:
     return sorted(o for r in records if (e := r.event) is not None and type(o := e.get("eventOffset")) is int)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.helpers import devicestream_cli
+
+pytestmark = pytest.mark.integration  # runs the CLI as a process
 
 
 def test_up_partitions_is_the_topic_partitions_setting(tmp_path) -> None:
