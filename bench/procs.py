@@ -3,7 +3,6 @@ started in its own process group and stopped by the caller (context managers, fi
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import signal
@@ -15,40 +14,22 @@ from pathlib import Path
 import httpx
 
 from bench.common import PY, StageError, wait_until
-from contract.kafka import PLAINTEXT, KafkaSecurity
-from devicestream.kafka_broker import KafkaCluster, ensure_topic, start_node, wait_until_ready
+from devicestream.broker_process import BrokerProcess, BrokerStartError, single_broker
 from devicestream.paths import REPO_ROOT
-from devicestream.processes import free_ports, log_tail, start_in_own_group, stop_process
+from devicestream.processes import log_tail, start_in_own_group, stop_process
 
-
-@dataclass(frozen=True)
-class Broker:
-    bootstrap: str
-    log: Path
-    proc: subprocess.Popen
-    security: KafkaSecurity = PLAINTEXT  # how the bench's clients and Kafka's tools connect
-
-    def topic(self, name: str, partitions: int = 3) -> str:
-        asyncio.run(ensure_topic(self.bootstrap, name, partitions, 1, security=self.security))
-        return name
+#: the bench's broker is the tests': one harness (devicestream/broker_process.py)
+Broker = BrokerProcess
 
 
 @contextlib.contextmanager
 def broker(base: Path, heap: str = "1g") -> Iterator[Broker]:
-    """A single-node KRaft broker on free ports with its data under `base`."""
-    port, cport = free_ports(2)
-    cluster = KafkaCluster.single(base / "kafka", port, cport, heap=heap)
-    node = cluster.nodes[0]
-    log = base / "logs" / "kafka.log"
-    proc = start_node(cluster, node, log)
+    """A single-node KRaft broker on free ports with its data and log under `base`."""
     try:
-        try:
-            asyncio.run(wait_until_ready(cluster.bootstrap_servers, 90, alive=lambda: proc.poll() is None))
-        except Exception as e:
-            raise StageError(f"the bench broker did not start: {e}\n{log_tail(log)}") from e
-        yield Broker(cluster.bootstrap_servers, log, proc, cluster.client_security)
-    finally:
-        stop_process(proc)
+        with single_broker(base, heap=heap) as b:
+            yield b
+    except BrokerStartError as e:
+        raise StageError(f"the bench broker did not start: {e}") from e
 
 
 @dataclass

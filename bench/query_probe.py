@@ -1,35 +1,28 @@
 """`python -m bench.query_probe '<json>'`: one query in a fresh process, so its peak memory is its
-own. Prints {"seconds", "peak_rss_mb", "out_bytes"}. Kinds: ours-csv / ours-parquet (the merger's
-services.merger.query.run_query, streaming into a file, as the routes do), polars-csv /
-polars-parquet (the baseline: what a user would write with polars directly on merged.csv), idle
-(the floor: nothing but the imports)."""
+own. Its argument is a QueryProbeRequest, its last line a QueryProbeAnswer (bench/query_result.py).
+Kinds: ours-csv / ours-parquet (the merger's services.merger.query.run_query, streaming into a file,
+as the routes do), polars-csv / polars-parquet (the baseline: what a user would write with polars
+directly on merged.csv), idle (the floor: nothing but the imports)."""
 
 from __future__ import annotations
 
 import resource
 import sys
 import time
-from datetime import datetime
-from pathlib import Path
 
-import orjson
 import polars as pl
 
+from bench.query_result import QueryProbeAnswer, QueryProbeRequest
 from services.merger.query import build_query, parsed_event_time, predicate, run_query
 
 
 def main(arg: str) -> None:
-    a = orjson.loads(arg)
-    src, out, kind = Path(a["source"]), Path(a["out"]), a["kind"]
-    q = build_query(
-        since=datetime.fromisoformat(a["since"]) if a.get("since") else None,
-        device_ids=a.get("device_ids"),
-        statuses=a.get("statuses"),
-        columns=a.get("columns"),
-    )
+    a = QueryProbeRequest.model_validate_json(arg)
+    src, out, kind = a.source, a.out, a.kind
+    q = build_query(since=a.since, device_ids=a.device_ids, statuses=a.statuses, columns=a.columns)
     t0 = time.perf_counter()
     if kind in ("ours-csv", "ours-parquet"):
-        run_query(src, a["rows"], q, "csv" if kind == "ours-csv" else "parquet", out)
+        run_query(src, a.rows, q, "csv" if kind == "ours-csv" else "parquet", out)
     elif kind == "polars-csv":
         # The direct way: scan, filter, collect in memory, write it out.
         lf = pl.scan_csv(src, infer_schema_length=10_000)
@@ -48,7 +41,7 @@ def main(arg: str) -> None:
     seconds = time.perf_counter() - t0
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     sys.stdout.write(
-        orjson.dumps({"seconds": seconds, "peak_rss_mb": peak_mb, "out_bytes": out.stat().st_size}).decode()
+        QueryProbeAnswer(seconds=seconds, peak_rss_mb=peak_mb, out_bytes=out.stat().st_size).model_dump_json()
     )
 
 

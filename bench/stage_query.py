@@ -15,11 +15,11 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-
-import orjson
+from typing import Any
 
 from bench.common import PY, Config, Figure, Spread, StageError, StageResult, Target
 from bench.data import csv_rows
+from bench.query_result import ProbeKind, QueryProbeAnswer, QueryProbeRequest
 from contract.csv import ROW_HEADER
 from devicestream.paths import REPO_ROOT
 from services.merger.devices import EPOCH, DeviceBook, parse_rows
@@ -55,12 +55,12 @@ def build_merged(path: Path, sizes: QuerySizes) -> int:
     return path.stat().st_size
 
 
-def probe(kind: str, source: Path, out: Path, rows: int, **query: object) -> dict:
-    arg = orjson.dumps({"kind": kind, "source": str(source), "out": str(out), "rows": rows, **query}).decode()
+def probe(kind: ProbeKind, source: Path, out: Path, rows: int, **query: Any) -> QueryProbeAnswer:
+    arg = QueryProbeRequest(kind=kind, source=source, out=out, rows=rows, **query).model_dump_json()
     res = subprocess.run([PY, "-m", "bench.query_probe", arg], capture_output=True, text=True, cwd=REPO_ROOT)
     if res.returncode != 0:
         raise StageError(f"query probe {kind} failed: {res.stderr[-800:]}")
-    doc = orjson.loads(res.stdout)
+    doc = QueryProbeAnswer.model_validate_json(res.stdout.strip().splitlines()[-1])
     out.unlink(missing_ok=True)
     return doc
 
@@ -116,9 +116,9 @@ def run(cfg: Config, sizes: QuerySizes | None = None) -> StageResult:
         }
         ours = [probe("ours-csv", merged, root / "ours.csv", sizes.rows, **query) for _ in range(sizes.reps)]
         base = [probe("polars-csv", merged, root / "polars.csv", sizes.rows, **query) for _ in range(sizes.reps)]
-        if ours[0]["out_bytes"] != base[0]["out_bytes"]:
-            raise StageError(f"filtered answers differ: {ours[0]['out_bytes']} vs {base[0]['out_bytes']} bytes")
-        idle_mb = probe("idle", merged, root / "idle", sizes.rows)["peak_rss_mb"]
+        if ours[0].out_bytes != base[0].out_bytes:
+            raise StageError(f"filtered answers differ: {ours[0].out_bytes} vs {base[0].out_bytes} bytes")
+        idle_mb = probe("idle", merged, root / "idle", sizes.rows).peak_rss_mb
         pq_ours = [probe("ours-parquet", merged, root / "ours.parquet", sizes.rows) for _ in range(sizes.reps)]
         pq_base = [probe("polars-parquet", merged, root / "polars.parquet", sizes.rows) for _ in range(sizes.reps)]
     sizes_doc = {"rows": sizes.rows, "merged_bytes": size, "reps": sizes.reps}
@@ -128,12 +128,12 @@ def run(cfg: Config, sizes: QuerySizes | None = None) -> StageResult:
             stage="query",
             name="filtered query (1 device, errors, half the time range, 3 columns)",
             unit="s",
-            value=Spread.of([p["seconds"] for p in ours]),
+            value=Spread.of([p.seconds for p in ours]),
             baseline_name="pl.scan_csv(...).filter(...).collect() on merged.csv",
-            baseline=Spread.of([p["seconds"] for p in base]),
+            baseline=Spread.of([p.seconds for p in base]),
             ratio_inverted=True,
             target=Target("ratio", ">=", QUERY_RATIO_TARGET, f"ratio (speed vs polars) >= {QUERY_RATIO_TARGET}"),
-            sizes={**sizes_doc, "answer_bytes": ours[0]["out_bytes"]},
+            sizes={**sizes_doc, "answer_bytes": ours[0].out_bytes},
             notes=[how, *quick_note],
         )
     )
@@ -142,9 +142,9 @@ def run(cfg: Config, sizes: QuerySizes | None = None) -> StageResult:
             stage="query",
             name="filtered query peak RSS",
             unit="MB",
-            value=Spread.of([p["peak_rss_mb"] for p in ours]),
+            value=Spread.of([p.peak_rss_mb for p in ours]),
             baseline_name="the same query with polars directly (collect in memory)",
-            baseline=Spread.of([p["peak_rss_mb"] for p in base]),
+            baseline=Spread.of([p.peak_rss_mb for p in base]),
             ratio_inverted=True,
             target=Target("value", "<=", 1024.0, "<= 1,024 MB whatever the file size (bounded memory)"),
             sizes=sizes_doc,
@@ -159,14 +159,14 @@ def run(cfg: Config, sizes: QuerySizes | None = None) -> StageResult:
             stage="query",
             name="Parquet export throughput",
             unit="rows/s",
-            value=Spread.of([sizes.rows / p["seconds"] for p in pq_ours]),
+            value=Spread.of([sizes.rows / p.seconds for p in pq_ours]),
             baseline_name="pl.scan_csv(...).sink_parquet(...) (types inferred, no eventTime parsing)",
-            baseline=Spread.of([sizes.rows / p["seconds"] for p in pq_base]),
+            baseline=Spread.of([sizes.rows / p.seconds for p in pq_base]),
             target=Target("ratio", ">=", PARQUET_RATIO_TARGET, f"ratio >= {PARQUET_RATIO_TARGET}"),
             sizes={
                 **sizes_doc,
-                "parquet_bytes": pq_ours[0]["out_bytes"],
-                "peak_rss_mb": Spread.of([p["peak_rss_mb"] for p in pq_ours]).median,
+                "parquet_bytes": pq_ours[0].out_bytes,
+                "peak_rss_mb": Spread.of([p.peak_rss_mb for p in pq_ours]).median,
             },
             notes=["all rows, typed (eventTime a UTC timestamp), zstd", *quick_note],
         )

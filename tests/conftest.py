@@ -3,80 +3,36 @@ that needs one. Tests that need a topic of their own create it with a unique nam
 
 from __future__ import annotations
 
-import asyncio
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from contract.kafka import KafkaSecurity
-from devicestream.kafka_broker import KafkaCluster, ensure_topic, start_node, wait_until_ready
-from devicestream.processes import free_ports, log_tail, stop_process
+from devicestream.broker_process import BrokerProcess, single_broker
+from tests.tiers import assign_tiers, starts_processes
 
-
-@dataclass
-class Broker:
-    cluster: KafkaCluster
-    log_file: Path
-    proc: object = None
-
-    @property
-    def bootstrap(self) -> str:
-        return self.cluster.bootstrap_servers
-
-    @property
-    def security(self) -> KafkaSecurity:
-        """PLAINTEXT, or SASL_SSL for a cluster made with `security` (tests/security)."""
-        return self.cluster.client_security
-
-    def start(self, deadline_s: float = 90.0) -> None:
-        node = self.cluster.nodes[0]
-        self.proc = start_node(self.cluster, node, self.log_file)
-        try:
-            alive = lambda: self.proc.poll() is None  # noqa: E731
-            asyncio.run(wait_until_ready(self.bootstrap, deadline_s, alive=alive, security=self.security))
-        except Exception as e:
-            raise RuntimeError(f"{e}\n--- broker log tail:\n{log_tail(self.log_file)}") from e
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop_process(self.proc)
-            self.proc = None
-
-    def new_topic(self, partitions: int = 3, prefix: str = "t") -> str:
-        name = f"{prefix}-{uuid.uuid4().hex[:10]}"
-        asyncio.run(ensure_topic(self.bootstrap, name, partitions, security=self.security))
-        return name
+#: the tests' broker is the bench's: one harness (devicestream/broker_process.py)
+Broker = BrokerProcess
 
 
 @pytest.fixture(scope="session")
+@starts_processes
 def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     """A real single-node KRaft broker for the whole session."""
-    base = tmp_path_factory.mktemp("kafka")
-    port, cport = free_ports(2)
-    broker = Broker(KafkaCluster.single(base, port, cport), base / "kafka.log")
-    broker.start()
-    try:
+    with single_broker(tmp_path_factory.mktemp("kafka")) as broker:
         yield broker
-    finally:
-        broker.stop()
 
 
 @pytest.fixture
+@starts_processes
 def private_kafka(tmp_path: Path) -> Iterator[Broker]:
     """A broker of the test's own, for tests that stop or restart it."""
-    port, cport = free_ports(2)
-    broker = Broker(KafkaCluster.single(tmp_path / "kafka", port, cport), tmp_path / "kafka.log")
-    broker.start()
-    try:
+    with single_broker(tmp_path) as broker:
         yield broker
-    finally:
-        broker.stop()
 
 
 @pytest.fixture(scope="session")
+@starts_processes
 def spark() -> Iterator[object]:
     """One local SparkSession for the whole test session, with the Kafka connector jars on its
     classpath (a JVM's classpath is fixed when the first session starts)."""
@@ -101,37 +57,9 @@ def spark() -> Iterator[object]:
         session.stop()
 
 
-# -- test tiers ------------------------------------------------------------------------------------
-#: Fixtures that start a real process (broker, Spark, a service, a whole stack): a test that uses one,
-#: directly or through another fixture, is in the integration tier.
-_PROCESS_FIXTURES = frozenset(
-    {
-        "kafka",
-        "private_kafka",
-        "spark",
-        "stack",
-        "bare_stack",
-        "launch_stack",
-        "generator_factory",
-        "merger_runner",
-        "cluster3",
-        "standalone",
-        "job_factory",
-        "compose",
-    }
-)
-#: Folders whose tests all run real processes (whatever their fixtures).
-_PROCESS_FOLDERS = frozenset({"e2e", "deploy", "foundation", "security"})
+# -- test tiers (tests/tiers.py) ------------------------------------------------------------------
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark every test `unit` (pure: no process, no network; `make test-unit`) or `integration`.
-    A module that starts processes by other means marks itself `pytestmark = pytest.mark.integration`."""
-    tests_root = Path(__file__).parent
-    for item in items:
-        folder = item.path.relative_to(tests_root).parts[0] if item.path.is_relative_to(tests_root) else ""
-        uses_process = bool(_PROCESS_FIXTURES.intersection(getattr(item, "fixturenames", ())))
-        if uses_process or folder in _PROCESS_FOLDERS or item.get_closest_marker("integration"):
-            item.add_marker(pytest.mark.integration)
-        else:
-            item.add_marker(pytest.mark.unit)
+    """`unit` unless marked `integration`; an unmarked test reaching a process fixture is refused."""
+    assign_tiers(items)

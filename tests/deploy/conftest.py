@@ -15,6 +15,7 @@ import pytest
 from devicestream.processes import free_ports
 from tests.e2e.conftest import Stack
 from tests.helpers import start_up, stop_up, wait_up
+from tests.tiers import starts_processes
 
 LaunchStack = Callable[..., Stack]
 
@@ -51,6 +52,7 @@ def _stop(st: Stack) -> None:
 
 
 @pytest.fixture
+@starts_processes
 def launch_stack(tmp_path: Path) -> Iterator[LaunchStack]:
     """`launch_stack(env, kafka_ports=2, up_args=(), timeout=420)` starts `devicestream up` and waits
     until every component is ready; every stack started is stopped when the test ends."""

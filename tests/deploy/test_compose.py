@@ -41,6 +41,8 @@ from tests.deploy.settings_env import (
     settings_env_vars,
 )
 
+pytestmark = pytest.mark.integration
+
 COMPOSE = REPO_ROOT / "compose.yaml"
 SCHEMA = Path(__file__).with_name("compose-spec.json")
 COMPOSE_SPEC_TOOL = Path(sys.executable).parent / "compose-spec"  # built into .venv/bin by install.sh

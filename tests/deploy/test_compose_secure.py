@@ -32,6 +32,8 @@ from tests.deploy.test_compose import (
     interpolate,
 )
 
+pytestmark = pytest.mark.integration
+
 SECURE = REPO_ROOT / "compose.secure.yaml"
 SECURE_HOSTNET = REPO_ROOT / "compose.secure.hostnet.yaml"
 CLIENTS = {

@@ -18,6 +18,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from contract.kafka_admin import admin_client
 from devicestream.kafka_broker import KafkaCluster, ensure_topic, start_node, stop_processes, wait_until_ready
 from devicestream.processes import free_ports, kill_process, log_tail
+from tests.tiers import starts_processes
+
+pytestmark = pytest.mark.integration
 
 TOPIC = "replicated-events"
 PARTITIONS = 3
@@ -50,6 +53,7 @@ class Cluster:
 
 
 @pytest.fixture
+@starts_processes
 def cluster3(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> Iterator[Cluster]:
     # aiokafka logs every refused connection to the dead node at ERROR; the test reports what matters.
     caplog.set_level(logging.CRITICAL, logger="aiokafka")

@@ -17,7 +17,7 @@ from tests.deploy.conftest import LaunchStack
 from tests.e2e.conftest import Stack
 from tests.helpers import wait_for
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 TOPIC = "device-events"
 RATE, SECONDS = 1000, 25

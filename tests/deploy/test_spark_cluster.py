@@ -23,8 +23,9 @@ import pytest
 from devicestream.processes import free_ports, log_tail, start_in_own_group, stop_process
 from tests.deploy.conftest import LaunchStack
 from tests.helpers import wait_for
+from tests.tiers import starts_processes
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SPARK_HOME = Path(pyspark.__file__).resolve().parent
 RATE, COUNT = 1000, 5000
@@ -86,6 +87,7 @@ def _stop(proc: subprocess.Popen, timeout_s: float = 20) -> None:
 
 
 @pytest.fixture
+@starts_processes
 def standalone(tmp_path: Path) -> Iterator[Standalone]:
     port, master_ui, worker_port, worker_ui = free_ports(4)
     c = Standalone(port, master_ui, worker_ui, tmp_path / "spark-work", tmp_path / "spark-logs", {})

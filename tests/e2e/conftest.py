@@ -29,6 +29,7 @@ from contract.verify_report import VerifyReport
 from devicestream.processes import free_ports, log_tail
 from tests.documents import generator_status, merger_status
 from tests.helpers import REPO_ROOT, start_up, stop_up, wait_for, wait_up
+from tests.tiers import starts_processes
 
 
 @dataclass
@@ -139,6 +140,7 @@ def _mount_tmpfs(path: Path) -> bool:
 
 
 @pytest.fixture(scope="module")
+@starts_processes
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with running_stack(tmp_path_factory.mktemp("e2e")) as st:
         yield st

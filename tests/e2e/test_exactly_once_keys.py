@@ -11,10 +11,13 @@ import signal
 
 import httpx
 import orjson
+import pytest
 
 from contract.kafka_admin import admin_client, create_topic
 from tests.e2e.conftest import Stack
 from tests.helpers import produce, wait_for
+
+pytestmark = pytest.mark.integration
 
 TOPIC = "device-events"
 RATE = 1000

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 from pydantic import ValidationError
 
 from contract.api import Run
@@ -25,6 +26,8 @@ from contract.verify_report import RunReport
 from devicestream.processes import log_tail
 from tests.e2e.conftest import Stack
 from tests.helpers import REPO_ROOT
+
+pytestmark = pytest.mark.integration
 
 RUN = {
     "rate": 1000,

@@ -15,7 +15,7 @@ from contract.merger_status import MergerStatus
 from tests.e2e.conftest import Stack
 from tests.helpers import wait_for
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 RATE = 1000
 #: Merger status after each step, for the next ones.

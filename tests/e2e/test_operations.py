@@ -9,11 +9,14 @@ import os
 import signal
 
 import httpx
+import pytest
 
 from contract.api import GeneratorStatus
 from contract.kafka_admin import delete_records, end_offsets, topic_partitions
 from tests.e2e.conftest import Stack
 from tests.helpers import wait_for
+
+pytestmark = pytest.mark.integration
 
 TOPIC = "device-events"
 

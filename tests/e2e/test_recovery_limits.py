@@ -21,6 +21,9 @@ from aiokafka import AIOKafkaProducer
 
 from tests.e2e.conftest import Stack, running_stack
 from tests.helpers import wait_for
+from tests.tiers import starts_processes
+
+pytestmark = pytest.mark.integration
 
 TOPIC = "device-events"
 #: far below one big record: every batch file holding one is larger than the whole budget
@@ -30,6 +33,7 @@ BIG_ID_CHARS = 300_000
 
 
 @pytest.fixture(scope="module")
+@starts_processes
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The launcher passes its environment to the components: the merger reads MERGER_READ_AHEAD_BYTES."""
     with pytest.MonkeyPatch.context() as mp:

@@ -36,6 +36,7 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disa
 CHARTS = ("architecture", "rate", "batches", "lag", "freshness", "devices")
 
 pytestmark = [
+    pytest.mark.integration,
     pytest.mark.slow,
     pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is missing: run scripts/install.sh as root"),
     pytest.mark.skipif(shutil.which("pdftoppm") is None, reason="poppler-utils is missing: run scripts/install.sh"),

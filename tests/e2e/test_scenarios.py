@@ -24,12 +24,14 @@ from contract.merger_status import MergerStatus
 from tests.e2e.conftest import Stack
 from tests.helpers import REPO_ROOT, wait_for
 
+pytestmark = pytest.mark.integration
+
 RATE, SECONDS = 2000, 30
 COUNT = RATE * SECONDS
 
 
 def _merged_rows(stack: Stack) -> int:
-    return int(httpx.get(f"{stack.merger}/merger/status", timeout=5).json()["rows_merged"])
+    return stack.merger_status().rows_merged
 
 
 def _wait_merging(stack: Stack, more_than: int) -> None:

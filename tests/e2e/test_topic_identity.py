@@ -28,8 +28,9 @@ from contract.progress import read_progress_or_none
 from contract.verify_report import VerifyReport
 from tests.e2e.conftest import Stack, running_stack
 from tests.helpers import devicestream_cli, produce, wait_for
+from tests.tiers import starts_processes
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1500)]
 
 TOPIC = "device-events"
 KEY = b"CI00100"  # every record on one partition
@@ -40,6 +41,7 @@ SINGLE_TASK_MAX_BYTES = 500_000
 
 
 @pytest.fixture(scope="module")
+@starts_processes
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The launcher passes its environment to the components: the job reads SPARK_JOB_SINGLE_TASK_MAX_BYTES."""
     with pytest.MonkeyPatch.context() as mp:

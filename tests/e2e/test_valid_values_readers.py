@@ -23,7 +23,7 @@ from tests.e2e.conftest import Stack
 from tests.helpers import produce, wait_for
 from tests.validity_cases import CASES, GOOD, ev
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 TOPIC = "device-events"
 BASE = 7 * 10**12

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.structs import TopicPartition
@@ -12,6 +13,8 @@ from contract.kafka import make_admin
 from devicestream.kafka_broker import ensure_topic
 from tests.conftest import Broker
 from tests.helpers import produce
+
+pytestmark = pytest.mark.integration
 
 
 async def _consume_all(bootstrap: str, topic: str, expected: int, timeout_s: float = 30) -> list[bytes]:

@@ -23,6 +23,8 @@ from contract.kafka_admin import (
 )
 from tests.conftest import Broker
 
+pytestmark = pytest.mark.integration
+
 
 async def _lifecycle(bootstrap: str, topic: str) -> None:
     async with admin_client(bootstrap, timeout_s=10) as admin:

@@ -20,6 +20,8 @@ from contract.layout import DataLayout
 from devicestream.processes import free_ports, kill_process, log_tail, runs
 from tests.helpers import devicestream_cli, start_up, stop_up, wait_for, wait_up
 
+pytestmark = pytest.mark.integration
+
 _cli = devicestream_cli
 
 

@@ -8,8 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from devicestream.processes import kill_process, runs, start_in_own_group
 from tests.helpers import REPO_ROOT, wait_for
+
+pytestmark = pytest.mark.integration
 
 
 def _pump(log: Path, max_bytes: int, backups: int, code: str) -> subprocess.CompletedProcess:

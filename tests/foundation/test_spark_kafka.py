@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from aiokafka import AIOKafkaProducer
+
+pytestmark = pytest.mark.integration
 
 
 def test_spark_batch_reads_the_topic(kafka, spark) -> None:

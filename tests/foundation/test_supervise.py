@@ -8,11 +8,14 @@ import uuid
 from pathlib import Path
 
 import psutil
+import pytest
 
 from devicestream.settings import LauncherSettings
 from devicestream.specs import ComponentSpec
 from devicestream.supervise import Running, Supervisor
 from tests.helpers import wait_for
+
+pytestmark = pytest.mark.integration
 
 
 async def _never() -> bool:

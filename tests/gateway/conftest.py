@@ -16,6 +16,7 @@ from contract.layout import DataLayout
 from contract.pipeline_status import PipelineStatus
 from devicestream.processes import free_ports
 from tests.helpers import ServiceProcess, wait_for
+from tests.tiers import starts_processes
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
@@ -124,6 +125,7 @@ def make_stack(tmp: Path, kafka: object, **gateway_env: str) -> Stack:
 
 
 @pytest.fixture
+@starts_processes
 def stack(tmp_path: Path, kafka: object) -> Iterator[Stack]:
     """Generator, Spark and merger stand-ins and the gateway, all up; overall ok."""
     s = make_stack(tmp_path, kafka, GATEWAY_SPARK_STALE_AFTER_S="3")
@@ -137,6 +139,7 @@ def stack(tmp_path: Path, kafka: object) -> Iterator[Stack]:
 
 
 @pytest.fixture
+@starts_processes
 def bare_stack(tmp_path: Path, kafka: object) -> Iterator[Stack]:
     """Nothing started: the test starts what it needs."""
     s = make_stack(tmp_path, kafka)

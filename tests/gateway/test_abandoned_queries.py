@@ -21,8 +21,9 @@ from tests.documents import devices
 from tests.gateway.real_merger import Served, served_in
 from tests.helpers import wait_for
 from tests.merger.batches import HEADER_LINE, rows, write_batch
+from tests.tiers import starts_processes
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ABANDONED = 200
 BOUND_S = 2.0  # issue #24: "... answering within 2 s"
@@ -32,6 +33,7 @@ SLOW_QUERY = "/merged.csv?since=2026-11-28T03:33:11Z&deviceId=D004&customerId=CI
 
 
 @pytest.fixture(scope="module")
+@starts_processes
 def big(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     gen = served_in(tmp_path_factory.mktemp("abandoned"), MERGER_QUERY_QUEUE_MAX="8", MERGER_QUERIES_AT_ONCE="2")
     served = next(gen)

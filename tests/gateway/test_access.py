@@ -36,6 +36,7 @@ def locked(tmp_path: Path, kafka: object) -> Iterator[Stack]:
     yield from _gateway(tmp_path, kafka, GATEWAY_PROTECT_READS="true", GATEWAY_CORS_ORIGINS="http://dash.example")
 
 
+@pytest.mark.integration
 def test_write_routes_need_the_key(keyed: Stack) -> None:
     u = keyed.url
     for headers in ({}, {"x-api-key": "wrong"}, {"authorization": "Bearer wrong"}, {"authorization": f"Basic {KEY}"}):
@@ -65,6 +66,7 @@ def test_write_routes_need_the_key(keyed: Stack) -> None:
     assert "access-control-allow-origin" not in r.headers
 
 
+@pytest.mark.integration
 def test_protected_reads_and_cors(locked: Stack) -> None:
     u = locked.url
     for path in ("/status", "/generator/status", "/merged.csv", "/merged/tail", "/metrics"):

@@ -28,6 +28,7 @@ def gw(tmp_path: Path, kafka: object) -> Iterator[Stack]:
         s.stop_all()
 
 
+@pytest.mark.integration
 def test_cross_site_form_post_is_refused(gw: Stack) -> None:
     u = gw.url
     start = httpx.post(f"{u}/generator/start", json={"rate": 1})
@@ -63,6 +64,7 @@ def test_cross_site_form_post_is_refused(gw: Stack) -> None:
     assert httpx.get(f"{u}/generator/status", headers={"sec-fetch-site": "cross-site"}).status_code == 200
 
 
+@pytest.mark.integration
 def test_dns_rebinding_is_refused(gw: Stack) -> None:
     u = gw.url
     # evil.example resolved to 127.0.0.1 after the page loaded: same origin for the browser, but Host says so
@@ -78,6 +80,7 @@ def test_dns_rebinding_is_refused(gw: Stack) -> None:
     assert httpx.get(f"{u}/metrics", headers={"host": "gateway:8000"}).status_code == 200
 
 
+@pytest.mark.integration
 def test_configured_hosts(tmp_path: Path, kafka: object) -> None:
     s = make_stack(tmp_path, kafka, GATEWAY_ALLOWED_HOSTS="pipeline.lan,*.corp.example")
     try:

@@ -11,6 +11,8 @@ import pytest
 from tests.documents import generator_status
 from tests.gateway.conftest import ARTIFACTS, Stack
 
+pytestmark = pytest.mark.integration
+
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
     "--headless",

@@ -17,9 +17,13 @@ from tests.gateway.real_merger import Served, served_in
 from tests.gateway.test_dashboard import ARGS, CHROMIUM
 from tests.helpers import wait_for
 from tests.merger.batches import HEADER_LINE, batch_rows, write_batch
+from tests.tiers import starts_processes
+
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
+@starts_processes
 def served(tmp_path: Path) -> Iterator[Served]:
     yield from served_in(tmp_path)
 

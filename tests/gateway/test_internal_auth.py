@@ -36,6 +36,7 @@ def real(tmp_path: Path, kafka: object) -> Iterator[Stack]:
         s.stop_all()
 
 
+@pytest.mark.integration
 def test_services_refuse_calls_without_the_secret(real: Stack) -> None:
     gen, merger = real.generator_url, real.merger_url
     for headers in ({}, {HEADER: "wrong"}, {"authorization": f"Bearer {SECRET}"}):
@@ -54,6 +55,7 @@ def test_services_refuse_calls_without_the_secret(real: Stack) -> None:
     assert generator_status(gen).state == "idle"
 
 
+@pytest.mark.integration
 def test_the_gateway_carries_the_secret(real: Stack) -> None:
     u = real.url
     r = httpx.post(f"{u}/generator/start", json={"rate": 5, "seed": 1})
@@ -71,6 +73,7 @@ def test_the_gateway_carries_the_secret(real: Stack) -> None:
     assert components.generator.reachable and components.merger.reachable, components
 
 
+@pytest.mark.integration
 def test_a_gateway_without_the_secret_is_refused(tmp_path: Path, kafka: object) -> None:
     s = make_stack(tmp_path, kafka)  # the gateway has no secret, the generator and merger have one
     try:
@@ -103,6 +106,7 @@ def test_the_launcher_makes_a_secret_per_stack(monkeypatch: pytest.MonkeyPatch) 
     assert child_env(settings, "127.0.0.1:9092")[ENV_NAME] == "chosen-by-the-user"
 
 
+@pytest.mark.integration
 @pytest.mark.integration
 def test_devicestream_up_wires_the_secret(tmp_path: Path) -> None:
     """`devicestream up` (broker, merger, generator, gateway; no Spark): the gateway drives the

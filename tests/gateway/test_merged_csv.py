@@ -13,6 +13,8 @@ import pytest
 from contract.csv import ROW_HEADER
 from tests.gateway.conftest import Stack, make_stack
 
+pytestmark = pytest.mark.integration
+
 
 def write_rows(path: Path, n: int, start: int = 0) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,8 @@ from contract.internal import HEADER
 from tests.gateway.conftest import Stack, make_stack
 from tests.helpers import REPO_ROOT
 
+pytestmark = pytest.mark.integration
+
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
 SECRET = "fuzz-internal-secret"
 

@@ -17,9 +17,13 @@ from contract.csv import ROW_HEADER
 from tests.documents import devices
 from tests.gateway.real_merger import Served, served_in
 from tests.merger.batches import HEADER_LINE, batch_rows, write_batch
+from tests.tiers import starts_processes
+
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
+@starts_processes
 def served(tmp_path: Path) -> Iterator[Served]:
     yield from served_in(tmp_path)
 

@@ -6,12 +6,15 @@ from __future__ import annotations
 import time
 
 import httpx
+import pytest
 
 from contract.ledger import LedgerEnd, LedgerRun, dump_line
 from contract.run_series import SeriesHeader, SeriesSample, read_series, series_path
 from contract.run_series import dump_line as dump_sample
 from tests.gateway.conftest import Stack
 from tests.helpers import wait_for
+
+pytestmark = pytest.mark.integration
 
 
 def _write_run(s: Stack, run_id: str) -> None:

@@ -4,12 +4,15 @@ stand-in services and a real Kafka topic."""
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from contract.api import GeneratorStatus
 from contract.pipeline_status import PipelineStatus
 from tests.documents import generator_status
 from tests.gateway.conftest import Stack
 from tests.helpers import wait_for
+
+pytestmark = pytest.mark.integration
 
 
 def test_start_via_gateway_shows_run_in_status(stack: Stack) -> None:

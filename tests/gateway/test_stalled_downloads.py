@@ -56,6 +56,7 @@ def _timed(method: str, url: str) -> tuple[httpx.Response, float]:
     return r, time.monotonic() - t0
 
 
+@pytest.mark.integration
 def test_stalled_downloads_leave_the_control_plane_alone(big: Stack) -> None:
     u = big.url
     assert httpx.post(f"{u}/generator/start", json={"rate": 1}).status_code == 202

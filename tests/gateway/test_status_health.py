@@ -8,10 +8,13 @@ import signal
 import time
 
 import httpx
+import pytest
 
 from contract.pipeline_status import PipelineStatus
 from tests.gateway.conftest import Stack
 from tests.helpers import wait_for
+
+pytestmark = pytest.mark.integration
 
 
 def test_merger_stopped_is_down_then_ok(stack: Stack) -> None:

@@ -16,6 +16,8 @@ from contract.pipeline_status import PipelineStatus
 from devicestream.processes import free_ports
 from tests.gateway.conftest import Stack, make_stack
 
+pytestmark = pytest.mark.integration
+
 
 class RawServer:
     """A TCP server on 127.0.0.1 that either never answers (hang) or answers garbage and closes."""

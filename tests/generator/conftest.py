@@ -17,6 +17,7 @@ from contract.kafka_admin import offsets_consumer, topic_partitions
 from devicestream.processes import free_ports
 from tests.documents import generator_status
 from tests.helpers import ServiceProcess, wait_for
+from tests.tiers import starts_processes
 
 
 @dataclass
@@ -85,6 +86,7 @@ class GeneratorProcess:
 
 
 @pytest.fixture
+@starts_processes
 def generator_factory(tmp_path: Path) -> Iterator[Callable[..., GeneratorProcess]]:
     """Start generator processes (stopped at the end of the test)."""
     started: list[ServiceProcess] = []

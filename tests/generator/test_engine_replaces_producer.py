@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from aiokafka.errors import OutOfOrderSequenceNumber
 from prometheus_client import CollectorRegistry
 
@@ -18,6 +19,8 @@ from services.generator.run import RunParams
 from services.generator.settings import GeneratorSettings
 from tests.conftest import Broker
 from tests.generator.conftest import read_topic
+
+pytestmark = pytest.mark.integration
 
 
 async def _until(predicate: Callable[[], object], timeout_s: float, what: str) -> None:

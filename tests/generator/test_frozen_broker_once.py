@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from contract.generator_options import FaultOptions
@@ -30,6 +31,8 @@ from services.generator.settings import GeneratorSettings
 from tests.conftest import Broker
 from tests.generator.conftest import read_topic
 from tests.generator.test_engine_replaces_producer import _kill_the_sender_on_its_next_request
+
+pytestmark = pytest.mark.integration
 
 REQUEST_TIMEOUT_MS = 2000
 COUNT = 6000

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
+
 from contract.events import FIRST_EVENT_OFFSET
 from tests.generator.conftest import read_topic
 from tests.helpers import wait_for
+
+pytestmark = pytest.mark.integration
 
 
 def _offsets(records: list) -> list[int]:

@@ -7,6 +7,7 @@ import os
 import signal
 
 import httpx
+import pytest
 
 from contract.api import GeneratorStatus
 from gateway.settings import GatewaySettings
@@ -21,6 +22,7 @@ def test_the_flush_timeout_is_below_the_gateways_command_timeout() -> None:
     assert flush + 2.0 <= GatewaySettings().command_timeout_s
 
 
+@pytest.mark.integration
 def test_stop_with_the_broker_frozen_answers_in_time_and_reports_what_was_not_delivered(
     private_kafka, generator_factory
 ) -> None:

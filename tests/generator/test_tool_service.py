@@ -6,10 +6,13 @@ requested rate next to the achieved one."""
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from contract.ledger import read_ledger
 from tests.generator.conftest import GeneratorProcess, read_topic
 from tests.generator.test_fleet_faults import _content
+
+pytestmark = pytest.mark.integration
 
 BODY = {
     "rate": 3000,

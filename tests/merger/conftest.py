@@ -9,6 +9,7 @@ import pytest
 
 from devicestream.processes import free_ports
 from tests.helpers import ServiceProcess
+from tests.tiers import starts_processes
 
 
 class MergerRunner:
@@ -45,6 +46,7 @@ class MergerRunner:
 
 
 @pytest.fixture
+@starts_processes
 def merger_runner(tmp_path: Path) -> Iterator[MergerRunner]:
     runner = MergerRunner(tmp_path / "data", tmp_path / "merger.log")
     try:

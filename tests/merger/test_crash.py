@@ -10,12 +10,15 @@ from pathlib import Path
 
 import httpx
 import orjson
+import pytest
 
 from services.merger.merge import MergeEngine
 from services.merger.settings import MergerSettings
 from tests.documents import merger_status
 from tests.helpers import wait_for
 from tests.merger.batches import HEADER_LINE, batch_text, write_batch
+
+pytestmark = pytest.mark.integration
 
 N_BATCHES = 160
 

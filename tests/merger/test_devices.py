@@ -148,6 +148,7 @@ N_BATCHES = 120
 WINDOW_S = 60
 
 
+@pytest.mark.integration
 def test_figures_match_merged_csv_after_two_sigkills(merger_runner, rows_dir):
     rnd = random.Random(11)
     files = {b: HEADER_LINE + batch_rows(b, rnd.randint(50, 300), rnd) for b in range(N_BATCHES)}
@@ -278,6 +279,7 @@ def test_chunks_never_end_inside_a_quoted_newline(tmp_path, chunk):
     assert all(end in ends for end, _ in got), [end for end, _ in got]
 
 
+@pytest.mark.integration
 def test_device_and_query_metrics_are_exported(merger_runner, rows_dir):
     with merger_runner.process() as proc:
         url = merger_runner.url

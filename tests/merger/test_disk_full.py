@@ -34,9 +34,12 @@ from tests.gateway.real_merger import start_merger_and_gateway
 from tests.helpers import REPO_ROOT, produce, wait_for
 from tests.merger.batches import LINEAGE_A, write_batch, write_keyed_batch
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0, reason="needs root to mount a size-limited tmpfs (mount -t tmpfs) for the merger's folder"
-)
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(
+        os.geteuid() != 0, reason="needs root to mount a size-limited tmpfs (mount -t tmpfs) for the merger's folder"
+    ),
+]
 
 PAGE = 4096
 VALID, INVALID = 160, 90  # rows of about 16 KiB, reject lines of about 12 KiB: several pages each

@@ -123,6 +123,7 @@ def each_case(url: str, text: str, path: str):
         yield params, ref_args, reference(text, **ref_args), r
 
 
+@pytest.mark.integration
 def test_each_filter_matches_the_reference(served):
     for params, ref_args, expected, r in each_case(*served, "/merged.csv"):
         assert r.headers["content-type"].startswith("text/csv")
@@ -133,6 +134,7 @@ def test_each_filter_matches_the_reference(served):
             assert r.content.decode().strip() == ",".join(header)
 
 
+@pytest.mark.integration
 def test_parquet_equals_the_csv_rows_typed(served):
     url, text = served
     for params, ref_args, expected, r in each_case(url, text, "/merged.parquet"):
@@ -160,6 +162,7 @@ def test_parquet_equals_the_csv_rows_typed(served):
     assert pq.read_table(io.BytesIO(full)).num_rows == len(pdf)
 
 
+@pytest.mark.integration
 def test_filtered_answers_have_validators_and_head(served, merger_runner):
     url, _ = served
     params = {"deviceId": "D003"}
@@ -188,6 +191,7 @@ def test_filtered_answers_have_validators_and_head(served, merger_runner):
         ({"since": "0001-01-01T00:00:00+01:00"}, "since"),  # before year 1 in UTC
     ],
 )
+@pytest.mark.integration
 def test_bad_filters_get_422_naming_the_field(merger_runner, params, field):
     with merger_runner.process():
         for path in ("/merged.csv", "/merged.parquet"):
@@ -196,6 +200,7 @@ def test_bad_filters_get_422_naming_the_field(merger_runner, params, field):
             assert r.json()["detail"][0]["loc"] == ["query", field], r.json()
 
 
+@pytest.mark.integration
 def test_before_the_first_row_filters_answer_the_header_and_an_empty_parquet(merger_runner):
     with merger_runner.process():
         url = merger_runner.url
@@ -217,6 +222,7 @@ def test_build_query_normalises_and_rejects():
     assert e.value.field == "columns"
 
 
+@pytest.mark.integration
 def test_queries_during_merging_see_whole_committed_batches(merger_runner, rows_dir):
     """While batches keep being merged, every filtered answer holds exactly the rows of a prefix of
     whole batches (never a row of an uncommitted append), and DuckDB reads the Parquet too."""
@@ -254,6 +260,7 @@ def test_queries_during_merging_see_whole_committed_batches(merger_runner, rows_
     assert len(seen) > 1  # the answers did move along with the merging
 
 
+@pytest.mark.integration
 def test_temp_answers_left_by_a_crash_are_removed_at_start(merger_runner):
     tmp = merger_runner.data_dir / "merger" / "query-tmp"
     tmp.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import httpx
+import pytest
 
 from tests.documents import merger_status
 from tests.helpers import wait_for
@@ -18,6 +19,8 @@ from tests.merger.batches import (
     write_batch,
     write_keyed_batch,
 )
+
+pytestmark = pytest.mark.integration
 
 STATUS_FIELDS = {
     "batches_merged",

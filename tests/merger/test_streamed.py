@@ -59,6 +59,7 @@ def _merge_pass(data_dir: Path) -> dict:
 
 
 @pytest.mark.slow
+@pytest.mark.integration  # a merge pass in its own process (its peak RSS is the measure)
 def test_a_batch_far_over_the_byte_budget_is_merged_in_chunks_with_bounded_memory(tmp_path: Path) -> None:
     small, big = tmp_path / "small", tmp_path / "big"
     # the baseline: a process that merges a tiny batch

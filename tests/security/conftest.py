@@ -7,10 +7,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from devicestream.kafka_broker import KafkaCluster
+from devicestream.broker_process import single_broker
 from devicestream.kafka_tls import ensure_broker_security
-from devicestream.processes import free_ports
 from tests.conftest import Broker
+from tests.tiers import starts_processes
 
 
 def password_of(broker: Broker) -> str:
@@ -19,14 +19,9 @@ def password_of(broker: Broker) -> str:
 
 
 @pytest.fixture(scope="module")
+@starts_processes
 def secure_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     """A single-node KRaft broker whose only client listener is SASL_SSL, for the whole module."""
     base = tmp_path_factory.mktemp("secure-kafka")
-    port, cport = free_ports(2)
-    security = ensure_broker_security(base / "kafka" / "security")
-    broker = Broker(KafkaCluster.single(base / "kafka", port, cport, security=security), base / "kafka.log")
-    broker.start()
-    try:
+    with single_broker(base, security=ensure_broker_security(base / "kafka" / "security")) as broker:
         yield broker
-    finally:
-        broker.stop()

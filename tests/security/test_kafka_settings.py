@@ -21,6 +21,8 @@ from contract.kafka import (
 from devicestream.kafka_tls import ensure_broker_security
 from services.generator.settings import GeneratorSettings
 
+pytestmark = pytest.mark.integration
+
 PASSWORD = 's3cr3t-"quoted"-pa$$'
 
 

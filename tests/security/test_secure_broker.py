@@ -17,6 +17,8 @@ from devicestream.processes import free_ports
 from tests.conftest import Broker
 from tests.security.conftest import password_of
 
+pytestmark = pytest.mark.integration
+
 
 def test_secured_broker_answers_sasl_ssl_clients(secure_kafka: Broker) -> None:
     meta = asyncio.run(describe_cluster(secure_kafka.bootstrap, security=secure_kafka.security))

@@ -22,14 +22,16 @@ from devicestream.processes import free_ports
 from tests.documents import generator_status
 from tests.e2e.conftest import Stack, running_stack
 from tests.helpers import ServiceProcess, devicestream_cli, wait_for
+from tests.tiers import starts_processes
 
-pytestmark = pytest.mark.timeout(1200)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 
 COUNT = 3_000
 WRONG_PASSWORD = "not-the-password-0123456789"
 
 
 @pytest.fixture(scope="module")
+@starts_processes
 def secure_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with running_stack(tmp_path_factory.mktemp("secure-e2e"), ["--secure"]) as st:
         yield st

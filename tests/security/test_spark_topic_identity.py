@@ -16,7 +16,7 @@ from spark_job.topic_identity import TopicIdentity, next_backoff
 from tests.conftest import Broker
 from tests.spark_job.conftest import spark  # noqa: F401  (the session fixture)
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def topic_id_by_kafka_tools(broker: Broker, topic: str) -> str:

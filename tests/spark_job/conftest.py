@@ -10,6 +10,7 @@ from pyspark.sql import SparkSession
 from devicestream.paths import jars_dir
 from spark_job.session import build_session
 from spark_job.settings import SparkJobSettings
+from tests.tiers import starts_processes
 
 
 def connector_jars() -> str:
@@ -17,6 +18,7 @@ def connector_jars() -> str:
 
 
 @pytest.fixture(scope="session")
+@starts_processes
 def spark() -> Iterator[SparkSession]:
     settings = SparkJobSettings(
         master="local[2]", jars=connector_jars(), shuffle_partitions=2, driver_memory="1g", ui_enabled=False

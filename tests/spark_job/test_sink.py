@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from pyspark.sql import SparkSession
 
 from contract.batches import BatchManifest, LineageCounter, OffsetRange
@@ -39,6 +40,7 @@ def name(batch_id: int) -> str:
     return batch_file_name(batch_id, LINEAGE)
 
 
+@pytest.mark.integration
 def test_batch_files_hold_rows_and_rejects_escaped(spark: SparkSession, tmp_path: Path) -> None:
     tricky = dict(GOOD, eventOffset=10001, customerId='CI,"00100"\nx', eventPublisher=" padded ")
     values = [encode(tricky), encode(GOOD), b'not "json",\nat all', b"\xff\xfe"]
@@ -74,6 +76,7 @@ def test_batch_files_hold_rows_and_rejects_escaped(spark: SparkSession, tmp_path
     assert list((tmp_path / "_tmp").iterdir()) == []
 
 
+@pytest.mark.integration
 def test_empty_batch_writes_a_header_only_rows_file_and_no_rejects_file(spark: SparkSession, tmp_path: Path) -> None:
     calls: list[tuple[int, BatchCounts]] = []
     sink = make_sink(tmp_path, calls)
@@ -84,6 +87,7 @@ def test_empty_batch_writes_a_header_only_rows_file_and_no_rejects_file(spark: S
     assert list((tmp_path / "rejects").iterdir()) == []
 
 
+@pytest.mark.integration
 def test_a_rejects_file_is_never_overwritten(spark: SparkSession, tmp_path: Path) -> None:
     sink = make_sink(tmp_path, [])
     sink.write_batch(classify(kafka_df(spark, [b"[1]"])), 3)
@@ -93,6 +97,7 @@ def test_a_rejects_file_is_never_overwritten(spark: SparkSession, tmp_path: Path
     assert path.read_text() == REJECT_HEADER + "\nkept\n"
 
 
+@pytest.mark.integration
 def test_rerun_of_a_batch_rewrites_the_same_bytes_under_the_same_name(spark: SparkSession, tmp_path: Path) -> None:
     values = [encode(e) for e in make_events(seed=3, count=200)] + [b"[1]"]
     sink = make_sink(tmp_path, [])
@@ -120,6 +125,7 @@ def test_prepare_removes_only_temp_leftovers(tmp_path: Path) -> None:
     assert list((tmp_path / "_tmp").iterdir()) == []
 
 
+@pytest.mark.integration
 def test_a_batch_written_by_several_tasks_is_one_file_with_one_header(spark: SparkSession, tmp_path: Path) -> None:
     """No coalesce(1): every task writes its own part file and the commit joins them."""
     values = [encode(e) for e in make_events(seed=4, count=300)]
@@ -152,6 +158,7 @@ def test_topic_id_is_asked_again_only_when_the_offsets_do_not_continue() -> None
     assert topic_id_stale("id", 1.0, prev, {})  # no ranges known: cannot tell
 
 
+@pytest.mark.integration
 def test_the_sink_asks_the_broker_once_while_offsets_continue(spark: SparkSession, tmp_path: Path) -> None:
     asked: list[int] = []
     ranges = {
@@ -218,6 +225,7 @@ def test_the_one_task_path_needs_the_values_under_the_byte_budget() -> None:
     assert not within_byte_budget(0, 0)  # 0 turns it off
 
 
+@pytest.mark.integration
 def test_a_few_huge_values_take_the_per_partition_path(spark: SparkSession, tmp_path: Path) -> None:
     """Three records, far fewer than single_task_below, whose values of empty readings are over the
     byte budget: written by Spark's CSV writer (rows streamed to files), not collected in the driver;
@@ -249,6 +257,7 @@ def test_a_few_huge_values_take_the_per_partition_path(spark: SparkSession, tmp_
     assert sink.last_path == "one task"
 
 
+@pytest.mark.integration
 def test_small_batches_from_the_driver_have_the_writers_exact_bytes(spark: SparkSession, tmp_path: Path) -> None:
     """The two ways a rows file is written (to_csv + Arrow for a small batch, Spark's CSV writer for
     a large one) give the same bytes, whatever the fields hold."""
@@ -281,6 +290,7 @@ def test_small_batches_from_the_driver_have_the_writers_exact_bytes(spark: Spark
     assert from_driver.count(b"\n") > 50 and b"\xc3\xbc" in from_driver  # (rows, UTF-8 kept)
 
 
+@pytest.mark.integration
 def test_each_job_run_takes_the_next_lineage_seq_into_its_manifests(spark: SparkSession, tmp_path: Path) -> None:
     counter = tmp_path / "lineage.json"  # (spark/lineage.json: outside the checkpoint)
     for run in range(2):  # a sink per job run; the checkpoint (and its lineage name) the same

@@ -19,6 +19,9 @@ from tests.conftest import Broker
 from tests.helpers import REPO_ROOT, wait_for
 from tests.spark_job.conftest import connector_jars
 from tests.spark_job.events import committed_files, event_records, expected_rows, make_events, produce, read_all
+from tests.tiers import starts_processes
+
+pytestmark = pytest.mark.integration
 
 JOB = REPO_ROOT / "spark_job" / "job.py"
 
@@ -86,6 +89,7 @@ class SparkSubmitJob:
 
 
 @pytest.fixture
+@starts_processes
 def job_factory(tmp_path: Path) -> Iterator[list[SparkSubmitJob]]:
     jobs: list[SparkSubmitJob] = []
     try:

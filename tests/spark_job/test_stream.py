@@ -8,6 +8,7 @@ import json
 import uuid
 from pathlib import Path
 
+import pytest
 from pyspark.sql import SparkSession
 
 from contract.batches import BatchManifest
@@ -28,6 +29,8 @@ from tests.spark_job.events import (
     read_all,
     read_csv,
 )
+
+pytestmark = pytest.mark.integration
 
 BAD_RECORDS: list[tuple[bytes, str]] = [
     (b"{not json", Reason.NOT_JSON),

@@ -15,6 +15,8 @@ from spark_job import transform
 from spark_job.transform import Reason
 from tests.validity_cases import GOOD, ev, reading
 
+pytestmark = pytest.mark.integration
+
 
 def kafka_df(spark: SparkSession, values: list[bytes | None]) -> DataFrame:
     ts = datetime(2026, 11, 28, tzinfo=UTC)

@@ -10,6 +10,8 @@ from pyspark.sql import Row, SparkSession
 from spark_job import transform
 from tests.validity_cases import CASES, Case
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(scope="module")
 def classified(spark: SparkSession) -> dict[int, Row]:

@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 import orjson
+import pytest
 from aiokafka import AIOKafkaProducer
 
 from contract.csv import ROW_COLUMNS
@@ -14,6 +15,8 @@ from devicestream.validity import expected_rows
 from devicestream.verify import compare, scan_topic
 from tests.conftest import Broker
 from tests.validity_cases import GOOD
+
+pytestmark = pytest.mark.integration
 
 
 async def _produce_then_delete(bootstrap: str, topic: str, n: int, delete_before: int) -> None:
