@@ -43,6 +43,12 @@ def _spark(ctx: RunContext) -> StageResult:
     return stage_spark.run(ctx.cfg, ctx.broker, ctx.work / "spark")
 
 
+def _keys(ctx: RunContext) -> StageResult:
+    from bench import stage_keys
+
+    return stage_keys.run(ctx.cfg, ctx.broker, ctx.work / "keys")
+
+
 def _merger(ctx: RunContext) -> StageResult:
     from bench import stage_merger
 
@@ -71,6 +77,7 @@ STAGES: dict[str, Callable[[RunContext], StageResult]] = {
     "generator": _generator,
     "profiles": _profiles,
     "spark": _spark,
+    "keys": _keys,
     "merger": _merger,
     "e2e": _e2e,
     "gateway": _gateway,

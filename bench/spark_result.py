@@ -52,5 +52,13 @@ class SparkRunResult(BaseModel):
     @classmethod
     def from_stdout(cls, stdout: str) -> SparkRunResult | None:
         """The result line of a script's stdout, or None when there is none (the script failed)."""
-        line = next((ln for ln in stdout.splitlines() if ln.startswith(RESULT_PREFIX)), None)
-        return None if line is None else cls.model_validate_json(line.removeprefix(RESULT_PREFIX))
+        return next(iter(cls.all_from_stdout(stdout)), None)
+
+    @classmethod
+    def all_from_stdout(cls, stdout: str) -> list[SparkRunResult]:
+        """Every result line of a script's stdout (bench/spark_keys.py prints one per topic)."""
+        return [
+            cls.model_validate_json(ln.removeprefix(RESULT_PREFIX))
+            for ln in stdout.splitlines()
+            if ln.startswith(RESULT_PREFIX)
+        ]

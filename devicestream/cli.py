@@ -24,6 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     p_up.add_argument("--brokers", type=int, help="embedded Kafka brokers (default 1; 3 = replicated)")
     p_up.add_argument("--components", help="comma-separated subset, e.g. kafka,spark,merger")
     p_up.add_argument(
+        "--partitions",
+        type=int,
+        help="partitions of the events topic when it is created (default 3; DEVICESTREAM_TOPIC_PARTITIONS)",
+    )
+    p_up.add_argument(
         "--secure", action="store_true", default=None, help="embedded Kafka on SASL_SSL only (SCRAM-SHA-512, own CA)"
     )
     sub.add_parser("status", help="show the state of a running stack")
@@ -58,9 +63,10 @@ def main(argv: list[str] | None = None) -> int:
             for k, v in (
                 ("brokers", getattr(args, "brokers", None)),
                 ("components", getattr(args, "components", None)),
+                ("topic_partitions", getattr(args, "partitions", None)),
                 ("kafka_secure", getattr(args, "secure", None)),
             )
-            if v
+            if v is not None
         }
         settings = LauncherSettings(**overrides)
         if args.command == "up":

@@ -106,4 +106,5 @@ async def create_topic(
     except (KafkaError, OSError) as e:
         reason = await failure_reason(e, bootstrap, security)
         raise BrokerError(f"kafka: cannot create topic {settings.topic} at {bootstrap}: {reason}") from None
-    out(f"  {'topic':<10} {'ready':<10} {settings.topic} ({n} partitions, replication {rf})")
+    kept = f"; it exists: {settings.topic_partitions} asked for" if n != settings.topic_partitions else ""
+    out(f"  {'topic':<10} {'ready':<10} {settings.topic} ({n} partitions{kept}, replication {rf})")

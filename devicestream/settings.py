@@ -31,7 +31,13 @@ class LauncherSettings(PipelineSettings):
         "<data>/kafka/security) and every component connected with it (also: devicestream up --secure).",
     )
     brokers: int = Field(1, ge=1, le=5, description="Embedded brokers (3 gives replication factor 3).")
-    topic_partitions: int = Field(3, ge=1, description="Partitions of the events topic when it is created.")
+    topic_partitions: int = Field(
+        3,
+        ge=1,
+        description="Partitions of the events topic when it is created (also: devicestream up --partitions N); an "
+        "existing topic keeps its own. Each is one Spark task per micro-batch: more than 21 is useless with "
+        "GENERATOR_PARTITION_KEY=customerId (21 customers).",
+    )
     topic_retention_bytes: int = Field(
         1024**3,
         ge=1024 * 1024,

@@ -17,8 +17,9 @@ from typing import Any, Protocol
 from services.generator.errors import GeneratorError
 from services.generator.offsets import next_offset_header
 
-#: (key, value) of one record, as handed to the batch and kept to be sent again if it fails
-Record = tuple[bytes, bytes]
+#: (key, value) of one record, as handed to the batch and kept to be sent again if it fails; a null
+#: key (GENERATOR_PARTITION_KEY=none, or an event naming no device with deviceId) is None
+Record = tuple[bytes | None, bytes]
 
 
 class BatchBuilder(Protocol):
@@ -49,12 +50,12 @@ class Batches:
     def __init__(
         self,
         new_builder: Callable[[], BatchBuilder],
-        partitions: dict[bytes, int],
+        partition_of: Callable[[bytes | None], int],
         next_offset: Callable[[], int],
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._new_builder = new_builder
-        self._parts = partitions
+        self._partition_of = partition_of
         self._next_offset = next_offset
         self._clock = clock
         self._open: dict[int, Batch] = {}
@@ -64,10 +65,12 @@ class Batches:
         batch = self._open[part] = Batch(part, self._new_builder(), self._clock())
         return batch
 
-    def put(self, key: bytes, value: bytes, *, is_retry: bool = False, mark: bool = False) -> None:
-        """Add one record to its partition's batch. `is_retry`: it is sent again after a failed
-        delivery (not counted as new, and marked); `mark`: give it the NEXT_OFFSET_HEADER."""
-        part = self._parts[key]
+    def put(self, key: bytes | None, value: bytes, *, is_retry: bool = False, mark: bool = False) -> None:
+        """Add one record to the batch of its key's partition (`partition_of`: keys.KeyPartitioner, a
+        null key round robin). `is_retry`: it is sent again after a failed delivery (not counted as
+        new, and marked; with a null key it may land on another partition than the first time);
+        `mark`: give it the NEXT_OFFSET_HEADER."""
+        part = self._partition_of(key)
         batch = self._open.get(part) or self._new(part)
         headers = [next_offset_header(self._next_offset())] if mark or is_retry else []
         if batch.builder.append(timestamp=None, key=key, value=value, headers=headers) is None:

@@ -1,6 +1,6 @@
 """The generator's Kafka connection: its producer (the one place it is built), how to tell the
-producer died for good or must be replaced, where each customer key goes, and creating the topic
-when asked to (its reachability probe is kafka_io.reachability.tcp_probe).
+producer died for good or must be replaced, and creating the topic when asked to (its
+reachability probe is kafka_io.reachability.tcp_probe).
 
 Retries keep the idempotent producer's sequence. aiokafka 0.14 (the version pinned) retries a
 batch of an idempotent producer with its producer id and sequence number until the broker answers,
@@ -28,9 +28,7 @@ from aiokafka.errors import (
     ProducerFenced,
     UnknownProducerId,
 )
-from aiokafka.partitioner import murmur2
 
-from contract.events import CUSTOMER_IDS
 from contract.kafka import KafkaSecurity
 from kafka_io.admin import admin_client, create_topic
 from kafka_io.clients import aiokafka_options
@@ -88,11 +86,6 @@ def sender_failure(producer: AIOKafkaProducer) -> BaseException | None:
     if task.cancelled():
         return asyncio.CancelledError("the producer's sender task was cancelled")
     return task.exception() or KafkaError("the producer's sender task ended")
-
-
-def partition_of_keys(n_partitions: int) -> dict[bytes, int]:
-    """Partition of each customer key, as Kafka's default partitioner (murmur2) places it."""
-    return {c.encode(): (murmur2(c.encode()) & 0x7FFFFFFF) % n_partitions for c in CUSTOMER_IDS}
 
 
 async def create_topic_if_missing(bootstrap: str, topic: str, partitions: int, security: KafkaSecurity) -> None:

@@ -25,11 +25,11 @@ from kafka_io.reachability import failure_reason, tcp_probe
 from services.generator.connection import (
     create_topic_if_missing,
     make_producer,
-    partition_of_keys,
     sender_failure,
 )
 from services.generator.delivery import Delivery
 from services.generator.errors import KafkaUnavailableError, NoActiveRunError, RunActiveError
+from services.generator.keys import KeyPartitioner
 from services.generator.metrics import Metrics
 from services.generator.offsets import OffsetAllocator, read_state_next, topic_next_offset
 from services.generator.profiles import Curve
@@ -53,7 +53,7 @@ class Engine:
         #: producer's settings) while a replacement connects
         self._batch_maker: AIOKafkaProducer | None = None
         self.allocator: OffsetAllocator | None = None
-        self.partitions: dict[bytes, int] = {}
+        self.partitions = KeyPartitioner(1)  # replaced on connecting, by the topic's partition count
         self.connected = False
         self.last_error: str | None = None
         self.run: LiveRun | None = None
@@ -130,11 +130,14 @@ class Engine:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(producer.stop(), 5)
             raise
-        self.partitions = partition_of_keys(len(parts))
+        self.partitions = KeyPartitioner(len(parts))
         self.producer = self._batch_maker = producer
         self.connected = True
         self.metrics.connected.set(1)
-        log.info("connected to Kafka", extra={"bootstrap": bootstrap, "topic": topic, "partitions": len(parts)})
+        log.info(
+            "connected to Kafka",
+            extra={"bootstrap": bootstrap, "topic": topic, "partitions": len(parts), "partition_key": s.partition_key},
+        )
 
     async def _monitor_loop(self) -> None:
         """Rate samples, connection probe, degraded state."""

@@ -30,6 +30,7 @@ from contract.events import (
     TEMPERATURE_MAX,
     TEMPERATURE_MIN,
 )
+from services.generator.keys import PartitionKey, key_of
 
 #: Every possible reading, in a fixed order; a reading is drawn uniformly from this table.
 READINGS: Final[tuple[dict, ...]] = tuple(
@@ -101,30 +102,41 @@ class EventClock:
 
 
 class EventEncoder:
-    """Makes events directly as Kafka (key, value) bytes; the same draws as `make_event`."""
+    """Makes events directly as Kafka (key, value) bytes; the same draws as `make_event`. The key is
+    the event's customerId, the deviceId of its first reading naming one, or None (keys.py)."""
 
-    def __init__(self) -> None:
+    def __init__(self, key_by: PartitionKey = "customerId") -> None:
         self._customers = tuple(c.encode() for c in CUSTOMER_IDS)
         self._prefixes = tuple(
             f',"eventPublisher":"{EVENT_PUBLISHER}","customerId":"{c}","data":{{"devices":[' for c in CUSTOMER_IDS
         )
         self._readings = tuple(orjson.dumps(r).decode() for r in READINGS)
+        self._device_keys = tuple(None if r["deviceId"] is None else r["deviceId"].encode() for r in READINGS)
+        self._key_by = key_by
 
-    def encode(self, rng: random.Random, event_time: str, offset: int) -> tuple[bytes, bytes]:
+    def encode(self, rng: random.Random, event_time: str, offset: int) -> tuple[bytes | None, bytes]:
         rnd = rng.random
         h = ((rng.getrandbits(128) & _UUID_CLEAR) | _UUID_SET).to_bytes(16, "big").hex()
         c = int(rnd() * _N_CUSTOMERS)
         n = int(rnd() * _N_COUNTS)
+        picks = [int(rnd() * _N_READINGS) for _ in range(n)] if n else []
         if n:
             readings = self._readings
-            body = ",".join([readings[int(rnd() * _N_READINGS)] for _ in range(n)])
+            body = ",".join([readings[i] for i in picks])
         else:
             body = ""
         value = (
             f'{{"eventId":"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}","eventOffset":{offset}'
             f'{self._prefixes[c]}{body}]}},"eventTime":"{event_time}"}}'
         )
-        return self._customers[c], value.encode()
+        by = self._key_by
+        if by == "customerId":
+            key: bytes | None = self._customers[c]
+        elif by == "none":
+            key = None
+        else:  # deviceId: the first reading naming a device; None when no reading does
+            key = next((k for i in picks if (k := self._device_keys[i]) is not None), None)
+        return key, value.encode()
 
 
 # ---- deliberately malformed records (invalid_ratio) ------------------------------------------
@@ -144,11 +156,13 @@ INVALID_KINDS: Final = (
 )
 
 
-def make_invalid(rng: random.Random, now: datetime) -> tuple[bytes, bytes, str]:
-    """One malformed record: (key, value, kind). Keyed by a customer like a valid event."""
+def make_invalid(
+    rng: random.Random, now: datetime, key_by: PartitionKey = "customerId"
+) -> tuple[bytes | None, bytes, str]:
+    """One malformed record: (key, value, kind). Keyed like a valid event (its content drawn the same way)."""
     kind = INVALID_KINDS[int(rng.random() * len(INVALID_KINDS))]
     event = make_event(rng, now, 0)
-    key = event["customerId"].encode()
+    key = key_of(event, key_by)
     if kind == "not_utf8":
         value = b'{"eventId":"\xff\xfe\xfd","eventOffset":\xc3\x28}'
     elif kind == "not_json":

@@ -27,6 +27,7 @@ from contract.generator_options import FaultOptions, FleetOptions
 from contract.ledger import EXPECTED_REASONS, InjectedFault
 from services.generator.events import draw_content, event_doc, make_invalid, uuid4_from_bits
 from services.generator.fleet import Fleet
+from services.generator.keys import PartitionKey, key_of
 
 RESEND_HISTORY = 1000  # a re-sent event is one of the last this many events with readings
 
@@ -65,8 +66,10 @@ class RecordMaker:
         invalid_ratio: float = 0.0,
         fleet: FleetOptions | None = None,
         faults: FaultOptions | None = None,
+        key_by: PartitionKey = "customerId",
     ) -> None:
         self.seed = seed
+        self.key_by = key_by
         self.rng = random.Random(seed)
         f = faults or FaultOptions()
         self.faults = f
@@ -93,14 +96,14 @@ class RecordMaker:
 
     def make(
         self, take_offset: Callable[[], int], now_ns: int, *, dry: bool = False
-    ) -> tuple[bytes, bytes, int | None, InjectedFault | None]:
+    ) -> tuple[bytes | None, bytes, int | None, InjectedFault | None]:
         """The next record: (key, value, eventOffset or None for a malformed record, its fault or
         None). `dry`: the same draws, no value (b"") and no eventTime."""
         rng, f = self.rng, self.faults
         index = self.index
         self.index += 1
         if self.invalid_ratio and rng.random() < self.invalid_ratio:
-            key, value, kind = make_invalid(rng, datetime.fromtimestamp(now_ns / 1e9, UTC))
+            key, value, kind = make_invalid(rng, datetime.fromtimestamp(now_ns / 1e9, UTC), self.key_by)
             fault = InjectedFault(
                 kind="invalid", index=index, invalid_kind=kind, expected_reason=EXPECTED_REASONS[kind]
             )
@@ -120,7 +123,7 @@ class RecordMaker:
                 readings=len(event["data"]["devices"]),
                 original_event_offset=original["eventOffset"],
             )
-            return event["customerId"].encode(), orjson.dumps(event), off, fault
+            return key_of(event, self.key_by), orjson.dumps(event), off, fault
         off = take_offset()
         if self.fleet is None:
             event_id, customer, readings = draw_content(rng)
@@ -155,4 +158,4 @@ class RecordMaker:
                 skew_s=skew or None,
                 device_id=first_device if skew else None,
             )
-        return event["customerId"].encode(), orjson.dumps(event), off, fault
+        return key_of(event, self.key_by), orjson.dumps(event), off, fault

@@ -40,7 +40,7 @@ class LedgerWriter:
             entry = self._marks[id(value)] = (value, deque())
         entry[1].append(fault)
 
-    def written(self, recs: list[tuple[bytes, bytes]], partition: int, base_offset: int) -> None:
+    def written(self, recs: list[tuple[bytes | None, bytes]], partition: int, base_offset: int) -> None:
         """The batch `recs` is in Kafka from `base_offset` of `partition`: a line per marked record.
         (A failed batch writes nothing: its records are marked still when sent again.)"""
         if not self._marks:

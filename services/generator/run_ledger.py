@@ -13,6 +13,7 @@ from contract.api import RunParams
 from contract.ledger import LedgerRun
 from services.generator.batching import Record
 from services.generator.faults import RecordMaker
+from services.generator.keys import PartitionKey
 from services.generator.ledger import LedgerWriter
 
 
@@ -30,6 +31,7 @@ class RunLedger:
         params: RunParams,
         started_at: float,
         first_event_offset: int | None = None,
+        key_by: PartitionKey = "customerId",
     ) -> None:
         header = LedgerRun(
             run_id=run_id,
@@ -44,12 +46,14 @@ class RunLedger:
         p = params
         needs_maker = bool(p.invalid_ratio or p.fleet or p.faults or p.first_index)
         self.maker = (
-            RecordMaker(seed, invalid_ratio=p.invalid_ratio, fleet=p.fleet, faults=p.faults) if needs_maker else None
+            RecordMaker(seed, invalid_ratio=p.invalid_ratio, fleet=p.fleet, faults=p.faults, key_by=key_by)
+            if needs_maker
+            else None
         )
         if self.maker is not None and p.first_index:
             self.maker.skip(p.first_index, time.time_ns())
 
-    def make(self, take_offset: Callable[[int], int]) -> tuple[bytes, bytes, int | None]:
+    def make(self, take_offset: Callable[[int], int]) -> tuple[bytes | None, bytes, int | None]:
         """The next record (key, value, eventOffset or None when malformed); a fault is marked for
         the ledger."""
         assert self.maker is not None

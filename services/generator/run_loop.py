@@ -85,9 +85,10 @@ async def _produce(engine: Engine, run: LiveRun) -> None:
         params=p,  # as the start asked for it
         started_at=run.started_at,
         first_event_offset=engine.allocator.next if engine.allocator is not None else None,  # the run's own from here
+        key_by=s.partition_key,
     )
     rnd = rng.random
-    encoder = EventEncoder()
+    encoder = EventEncoder(s.partition_key)
     clock = EventClock()
     alloc = engine.allocator
     assert alloc is not None
@@ -136,7 +137,7 @@ async def _produce(engine: Engine, run: LiveRun) -> None:
                 if not i & 31:  # events made within the same few hundred microseconds share a time
                     event_time = clock.now()
                 if invalid_ratio and rnd() < invalid_ratio:
-                    key, value, _kind = make_invalid(rng, datetime.now(UTC))
+                    key, value, _kind = make_invalid(rng, datetime.now(UTC), s.partition_key)
                     run.invalid += 1
                     engine.metrics.invalid.inc()
                     put(key, value, mark=True)  # carries no eventOffset: the header says where we are

@@ -9,6 +9,7 @@ from pydantic_settings import SettingsConfigDict
 
 from contract.internal import InternalSecretSettings
 from contract.settings import PipelineSettings
+from services.generator.keys import PartitionKey
 
 
 class GeneratorSettings(PipelineSettings, InternalSecretSettings):
@@ -44,6 +45,13 @@ class GeneratorSettings(PipelineSettings, InternalSecretSettings):
         description="How long a stop (and shutdown) waits for in-flight events before it ends the run and reports "
         "what was not delivered. Keep it below the gateway's GATEWAY_COMMAND_TIMEOUT_S (10 s) so a stop through "
         "the gateway gets the generator's answer, not a 504.",
+    )
+    partition_key: PartitionKey = Field(
+        default="customerId",
+        description="The record key, which decides what Kafka keeps in order and how evenly the partitions are "
+        "loaded: customerId (order per customer; 21 customers, so at most 21 busy partitions and one of 3 takes "
+        "~48%), deviceId (order per device, for events whose first reading names it; events naming no device get "
+        "a null key), none (null keys, records spread round robin over every partition; no order per key).",
     )
     topic_partitions: int = Field(default=3, ge=1, description="Partitions of the topic if the generator creates it.")
     create_topic: bool = Field(default=True, description="Create the topic when it does not exist.")

@@ -27,6 +27,7 @@ import pytest
 import yaml
 from pydantic_settings import BaseSettings
 
+from devicestream.settings import LauncherSettings
 from gateway.settings import GatewaySettings
 from services.generator.settings import GeneratorSettings
 from services.merger.settings import MergerSettings
@@ -188,6 +189,19 @@ def test_every_long_running_service_has_a_healthcheck_and_starts_in_order(compos
     assert svcs["topic"]["depends_on"]["kafka"]["condition"] == "service_healthy"
     assert svcs["spark"]["depends_on"]["topic"]["condition"] == "service_completed_successfully"
     assert svcs["topic"]["restart"] == "no"
+
+
+@pytest.mark.parametrize("name", ["compose.yaml", "compose.secure.yaml"])  # the hostnet overlays repeat it
+def test_the_topics_partitions_are_the_launchers_setting(name: str) -> None:
+    """DEVICESTREAM_TOPIC_PARTITIONS (the launcher's topic_partitions) sizes the topic in every compose file."""
+    doc = yaml.safe_load((REPO_ROOT / name).read_text())
+
+    def partitions(env: dict[str, str]) -> str:
+        argv = interpolate(doc, env)["services"]["topic"]["command"]
+        return str(argv[argv.index("--partitions") + 1])
+
+    assert partitions({}) == str(LauncherSettings.model_fields["topic_partitions"].default)
+    assert partitions({"DEVICESTREAM_TOPIC_PARTITIONS": "12"}) == "12"
 
 
 def test_the_data_volume_is_shared(compose: dict[str, Any]) -> None:

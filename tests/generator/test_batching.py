@@ -42,7 +42,7 @@ class Clock:
 
 
 def _batches(clock: Clock | None = None, next_offset: int = 42) -> Batches:
-    return Batches(FakeBuilder, PARTS, lambda: next_offset, clock or Clock())
+    return Batches(FakeBuilder, PARTS.__getitem__, lambda: next_offset, clock or Clock())
 
 
 def test_batches_linger_then_come_out_closed_one_per_partition() -> None:
@@ -94,7 +94,7 @@ def test_discard_drops_what_was_not_handed_over() -> None:
 
 
 def test_with_aiokafkas_batch_builder() -> None:
-    b = Batches(lambda: AiokafkaBatchBuilder(batch_size=200, compression_type=0), PARTS, lambda: 1)
+    b = Batches(lambda: AiokafkaBatchBuilder(batch_size=200, compression_type=0), PARTS.__getitem__, lambda: 1)
     for i in range(20):
         b.put(b"a", b"%03d" % i)
     out = b.ready(now=float("inf"), linger_s=0.0, everything=True)

@@ -1,4 +1,4 @@
-"""Where keys go, the producer's settings, and the TCP probe the generator uses (loopback only)."""
+"""The producer's settings, and the TCP probe the generator uses (loopback only)."""
 
 from __future__ import annotations
 
@@ -6,23 +6,12 @@ import asyncio
 import socket
 
 from aiokafka.errors import KafkaConnectionError, OutOfOrderSequenceNumber, UnknownProducerId
-from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import MessageBatch
 from aiokafka.structs import TopicPartition
 
-from contract.events import CUSTOMER_IDS
 from kafka_io.reachability import tcp_probe as probe
-from services.generator.connection import _producer_kwargs, desynchronised, make_producer, partition_of_keys
+from services.generator.connection import _producer_kwargs, desynchronised, make_producer
 from services.generator.settings import GeneratorSettings
-
-
-def test_partitioning_matches_kafkas_default_partitioner() -> None:
-    for n in (1, 3, 7):
-        parts = list(range(n))
-        mapping = partition_of_keys(n)
-        assert set(mapping) == {c.encode() for c in CUSTOMER_IDS}
-        for key, part in mapping.items():
-            assert part == DefaultPartitioner()(key, parts, parts)
 
 
 def test_the_producer_is_idempotent_with_acks_all() -> None:
