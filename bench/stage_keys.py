@@ -25,14 +25,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
-from contract.kafka_admin import end_offsets
 
 from bench.common import Config, Figure, Spread, StageError, StageResult, Target
 from bench.procs import Broker
 from bench.spark_result import SparkRunResult
 from bench.stage_spark import spark_env, spark_submit_argv
-from contract.kafka import KafkaSecurity, aiokafka_options
+from contract.kafka import KafkaSecurity
 from devicestream.paths import REPO_ROOT
+from kafka_io.admin import end_offsets
+from kafka_io.clients import aiokafka_options
 from services.generator.batching import Batches
 from services.generator.events import EventClock, EventEncoder
 from services.generator.keys import KeyPartitioner, PartitionKey

@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from contract.kafka_admin import end_offsets
 
 from bench.stage_keys import largest_share, produce_keyed
+from kafka_io.admin import end_offsets
 
 
 def test_largest_share() -> None:
