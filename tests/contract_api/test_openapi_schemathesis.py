@@ -20,7 +20,7 @@ from contract.internal import HEADER
 from tests.gateway.conftest import Stack, make_stack
 from tests.helpers import REPO_ROOT
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 SECRET = "schemathesis-internal-secret"

@@ -14,6 +14,8 @@ from devicestream.processes import free_ports
 from gateway import relay
 from gateway.errors import UpstreamBadResponse, UpstreamTimeout, UpstreamUnreachable
 
+pytestmark = pytest.mark.integration  # real sockets on loopback
+
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 

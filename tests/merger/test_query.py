@@ -208,6 +208,7 @@ def test_bad_filters_get_422_naming_the_field(merger_runner, params, field):
         {"until": "9999-12-31T23:59:59-23:59"},  # after year 9999 in UTC: to the end
     ],
 )
+@pytest.mark.integration
 def test_edge_filters_are_taken(merger_runner, params):
     with merger_runner.process():
         r = httpx.get(f"{merger_runner.url}/merged.csv", params={**params, "columns": "eventId"})
