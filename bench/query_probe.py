@@ -22,7 +22,7 @@ def main(arg: str) -> None:
     q = build_query(since=a.since, device_ids=a.device_ids, statuses=a.statuses, columns=a.columns)
     t0 = time.perf_counter()
     if kind in ("ours-csv", "ours-parquet"):
-        run_query(src, a.rows, q, "csv" if kind == "ours-csv" else "parquet", out)
+        run_query([(src, a.rows)], q, "csv" if kind == "ours-csv" else "parquet", out)
     elif kind == "polars-csv":
         # The direct way: scan, filter, collect in memory, write it out.
         lf = pl.scan_csv(src, infer_schema_length=10_000)
