@@ -282,7 +282,7 @@ class BatchSink:
     def _spark_write(df: DataFrame, header: str, tmp: Path) -> list[Path]:
         """Write `df` as CSV into the new folder `tmp`, one part file per task (per input split of the
         batch: parsing runs in parallel, nothing is funnelled through one task); the non-empty part
-        files, in task order (Kafka partition, then offset: a split partition's ranges are consecutive)."""
+        files, in task order (a split Kafka partition's ranges are consecutive tasks, in offset order)."""
         df.write.options(**CSV_OPTIONS).mode("errorifexists").csv(str(tmp))
         return [p for p in sorted(tmp.glob("part-*")) if p.stat().st_size > 0]
 
