@@ -12,6 +12,7 @@ Three sources, all written by the runs themselves:
 
 from __future__ import annotations
 
+import heapq
 import re
 import statistics
 from dataclasses import dataclass
@@ -135,11 +136,20 @@ def event_log_batches(folder: Path) -> dict[int, EventLogBatch]:
     return {b: EventLogBatch(b, walls.get(b, 0), tasks.get(b, []), phases.get(b, {})) for b in phases}
 
 
+def makespan(task_ms: list[float], cores: int) -> float:
+    """How long tasks of these durations take on `cores` cores, each started in order on the first
+    core free (how Spark's local scheduler hands them out)."""
+    free = [0.0] * cores
+    for ms in task_ms:
+        heapq.heappush(free, heapq.heappop(free) + ms)
+    return max(free)
+
+
 def _med(xs: list[float]) -> float:
     return statistics.median(xs) if xs else 0.0
 
 
-def breakdown(sink: list[SinkBatch], logged: dict[int, EventLogBatch], batch_ids: list[int]) -> str:
+def breakdown(sink: list[SinkBatch], logged: dict[int, EventLogBatch], batch_ids: list[int], cores: int = 2) -> str:
     """One sentence per source: the medians over the micro-batches `batch_ids` (the timed ones)."""
     timed = [b for b in sink if b.batch_id in batch_ids]
     ev = [logged[b] for b in batch_ids if b in logged]
@@ -154,6 +164,9 @@ def breakdown(sink: list[SinkBatch], logged: dict[int, EventLogBatch], batch_ids
     wall = _med([b.jobs_wall_ms for b in ev])
     longest = _med([max((t.run_ms for t in b.tasks), default=0) for b in ev])
     gc = _med([sum(t.gc_ms for t in b.tasks) for b in ev])
+    by_order = [[t.cpu_ms for t in sorted(b.tasks, key=lambda t: t.kafka_partition_order)] for b in ev]
+    # the tasks' CPU time laid out on idle cores, over a perfect split: how evenly they can keep the cores busy
+    balance = _med([makespan(ts, cores) / (sum(ts) / cores) for ts in by_order if sum(ts) > 0])
     return (
         f"per timed micro-batch (median of {len(timed)}; {_med([b.input_rows for b in timed]):,.0f} records): "
         f"trigger {phase['triggerExecution']:,.0f} ms = query planning {phase['queryPlanning']:,.0f} + offsets, "
@@ -164,5 +177,6 @@ def breakdown(sink: list[SinkBatch], logged: dict[int, EventLogBatch], batch_ids
         f"reading tasks ({min(per_task, default=0):,}..{max(per_task, default=0):,} records each; the biggest "
         f"Kafka input split holds {skew:.0%} of the batch), jobs' wall {wall:,.0f} ms, executor CPU {cpu:,.0f} ms "
         f"in all (so {cpu / max(wall, 1):.2f} cores busy on average), longest task {longest:,.0f} ms, "
-        f"GC {gc:,.0f} ms"
+        f"GC {gc:,.0f} ms; on {cores} idle cores these tasks would take {balance:.2f} x their CPU time / {cores} "
+        "(1.00: the split keeps every core busy; 3 equal Kafka partitions on 2 cores: 1.33)"
     )
