@@ -231,8 +231,8 @@ def run(cfg: Config, broker: Broker, work: Path) -> StageResult:
         },
         notes=[
             f"method, streaming job: spark-submit spark_job/job.py --master local[2] --driver-memory 1g, the "
-            f"job's defaults (trigger 250 ms, maxOffsetsPerTrigger 200,000, minPartitions 4 per core: a task per "
-            f"Kafka input split, plain Spark's task per Kafka partition), fresh checkpoint; it reads a "
+            f"job's defaults (trigger 250 ms, maxOffsetsPerTrigger 200,000, a task per Kafka partition as plain "
+            f"Spark; SPARK_JOB_MIN_PARTITIONS from the environment, if set), fresh checkpoint; it reads a "
             f"{sizes.warmup_events:,}-record warm-up backlog first ({stream.warmup_seconds:.1f} s, JVM start "
             f"excluded), then is timed over the next {stream.events:,} records ({stream.timed_batches} "
             f"micro-batches, {stream.seconds:.1f} s); both backlogs were in Kafka before it started",

@@ -188,7 +188,7 @@ def test_kafka_partitions_cut_into_several_tasks_still_make_one_ordered_file_per
     assert sorted(got) == expected_rows(events) and len(got) == len(set(got))
 
 
-def test_min_partitions_defaults_to_four_tasks_per_core() -> None:
-    assert SparkJobSettings().source_min_partitions(2) == 8
-    assert SparkJobSettings(min_partitions=1).source_min_partitions(2) == 1  # one task per Kafka partition
+def test_min_partitions_defaults_to_one_task_per_kafka_partition() -> None:
+    assert SparkJobSettings().source_min_partitions(2) == 1
+    assert SparkJobSettings(min_partitions=0).source_min_partitions(2) == 8  # four per core
     assert SparkJobSettings(min_partitions=5).source_min_partitions(2) == 5
