@@ -16,11 +16,13 @@ if __name__ == "__main__":  # run as a script by spark-submit: import from the r
     sys.path.insert(0, str(_root))
 
 import argparse
+import os
 import time
 from collections.abc import Callable
 
 from pyspark.sql import DataFrame, SparkSession
 
+from bench.spark_breakdown import tree_cpu_seconds
 from bench.spark_result import SparkPass, SparkRunResult
 from spark_job import transform
 from spark_job.job import make_sink
@@ -47,9 +49,22 @@ def passes_arg(argv: list[str] | None = None) -> int:
     return p.parse_args(argv).passes
 
 
+def jvm_cpu_seconds() -> float:
+    """CPU seconds so far of this driver's JVM (spark-submit starts the Python driver as its child) and
+    its children: every thread of it (tasks, GC, JIT, Kafka clients) and the Python driver."""
+    return tree_cpu_seconds(os.getppid())
+
+
 def timed_passes(script: str, tasks: int, passes: int, one_pass: Callable[[int], SparkPass]) -> SparkRunResult:
-    """`one_pass(i)` for i = 0 (the warm-up) .. passes, in this JVM; prints and returns the result."""
-    warmup, *timed = (one_pass(i) for i in range(passes + 1))
+    """`one_pass(i)` for i = 0 (the warm-up) .. passes, in this JVM, each given its CPU time; prints
+    and returns the result."""
+
+    def measured(i: int) -> SparkPass:
+        cpu0 = jvm_cpu_seconds()
+        done = one_pass(i)
+        return done.model_copy(update={"cpu_seconds": jvm_cpu_seconds() - cpu0})
+
+    warmup, *timed = (measured(i) for i in range(passes + 1))
     result = SparkRunResult(script=script, tasks=tasks, warmup=warmup, passes=timed)
     print(result.line(), flush=True)
     return result

@@ -20,6 +20,9 @@ class SparkPass(BaseModel):
     input_rows: int = Field(ge=0, description="Kafka records read")
     rows_out: int | None = Field(default=None, ge=0, description="CSV rows written, when the script knows it")
     bytes_out: int | None = Field(default=None, ge=0, description="bytes written, when the script knows it")
+    cpu_seconds: float | None = Field(
+        default=None, ge=0, description="CPU time of the JVM (with the Python driver) during the pass, user + system"
+    )
 
     @property
     def events_per_s(self) -> float:
@@ -37,6 +40,11 @@ class SparkRunResult(BaseModel):
     @property
     def input_rows(self) -> int:
         return self.passes[-1].input_rows
+
+    @property
+    def cpu_rates(self) -> list[float]:
+        """Records per CPU second of each timed pass (the passes that know their CPU time)."""
+        return [p.input_rows / p.cpu_seconds for p in self.passes if p.cpu_seconds]
 
     @property
     def rates(self) -> list[float]:

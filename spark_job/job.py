@@ -92,6 +92,9 @@ def start_query(spark: SparkSession, settings: SparkJobSettings, sink: BatchSink
     )
     if settings.max_offsets_per_trigger is not None:
         reader = reader.option("maxOffsetsPerTrigger", str(settings.max_offsets_per_trigger))
+    # A big Kafka partition cut into several tasks (settings.min_partitions).
+    min_partitions = settings.source_min_partitions(spark.sparkContext.defaultParallelism)
+    reader = reader.option("minPartitions", str(min_partitions))
     settings.checkpoint_dir.mkdir(parents=True, exist_ok=True)
     query = (
         reader.load()
@@ -110,6 +113,7 @@ def start_query(spark: SparkSession, settings: SparkJobSettings, sink: BatchSink
             "checkpoint": str(settings.checkpoint_dir),
             "trigger": settings.processing_time,
             "max_offsets_per_trigger": settings.max_offsets_per_trigger,
+            "min_partitions": min_partitions,
         },
     )
     return query

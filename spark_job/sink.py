@@ -22,8 +22,9 @@ How a batch is written, in one Spark job in the usual case (no rejects):
   value of empty readings is ~330,000 rows). The values' sizes are summed by a small Spark job
   (no JSON parsing: the plan keeps only the value's length), run only for batches the record
   count lets through.
-- the rows of a large batch: Spark's own CSV writer writes one part file per task (per Kafka partition of the
-  batch, so parsing and formatting run on every core) into a fresh temporary folder under
+- the rows of a large batch: Spark's own CSV writer writes one part file per task (per input split of the
+  batch: a Kafka partition, or a contiguous offset range of one when SPARK_JOB_MIN_PARTITIONS cuts a big
+  partition into several; so parsing and formatting run on every core) into a fresh temporary folder under
   `spark/_tmp/`; the driver joins them into one file (the first part, extended with the others'
   rows by copy_file_range, header lines checked and dropped); the batch's counts (input rows,
   rows out, rejects, events without readings) are taken in the same pass with
@@ -279,9 +280,9 @@ class BatchSink:
 
     @staticmethod
     def _spark_write(df: DataFrame, header: str, tmp: Path) -> list[Path]:
-        """Write `df` as CSV into the new folder `tmp`, one part file per task (per Kafka partition of
-        the batch: parsing runs in parallel, nothing is funnelled through one task); the non-empty part
-        files, in task order."""
+        """Write `df` as CSV into the new folder `tmp`, one part file per task (per input split of the
+        batch: parsing runs in parallel, nothing is funnelled through one task); the non-empty part
+        files, in task order (a split Kafka partition's ranges are consecutive tasks, in offset order)."""
         df.write.options(**CSV_OPTIONS).mode("errorifexists").csv(str(tmp))
         return [p for p in sorted(tmp.glob("part-*")) if p.stat().st_size > 0]
 

@@ -12,7 +12,7 @@ import pytest
 from pyspark.sql import SparkSession
 
 from contract.batches import BatchManifest
-from contract.csv import BATCH_ROW_HEADER, REJECT_HEADER
+from contract.csv import BATCH_ROW_HEADER, REJECT_HEADER, manifest_file_name
 from contract.progress import PROGRESS_FIELDS, read_progress
 from spark_job.job import make_sink, start_query
 from spark_job.progress import ProgressListener, ProgressTracker
@@ -146,3 +146,52 @@ def test_a_topic_id_that_changes_during_the_run_fails_the_query_with_the_refusal
     assert query.exception() is not None
     assert guard.refusal is not None and "was recreated (topic id id-1, now id-2)" in guard.refusal
     assert committed_files(settings.rows_dir) == {}  # nothing written under the other topic's offsets
+
+
+def test_kafka_partitions_cut_into_several_tasks_still_make_one_ordered_file_per_batch(
+    spark: SparkSession, kafka: Broker, tmp_path: Path
+) -> None:
+    """SPARK_JOB_MIN_PARTITIONS: a batch's big Kafka partitions are read by several tasks (each a
+    contiguous offset range); the batch is still one rows file, each Kafka partition's rows together in
+    offset order (Spark orders the partitions as it likes), within the manifest's offset ranges (what
+    the merger keys exactly-once on)."""
+    topic = kafka.new_topic(partitions=3)
+    events = make_events(seed=12, count=900)
+    produce(kafka.bootstrap, topic, event_records(events))
+    settings = SparkJobSettings(
+        data_dir=tmp_path,
+        kafka_bootstrap_servers=kafka.bootstrap,
+        topic=topic,
+        trigger_interval="0",
+        max_offsets_per_trigger=450,
+        single_task_below=0,  # always the per-partition path (Spark's CSV writer, a part file per task)
+        min_partitions=7,
+        query_name=f"stream-split-{uuid.uuid4().hex[:8]}",
+    )
+    split = spark.read.format("kafka").options(**settings.kafka_source_options).option("subscribe", topic)
+    assert split.option("minPartitions", "7").load().rdd.getNumPartitions() >= 6  # Spark does cut them
+    query = start_query(spark, settings, make_sink(spark, settings, None))
+    try:
+        query.processAllAvailable()
+    finally:
+        query.stop()
+
+    rows_files = committed_files(settings.rows_dir)
+    assert len(rows_files) >= 2
+    for batch_id, path in rows_files.items():
+        manifest = BatchManifest.from_bytes((settings.rows_dir / manifest_file_name(path.name)).read_bytes())
+        assert manifest.batch_id == batch_id
+        keys = [(int(r[0]), int(r[1])) for r in read_csv(path)[1]]
+        partitions = [p for p, _ in itertools.groupby(k[0] for k in keys)]
+        assert len(partitions) == len(set(partitions)), "a Kafka partition's rows are together"
+        assert all(a <= b for a, b in itertools.pairwise(keys) if a[0] == b[0]), "in offset order"
+        for p, o in keys:
+            assert (manifest.offsets[p].start or 0) <= o < manifest.offsets[p].end
+    got = [r[2:] for r in read_all(settings.rows_dir)]
+    assert sorted(got) == expected_rows(events) and len(got) == len(set(got))
+
+
+def test_min_partitions_defaults_to_one_task_per_kafka_partition() -> None:
+    assert SparkJobSettings().source_min_partitions(2) == 1
+    assert SparkJobSettings(min_partitions=0).source_min_partitions(2) == 8  # four per core
+    assert SparkJobSettings(min_partitions=5).source_min_partitions(2) == 5
