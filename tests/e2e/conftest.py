@@ -147,8 +147,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 @contextlib.contextmanager
-def running_stack(base: Path, up_args: Sequence[str] = ()) -> Iterator[Stack]:
-    """`devicestream up *up_args` on free ports with its data folder in `base`; `devicestream down` after."""
+def running_stack(base: Path, up_args: Sequence[str] = (), **settings: str) -> Iterator[Stack]:
+    """`devicestream up *up_args` on free ports with its data folder in `base`; `devicestream down` after.
+    `settings`: more environment for the launcher, which passes it to the components (e.g.
+    MERGER_READ_AHEAD_BYTES)."""
     data = base / "data"
     kport, cport, gw, gen, mer = free_ports(5)
     env = {
@@ -160,6 +162,7 @@ def running_stack(base: Path, up_args: Sequence[str] = ()) -> Iterator[Stack]:
         "MERGER_PORT": str(mer),
         "KAFKA_BOOTSTRAP_SERVERS": "",
         "DEVICESTREAM_COMPONENTS": "kafka,spark,merger,generator,gateway",
+        **settings,
     }
     st = Stack(data=data, env=env, out_log=base / "up.log")
     merger_dir = data / "merger"

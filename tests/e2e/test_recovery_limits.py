@@ -36,10 +36,8 @@ BIG_ID_CHARS = 300_000
 @starts_processes
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The launcher passes its environment to the components: the merger reads MERGER_READ_AHEAD_BYTES."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MERGER_READ_AHEAD_BYTES", str(READ_AHEAD_BYTES))
-        with running_stack(tmp_path_factory.mktemp("e2e-limits")) as st:
-            yield st
+    with running_stack(tmp_path_factory.mktemp("e2e-limits"), MERGER_READ_AHEAD_BYTES=str(READ_AHEAD_BYTES)) as st:
+        yield st
 
 
 def test_6_generator_offsets_file_lost_after_an_invalid_ratio_run(stack: Stack) -> None:

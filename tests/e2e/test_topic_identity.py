@@ -44,10 +44,9 @@ SINGLE_TASK_MAX_BYTES = 500_000
 @starts_processes
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The launcher passes its environment to the components: the job reads SPARK_JOB_SINGLE_TASK_MAX_BYTES."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SPARK_JOB_SINGLE_TASK_MAX_BYTES", str(SINGLE_TASK_MAX_BYTES))
-        with running_stack(tmp_path_factory.mktemp("e2e-identity")) as st:
-            yield st
+    settings = {"SPARK_JOB_SINGLE_TASK_MAX_BYTES": str(SINGLE_TASK_MAX_BYTES)}
+    with running_stack(tmp_path_factory.mktemp("e2e-identity"), **settings) as st:
+        yield st
 
 
 def _event(offset: int, devices: list[dict]) -> bytes:

@@ -138,7 +138,7 @@ def test_offset_ranges_are_runs_of_consecutive_offsets_per_partition() -> None:
     assert offset_ranges("t", pl.DataFrame(schema={"partition": pl.Int64, "offset": pl.Int64})) == []
 
 
-def _row(offset: int, idx: int) -> list[str]:
+def _row(offset: int, idx: int, device: str = "D1", status: str = "OK") -> list[str]:
     return [
         f"e{offset}",
         str(offset),
@@ -146,10 +146,10 @@ def _row(offset: int, idx: int) -> list[str]:
         "CI00101",
         "2026-11-28T03:33:11.000000Z",
         str(idx),
-        "D1",
+        device,
         "20",
         "C",
-        "OK",
+        status,
     ]
 
 
@@ -218,18 +218,7 @@ def test_no_rejects_anywhere_is_an_empty_frame(tmp_path: Path) -> None:
 
 def test_rows_of_segments_retention_removed_are_retired_not_missing(tmp_path: Path) -> None:
     def row(offset: int, idx: int) -> list[str]:
-        return [
-            f"e{offset}",
-            str(offset),
-            "device",
-            "CI00101",
-            "2026-11-28T03:33:11.000000Z",
-            str(idx),
-            "D001",
-            "20",
-            "C",
-            "",
-        ]
+        return _row(offset, idx, device="D001", status="")
 
     expected = [[*row(o, i), "0", str(o - 10000)] for o in range(10000, 10004) for i in range(2)]
     rows_csv = _write(tmp_path / "expected.csv", [*ROW_COLUMNS, "partition", "offset"], expected)
