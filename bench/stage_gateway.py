@@ -125,7 +125,7 @@ def servers(data: Path) -> Iterator[tuple[Service, Service]]:
             "GATEWAY_GENERATOR_URL": "http://127.0.0.1:9",  # no generator in this stage
         }
         # /readyz wants the generator too: /healthz says the gateway is up.
-        with service("gateway", "gateway", gport, genv, data / "gateway.log", ready_path="/healthz") as gw:
+        with service("gateway", "services.gateway", gport, genv, data / "gateway.log", ready_path="/healthz") as gw:
             yield merger, gw
 
 

@@ -1,5 +1,5 @@
 """GET /status of the gateway: the whole pipeline in one document. The gateway builds it
-(gateway/health.py: the rules); the dashboard, tests/e2e and tests/gateway read it with this model.
+(services/gateway/health.py: the rules); the dashboard, tests/e2e and tests/gateway read it with this model.
 
 Each component's entry carries the gateway's verdict (`status`, `reasons`) and what the gateway saw
 (reachable, url...); the generator's, the merger's and Spark's own documents (/generator/status,

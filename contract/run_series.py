@@ -6,7 +6,7 @@ so that a run can be reported on after it ended and after a restart.
   2. `sample` lines, oldest first; the first one may be `before_run` (the last figures seen before
      the run appeared, the baseline for counters such as Spark's totals).
 
-Written by the gateway (gateway/series.py), which polls these figures for /status anyway; read by
+Written by the gateway (services/gateway/series.py), which polls these figures for /status anyway; read by
 `devicestream report` (devicestream/report/). Bounded: past `max_points` samples the writer thins the
 file to every other sample (`thin`), and it deletes a run's file once the run's ledger is gone.
 A torn last line (a crash mid-append) is skipped by the reader."""

@@ -190,7 +190,7 @@ def service_specs(settings: LauncherSettings, client: httpx.AsyncClient) -> list
     services = [
         ("merger", "services.merger", settings.merger_port, ()),
         ("generator", "services.generator", settings.generator_port, ("kafka",)),
-        ("gateway", "gateway", settings.gateway_port, ("generator", "merger")),
+        ("gateway", "services.gateway", settings.gateway_port, ("generator", "merger")),
     ]
     wanted = settings.component_list()
     specs = []

@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # The Python services: generator, merger and gateway (one image, the command picks the component:
-# `python -m services.generator` / `python -m services.merger` / `python -m gateway`).
+# `python -m services.generator` / `python -m services.merger` / `python -m services.gateway`).
 #
 # pyspark and pyarrow are core dependencies in pyproject.toml (the Spark job and the launcher need them),
 # and matplotlib (`devicestream report`'s charts, with numpy), but none of these three imports them: they are
@@ -21,7 +21,6 @@ COPY contract contract
 COPY kafka_io kafka_io
 COPY service_kit service_kit
 COPY services services
-COPY gateway gateway
 # devicestream/ for compose.secure.yaml's one-shot `kafka-secrets` (python -m devicestream.compose_secrets)
 COPY devicestream devicestream
 RUN /opt/venv/bin/pip install --no-deps .
@@ -37,4 +36,4 @@ ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 DEVICE
 WORKDIR /home/devicestream
 USER 10001:10001
 EXPOSE 8000 8001 8002
-CMD ["python", "-m", "gateway"]
+CMD ["python", "-m", "services.gateway"]

@@ -143,7 +143,7 @@ done
 # The services image carries no pyspark (over 300 MB it would not use) and imports its three services.
 docker run --rm --network none "$(image_of services)" python -c '
 import importlib, importlib.util, sys
-for m in ("services.generator.app", "services.merger.app", "gateway.app"):
+for m in ("services.generator.app", "services.merger.app", "services.gateway.app"):
     importlib.import_module(m)
 sys.exit("pyspark is in the services image" if importlib.util.find_spec("pyspark") else 0)'
 mb() { echo $(( $(docker image inspect -f '{{.Size}}' "$1") / 1000000 )); }

@@ -1,7 +1,7 @@
 """`devicestream report [--run ID] [--out DIR]`: one generator run shown as a self-contained HTML
 page and a PDF printed from it by headless Chromium (figures.py gathers, charts.py draws with
 matplotlib, page.py lays out). The gateway serves the same page at GET /report?run=ID by running
-this command (gateway/routes/report.py)."""
+this command (services/gateway/routes/report.py)."""
 
 from __future__ import annotations
 

@@ -1,12 +1,12 @@
-"""`python -m gateway`: settings from the environment, logging, uvicorn on settings.host/port."""
+"""`python -m services.gateway`: settings from the environment, logging, uvicorn on settings.host/port."""
 
 from __future__ import annotations
 
 import uvicorn
 
-from gateway.app import create_app
-from gateway.settings import GatewaySettings
 from service_kit.logs import configure_logging
+from services.gateway.app import create_app
+from services.gateway.settings import GatewaySettings
 
 
 def main() -> None:

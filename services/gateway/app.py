@@ -4,7 +4,7 @@ lifespan (control calls and downloads, apart); Kafka and the Spark progress file
 /status. No other service's code is imported.
 
 create_app only assembles: the lifespan (which puts what the routes need on `app.state`, read by
-gateway/deps.py), the error handlers, the routers of gateway/routes/ and the middlewares."""
+services/gateway/deps.py), the error handlers, the routers of services/gateway/routes/ and the middlewares."""
 
 from __future__ import annotations
 
@@ -21,17 +21,17 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from contract.internal import outgoing_headers
-from gateway.auth import document_checks_as_configured
-from gateway.deps import get_metrics
-from gateway.downloads import DownloadPool, DownloadSlots
-from gateway.errors import DownloadsBusy, GatewayError, UpstreamError
-from gateway.metrics import GatewayMetrics
-from gateway.middleware import BodySizeLimit, BrowserGuard, RequestMetrics
-from gateway.responses import GUARD_ERRORS
-from gateway.routes import dashboard, data, generator, report, status
-from gateway.series import SeriesRecorder
-from gateway.settings import GatewaySettings
-from gateway.status import StatusService
+from services.gateway.auth import document_checks_as_configured
+from services.gateway.deps import get_metrics
+from services.gateway.downloads import DownloadPool, DownloadSlots
+from services.gateway.errors import DownloadsBusy, GatewayError, UpstreamError
+from services.gateway.metrics import GatewayMetrics
+from services.gateway.middleware import BodySizeLimit, BrowserGuard, RequestMetrics
+from services.gateway.responses import GUARD_ERRORS
+from services.gateway.routes import dashboard, data, generator, report, status
+from services.gateway.series import SeriesRecorder
+from services.gateway.settings import GatewaySettings
+from services.gateway.status import StatusService
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def lifespan_of(
     settings: GatewaySettings, metrics: GatewayMetrics
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     """Opens the upstream clients and the /status service for the app's life; puts them, the
-    settings and the metrics on `app.state` for gateway/deps.py."""
+    settings and the metrics on `app.state` for services/gateway/deps.py."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -84,7 +84,7 @@ def lifespan_of(
             app.state.client = client
             app.state.download_pool = DownloadPool(downloads, DownloadSlots(settings.max_downloads), headers)
             app.state.status = status
-            # the run's time series for `devicestream report` (gateway/series.py); GET /report renders 2 at once
+            # the run's time series for `devicestream report` (series.py); GET /report renders 2 at once
             app.state.report_slots = asyncio.Semaphore(2)
             recorder = asyncio.create_task(SeriesRecorder(settings, status).run_forever(), name="run-series")
             log.info(

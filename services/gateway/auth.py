@@ -13,9 +13,9 @@ from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, HTTPBearer
 from starlette.requests import Request
 
-from gateway.deps import Settings
-from gateway.errors import Unauthorized
-from gateway.settings import GatewaySettings
+from services.gateway.deps import Settings
+from services.gateway.errors import Unauthorized
+from services.gateway.settings import GatewaySettings
 
 # Declared for the OpenAPI document (so /docs offers an "Authorize" button); checked below.
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="The gateway's API key.")

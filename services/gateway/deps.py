@@ -1,5 +1,5 @@
 """What the routes need, as FastAPI dependencies: the settings, the metrics, the two upstream
-clients, the download pool and the /status service. The lifespan (gateway/app.py) puts them on
+clients, the download pool and the /status service. The lifespan (services/gateway/app.py) puts them on
 `app.state`; these read them from there, so no route holds state of its own."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ from typing import Annotated
 import httpx
 from fastapi import Depends, Request
 
-from gateway.downloads import DownloadPool
-from gateway.metrics import GatewayMetrics
-from gateway.settings import GatewaySettings
-from gateway.status import StatusService
+from services.gateway.downloads import DownloadPool
+from services.gateway.metrics import GatewayMetrics
+from services.gateway.settings import GatewaySettings
+from services.gateway.status import StatusService
 
 
 def get_settings(request: Request) -> GatewaySettings:

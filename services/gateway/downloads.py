@@ -1,5 +1,5 @@
 """Downloads relayed from the merger, kept apart from the control plane: they have their own
-connections (a raw one per download, gateway/relay.py; or their own httpx pool), at most
+connections (a raw one per download, services/gateway/relay.py; or their own httpx pool), at most
 `max_downloads` run at once (the next one gets 503 with Retry-After instead of a queue), and a
 client that stops reading is dropped after `send_timeout_s` (its slot and its merger connection
 are freed). Status probes and generator commands use the other client, so stalled downloads cannot
@@ -16,7 +16,7 @@ import httpx
 from starlette.responses import StreamingResponse
 from starlette.types import Message, Receive, Scope, Send
 
-from gateway.errors import DownloadsBusy
+from services.gateway.errors import DownloadsBusy
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ class DownloadSlots:
 class DownloadPool:
     """The downloads' own client (own connection pool, `max_downloads` connections: an https://
     merger), their places, and the headers every request to the merger carries (the internal secret;
-    the raw relay of gateway/relay.py, which a plain http:// merger gets, sends them itself)."""
+    the raw relay of services/gateway/relay.py, which a plain http:// merger gets, sends them itself)."""
 
     client: httpx.AsyncClient
     slots: DownloadSlots

@@ -8,7 +8,7 @@ from prometheus_client import Counter
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.origin import cross_site_refusal, host_refusal, media_type_refusal
+from services.gateway.origin import cross_site_refusal, host_refusal, media_type_refusal
 
 
 async def send_error(send: Send, status: int, error: str, detail: str) -> None:
@@ -32,7 +32,7 @@ class BrowserGuard:
     """Refuses requests for a Host the gateway is not (DNS rebinding: 403 host_not_allowed),
     state-changing requests from another site (CSRF: 403 cross_site) and state-changing requests
     whose body is not JSON (415 unsupported_media_type). Probe routes skip the Host check so
-    container healthchecks and orchestrators can use any name. Rules in gateway/origin.py."""
+    container healthchecks and orchestrators can use any name. Rules in services/gateway/origin.py."""
 
     def __init__(
         self,

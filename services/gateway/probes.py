@@ -17,9 +17,9 @@ from pydantic import ValidationError
 from contract.kafka import PLAINTEXT, KafkaSecurity
 from contract.progress import ProgressUnreadable, read_progress
 from contract.validation import first_problem
-from gateway.health import DocT, HttpProbe, KafkaProbe, SparkProbe
 from kafka_io.admin import admin_and_consumer, end_offsets_of, topic_partitions_of
 from kafka_io.reachability import failure_reason
+from services.gateway.health import DocT, HttpProbe, KafkaProbe, SparkProbe
 
 log = logging.getLogger(__name__)
 

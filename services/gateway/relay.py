@@ -6,7 +6,7 @@ chunker: at the merger's sendfile speed the event loop spent its time there (ben
 
 `Connection: close` on every request: nothing is pooled, so a download that ends early (client gone
 or stalled, upstream broken) closes its merger connection, and the merger stops sending. Only plain
-http:// upstreams; gateway/upstream.py keeps httpx for an https:// merger URL."""
+http:// upstreams; services/gateway/upstream.py keeps httpx for an https:// merger URL."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import httptools
 
-from gateway.errors import UpstreamBadResponse, UpstreamTimeout, UpstreamUnreachable
+from services.gateway.errors import UpstreamBadResponse, UpstreamTimeout, UpstreamUnreachable
 
 log = logging.getLogger(__name__)
 

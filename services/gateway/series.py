@@ -20,8 +20,8 @@ from contract.files import atomic_write_bytes
 from contract.ledger import LedgerError
 from contract.pipeline_status import PipelineStatus
 from contract.run_series import SeriesHeader, SeriesSample, dump_line, read_series, series_path, thin
-from gateway.settings import GatewaySettings
-from gateway.status import StatusService
+from services.gateway.settings import GatewaySettings
+from services.gateway.status import StatusService
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from pydantic_settings import NoDecode, SettingsConfigDict
 
 from contract.internal import InternalSecretSettings
 from contract.settings import PipelineSettings
-from gateway.origin import default_allowed_hosts
+from services.gateway.origin import default_allowed_hosts
 
 
 class GatewaySettings(PipelineSettings, InternalSecretSettings):

@@ -12,9 +12,9 @@ import httpx
 from contract.api import GeneratorStatus
 from contract.merger_status import MergerStatus
 from contract.pipeline_status import PipelineStatus
-from gateway.health import Thresholds, assess
-from gateway.probes import probe_http, probe_kafka, probe_spark
-from gateway.settings import GatewaySettings
+from services.gateway.health import Thresholds, assess
+from services.gateway.probes import probe_http, probe_kafka, probe_spark
+from services.gateway.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
 

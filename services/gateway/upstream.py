@@ -1,6 +1,6 @@
 """Talking to the upstream services: JSON commands passed through intact (control client), and
-merged.csv streamed chunk by chunk (a raw connection per download, gateway/relay.py; the downloads
-client for an https:// merger, gateway/downloads.py). Upstream failures become UpstreamError."""
+merged.csv streamed chunk by chunk (a raw connection per download, services/gateway/relay.py; the downloads
+client for an https:// merger, services/gateway/downloads.py). Upstream failures become UpstreamError."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 import httpx
 from starlette.responses import Response
 
-from gateway import relay
-from gateway.downloads import RelayResponse, Slot
-from gateway.errors import UpstreamBadResponse, UpstreamError, UpstreamTimeout, UpstreamUnreachable
+from services.gateway import relay
+from services.gateway.downloads import RelayResponse, Slot
+from services.gateway.errors import UpstreamBadResponse, UpstreamError, UpstreamTimeout, UpstreamUnreachable
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ async def stream_merged(
     whole), with the status (200/206/304/404/416) and the caching and range headers intact.
     `slot` (a download place) is released however the download ends; a client that takes no
     chunk for `send_timeout_s` is dropped. A plain http:// merger is relayed over a raw connection
-    (gateway/relay.py: large reads, the fast path); an https:// one through `client` (httpx).
+    (services/gateway/relay.py: large reads, the fast path); an https:// one through `client` (httpx).
     `upstream_headers` (the internal secret) go along on the raw path; httpx adds its own."""
     headers = {**_pick(request_headers, MERGED_REQUEST_HEADERS), "accept-encoding": "identity"}
     if url.startswith("http://"):
@@ -197,7 +197,7 @@ async def fetch_tail(
 ) -> tuple[bytes, int | None]:
     """The last `window_bytes` of merged.csv (all of it when smaller), read with a HEAD for the size
     and one byte Range: the cost does not grow with the file. Returns (bytes, file size); (b"", None)
-    before anything is merged. gateway/tail.py finds the rows in them."""
+    before anything is merged. services/gateway/tail.py finds the rows in them."""
     try:
         head = await client.head(url, timeout=timeout_s)
         if head.status_code == 404:

@@ -17,7 +17,7 @@ from pydantic_settings import BaseSettings
 
 from contract.kafka import KafkaSecurity
 from devicestream.settings import LauncherSettings
-from gateway.settings import GatewaySettings
+from services.gateway.settings import GatewaySettings
 from services.generator.settings import GeneratorSettings
 from services.merger.settings import MergerSettings
 from spark_job.settings import SparkJobSettings
@@ -30,7 +30,7 @@ SETTINGS_CLASSES: tuple[tuple[str, type[BaseSettings]], ...] = (
     ("Spark job (spark_job/settings.py)", SparkJobSettings),
     ("Merger (services/merger/settings.py)", MergerSettings),
     ("Generator (services/generator/settings.py)", GeneratorSettings),
-    ("Gateway (gateway/settings.py)", GatewaySettings),
+    ("Gateway (services/gateway/settings.py)", GatewaySettings),
     ("Launcher: devicestream up (devicestream/settings.py)", LauncherSettings),
 )
 

@@ -28,7 +28,7 @@ import yaml
 from pydantic_settings import BaseSettings
 
 from devicestream.settings import LauncherSettings
-from gateway.settings import GatewaySettings
+from services.gateway.settings import GatewaySettings
 from services.generator.settings import GeneratorSettings
 from services.merger.settings import MergerSettings
 from spark_job.settings import SparkJobSettings
@@ -52,7 +52,7 @@ DOCKERFILES = sorted((REPO_ROOT / "docker").glob("*.Dockerfile"))
 HTTP_SERVICES: dict[str, tuple[type[BaseSettings], str]] = {
     "generator": (GeneratorSettings, "services.generator.app"),
     "merger": (MergerSettings, "services.merger.app"),
-    "gateway": (GatewaySettings, "gateway.app"),
+    "gateway": (GatewaySettings, "services.gateway.app"),
 }
 OUR_SERVICES = ("spark", *HTTP_SERVICES)
 START_ORDER = ("kafka", "spark", "merger", "generator", "gateway")

@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from devicestream.compose_secrets import make_secrets
-from gateway.settings import GatewaySettings
 from kafka_io.clients import aiokafka_options
+from services.gateway.settings import GatewaySettings
 from services.generator.settings import GeneratorSettings
 from services.merger.settings import MergerSettings
 from spark_job.settings import SparkJobSettings

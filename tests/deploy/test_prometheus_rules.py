@@ -94,7 +94,7 @@ def test_promtool_check_config(tmp_path: Path) -> None:
 
 
 def _gateway_exposition() -> bytes:
-    from gateway.metrics import GatewayMetrics
+    from services.gateway.metrics import GatewayMetrics
 
     m = GatewayMetrics()
     m.stage_count.labels("rows_merged").set(1)

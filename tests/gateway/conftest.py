@@ -1,4 +1,4 @@
-"""A gateway stack of real processes: the real gateway (`python -m gateway`) in front of stand-in
+"""A gateway stack of real processes: the real gateway (`python -m services.gateway`) in front of stand-in
 generator, Spark and merger processes that speak the documented contracts, on free ports, with a
 temp data folder and a topic of its own on the session's real Kafka broker. Swapping the stand-ins
 for the real services changes only the modules started here (the gateway sees URLs only)."""
@@ -83,7 +83,7 @@ class Stack:
                 "GATEWAY_STATUS_CACHE_S": "0",
                 **self.gateway_env,
             }
-            proc = ServiceProcess("gateway", env, self.log(name), f"{self.url}/healthz")
+            proc = ServiceProcess("services.gateway", env, self.log(name), f"{self.url}/healthz")
         else:
             raise ValueError(name)
         self.procs[name] = proc.start()

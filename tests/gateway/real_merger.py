@@ -45,7 +45,7 @@ def start_merger_and_gateway(tmp: Path, **merger_env: str) -> Served:
     ]
     procs.append(
         ServiceProcess(
-            "gateway",
+            "services.gateway",
             {
                 **common,
                 "GATEWAY_PORT": str(gw_port),

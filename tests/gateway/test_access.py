@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.auth import key_matches
+from services.gateway.auth import key_matches
 from tests.documents import generator_status
 from tests.gateway.conftest import Stack, make_stack
 

@@ -10,7 +10,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.origin import cross_site_refusal, default_allowed_hosts, host_name, host_refusal, media_type_refusal
+from services.gateway.origin import (
+    cross_site_refusal,
+    default_allowed_hosts,
+    host_name,
+    host_refusal,
+    media_type_refusal,
+)
 from tests.documents import generator_status
 from tests.gateway.conftest import Stack, make_stack
 

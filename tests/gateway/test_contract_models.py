@@ -8,7 +8,7 @@ import pytest
 from pydantic import TypeAdapter, ValidationError
 
 from contract.api import GeneratorStatus, RateRequest, Run, StartAtRate, StartRequest
-from gateway import models as gateway_models
+from services.gateway import models as gateway_models
 from services.generator.routes import runs as generator_routes
 
 

@@ -1,10 +1,10 @@
-"""The disk rule of /status (gateway/health.py): a write of the merger that fails (disk full) makes
+"""The disk rule of /status (services/gateway/health.py): a write of the merger that fails (disk full) makes
 the pipeline down, with a message naming the folder to free; pure, a fixed clock."""
 
 from __future__ import annotations
 
 from contract.merger_status import MergerStatus
-from gateway.health import HttpProbe, assess_merger
+from services.gateway.health import HttpProbe, assess_merger
 from tests.gateway.test_health_rules import NOW, T, run
 
 BLOCKED = {

@@ -1,4 +1,4 @@
-"""The pure /status rules (gateway/health.py): no I/O, a fixed clock."""
+"""The pure /status rules (services/gateway/health.py): no I/O, a fixed clock."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from contract.api import GeneratorStatus
 from contract.merger_status import MergerStatus
 from contract.pipeline_status import PipelineStatus
 from contract.progress import SparkProgress
-from gateway.health import GeneratorProbe, HttpProbe, KafkaProbe, MergerProbe, SparkProbe, Thresholds, assess
+from services.gateway.health import GeneratorProbe, HttpProbe, KafkaProbe, MergerProbe, SparkProbe, Thresholds, assess
 
 NOW = 1_000_000.0
 T = Thresholds(spark_stale_after_s=30, spark_lag_warn_offsets=1000, merger_lag_warn_batches=5)
@@ -167,7 +167,7 @@ def test_stale_freshness_is_degraded_only_when_p99_and_last_are_both_late() -> N
 
 
 def test_freshness_threshold_is_a_gateway_setting() -> None:
-    from gateway.settings import GatewaySettings
+    from services.gateway.settings import GatewaySettings
 
     assert GatewaySettings().freshness_warn_s == Thresholds().freshness_warn_s == 10.0
     assert GatewaySettings(freshness_warn_s=3).freshness_warn_s == 3.0

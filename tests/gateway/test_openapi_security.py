@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.app import create_app
-from gateway.settings import GatewaySettings
+from services.gateway.app import create_app
+from services.gateway.settings import GatewaySettings
 
 WRITES = {"POST /generator/start", "POST /generator/stop", "PUT /generator/rate"}
 READS = {"GET /status", "GET /merged.csv", "HEAD /merged.csv", "GET /devices", "GET /metrics", "GET /report"}

@@ -11,8 +11,8 @@ import httpx
 from contract.api import GeneratorStatus
 from contract.merger_status import MergerStatus
 from contract.progress import SparkProgress
-from gateway.health import DocT, HttpProbe
-from gateway.probes import probe_http, probe_spark
+from services.gateway.health import DocT, HttpProbe
+from services.gateway.probes import probe_http, probe_spark
 
 
 def _answering(body: bytes) -> httpx.AsyncClient:

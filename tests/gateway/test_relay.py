@@ -1,4 +1,4 @@
-"""The raw relay of merged.csv (gateway/relay.py) against a real socket server that answers exactly
+"""The raw relay of merged.csv (services/gateway/relay.py) against a real socket server that answers exactly
 the bytes each test gives: Content-Length bodies (with bytes arriving with the head and in pieces),
 chunked bodies, an answer cut off mid-body, garbage, silence, and the request it sends."""
 
@@ -11,8 +11,8 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from devicestream.processes import free_ports
-from gateway import relay
-from gateway.errors import UpstreamBadResponse, UpstreamTimeout, UpstreamUnreachable
+from services.gateway import relay
+from services.gateway.errors import UpstreamBadResponse, UpstreamTimeout, UpstreamUnreachable
 
 pytestmark = pytest.mark.integration  # real sockets on loopback
 
@@ -104,7 +104,7 @@ def test_cut_off_answer_ends_short_and_is_logged(caplog: pytest.LogCaptureFixtur
             _, got = await collect(url)
         return got
 
-    with caplog.at_level(logging.WARNING, logger="gateway.relay"):
+    with caplog.at_level(logging.WARNING, logger="services.gateway.relay"):
         assert run(main()) == b"x" * 40
     assert "stream broke off" in caplog.text
 

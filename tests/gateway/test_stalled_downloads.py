@@ -96,8 +96,8 @@ def test_stalled_downloads_leave_the_control_plane_alone(big: Stack) -> None:
 
 
 def test_download_slots() -> None:
-    from gateway.downloads import DownloadSlots
-    from gateway.errors import DownloadsBusy
+    from services.gateway.downloads import DownloadSlots
+    from services.gateway.errors import DownloadsBusy
 
     slots = DownloadSlots(2, retry_after_s=3)
     a, b = slots.acquire(), slots.acquire()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 
-from gateway.tail import tail_rows
+from services.gateway.tail import tail_rows
 
 HEADER = b"eventId,eventTime,deviceId,note\n"
 ROWS = [

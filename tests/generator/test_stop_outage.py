@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from contract.api import GeneratorStatus
-from gateway.settings import GatewaySettings
+from services.gateway.settings import GatewaySettings
 from services.generator.settings import GeneratorSettings
 from tests.generator.conftest import read_topic
 from tests.helpers import wait_for

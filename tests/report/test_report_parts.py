@@ -22,8 +22,8 @@ from devicestream.report.figures import (
     reject_reasons,
 )
 from devicestream.report.page import render_page
-from gateway.series import SeriesRecorder, sample_of
-from gateway.settings import GatewaySettings
+from services.gateway.series import SeriesRecorder, sample_of
+from services.gateway.settings import GatewaySettings
 
 
 def status_doc(

@@ -140,7 +140,7 @@ def test_bad_credentials_or_ca_end_in_one_clear_line(secure_stack: Stack, tmp_pa
     gen_url = f"http://127.0.0.1:{gen_port}"
     with (
         ServiceProcess("services.generator", gen_env, gen_log, f"{gen_url}/healthz"),
-        ServiceProcess("gateway", gw_env, gw_log, f"http://127.0.0.1:{gw_port}/healthz"),
+        ServiceProcess("services.gateway", gw_env, gw_log, f"http://127.0.0.1:{gw_port}/healthz"),
     ):
         gen_status = wait_for(
             lambda: (s := generator_status(gen_url)).last_error and s,

@@ -1,5 +1,5 @@
 """The merged data: merged.csv and merged.parquet streamed from the merger (with the filters of
-gateway/query.py, passed on in the query string), the last rows of merged.csv, and the device
+services/gateway/query.py, passed on in the query string), the last rows of merged.csv, and the device
 figures (/devices) forwarded. The query string is forwarded exactly as sent, so repeated
 parameters (deviceId=D001&deviceId=D002) keep their meaning."""
 
@@ -17,16 +17,16 @@ from fastapi.responses import Response
 
 from contract.csv import ROW_COLUMNS
 from contract.devices import DevicesPage, DevicesResponse
-from gateway.auth import Read
-from gateway.deps import ControlClient, Downloads, Settings
-from gateway.downloads import DownloadPool, RelayResponse
-from gateway.models import TailResponse
-from gateway.query import FILTER_ERRORS, UPSTREAM_ERRORS, download_headers, row_filters
-from gateway.responses import AUTH_ERROR
-from gateway.responses import UPSTREAM_ERRORS as ANY_UPSTREAM_ERRORS
-from gateway.settings import GatewaySettings
-from gateway.tail import tail_rows
-from gateway.upstream import answer_as_is, call_json, fetch_tail, stream_merged
+from services.gateway.auth import Read
+from services.gateway.deps import ControlClient, Downloads, Settings
+from services.gateway.downloads import DownloadPool, RelayResponse
+from services.gateway.models import TailResponse
+from services.gateway.query import FILTER_ERRORS, UPSTREAM_ERRORS, download_headers, row_filters
+from services.gateway.responses import AUTH_ERROR
+from services.gateway.responses import UPSTREAM_ERRORS as ANY_UPSTREAM_ERRORS
+from services.gateway.settings import GatewaySettings
+from services.gateway.tail import tail_rows
+from services.gateway.upstream import answer_as_is, call_json, fetch_tail, stream_merged
 
 log = logging.getLogger(__name__)
 

@@ -10,13 +10,13 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ValidationError
 
 from contract.api import Problem
-from gateway.auth import Read, Write
-from gateway.deps import ControlClient, Settings
-from gateway.errors import UpstreamBadResponse
-from gateway.models import GeneratorStatus, RateRequest, Run, RunConflict, StartRequest
-from gateway.responses import AUTH_ERROR, UPSTREAM_ERRORS
-from gateway.settings import GatewaySettings
-from gateway.upstream import answer_as_is, call_json, command_headers
+from services.gateway.auth import Read, Write
+from services.gateway.deps import ControlClient, Settings
+from services.gateway.errors import UpstreamBadResponse
+from services.gateway.models import GeneratorStatus, RateRequest, Run, RunConflict, StartRequest
+from services.gateway.responses import AUTH_ERROR, UPSTREAM_ERRORS
+from services.gateway.settings import GatewaySettings
+from services.gateway.upstream import answer_as_is, call_json, command_headers
 
 router = APIRouter(tags=["generator"])
 

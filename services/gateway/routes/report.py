@@ -22,11 +22,11 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
 from contract.ledger import LedgerError, ledger_path
-from gateway.auth import Read
-from gateway.deps import Settings
-from gateway.errors import ReportError, ReportUnavailable, RunNotFound
-from gateway.responses import AUTH_ERROR
-from gateway.settings import GatewaySettings
+from services.gateway.auth import Read
+from services.gateway.deps import Settings
+from services.gateway.errors import ReportError, ReportUnavailable, RunNotFound
+from services.gateway.responses import AUTH_ERROR
+from services.gateway.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["report"])

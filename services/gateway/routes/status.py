@@ -1,4 +1,4 @@
-"""The pipeline's status (/status, built by gateway/status.py with the rules of gateway/health.py),
+"""The pipeline's status (/status, built by services/gateway/status.py with the rules of services/gateway/health.py),
 the gateway's own liveness and readiness, and its Prometheus metrics."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from contract.api import Alive
-from gateway.auth import Read
-from gateway.deps import ControlClient, Metrics, Settings, Status
-from gateway.models import PipelineStatus, Readiness
-from gateway.responses import AUTH_ERROR
+from services.gateway.auth import Read
+from services.gateway.deps import ControlClient, Metrics, Settings, Status
+from services.gateway.models import PipelineStatus, Readiness
+from services.gateway.responses import AUTH_ERROR
 
 router = APIRouter(tags=["status"])
 
@@ -29,7 +29,7 @@ router = APIRouter(tags=["status"])
 )
 async def status(response: Response, service: Status) -> PipelineStatus:
     """Kafka, generator, Spark and merger probed concurrently within `status_timeout_s`;
-    HTTP 200 when overall is ok or degraded, 503 when down (see gateway/health.py for the rules)."""
+    HTTP 200 when overall is ok or degraded, 503 when down (see services/gateway/health.py for the rules)."""
     doc = await service.snapshot()
     response.status_code = 503 if doc.overall == "down" else 200
     return doc
