@@ -32,7 +32,7 @@ from pyspark.sql.streaming import StreamingQuery
 from contract.launcher import EXIT_REFUSED
 from kafka_io.topic_identity import TopicIdentity
 from service_kit.logs import configure_logging
-from spark_job import offset_log, transform
+from spark_job import checkpoint_reader, transform
 from spark_job.progress import ProgressListener, ProgressTracker
 from spark_job.session import build_session
 from spark_job.settings import SparkJobSettings
@@ -66,8 +66,8 @@ def make_sink(
         settings.rejects_dir,
         settings.layout.spark_dir / "_tmp",
         tracker.batch_committed if tracker is not None else None,
-        lineage=lambda: offset_log.checkpoint_lineage(checkpoint),
-        ranges=lambda batch_id: offset_log.batch_ranges(checkpoint, batch_id, settings.topic),
+        lineage=lambda: checkpoint_reader.checkpoint_lineage(checkpoint),
+        ranges=lambda batch_id: checkpoint_reader.batch_ranges(checkpoint, batch_id, settings.topic),
         topic=settings.topic,
         topic_id=guard or make_guard(spark, settings),
         single_task_below=settings.single_task_below,

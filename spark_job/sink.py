@@ -67,7 +67,7 @@ from contract.batches import BatchManifest, LineageCounter, OffsetRange
 from contract.csv import BATCH_ROW_HEADER, REJECT_HEADER, batch_file_name, make_lineage, manifest_file_name
 from contract.files import atomic_write_bytes, fsync_dir
 from spark_job import transform
-from spark_job.offset_log import OffsetLogError
+from spark_job.checkpoint_reader import OffsetLogError
 from spark_job.progress import BatchCounts
 from spark_job.settings import SINGLE_TASK_MAX_BYTES
 

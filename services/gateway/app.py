@@ -31,7 +31,7 @@ from services.gateway.responses import GUARD_ERRORS
 from services.gateway.routes import dashboard, data, generator, report, status
 from services.gateway.series import SeriesRecorder
 from services.gateway.settings import GatewaySettings
-from services.gateway.status import StatusService
+from services.gateway.status_snapshot import StatusService
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from fastapi import Depends, Request
 from services.gateway.downloads import DownloadPool
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.settings import GatewaySettings
-from services.gateway.status import StatusService
+from services.gateway.status_snapshot import StatusService
 
 
 def get_settings(request: Request) -> GatewaySettings:

@@ -1,7 +1,7 @@
-"""The filters of merged.csv and merged.parquet as the gateway checks and documents them (declared
-once in contract/query.py, the merger's own model: a bad filter is the gateway's 422 naming the
-field, the same the merger would give). The query string goes to the merger as sent. The routes are
-in services/gateway/routes/data.py."""
+"""The downloads' parameters: the filters of merged.csv and merged.parquet, and merged.csv's request
+headers, as the gateway checks and documents them (declared once in contract/query.py, the merger's
+own model: a bad filter is the gateway's 422 naming the field, the same the merger would give). The
+query string goes to the merger as sent. The routes are in services/gateway/routes/data.py."""
 
 from __future__ import annotations
 
@@ -10,13 +10,7 @@ from typing import Annotated, Any
 from fastapi import Header, Query
 
 from contract.query import DownloadHeaders, RowFilters
-from services.gateway.models import ErrorBody
 
-UPSTREAM_ERRORS: dict[int | str, dict[str, Any]] = {
-    502: {"model": ErrorBody, "description": "The merger gave a broken answer."},
-    503: {"model": ErrorBody, "description": "The merger is unreachable."},
-    504: {"model": ErrorBody, "description": "The merger did not answer in time."},
-}
 FILTER_ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"description": "A filter that is not valid; `detail[0].loc` names the field."},
 }

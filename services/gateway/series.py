@@ -21,7 +21,7 @@ from contract.ledger import LedgerError
 from contract.pipeline_status import PipelineStatus
 from contract.run_series import SeriesHeader, SeriesSample, dump_line, read_series, series_path, thin
 from services.gateway.settings import GatewaySettings
-from services.gateway.status import StatusService
+from services.gateway.status_snapshot import StatusService
 
 log = logging.getLogger(__name__)
 

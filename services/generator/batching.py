@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from services.generator.errors import GeneratorError
-from services.generator.offsets import next_offset_header
+from services.generator.event_offset_allocator import next_offset_header
 
 #: (key, value) of one record, as handed to the batch and kept to be sent again if it fails; a null
 #: key (GENERATOR_PARTITION_KEY=none, or an event naming no device with deviceId) is None

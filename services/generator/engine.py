@@ -29,9 +29,9 @@ from services.generator.connection import (
 )
 from services.generator.delivery import Delivery
 from services.generator.errors import KafkaUnavailableError, NoActiveRunError, RunActiveError
+from services.generator.event_offset_allocator import OffsetAllocator, read_state_next, topic_next_offset
 from services.generator.keys import KeyPartitioner
 from services.generator.metrics import Metrics
-from services.generator.offsets import OffsetAllocator, read_state_next, topic_next_offset
 from services.generator.profiles import Curve
 from services.generator.run import LiveRun
 from services.generator.run_loop import run_to_end

@@ -6,7 +6,7 @@ merged for its topic identity is ready, whatever its lineage name, batch id or m
 record is merged is deleted (the one rule for deleting a batch file); one without a topic id is held
 with a topic_id_unknown event. Ready batches are taken in the order they were written (the sink's
 lineage_seq). Nothing waits for a batch that may never come: merged offsets keep the gaps a later
-batch leaves (services.merger.offsets), and a batch holding them is merged whenever it comes. Legacy
+batch leaves (services.merger.merged_offsets), and a batch holding them is merged whenever it comes. Legacy
 batches (no manifest) keep their batch-id order.
 
 One commit covers a group of ready batches (one file during steady streaming, many while catching
@@ -51,7 +51,7 @@ from contract.csv import LEGACY_LINEAGE, MANIFEST_SUFFIX, BatchName, manifest_fi
 from services.merger.batchfile import ParsedBatch, first_line, select_rows
 from services.merger.commit import CommitWriter
 from services.merger.errors import CommitWriteError, InvalidBatchError, MergeAttemptError
-from services.merger.offsets import OffsetCursor, merge_bounds
+from services.merger.merged_offsets import OffsetCursor, merge_bounds
 from services.merger.planner import BatchPlanner, Planned, batch_file
 from services.merger.quarantine import prune_quarantine, prune_temp_files, quarantine_copy, quarantine_rejects
 from services.merger.readahead import ReadAhead, size_of

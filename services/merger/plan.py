@@ -3,7 +3,7 @@
 Keyed batches (a lineage in the name, a manifest: the job's format) are planned by their offsets
 alone (`plan_keyed`), never by lineage names, file times or the clock:
 - one rule deletes a batch file: every record it covers is merged for the same topic identity
-  (services.merger.offsets: below the mark and in no gap). Its manifest and reject file go with it.
+  (services.merger.merged_offsets: below the mark and in no gap). Its manifest and reject file go with it.
 - a batch with a record not merged is ready, whatever its lineage or batch id: a restored checkpoint
   backup's batches, a late re-run, a lineage whose name sorts "older" are merged, their records
   already merged dropped row by row. Ready batches are merged in the order they were written:

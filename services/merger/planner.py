@@ -21,7 +21,7 @@ from contract.csv import (
 from contract.progress import read_progress_or_none
 from services.merger.errors import InvalidBatchError
 from services.merger.manifests import ManifestCache
-from services.merger.offsets import current_offsets, offsets_of
+from services.merger.merged_offsets import current_offsets, offsets_of
 from services.merger.plan import KeyedBatch, MergePlan, plan_keyed, plan_merge
 from services.merger.settings import MergerSettings
 from services.merger.state import MergerEvent, MergerState

@@ -2,7 +2,7 @@
 
 Each line starts with the batch id, the Kafka partition and the offset of the rejected record
 (integers, never quoted); the reason and the value follow as written (a CR or LF inside a quoted
-value is kept). Like rows, the lines of records already merged (services.merger.offsets) are left
+value is kept). Like rows, the lines of records already merged (services.merger.merged_offsets) are left
 out: a new lineage replaying the topic rejects the same records again."""
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from contract.files import atomic_write_json
 from contract.segments import SEGMENT_INDEX, Segment, SegmentIndex, segment_file
-from services.merger.offsets import merge_bounds
+from services.merger.merged_offsets import merge_bounds
 from services.merger.state import HEADER_LINE, MAX_RETIRED_SEGMENTS, MergerState
 
 

@@ -68,7 +68,7 @@ class MergerEvent:
 
 @dataclass(frozen=True)
 class RetiredTopic:
-    """The merged offsets of a topic identity merged before the current one (services.merger.offsets)."""
+    """The merged offsets of a topic identity merged before the current one (services.merger.merged_offsets)."""
 
     topic: str | None
     topic_id: str | None
@@ -134,7 +134,7 @@ class MergerState:
     #: Per Kafka partition, the next offset to merge: every record below it is in merged.csv (or was
     #: rejected, or quarantined). A row of a record below it is never appended again.
     next_offsets: dict[int, int] = field(default_factory=dict)
-    #: Per partition, the ranges below next_offsets not merged yet (services.merger.offsets).
+    #: Per partition, the ranges below next_offsets not merged yet (services.merger.merged_offsets).
     offset_gaps: dict[int, tuple[tuple[int, int], ...]] = field(default_factory=dict)
     #: The merged offsets of the topic identities merged before this one (newest last).
     retired_topics: tuple[RetiredTopic, ...] = field(default_factory=tuple)

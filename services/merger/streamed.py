@@ -31,7 +31,7 @@ from services.merger.batchfile import ParsedBatch, parse_batch
 from services.merger.device_tracker import read_whole_lines
 from services.merger.errors import CommitWriteError, InvalidBatchError
 from services.merger.manifests import read_manifest
-from services.merger.offsets import OffsetCursor, merge_bounds
+from services.merger.merged_offsets import OffsetCursor, merge_bounds
 from services.merger.rejects import select_rejects
 from services.merger.results import CommitResult
 from services.merger.writes import pwrite_all, writing

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from contract.csv import ROW_COLUMNS
 from contract.query import COLUMNS_PATTERN, FIRST_INSTANT, LAST_INSTANT, MAX_LIMIT, RowFilters
-from services.gateway.query import row_filters
+from services.gateway.download_params import row_filters
 from services.merger.query_api import row_query
 
 PARAMS = ("since", "until", "deviceId", "customerId", "status", "columns", "limit")

@@ -10,7 +10,7 @@ from aiokafka.producer.message_accumulator import BatchBuilder as AiokafkaBatchB
 
 from services.generator.batching import Batches
 from services.generator.errors import GeneratorError
-from services.generator.offsets import NEXT_OFFSET_HEADER
+from services.generator.event_offset_allocator import NEXT_OFFSET_HEADER
 
 PARTS = {b"a": 0, b"b": 1}
 

@@ -9,7 +9,7 @@ import pytest
 
 from contract.events import FIRST_EVENT_OFFSET
 from services.generator.errors import OffsetStateError
-from services.generator.offsets import (
+from services.generator.event_offset_allocator import (
     OffsetAllocator,
     event_offset_of,
     next_offset_header,

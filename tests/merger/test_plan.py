@@ -2,7 +2,7 @@
 
 from contract.batches import BatchManifest, OffsetRange
 from contract.csv import BatchName, make_lineage
-from services.merger.offsets import TopicOffsets
+from services.merger.merged_offsets import TopicOffsets
 from services.merger.plan import KeyedBatch, plan_keyed, plan_merge
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from contract.batches import OffsetRange
 from contract.csv import parse_batch_name
-from spark_job.offset_log import OffsetLogError, batch_ranges, checkpoint_lineage
+from spark_job.checkpoint_reader import OffsetLogError, batch_ranges, checkpoint_lineage
 
 META = '{"batchWatermarkMs":0,"batchTimestampMs":1764390000000,"conf":{"spark.sql.shuffle.partitions":"2"}}'
 

@@ -1,5 +1,5 @@
 """The merged data: merged.csv and merged.parquet streamed from the merger (with the filters of
-services/gateway/query.py, passed on in the query string), the last rows of merged.csv, and the device
+services/gateway/download_params.py, passed on in the query string), the last rows of merged.csv, and the device
 figures (/devices) forwarded. The query string is forwarded exactly as sent, so repeated
 parameters (deviceId=D001&deviceId=D002) keep their meaning."""
 
@@ -19,11 +19,10 @@ from contract.csv import ROW_COLUMNS
 from contract.devices import DevicesPage, DevicesResponse
 from services.gateway.auth import Read
 from services.gateway.deps import ControlClient, Downloads, Settings
+from services.gateway.download_params import FILTER_ERRORS, download_headers, row_filters
 from services.gateway.downloads import DownloadPool, RelayResponse
 from services.gateway.models import TailResponse
-from services.gateway.query import FILTER_ERRORS, UPSTREAM_ERRORS, download_headers, row_filters
-from services.gateway.responses import AUTH_ERROR
-from services.gateway.responses import UPSTREAM_ERRORS as ANY_UPSTREAM_ERRORS
+from services.gateway.responses import AUTH_ERROR, DOWNLOAD_ERRORS, MERGER_ERRORS
 from services.gateway.settings import GatewaySettings
 from services.gateway.tail import tail_rows
 from services.gateway.upstream import answer_as_is, call_json, fetch_tail, stream_merged
@@ -42,7 +41,7 @@ MERGED_RESPONSES: dict[int | str, dict[str, Any]] = {
     304: {"description": "Not modified (If-None-Match / If-Modified-Since)."},
     416: {"description": "Range not satisfiable."},
     **AUTH_ERROR,
-    **ANY_UPSTREAM_ERRORS,
+    **DOWNLOAD_ERRORS,
 }
 
 
@@ -137,7 +136,7 @@ add_download(
     response_model=TailResponse,
     tags=["output"],
     summary="The last rows of merged.csv (one bounded Range request to the merger)",
-    responses={**AUTH_ERROR, **ANY_UPSTREAM_ERRORS},
+    responses={**AUTH_ERROR, **MERGER_ERRORS},
 )
 async def merged_tail(
     settings: Settings, client: ControlClient, n: Annotated[int, Query(ge=1, le=1000)] = 20
@@ -168,7 +167,7 @@ add_download(
         200: {"content": {"application/vnd.apache.parquet": {}}, "description": "One Parquet file."},
         304: {"description": "Not modified (If-None-Match)."},
         **FILTER_ERRORS,
-        **UPSTREAM_ERRORS,
+        **DOWNLOAD_ERRORS,
     },
 )
 
@@ -187,7 +186,7 @@ async def devices_json(settings: GatewaySettings, client: httpx.AsyncClient, pat
     response_model=DevicesResponse,
     tags=["devices"],
     summary="One page of the devices' figures (whole run and recent window), from the merger",
-    responses=UPSTREAM_ERRORS,
+    responses=MERGER_ERRORS,
 )
 async def devices(settings: Settings, client: ControlClient, page: Annotated[DevicesPage, Query()]) -> Any:
     """Sorted by deviceId; pass `next_after` as `after` for the next page."""
@@ -200,7 +199,7 @@ async def devices(settings: Settings, client: ControlClient, page: Annotated[Dev
     response_model=DevicesResponse,
     tags=["devices"],
     summary="One device's figures",
-    responses={404: {"description": "No merged row has this deviceId."}, **UPSTREAM_ERRORS},
+    responses={404: {"description": "No merged row has this deviceId."}, **MERGER_ERRORS},
 )
 async def device(settings: Settings, client: ControlClient, deviceId: Annotated[str, Path(examples=["D001"])]) -> Any:
     return await devices_json(settings, client, f"/{quote(deviceId, safe='')}")

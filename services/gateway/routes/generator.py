@@ -14,7 +14,7 @@ from services.gateway.auth import Read, Write
 from services.gateway.deps import ControlClient, Settings
 from services.gateway.errors import UpstreamBadResponse
 from services.gateway.models import GeneratorStatus, RateRequest, Run, RunConflict, StartRequest
-from services.gateway.responses import AUTH_ERROR, UPSTREAM_ERRORS
+from services.gateway.responses import AUTH_ERROR, GENERATOR_ERRORS
 from services.gateway.settings import GatewaySettings
 from services.gateway.upstream import answer_as_is, call_json, command_headers
 
@@ -23,7 +23,7 @@ router = APIRouter(tags=["generator"])
 COMMAND_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": Problem, "description": "The generator refused the command."},
     **AUTH_ERROR,
-    **UPSTREAM_ERRORS,
+    **GENERATOR_ERRORS,
 }
 
 

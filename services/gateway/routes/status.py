@@ -1,5 +1,5 @@
-"""The pipeline's status (/status, built by services/gateway/status.py with the rules of services/gateway/health.py),
-the gateway's own liveness and readiness, and its Prometheus metrics."""
+"""The pipeline's status (/status, built by services/gateway/status_snapshot.py with the rules of
+services/gateway/health.py), the gateway's own liveness and readiness, and its Prometheus metrics."""
 
 from __future__ import annotations
 
