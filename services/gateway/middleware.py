@@ -28,7 +28,24 @@ async def _send_413(send: Send, limit: int) -> None:
     await send_error(send, 413, "payload_too_large", f"request body larger than {limit} bytes")
 
 
-class BrowserGuard:
+class HttpMiddleware:
+    """A pure ASGI middleware for HTTP requests: anything else (lifespan, websocket) goes straight
+    to the app; a subclass's `handle` sees the HTTP ones."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        await self.handle(scope, receive, send)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise NotImplementedError
+
+
+class BrowserGuard(HttpMiddleware):
     """Refuses requests for a Host the gateway is not (DNS rebinding: 403 host_not_allowed),
     state-changing requests from another site (CSRF: 403 cross_site) and state-changing requests
     whose body is not JSON (415 unsupported_media_type). Probe routes skip the Host check so
@@ -41,15 +58,12 @@ class BrowserGuard:
         trusted_origins: list[str],
         host_check_exempt: frozenset[str] = frozenset({"/healthz", "/readyz"}),
     ) -> None:
-        self.app = app
+        super().__init__(app)
         self.allowed_hosts = allowed_hosts
         self.trusted_origins = trusted_origins
         self.host_check_exempt = host_check_exempt
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = Headers(scope=scope)
         method = scope["method"]
         host = headers.get("host")
@@ -67,15 +81,12 @@ class BrowserGuard:
         await self.app(scope, receive, send)
 
 
-class BodySizeLimit:
+class BodySizeLimit(HttpMiddleware):
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
+        super().__init__(app)
         self.max_bytes = max_bytes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         declared = dict(scope.get("headers", [])).get(b"content-length")
         if declared is not None:
             try:
@@ -106,17 +117,14 @@ class BodySizeLimit:
         await self.app(scope, replay, send)
 
 
-class RequestMetrics:
+class RequestMetrics(HttpMiddleware):
     """Counts answered requests by method, route template (not the raw path) and status."""
 
     def __init__(self, app: ASGIApp, counter: Counter) -> None:
-        self.app = app
+        super().__init__(app)
         self.counter = counter
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         status = 500
 
         async def send_wrapper(message: Message) -> None:
