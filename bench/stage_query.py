@@ -93,7 +93,7 @@ def measure_device_batches(sizes: QuerySizes) -> tuple[list[float], list[float],
         again = DeviceBook(window_s=300)
         again.apply(parse_rows(everything), now)
         full_ms.append((time.perf_counter() - t0) * 1000)
-    if again.to_json() != book.to_json():
+    if again.to_doc() != book.to_doc():
         raise StageError("device figures built batch by batch differ from one recomputation")
     return times, full_ms, len(batches) * sizes.device_batch_rows
 

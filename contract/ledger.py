@@ -17,11 +17,12 @@ Written by the generator (services/generator/ledger.py), read by devicestream/ru
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Final, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from contract.api import RunParams
 from contract.reasons import Reason
 
 FaultKind = Literal["invalid", "late", "skewed", "resend"]
@@ -53,7 +54,8 @@ class LedgerRun(_Line):
     started_at: float
     seed: int
     first_index: int = 0
-    params: dict[str, Any]
+    #: what the start asked for (its rate as it was sent)
+    params: RunParams
     #: the first eventOffset the run could hand out (None: a ledger from before ranges were written)
     first_event_offset: int | None = None
 

@@ -2,15 +2,21 @@
 (services/gateway/health.py: the rules); the dashboard, tests/e2e and tests/gateway read it with this model.
 
 Each component's entry carries the gateway's verdict (`status`, `reasons`) and what the gateway saw
-(reachable, url...); the generator's, the merger's and Spark's own documents (/generator/status,
-/merger/status, progress.json) are passed through next to them as extra fields, so readers allow
-extra fields, and a newer gateway may add some."""
+(reachable, url...); the generator's and the merger's own documents (/generator/status,
+/merger/status) are passed through next to them, as the fields of `GeneratorHealth` and
+`MergerHealth` (their models' fields, typed; only those the service sent are in the JSON).
+Spark's progress.json is passed through as extra fields of `SparkHealth` (read them with
+`SparkHealth.progress()`). The document itself allows extra fields: a newer gateway may add some."""
 
 from __future__ import annotations
 
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from contract.api import GeneratorState, GeneratorStatus
+from contract.merger_status import MergerStatus
+from contract.progress import SparkProgress
 
 Level = Literal["ok", "degraded", "down"]
 
@@ -43,6 +49,22 @@ class ServiceHealth(ComponentHealth):
     error: str | None = None
 
 
+class GeneratorHealth(ServiceHealth, GeneratorStatus):
+    """The generator's entry: the verdict, how the gateway reached it, and /generator/status's fields
+    (none of them when it did not answer: `state` is then None)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    state: GeneratorState | None = None  # (None: the generator did not answer)
+
+
+class MergerHealth(ServiceHealth, MergerStatus):
+    """The merger's entry: the verdict, how the gateway reached it, and /merger/status's fields (their
+    defaults when it did not answer)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 class SparkHealth(ComponentHealth):
     """progress.json's fields, and what the gateway made of them. `age_s`, `stale` and `pid_alive`
     are there only when there is a progress file."""
@@ -54,14 +76,18 @@ class SparkHealth(ComponentHealth):
     stale: bool | None = None
     pid_alive: bool | None = Field(default=None, description="null: not checked.")
 
+    def progress(self) -> SparkProgress:
+        """progress.json's fields as Spark wrote them (its defaults when there is no file)."""
+        return SparkProgress.model_validate(self.model_extra or {})
+
 
 class Components(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     kafka: KafkaHealth
-    generator: ServiceHealth
+    generator: GeneratorHealth
     spark: SparkHealth
-    merger: ServiceHealth
+    merger: MergerHealth
 
 
 class Accounting(BaseModel):

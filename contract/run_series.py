@@ -14,11 +14,12 @@ A torn last line (a crash mid-append) is skipped by the reader."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Final, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from contract.api import RunParams
 from contract.ledger import ledger_path
 
 
@@ -30,7 +31,7 @@ class SeriesHeader(_Line):
     type: Literal["header"] = "header"
     run_id: str
     started_at: float | None = None
-    params: dict[str, Any] = Field(default_factory=dict, description="The run's parameters (/generator/status).")
+    params: RunParams | None = Field(default=None, description="The run's parameters (/generator/status).")
     topic: str | None = None
     kafka_bootstrap: str | None = None
     kafka_brokers: int | None = None

@@ -33,7 +33,7 @@ def segment_seq(name: str) -> int | None:
     return int(stem)
 
 
-class Segment(BaseModel, frozen=True):
+class Segment(BaseModel, frozen=True, extra="forbid"):
     """One segment file: closed (never written again) or the active one (being appended to)."""
 
     seq: int = Field(ge=0, description="0 for merged.csv, then 1, 2... in order.")
@@ -58,7 +58,7 @@ class Segment(BaseModel, frozen=True):
         return merger_dir / self.file
 
 
-class SegmentIndex(BaseModel):
+class SegmentIndex(BaseModel, extra="forbid"):
     """merger/segments.json (written by the merger, read by devicestream verify)."""
 
     generation: str

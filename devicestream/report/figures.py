@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+from pydantic import BaseModel
 
+from contract.api import RunParams
 from contract.csv import ROW_COLUMNS
 from contract.launcher import LauncherState
 from contract.layout import DataLayout
@@ -77,29 +79,29 @@ def last_run_id(runs_dir: Path) -> str:
     return best[1]
 
 
-def rate_asked(params: dict[str, Any]) -> str:
+def rate_asked(params: RunParams | None) -> str:
     """Pure: the rate or profile of a run's parameters, in words."""
-    profile = params.get("profile")
-    if isinstance(profile, dict):
-        rest = ", ".join(f"{k}={v}" for k, v in profile.items() if k != "kind")
-        return f"{profile.get('kind')} profile ({rest})"
-    return f"constant {params.get('rate')} events/s"
+    if params is not None and params.profile is not None:
+        rest = ", ".join(f"{k}={v}" for k, v in params.profile.model_dump(mode="json").items() if k != "kind")
+        return f"{params.profile.kind} profile ({rest})"
+    return f"constant {None if params is None else params.rate} events/s"
 
 
 def asked_of(ledger: Ledger) -> dict[str, str]:
     """Pure: what was asked, as label -> text (the ledger header's parameters)."""
     p = ledger.run.params
 
-    def opts(v: object) -> str:
-        return ", ".join(f"{k}={x}" for k, x in v.items()) if isinstance(v, dict) and v else "none"
+    def opts(v: BaseModel | None) -> str:
+        shown = {} if v is None else v.model_dump(mode="json", exclude_unset=True)  # (a ledger sets them all)
+        return ", ".join(f"{k}={x}" for k, x in shown.items()) or "none"
 
     return {
         "rate": rate_asked(p),
-        "count": str(p.get("count") or "unbounded"),
-        "duration": f"{p['duration_s']} s" if p.get("duration_s") else "unbounded",
+        "count": str(p.count or "unbounded"),
+        "duration": f"{p.duration_s} s" if p.duration_s else "unbounded",
         "seed": str(ledger.run.seed),
-        "fleet": opts(p.get("fleet")),
-        "faults": opts(p.get("faults")) + (f"; invalid_ratio={p['invalid_ratio']}" if p.get("invalid_ratio") else ""),
+        "fleet": opts(p.fleet),
+        "faults": opts(p.faults) + (f"; invalid_ratio={p.invalid_ratio}" if p.invalid_ratio else ""),
     }
 
 

@@ -45,11 +45,12 @@ from contract.merger_status import Freshness, MergerStatus, SourceEvent, WriteBl
 from contract.pipeline_status import (
     Accounting,
     Components,
+    GeneratorHealth,
     KafkaHealth,
     Lag,
     Level,
+    MergerHealth,
     PipelineStatus,
-    ServiceHealth,
     SparkHealth,
 )
 from contract.progress import SparkProgress
@@ -87,6 +88,7 @@ class KafkaProbe:
 
 
 DocT = TypeVar("DocT", bound=BaseModel)
+HealthT = TypeVar("HealthT", GeneratorHealth, MergerHealth)
 
 
 @dataclass
@@ -172,14 +174,14 @@ def assess_kafka(k: KafkaProbe) -> KafkaHealth:
     )
 
 
-def service_health(p: HttpProbe[DocT], v: Verdict) -> ServiceHealth:
+def service_health(model: type[HealthT], p: HttpProbe[DocT], v: Verdict) -> HealthT:
     """The service's own document (as it sent it) with the verdict and the probe's fields over it
     (an upstream field cannot shadow them)."""
     fields = {"status": v.status, "reasons": v.reasons, "reachable": p.reachable, "url": p.url, "error": p.error}
-    return ServiceHealth.model_validate({**as_reported(p.doc), **fields})
+    return model.model_validate({**as_reported(p.doc), **fields})
 
 
-def assess_generator(g: GeneratorProbe) -> ServiceHealth:
+def assess_generator(g: GeneratorProbe) -> GeneratorHealth:
     v = Verdict()
     doc = g.doc
     if not g.reachable or doc is None:
@@ -187,7 +189,7 @@ def assess_generator(g: GeneratorProbe) -> ServiceHealth:
     elif doc.state in ("degraded", "failed"):
         last = doc.last_error
         v.add("degraded", f"generator: state {doc.state}" + (f": {last}" if last else ""))
-    return service_health(g, v)
+    return service_health(GeneratorHealth, g, v)
 
 
 def assess_spark(s: SparkProbe, kafka: KafkaProbe, now: float, t: Thresholds) -> SparkHealth:
@@ -229,7 +231,7 @@ def assess_spark(s: SparkProbe, kafka: KafkaProbe, now: float, t: Thresholds) ->
     return SparkHealth.model_validate({**as_reported(doc), **info, "status": v.status, "reasons": v.reasons})
 
 
-def assess_merger(m: MergerProbe, t: Thresholds, now: float | None = None) -> ServiceHealth:
+def assess_merger(m: MergerProbe, t: Thresholds, now: float | None = None) -> MergerHealth:
     v = Verdict()
     doc = m.doc
     if not m.reachable or doc is None:
@@ -247,7 +249,7 @@ def assess_merger(m: MergerProbe, t: Thresholds, now: float | None = None) -> Se
             v.add("degraded", f"merger: freshness {late:.1f}s (above {t.freshness_warn_s:g}s)")
         for event in recent_source_events(doc.events, now, t.merger_event_warn_s):
             v.add("degraded", f"merger: {event.kind}: {event.detail}")
-    return service_health(m, v)
+    return service_health(MergerHealth, m, v)
 
 
 def write_blocked_reason(w: WriteBlocked, now: float | None) -> str:

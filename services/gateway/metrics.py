@@ -64,5 +64,5 @@ class GatewayMetrics:
         for stage in ("events_in_kafka", "spark_input_rows", "spark_rows_out", "spark_rejects", "rows_merged"):
             value = getattr(doc.accounting, stage)
             self.stage_count.labels(stage).set(float(value) if value is not None else float("nan"))
-        started = (doc.components.spark.model_extra or {}).get("startedAt")  # passed through from progress.json
+        started = doc.components.spark.progress().started_at  # passed through from progress.json
         self.spark_started_at.set(float(started) if isinstance(started, int | float) else float("nan"))

@@ -16,6 +16,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
+from contract.api import Run
 from contract.files import atomic_write_bytes
 from contract.ledger import LedgerError
 from contract.pipeline_status import PipelineStatus
@@ -26,55 +29,60 @@ from services.gateway.status_snapshot import StatusService
 log = logging.getLogger(__name__)
 
 
-def _run_of(doc: PipelineStatus) -> dict[str, Any] | None:
+def _run_of(doc: PipelineStatus) -> Run | None:
     g = doc.components.generator
-    run = (g.model_extra or {}).get("run") if g.reachable else None
-    return run if isinstance(run, dict) and isinstance(run.get("id"), str) else None
+    return g.run if g.reachable else None
+
+
+def _sent(model: BaseModel, name: str) -> Any:
+    """A field of a document as its service sent it (None when it did not send it: not its default)."""
+    return getattr(model, name) if name in model.model_fields_set else None
 
 
 def sample_of(doc: PipelineStatus, *, before_run: bool = False) -> SeriesSample:
     """Pure: the figures of one /status snapshot."""
-    g = doc.components.generator.model_dump()
-    s = doc.components.spark.model_dump()
-    m = doc.components.merger.model_dump()
-    totals = s.get("totals") or {}
-    fresh = m.get("freshness") or {}
-    run = _run_of(doc) or {}
+    g, m = doc.components.generator, doc.components.merger
+    spark = doc.components.spark
+    s = spark.progress() if spark.model_extra else None
+    totals = s.totals if s is not None and "totals" in s.model_fields_set else None
+    fresh = m.freshness if "freshness" in m.model_fields_set else None
+    run = _run_of(doc)
     return SeriesSample(
         t=doc.checked_at,
         before_run=before_run,
-        run_state=run.get("state"),
-        rate_requested=g.get("rate_requested"),
-        rate_achieved=g.get("rate_1s"),
-        sent=g.get("sent"),
-        acknowledged=g.get("acknowledged"),
-        offset_first=g.get("offset_first"),
-        offset_last=g.get("offset_last"),
+        run_state=None if run is None else run.state,
+        rate_requested=_sent(g, "rate_requested"),
+        rate_achieved=_sent(g, "rate_1s"),
+        sent=_sent(g, "sent"),
+        acknowledged=_sent(g, "acknowledged"),
+        offset_first=g.offset_first,
+        offset_last=g.offset_last,
         events_in_kafka=doc.components.kafka.total_events,
-        spark_batch_id=s.get("batchId"),
-        spark_batch_duration_ms=s.get("batchDurationMs"),
-        spark_processed_rows_per_s=s.get("processedRowsPerSecond"),
-        spark_input_rows_total=totals.get("inputRows"),
-        spark_rows_out_total=totals.get("rowsOut"),
-        spark_rejects_total=totals.get("rejects"),
+        spark_batch_id=None if s is None else s.batch_id,
+        spark_batch_duration_ms=None if s is None else s.batch_duration_ms,
+        spark_processed_rows_per_s=None if s is None else _sent(s, "processed_rows_per_second"),
+        spark_input_rows_total=None if totals is None else _sent(totals, "input_rows"),
+        spark_rows_out_total=None if totals is None else _sent(totals, "rows_out"),
+        spark_rejects_total=None if totals is None else _sent(totals, "rejects"),
         lag_offsets=doc.lag.kafka_offsets_behind,
-        spark_offsets_behind_latest=s.get("offsetsBehindLatest"),
-        rows_merged=m.get("rows_merged"),
-        freshness_last_s=fresh.get("last_s"),
-        freshness_p50_s=fresh.get("p50_s"),
-        freshness_p99_s=fresh.get("p99_s"),
+        spark_offsets_behind_latest=None if s is None else s.offsets_behind_latest,
+        rows_merged=_sent(m, "rows_merged"),
+        freshness_last_s=None if fresh is None else fresh.last_s,
+        freshness_p50_s=None if fresh is None else fresh.p50_s,
+        freshness_p99_s=None if fresh is None else fresh.p99_s,
         overall=doc.overall,
     )
 
 
 def header_of(doc: PipelineStatus, settings: GatewaySettings, interval_s: float) -> SeriesHeader:
     """Pure: the run and the pipeline as the gateway sees them when the run appears."""
-    run = _run_of(doc) or {}
+    run = _run_of(doc)
+    assert run is not None  # (called when the run appears)
     k = doc.components.kafka
     return SeriesHeader(
-        run_id=run["id"],
-        started_at=run.get("started_at"),
-        params=run.get("params") or {},
+        run_id=run.id,
+        started_at=run.started_at,
+        params=run.params,
         topic=settings.topic,
         kafka_bootstrap=k.bootstrap,
         kafka_brokers=k.brokers,
@@ -118,14 +126,14 @@ class SeriesRecorder:
         `series_max_drain_s`. A run seen only after that (a gateway restarted later) is not recorded."""
         previous, self._previous = self._previous, doc
         run = _run_of(doc)
-        if run is None or run["id"] == self._finished:
+        if run is None or run.id == self._finished:
             return
-        run_id = run["id"]
+        run_id = run.id
         try:
             path = series_path(self.dir, run_id)
         except LedgerError:
             return
-        ended = run.get("ended_at")
+        ended = run.ended_at
         since_end = None if ended is None else doc.checked_at - ended
         tail, longest = self.settings.series_tail_s, max(self.settings.series_tail_s, self.settings.series_max_drain_s)
         if since_end is not None and (since_end > longest or (since_end > tail and run_id != self._current)):
@@ -145,7 +153,7 @@ class SeriesRecorder:
         self._lines = len(existing.samples) if existing else 0
         if existing is None or existing.header is None:
             lines = [header_of(doc, self.settings, self.settings.series_interval_s)]
-            if previous is not None and (_run_of(previous) or {}).get("id") != run_id:
+            if previous is not None and getattr(_run_of(previous), "id", None) != run_id:
                 lines.append(sample_of(previous, before_run=True))
             atomic_write_bytes(path, b"".join(dump_line(x) for x in lines), durable=False)
             self._lines = len(lines) - 1

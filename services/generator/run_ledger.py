@@ -39,7 +39,7 @@ class RunLedger:
             started_at=started_at,
             seed=seed,
             first_index=params.first_index,
-            params=params.model_dump(mode="json"),  # what the start asked for (the ledger's field is open)
+            params=params,  # what the start asked for
             first_event_offset=first_event_offset,
         )
         self.writer = LedgerWriter(runs_dir / f"{run_id}.jsonl", header)

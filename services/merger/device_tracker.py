@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram
+from pydantic import ValidationError
 
 from contract.devices import DevicesResponse
-from contract.files import atomic_write_json, read_json
+from contract.files import atomic_write_json
+from services.merger.device_snapshot import DevicesSnapshot
 from services.merger.devices import DeviceBook, now_us, parse_rows
 from services.merger.state import HEADER_LINE, MergerState
 
@@ -28,7 +30,6 @@ log = logging.getLogger(__name__)
 
 #: Catch-up reads at most this many bytes of merged.csv at a time (memory bounded on a big file).
 READ_CHUNK: Final = 32 * 1024 * 1024
-SNAPSHOT_VERSION: Final = 2
 
 
 def row_end(data: bytes, before: int) -> int:
@@ -139,14 +140,14 @@ class DeviceTracker:
         """Take the snapshot if it belongs to this merged.csv and is not ahead of it; else start over."""
         book, covered = DeviceBook(self.window_s, self.max_devices), len(HEADER_LINE)
         try:
-            doc = read_json(self.snapshot_file)
-            if isinstance(doc, dict) and doc.get("version") == SNAPSHOT_VERSION:
-                size = int(doc["covered_size"])
-                if doc["generation"] == state.generation and size <= state.merged_size:
-                    candidate = DeviceBook.from_json(doc["book"], self.max_devices)
-                    if candidate.window_s == self.window_s:
-                        book, covered = candidate, size
-        except (OSError, ValueError, KeyError, TypeError) as e:
+            doc = DevicesSnapshot.model_validate_json(self.snapshot_file.read_bytes())
+            if doc.generation == state.generation and doc.covered_size <= state.merged_size:
+                candidate = DeviceBook.from_doc(doc.book, self.max_devices)
+                if candidate.window_s == self.window_s:
+                    book, covered = candidate, doc.covered_size
+        except FileNotFoundError:
+            pass
+        except (OSError, ValidationError) as e:
             log.warning(
                 "device snapshot unusable; recounting", extra={"path": str(self.snapshot_file), "error": repr(e)}
             )
@@ -175,14 +176,9 @@ class DeviceTracker:
 
     def save(self) -> None:
         with self._lock:
-            doc = {
-                "version": SNAPSHOT_VERSION,
-                "generation": self.generation,
-                "covered_size": self.covered_size,
-                "book": self.book.to_json(),
-            }
-        atomic_write_json(self.snapshot_file, doc)
-        self._saved_size = doc["covered_size"]
+            doc = DevicesSnapshot(generation=self.generation, covered_size=self.covered_size, book=self.book.to_doc())
+        atomic_write_json(self.snapshot_file, doc.model_dump(mode="json"))
+        self._saved_size = doc.covered_size
 
     async def run(self) -> None:
         """Follow the committed size until stop(); snapshot now and then and at the end. An error

@@ -20,12 +20,13 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Final
 
 import polars as pl
 
 from contract.csv import ROW_COLUMNS, ROW_DTYPES
 from contract.devices import ERROR_STATUS, NO_STATUS, DeviceFigures, DevicesResponse, Figures
+from services.merger.device_snapshot import AggRow, BookDoc
 
 _TYPES: Final = {"str": pl.String, "i64": pl.Int64, "i32": pl.Int32}
 SCHEMA: Final = pl.Schema({c: _TYPES[ROW_DTYPES[c]] for c in ROW_COLUMNS})
@@ -33,7 +34,6 @@ SCHEMA: Final = pl.Schema({c: _TYPES[ROW_DTYPES[c]] for c in ROW_COLUMNS})
 USED: Final = [ROW_COLUMNS.index(c) for c in ("eventTime", "deviceId", "temperature", "status")]
 EVENT_TIME_PARSE: Final = "%Y-%m-%dT%H:%M:%S%.fZ"
 US: Final = 1_000_000
-BOOK_VERSION: Final = 2
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 #: The eventTimes a figure (a datetime) can hold, as epoch microseconds.
 MIN_US: Final = (datetime.min.replace(tzinfo=UTC) - EPOCH) // timedelta(microseconds=1)
@@ -89,8 +89,9 @@ class Agg:
             rows_out_of_range=self.out_of_range,
         )
 
-    def to_json(self) -> list[Any]:
-        return [
+    def row(self) -> AggRow:
+        """As devices.json writes it (services.merger.device_snapshot)."""
+        return (
             self.rows,
             self.temp_n,
             self.temp_sum,
@@ -99,13 +100,12 @@ class Agg:
             self.last_us,
             self.statuses,
             self.out_of_range,
-        ]
+        )
 
     @classmethod
-    def from_json(cls, doc: list[Any]) -> Agg:
-        rows, temp_n, temp_sum, temp_min, temp_max, last_us, statuses, out_of_range = doc
-        statuses = {str(k): int(v) for k, v in statuses.items()}
-        return cls(rows, temp_n, temp_sum, temp_min, temp_max, last_us, statuses, int(out_of_range))
+    def of(cls, row: AggRow) -> Agg:
+        rows, temp_n, temp_sum, temp_min, temp_max, last_us, statuses, out_of_range = row
+        return cls(rows, temp_n, temp_sum, temp_min, temp_max, last_us, dict(statuses), out_of_range)
 
 
 def parse_rows(data: bytes) -> pl.DataFrame:
@@ -247,31 +247,27 @@ class DeviceBook:
 
     # -- snapshot ---------------------------------------------------------------------------------
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "version": BOOK_VERSION,
-            "window_s": self.window_s,
-            "rows": self.rows,
-            "rows_without_device": self.rows_without_device,
-            "rows_out_of_range": self.rows_out_of_range,
-            "devices_dropped": self.devices_dropped,
-            "rows_dropped": self.rows_dropped,
-            "total": [[d, a.to_json()] for d, a in self.total.items()],  # a list: the order matters
-            "seconds": {d: {str(s): a.to_json() for s, a in per.items()} for d, per in self.seconds.items()},
-        }
+    def to_doc(self) -> BookDoc:
+        return BookDoc(
+            window_s=self.window_s,
+            rows=self.rows,
+            rows_without_device=self.rows_without_device,
+            rows_out_of_range=self.rows_out_of_range,
+            devices_dropped=self.devices_dropped,
+            rows_dropped=self.rows_dropped,
+            total=[(d, a.row()) for d, a in self.total.items()],  # a list: the order matters
+            seconds={d: {s: a.row() for s, a in per.items()} for d, per in self.seconds.items()},
+        )
 
     @classmethod
-    def from_json(cls, doc: dict[str, Any], max_devices: int = 10_000) -> DeviceBook:
-        """Raises ValueError (or KeyError/TypeError) when `doc` is not a book of this version."""
-        if doc.get("version") != BOOK_VERSION:
-            raise ValueError(f"device book version {doc.get('version')!r}, expected {BOOK_VERSION}")
-        book = cls(int(doc["window_s"]), max_devices)
-        book.rows = int(doc["rows"])
-        book.rows_without_device = int(doc["rows_without_device"])
-        book.rows_out_of_range = int(doc["rows_out_of_range"])
-        book.devices_dropped = int(doc["devices_dropped"])
-        book.rows_dropped = int(doc["rows_dropped"])
-        book.total = {str(d): Agg.from_json(a) for d, a in doc["total"]}
-        book.seconds = {str(d): {int(s): Agg.from_json(a) for s, a in per.items()} for d, per in doc["seconds"].items()}
+    def from_doc(cls, doc: BookDoc, max_devices: int = 10_000) -> DeviceBook:
+        book = cls(doc.window_s, max_devices)
+        book.rows = doc.rows
+        book.rows_without_device = doc.rows_without_device
+        book.rows_out_of_range = doc.rows_out_of_range
+        book.devices_dropped = doc.devices_dropped
+        book.rows_dropped = doc.rows_dropped
+        book.total = {d: Agg.of(a) for d, a in doc.total}
+        book.seconds = {d: {s: Agg.of(a) for s, a in per.items()} for d, per in doc.seconds.items()}
         book._drop()  # a smaller MERGER_DEVICES_MAX than when it was saved
         return book

@@ -48,6 +48,7 @@ from pathlib import Path
 import polars as pl
 
 from contract.csv import LEGACY_LINEAGE, MANIFEST_SUFFIX, BatchName, manifest_file_name
+from contract.merger_status import QuarantinedBatch
 from services.merger.batchfile import ParsedBatch, first_line, select_rows
 from services.merger.commit import CommitWriter
 from services.merger.errors import CommitWriteError, InvalidBatchError, MergeAttemptError
@@ -60,7 +61,7 @@ from services.merger.rejects import select_rejects
 from services.merger.results import CommitResult, PassResult, time_bounds
 from services.merger.segments import grown
 from services.merger.settings import MergerSettings
-from services.merger.state import MergerState, QuarantineEntry, save_state
+from services.merger.state import MergerState, save_state
 from services.merger.streamed import commit_streamed
 
 log = logging.getLogger(__name__)
@@ -362,10 +363,10 @@ class MergeEngine(CommitWriter, ReadAhead):
 
     # -- what services.merger.streamed uses ------------------------------------------------------
 
-    def quarantine_copy(self, path: Path, raw: bytes | None, batch_id: int, reason: str) -> QuarantineEntry:
+    def quarantine_copy(self, path: Path, raw: bytes | None, batch_id: int, reason: str) -> QuarantinedBatch:
         return quarantine_copy(self.settings, path, raw, batch_id, reason, self.clock())
 
-    def quarantine_rejects(self, path: Path, raw: bytes | None, reason: str) -> QuarantineEntry:
+    def quarantine_rejects(self, path: Path, raw: bytes | None, reason: str) -> QuarantinedBatch:
         return quarantine_rejects(self.settings, path, raw, reason, self.clock())
 
     def _prune_temp_files(self) -> None:

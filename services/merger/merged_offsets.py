@@ -14,7 +14,7 @@ merged (`TopicOffsets.holds_unmerged`).
 
 The merged offsets of the topic identities merged before the current one are kept (`retired`, the
 newest few), so a leftover batch of an old topic is checked against its own topic, never against the
-new one. What the source does that an operator must know about becomes a MergerEvent (README,
+new one. What the source does that an operator must know about becomes a SourceEvent (README,
 Guarantees):
 - topic_recreated: a topic identity (name and id) never merged before: its offsets start afresh
   (merged.csv keeps the old topic's rows);
@@ -35,8 +35,9 @@ from dataclasses import dataclass, field, replace
 import polars as pl
 
 from contract.batches import BatchManifest, OffsetRange
+from contract.merger_status import SourceEvent
 from services.merger.batchfile import ParsedBatch
-from services.merger.state import MergerEvent, MergerState, RetiredTopic
+from services.merger.state import MergerState, RetiredTopic
 
 log = logging.getLogger(__name__)
 
@@ -191,17 +192,17 @@ class OffsetCursor:
     def next_offsets(self) -> dict[int, int]:
         return self.current.next_offsets
 
-    def begin(self, lineage: str, manifest: BatchManifest | None, now: float) -> list[MergerEvent]:
+    def begin(self, lineage: str, manifest: BatchManifest | None, now: float) -> list[SourceEvent]:
         """Take a batch of `lineage` (with its manifest, None for a legacy batch): the events it shows.
         The planner never hands over a manifest without a topic id (see the module docstring)."""
         if lineage != self.lineage:
             self.lineage, self.lineage_offsets = lineage, {}
         if manifest is None:
             return []
-        events: list[MergerEvent] = []
+        events: list[SourceEvent] = []
 
         def event(kind: str, detail: str) -> None:
-            events.append(MergerEvent(kind, now, detail, lineage, manifest.batch_id))
+            events.append(SourceEvent(kind=kind, at=now, detail=detail, lineage=lineage, batch_id=manifest.batch_id))
             log.warning(detail, extra={"event": kind, "lineage": lineage, "batch_id": manifest.batch_id})
 
         cur = self.current

@@ -18,13 +18,14 @@ from contract.csv import (
     manifest_file_name,
     parse_batch_name,
 )
+from contract.merger_status import SourceEvent
 from contract.progress import read_progress_or_none
 from services.merger.errors import InvalidBatchError
 from services.merger.manifests import ManifestCache
 from services.merger.merged_offsets import current_offsets, offsets_of
 from services.merger.plan import KeyedBatch, MergePlan, plan_keyed, plan_merge
 from services.merger.settings import MergerSettings
-from services.merger.state import MergerEvent, MergerState
+from services.merger.state import MergerState
 from services.merger.streamed import count_unmerged_rejects
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ class Planned:
     stale_rejects: tuple[str, ...] = ()  # reject file names
     held: tuple[BatchName, ...] = ()
     #: topic_id_unknown events of batches held since the last pass.
-    events: tuple[MergerEvent, ...] = ()
+    events: tuple[SourceEvent, ...] = ()
 
     @property
     def files_present(self) -> int:
@@ -130,7 +131,7 @@ class BatchPlanner:
             ready = keyed.ready
         return Planned(plan, ready, tuple(stale), frozenset(present), tuple(stale_rejects), keyed.held, events)
 
-    def _held_events(self, held: tuple[BatchName, ...]) -> tuple[MergerEvent, ...]:
+    def _held_events(self, held: tuple[BatchName, ...]) -> tuple[SourceEvent, ...]:
         """One topic_id_unknown event per batch newly held (kept in the state's events, shown in
         /merger/status), logged; the batch is planned again every pass."""
         names = {batch_file(n) for n in held}
@@ -147,7 +148,9 @@ class BatchPlanner:
             )
             path = self.settings.rows_dir / batch_file(n)
             log.warning(detail, extra={"event": "topic_id_unknown", "path": str(path)})
-            events.append(MergerEvent("topic_id_unknown", now, detail, n.lineage, n.batch_id))
+            events.append(
+                SourceEvent(kind="topic_id_unknown", at=now, detail=detail, lineage=n.lineage, batch_id=n.batch_id)
+            )
         return tuple(events)
 
     def _orphan_rejects(self, state: MergerState, batches: set[str]) -> list[str]:

@@ -9,10 +9,10 @@ from pathlib import Path
 
 from contract.csv import manifest_file_name, parse_batch_name
 from contract.files import TEMP_PATTERN, atomic_write_bytes, fsync_dir
+from contract.merger_status import QuarantinedBatch
 from contract.segments import SEGMENTS_DIR
 from services.merger.readahead import size_of
 from services.merger.settings import MergerSettings
-from services.merger.state import QuarantineEntry
 from services.merger.streamed import copy_durable
 from services.merger.writes import writing
 
@@ -33,7 +33,7 @@ def _put(qdir: Path, name: str, path: Path, raw: bytes | None, reason: str) -> N
 
 def quarantine_copy(
     settings: MergerSettings, path: Path, raw: bytes | None, batch_id: int, reason: str, at: float
-) -> QuarantineEntry:
+) -> QuarantinedBatch:
     """Put a durable copy of an invalid batch file and its reason in the quarantine folder. The
     original is removed only after the state records the batch, so a crash in between repeats this."""
     qdir = settings.quarantine_dir
@@ -43,16 +43,16 @@ def quarantine_copy(
             atomic_write_bytes(qdir / manifest.name, manifest.read_bytes())
     _put(qdir, path.name, path, raw, reason)
     log.warning("quarantined an invalid batch file", extra={"path": str(path), "batch_id": batch_id, "reason": reason})
-    return QuarantineEntry(file=path.name, reason=reason, at=at)
+    return QuarantinedBatch(file=path.name, reason=reason, at=at)
 
 
 def quarantine_rejects(
     settings: MergerSettings, path: Path, raw: bytes | None, reason: str, at: float
-) -> QuarantineEntry:
+) -> QuarantinedBatch:
     name = f"{REJECTS_PREFIX}{path.name}"
     _put(settings.quarantine_dir, name, path, raw, reason)
     log.warning("quarantined an invalid reject file", extra={"path": str(path), "reason": reason})
-    return QuarantineEntry(file=name, reason=reason, at=at)
+    return QuarantinedBatch(file=name, reason=reason, at=at)
 
 
 def prune_quarantine(settings: MergerSettings) -> None:

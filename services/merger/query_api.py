@@ -224,32 +224,6 @@ def add_get_and_head(router: APIRouter | FastAPI, path: str, endpoint: Callable[
         router.add_api_route(path, endpoint, methods=[method], operation_id=f"{method.lower()}_{name}", **route)
 
 
-def query_router(service: QueryService) -> APIRouter:
-    router = APIRouter(tags=["output"])
-
-    async def merged_parquet(request: Request, q: RowQueryParam) -> Response:
-        """The committed rows that match the filters, as one Parquet file (readable by polars, pandas,
-        pyarrow, DuckDB). Computed with polars' streaming engine: memory stays bounded."""
-        return await service.answer(request, q, "parquet")
-
-    add_get_and_head(
-        router,
-        "/merged.parquet",
-        merged_parquet,
-        response_class=StreamingResponse,
-        summary="The merged rows as Parquet, with the same filters as merged.csv",
-        responses={
-            200: {
-                "content": {PARQUET_MEDIA_TYPE: {}},
-                "description": "Typed columns: eventOffset int64, deviceIndex and temperature int32, eventTime "
-                "a UTC timestamp (microseconds); zstd-compressed. Zero rows is a valid file with the schema.",
-            },
-            **FILTER_RESPONSES,
-        },
-    )
-    return router
-
-
 def query_sources(state: MergerState, merger_dir: Path, q: RowQuery) -> list[Source]:
     """The files a query reads with their committed rows: merged.csv, or the retained segments
     whose eventTime bounds may hold a match (the others are skipped whole)."""

@@ -10,13 +10,13 @@ from dataclasses import replace
 from pathlib import Path
 
 from contract.files import atomic_write_bytes, fsync_dir
+from contract.merger_status import SourceEvent
 from contract.segments import SEGMENTS_DIR, segment_file, segment_seq
 from services.merger.errors import StateCorruptError
 from services.merger.journal import cut_torn_journal, load_journal
 from services.merger.state import (
     HEADER_LINE,
     REJECTS_HEADER_LINE,
-    MergerEvent,
     MergerState,
     load_state,
     quarantine_entries,
@@ -92,7 +92,15 @@ def _recover_merged(
             quarantined = quarantine_entries(quarantine_dir)
         events = state.events if state is not None else ()
         state = replace(journaled, quarantined=quarantined, events=events).with_events(
-            [MergerEvent("state_rebuilt", time.time(), detail, journaled.lineage, journaled.last_batch_id)]
+            [
+                SourceEvent(
+                    kind="state_rebuilt",
+                    at=time.time(),
+                    detail=detail,
+                    lineage=journaled.lineage,
+                    batch_id=journaled.last_batch_id,
+                )
+            ]
         )
         save_state(state_path, state)
     if state is not None and state.active.seq > 0:

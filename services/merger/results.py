@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from contract.csv import LEGACY_LINEAGE
+from contract.merger_status import QuarantinedBatch, SourceEvent
 from services.merger.plan import MergePlan
-from services.merger.state import MergerEvent, QuarantineEntry
 
 
 @dataclass
@@ -19,7 +19,7 @@ class CommitResult:
     merged: int = 0
     rows: int = 0
     empty: int = 0
-    quarantined: list[QuarantineEntry] = field(default_factory=list)
+    quarantined: list[QuarantinedBatch] = field(default_factory=list)
     appended_bytes: int = 0
     committed_at: float = 0.0
     duration_s: float = 0.0
@@ -28,7 +28,7 @@ class CommitResult:
     #: The lineage of batch_ids; rows dropped because their Kafka record was already merged.
     lineage: str = LEGACY_LINEAGE
     rows_skipped: int = 0
-    events: list[MergerEvent] = field(default_factory=list)
+    events: list[SourceEvent] = field(default_factory=list)
     #: Reject lines appended to rejects.csv (and their bytes), and those left out (already merged).
     rejects: int = 0
     rejects_bytes: int = 0

@@ -22,12 +22,16 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import field, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Final
+
+from pydantic import ConfigDict, PlainSerializer, TypeAdapter, ValidationError
+from pydantic.dataclasses import dataclass
 
 from contract.csv import REJECT_HEADER, ROW_HEADER
 from contract.files import atomic_write_json, read_json
+from contract.merger_status import QuarantinedBatch, SourceEvent
 from contract.segments import Segment, segment_file
 from services.merger.errors import StateCorruptError
 
@@ -44,73 +48,45 @@ MAX_EVENTS = 100
 #: ... and the newest retired segments (what verify needs to tell retired rows from missing ones;
 #: every journal line carries them: a few hundred bytes each).
 MAX_RETIRED_SEGMENTS = 200
+#: The keys every state.json and journal line has had since the first version (the others have
+#: defaults: a file from before them loads).
+REQUIRED_KEYS: Final = frozenset(
+    {"generation", "last_batch_id", "committed_size", "batches_merged", "rows_merged", "empty_batches", "last_merge_at"}
+)
 
 
-@dataclass(frozen=True)
-class QuarantineEntry:
-    file: str
-    reason: str
-    at: float
+def _partitions_json(by_partition: dict[int, Any]) -> dict[str, Any]:
+    """Per-partition maps are written with the partitions as sorted string keys (JSON's only keys)."""
+    return {str(p): by_partition[p] for p in sorted(by_partition)}
 
 
-@dataclass(frozen=True)
-class MergerEvent:
-    """Something an operator must know about the source (documented in the README's Guarantees):
-    kind is "topic_recreated", "offsets_skipped", "offsets_backwards", "topic_id_unknown" or
-    "state_rebuilt"."""
-
-    kind: str
-    at: float
-    detail: str
-    lineage: str = ""
-    batch_id: int | None = None
+def _gaps_json(gaps: dict[int, tuple[tuple[int, int], ...]]) -> dict[str, list[list[int]]]:
+    return {str(p): [[s, e] for s, e in gaps[p]] for p in sorted(gaps)}
 
 
-@dataclass(frozen=True)
+#: Per Kafka partition, an offset; and per partition, ranges [start, end) of offsets.
+Offsets = Annotated[dict[int, int], PlainSerializer(_partitions_json, when_used="json")]
+Gaps = Annotated[dict[int, tuple[tuple[int, int], ...]], PlainSerializer(_gaps_json, when_used="json")]
+#: The state files are the merger's own: a key no field declares is a mistake (or a newer merger's
+#: file), refused rather than dropped.
+_STRICT_KEYS = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True, config=_STRICT_KEYS)
 class RetiredTopic:
     """The merged offsets of a topic identity merged before the current one (services.merger.merged_offsets)."""
 
     topic: str | None
     topic_id: str | None
-    next_offsets: dict[int, int] = field(default_factory=dict)
-    offset_gaps: dict[int, tuple[tuple[int, int], ...]] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "topic": self.topic,
-            "topic_id": self.topic_id,
-            "next_offsets": _offsets_json(self.next_offsets),
-            "offset_gaps": _gaps_json(self.offset_gaps),
-        }
-
-    @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> RetiredTopic:
-        return cls(
-            None if doc.get("topic") is None else str(doc["topic"]),
-            None if doc.get("topic_id") is None else str(doc["topic_id"]),
-            _offsets_from(doc.get("next_offsets")),
-            _gaps_from(doc.get("offset_gaps")),
-        )
+    next_offsets: Offsets = field(default_factory=dict)
+    offset_gaps: Gaps = field(default_factory=dict)
 
 
-def _offsets_json(offsets: dict[int, int]) -> dict[str, int]:
-    return {str(p): o for p, o in sorted(offsets.items())}
-
-
-def _offsets_from(doc: Any) -> dict[int, int]:
-    return {int(p): int(o) for p, o in (doc or {}).items()}
-
-
-def _gaps_json(gaps: dict[int, tuple[tuple[int, int], ...]]) -> dict[str, list[list[int]]]:
-    return {str(p): [[s, e] for s, e in g] for p, g in sorted(gaps.items())}
-
-
-def _gaps_from(doc: Any) -> dict[int, tuple[tuple[int, int], ...]]:
-    return {int(p): tuple((int(s), int(e)) for s, e in g) for p, g in (doc or {}).items()}
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_STRICT_KEYS)
 class MergerState:
+    """The merger's progress: state.json is this document (with `version`), a journal line is it
+    without the quarantine and event lists. Read and written through `STATE` (a TypeAdapter) only."""
+
     #: Changes whenever merged.csv is created anew: part of the download ETag.
     generation: str
     #: The last batch processed (merged, empty or quarantined); None before the first one.
@@ -121,7 +97,7 @@ class MergerState:
     batches_merged: int = 0
     rows_merged: int = 0
     empty_batches: int = 0
-    quarantined: tuple[QuarantineEntry, ...] = field(default_factory=tuple)
+    quarantined: tuple[QuarantinedBatch, ...] = field(default_factory=tuple)
     #: Epoch seconds of the last commit that added rows (also the download's Last-Modified).
     last_merge_at: float | None = None
     #: Increases with every commit (the newer of state.json and the journal wins on start).
@@ -133,16 +109,16 @@ class MergerState:
     topic_id: str | None = None
     #: Per Kafka partition, the next offset to merge: every record below it is in merged.csv (or was
     #: rejected, or quarantined). A row of a record below it is never appended again.
-    next_offsets: dict[int, int] = field(default_factory=dict)
+    next_offsets: Offsets = field(default_factory=dict)
     #: Per partition, the ranges below next_offsets not merged yet (services.merger.merged_offsets).
-    offset_gaps: dict[int, tuple[tuple[int, int], ...]] = field(default_factory=dict)
+    offset_gaps: Gaps = field(default_factory=dict)
     #: The merged offsets of the topic identities merged before this one (newest last).
     retired_topics: tuple[RetiredTopic, ...] = field(default_factory=tuple)
     #: Per partition, where the last batch of `lineage` ended (to tell a job going backwards).
-    lineage_offsets: dict[int, int] = field(default_factory=dict)
+    lineage_offsets: Offsets = field(default_factory=dict)
     #: Rows dropped because their Kafka record was already merged (a replay under a new lineage).
     rows_skipped: int = 0
-    events: tuple[MergerEvent, ...] = field(default_factory=tuple)
+    events: tuple[SourceEvent, ...] = field(default_factory=tuple)
     #: Bytes of rejects.csv that are committed (header included; 0 before it exists), and the reject
     #: lines appended to it (those of records already merged are left out, as rows are).
     rejects_committed_size: int = 0
@@ -156,6 +132,8 @@ class MergerState:
     rows_retired: int = 0
     bytes_retired: int = 0
     segments_retired: int = 0
+    #: The file format (written, never read: the fields with defaults carry the older formats).
+    version: int = STATE_VERSION
 
     @classmethod
     def fresh(cls) -> MergerState:
@@ -173,79 +151,45 @@ class MergerState:
         return (*self.segments, self.active)
 
     def to_json(self) -> dict[str, Any]:
-        doc = asdict(self)
-        doc["next_offsets"] = _offsets_json(self.next_offsets)
-        doc["lineage_offsets"] = _offsets_json(self.lineage_offsets)
-        doc["offset_gaps"] = _gaps_json(self.offset_gaps)
-        doc["retired_topics"] = [r.to_json() for r in self.retired_topics]
-        doc["active"] = self.active.model_dump(mode="json")
-        doc["segments"] = [g.model_dump(mode="json") for g in self.segments]
-        doc["retired"] = [g.model_dump(mode="json") for g in self.retired]
-        doc["version"] = STATE_VERSION
-        return doc
+        """state.json's document."""
+        return STATE.dump_python(self, mode="json")
 
     def journal_json(self) -> dict[str, Any]:
         """The journal line: everything but the quarantine and event lists (kept small per commit)."""
-        doc = self.to_json()
-        del doc["quarantined"], doc["events"]
-        return doc
+        return STATE.dump_python(self, mode="json", exclude={"quarantined", "events"})
 
     @classmethod
     def from_json(cls, doc: object) -> MergerState:
+        """A state.json document or a journal line, of this format or an older one (fields added
+        since have defaults; a state from before segments has merged.csv as its one segment).
+        Raises StateCorruptError naming what is missing or malformed."""
         if not isinstance(doc, dict):
             raise StateCorruptError(f"state is not a JSON object: {type(doc).__name__}")
+        if missing := sorted(REQUIRED_KEYS - doc.keys()):
+            raise StateCorruptError(f"state has a missing or malformed field: missing {', '.join(missing)}")
+        older = {k: () for k in ("retired_topics", "segments", "retired") if k in doc and doc[k] is None}
+        if not doc.get("active"):  # a state from before segments
+            try:
+                older["active"] = first_segment(int(doc["rows_merged"]), int(doc["committed_size"]))
+            except (TypeError, ValueError) as e:
+                raise StateCorruptError(f"state has a missing or malformed field: {e!r}") from e
         try:
-            return cls(
-                generation=str(doc["generation"]),
-                last_batch_id=None if doc["last_batch_id"] is None else int(doc["last_batch_id"]),
-                committed_size=int(doc["committed_size"]),
-                batches_merged=int(doc["batches_merged"]),
-                rows_merged=int(doc["rows_merged"]),
-                empty_batches=int(doc["empty_batches"]),
-                quarantined=tuple(
-                    QuarantineEntry(str(q["file"]), str(q["reason"]), float(q["at"]))
-                    for q in doc.get("quarantined", [])
-                ),
-                last_merge_at=None if doc["last_merge_at"] is None else float(doc["last_merge_at"]),
-                commit_seq=int(doc.get("commit_seq", 0)),
-                lineage=str(doc.get("lineage", "")),
-                topic=None if doc.get("topic") is None else str(doc["topic"]),
-                topic_id=None if doc.get("topic_id") is None else str(doc["topic_id"]),
-                next_offsets=_offsets_from(doc.get("next_offsets")),
-                offset_gaps=_gaps_from(doc.get("offset_gaps")),
-                retired_topics=tuple(RetiredTopic.from_json(r) for r in doc.get("retired_topics") or ()),
-                lineage_offsets=_offsets_from(doc.get("lineage_offsets")),
-                rows_skipped=int(doc.get("rows_skipped", 0)),
-                rejects_committed_size=int(doc.get("rejects_committed_size", 0)),
-                rejects_merged=int(doc.get("rejects_merged", 0)),
-                active=Segment.model_validate(doc["active"])
-                if doc.get("active")
-                else first_segment(int(doc["rows_merged"]), int(doc["committed_size"])),
-                segments=tuple(Segment.model_validate(g) for g in doc.get("segments") or ()),
-                retired=tuple(Segment.model_validate(g) for g in doc.get("retired") or ()),
-                rows_retired=int(doc.get("rows_retired", 0)),
-                bytes_retired=int(doc.get("bytes_retired", 0)),
-                segments_retired=int(doc.get("segments_retired", 0)),
-                events=tuple(
-                    MergerEvent(str(e["kind"]), float(e["at"]), str(e["detail"]), str(e["lineage"]), e["batch_id"])
-                    for e in doc.get("events", [])
-                ),
-            )
-        except (KeyError, TypeError, ValueError) as e:  # (pydantic's ValidationError is a ValueError)
-            raise StateCorruptError(f"state has a missing or malformed field: {e!r}") from e
+            return STATE.validate_python({**doc, **older})
+        except ValidationError as e:
+            raise StateCorruptError(f"state has a missing or malformed field: {e}") from e
 
-    def with_quarantined(self, entries: list[QuarantineEntry]) -> MergerState:
+    def with_quarantined(self, entries: list[QuarantinedBatch]) -> MergerState:
         if not entries:
             return self
         return replace(self, quarantined=(*self.quarantined, *entries)[-MAX_QUARANTINE_ENTRIES:])
 
-    def with_events(self, events: list[MergerEvent]) -> MergerState:
+    def with_events(self, events: list[SourceEvent]) -> MergerState:
         if not events:
             return self
         return replace(self, events=(*self.events, *events)[-MAX_EVENTS:])
 
 
-def quarantine_entries(quarantine_dir: Path) -> tuple[QuarantineEntry, ...]:
+def quarantine_entries(quarantine_dir: Path) -> tuple[QuarantinedBatch, ...]:
     """The quarantine as the folder holds it (to rebuild the state's list), oldest first."""
     entries = []
     for reason_file in quarantine_dir.glob("*.reason.txt"):
@@ -254,7 +198,7 @@ def quarantine_entries(quarantine_dir: Path) -> tuple[QuarantineEntry, ...]:
             at = reason_file.stat().st_mtime
         except OSError:
             continue
-        entries.append(QuarantineEntry(reason_file.name.removesuffix(".reason.txt"), reason, at))
+        entries.append(QuarantinedBatch(file=reason_file.name.removesuffix(".reason.txt"), reason=reason, at=at))
     return tuple(sorted(entries, key=lambda q: q.at)[-MAX_QUARANTINE_ENTRIES:])
 
 
@@ -275,3 +219,7 @@ def save_state(path: Path, state: MergerState) -> None:
 def first_segment(rows: int, size: int = 0) -> Segment:
     """merged.csv as the first segment (a state from before segments: all its rows)."""
     return Segment(seq=0, file=segment_file(0), start=len(HEADER_LINE), size=size, rows=rows)
+
+
+#: state.json and the journal's lines are read and written through this adapter only.
+STATE: Final = TypeAdapter(MergerState)

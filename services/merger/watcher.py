@@ -16,7 +16,7 @@ import polars as pl
 from watchfiles import Change, awatch
 
 from contract.csv import parse_batch_file_name
-from contract.merger_status import Freshness, MergerStatus, QuarantinedBatch, SourceEvent, WriteBlocked
+from contract.merger_status import Freshness, MergerStatus, WriteBlocked
 from services.merger.errors import CommitWriteError, MergeAttemptError, MergerError
 from services.merger.freshness import FreshnessWindow
 from services.merger.merge import MergeEngine
@@ -265,7 +265,7 @@ class Watcher:
             rows_merged=0 if state is None else state.rows_merged,
             file_size=0 if state is None else served_size(state),
             empty_batches=0 if state is None else state.empty_batches,
-            quarantined=[] if state is None else [QuarantinedBatch(**vars(q)) for q in state.quarantined],
+            quarantined=[] if state is None else list(state.quarantined),
             newest_batch_id=newest,
             lag_batches=lag,
             waiting_for_batch=waiting_for,
@@ -278,7 +278,7 @@ class Watcher:
             topic_id=None if state is None else state.topic_id,
             merged_offsets={} if state is None else {str(p): o for p, o in sorted(state.next_offsets.items())},
             rows_skipped=0 if state is None else state.rows_skipped,
-            events=[] if state is None else [SourceEvent(**vars(e)) for e in state.events[-EVENTS_SHOWN:]],
+            events=[] if state is None else list(state.events[-EVENTS_SHOWN:]),
             write_blocked=self.write_blocked,
             segments=1 if state is None else len(state.retained),
             segments_retired=0 if state is None else state.segments_retired,

@@ -20,7 +20,7 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from contract.api import GeneratorStatus
+from contract.api import GeneratorStatus, Run
 from contract.launcher import ComponentRecord, LauncherState
 from contract.layout import DataLayout
 from contract.merger_status import MergerStatus
@@ -39,7 +39,7 @@ class Stack:
     out_log: Path
     proc: subprocess.Popen | None = None
     tmpfs: Path | None = None
-    runs: list[dict] = field(default_factory=list)
+    runs: list[Run] = field(default_factory=list)
 
     # ---- addresses ---------------------------------------------------------------------------
     @property
@@ -87,10 +87,10 @@ class Stack:
         wait_for(ready_again, timeout, f"{name} restarted by the launcher and ready", logs=self.logs(name))
 
     # ---- driving the generator ---------------------------------------------------------------
-    def start_run(self, **body: object) -> dict:
+    def start_run(self, **body: object) -> Run:
         r = httpx.post(f"{self.gateway}/generator/start", json=body, timeout=10)
         assert r.status_code == 202, r.text
-        run = r.json()
+        run = Run.model_validate_json(r.content)
         self.runs.append(run)
         return run
 

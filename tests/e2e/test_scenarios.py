@@ -116,7 +116,7 @@ def test_5_generator_killed_and_restarted(stack: Stack) -> None:
     stack.wait_restarted("generator", old)
     assert stack.generator_status().state == "idle"
     run = stack.start_run(rate=RATE, count=RATE * 10, seed=55)
-    assert run["state"] == "running"
+    assert run.state == "running"
     status = stack.wait_run_ended()
     assert status.state == "completed"
     assert status.offset_first > last_offset, "eventOffset must continue without reuse after a crash"

@@ -28,7 +28,8 @@ def test_a_full_disk_of_the_merger_is_down_naming_the_folder() -> None:
     (reason,) = doc.reasons
     assert reason.startswith("merger: disk full in /data/merger: merging paused for 42s")
     assert "journal.jsonl" in reason and "nothing lost" in reason
-    assert doc.components.merger.model_extra["write_blocked"]["folder"] == "/data/merger"  # as the merger sent it
+    blocked = doc.components.merger.write_blocked
+    assert blocked is not None and blocked.folder == "/data/merger"  # as the merger sent it
 
 
 def test_without_a_clock_the_message_still_names_the_folder() -> None:

@@ -67,6 +67,6 @@ def test_the_gateway_records_a_runs_series(stack: Stack) -> None:
     wait_for(sampled, 60, "three samples of the run", logs=stack.logs())
     series = read_series(path)
     assert series is not None and series.header is not None and series.header.run_id == run_id
-    assert series.header.params["rate"] == 200
+    assert series.header.params is not None and series.header.params.rate == 200
     assert series.baseline() is not None, "the snapshot before the run, for the counters' baseline"
     assert all(b.t > a.t for a, b in zip(series.samples, series.samples[1:], strict=False))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from contract.api import GeneratorStatus
+from contract.api import GeneratorStatus, Run
 from contract.pipeline_status import PipelineStatus
 from tests.documents import generator_status
 from tests.gateway.conftest import Stack
@@ -18,15 +18,15 @@ pytestmark = pytest.mark.integration
 def test_start_via_gateway_shows_run_in_status(stack: Stack) -> None:
     r = httpx.post(f"{stack.url}/generator/start", json={"rate": 200}, timeout=10)
     assert r.status_code == 202, r.text
-    run = r.json()
-    assert run["state"] == "running" and run["params"]["rate"] == 200
-    assert run["params"]["invalid_ratio"] == 0.0  # one default, the generator's (contract/api.py)
+    run = Run.model_validate_json(r.content)
+    assert run.state == "running" and run.params.rate == 200
+    assert run.params.invalid_ratio == 0.0  # one default, the generator's (contract/api.py)
 
     def run_visible() -> PipelineStatus | None:
         doc = stack.pipeline()
         # the generator's own status document, passed through next to the gateway's verdict
-        gen = GeneratorStatus.model_validate(doc.components.generator.model_extra)
-        if gen.state == "running" and gen.run and gen.run.id == run["id"] and doc.components.kafka.total_events:
+        gen = doc.components.generator
+        if gen.state == "running" and gen.run and gen.run.id == run.id and doc.components.kafka.total_events:
             return doc
         return None
 
@@ -38,14 +38,15 @@ def test_start_via_gateway_shows_run_in_status(stack: Stack) -> None:
 
     # a second start is refused by the generator: its 409 and message come back intact
     again = httpx.post(f"{stack.url}/generator/start", json={"rate": 5}, timeout=10)
-    assert again.status_code == 409 and run["id"] in again.json()["detail"]
+    assert again.status_code == 409 and run.id in again.json()["detail"]
 
     rate = httpx.put(f"{stack.url}/generator/rate", json={"rate": 300}, timeout=10)
-    assert rate.status_code == 200 and rate.json()["params"]["rate"] == 300
+    assert rate.status_code == 200 and Run.model_validate_json(rate.content).params.rate == 300
 
     stopped = httpx.post(f"{stack.url}/generator/stop", timeout=10)
-    assert stopped.status_code == 200 and stopped.json()["state"] == "stopped"
-    sent = stopped.json()["acknowledged"]
+    final = GeneratorStatus.model_validate_json(stopped.content)
+    assert stopped.status_code == 200 and final.state == "stopped"
+    sent = final.acknowledged
 
     # once drained, the stages agree: Kafka events == Spark input rows, Spark rows == rows merged
     def drained() -> PipelineStatus | None:

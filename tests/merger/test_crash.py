@@ -9,11 +9,12 @@ import time
 from pathlib import Path
 
 import httpx
-import orjson
 import pytest
 
+from services.merger.errors import StateCorruptError
 from services.merger.merge import MergeEngine
 from services.merger.settings import MergerSettings
+from services.merger.state import load_state
 from tests.documents import merger_status
 from tests.helpers import wait_for
 from tests.merger.batches import HEADER_LINE, batch_text, write_batch
@@ -41,10 +42,12 @@ def batch_files(seed: int) -> dict[int, bytes]:
 def committed(state_file: Path) -> tuple[int, int]:
     """(last_batch_id or -1, committed_size) as recorded on disk."""
     try:
-        doc = orjson.loads(state_file.read_bytes())
-    except (FileNotFoundError, orjson.JSONDecodeError):
+        state = load_state(state_file)
+    except StateCorruptError:
         return -1, 0
-    return (-1 if doc.get("last_batch_id") is None else doc["last_batch_id"]), doc["committed_size"]
+    if state is None:
+        return -1, 0
+    return (-1 if state.last_batch_id is None else state.last_batch_id), state.committed_size
 
 
 def committed_last_batch(state_file: Path) -> int:

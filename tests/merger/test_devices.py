@@ -11,10 +11,11 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import httpx
-import orjson
 import pytest
+from pydantic import ValidationError
 
 from contract.devices import DevicesResponse, Figures
+from services.merger.device_snapshot import BookDoc, DevicesSnapshot
 from services.merger.device_tracker import DeviceTracker, read_whole_lines
 from services.merger.devices import MIN_US, DeviceBook, now_us, parse_rows
 from services.merger.state import MergerState
@@ -129,7 +130,7 @@ def test_book_in_any_chunking_equals_the_recomputation(pieces):
     expected = recompute(HEADER_LINE + "".join(lines), 60, NOW)
     assert_same(observed(book_doc(book, NOW)), expected)
     # a snapshot round trip changes nothing, and the book goes on from it
-    again = DeviceBook.from_json(orjson.loads(orjson.dumps(book.to_json())))
+    again = DeviceBook.from_doc(BookDoc.model_validate_json(book.to_doc().model_dump_json()))
     assert book_doc(again, NOW) == book_doc(book, NOW)
     more = batch_rows(61, 50, rnd)
     again.apply(parse_rows(more.encode()), NOW)
@@ -162,8 +163,8 @@ def test_figures_match_merged_csv_after_two_sigkills(merger_runner, rows_dir):
 
     def snapshot_size() -> int:
         try:
-            return orjson.loads(snapshot.read_bytes())["covered_size"]
-        except (FileNotFoundError, orjson.JSONDecodeError):
+            return DevicesSnapshot.model_validate_json(snapshot.read_bytes()).covered_size
+        except (FileNotFoundError, ValidationError):
             return 0
 
     thirds = [range(0, 40), range(40, 80), range(80, N_BATCHES)]
@@ -326,7 +327,7 @@ def test_every_valid_event_time_is_counted_and_far_future_rows_leave_recent_alon
     for d in doc.devices:
         assert d.total.last_seen is not None and iso_us(d.total.last_seen) <= NOW
     # a snapshot keeps it all
-    again = DeviceBook.from_json(orjson.loads(orjson.dumps(book.to_json())))
+    again = DeviceBook.from_doc(BookDoc.model_validate_json(book.to_doc().model_dump_json()))
     assert book_doc(again, NOW) == doc
 
 
@@ -339,7 +340,7 @@ def test_the_book_keeps_the_most_recently_merged_devices_and_counts_the_dropped(
     assert (doc.devices_kept, doc.devices_dropped, doc.rows_dropped, doc.rows) == (3, 2, 2, 6)
     assert [d.total.rows for d in doc.devices] == [2, 1, 1]
     # a smaller limit at the next start drops the oldest again
-    smaller = DeviceBook.from_json(orjson.loads(orjson.dumps(book.to_json())), max_devices=1)
+    smaller = DeviceBook.from_doc(BookDoc.model_validate_json(book.to_doc().model_dump_json()), max_devices=1)
     assert [d.deviceId for d in book_doc(smaller, NOW).devices] == ["E"]
 
 

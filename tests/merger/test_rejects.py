@@ -6,6 +6,7 @@ import pytest
 from contract.csv import REJECT_HEADER, batch_file_name
 from services.merger import commit as commit_module
 from services.merger.errors import InvalidBatchError
+from services.merger.journal import load_journal
 from services.merger.merge import MergeEngine
 from services.merger.rejects import select_rejects
 from services.merger.settings import MergerSettings
@@ -63,8 +64,8 @@ def test_rejects_are_appended_in_the_batch_commit_and_their_file_deleted(setting
     assert settings.merged_rejects.read_bytes() == REJECTS_HEADER_LINE + a0 + a2
     st = engine.state
     assert (st.rejects_committed_size, st.rejects_merged) == (settings.merged_rejects.stat().st_size, 3)
-    journal = orjson.loads(settings.journal_file.read_bytes().splitlines()[-1])
-    assert journal["rejects_committed_size"] == st.rejects_committed_size
+    journal = load_journal(settings.journal_file)
+    assert journal is not None and journal.rejects_committed_size == st.rejects_committed_size
     assert not list(settings.rejects_dir.iterdir())
 
 

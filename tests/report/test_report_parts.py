@@ -8,6 +8,7 @@ from pathlib import Path
 
 import polars as pl
 
+from contract.api import RunParams
 from contract.ledger import Ledger, LedgerEnd, LedgerFault, LedgerRun
 from contract.pipeline_status import PipelineStatus
 from contract.run_series import RunSeries, SeriesSample, parse_series, read_series, series_path, thin
@@ -79,13 +80,17 @@ def status_doc(
     )
 
 
+#: A generator run as /generator/status shows it (tests change its id, state and times).
+RUN = {"id": "r", "state": "running", "started_at": 1.0, "params": {"rate": 120.0}}
+
+
 def recorder(tmp_path: Path, **env: object) -> SeriesRecorder:
     settings = GatewaySettings(data_dir=tmp_path, **env)
     return SeriesRecorder(settings, status=None)  # type: ignore[arg-type]  # observe() only
 
 
 def test_sample_reads_each_component() -> None:
-    s = sample_of(status_doc(10.0, {"id": "abc", "state": "running"}, sent=7, batch=3, rows_in=40))
+    s = sample_of(status_doc(10.0, {**RUN, "id": "abc", "state": "running"}, sent=7, batch=3, rows_in=40))
     assert (s.sent, s.rate_requested, s.rate_achieved) == (7, 120.0, 100.0)
     assert (s.spark_batch_id, s.spark_batch_duration_ms, s.spark_input_rows_total) == (3, 203, 40)
     assert (s.lag_offsets, s.spark_offsets_behind_latest) == (7, 5)
@@ -102,7 +107,7 @@ def test_recorder_writes_a_baseline_then_samples_and_thins(tmp_path: Path) -> No
         rec.observe(status_doc(2.0 + i, run, sent=i, batch=i, rows_in=5 + i))
     series = read_series(series_path(tmp_path / "gateway" / "series", "abc"))
     assert series is not None and series.header is not None
-    assert series.header.run_id == "abc" and series.header.params == {"rate": 100}
+    assert series.header.run_id == "abc" and series.header.params == RunParams(rate=100)
     base = series.baseline()
     assert base is not None and base.spark_input_rows_total == 5
     during = series.during_run()
@@ -115,7 +120,7 @@ def test_recorder_stops_after_the_tail_and_prunes_with_the_ledger(tmp_path: Path
     runs = tmp_path / "generator" / "runs"
     runs.mkdir(parents=True)
     (runs / "aaa.jsonl").write_text("{}\n")
-    ended = {"id": "aaa", "state": "completed", "started_at": 0.0, "ended_at": 10.0}
+    ended = {**RUN, "id": "aaa", "state": "completed", "started_at": 0.0, "ended_at": 10.0}
     rec.observe(status_doc(12.0, ended))
     rec.observe(status_doc(18.0, ended))  # past the tail, not drained yet: recorded
     rec.observe(status_doc(20.0, ended, drained=True))  # the first drained one: recorded, the last
@@ -124,7 +129,7 @@ def test_recorder_stops_after_the_tail_and_prunes_with_the_ledger(tmp_path: Path
     assert [s.t for s in read_series(path).samples] == [12.0, 18.0, 20.0]
     (runs / "aaa.jsonl").unlink()
     (runs / "bbb.jsonl").write_text("{}\n")
-    rec.observe(status_doc(30.0, {"id": "bbb", "state": "running", "started_at": 29.0}))
+    rec.observe(status_doc(30.0, {**RUN, "id": "bbb", "started_at": 29.0}))
     assert not path.exists(), "a series goes with its run's ledger"
 
 
