@@ -9,7 +9,6 @@ import os
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from typing import BinaryIO
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -19,6 +18,7 @@ from pydantic import BaseModel
 from contract.api import Alive, Problem
 from contract.merger_status import MergerStatus
 from service_kit.internal import UNAUTHORIZED, require_internal
+from services.merger.compacted import Part, SegmentReader, open_part
 from services.merger.device_tracker import DeviceTracker
 from services.merger.devices_api import devices_router
 from services.merger.download import Snapshot, etag_matches, parse_range
@@ -40,7 +40,7 @@ from services.merger.query_api import (
     download_headers,
     query_router,
 )
-from services.merger.segments import Part, stream_parts
+from services.merger.segments import stream_parts
 from services.merger.settings import MergerSettings
 from services.merger.state import MergerState
 from services.merger.watcher import Watcher
@@ -60,13 +60,13 @@ class Readiness(BaseModel):
     notes: list[str] = []
 
 
-def _open_parts(parts: list[Part]) -> list[tuple[BinaryIO, int, int]]:
+def _open_parts(parts: list[Part]) -> list[tuple[SegmentReader, int, int]]:
     """Open every part's file now: a segment retention removes meanwhile stays readable to this
     answer (a consistent snapshot). Raises FileNotFoundError when one is already gone."""
-    opened: list[tuple[BinaryIO, int, int]] = []
+    opened: list[tuple[SegmentReader, int, int]] = []
     try:
-        for path, offset, length in parts:
-            opened.append((open(path, "rb"), offset, length))  # noqa: SIM115 (closed by _read_range)
+        for part in parts:  # (a compacted segment's Parquet copy renders back to its CSV bytes)
+            opened.append((open_part(part), part.offset, part.length))
     except BaseException:
         for f, _, _ in opened:
             f.close()
@@ -74,7 +74,7 @@ def _open_parts(parts: list[Part]) -> list[tuple[BinaryIO, int, int]]:
     return opened
 
 
-def _read_range(parts: list[tuple[BinaryIO, int, int]], start: int, length: int) -> Iterator[bytes]:
+def _read_range(parts: list[tuple[SegmentReader, int, int]], start: int, length: int) -> Iterator[bytes]:
     """Chunks of the parts' bytes (one after the other) from `start`, `length` bytes in all: memory
     flat whatever the size. Closes the files."""
     try:

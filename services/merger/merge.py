@@ -50,6 +50,7 @@ import polars as pl
 from contract.csv import LEGACY_LINEAGE, MANIFEST_SUFFIX, BatchName, manifest_file_name
 from services.merger.batchfile import ParsedBatch, first_line, select_rows
 from services.merger.commit import CommitWriter
+from services.merger.compaction import Compaction
 from services.merger.errors import CommitWriteError, InvalidBatchError, MergeAttemptError
 from services.merger.offsets import OffsetCursor, merge_bounds
 from services.merger.planner import BatchPlanner, Planned, batch_file
@@ -66,7 +67,7 @@ from services.merger.streamed import commit_streamed
 log = logging.getLogger(__name__)
 
 
-class MergeEngine(CommitWriter, ReadAhead):
+class MergeEngine(CommitWriter, ReadAhead, Compaction):
     """Owns merged.csv and state.json. Not thread-safe: one thread runs passes; other threads may
     read `state` (an immutable snapshot, swapped after each commit)."""
 
@@ -106,8 +107,10 @@ class MergeEngine(CommitWriter, ReadAhead):
             },
         )
         self.publish_segments()
+        self.start_compaction()
 
     def close(self) -> None:
+        self.stop_compaction()
         self._pool.shutdown(wait=True, cancel_futures=True)
         self._close_outputs()
 
@@ -133,6 +136,7 @@ class MergeEngine(CommitWriter, ReadAhead):
         self.save_pending_state()  # before any batch file is deleted
         self.retire()
         while True:
+            self.adopt_compacted()  # (a commit of its own when a Parquet copy is ready; never waits)
             planned = self.plan()
             stale_removed += self._remove_stale(planned.stale)
             stale_removed += self._remove_stale(planned.stale_rejects, self.settings.rejects_dir)
