@@ -11,6 +11,8 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
+import orjson
 import polars as pl
 import pytest
 
@@ -26,6 +28,7 @@ from services.merger.query_api import query_sources
 from services.merger.segments import stream_parts
 from services.merger.settings import MergerSettings
 from services.merger.state import HEADER_LINE, MergerState
+from tests.documents import merger_status
 from tests.helpers import wait_for
 from tests.merger.batches import batch_rows, write_batch
 from tests.merger.test_segments import N_BATCHES
@@ -149,6 +152,7 @@ import os, signal, sys
 from services.merger import compaction as cp
 from services.merger.merge import MergeEngine
 from services.merger.settings import MergerSettings
+from tests.documents import merger_status
 from tests.helpers import wait_for
 
 data_dir, point = sys.argv[1], sys.argv[2]
@@ -196,3 +200,46 @@ def test_sigkill_during_compaction_loses_and_duplicates_nothing(tmp_path, point)
     assert served(settings, state) == expected_stream()
     assert all(not g.path(settings.merger_dir).exists() for g in state.segments)
     assert temp_of(settings.merger_dir / parquet_file(0)).exists() is False
+
+
+@pytest.mark.integration  # (the real merger process)
+def test_http_merged_csv_is_the_same_before_and_after_compaction(merger_runner, rows_dir):
+    """The real merger: GET /merged.csv (rows, length, ETag, a range) and /devices are the same once
+    the closed segments are compacted and their CSV removed."""
+    env = {"MERGER_SEGMENT_BYTES": "2048", "MERGER_MAX_GROUP_BATCHES": "1", "MERGER_COMPACT_SEGMENTS": "false"}
+    settings = MergerSettings(data_dir=merger_runner.data_dir)
+    with merger_runner.process(**env) as proc:
+        url, logs = merger_runner.url, [proc.log_file]
+        for b in range(N_BATCHES):
+            write_batch(rows_dir, b, batch(b))
+        wait_for(lambda: merger_status(url).rows_merged == N_BATCHES * ROWS, 60, "every batch merged", logs=logs)
+        before = httpx.get(f"{url}/merged.csv")
+        devices = httpx.get(f"{url}/devices", timeout=5).json()
+    assert before.content == expected_stream()
+    assert not list((settings.merger_dir / "segments").glob("*.parquet"))
+    (settings.merger_dir / "devices.json").unlink()  # the figures are counted again, from the Parquet copies
+
+    env |= {"MERGER_COMPACT_SEGMENTS": "true", "MERGER_KEEP_SEGMENT_CSV": "false"}
+    with merger_runner.process(**env) as proc:
+        url, logs = merger_runner.url, [proc.log_file]
+
+        def state() -> MergerState:
+            return MergerState.from_json(orjson.loads(settings.state_file.read_bytes()))
+
+        wait_for(lambda: all(g.parquet and not g.csv_kept for g in state().segments), 60, "compacted", logs=logs)
+        assert all(not g.path(settings.merger_dir).exists() for g in state().segments)
+        after = httpx.get(f"{url}/merged.csv")
+        assert after.content == before.content and after.headers["etag"] == before.headers["etag"]
+        # Row by row, the same values.
+        assert pl.read_csv(after.content, schema=TEXT_SCHEMA).equals(pl.read_csv(before.content, schema=TEXT_SCHEMA))
+        g = state().segments[1]
+        part = httpx.get(f"{url}/merged.csv", headers={"Range": f"bytes={g.start + 5}-{g.start + 300}"})
+        assert part.status_code == 206 and part.content == before.content[g.start + 5 : g.start + 301]
+        wait_for(
+            lambda: httpx.get(f"{url}/devices", timeout=5).json()["covered_size"] == devices["covered_size"],
+            30,
+            "device figures counted again",
+            logs=logs,
+        )
+        again = httpx.get(f"{url}/devices", timeout=5).json()
+        assert again["rows"] == devices["rows"] == N_BATCHES * ROWS and again["devices"] == devices["devices"]
