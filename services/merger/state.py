@@ -173,7 +173,8 @@ class MergerState:
         return (*self.segments, self.active)
 
     def to_json(self) -> dict[str, Any]:
-        doc = asdict(self)
+        # (asdict would deep-copy every segment record, once per commit: they are dumped below instead)
+        doc = asdict(replace(self, segments=(), retired=()))
         doc["next_offsets"] = _offsets_json(self.next_offsets)
         doc["lineage_offsets"] = _offsets_json(self.lineage_offsets)
         doc["offset_gaps"] = _gaps_json(self.offset_gaps)
