@@ -23,12 +23,12 @@ from pathlib import Path
 
 from bench.common import Config, Figure, Spread, StageError, StageResult, Target
 from bench.data import csv_rows, events_in
+from bench.stage_merger import engine_for
 from contract.csv import BATCH_ROW_HEADER, batch_file_name
 from services.merger.device_tracker import DeviceTracker
 from services.merger.merge import MergeEngine
 from services.merger.query import build_query, run_query
 from services.merger.query_api import query_sources
-from services.merger.settings import MergerSettings
 
 
 @dataclass(frozen=True)
@@ -76,17 +76,13 @@ class History:
 def build(root: Path, rows: int, sizes: SegmentSizes) -> History:
     """A merger folder holding `rows` rows in segments, every closed one compacted, the device
     figures caught up."""
-    settings = MergerSettings(
-        data_dir=root,
-        input_dir=root / "rows",
-        output_dir=root / "merger",
-        progress_file=root / "no-progress.json",
-        kafka_bootstrap_servers="",
+    engine = engine_for(
+        root,
         segment_bytes=sizes.segment_bytes,
         max_group_bytes=sizes.segment_bytes // 4,  # (a segment holds at most segment_bytes plus one commit)
         keep_segment_csv=False,
     )
-    engine = MergeEngine(settings)
+    settings = engine.settings
     tracker = DeviceTracker(
         settings.merged_csv,
         settings.devices_file,
