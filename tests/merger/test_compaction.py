@@ -186,6 +186,14 @@ def test_sigkill_during_compaction_loses_and_duplicates_nothing(tmp_path, point)
     assert done.returncode == -9, f"not killed at {point}"
     segments = settings.merger_dir / "segments"
     left = {p.name for p in segments.iterdir()}
+    killed = MergerState.from_json(orjson.loads(settings.state_file.read_bytes()))
+    dropped = [Path(g.file).name for g in killed.segments if not g.csv_kept]
+    if point == "temp_written":  # a half-done compaction: its temp file
+        assert any(n.endswith(".parquet.tmp") for n in left), left
+    elif point == "renamed":  # a copy in place that no commit names
+        assert any(n.endswith(".parquet") and n.replace(".parquet", ".csv") not in dropped for n in left), left
+    else:  # committed, the CSV not removed yet
+        assert any(g.path(settings.merger_dir).exists() for g in killed.segments if not g.csv_kept), dropped
     engine = MergeEngine(settings)  # recovery: no temp file, no copy nor CSV the state does not list
     names = {p.name for p in segments.iterdir()}
     assert not any(n.endswith(".tmp") for n in names), left
