@@ -55,6 +55,12 @@ def _merger(ctx: RunContext) -> StageResult:
     return stage_merger.run(ctx.cfg)
 
 
+def _segments(ctx: RunContext) -> StageResult:
+    from bench import stage_segments
+
+    return stage_segments.run(ctx.cfg)
+
+
 def _e2e(ctx: RunContext) -> StageResult:
     from bench import stage_e2e
 
@@ -79,6 +85,7 @@ STAGES: dict[str, Callable[[RunContext], StageResult]] = {
     "spark": _spark,
     "keys": _keys,
     "merger": _merger,
+    "segments": _segments,
     "e2e": _e2e,
     "gateway": _gateway,
     "query": _query,

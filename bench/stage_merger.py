@@ -15,6 +15,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -46,13 +47,15 @@ APPEND_TARGET_MS = 50.0
 CATCHUP_RATIO_TARGET = 0.8
 
 
-def engine_for(root: Path) -> MergeEngine:
+def engine_for(root: Path, **overrides: Any) -> MergeEngine:
+    """The merge engine on `root` (rows/ in, merger/ out), with these settings changed."""
     settings = MergerSettings(
         data_dir=root,
         input_dir=root / "rows",
         output_dir=root / "merger",
         progress_file=root / "no-progress.json",
         kafka_bootstrap_servers="",
+        **overrides,
     )
     return MergeEngine(settings)
 

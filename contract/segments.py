@@ -25,6 +25,15 @@ def segment_file(seq: int) -> str:
     return "merged.csv" if seq == 0 else f"{SEGMENTS_DIR}/merged-{seq:06d}.csv"
 
 
+def parquet_file(seq: int) -> str:
+    """The Parquet copy of segment `seq` once compacted, relative to the merger's folder."""
+    return f"{SEGMENTS_DIR}/merged-{seq:06d}.parquet"
+
+
+#: A compacted segment renders back to its CSV bytes in runs of this many rows (`Segment.group_bytes`).
+GROUP_ROWS: Final = 65536
+
+
 def segment_seq(name: str) -> int | None:
     """The seq of a file name in the segments folder (None for another file)."""
     stem = name.removeprefix("merged-").removesuffix(".csv")
@@ -53,9 +62,24 @@ class Segment(BaseModel, frozen=True, extra="forbid"):
     )
     opened_at: float = Field(default=0.0, description="Epoch seconds it was created.")
     closed_at: float | None = Field(default=None, description="Epoch seconds it was closed (None: active).")
+    parquet: str | None = Field(
+        default=None,
+        description="Its Parquet copy (typed columns, contract.compacted), relative to the merger's folder, once "
+        "compacted: rendered back to CSV it is the file's data lines byte for byte.",
+    )
+    csv_kept: bool = Field(default=True, description="False once compaction removed the CSV file: `parquet` holds it.")
+    group_bytes: list[int] = Field(
+        default_factory=list,
+        description="Compacted: the CSV bytes of each run of GROUP_ROWS rows of the Parquet copy, in order.",
+    )
 
     def path(self, merger_dir: Path) -> Path:
         return merger_dir / self.file
+
+    @property
+    def rows_file(self) -> str:
+        """The file that holds its rows now: the CSV, or the Parquet copy once the CSV is removed."""
+        return self.file if self.csv_kept or self.parquet is None else self.parquet
 
 
 class SegmentIndex(BaseModel, extra="forbid"):

@@ -1,7 +1,7 @@
 """Where the merged rows and rejects are on disk, for the readers of the merger's files (verify,
 verify --run, report): rows in merged.csv, or, when the merger keeps it in segments
 (contract.segments), the segment files its segments.json lists (and any newer one it has begun since),
-with what retention removed."""
+with what retention removed; a compacted segment whose CSV was removed is read from its Parquet copy."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import orjson
 import polars as pl
 from pydantic import ValidationError
 
+from contract.compacted import TEXT_SCHEMA, scan_text
 from contract.csv import REJECT_COLUMNS, parse_batch_file_name
 from contract.layout import MergerFiles
 from contract.segments import SEGMENT_INDEX, SEGMENTS_DIR, SegmentIndex, segment_seq
@@ -28,6 +29,14 @@ class MergedFiles:
     paths: list[Path] = field(default_factory=list)
     #: The merger's segment index (None: merged.csv is one file).
     index: SegmentIndex | None = None
+
+    def scan_text(self) -> pl.LazyFrame:
+        """Every merged row as merged.csv's text columns (null: an empty field), the files one after the
+        other: a CSV scan, or a compacted segment's Parquet copy as text (contract.compacted)."""
+        scans = [scan_text(p) if p.suffix == ".parquet" else pl.scan_csv(p, schema=TEXT_SCHEMA) for p in self.paths]
+        if not scans:
+            return pl.LazyFrame(schema=TEXT_SCHEMA)
+        return scans[0] if len(scans) == 1 else pl.concat(scans, how="vertical")
 
     @property
     def rows_retired(self) -> int:
@@ -55,7 +64,7 @@ def merged_files(merged_csv: Path) -> MergedFiles:
     if index is None:
         has_rows = merged_csv.exists() and merged_csv.stat().st_size > 0
         return MergedFiles([merged_csv] if has_rows else [])
-    paths = [folder / g.file for g in index.segments]
+    paths = [folder / g.rows_file for g in index.segments]  # (a compacted one's CSV may be removed)
     last = index.segments[-1].seq if index.segments else -1
     newer = sorted(
         (s, p)

@@ -27,18 +27,15 @@ from pathlib import Path
 import orjson
 import polars as pl
 
-from contract.csv import ROW_COLUMNS
 from contract.ledger import FAULT_KINDS, Ledger, LedgerError, ledger_path, read_ledger
 from contract.verify_report import RunReport
 from devicestream.merged_files import merged_files
-from devicestream.verify import _rejects, _strings, merged_rejects_of
+from devicestream.verify import _rejects, merged_rejects_of
 
 
 def _merged(merged_csv: Path) -> pl.DataFrame:
-    paths = merged_files(merged_csv).paths  # (merged.csv, or its retained segments)
-    if not paths:
-        return pl.DataFrame(schema=dict.fromkeys(ROW_COLUMNS, pl.String))
-    return _strings(paths, ROW_COLUMNS).select("eventId", "eventOffset", "eventTime").collect()
+    merged = merged_files(merged_csv).scan_text()  # (merged.csv, or its retained segments)
+    return merged.select(pl.col(c).fill_null("") for c in ("eventId", "eventOffset", "eventTime")).collect()
 
 
 def own_rows(ledger: Ledger, merged: pl.DataFrame) -> pl.DataFrame:

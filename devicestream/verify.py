@@ -252,10 +252,7 @@ def compare(
         pl.col("partition").cast(pl.Int64), pl.col("offset").cast(pl.Int64)
     )
     files = merged_files(merged_csv)  # (merged.csv, or its retained segments)
-    if files.paths:
-        merged = _strings(files.paths, ROW_COLUMNS)
-    else:
-        merged = pl.LazyFrame(schema=dict.fromkeys(ROW_COLUMNS, pl.String))
+    merged = files.scan_text().with_columns(pl.col(c).fill_null("") for c in ROW_COLUMNS)
     invalid = pl.scan_csv(invalid_csv, schema={"partition": pl.Int64, "offset": pl.Int64, "reason": pl.String})
     rejects = _rejects(rejects_dir, merged_rejects_of(merged_csv)).filter(_in_scanned_range(scan))
 

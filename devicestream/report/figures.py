@@ -134,11 +134,12 @@ def run_rows(merged_csv: Path, first: int | None, last: int | None) -> pl.LazyFr
     """merged.csv's rows whose eventOffset is in [first, last] (the run's), as a lazy scan: the
     figures are computed by polars' streaming engine, so memory does not grow with merged.csv."""
     schema = dict.fromkeys(ROW_COLUMNS, pl.String) | {"eventOffset": pl.Int64, "temperature": pl.Int64}
-    paths = merged_files(merged_csv).paths  # (merged.csv, or its retained segments)
-    if first is None or last is None or not paths:
+    files = merged_files(merged_csv)  # (merged.csv, or its retained segments)
+    if first is None or last is None or not files.paths:
         return pl.LazyFrame(schema=schema)
     return (
-        pl.scan_csv(paths, schema=schema)
+        files.scan_text()
+        .cast({c: t for c, t in schema.items() if t != pl.String})
         .filter(pl.col("eventOffset").is_between(first, last))
         .select("eventOffset", "deviceId", "temperature", "status", "eventTime")
     )

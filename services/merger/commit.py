@@ -177,6 +177,8 @@ class CommitWriter:
         self.publish_segments()
         for g in gone:
             g.path(s.merger_dir).unlink(missing_ok=True)
+            if g.parquet is not None:  # (its compacted copy: services.merger.compaction)
+                (s.merger_dir / g.parquet).unlink(missing_ok=True)
             fsync_dir(g.path(s.merger_dir).parent)
             log.warning(
                 "retired a segment (retention)",

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,6 +21,7 @@ from pydantic import ValidationError
 
 from contract.devices import DevicesResponse
 from contract.files import atomic_write_json
+from services.merger.compacted import SegmentReader, open_segment
 from services.merger.device_snapshot import DevicesSnapshot
 from services.merger.devices import DeviceBook, now_us, parse_rows
 from services.merger.state import HEADER_LINE, MergerState
@@ -44,19 +44,21 @@ def row_end(data: bytes, before: int) -> int:
     return 0
 
 
-def read_whole_lines(path: Path, start: int, end: int, chunk: int = READ_CHUNK) -> Iterator[tuple[int, bytes]]:
+def read_whole_lines(
+    path: Path | SegmentReader, start: int, end: int, chunk: int = READ_CHUNK
+) -> Iterator[tuple[int, bytes]]:
     """Chunks of path[start:end] that each end at the end of a CSV row, one at a time: (end offset,
     bytes), at most `chunk` bytes each (or one whole row when longer). `start` and `end` must be row
-    boundaries (a committed size is)."""
-    with open(path, "rb") as f:
+    boundaries (a committed size is). `path` may be an open reader (a compacted segment's: closed here)."""
+    with path if isinstance(path, SegmentReader) else SegmentReader(path) as f:
         pos = start
         while pos < end:
-            data = os.pread(f.fileno(), min(chunk, end - pos), pos)
+            data = f.pread(min(chunk, end - pos), pos)
             if not data:
-                raise OSError(f"{path} ends at {pos}, before its committed size {end}")
+                raise OSError(f"{f.name} ends at {pos}, before its committed size {end}")
             cut = row_end(data, len(data)) if pos + len(data) < end else len(data)
             if cut == 0:  # one row longer than the chunk: read on to its end
-                rest = os.pread(f.fileno(), end - pos, pos)
+                rest = f.pread(end - pos, pos)
                 cut = row_end(rest, len(rest)) or len(rest)
                 data = rest
             yield pos + cut, data[:cut]
@@ -74,7 +76,7 @@ def read_merged_lines(state: MergerState, merger_dir: Path, start: int, end: int
         lo, hi = max(start, g.start), min(end, g_end)
         if lo >= hi:
             continue
-        for pos, data in read_whole_lines(g.path(merger_dir), header + lo - g.start, header + hi - g.start):
+        for pos, data in read_whole_lines(open_segment(g, merger_dir), header + lo - g.start, header + hi - g.start):
             yield g.start + pos - header, data
 
 

@@ -51,6 +51,7 @@ from contract.csv import LEGACY_LINEAGE, MANIFEST_SUFFIX, BatchName, manifest_fi
 from contract.merger_status import QuarantinedBatch
 from services.merger.batchfile import ParsedBatch, first_line, select_rows
 from services.merger.commit import CommitWriter
+from services.merger.compaction import Compaction
 from services.merger.errors import CommitWriteError, InvalidBatchError, MergeAttemptError
 from services.merger.merged_offsets import OffsetCursor, merge_bounds
 from services.merger.planner import BatchPlanner, Planned, batch_file
@@ -67,7 +68,7 @@ from services.merger.streamed import commit_streamed
 log = logging.getLogger(__name__)
 
 
-class MergeEngine(CommitWriter, ReadAhead):
+class MergeEngine(CommitWriter, ReadAhead, Compaction):
     """Owns merged.csv and state.json. Not thread-safe: one thread runs passes; other threads may
     read `state` (an immutable snapshot, swapped after each commit)."""
 
@@ -107,8 +108,10 @@ class MergeEngine(CommitWriter, ReadAhead):
             },
         )
         self.publish_segments()
+        self.start_compaction()
 
     def close(self) -> None:
+        self.stop_compaction()
         self._pool.shutdown(wait=True, cancel_futures=True)
         self._close_outputs()
 
@@ -134,6 +137,7 @@ class MergeEngine(CommitWriter, ReadAhead):
         self.save_pending_state()  # before any batch file is deleted
         self.retire()
         while True:
+            self.adopt_compacted()  # (a commit of its own when a Parquet copy is ready; never waits)
             planned = self.plan()
             stale_removed += self._remove_stale(planned.stale)
             stale_removed += self._remove_stale(planned.stale_rejects, self.settings.rejects_dir)

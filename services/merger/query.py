@@ -23,6 +23,7 @@ from typing import Final, Literal
 
 import polars as pl
 
+from contract.compacted import PARQUET_SCHEMA, as_text
 from contract.csv import ROW_COLUMNS, ROW_DTYPES
 from services.merger.errors import InvalidQueryError
 
@@ -156,11 +157,9 @@ Source = tuple[Path, int]
 def plan(sources: list[Source], q: RowQuery, fmt: Format, check: Callable[[], None] | None = None) -> pl.LazyFrame:
     """The lazy query over the first committed data rows of each source, one after the other.
     `check` runs between batches of the scan; it raises (Abandoned) to stop the query."""
-    # Read as text, always: polars parses a little past n_rows, and the bytes after the committed
-    # prefix may be a row cut in the middle; typed parsing happens after the slice.
-    scans = [pl.scan_csv(path, schema=TEXT_SCHEMA, n_rows=rows, low_memory=True) for path, rows in sources if rows > 0]
+    scans = [_scan(path, rows, q, fmt) for path, rows in sources if rows > 0]
     if not scans:
-        lf = pl.LazyFrame(schema=TEXT_SCHEMA)
+        lf = pl.LazyFrame(schema=PARQUET_SCHEMA if fmt == "parquet" else TEXT_SCHEMA)
     else:
         lf = scans[0] if len(scans) == 1 else pl.concat(scans, how="vertical")
         if check is not None:
@@ -169,20 +168,33 @@ def plan(sources: list[Source], q: RowQuery, fmt: Format, check: Callable[[], No
                 check()
                 return batch
 
-            lf = lf.map_batches(checked, streamable=True, schema=TEXT_SCHEMA)
+            lf = lf.map_batches(checked, streamable=True, schema=PARQUET_SCHEMA if fmt == "parquet" else TEXT_SCHEMA)
+    if q.columns:
+        lf = lf.select(q.columns)
+    if q.limit is not None:
+        lf = lf.head(q.limit)
+    return lf
+
+
+def _scan(path: Path, rows: int, q: RowQuery, fmt: Format) -> pl.LazyFrame:
+    """One source's matching rows, typed for a Parquet answer, as text for a CSV one. A compacted
+    segment's Parquet copy (contract.compacted) is filtered on its typed columns (the filter reaches
+    the Parquet reader: row groups outside it are skipped)."""
+    if path.suffix == ".parquet":
+        lf = pl.scan_parquet(path).head(rows)
+        cond = predicate(q, pl.col("eventTime"))
+        lf = lf if cond is None else lf.filter(cond)
+        return lf if fmt == "parquet" else as_text(lf)
+    # Read as text, always: polars parses a little past n_rows, and the bytes after the committed
+    # prefix may be a row cut in the middle; typed parsing happens after the slice.
+    lf = pl.scan_csv(path, schema=TEXT_SCHEMA, n_rows=rows, low_memory=True)
     if fmt == "parquet":
         lf = lf.cast({c: t for c, t in TYPED_SCHEMA.items() if t != pl.String}).with_columns(parsed_event_time())
         event_time = pl.col("eventTime")
     else:
         event_time = parsed_event_time()
     cond = predicate(q, event_time)
-    if cond is not None:
-        lf = lf.filter(cond)
-    if q.columns:
-        lf = lf.select(q.columns)
-    if q.limit is not None:
-        lf = lf.head(q.limit)
-    return lf
+    return lf if cond is None else lf.filter(cond)
 
 
 def run_query(

@@ -226,7 +226,12 @@ def add_get_and_head(router: APIRouter | FastAPI, path: str, endpoint: Callable[
 
 def query_sources(state: MergerState, merger_dir: Path, q: RowQuery) -> list[Source]:
     """The files a query reads with their committed rows: merged.csv, or the retained segments
-    whose eventTime bounds may hold a match (the others are skipped whole)."""
+    whose eventTime bounds may hold a match (the others are skipped whole), compacted ones from
+    their Parquet copy."""
     if state.active.seq == 0:  # one file, never rolled over
         return [(state.active.path(merger_dir), state.rows_merged)]
-    return [(g.path(merger_dir), g.rows) for g in state.retained if g.rows and might_match(q, g.event_time_us)]
+    return [
+        (merger_dir / (g.parquet or g.file), g.rows)  # (a compacted one's Parquet copy: filters read it directly)
+        for g in state.retained
+        if g.rows and might_match(q, g.event_time_us)
+    ]

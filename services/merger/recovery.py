@@ -165,21 +165,42 @@ def _recover_segments(merger_dir: Path, state: MergerState) -> None:
             size = path.stat().st_size
         except FileNotFoundError:
             size = -1
-        if size < g.size:
+        if size < g.size and (g.csv_kept or g.parquet is None):
             raise StateCorruptError(
                 f"{path} is a closed segment of {g.size} bytes ({g.rows} rows) but has {max(size, 0)}: it was "
                 "removed or truncated outside the merger (restore it, or remove the merger folder to start over)"
             )
+        if g.parquet is not None and not (merger_dir / g.parquet).is_file():
+            raise StateCorruptError(
+                f"{merger_dir / g.parquet} is the Parquet copy of a closed segment ({g.rows} rows) but is missing: "
+                "it was removed outside the merger (restore it, or remove the merger folder to start over)"
+            )
     listed = {g.seq for g in state.retained}
-    strays = [merger_dir / segment_file(0)] if 0 not in listed else []
+    # (CSV files compaction removed after its commit, and Parquet files or temp files not committed)
+    strays = [merger_dir / g.file for g in state.segments if not g.csv_kept and g.parquet is not None]
+    if 0 not in listed:
+        strays.append(merger_dir / segment_file(0))
+    copies = {g.parquet for g in state.segments if g.parquet is not None}
     folder = merger_dir / SEGMENTS_DIR
     if folder.is_dir():
-        strays += [p for p in folder.iterdir() if segment_seq(p.name) is not None and segment_seq(p.name) not in listed]
+        for p in folder.iterdir():
+            seq = segment_seq(p.name)
+            if (seq is not None and seq not in listed) or _uncommitted_copy(p, merger_dir, copies):
+                strays.append(p)
     for path in strays:
         if path.exists():
             path.unlink()
             fsync_dir(path.parent)
             log.warning(
-                "removed a segment file the state does not list (rollover not committed, or retired)",
+                "removed a segment file the state does not list (a rollover or compaction not committed, retired, "
+                "or a CSV compaction removed)",
                 extra={"path": str(path)},
             )
+
+
+def _uncommitted_copy(path: Path, merger_dir: Path, committed: set[str]) -> bool:
+    """A compaction's temp file, or a Parquet copy no committed segment names (services.merger.compaction)."""
+    name = path.name
+    if name.startswith(".merged-") and name.endswith(".parquet.tmp"):
+        return True
+    return name.startswith("merged-") and name.endswith(".parquet") and f"{SEGMENTS_DIR}/{name}" not in committed

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from contract.files import atomic_write_json
 from contract.segments import SEGMENT_INDEX, Segment, SegmentIndex, segment_file
+from services.merger.compacted import Part, segment_part
 from services.merger.merged_offsets import merge_bounds
 from services.merger.state import HEADER_LINE, MAX_RETIRED_SEGMENTS, MergerState
 
@@ -100,26 +101,22 @@ def publish_index(merger_dir: Path, state: MergerState) -> None:
     atomic_write_json(merger_dir / SEGMENT_INDEX, index_of(state).model_dump(mode="json"))
 
 
-#: A piece of the merged stream as served: (file, offset in it, length).
-Part = tuple[Path, int, int]
-
-
 def stream_parts(state: MergerState, merger_dir: Path) -> list[Part]:
     """merged.csv as the retained segments make it: the header line once (the first segment's),
     then each one's committed data lines, oldest first. With one segment: merged.csv's committed
-    prefix, as one part."""
+    prefix, as one part. A compacted segment whose CSV is removed is read from its Parquet copy."""
     header = len(HEADER_LINE)
     retained = state.retained
     if len(retained) == 1:
-        return [(retained[0].path(merger_dir), 0, state.committed_size)]
-    parts: list[Part] = [(retained[0].path(merger_dir), 0, header)]
+        return [segment_part(retained[0], merger_dir, 0, state.committed_size)]
+    parts: list[Part] = [segment_part(retained[0], merger_dir, 0, header)]
     for g in retained:
         size = state.committed_size if g.seq == state.active.seq else g.size
         if size > header:
-            parts.append((g.path(merger_dir), header, size - header))
+            parts.append(segment_part(g, merger_dir, header, size - header))
     return parts
 
 
 def served_size(state: MergerState) -> int:
     """The bytes GET /merged.csv serves: committed_size while there is one segment."""
-    return sum(length for _, _, length in stream_parts(state, Path()))
+    return sum(p.length for p in stream_parts(state, Path()))

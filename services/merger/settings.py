@@ -90,6 +90,16 @@ class MergerSettings(PipelineSettings, InternalSecretSettings):
         description="With segments: a closed segment is removed once it was closed this many seconds ago "
         "(0: no bound).",
     )
+    compact_segments: bool = Field(
+        default=True,
+        description="With segments: each closed segment is copied to Parquet (typed columns) in the background, "
+        "written atomically and recorded in a commit; filters then read the Parquet copy.",
+    )
+    keep_segment_csv: bool = Field(
+        default=True,
+        description="With compaction: false removes a closed segment's CSV file once its Parquet copy is "
+        "committed (GET /merged.csv renders the copy back to the same bytes).",
+    )
     input_dir: Path | None = Field(default=None, description="Batch files folder (default: <data_dir>/spark/rows).")
     rejects_input_dir: Path | None = Field(
         default=None,

@@ -6,16 +6,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from typing import BinaryIO
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response, StreamingResponse
 
 from contract.api import Problem
+from services.merger.compacted import Part, SegmentReader, open_part
 from services.merger.deps import Queries, Settings, StartedAt, WatcherDep, committed_state
 from services.merger.download import Snapshot, etag_matches, parse_range
 from services.merger.query_api import FILTER_RESPONSES, RowQueryParam, add_get_and_head, download_headers
-from services.merger.segments import Part, stream_parts
+from services.merger.segments import stream_parts
 
 log = logging.getLogger(__name__)
 
@@ -25,13 +25,13 @@ CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
 router = APIRouter()
 
 
-def _open_parts(parts: list[Part]) -> list[tuple[BinaryIO, int, int]]:
+def _open_parts(parts: list[Part]) -> list[tuple[SegmentReader, int, int]]:
     """Open every part's file now: a segment retention removes meanwhile stays readable to this
     answer (a consistent snapshot). Raises FileNotFoundError when one is already gone."""
-    opened: list[tuple[BinaryIO, int, int]] = []
+    opened: list[tuple[SegmentReader, int, int]] = []
     try:
-        for path, offset, length in parts:
-            opened.append((open(path, "rb"), offset, length))  # noqa: SIM115 (closed by _read_range)
+        for part in parts:  # (a compacted segment's Parquet copy renders back to its CSV bytes)
+            opened.append((open_part(part), part.offset, part.length))
     except BaseException:
         for f, _, _ in opened:
             f.close()
@@ -39,7 +39,7 @@ def _open_parts(parts: list[Part]) -> list[tuple[BinaryIO, int, int]]:
     return opened
 
 
-def _read_range(parts: list[tuple[BinaryIO, int, int]], start: int, length: int) -> Iterator[bytes]:
+def _read_range(parts: list[tuple[SegmentReader, int, int]], start: int, length: int) -> Iterator[bytes]:
     """Chunks of the parts' bytes (one after the other) from `start`, `length` bytes in all: memory
     flat whatever the size. Closes the files."""
     try:
