@@ -71,9 +71,14 @@ async def main(layout: DataLayout, bootstrap: str, topic: str) -> None:
             batch_id += 1
             lines = []
             for rec in records:
-                ev = orjson.loads(rec.value)
-                lines.append(row(ev))
-                t = datetime.strptime(ev["eventTime"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
+                try:  # a run with faults writes malformed records on purpose: the real job rejects them
+                    ev = orjson.loads(rec.value)
+                    line = row(ev)
+                    t = datetime.strptime(ev["eventTime"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
+                except (KeyError, TypeError, ValueError, AttributeError, IndexError):  # ValueError: not JSON
+                    totals.rejects += 1
+                    continue
+                lines.append(line)
                 fresh_last = time.time() - t
             if lines:
                 with merged.open("a") as f:
