@@ -42,7 +42,7 @@ FRESH_TARGETS = ((FRESH_RATE, 0.5, 0.3), (FRESH_RATE, 0.99, 1.0), (20_000.0, 0.9
 LAG_BOUND_S = 30.0  # the pipeline has caught up within this long after a run ends
 MIN_ACHIEVED = 0.95  # the generator delivers at least this share of the asked rate
 RATE_TARGET = 100_000.0
-VERIFY_TIMEOUT_S = 1200.0
+VERIFY_TIMEOUT_S = 900.0
 DRAIN_LIMIT_S = 180.0  # after this, the stage reports what it saw (a slow pipeline is a finding, not an error)
 
 
