@@ -187,3 +187,29 @@ def wait_until(
         return processes.wait_until(pred, timeout_s, what, logs=logs, interval_s=interval_s)
     except processes.DeadlineExpired as e:
         raise StageError(str(e)) from None
+
+
+#: "Flat": the cost per record at the larger size is within this factor of the smaller size's.
+GROWTH_FLAT = 1.25
+
+
+def growth_figure(
+    stage: str, what: str, size_a: int, cost_a: list[float], size_b: int, cost_b: list[float], notes: list[str]
+) -> Figure:
+    """Cost as work grows (issue #25): the CPU cost per record of `what` at a larger size B against a
+    smaller size A, same run; the ratio B/A says whether it stays flat. Costs in microseconds of CPU
+    per record (the component's processes: a figure the machine's other load barely moves)."""
+    return Figure(
+        stage=stage,
+        name=f"cost per record as work grows: {what}",
+        unit="CPU-us/record",
+        value=Spread.of(cost_b),
+        baseline_name=f"the same at {size_a:,} records",
+        baseline=Spread.of(cost_a),
+        target=Target(
+            "ratio", "<=", GROWTH_FLAT, f"flat: at {size_b:,} records <= {GROWTH_FLAT}x the cost at {size_a:,}"
+        ),
+        sizes={"size_a": size_a, "size_b": size_b},
+        notes=notes,
+        extra={"growth": {"what": what, "size_a": size_a, "size_b": size_b}},
+    )

@@ -44,7 +44,10 @@ def _spread(f: Figure) -> str:
 def figure_row(f: Figure) -> str:
     base = "-" if f.baseline is None else _spread_of(f)
     ratio = "-" if f.ratio is None else f"{f.ratio:.3g}"
-    cells = [f.stage, f.name, _spread(f), f"{f.baseline_name}: {base}", ratio, f.target.text, f.miss_text()]
+    return _row([f.stage, f.name, _spread(f), f"{f.baseline_name}: {base}", ratio, f.target.text, f.miss_text()])
+
+
+def _row(cells: list[str]) -> str:
     return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
 
@@ -75,6 +78,7 @@ def markdown(doc: dict[str, Any], results: list[StageResult]) -> str:
     ]
     figures = [f for r in results for f in r.figures]
     lines += [figure_row(f) for f in figures]
+    lines += growth_table(figures)
     errors = [r for r in results if r.error]
     if errors:
         lines += ["", "## Stage errors", ""]
@@ -92,6 +96,38 @@ def markdown(doc: dict[str, Any], results: list[StageResult]) -> str:
                 lines.append(f"  - {k}: {v}")
     lines += ["", "Plots: `freshness.png` (end to end), `throughput.png` (each figure vs its baseline).", ""]
     return "\n".join(lines)
+
+
+def growth_table(figures: list[Figure]) -> list[str]:
+    """Cost as work grows: a row per stage measured at two sizes (common.growth_figure)."""
+    rows = [f for f in figures if "growth" in f.extra and f.baseline is not None]
+    if not rows:
+        return []
+    out = [
+        "",
+        "## Cost as work grows",
+        "",
+        "CPU cost per record (the component's processes) at two sizes in the same run; flat = ratio B/A <= the target.",
+        "",
+        "| stage | work | size A | cost per record at A | size B | cost per record at B | ratio B/A | verdict |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for f in rows:
+        g = f.extra["growth"]
+        assert f.baseline is not None
+        word = "flat" if f.met else "GROWS"
+        cells = [
+            f.stage,
+            g["what"],
+            f"{g['size_a']:,}",
+            _num(f.baseline.median, "CPU-us"),
+            f"{g['size_b']:,}",
+            _num(f.value.median, "CPU-us"),
+            f"{f.ratio:.3g}" if f.ratio is not None else "-",
+            f"{word} ({f.miss_text()})",
+        ]
+        out.append(_row(cells))
+    return out
 
 
 def plot_throughput(results: list[StageResult], path: Path) -> None:

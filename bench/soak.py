@@ -15,7 +15,6 @@ import argparse
 import contextlib
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,7 +23,6 @@ from pathlib import Path
 import httpx
 from pydantic import ValidationError
 
-from bench.common import PY
 from bench.stack import stack
 from contract.api import GeneratorStatus
 from contract.verify_report import VerifyReport
@@ -91,19 +89,7 @@ def main(argv: list[str] | None = None) -> int:
                 samples.append(sample(data, t0))
                 print(f"soak: {samples[-1]['t_s']:.0f}s {samples[-1]['bytes']}", flush=True)
             status = GeneratorStatus.model_validate_json(httpx.get(f"{gw}/generator/status", timeout=30).content)
-            env = {
-                **os.environ,
-                "DEVICESTREAM_DATA_DIR": str(data),
-                "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{st.ports['kafka']}",
-            }
-            res = subprocess.run(
-                [PY, "-m", "devicestream", "verify", "--wait", "300", "--json"],
-                env=env,
-                cwd=REPO_ROOT,
-                capture_output=True,
-                text=True,
-                timeout=900,
-            )
+            res = st.verify(300, 900)
             samples.append(sample(data, t0))
     hours = duration_s / 3600
     first, last = samples[0]["bytes"], samples[-1]["bytes"]

@@ -68,6 +68,22 @@ class Stack:
         """CPU seconds used so far by each component."""
         return self._per_component(lambda q: sum(q.cpu_times()[:2]))
 
+    def verify(self, wait_s: float, timeout_s: float) -> subprocess.CompletedProcess[str]:
+        """`devicestream verify --wait <wait_s> --json` against this stack (TimeoutExpired after `timeout_s`)."""
+        env = {
+            **os.environ,
+            "DEVICESTREAM_DATA_DIR": str(self.data),
+            "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{self.ports['kafka']}",
+        }
+        return subprocess.run(
+            [PY, "-m", "devicestream", "verify", "--wait", str(wait_s), "--json"],
+            env=env,
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+        )
+
     def sample_rss(self) -> None:
         """Update peak_rss with each component's resident memory now."""
         for name, rss in self._per_component(lambda q: q.memory_info().rss).items():

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from bench.common import Config, Figure, Spread, StageError, StageResult, Target, wait_until
+from bench.common import Config, Figure, Spread, StageError, StageResult, Target, growth_figure, wait_until
 from bench.data import csv_rows
 from bench.procs import Service, py_spy, service
 from bench.profiles import speedscope_top
@@ -41,23 +41,41 @@ MERGE_TIMEOUT_S = 900.0
 class GatewaySizes:
     bytes: int
     reps: int
+    #: cost as work grows: the download is measured first on a merged.csv of this many batch files
+    small_batches: int
 
 
-FULL = GatewaySizes(bytes=1 << 30, reps=3)
-QUICK = GatewaySizes(bytes=100 << 20, reps=3)
+FULL = GatewaySizes(bytes=1 << 30, reps=3, small_batches=10)  # ~10M rows, then 1M
+QUICK = GatewaySizes(bytes=100 << 20, reps=3, small_batches=2)
 
 
-def write_batches(data: Path, size: int) -> tuple[int, int]:
-    """Batch files in the merger's input folder that add up to a merged.csv of about `size` bytes
-    (one header, then every file's rows); returns that merged.csv's (bytes, rows)."""
+def write_batches(data: Path, size: int, first: int = 0) -> tuple[int, int]:
+    """Batch files in the merger's input folder (ids from `first`) that add up to a merged.csv of about
+    `size` bytes (one header, then every file's rows); returns that merged.csv's (bytes, rows)."""
     rows_dir = DataLayout(data).spark_rows
     rows_dir.mkdir(parents=True, exist_ok=True)
     header = (ROW_HEADER + "\n").encode()
     block = csv_rows(BATCH_ROWS)
     n = max(1, (size - len(header)) // len(block))
-    for batch_id in range(n):
+    for batch_id in range(first, n):
         (rows_dir / batch_file_name(batch_id)).write_bytes(header + block)
     return len(header) + n * len(block), n * BATCH_ROWS
+
+
+def cpu_s(pid: int) -> float:
+    t = psutil.Process(pid).cpu_times()
+    return t.user + t.system
+
+
+def downloads_cpu(gw: Service, total: int, reps: int) -> list[float]:
+    """The gateway's CPU seconds per download of the whole merged.csv (after one untimed download)."""
+    download(f"{gw.base_url}/merged.csv", total)
+    out = []
+    for _ in range(reps):
+        c0 = cpu_s(gw.pid)
+        download(f"{gw.base_url}/merged.csv", total)
+        out.append(cpu_s(gw.pid) - c0)
+    return out
 
 
 def wait_merged(merger: Service, size: int, rows: int) -> None:
@@ -133,13 +151,18 @@ def run(cfg: Config, work: Path) -> StageResult:
     sizes = QUICK if cfg.quick else FULL
     res = StageResult("gateway")
     data = work / "data"
-    total, rows = write_batches(data, sizes.bytes)
+    header = len(ROW_HEADER) + 1
+    small_total, small_rows = write_batches(data, header + sizes.small_batches * len(csv_rows(BATCH_ROWS)))
     direct_mbs: list[float] = []
     gw_mbs: list[float] = []
     gw_growth: list[float] = []
+    big_cpu: list[float] = []
     merger_growth: list[float] = []
     profile: tuple[str, str] | None = None
     with servers(data) as (merger, gw):
+        wait_merged(merger, small_total, small_rows)
+        small_cpu = downloads_cpu(gw, small_total, sizes.reps)
+        total, rows = write_batches(data, sizes.bytes, first=sizes.small_batches)
         wait_merged(merger, total, rows)
         download(f"{merger.base_url}/merged.csv", total)  # warm the page cache and both servers
         download(f"{gw.base_url}/merged.csv", total)
@@ -150,7 +173,9 @@ def run(cfg: Config, work: Path) -> StageResult:
             merger_growth.append(ms.stop())
             gs = RssSampler(gw.pid)
             gs.start()
+            c0 = cpu_s(gw.pid)
             gw_mbs.append(total / download(f"{gw.base_url}/merged.csv", total) / 1e6)
+            big_cpu.append(cpu_s(gw.pid) - c0)
             gw_growth.append(gs.stop())
         if Spread.of(gw_mbs).median / Spread.of(direct_mbs).median < RATIO_TARGET:
             out = cfg.profiles / "gateway-download.speedscope.json"
@@ -193,5 +218,18 @@ def run(cfg: Config, work: Path) -> StageResult:
             f"the merger, serving the same file directly, grew by {Spread.of(merger_growth).text('{:.2f}')} MB",
         ],
     )
-    res.figures += [thr, mem]
+    growth = growth_figure(
+        "gateway",
+        "merged.csv download",
+        small_rows,
+        [c / small_rows * 1e6 for c in small_cpu],
+        rows,
+        [c / rows * 1e6 for c in big_cpu],
+        [
+            *notes,
+            f"merged.csv of {small_total / 1e6:,.0f} MB then {total / 1e6:,.0f} MB (the same merger, grown); CPU = "
+            "the gateway process's during each download (psutil, 10 ms ticks), after one untimed download at each size",
+        ],
+    )
+    res.figures += [thr, mem, growth]
     return res

@@ -13,13 +13,13 @@ import shutil
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from bench.common import Config, Figure, Spread, StageError, StageResult, Target
+from bench.common import Config, Figure, Spread, StageError, StageResult, Target, growth_figure
 from bench.data import batch_file, events_in, write_batches
 from bench.profiles import cprofile_call
 from contract.csv import ROW_HEADER, batch_file_name
@@ -34,6 +34,9 @@ class MergerSizes:
     append_reps: int
     pandas_reps: int
     catchup_reps: int
+    #: The catch-up is measured again over this many times the files (cost as work grows).
+    grow_factor: int = 4
+    grow_reps: int = 2
 
     @property
     def merged_rows(self) -> int:
@@ -87,15 +90,19 @@ def tail_concat(parts: Path, out: Path) -> None:
         raise StageError(f"tail failed: {res.stderr.decode()[-500:]}")
 
 
-def catchup_once(root: Path, parts: Path, sizes: MergerSizes) -> tuple[float, MergeEngine]:
-    """Seconds to merge all parts from scratch; the engine is left open on a merged.csv of
-    sizes.merged_rows rows (the caller closes it)."""
+def catchup_once(
+    root: Path, parts: Path, sizes: MergerSizes, cpu: list[float] | None = None
+) -> tuple[float, MergeEngine]:
+    """Seconds to merge all parts from scratch (the CPU seconds of the process, every thread, appended
+    to `cpu`); the engine is left open on a merged.csv of sizes.merged_rows rows (the caller closes it)."""
     fresh_merge_dir(root)
     copy_parts(parts, root / "rows")
     engine = engine_for(root)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     engine.run_pass()
     took = time.perf_counter() - t0
+    if cpu is not None:
+        cpu.append(time.process_time() - c0)
     if engine.state.rows_merged != sizes.merged_rows:
         engine.close()
         raise StageError(f"merger merged {engine.state.rows_merged} rows, expected {sizes.merged_rows}")
@@ -111,7 +118,9 @@ def tail_once(parts: Path, out: Path) -> float:
     return time.perf_counter() - t0
 
 
-def measure_catchup(root: Path, parts: Path, sizes: MergerSizes) -> tuple[list[float], list[float], MergeEngine]:
+def measure_catchup(
+    root: Path, parts: Path, sizes: MergerSizes, cpu: list[float]
+) -> tuple[list[float], list[float], MergeEngine]:
     """Seconds per repetition of the merger's catch-up and of the `tail` baseline, alternated (a
     load that comes and goes on a shared machine falls on both), after one untimed pass of each
     (page cache, imports, polars' thread pool warm). The last engine is left open on a merged.csv
@@ -125,7 +134,7 @@ def measure_catchup(root: Path, parts: Path, sizes: MergerSizes) -> tuple[list[f
     for _ in range(sizes.catchup_reps):
         if engine is not None:
             engine.close()
-        took, engine = catchup_once(root, parts, sizes)
+        took, engine = catchup_once(root, parts, sizes, cpu)
         times.append(took)
         tail_s.append(tail_once(parts, root / "tail.csv"))
     assert engine is not None
@@ -156,7 +165,8 @@ def run(cfg: Config, sizes: MergerSizes | None = None) -> StageResult:
         parts = root / "parts"
         part_bytes = write_batches(parts, sizes.parts, sizes.part_rows)
 
-        catchup_s, tail_s, engine = measure_catchup(root, parts, sizes)
+        catchup_cpu: list[float] = []
+        catchup_s, tail_s, engine = measure_catchup(root, parts, sizes, catchup_cpu)
         try:
             merged_size = engine.state.committed_size
             append_ms = measure_appends(engine, sizes)
@@ -171,6 +181,7 @@ def run(cfg: Config, sizes: MergerSizes | None = None) -> StageResult:
         finally:
             engine.close()
 
+        grown = grown_catchup(root, sizes)
         # The old approach for one more batch: every part plus the new one, read and rewritten.
         (parts / batch_file_name(sizes.parts)).write_bytes(batch_file(sizes.part_rows, first_offset=50_000_000))
         pandas_ms = []
@@ -225,8 +236,40 @@ def run(cfg: Config, sizes: MergerSizes | None = None) -> StageResult:
     if not catchup.met:
         catchup.profile, summary = profile_catchup(cfg, sizes)
         catchup.notes.append(summary)
-    res.figures += [append, catchup]
+    big = replace(sizes, parts=sizes.parts * sizes.grow_factor)
+    growth = growth_figure(
+        "merger",
+        "catch-up (batch files merged from scratch)",
+        sizes.merged_rows,
+        [c / sizes.merged_rows * 1e6 for c in catchup_cpu],
+        big.merged_rows,
+        [c / big.merged_rows * 1e6 for c in grown[1]],
+        [
+            how,
+            f"{sizes.parts:,} then {big.parts:,} files of {sizes.part_rows:,} rows; wall time per row "
+            f"{Spread.of(catchup_s).median / sizes.merged_rows * 1e6:.2f} us at A, "
+            f"{Spread.of(grown[0]).median / big.merged_rows * 1e6:.2f} us at B; CPU = the process's, every thread",
+        ],
+    )
+    res.figures += [append, catchup, growth]
     return res
+
+
+def grown_catchup(root: Path, sizes: MergerSizes) -> tuple[list[float], list[float]]:
+    """The catch-up over sizes.grow_factor times the files: (seconds, CPU seconds) per repetition."""
+    big = replace(sizes, parts=sizes.parts * sizes.grow_factor)
+    parts = root / "parts-grown"
+    write_batches(parts, big.parts, big.part_rows)
+    times: list[float] = []
+    cpu: list[float] = []
+    _, warm = catchup_once(root, parts, big)  # (files in the page cache)
+    warm.close()
+    for _ in range(sizes.grow_reps):
+        took, engine = catchup_once(root, parts, big, cpu)
+        engine.close()
+        times.append(took)
+    shutil.rmtree(parts, ignore_errors=True)
+    return times, cpu
 
 
 def profile_catchup(cfg: Config, sizes: MergerSizes) -> tuple[str, str]:

@@ -25,7 +25,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from bench.common import PY, Config, Figure, Spread, StageError, StageResult, Target, wait_until
+from bench.common import PY, Config, Figure, Spread, StageError, StageResult, Target, growth_figure, wait_until
 from bench.data import write_payload_file
 from bench.procs import Broker
 from bench.spark_breakdown import breakdown, event_log_batches, sink_batches, tree_cpu_seconds
@@ -43,14 +43,21 @@ class SparkSizes:
     events: int  # the timed backlog
     warmup_events: int  # the streaming job's warm-up backlog, read before the timed one (>= one batch)
     passes: int  # timed passes of each batch baseline, after its warm-up pass
+    #: cost as work grows: the streaming job goes on over a backlog this many times `events` (the
+    #: first `events` of it being the timed backlog), in a topic of its own
+    grow_factor: int = 4
 
     @property
     def topic_events(self) -> int:
         return self.warmup_events + self.events
 
+    @property
+    def stream_topic_events(self) -> int:
+        return self.warmup_events + self.events * self.grow_factor
+
 
 FULL = SparkSizes(events=1_000_000, warmup_events=400_000, passes=3)
-QUICK = SparkSizes(events=200_000, warmup_events=200_000, passes=3)
+QUICK = SparkSizes(events=200_000, warmup_events=200_000, passes=3, grow_factor=3)
 
 
 def spark_submit_argv(script: Path, event_log: Path) -> list[str]:
@@ -98,6 +105,9 @@ class StreamingRun:
     spark_version: str
     cpu_seconds: float  # CPU time of the job's processes (JVM, Python driver) in the timed window
     timed_ids: list[int]  # the ids of the timed micro-batches
+    #: the whole grown backlog (sizes.grow_factor times `events`, from the same start): records, s, CPU s
+    grown: tuple[int, float, float] = (0, 0.0, 0.0)
+    warm_batches: int = 0  # the warm-up batches progress.json showed (before the timed ones)
     breakdown: str = ""  # where a timed micro-batch's time goes (bench/spark_breakdown.py)
 
     @property
@@ -147,24 +157,30 @@ def streaming_run(broker: Broker, topic: str, data: Path, sizes: SparkSizes, eve
         wait_until(lambda: read_until(sizes.warmup_events), 900, what, interval_s=0.02)
         warm_batches = len(batches)
         wait_until(lambda: read_until(sizes.topic_events), 900, f"the Spark job to read {sizes.events} records", 0.02)
-        (t0, rows0, cpu0), (t1, rows1, cpu1) = marks
-        if rows1 != sizes.topic_events:
-            raise StageError(f"the Spark job read {rows1} records, expected {sizes.topic_events}")
+        timed_batches = len(batches) - warm_batches
+        what = f"the Spark job to read {sizes.stream_topic_events - sizes.topic_events} more records"
+        wait_until(lambda: read_until(sizes.stream_topic_events), 1800, what, 0.02)
+        (t0, rows0, cpu0), (t1, rows1, cpu1), (t2, rows2, cpu2) = marks
+        if rows1 < sizes.topic_events or rows2 != sizes.stream_topic_events:
+            raise StageError(f"the Spark job read {rows1}, {rows2} records, expected {sizes.stream_topic_events}")
         doc = read_progress(progress)
         assert doc is not None
         text = log.read_text(errors="replace")
         m = re.search(r"spark_version=(\S+)", text)
-        timed = [b["batchId"] for b in batches[warm_batches:]]  # (polled: one may be missing in between)
+        # (polled: one may be missing in between)
+        timed = [b["batchId"] for b in batches[warm_batches : warm_batches + timed_batches]]
         run = StreamingRun(
             events=rows1 - rows0,
             seconds=t1 - t0,
             warmup_seconds=t0 - t_running,
             batches=batches,
-            timed_batches=len(batches) - warm_batches,
+            timed_batches=timed_batches,
             totals=doc.totals.model_dump(),
             spark_version=m.group(1) if m else "?",
             cpu_seconds=cpu1 - cpu0,
             timed_ids=list(range(timed[0], timed[-1] + 1)) if timed else [],
+            grown=(rows2 - rows0, t2 - t0, cpu2 - cpu0),
+            warm_batches=warm_batches,
         )
     finally:
         stop_process(proc, timeout_s=40)  # (Spark writes the rest of its event log as it stops)
@@ -203,14 +219,16 @@ def run(cfg: Config, broker: Broker, work: Path) -> StageResult:
     mean = write_payload_file(payload)
     topic = broker.topic("bench-spark")
     producer_performance(broker, topic, sizes.topic_events, payload)
+    stream_topic = broker.topic("bench-spark-stream")  # the same records, and more (cost as work grows)
+    producer_performance(broker, stream_topic, sizes.stream_topic_events, payload)
     event_log = cfg.profiles / "spark-events"
     load_at_start = os.getloadavg()
     plain = batch_run(broker, topic, work / "plain", sizes, event_log / "plain", "spark_plain.py")
-    stream = streaming_run(broker, topic, work / "stream", sizes, event_log / "stream")
+    stream = streaming_run(broker, stream_topic, work / "stream", sizes, event_log / "stream")
     batch = batch_run(broker, topic, work / "batch", sizes, event_log / "batch", "spark_batch.py")
     load_at_end = os.getloadavg()
     plain_spread, batch_spread = Spread.of(plain.rates), Spread.of(batch.rates)
-    timed = stream.batches[-stream.timed_batches :] if stream.timed_batches else []
+    timed = stream.batches[stream.warm_batches : stream.warm_batches + stream.timed_batches]
     fig = Figure(
         stage="spark",
         name="streaming over a backlog, warm",
@@ -246,7 +264,8 @@ def run(cfg: Config, broker: Broker, work: Path) -> StageResult:
             f"warm the same way): {batch_spread.text()} events/s ({batch_spread.median / plain_spread.median:.2f} "
             "of plain Spark): the cost of the strict checks; the rest of the gap to the streaming figure "
             "is micro-batching",
-            "timed micro-batches (records, ms since the previous one was seen): " + _batch_times(stream.batches, timed),
+            "timed micro-batches (records, ms since the previous one was seen): "
+            + _batch_times(stream.batches, timed, stream.warm_batches),
             f"where the time goes, {stream.breakdown}",
             f"load average (1, 5, 15 min) at the stage's start {_load(load_at_start)}, at its end "
             f"{_load(load_at_end)} on {os.cpu_count()} cores: wall-time figures above ~{os.cpu_count()} are "
@@ -261,6 +280,23 @@ def run(cfg: Config, broker: Broker, work: Path) -> StageResult:
         fig.profile = str(event_log)
     res.figures.append(fig)
     res.figures.append(cpu_figure(stream, plain, batch))
+    n_b, s_b, cpu_b = stream.grown
+    res.figures.append(
+        growth_figure(
+            "spark",
+            "streaming job over a backlog",
+            stream.events,
+            [stream.cpu_seconds / stream.events * 1e6],
+            n_b,
+            [cpu_b / n_b * 1e6],
+            [
+                f"one streaming run (topic of its own: the warm-up backlog, then {n_b:,} records): A = its first "
+                f"{stream.events:,} timed records (the figure above), B = all {n_b:,} from the same start; wall "
+                f"time per record {stream.seconds / stream.events * 1e6:.1f} us at A, {s_b / n_b * 1e6:.1f} us at "
+                "B; CPU = the job's process tree (JVM, Python driver)",
+            ],
+        )
+    )
     return res
 
 
@@ -290,11 +326,10 @@ def _load(avg: tuple[float, float, float]) -> str:
     return "/".join(f"{x:.1f}" for x in avg)
 
 
-def _batch_times(batches: list[dict], timed: list[dict]) -> str:
+def _batch_times(batches: list[dict], timed: list[dict], first: int) -> str:
     """ "<records> in <ms>" for each timed batch: the time between the bench seeing it and seeing the one
     before it (the batches follow each other at once over a backlog)."""
     seen = [b["seenAt"] for b in batches]
-    first = len(batches) - len(timed)
     return ", ".join(
         f"{b['numInputRows']:,} in {(b['seenAt'] - seen[first + i - 1]) * 1000:,.0f}"
         for i, b in enumerate(timed)

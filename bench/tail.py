@@ -61,6 +61,10 @@ class MergedTail(threading.Thread):
         self.poll_s = poll_s
         self.seconds: dict[int, Second] = {}
         self.rows = 0
+        #: While set, every chunk's (seen at, index of its first row, its rows' freshness) is kept for
+        #: the phase breakdown (bench/e2e_phases.py); off by default (memory).
+        self.keep_rows = False
+        self.kept: list[tuple[float, int, np.ndarray]] = []
         self.error: BaseException | None = None
         self._stop_ev = threading.Event()
         self._lock = threading.Lock()
@@ -114,6 +118,8 @@ class MergedTail(threading.Thread):
             if sec not in self.seconds:
                 for old in self.seconds.values():
                     old.close()
+            if self.keep_rows:
+                self.kept.append((now, self.rows, fresh.astype(np.float64)))
             s = self.seconds.setdefault(sec, Second())
             s.rows += len(fresh)
             s.values.append(fresh.astype(np.float64))

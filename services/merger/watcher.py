@@ -30,6 +30,10 @@ log = logging.getLogger(__name__)
 
 #: /merger/status shows the newest source events (state.json keeps more).
 EVENTS_SHOWN = 20
+#: watchfiles' step: a batch of file events is handed over once this many ms pass without a new one.
+#: Measured (rename of a new batch file to the wake-up, 40 files, load 15 on 2 cores): 5 ms wakes the
+#: merge loop after ~10 ms median (20 ms: ~33 ms), for +0.2% of a core while idle (0.45% against 0.25%).
+WATCH_STEP_MS = 5
 
 
 def _is_batch_file(change: Change, path: str) -> bool:
@@ -120,7 +124,7 @@ class Watcher:
                     self.settings.rows_dir,
                     watch_filter=_is_batch_file,
                     stop_event=self._stop_async,
-                    step=20,
+                    step=WATCH_STEP_MS,
                     debounce=400,
                     recursive=False,
                     ignore_permission_denied=True,

@@ -31,6 +31,9 @@ def test_merger_stage_tiny(tmp_path: Path) -> None:
     assert append.ratio is not None and append.ratio > 0
     assert catchup.sizes["merged_rows"] == 1000
     assert catchup.value.median > 0 and catchup.baseline is not None and catchup.baseline.median > 0
+    growth = by_name["cost per record as work grows: catch-up (batch files merged from scratch)"]
+    assert growth.sizes == {"size_a": 1000, "size_b": 4000}
+    assert growth.ratio is not None and growth.ratio > 0 and growth.value.n == TINY.grow_reps
     for f in res.figures:
         f.to_json()  # verdict computable
 
