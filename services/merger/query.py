@@ -5,8 +5,8 @@ merged.csv), which the route then streams out.
 Only committed rows are read: the scan stops after the committed row count (state.rows_merged), so
 bytes being appended meanwhile (or an uncommitted tail) are never part of an answer.
 
-A query whose reader has gone stops within one batch of the streaming engine: the plan checks the
-answer's `abandoned` flag between batches (polars' own cancel does not stop a streaming sink)."""
+A query whose reader has gone stops within one chunk of the read: the plan checks the
+answer's `abandoned` flag before each chunk (polars' own cancel does not stop a streaming sink)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from typing import Final, Literal
 import polars as pl
 
 from contract.csv import ROW_COLUMNS, ROW_DTYPES
+from services.merger.chunked_csv import scan_committed
 from services.merger.errors import InvalidQueryError
 
 log = logging.getLogger(__name__)
@@ -155,21 +156,14 @@ Source = tuple[Path, int]
 
 def plan(sources: list[Source], q: RowQuery, fmt: Format, check: Callable[[], None] | None = None) -> pl.LazyFrame:
     """The lazy query over the first committed data rows of each source, one after the other.
-    `check` runs between batches of the scan; it raises (Abandoned) to stop the query."""
-    # Read as text, always: polars parses a little past n_rows, and the bytes after the committed
-    # prefix may be a row cut in the middle; typed parsing happens after the slice.
-    scans = [pl.scan_csv(path, schema=TEXT_SCHEMA, n_rows=rows, low_memory=True) for path, rows in sources if rows > 0]
+    `check` runs before each chunk of the scan; it raises (Abandoned) to stop the query."""
+    # Read as text, always (typed parsing happens after the committed rows are cut), in bounded
+    # chunks rather than scan_csv's memory map, whose pages would stay resident (services.merger.chunked_csv).
+    scans = [scan_committed(path, rows, TEXT_SCHEMA, check) for path, rows in sources if rows > 0]
     if not scans:
         lf = pl.LazyFrame(schema=TEXT_SCHEMA)
     else:
         lf = scans[0] if len(scans) == 1 else pl.concat(scans, how="vertical")
-        if check is not None:
-
-            def checked(batch: pl.DataFrame) -> pl.DataFrame:
-                check()
-                return batch
-
-            lf = lf.map_batches(checked, streamable=True, schema=TEXT_SCHEMA)
     if fmt == "parquet":
         lf = lf.cast({c: t for c, t in TYPED_SCHEMA.items() if t != pl.String}).with_columns(parsed_event_time())
         event_time = pl.col("eventTime")
