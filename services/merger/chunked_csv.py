@@ -10,6 +10,7 @@ bytes appended meanwhile, or a row cut in the middle after them, are never part 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Final
 
@@ -76,18 +77,36 @@ def scan_committed(
             used = set(wanted) | set(predicate.meta.root_names())
             wanted = [n for n in names if n in used]
         indexes = [names.index(n) for n in wanted]  # by position: the blocks have no header
-        for block in record_blocks(path, chunk_bytes):
-            if left <= 0:
-                return
-            if check is not None:
-                check()
-            df = pl.read_csv(block, has_header=False, schema=schema, columns=indexes).head(left)
-            left -= df.height
-            lf = df.lazy()  # lazily: the optimised filter is several times faster than an eager one
-            if predicate is not None:
-                lf = lf.filter(predicate)
-            if with_columns is not None:
-                lf = lf.select(with_columns)
-            yield lf.collect()
+        blocks = record_blocks(path, chunk_bytes)
+
+        def read_next() -> pl.DataFrame | None:
+            block = next(blocks, None)
+            return None if block is None else pl.read_csv(block, has_header=False, schema=schema, columns=indexes)
+
+        # One chunk is read and parsed (polars releases the GIL) while the previous one is filtered
+        # and handed on: at most two chunks in memory.
+        try:
+            with ThreadPoolExecutor(1, thread_name_prefix="query-read") as pool:
+                try:
+                    nxt = pool.submit(read_next)
+                    while left > 0:
+                        if check is not None:
+                            check()
+                        df = nxt.result()
+                        if df is None:
+                            return
+                        nxt = pool.submit(read_next)
+                        df = df.head(left)
+                        left -= df.height
+                        lf = df.lazy()  # lazily: the optimised filter is several times faster than an eager one
+                        if predicate is not None:
+                            lf = lf.filter(predicate)
+                        if with_columns is not None:
+                            lf = lf.select(with_columns)
+                        yield lf.collect()
+                finally:
+                    nxt.cancel()
+        finally:
+            blocks.close()  # (its file; the worker is done once the pool is shut down)
 
     return register_io_source(source, schema=schema)
