@@ -5,8 +5,9 @@ file_budget_bytes) rather than the high-water mark of every buffer it has ever h
 Two allocators hold the merger's big buffers: glibc's malloc (Python's bytes: a batch file, the rows
 cut from it) and jemalloc (polars' frames). By default glibc raises its mmap threshold after each
 big free (up to 32 MiB), so later batch-sized buffers come from its heaps, where freed memory stays
-resident; jemalloc keeps freed pages for 10 s. Measured on a backlog of 34 MB batch files: peak RSS
-462 MB, 313 MB once idle; with both settings below ~300 MB and ~170 MB (bench/stage_merger.py)."""
+resident; jemalloc keeps freed pages for 10 s. Measured with the service catching up six 34 MB
+batch files (streamed in 16 MiB chunks): peak RSS 449-468 MB, 272-283 MB once idle; with these
+settings 352-355 MB and 161-199 MB; with 8 MiB chunks (file_budget_bytes' default now) 260 MB."""
 
 from __future__ import annotations
 
