@@ -6,11 +6,7 @@ import signal
 import sys
 from types import FrameType
 
-import uvicorn
-
-from service_kit.logs import configure_logging
-from services.merger.app import create_app
-from services.merger.settings import MergerSettings
+from services.merger.memory import release_memory_promptly
 
 
 def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
@@ -18,6 +14,13 @@ def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
 
 
 def main() -> None:
+    release_memory_promptly()  # before polars is loaded: the imports below load it
+    import uvicorn
+
+    from service_kit.logs import configure_logging
+    from services.merger.app import create_app
+    from services.merger.settings import MergerSettings
+
     settings = MergerSettings()
     configure_logging("merger")
     # SIGTERM: uvicorn stops accepting requests and runs the lifespan shutdown, which lets the commit

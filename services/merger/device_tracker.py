@@ -29,7 +29,7 @@ from services.merger.state import HEADER_LINE, MergerState
 log = logging.getLogger(__name__)
 
 #: Catch-up reads at most this many bytes of merged.csv at a time (memory bounded on a big file).
-READ_CHUNK: Final = 32 * 1024 * 1024
+READ_CHUNK: Final = 8 * 1024 * 1024
 
 
 def row_end(data: bytes, before: int) -> int:

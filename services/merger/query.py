@@ -5,8 +5,8 @@ merged.csv), which the route then streams out.
 Only committed rows are read: the scan stops after the committed row count (state.rows_merged), so
 bytes being appended meanwhile (or an uncommitted tail) are never part of an answer.
 
-A query whose reader has gone stops within one batch of the streaming engine: the plan checks the
-answer's `abandoned` flag between batches (polars' own cancel does not stop a streaming sink)."""
+A query whose reader has gone stops within one chunk of the read: the plan checks the
+answer's `abandoned` flag before each chunk (polars' own cancel does not stop a streaming sink)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ import polars as pl
 
 from contract.compacted import PARQUET_SCHEMA, as_text
 from contract.csv import ROW_COLUMNS, ROW_DTYPES
+from services.merger.chunked_csv import scan_committed
 from services.merger.errors import InvalidQueryError
 
 log = logging.getLogger(__name__)
@@ -156,19 +157,12 @@ Source = tuple[Path, int]
 
 def plan(sources: list[Source], q: RowQuery, fmt: Format, check: Callable[[], None] | None = None) -> pl.LazyFrame:
     """The lazy query over the first committed data rows of each source, one after the other.
-    `check` runs between batches of the scan; it raises (Abandoned) to stop the query."""
-    scans = [_scan(path, rows, q, fmt) for path, rows in sources if rows > 0]
+    `check` runs between chunks of the scan; it raises (Abandoned) to stop the query."""
+    scans = [_scan(path, rows, q, fmt, check) for path, rows in sources if rows > 0]
     if not scans:
         lf = pl.LazyFrame(schema=PARQUET_SCHEMA if fmt == "parquet" else TEXT_SCHEMA)
     else:
         lf = scans[0] if len(scans) == 1 else pl.concat(scans, how="vertical")
-        if check is not None:
-
-            def checked(batch: pl.DataFrame) -> pl.DataFrame:
-                check()
-                return batch
-
-            lf = lf.map_batches(checked, streamable=True, schema=PARQUET_SCHEMA if fmt == "parquet" else TEXT_SCHEMA)
     if q.columns:
         lf = lf.select(q.columns)
     if q.limit is not None:
@@ -176,18 +170,25 @@ def plan(sources: list[Source], q: RowQuery, fmt: Format, check: Callable[[], No
     return lf
 
 
-def _scan(path: Path, rows: int, q: RowQuery, fmt: Format) -> pl.LazyFrame:
+def _scan(path: Path, rows: int, q: RowQuery, fmt: Format, check: Callable[[], None] | None) -> pl.LazyFrame:
     """One source's matching rows, typed for a Parquet answer, as text for a CSV one. A compacted
     segment's Parquet copy (contract.compacted) is filtered on its typed columns (the filter reaches
     the Parquet reader: row groups outside it are skipped)."""
     if path.suffix == ".parquet":
         lf = pl.scan_parquet(path).head(rows)
+        if check is not None:
+
+            def checked(batch: pl.DataFrame) -> pl.DataFrame:
+                check()
+                return batch
+
+            lf = lf.map_batches(checked, streamable=True, schema=PARQUET_SCHEMA)
         cond = predicate(q, pl.col("eventTime"))
         lf = lf if cond is None else lf.filter(cond)
         return lf if fmt == "parquet" else as_text(lf)
-    # Read as text, always: polars parses a little past n_rows, and the bytes after the committed
-    # prefix may be a row cut in the middle; typed parsing happens after the slice.
-    lf = pl.scan_csv(path, schema=TEXT_SCHEMA, n_rows=rows, low_memory=True)
+    # Read as text, always (typed parsing happens after the committed rows are cut), in bounded
+    # chunks rather than scan_csv's memory map, whose pages would stay resident (services.merger.chunked_csv).
+    lf = scan_committed(path, rows, TEXT_SCHEMA, check)
     if fmt == "parquet":
         lf = lf.cast({c: t for c, t in TYPED_SCHEMA.items() if t != pl.String}).with_columns(parsed_event_time())
         event_time = pl.col("eventTime")

@@ -42,7 +42,7 @@ class MergerSettings(PipelineSettings, InternalSecretSettings):
         "(one file at least): with max_group_bytes, it bounds the merger's memory per commit.",
     )
     file_budget_bytes: int = Field(
-        default=16 * 1024 * 1024,
+        default=8 * 1024 * 1024,
         ge=4096,
         description="A batch whose rows and rejects files hold more than this many bytes is committed alone, "
         "read, checked and appended in row-bounded chunks of about this size (one commit, as any batch): "

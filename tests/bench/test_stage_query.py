@@ -13,7 +13,7 @@ TINY = QuerySizes(rows=3_000, chunk_rows=1_000, reps=1, device_batch_rows=500, d
 def test_query_stage_tiny(tmp_path: Path) -> None:
     res = run(Config(quick=True, out=tmp_path), TINY)
     assert res.error is None
-    assert len(res.figures) == 4
+    assert len(res.figures) == 5
     for f in res.figures:
         assert f.value.median > 0 and f.baseline is not None and f.baseline.median > 0, f.name
         f.to_json()  # verdict computable
