@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import subprocess
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from aiokafka import AIOKafkaProducer
 from bench.common import Config, Figure, Spread, StageError, StageResult, Target
 from bench.procs import Broker
 from bench.spark_result import SparkRunResult
-from bench.stage_spark import spark_env, spark_submit_argv
+from bench.stage_spark import run_spark_script, spark_env, spark_submit_argv
 from contract.kafka import KafkaSecurity
 from devicestream.paths import REPO_ROOT
 from kafka_io.admin import end_offsets
@@ -111,12 +110,12 @@ def spark_over(
         str(sizes.passes),
     ]
     work.mkdir(parents=True, exist_ok=True)
-    res = subprocess.run(
-        argv, env=spark_env(broker, topics[0], work), cwd=REPO_ROOT, capture_output=True, text=True, timeout=3600
-    )
-    by_topic = {d.script: d for d in SparkRunResult.all_from_stdout(res.stdout)}
-    if res.returncode != 0 or set(by_topic) != set(topics):
-        raise StageError(f"spark_keys.py failed ({res.returncode}):\n{res.stdout[-1500:]}\n{res.stderr[-3000:]}")
+
+    def every_topic(stdout: str) -> dict[str, SparkRunResult] | None:
+        got = {d.script: d for d in SparkRunResult.all_from_stdout(stdout)}
+        return got if set(got) == set(topics) else None
+
+    by_topic = run_spark_script("spark_keys.py", argv, spark_env(broker, topics[0], work), 3600, every_topic)
     for topic, doc in by_topic.items():
         if doc.input_rows != sizes.events:
             raise StageError(f"spark_keys.py read {doc.input_rows} records of {topic}, expected {sizes.events}")

@@ -22,8 +22,10 @@ import re
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import TypeVar
 
 from bench.common import PY, Config, Figure, Spread, StageError, StageResult, Target, growth_figure, wait_until
 from bench.data import write_payload_file
@@ -35,6 +37,7 @@ from contract.progress import SparkProgress, read_progress, read_progress_or_non
 from devicestream.paths import REPO_ROOT, jars_dir
 from devicestream.processes import log_tail, start_in_own_group, stop_process
 
+T = TypeVar("T")
 RATIO_TARGET = 0.6
 
 
@@ -91,6 +94,18 @@ def spark_env(broker: Broker, topic: str, data: Path) -> dict[str, str]:
         "PYSPARK_DRIVER_PYTHON": PY,
         "PYTHONUNBUFFERED": "1",
     }
+
+
+def run_spark_script(
+    script: str, argv: list[str], env: dict[str, str], timeout: float, parse: Callable[[str], T | None]
+) -> T:
+    """Run a bench Spark script (`argv`) and `parse` its stdout; StageError with the tails of its
+    output when it fails or `parse` finds nothing (None)."""
+    res = subprocess.run(argv, env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout)
+    doc = parse(res.stdout)
+    if res.returncode != 0 or doc is None:
+        raise StageError(f"{script} failed ({res.returncode}):\n{res.stdout[-1500:]}\n{res.stderr[-3000:]}")
+    return doc
 
 
 @dataclass(frozen=True)
@@ -200,12 +215,7 @@ def batch_run(
     shutil.rmtree(data, ignore_errors=True)
     data.mkdir(parents=True)
     argv = [*spark_submit_argv(REPO_ROOT / "bench" / script, event_log), "--passes", str(sizes.passes)]
-    res = subprocess.run(
-        argv, env=spark_env(broker, topic, data), cwd=REPO_ROOT, capture_output=True, text=True, timeout=1800
-    )
-    doc = SparkRunResult.from_stdout(res.stdout)
-    if res.returncode != 0 or doc is None:
-        raise StageError(f"{script} failed ({res.returncode}):\n{res.stdout[-1500:]}\n{res.stderr[-3000:]}")
+    doc = run_spark_script(script, argv, spark_env(broker, topic, data), 1800, SparkRunResult.from_stdout)
     if doc.input_rows != sizes.topic_events:
         raise StageError(f"{script} read {doc.input_rows} records, expected {sizes.topic_events}")
     return doc

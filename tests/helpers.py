@@ -150,3 +150,19 @@ def produce(bootstrap: str, topic: str, values: Sequence[bytes], key: bytes = b"
             await producer.stop()
 
     asyncio.run(send_all())
+
+
+def recreate_topic(bootstrap: str, topic: str, partitions: int = 3, deadline_s: float = 30) -> None:
+    """Delete `topic`, wait until the controller has deleted it, and create it again empty."""
+    from kafka_io.admin import admin_client, create_topic
+
+    async def go() -> None:
+        async with admin_client(bootstrap) as admin:
+            await admin.delete_topics([topic])
+            for _ in range(int(deadline_s / 0.2)):  # deletion is asynchronous in the controller
+                if topic not in await admin.list_topics():
+                    break
+                await asyncio.sleep(0.2)
+            await create_topic(admin, topic, partitions)
+
+    asyncio.run(go())

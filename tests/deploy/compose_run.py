@@ -36,7 +36,7 @@ from pydantic import SecretStr
 
 from contract.api import GeneratorStatus
 from contract.kafka import PLAINTEXT, KafkaSecurity
-from devicestream.processes import free_ports
+from devicestream.processes import DeadlineExpired, free_ports, wait_until
 from kafka_io.reachability import connection_failure
 from tests.documents import generator_status, merger_status
 from tests.helpers import REPO_ROOT
@@ -103,20 +103,11 @@ class Stack:
         return res.stdout + res.stderr
 
     def wait_for(self, predicate: Callable[[], T], timeout: float, what: str, *services: str) -> T:
-        end = time.monotonic() + timeout
-        last: BaseException | None = None
-        while True:
-            try:
-                value = predicate()
-                if value:
-                    return value
-            except (httpx.HTTPError, subprocess.SubprocessError, KeyError, ValueError) as e:
-                last = e
-            if time.monotonic() > end:
-                raise ComposeTestError(
-                    f"timed out after {timeout:.0f}s waiting for {what}; last error: {last!r}\n{self.logs(*services)}"
-                )
-            time.sleep(1.0)
+        """devicestream.processes.wait_until every second; on timeout, with the tails of `services`' logs."""
+        try:
+            return wait_until(predicate, timeout, what, interval_s=1.0)
+        except DeadlineExpired as e:
+            raise ComposeTestError(f"{e}\n{self.logs(*services)}") from None
 
     # ---- the containers ----------------------------------------------------------------------
     def container(self, service: str) -> dict:

@@ -10,7 +10,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from contract.pipeline_status import PipelineStatus
 from contract.verify_report import VerifyReport
 from devicestream.processes import free_ports, log_tail
 from tests.documents import generator_status, merger_status
-from tests.helpers import REPO_ROOT, start_up, stop_up, wait_for, wait_up
+from tests.helpers import devicestream_cli, start_up, stop_up, wait_for, wait_up
 from tests.tiers import starts_processes
 
 
@@ -113,14 +112,7 @@ class Stack:
 
     # ---- the proof ---------------------------------------------------------------------------
     def verify(self, wait_s: float = 180) -> VerifyReport:
-        res = subprocess.run(
-            [sys.executable, "-m", "devicestream", "verify", "--json", "--wait", str(wait_s)],
-            env={**os.environ, **self.env},
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=wait_s + 300,
-        )
+        res = devicestream_cli("verify", "--json", "--wait", str(wait_s), env=self.env, timeout=wait_s + 300)
         try:
             report = VerifyReport.model_validate_json(res.stdout)
         except ValidationError:

@@ -5,7 +5,6 @@ documented outcome in /merger/status). They share one stack and run in file orde
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import signal
 
@@ -13,9 +12,8 @@ import httpx
 import orjson
 import pytest
 
-from kafka_io.admin import admin_client, create_topic
 from tests.e2e.conftest import Stack
-from tests.helpers import produce, wait_for
+from tests.helpers import produce, recreate_topic, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -122,17 +120,8 @@ def test_5_recreated_topic_is_a_visible_event(stack: Stack) -> None:
     old_topic_id = before.topic_id
     assert old_topic_id
 
-    async def recreate() -> None:
-        async with admin_client(stack.bootstrap) as admin:
-            await admin.delete_topics([TOPIC])
-            for _ in range(100):  # deletion is asynchronous in the controller
-                if TOPIC not in await admin.list_topics():
-                    break
-                await asyncio.sleep(0.2)
-            await create_topic(admin, TOPIC, 3)
-
     old = stack.kill("spark")
-    asyncio.run(recreate())
+    recreate_topic(stack.bootstrap, TOPIC)
     shutil.rmtree(stack.data / "spark" / "checkpoint", ignore_errors=True)
     stack.wait_restarted("spark", old)
     base = 4 * 10**12

@@ -10,9 +10,6 @@ Kafka twice, and `devicestream verify` exits 0."""
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -25,7 +22,7 @@ from contract.ledger import ledger_path, read_ledger
 from contract.verify_report import RunReport
 from devicestream.processes import log_tail
 from tests.e2e.conftest import Stack
-from tests.helpers import REPO_ROOT
+from tests.helpers import devicestream_cli
 
 pytestmark = pytest.mark.integration
 
@@ -46,13 +43,8 @@ RUN = {
 
 
 def _verify_run(stack: Stack, run_id: str, wait_s: float) -> tuple[int, RunReport]:
-    res = subprocess.run(
-        [sys.executable, "-m", "devicestream", "verify", "--run", run_id, "--json", "--wait", str(wait_s)],
-        env={**os.environ, **stack.env},
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=wait_s + 120,
+    res = devicestream_cli(
+        "verify", "--run", run_id, "--json", "--wait", str(wait_s), env=stack.env, timeout=wait_s + 120
     )
     try:
         return res.returncode, RunReport.model_validate_json(res.stdout)

@@ -57,29 +57,27 @@ def test_1_counted_seeded_run_undisturbed(stack: Stack) -> None:
     assert doc.accounting.events_in_kafka == doc.accounting.spark_input_rows == COUNT, doc.accounting
 
 
-def test_2_spark_job_killed_twice_mid_run(stack: Stack) -> None:
+def _killed_while_merging(stack: Stack, name: str, times: int, seed: int) -> None:
+    """A run during which `name` is killed `times` times, each time while rows are being merged;
+    the run completes and verify passes."""
     before = _merged_rows(stack)
-    stack.start_run(rate=RATE, count=COUNT, seed=2)
-    for _ in range(2):
+    stack.start_run(rate=RATE, count=COUNT, seed=seed)
+    for _ in range(times):
         _wait_merging(stack, before)
-        old = stack.kill("spark")
-        stack.wait_restarted("spark", old)
+        old = stack.kill(name)
+        stack.wait_restarted(name, old)
         before = _merged_rows(stack)
     assert stack.wait_run_ended().state == "completed"
     stack.verify()
+
+
+def test_2_spark_job_killed_twice_mid_run(stack: Stack) -> None:
+    _killed_while_merging(stack, "spark", 2, seed=2)
     assert stack.components()["spark"].restarts >= 2
 
 
 def test_3_merger_killed_during_merges(stack: Stack) -> None:
-    before = _merged_rows(stack)
-    stack.start_run(rate=RATE, count=COUNT, seed=3)
-    for _ in range(3):
-        _wait_merging(stack, before)
-        old = stack.kill("merger")
-        stack.wait_restarted("merger", old)
-        before = _merged_rows(stack)
-    assert stack.wait_run_ended().state == "completed"
-    stack.verify()
+    _killed_while_merging(stack, "merger", 3, seed=3)
 
 
 def test_4_broker_stopped_for_10s(stack: Stack) -> None:

@@ -14,7 +14,6 @@ them as unexpected. They run in file order and share the stack."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Iterator
 
@@ -25,9 +24,8 @@ from contract.checkpoint_topic import FILE_NAME, read_checkpoint_topic
 from contract.layout import DataLayout
 from contract.progress import read_progress_or_none
 from contract.verify_report import VerifyReport
-from kafka_io.admin import admin_client, create_topic
 from tests.e2e.conftest import Stack, running_stack
-from tests.helpers import devicestream_cli, produce, wait_for
+from tests.helpers import devicestream_cli, produce, recreate_topic, wait_for
 from tests.tiers import starts_processes
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1500)]
@@ -72,16 +70,7 @@ def _spark_read(stack: Stack, records: int) -> bool:
 
 
 def _recreate(stack: Stack) -> None:
-    async def go() -> None:
-        async with admin_client(stack.bootstrap) as admin:
-            await admin.delete_topics([TOPIC])
-            for _ in range(150):  # deletion is asynchronous in the controller
-                if TOPIC not in await admin.list_topics():
-                    break
-                await asyncio.sleep(0.2)
-            await create_topic(admin, TOPIC, 3)
-
-    asyncio.run(go())
+    recreate_topic(stack.bootstrap, TOPIC)
 
 
 def _verify_json(stack: Stack) -> tuple[int, VerifyReport]:

@@ -114,7 +114,7 @@ def test_abandoned_queries_stop_and_leave_the_readers_answering(big: Served) -> 
         assert took < BOUND_S, (path, took)
     # the abandoned queries stopped (a query took {one_query_s}; ten of them run to the end would
     # keep the merger busy for 5 times that): nothing runs or waits, no temp answer is left
-    logs = [p.log_file for p in big.procs]
+    logs = big.logs()
     wait_for(
         lambda: metric(big, "merger_queries_running") == 0 and metric(big, "merger_queries_waiting") == 0,
         max(10.0, 2 * one_query_s),
@@ -122,7 +122,7 @@ def test_abandoned_queries_stop_and_leave_the_readers_answering(big: Served) -> 
         logs=logs,
     )
     wait_for(lambda: not tmp_answers(big), 10, "no temp answer left", logs=logs)
-    assert "query stopped: its reader has gone" in big.procs[0].log_file.read_text()
+    assert "query stopped: its reader has gone" in big.log("merger").read_text()
 
 
 def test_past_the_queue_the_answer_is_503_with_retry_after(big: Served) -> None:

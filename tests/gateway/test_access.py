@@ -11,19 +11,13 @@ import pytest
 
 from services.gateway.auth import key_matches
 from tests.documents import generator_status
-from tests.gateway.conftest import Stack, make_stack
+from tests.gateway.conftest import Stack, make_stack, start_stack
 
 KEY = "s3cret-key-for-tests"
 
 
 def _gateway(tmp: Path, kafka: object, **env: str) -> Iterator[Stack]:
-    s = make_stack(tmp, kafka, GATEWAY_API_KEY=KEY, **env)
-    try:
-        s.start("generator")
-        s.start("gateway")
-        yield s
-    finally:
-        s.stop_all()
+    yield from start_stack(make_stack(tmp, kafka, GATEWAY_API_KEY=KEY, **env), "generator", "gateway")
 
 
 @pytest.fixture

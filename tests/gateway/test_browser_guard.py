@@ -18,20 +18,14 @@ from services.gateway.origin import (
     media_type_refusal,
 )
 from tests.documents import generator_status
-from tests.gateway.conftest import Stack, make_stack
+from tests.gateway.conftest import Stack, make_stack, start_stack
 
 FORM = {"content-type": "application/x-www-form-urlencoded"}
 
 
 @pytest.fixture
 def gw(tmp_path: Path, kafka: object) -> Iterator[Stack]:
-    s = make_stack(tmp_path, kafka)
-    try:
-        s.start("generator")
-        s.start("gateway")
-        yield s
-    finally:
-        s.stop_all()
+    yield from start_stack(make_stack(tmp_path, kafka), "generator", "gateway")
 
 
 @pytest.mark.integration
@@ -88,15 +82,11 @@ def test_dns_rebinding_is_refused(gw: Stack) -> None:
 
 @pytest.mark.integration
 def test_configured_hosts(tmp_path: Path, kafka: object) -> None:
-    s = make_stack(tmp_path, kafka, GATEWAY_ALLOWED_HOSTS="pipeline.lan,*.corp.example")
-    try:
-        s.start("generator")
-        s.start("gateway")
+    with make_stack(tmp_path, kafka, GATEWAY_ALLOWED_HOSTS="pipeline.lan,*.corp.example") as s:
+        s.start_all("generator", "gateway")
         ok = httpx.get(f"{s.url}/generator/status", headers={"host": "a.corp.example:8000"})
         assert ok.status_code == 200
         assert httpx.get(f"{s.url}/generator/status", headers={"host": "localhost"}).status_code == 403
-    finally:
-        s.stop_all()
 
 
 def test_host_rules() -> None:

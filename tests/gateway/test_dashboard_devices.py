@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser import browser_page, needs_chromium
 from tests.documents import devices
 from tests.gateway.conftest import ARTIFACTS
 from tests.gateway.real_merger import Served, served_in
-from tests.gateway.test_dashboard import ARGS, CHROMIUM
 from tests.helpers import wait_for
 from tests.merger.batches import HEADER_LINE, batch_rows, write_batch
 from tests.tiers import starts_processes
@@ -62,62 +62,54 @@ def table_matches_api(page, served: Served) -> None:
         }
         return bool(got) and got == expected(served)
 
-    wait_for(same, 15, "the device table to match /devices", logs=[p.log_file for p in served.procs])
+    wait_for(same, 15, "the device table to match /devices", logs=served.logs())
 
 
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is missing: run scripts/install.sh as root")
+@needs_chromium
 def test_device_table_follows_the_merged_rows(served: Served) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     rnd = random.Random(9)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1200})
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(served.url + "/")
-            expect(page.locator("#devices-info")).to_contain_text("no device seen yet", timeout=15_000)
+    with browser_page(served.url + "/", viewport={"width": 1400, "height": 1200}) as (page, errors):
+        expect(page.locator("#devices-info")).to_contain_text("no device seen yet", timeout=15_000)
 
-            for b in range(2):
-                write_batch(served.rows_dir, b, HEADER_LINE + batch_rows(b, 200, rnd))
-            served.merged_up_to(1)
-            expect(page.locator("#devices-body tr")).to_have_count(5, timeout=15_000)
-            table_matches_api(page, served)
+        for b in range(2):
+            write_batch(served.rows_dir, b, HEADER_LINE + batch_rows(b, 200, rnd))
+        served.merged_up_to(1)
+        expect(page.locator("#devices-body tr")).to_have_count(5, timeout=15_000)
+        table_matches_api(page, served)
 
-            # a new device, all errors, hot, seen seconds ago (the recent window ends now): it
-            # appears, and its figures are the API's
-            now = (datetime.now(UTC) - timedelta(seconds=5)).strftime("%Y-%m-%dT%H:%M:%S")
-            rows = "".join(
-                f"ffff0000-{i:04x}-4000-8000-000000000000,{900_000 + i},device,CI00100,"
-                f"{now}.{i:06d}Z,0,D777,{25 + i % 5},C,ERROR\n"
-                for i in range(40)
-            )
-            write_batch(served.rows_dir, 2, HEADER_LINE + rows)
-            served.merged_up_to(2)
-            expect(page.locator("#dev-D777")).to_be_visible(timeout=15_000)
-            table_matches_api(page, served)
-            d777 = shown(page)["D777"]
-            assert float(d777["share"]) == 1.0 and "100" in d777["text"]
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "dashboard-devices.png"), full_page=True)
+        # a new device, all errors, hot, seen seconds ago (the recent window ends now): it
+        # appears, and its figures are the API's
+        now = (datetime.now(UTC) - timedelta(seconds=5)).strftime("%Y-%m-%dT%H:%M:%S")
+        rows = "".join(
+            f"ffff0000-{i:04x}-4000-8000-000000000000,{900_000 + i},device,CI00100,"
+            f"{now}.{i:06d}Z,0,D777,{25 + i % 5},C,ERROR\n"
+            for i in range(40)
+        )
+        write_batch(served.rows_dir, 2, HEADER_LINE + rows)
+        served.merged_up_to(2)
+        expect(page.locator("#dev-D777")).to_be_visible(timeout=15_000)
+        table_matches_api(page, served)
+        d777 = shown(page)["D777"]
+        assert float(d777["share"]) == 1.0 and "100" in d777["text"]
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "dashboard-devices.png"), full_page=True)
 
-            # more devices than a page: the table shows the first page, the next one on request
-            rows = "".join(
-                f"eeee0000-{i:04x}-4000-8000-000000000000,{950_000 + i},device,CI00100,"
-                f"2026-11-28T03:00:20.000000Z,0,P{i:03d},1,C,SUCCESS\n"
-                for i in range(150)
-            )
-            write_batch(served.rows_dir, 3, HEADER_LINE + rows)
-            served.merged_up_to(3)
-            expect(page.locator("#devices-body tr")).to_have_count(100, timeout=15_000)
-            expect(page.locator("#devices-info")).to_contain_text("100 of 156 devices shown", timeout=15_000)
-            page.locator("#devices-next").click()
-            expect(page.locator("#devices-body tr")).to_have_count(56, timeout=15_000)
-            expect(page.locator("#dev-P149")).to_be_visible()
-            expect(page.locator("#devices-next")).to_be_hidden()
-            page.locator("#devices-first").click()
-            expect(page.locator("#dev-D001")).to_be_visible(timeout=15_000)
-            assert not errors, errors
-        finally:
-            browser.close()
+        # more devices than a page: the table shows the first page, the next one on request
+        rows = "".join(
+            f"eeee0000-{i:04x}-4000-8000-000000000000,{950_000 + i},device,CI00100,"
+            f"2026-11-28T03:00:20.000000Z,0,P{i:03d},1,C,SUCCESS\n"
+            for i in range(150)
+        )
+        write_batch(served.rows_dir, 3, HEADER_LINE + rows)
+        served.merged_up_to(3)
+        expect(page.locator("#devices-body tr")).to_have_count(100, timeout=15_000)
+        expect(page.locator("#devices-info")).to_contain_text("100 of 156 devices shown", timeout=15_000)
+        page.locator("#devices-next").click()
+        expect(page.locator("#devices-body tr")).to_have_count(56, timeout=15_000)
+        expect(page.locator("#dev-P149")).to_be_visible()
+        expect(page.locator("#devices-next")).to_be_hidden()
+        page.locator("#devices-first").click()
+        expect(page.locator("#dev-D001")).to_be_visible(timeout=15_000)
+        assert not errors, errors

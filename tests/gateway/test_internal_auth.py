@@ -18,22 +18,19 @@ from devicestream.processes import free_ports
 from devicestream.settings import LauncherSettings
 from devicestream.specs import child_env
 from tests.documents import generator_status
-from tests.gateway.conftest import Stack, make_stack
+from tests.gateway.conftest import Stack, make_stack, start_stack
 from tests.helpers import start_up, stop_up, wait_up
 
 SECRET = "internal-secret-for-tests"
+#: The generator's and the merger's settings: both require the secret.
+SERVICES_SECRET = {name: {"DEVICESTREAM_INTERNAL_SECRET": SECRET} for name in ("merger", "generator")}
 
 
 @pytest.fixture
 def real(tmp_path: Path, kafka: object) -> Iterator[Stack]:
     s = make_stack(tmp_path, kafka, DEVICESTREAM_INTERNAL_SECRET=SECRET)
-    try:
-        s.start("merger", real=True, DEVICESTREAM_INTERNAL_SECRET=SECRET)
-        s.start("generator", real=True, DEVICESTREAM_INTERNAL_SECRET=SECRET)
-        s.start("gateway")
-        yield s
-    finally:
-        s.stop_all()
+    s.component_env = SERVICES_SECRET
+    yield from start_stack(s, "merger", "generator", "gateway")
 
 
 @pytest.mark.integration
@@ -75,20 +72,17 @@ def test_the_gateway_carries_the_secret(real: Stack) -> None:
 
 @pytest.mark.integration
 def test_a_gateway_without_the_secret_is_refused(tmp_path: Path, kafka: object) -> None:
-    s = make_stack(tmp_path, kafka)  # the gateway has no secret, the generator and merger have one
-    try:
-        s.start("generator", real=True, DEVICESTREAM_INTERNAL_SECRET=SECRET)
-        s.start("gateway")
+    with make_stack(tmp_path, kafka) as s:  # the gateway has no secret, the generator and merger have one
+        s.component_env = SERVICES_SECRET
+        s.start_all("generator", "gateway")
         # a setup error, not the caller's: 502 naming the setting (a 401 would blame the API key)
         r = httpx.post(f"{s.url}/generator/start", json={"rate": 1})
         assert r.status_code == 502, r.text
         assert r.json()["component"] == "generator" and "DEVICESTREAM_INTERNAL_SECRET" in r.json()["detail"]
-        s.start("merger", real=True, DEVICESTREAM_INTERNAL_SECRET=SECRET)
+        s.start("merger")
         for path in ("/merged.csv", "/merged/tail"):
             r = httpx.get(f"{s.url}{path}")
             assert r.status_code == 502 and "DEVICESTREAM_INTERNAL_SECRET" in r.json()["detail"], (path, r.text)
-    finally:
-        s.stop_all()
 
 
 def test_secret_compare() -> None:

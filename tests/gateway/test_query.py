@@ -81,7 +81,7 @@ def test_filtered_downloads_through_the_gateway(served: Served) -> None:
 
 
 def test_merger_down_is_a_clear_503(served: Served) -> None:
-    served.procs[0].stop()
+    served.stop("merger")
     for path in ("/devices", "/merged.parquet", "/merged.csv?deviceId=D001"):
         r = httpx.get(f"{served.url}{path}")
         assert r.status_code == 503 and r.json()["component"] == "merger", path

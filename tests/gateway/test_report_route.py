@@ -1,5 +1,6 @@
 """GET /report through the real gateway (it runs `devicestream report --html-only` as a child
-process), and the gateway's run series recorded while a run goes (stand-in services)."""
+process), and the gateway's run series recorded while a run goes (the real generator and merger,
+a stand-in Spark job)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Generator control and status through the gateway, with the real gateway process in front of
-stand-in services and a real Kafka topic."""
+the real generator and merger, a stand-in Spark job and a real Kafka topic."""
 
 from __future__ import annotations
 
@@ -49,6 +49,7 @@ def test_start_via_gateway_shows_run_in_status(stack: Stack) -> None:
     sent = final.acknowledged
 
     # once drained, the stages agree: Kafka events == Spark input rows, Spark rows == rows merged
+    # (an event has one to three readings, a row each)
     def drained() -> PipelineStatus | None:
         d = stack.pipeline()
         return d if d.accounting.drained else None
@@ -56,7 +57,8 @@ def test_start_via_gateway_shows_run_in_status(stack: Stack) -> None:
     doc = wait_for(drained, 30, "the pipeline to drain", logs=stack.logs())
     acc = doc.accounting
     assert acc.consistent is True, acc
-    assert acc.events_in_kafka == sent == acc.spark_input_rows == acc.spark_rows_out == acc.rows_merged
+    assert acc.events_in_kafka == sent == acc.spark_input_rows
+    assert sent <= acc.spark_rows_out == acc.rows_merged <= 3 * sent
     assert doc.overall == "ok"
 
 
@@ -76,7 +78,9 @@ def test_generator_validation_and_passthrough(stack: Stack) -> None:
     assert r.status_code == direct.status_code == 422 and r.json() == direct.json()
     # no active run: the generator's 409 for a rate change passes through
     r = httpx.put(f"{stack.url}/generator/rate", json={"rate": 5}, timeout=10)
-    assert r.status_code == 409 and r.json() == {"detail": "no active run"}
+    direct = httpx.put(f"{stack.generator_url}/generator/rate", json={"rate": 5}, timeout=10)
+    assert r.status_code == direct.status_code == 409 and r.json() == direct.json()
+    assert r.json()["detail"].startswith("no active run")
     # generator status passes through
     assert generator_status(stack.url).state == "idle"
     # oversized body: 413 before anything is parsed or forwarded

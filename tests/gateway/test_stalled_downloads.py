@@ -1,6 +1,6 @@
 """Issue #14, point 3: 250 clients that ask for merged.csv and stop reading must not starve the
-control plane. Real sockets with a tiny receive buffer against a real gateway process, the merger
-(stand-in process) serving a 24 MB file: the downloads beyond GATEWAY_MAX_DOWNLOADS get 503 with
+control plane. Real sockets with a tiny receive buffer against a real gateway process, the real
+merger serving a 24 MB file: the downloads beyond GATEWAY_MAX_DOWNLOADS get 503 with
 Retry-After, the stalled ones are dropped after the send timeout, and meanwhile /status and
 POST /generator/stop answer within the issue's bound of 2 s."""
 
@@ -15,30 +15,23 @@ import httpx
 import pytest
 
 from contract.pipeline_status import PipelineStatus
-from tests.gateway.conftest import Stack, make_stack
+from tests.gateway.conftest import Stack, make_stack, start_stack
 from tests.helpers import wait_for
+from tests.tiers import starts_processes
 
 STALLED = 250
 MAX_DOWNLOADS = 16
 BOUND_S = 2.0  # issue #14: "/status and POST /generator/stop answer within 2 s"
-FILE_BYTES = 24 * 1024 * 1024
+FILE_ROWS = 240_000  # about 24 MiB of merged.csv
 
 
 @pytest.fixture
+@starts_processes
 def big(tmp_path: Path, kafka: object) -> Iterator[Stack]:
     s = make_stack(tmp_path, kafka, GATEWAY_MAX_DOWNLOADS=str(MAX_DOWNLOADS), GATEWAY_DOWNLOAD_SEND_TIMEOUT_S="8")
-    s.layout.merger_dir.mkdir(parents=True, exist_ok=True)
-    line = b"x" * 1023 + b"\n"
-    with s.layout.merged_csv.open("wb") as f:
-        for _ in range(FILE_BYTES // len(line)):
-            f.write(line)
-    try:
-        s.start("merger")
-        s.start("generator", KAFKA_BOOTSTRAP_SERVERS="")  # counts only: stop has nothing to flush
-        s.start("gateway")
-        yield s
-    finally:
-        s.stop_all()
+    for up in start_stack(s, "merger", "generator", "gateway"):
+        up.merge_rows(FILE_ROWS)
+        yield up
 
 
 def _stalled_download(port: int) -> socket.socket:
@@ -81,7 +74,8 @@ def test_stalled_downloads_leave_the_control_plane_alone(big: Stack) -> None:
         doc = PipelineStatus.model_validate_json(status.content)
         assert doc.components.merger.reachable, doc.components.merger
         assert doc.components.generator.reachable, doc.components.generator
-        assert doc.overall != "down", doc.reasons
+        # (no Spark job here: Spark's verdict is not the point, the probes answering in time is)
+        assert not any("no answer within" in r for r in doc.reasons), doc.reasons
 
         # the send timeout drops the stalled clients and frees their places: a reader gets the whole file
         def downloads() -> int | None:

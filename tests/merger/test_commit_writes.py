@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import os
+from pathlib import Path
 
 import pytest
 
@@ -52,12 +53,17 @@ def short_journal_write(monkeypatch, settings: MergerSettings, *, cut_fails: boo
     monkeypatch.setattr(commit_module.os, "ftruncate", ftruncate)
 
 
-def test_a_short_journal_write_is_cut_back_and_nothing_deleted(settings, monkeypatch):
+def batch_0_merged_batch_1_waiting(settings) -> tuple[MergeEngine, bytes, Path]:
+    """An engine that has merged batch 0 (3 rows), the journal then, and batch 1 (40 rows) written."""
     write_batch(settings.rows_dir, 0, batch_text(0, 3))
     engine = MergeEngine(settings)
     engine.run_pass()
     journal = settings.journal_file.read_bytes()
-    path = write_batch(settings.rows_dir, 1, batch_text(1, 40))
+    return engine, journal, write_batch(settings.rows_dir, 1, batch_text(1, 40))
+
+
+def test_a_short_journal_write_is_cut_back_and_nothing_deleted(settings, monkeypatch):
+    engine, journal, path = batch_0_merged_batch_1_waiting(settings)
     short_journal_write(monkeypatch, settings)
     with pytest.raises(CommitWriteError) as e:
         engine.run_pass()
@@ -72,11 +78,7 @@ def test_a_short_journal_write_is_cut_back_and_nothing_deleted(settings, monkeyp
 
 
 def test_a_torn_journal_line_left_behind_is_cut_before_the_next_line_and_on_start(settings, monkeypatch):
-    write_batch(settings.rows_dir, 0, batch_text(0, 3))
-    engine = MergeEngine(settings)
-    engine.run_pass()
-    journal = settings.journal_file.read_bytes()
-    path = write_batch(settings.rows_dir, 1, batch_text(1, 40))
+    engine, journal, path = batch_0_merged_batch_1_waiting(settings)
     short_journal_write(monkeypatch, settings, cut_fails=True)
     with pytest.raises(CommitWriteError):
         engine.run_pass()

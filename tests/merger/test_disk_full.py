@@ -22,7 +22,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import orjson
 import pytest
 
 from contract.csv import REJECT_HEADER, ROW_HEADER, batch_file_name, manifest_file_name
@@ -30,6 +29,7 @@ from contract.files import TEMP_PATTERN
 from contract.pipeline_status import PipelineStatus
 from devicestream.verify import expected_rows
 from tests.documents import merger_status
+from tests.events import device_event
 from tests.gateway.real_merger import start_merger_and_gateway
 from tests.helpers import REPO_ROOT, produce, wait_for
 from tests.merger.batches import LINEAGE_A, write_batch, write_keyed_batch
@@ -80,16 +80,8 @@ def pages(n: int) -> int:
 
 
 def event(offset: int) -> bytes:
-    return orjson.dumps(
-        {
-            "eventId": f"disk-{offset:05d}",
-            "eventOffset": 7 * 10**12 + offset,
-            "eventPublisher": "device",
-            "customerId": "CI00100",
-            "data": {"devices": [{"deviceId": f"D{offset % 7:03d}", "temperature": offset % 31, "measure": "C"}]},
-            "eventTime": "2026-11-28T03:33:11.123456Z",
-        }
-    )
+    reading = {"deviceId": f"D{offset % 7:03d}", "temperature": offset % 31, "measure": "C"}
+    return device_event(f"disk-{offset:05d}", 7 * 10**12 + offset, [reading])
 
 
 def records() -> list[bytes]:
@@ -147,7 +139,7 @@ def test_a_full_disk_at_each_write_of_the_commit_loses_nothing(point: str, kafka
             MERGER_DEVICES_SNAPSHOT_INTERVAL_S="3600",  # no devices.json write takes a page meanwhile
             MERGER_GAP_TIMEOUT_S="0.5",
         )
-        logs = [p.log_file for p in served.procs]
+        logs = served.logs()
         try:
             # The merger's files before its first commit: merged.csv and rejects.csv hold one page
             # each (their header), the journal none. Leave the pages the writes before `point` need.
@@ -214,5 +206,4 @@ def test_a_full_disk_at_each_write_of_the_commit_loses_nothing(point: str, kafka
             )
             assert res.returncode == 0, res.stdout + res.stderr
         finally:
-            for p in reversed(served.procs):
-                p.stop()
+            served.stop_all()

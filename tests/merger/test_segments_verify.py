@@ -22,6 +22,7 @@ from contract.segments import SEGMENT_INDEX, SegmentIndex
 from contract.verify_report import VerifyReport
 from devicestream.verify import expected_rows
 from tests.documents import merger_status
+from tests.events import device_event
 from tests.helpers import REPO_ROOT, produce, wait_for
 from tests.merger.batches import LINEAGE_A, write_keyed_batch
 
@@ -31,16 +32,9 @@ N_BATCHES, PER_BATCH = 30, 12  # about 1.3 KB a batch: a 4 KB segment closes eve
 
 
 def event(offset: int) -> bytes:
-    return orjson.dumps(
-        {
-            "eventId": f"seg-{offset:05d}",
-            "eventOffset": 8 * 10**12 + offset,
-            "eventPublisher": "device",
-            "customerId": "CI00100",
-            "data": {"devices": [{"deviceId": f"D{offset % 7:03d}", "temperature": offset % 31, "measure": "C"}]},
-            "eventTime": f"2026-11-28T03:{offset // 60 % 60:02d}:{offset % 60:02d}.000000Z",
-        }
-    )
+    reading = {"deviceId": f"D{offset % 7:03d}", "temperature": offset % 31, "measure": "C"}
+    event_time = f"2026-11-28T03:{offset // 60 % 60:02d}:{offset % 60:02d}.000000Z"
+    return device_event(f"seg-{offset:05d}", 8 * 10**12 + offset, [reading], event_time=event_time)
 
 
 def write_job_batch(rows_dir: Path, topic: str, b: int, values: list[bytes]) -> None:

@@ -79,18 +79,7 @@ def _write(path: Path, header: list[str], rows: list[list[str]]) -> Path:
 
 def test_compare_counts_each_kind_of_problem(tmp_path: Path) -> None:
     def row(offset: int, idx: int, temp: str = "20") -> list[str]:
-        return [
-            f"e{offset}",
-            str(offset),
-            "device",
-            "CI00101",
-            "2026-11-28T03:33:11.000000Z",
-            str(idx),
-            "D001",
-            temp,
-            "C",
-            "SUCCESS",
-        ]
+        return _row(offset, idx, device="D001", status="SUCCESS", temp=temp)
 
     expected = [[*row(o, i), "0", str(o - 10000)] for o in range(10000, 10004) for i in range(2)]
     rows_csv = _write(tmp_path / "expected.csv", [*ROW_COLUMNS, "partition", "offset"], expected)
@@ -138,7 +127,8 @@ def test_offset_ranges_are_runs_of_consecutive_offsets_per_partition() -> None:
     assert offset_ranges("t", pl.DataFrame(schema={"partition": pl.Int64, "offset": pl.Int64})) == []
 
 
-def _row(offset: int, idx: int, device: str = "D1", status: str = "OK") -> list[str]:
+def _row(offset: int, idx: int, device: str = "D1", status: str = "OK", temp: str = "20") -> list[str]:
+    """A merged.csv row of event `e{offset}`, reading `idx`."""
     return [
         f"e{offset}",
         str(offset),
@@ -147,7 +137,7 @@ def _row(offset: int, idx: int, device: str = "D1", status: str = "OK") -> list[
         "2026-11-28T03:33:11.000000Z",
         str(idx),
         device,
-        "20",
+        temp,
         "C",
         status,
     ]
