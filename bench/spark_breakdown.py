@@ -13,6 +13,7 @@ Three sources, all written by the runs themselves:
 from __future__ import annotations
 
 import heapq
+import os
 import re
 import statistics
 from dataclasses import dataclass
@@ -38,6 +39,53 @@ def tree_cpu_seconds(pid: int) -> float:
         except psutil.NoSuchProcess:
             pass
     return total
+
+
+def thread_cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU seconds of the live threads of process `pid` and its descendants, summed by kind of thread:
+    "<process name>: <thread name without its number>" (e.g. "java: C2 CompilerThre", "java: GC Thread",
+    "java: Executor task l", "python: python"; Linux keeps 15 characters of a thread's name). Where the
+    job's CPU goes outside its tasks (JIT compilers, GC, the Python driver...), which the event log does
+    not show. A thread that ends between two snapshots takes its CPU time with it."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return {}
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for p in procs:
+        try:
+            pname = p.name()
+            tids = os.listdir(f"/proc/{p.pid}/task")
+        except (psutil.NoSuchProcess, OSError):
+            continue
+        for tid in tids:
+            try:
+                stat = Path(f"/proc/{p.pid}/task/{tid}/stat").read_text()
+            except OSError:
+                continue
+            key = f"{pname}: {thread_kind(stat[stat.index('(') + 1 : stat.rindex(')')])}"
+            fields = stat[stat.rindex(")") + 2 :].split()
+            out[key] = out.get(key, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def thread_kind(name: str) -> str:
+    """A thread's name without its number ("C2 CompilerThread1" -> "C2 CompilerThread", "GC Thread#3")."""
+    return re.sub(r"[\s#-]*\d+$", "", name) or name
+
+
+def thread_cpu_shares(before: dict[str, float], after: dict[str, float], top: int = 8) -> str:
+    """The CPU seconds each kind of thread used between two `thread_cpu_seconds` snapshots, biggest
+    first, with its share of the total."""
+    used = {k: v - before.get(k, 0.0) for k, v in after.items()}
+    used = {k: v for k, v in used.items() if v > 0}
+    total = sum(used.values())
+    if total <= 0:
+        return "no CPU time measured"
+    ranked = sorted(used.items(), key=lambda kv: -kv[1])
+    return f"{total:,.1f} CPU s: " + ", ".join(f"{k} {v:,.1f} s ({v / total:.0%})" for k, v in ranked[:top])
 
 
 @dataclass(frozen=True)

@@ -25,10 +25,10 @@ from pyspark.sql import functions as F
 
 from bench.spark_batch import passes_arg, read_whole_topic, timed_passes
 from bench.spark_result import SparkPass
+from spark_job.batch_files import CSV_OPTIONS
 from spark_job.schema import EVENT_SCHEMA
 from spark_job.session import build_session
 from spark_job.settings import SparkJobSettings
-from spark_job.sink import CSV_OPTIONS
 from spark_job.transform import SPARK_EVENT_TIME_FORMAT
 
 

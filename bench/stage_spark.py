@@ -30,7 +30,14 @@ from typing import TypeVar
 from bench.common import PY, Config, Figure, Spread, StageError, StageResult, Target, growth_figure, wait_until
 from bench.data import write_payload_file
 from bench.procs import Broker
-from bench.spark_breakdown import breakdown, event_log_batches, sink_batches, tree_cpu_seconds
+from bench.spark_breakdown import (
+    breakdown,
+    event_log_batches,
+    sink_batches,
+    thread_cpu_seconds,
+    thread_cpu_shares,
+    tree_cpu_seconds,
+)
 from bench.spark_result import SparkRunResult
 from bench.stage_generator import producer_performance
 from contract.progress import SparkProgress, read_progress, read_progress_or_none
@@ -124,6 +131,7 @@ class StreamingRun:
     grown: tuple[int, float, float] = (0, 0.0, 0.0)
     warm_batches: int = 0  # the warm-up batches progress.json showed (before the timed ones)
     breakdown: str = ""  # where a timed micro-batch's time goes (bench/spark_breakdown.py)
+    threads: str = ""  # the timed window's CPU by kind of thread (JIT, GC, tasks, the Python driver...)
 
     @property
     def events_per_s(self) -> float:
@@ -156,6 +164,7 @@ def streaming_run(broker: Broker, topic: str, data: Path, sizes: SparkSizes, eve
         t_running = time.time()
         batches: list[dict] = []
         marks: list[tuple[float, int, float]] = []  # (when seen, totals.inputRows, CPU s) at the window's ends
+        threads: list[dict[str, float]] = []  # the CPU s of each kind of thread at the window's ends
 
         def read_until(rows: int) -> bool:
             doc = read_state("running")
@@ -165,6 +174,7 @@ def streaming_run(broker: Broker, topic: str, data: Path, sizes: SparkSizes, eve
                 batches.append({**doc.model_dump(include=BATCH_FIELDS), "seenAt": time.time()})
             if doc.totals.input_rows >= rows:
                 marks.append((time.time(), doc.totals.input_rows, tree_cpu_seconds(proc.pid)))
+                threads.append(thread_cpu_seconds(proc.pid))
                 return True
             return False
 
@@ -193,6 +203,7 @@ def streaming_run(broker: Broker, topic: str, data: Path, sizes: SparkSizes, eve
             totals=doc.totals.model_dump(),
             spark_version=m.group(1) if m else "?",
             cpu_seconds=cpu1 - cpu0,
+            threads=thread_cpu_shares(threads[0], threads[1]),
             timed_ids=list(range(timed[0], timed[-1] + 1)) if timed else [],
             grown=(rows2 - rows0, t2 - t0, cpu2 - cpu0),
             warm_batches=warm_batches,
@@ -277,6 +288,8 @@ def run(cfg: Config, broker: Broker, work: Path) -> StageResult:
             "timed micro-batches (records, ms since the previous one was seen): "
             + _batch_times(stream.batches, timed, stream.warm_batches),
             f"where the time goes, {stream.breakdown}",
+            f"the streaming job's CPU in the timed window by kind of thread (/proc, outside the tasks too): "
+            f"{stream.threads}",
             f"load average (1, 5, 15 min) at the stage's start {_load(load_at_start)}, at its end "
             f"{_load(load_at_end)} on {os.cpu_count()} cores: wall-time figures above ~{os.cpu_count()} are "
             "mostly the other processes'; the CPU figure below is much less sensitive to them",

@@ -1,7 +1,7 @@
 """The foreachBatch sink: each micro-batch becomes exactly one committed rows file, its manifest and,
 only when the batch has rejects, one rejects file, all named `batch-<lineage>-<12-digit id>` (the
 lineage is the checkpoint's: a new checkpoint never reuses a name; contract.csv). Each job run takes
-the next value of a counter kept outside the checkpoint (spark/lineage.json, `take_lineage_seq`) and
+the next value of a counter kept outside the checkpoint (spark/lineage.json, `batch_identity.take_lineage_seq`) and
 writes it into every manifest (`lineage_seq`): the merger merges batches in that order, since a
 lineage name (a restored backup's, or after a clock step) may sort anywhere.
 
@@ -37,7 +37,8 @@ How a batch is written, in one Spark job in the usual case (no rejects):
 - then the driver commits: fsync, rename (os.replace) the rejects file (never over an existing one:
   a re-run of the same batch in the same lineage has the same records), the manifest, then the rows
   file, whose rename is the commit point.
-Spark's CSV writer escapes RFC-4180 style (quote '"' doubled), writes null as an empty field.
+The files themselves (CSV options, part files, the join and rename): spark_job/batch_files.py; what
+the manifest says besides the offsets (lineage_seq, topic id): spark_job/batch_identity.py.
 
 Exactly once: Spark re-runs a batch after a crash with the same id and the same offsets (its
 offset log is written before the batch runs), so the re-run renames the same rows over the same
@@ -51,48 +52,27 @@ the progress tracker after both.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, Final
 
 from pyspark.sql import DataFrame, Observation
 from pyspark.sql import functions as F
 
-from contract.batches import BatchManifest, LineageCounter, OffsetRange
+from contract.batches import BatchManifest, OffsetRange
 from contract.csv import BATCH_ROW_HEADER, REJECT_HEADER, batch_file_name, make_lineage, manifest_file_name
-from contract.files import atomic_write_bytes, fsync_dir
+from contract.files import atomic_write_bytes
 from spark_job import transform
+from spark_job.batch_files import collect_write, commit_parts, spark_write
+from spark_job.batch_identity import offsets_continue, take_lineage_seq, topic_id_stale
 from spark_job.checkpoint_reader import OffsetLogError
 from spark_job.progress import BatchCounts
 from spark_job.settings import SINGLE_TASK_MAX_BYTES
 
 log = logging.getLogger(__name__)
-
-#: Spark CSV writer options: RFC 4180 quoting ("" inside quoted fields), nulls as empty fields,
-#: whitespace kept as is, \n line ends, one header line per file.
-CSV_OPTIONS: Final = {
-    "header": "true",
-    "quote": '"',
-    "escape": '"',
-    "nullValue": "",
-    "ignoreLeadingWhiteSpace": "false",
-    "ignoreTrailingWhiteSpace": "false",
-    "lineSep": "\n",
-    "encoding": "UTF-8",
-}
-
-
-#: The same options for `to_csv` (one row at a time: no header, no line separator, no file encoding).
-TO_CSV_OPTIONS: Final = {k: v for k, v in CSV_OPTIONS.items() if k not in ("header", "lineSep", "encoding")}
-
-
-class SinkError(RuntimeError):
-    """A batch could not be written as exactly one committed file."""
 
 
 class BatchSink:
@@ -187,9 +167,9 @@ class BatchSink:
         try:
             rows = transform.rows(observed.coalesce(1) if small else observed)
             if small:
-                rows_parts = self._collect_write(rows, BATCH_ROW_HEADER, rows_tmp)
+                rows_parts = collect_write(rows, BATCH_ROW_HEADER, rows_tmp)
             else:
-                rows_parts = self._spark_write(rows, BATCH_ROW_HEADER, rows_tmp)
+                rows_parts = spark_write(rows, BATCH_ROW_HEADER, rows_tmp)
             written = time.monotonic()
             c = observation.get
             counts = BatchCounts(
@@ -213,7 +193,7 @@ class BatchSink:
                 written_at=time.time(),
             )
             atomic_write_bytes(self.rows_dir / manifest_file_name(name), manifest.to_bytes(), durable=self.durable)
-            self._commit(rows_parts, BATCH_ROW_HEADER, self.rows_dir / name)
+            commit_parts(rows_parts, BATCH_ROW_HEADER, self.rows_dir / name, durable=self.durable)
         finally:
             shutil.rmtree(rows_tmp, ignore_errors=True)
         done = time.monotonic()
@@ -273,89 +253,20 @@ class BatchSink:
             return
         tmp = self._tmp_folder("rejects", batch_id)
         try:
-            parts = self._spark_write(transform.rejects(classified, batch_id), REJECT_HEADER, tmp)
-            self._commit(parts, REJECT_HEADER, final)
+            parts = spark_write(transform.rejects(classified, batch_id), REJECT_HEADER, tmp)
+            commit_parts(parts, REJECT_HEADER, final, durable=self.durable)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-
-    @staticmethod
-    def _spark_write(df: DataFrame, header: str, tmp: Path) -> list[Path]:
-        """Write `df` as CSV into the new folder `tmp`, one part file per task (per input split of the
-        batch: parsing runs in parallel, nothing is funnelled through one task); the non-empty part
-        files, in task order (a split Kafka partition's ranges are consecutive tasks, in offset order)."""
-        df.write.options(**CSV_OPTIONS).mode("errorifexists").csv(str(tmp))
-        return [p for p in sorted(tmp.glob("part-*")) if p.stat().st_size > 0]
-
-    @staticmethod
-    def _collect_write(df: DataFrame, header: str, tmp: Path) -> list[Path]:
-        """Write a small `df` as one CSV part file in the new folder `tmp` from the driver: each row
-        formatted in the JVM by Spark's CSV generator (`to_csv`, the writer's own options, so the
-        same bytes as `_spark_write`), the lines brought back over Arrow. This skips what a
-        DataFrameWriter job costs besides the data (the output committer, its temporary folders
-        and renames, a Hadoop configuration per task): about 100 ms of a 1,000-record batch."""
-        line = F.to_csv(F.struct(*df.columns), TO_CSV_OPTIONS)
-        lines = df.select(line.alias("line")).toArrow().column("line").to_pylist()
-        tmp.mkdir(parents=True)
-        if not lines:
-            return []
-        part = tmp / "part-00000-collected.csv"
-        with open(part, "wb") as f:
-            f.write(f"{header}\n".encode())
-            f.write("\n".join(lines).encode("utf-8"))
-            f.write(b"\n")
-        return [part]
-
-    def _commit(self, parts: list[Path], header: str, final: Path) -> None:
-        """Give the rows of `parts` their committed name as one file with one header line (a
-        header-only file when there are none). One part: renamed as is. Several: the first is
-        extended in place with the others' rows (their header lines skipped, copied in the kernel
-        with copy_file_range), then renamed."""
-        if not parts:
-            atomic_write_bytes(final, f"{header}\n".encode(), durable=self.durable)
-            return
-        first, *rest = parts
-        with open(first, "r+b") as out:
-            _check_header(out, header, first)
-            out.seek(0, os.SEEK_END)
-            for part in rest:
-                with open(part, "rb") as src:
-                    _check_header(src, header, part)
-                    _copy_rest(src, out)
-            if self.durable:
-                out.flush()
-                os.fsync(out.fileno())
-        os.replace(first, final)
-        if self.durable:
-            fsync_dir(final.parent)
 
 
 def one_task(ranges: dict[int, OffsetRange], below: int) -> bool:
     """Whether a batch is small enough to run as one task, its rows written from the driver
-    (BatchSink._collect_write): it covers fewer than `below` records (known from its offset ranges;
+    (batch_files.collect_write): it covers fewer than `below` records (known from its offset ranges;
     unknown counts as large). A task per Kafka partition and Spark's own writer pay off for large
     batches; for a few thousand records their fixed costs are most of the batch's time."""
     if not ranges or any(r.start is None for r in ranges.values()):
         return False
     return sum(r.end - (r.start or 0) for r in ranges.values()) < below
-
-
-def take_lineage_seq(path: Path, lineage: str, *, durable: bool = True) -> int:
-    """The next run counter (one more than spark/lineage.json holds; 0 when it is missing), written
-    back (atomic, durable) before any batch uses it: it only moves forward, whatever the checkpoint
-    or the clock do. A file that does not validate (edited by hand) is logged and replaced by a jump
-    forward (the epoch in ms): the counter only orders merges, exactly once never depends on it."""
-    try:
-        seq = LineageCounter.from_bytes(path.read_bytes()).seq + 1
-    except FileNotFoundError:
-        seq = 0
-    except ValueError as e:
-        seq = time.time_ns() // 1_000_000
-        log.error(
-            "lineage counter does not validate: jumping forward", extra={"path": str(path), "seq": seq, "error": str(e)}
-        )
-    counter = LineageCounter(seq=seq, lineage=lineage, at=time.time())
-    atomic_write_bytes(path, counter.to_bytes(), durable=durable)
-    return seq
 
 
 def within_byte_budget(value_bytes: int | None, max_bytes: int) -> bool:
@@ -369,45 +280,3 @@ def _value_bytes(classified: DataFrame) -> int:
     Spark without parsing them."""
     total = classified.agg(F.sum(F.octet_length("value"))).first()
     return int(total[0] or 0) if total is not None else 0
-
-
-#: Ask the broker for the topic id again at least this often, whatever the offsets say.
-TOPIC_ID_MAX_AGE_S: Final = 60.0
-
-
-def topic_id_stale(
-    known: str | None, age_s: float, previous: dict[int, OffsetRange], ranges: dict[int, OffsetRange]
-) -> bool:
-    """Whether to ask the broker for the topic id before this batch: when none is known, when the
-    known one is older than TOPIC_ID_MAX_AGE_S, or when this batch does not continue the previous
-    one partition by partition (a partition starts somewhere else than where it ended, or is new):
-    what a recreated topic, or offsets reset after data loss, look like from the job."""
-    return known is None or age_s >= TOPIC_ID_MAX_AGE_S or not offsets_continue(previous, ranges)
-
-
-def offsets_continue(previous: dict[int, OffsetRange], ranges: dict[int, OffsetRange]) -> bool:
-    """Whether this batch's ranges start, partition by partition, where the previous batch's ended."""
-    if not previous or not ranges:
-        return False
-    return all(p in previous and r.start == previous[p].end for p, r in ranges.items())
-
-
-def _check_header(f: BinaryIO, header: str, path: Path) -> None:
-    """Read `f`'s first line (leaving the position after it) and check it is `header`."""
-    first = f.readline().rstrip(b"\r\n").decode()
-    if first != header:
-        raise SinkError(f"unexpected header in {path}: {first!r} (expected {header!r})")
-
-
-def _copy_rest(src: BinaryIO, out: BinaryIO) -> None:
-    """Append the rest of `src` (from its current position) to `out` (at its end)."""
-    out.flush()
-    offset = src.tell()
-    remaining = os.fstat(src.fileno()).st_size - offset
-    while remaining > 0:
-        n = os.copy_file_range(src.fileno(), out.fileno(), remaining, offset)
-        if n == 0:
-            raise SinkError(f"short copy from {src.name}: {remaining} bytes left")
-        offset += n
-        remaining -= n
-    out.seek(0, os.SEEK_END)

@@ -9,8 +9,9 @@ from pyspark.sql import SparkSession
 
 from contract.batches import BatchManifest, LineageCounter, OffsetRange
 from contract.csv import BATCH_ROW_HEADER, REJECT_HEADER, ROW_HEADER, batch_file_name, make_lineage, manifest_file_name
+from spark_job.batch_identity import take_lineage_seq
 from spark_job.progress import BatchCounts
-from spark_job.sink import BatchSink, take_lineage_seq
+from spark_job.sink import BatchSink
 from spark_job.transform import classify
 from tests.spark_job.events import committed_files, encode, make_events, read_csv
 from tests.spark_job.test_transform import GOOD, kafka_df
@@ -145,7 +146,7 @@ def test_a_batch_written_by_several_tasks_is_one_file_with_one_header(spark: Spa
 
 
 def test_topic_id_is_asked_again_only_when_the_offsets_do_not_continue() -> None:
-    from spark_job.sink import TOPIC_ID_MAX_AGE_S, topic_id_stale
+    from spark_job.batch_identity import TOPIC_ID_MAX_AGE_S, topic_id_stale
 
     prev = {0: OffsetRange(start=0, end=10), 1: OffsetRange(start=5, end=8)}
     cont = {0: OffsetRange(start=10, end=12), 1: OffsetRange(start=8, end=8)}
