@@ -78,14 +78,18 @@ def stream_rows(
     offset: int,
     budget: int,
     select: Callable[[ParsedBatch], tuple[bytes, int, pl.Series]],
+    *,
+    keyed: bool,
 ) -> Streamed:
-    """Check, filter (`select`) and write the rows of `path` at `offset` of `fd`, chunk by chunk."""
+    """Check, filter (`select`) and write the rows of `path` at `offset` of `fd`, chunk by chunk.
+    `keyed`: the batch has a manifest, so its rows must carry their Kafka columns (a legacy batch,
+    without a manifest, has none: its rows are appended as they are, like a small one's)."""
     out = Streamed()
     for header, chunk in row_chunks(path, budget):
         parsed = parse_batch(header + chunk)
         if parsed is None:
             continue
-        if not parsed.keyed:
+        if keyed and not parsed.keyed:
             raise InvalidBatchError("a batch with a manifest has no Kafka columns")
         data, rows, times = select(parsed)
         _pwrite(fd, data, offset + out.written, "rows")
@@ -178,6 +182,7 @@ def commit_streamed(
             state.committed_size,
             settings.file_budget_bytes,
             lambda p: engine.select(cursor, p, result),
+            keyed=manifest is not None,
         )
     except OSError:
         engine.cut_back()

@@ -89,3 +89,19 @@ def test_a_batch_far_over_the_byte_budget_is_merged_in_chunks_with_bounded_memor
     assert settings.merged_csv.read_bytes() == expected
     assert settings.merged_rejects.read_bytes() == REJECTS_HEADER_LINE + rejected.encode()
     assert not list(settings.rows_dir.iterdir()) and not list(settings.rejects_dir.iterdir())
+
+
+def test_a_legacy_batch_over_the_byte_budget_is_merged_not_quarantined(tmp_path: Path) -> None:
+    """A batch of the job before manifests (legacy name, no Kafka columns) bigger than the budget
+    takes the streamed path like any big batch: its rows are appended as they are, as a small
+    legacy batch's are (it was quarantined as "a batch with a manifest has no Kafka columns")."""
+    from services.merger.merge import MergeEngine
+
+    settings = MergerSettings(data_dir=tmp_path, file_budget_bytes=64 * 1024)
+    rows = "".join(_record_rows(o) for o in range(4))
+    write_batch(settings.rows_dir, 0, HEADER_LINE.decode() + rows)
+    assert (settings.rows_dir / batch_file_name(0)).stat().st_size > 10 * 64 * 1024
+    engine = MergeEngine(settings)
+    engine.run_pass()
+    assert not engine.state.quarantined, engine.state.quarantined
+    assert settings.merged_csv.read_bytes() == HEADER_LINE + rows.encode()
