@@ -36,8 +36,8 @@ def services(tmp_path: Path, kafka: object) -> Iterator[Stack]:
     behind the internal secret, a stand-in Spark job (progress.json for /status), and the gateway."""
     s = make_stack(tmp_path, kafka)
     try:
-        s.start("merger", real=True, DEVICESTREAM_INTERNAL_SECRET=SECRET)
-        s.start("generator", real=True, DEVICESTREAM_INTERNAL_SECRET=SECRET, GENERATOR_MAX_RATE="200")
+        s.start("merger", DEVICESTREAM_INTERNAL_SECRET=SECRET)
+        s.start("generator", DEVICESTREAM_INTERNAL_SECRET=SECRET, GENERATOR_MAX_RATE="200")
         s.start("spark")
         s.start("gateway", DEVICESTREAM_INTERNAL_SECRET=SECRET, GATEWAY_API_KEY=API_KEY)
         s.wait_overall("ok", timeout=60)
