@@ -28,6 +28,9 @@ import cramjam
 import numpy as np
 import orjson
 
+from services.merger.errors import StateCorruptError
+from services.merger.state import MergerState
+
 #: StreamingQueryProgress.durationMs phases, in the order a micro-batch runs them.
 BATCH_PHASES = ("latestOffset", "walCommit", "queryPlanning", "getBatch", "addBatch", "commitOffsets")
 ROW_PHASES = ("wait", "spark", "pickup", "merge")
@@ -110,16 +113,16 @@ def journal_commits(journal: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
     cum, first, last, at = [], [], [], []
     prev_rows, prev_last = 0, -1
     for line in journal.read_bytes().splitlines():
-        try:
-            doc = orjson.loads(line)
-        except orjson.JSONDecodeError:
+        try:  # a journal line is the merger's state without its lists (services.merger.state)
+            doc = MergerState.from_json(orjson.loads(line))
+        except (ValueError, StateCorruptError):  # a torn last line
             continue
-        rows, last_id = int(doc["rows_merged"]), doc["last_batch_id"]
-        if rows > prev_rows and last_id is not None and doc["last_merge_at"] is not None:
+        rows, last_id = doc.rows_merged, doc.last_batch_id
+        if rows > prev_rows and last_id is not None and doc.last_merge_at is not None:
             cum.append(rows)
             first.append(prev_last + 1)
             last.append(int(last_id))
-            at.append(float(doc["last_merge_at"]))
+            at.append(float(doc.last_merge_at))
         prev_rows = rows
         prev_last = int(last_id) if last_id is not None else prev_last
     return np.array(cum), np.array(first), np.array(last), np.array(at)

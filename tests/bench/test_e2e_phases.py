@@ -7,19 +7,22 @@ import time
 from pathlib import Path
 
 import numpy as np
-import orjson
 import pytest
 
 from bench import report
 from bench.common import GROWTH_FLAT, growth_figure
 from bench.e2e_phases import committed_at, journal_commits, row_phases, row_phases_text
+from services.merger.journal import journal_line
+from services.merger.state import MergerState
 
 
 def _journal(path: Path, lines: list[tuple[int, int | None, float | None]]) -> Path:
-    """journal.jsonl lines with only the fields the breakdown reads: (rows_merged, last_batch_id, last_merge_at)."""
+    """journal.jsonl lines as the merger writes them, with (rows_merged, last_batch_id, last_merge_at)
+    set (what the breakdown reads), then a torn line."""
     path.write_bytes(
         b"".join(
-            orjson.dumps({"rows_merged": r, "last_batch_id": b, "last_merge_at": at}) + b"\n" for r, b, at in lines
+            journal_line(MergerState(generation="g", rows_merged=r, last_batch_id=b, last_merge_at=at))
+            for r, b, at in lines
         )
         + b'{"torn'
     )
