@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from contract.api import GeneratorStatus
+from contract.api import GeneratorStatus, Run
 from contract.devices import DevicesResponse
 from contract.merger_status import MergerStatus
 
@@ -25,3 +25,8 @@ def devices(base_url: str, device_id: str | None = None, timeout: float = 5) -> 
     resp = httpx.get(url, timeout=timeout)
     resp.raise_for_status()
     return DevicesResponse.model_validate_json(resp.content)
+
+
+def run_of(resp: httpx.Response) -> Run:
+    """The run a generator command answered with (POST /generator/start, /stop, PUT /rate)."""
+    return Run.model_validate_json(resp.content)

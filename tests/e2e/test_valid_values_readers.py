@@ -19,6 +19,7 @@ import pytest
 
 from contract.csv import ROW_COLUMNS
 from contract.devices import DevicesResponse
+from services.gateway.models import TailResponse
 from tests.e2e.conftest import Stack
 from tests.helpers import produce, wait_for
 from tests.validity_cases import CASES, GOOD, ev
@@ -132,7 +133,7 @@ def check_readers(stack: Stack, want: dict[str, tuple[bytes, int, str]]) -> None
     # /merged/tail: whole rows, the last of merged.csv (quoted CR/LF inside fields)
     r = httpx.get(f"{gw}/merged/tail", params={"n": 1000}, timeout=30)
     assert r.status_code == 200, r.text
-    tail = r.json()["rows"]
+    tail = TailResponse.model_validate_json(r.content).rows
     assert tail and tail == rows[len(rows) - len(tail) :]
 
 

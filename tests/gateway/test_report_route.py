@@ -12,6 +12,7 @@ import pytest
 from contract.ledger import LedgerEnd, LedgerRun, dump_line
 from contract.run_series import SeriesHeader, SeriesSample, read_series, series_path
 from contract.run_series import dump_line as dump_sample
+from tests.documents import run_of
 from tests.gateway.conftest import Stack
 from tests.helpers import wait_for
 
@@ -58,7 +59,7 @@ def test_report_served_as_html(bare_stack: Stack) -> None:
 def test_the_gateway_records_a_runs_series(stack: Stack) -> None:
     r = httpx.post(f"{stack.url}/generator/start", json={"rate": 200, "duration_s": 4}, timeout=10)
     assert r.status_code == 202, r.text
-    run_id = r.json()["id"]
+    run_id = run_of(r).id
     path = series_path(stack.layout.run_series, run_id)
 
     def sampled() -> bool:

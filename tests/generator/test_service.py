@@ -8,6 +8,7 @@ import pytest
 
 from contract.api import RunConflict
 from contract.events import FIRST_EVENT_OFFSET
+from tests.documents import run_of
 from tests.generator.conftest import read_topic
 from tests.helpers import wait_for
 
@@ -79,7 +80,7 @@ def test_stop_flushes_rate_change_and_conflict(kafka, generator_factory, tmp_pat
     assert conflict.run is not None and conflict.run.id == run["id"] and conflict.run.state == "running"
 
     resp = gen.put("/generator/rate", {"rate": 6000})
-    assert resp.status_code == 200 and resp.json()["params"]["rate"] == 6000
+    assert resp.status_code == 200 and run_of(resp).params.rate == 6000
     wait_for(lambda: gen.status().acknowledged > 2000, 30, "events acknowledged", logs=[gen.proc.log_file])
 
     resp = gen.post("/generator/stop")

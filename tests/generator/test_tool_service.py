@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from contract.ledger import read_ledger
+from tests.documents import run_of
 from tests.generator.conftest import GeneratorProcess, read_topic
 from tests.generator.test_fleet_faults import _content
 
@@ -28,7 +29,7 @@ def _run(gen: GeneratorProcess, body: dict) -> str:
     assert resp.status_code == 202, resp.text
     st = gen.wait_state({"completed"}, 60)
     assert st.acknowledged == body["count"], st
-    return resp.json()["id"]
+    return run_of(resp).id
 
 
 def _in_order(records: list) -> list:
@@ -72,7 +73,7 @@ def test_profile_run_reports_requested_and_achieved(kafka, generator_factory) ->
         "/generator/start", {"profile": {"kind": "ramp", "from_rate": 200, "to_rate": 400, "over_s": 2}, "count": 900}
     )
     assert resp.status_code == 202, resp.text
-    assert resp.json()["params"]["profile"]["kind"] == "ramp"
+    assert run_of(resp).params.profile is not None and run_of(resp).params.profile.kind == "ramp"
     st = gen.wait_state({"completed"}, 60)
     assert st.acknowledged == 900
     metrics = httpx.get(f"{gen.url}/metrics", timeout=5).text

@@ -28,6 +28,7 @@ from services.merger.query_api import query_sources
 from services.merger.segments import stream_parts
 from services.merger.settings import MergerSettings
 from services.merger.state import HEADER_LINE, MergerState
+from tests.documents import devices as devices_of
 from tests.documents import merger_status
 from tests.helpers import wait_for
 from tests.merger.batches import batch_rows, write_batch
@@ -222,7 +223,7 @@ def test_http_merged_csv_is_the_same_before_and_after_compaction(merger_runner, 
             write_batch(rows_dir, b, batch(b))
         wait_for(lambda: merger_status(url).rows_merged == N_BATCHES * ROWS, 60, "every batch merged", logs=logs)
         before = httpx.get(f"{url}/merged.csv")
-        devices = httpx.get(f"{url}/devices", timeout=5).json()
+        before_devices = devices_of(url)
     assert before.content == expected_stream()
     assert not list((settings.merger_dir / "segments").glob("*.parquet"))
     (settings.merger_dir / "devices.json").unlink()  # the figures are counted again, from the Parquet copies
@@ -244,10 +245,10 @@ def test_http_merged_csv_is_the_same_before_and_after_compaction(merger_runner, 
         part = httpx.get(f"{url}/merged.csv", headers={"Range": f"bytes={g.start + 5}-{g.start + 300}"})
         assert part.status_code == 206 and part.content == before.content[g.start + 5 : g.start + 301]
         wait_for(
-            lambda: httpx.get(f"{url}/devices", timeout=5).json()["covered_size"] == devices["covered_size"],
+            lambda: devices_of(url).covered_size == before_devices.covered_size,
             30,
             "device figures counted again",
             logs=logs,
         )
-        again = httpx.get(f"{url}/devices", timeout=5).json()
-        assert again["rows"] == devices["rows"] == N_BATCHES * ROWS and again["devices"] == devices["devices"]
+        again = devices_of(url)
+        assert again.rows == before_devices.rows == N_BATCHES * ROWS and again.devices == before_devices.devices

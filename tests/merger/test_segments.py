@@ -24,6 +24,7 @@ from services.merger.query import RowQuery
 from services.merger.query_api import query_sources
 from services.merger.settings import MergerSettings
 from services.merger.state import HEADER_LINE, MergerState
+from tests.documents import devices as devices_of
 from tests.documents import merger_status
 from tests.helpers import wait_for
 from tests.merger.batches import batch_text, rows, write_batch
@@ -233,15 +234,14 @@ def test_http_serves_the_retained_segments_as_one_file(merger_runner, rows_dir):
         every = httpx.get(f"{url}/merged.csv", params={"columns": "eventId"})
         assert len(every.text.splitlines()) - 1 == N_BATCHES * ROWS - state.rows_retired
 
-        devices = httpx.get(f"{url}/devices", timeout=5).json()
-        assert devices["rows_retired"] == state.rows_retired
+        assert devices_of(url).rows_retired == state.rows_retired
         wait_for(
-            lambda: httpx.get(f"{url}/devices", timeout=5).json()["covered_size"] == state.merged_size,
+            lambda: devices_of(url).covered_size == state.merged_size,
             30,
             "device figures caught up across segments",
             logs=logs,
         )
-        seen = httpx.get(f"{url}/devices", timeout=5).json()["rows"]  # (rows retired before it read them: skipped)
+        seen = devices_of(url).rows  # (rows retired before it read them: skipped)
         assert N_BATCHES * ROWS - state.rows_retired <= seen <= N_BATCHES * ROWS
 
 
