@@ -28,5 +28,10 @@ def devices(base_url: str, device_id: str | None = None, timeout: float = 5) -> 
 
 
 def run_of(resp: httpx.Response) -> Run:
-    """The run a generator command answered with (POST /generator/start, /stop, PUT /rate)."""
+    """The run a generator command answered with (POST /generator/start, PUT /generator/rate)."""
     return Run.model_validate_json(resp.content)
+
+
+def status_of(resp: httpx.Response) -> GeneratorStatus:
+    """The generator's status a command answered with (POST /generator/stop)."""
+    return GeneratorStatus.model_validate_json(resp.content)

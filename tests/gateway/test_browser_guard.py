@@ -17,7 +17,7 @@ from services.gateway.origin import (
     host_refusal,
     media_type_refusal,
 )
-from tests.documents import generator_status, run_of
+from tests.documents import generator_status, status_of
 from tests.gateway.conftest import Stack, make_stack, start_stack
 
 FORM = {"content-type": "application/x-www-form-urlencoded"}
@@ -59,7 +59,7 @@ def test_cross_site_form_post_is_refused(gw: Stack) -> None:
     r = httpx.put(f"{u}/generator/rate", json={"rate": 2}, headers=same)
     assert r.status_code == 200, r.text
     r = httpx.post(f"{u}/generator/stop")  # curl -X POST: no body, no Origin
-    assert r.status_code == 200 and run_of(r).state == "stopped", r.text
+    assert r.status_code == 200 and status_of(r).state == "stopped", r.text
     # reads are not state-changing: a cross-site GET is answered (the browser keeps it from the page: no CORS)
     assert httpx.get(f"{u}/generator/status", headers={"sec-fetch-site": "cross-site"}).status_code == 200
 

@@ -17,7 +17,7 @@ from contract.internal import ENV_NAME, HEADER, secret_matches
 from devicestream.processes import free_ports
 from devicestream.settings import LauncherSettings
 from devicestream.specs import child_env
-from tests.documents import generator_status, run_of
+from tests.documents import generator_status, status_of
 from tests.gateway.conftest import Stack, make_stack, start_stack
 from tests.helpers import start_up, stop_up, wait_up
 
@@ -59,7 +59,7 @@ def test_the_gateway_carries_the_secret(real: Stack) -> None:
     assert r.status_code == 202, r.text
     assert httpx.put(f"{u}/generator/rate", json={"rate": 10}).status_code == 200
     r = httpx.post(f"{u}/generator/stop", timeout=60)
-    assert r.status_code == 200 and run_of(r).state == "stopped", r.text
+    assert r.status_code == 200 and status_of(r).state == "stopped", r.text
     # the merger answers the gateway (nothing merged yet: the header line alone, not 401)
     got = httpx.get(f"{u}/merged.csv")
     assert got.status_code == 200 and got.text == ROW_HEADER + "\n", (got.status_code, got.text[:200])

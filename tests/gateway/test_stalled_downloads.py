@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from contract.pipeline_status import PipelineStatus
-from tests.documents import run_of
+from tests.documents import status_of
 from tests.gateway.conftest import Stack, make_stack, start_stack
 from tests.helpers import wait_for
 from tests.tiers import starts_processes
@@ -71,7 +71,7 @@ def test_stalled_downloads_leave_the_control_plane_alone(big: Stack) -> None:
         stop, stop_s = _timed("POST", f"{u}/generator/stop")
         assert status_s < BOUND_S, f"/status took {status_s:.2f}s with {STALLED} stalled downloads (issue #14: < 2 s)"
         assert stop_s < BOUND_S, f"POST /generator/stop took {stop_s:.2f}s with {STALLED} stalled downloads (< 2 s)"
-        assert stop.status_code == 200 and run_of(stop).state == "stopped", stop.text
+        assert stop.status_code == 200 and status_of(stop).state == "stopped", stop.text
         doc = PipelineStatus.model_validate_json(status.content)
         assert doc.components.merger.reachable, doc.components.merger
         assert doc.components.generator.reachable, doc.components.generator
