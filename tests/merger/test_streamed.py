@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from contract.csv import REJECT_HEADER, batch_file_name
+from services.merger.merge import MergeEngine
 from services.merger.settings import MergerSettings
 from services.merger.state import HEADER_LINE, REJECTS_HEADER_LINE
 from tests.helpers import REPO_ROOT
@@ -95,8 +96,6 @@ def test_a_legacy_batch_over_the_byte_budget_is_merged_not_quarantined(tmp_path:
     """A batch of the job before manifests (legacy name, no Kafka columns) bigger than the budget
     takes the streamed path like any big batch: its rows are appended as they are, as a small
     legacy batch's are (it was quarantined as "a batch with a manifest has no Kafka columns")."""
-    from services.merger.merge import MergeEngine
-
     settings = MergerSettings(data_dir=tmp_path, file_budget_bytes=64 * 1024)
     rows = "".join(_record_rows(o) for o in range(4))
     write_batch(settings.rows_dir, 0, HEADER_LINE.decode() + rows)
