@@ -1,10 +1,8 @@
-"""A batch's CSV files: written by Spark (one part file per task) or from the driver (one collected
-part file), then joined into one file with one header line and given its committed name (the sink's
-commit point is that rename; spark_job/sink.py says in which order the files of a batch are committed).
+"""A batch's CSV files: written by Spark's CSV writer (one part file per task), then joined into one
+file with one header line and given its committed name (the sink's commit point is that rename;
+spark_job/sink.py says in which order the files of a batch are committed).
 
-Spark's CSV writer escapes RFC-4180 style (quote '"' doubled), writes null as an empty field; the
-collected path formats each row with the same generator (`to_csv`, the same options), so both paths
-write the same bytes."""
+Spark's CSV writer escapes RFC-4180 style (quote '"' doubled) and writes null as an empty field."""
 
 from __future__ import annotations
 
@@ -13,7 +11,6 @@ from pathlib import Path
 from typing import BinaryIO, Final
 
 from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 
 from contract.files import atomic_write_bytes, fsync_dir
 
@@ -31,39 +28,16 @@ CSV_OPTIONS: Final = {
 }
 
 
-#: The same options for `to_csv` (one row at a time: no header, no line separator, no file encoding).
-TO_CSV_OPTIONS: Final = {k: v for k, v in CSV_OPTIONS.items() if k not in ("header", "lineSep", "encoding")}
-
-
 class SinkError(RuntimeError):
     """A batch could not be written as exactly one committed file."""
 
 
 def spark_write(df: DataFrame, header: str, tmp: Path) -> list[Path]:
     """Write `df` as CSV into the new folder `tmp`, one part file per task (per input split of the
-    batch: parsing runs in parallel, nothing is funnelled through one task); the non-empty part
-    files, in task order (a split Kafka partition's ranges are consecutive tasks, in offset order)."""
+    batch, so parsing runs in parallel; one task for a small batch the sink coalesced); the non-empty
+    part files, in task order (a split Kafka partition's ranges are consecutive tasks, in offset order)."""
     df.write.options(**CSV_OPTIONS).mode("errorifexists").csv(str(tmp))
     return [p for p in sorted(tmp.glob("part-*")) if p.stat().st_size > 0]
-
-
-def collect_write(df: DataFrame, header: str, tmp: Path) -> list[Path]:
-    """Write a small `df` as one CSV part file in the new folder `tmp` from the driver: each row
-    formatted in the JVM by Spark's CSV generator (`to_csv`, the writer's own options, so the
-    same bytes as `spark_write`), the lines brought back over Arrow. This skips what a
-    DataFrameWriter job costs besides the data (the output committer, its temporary folders
-    and renames, a Hadoop configuration per task): about 100 ms of a 1,000-record batch."""
-    line = F.to_csv(F.struct(*df.columns), TO_CSV_OPTIONS)
-    lines = df.select(line.alias("line")).toArrow().column("line").to_pylist()
-    tmp.mkdir(parents=True)
-    if not lines:
-        return []
-    part = tmp / "part-00000-collected.csv"
-    with open(part, "wb") as f:
-        f.write(f"{header}\n".encode())
-        f.write("\n".join(lines).encode("utf-8"))
-        f.write(b"\n")
-    return [part]
 
 
 def commit_parts(parts: list[Path], header: str, final: Path, *, durable: bool = True) -> None:

@@ -72,7 +72,6 @@ def make_sink(
         topic_id=guard or make_guard(spark, settings),
         single_task_below=settings.single_task_below,
         lineage_counter=settings.layout.spark_lineage_counter,
-        single_task_max_bytes=settings.single_task_max_bytes,
     )
     sink.prepare()
     return sink

@@ -14,14 +14,13 @@ DataFrame once, when the query starts: building that plan from Python takes abou
 of py4j calls, which per micro-batch was a third of a small batch's cost.
 
 How a batch is written, in one Spark job in the usual case (no rejects):
-- the rows of a small batch (fewer than `single_task_below` records whose values add up to fewer
-  than `single_task_max_bytes` bytes, the usual case at a steady rate): one task formats every row
-  with Spark's CSV generator (`to_csv`, the writer's options) and the driver writes the lines it
-  gets back over Arrow into a temporary folder: no output committer, the batch's latency is the
-  job's. The byte budget bounds the driver's memory, which a record count alone does not (a 1 MB
-  value of empty readings is ~330,000 rows). The values' sizes are summed by a small Spark job
-  (no JSON parsing: the plan keeps only the value's length), run only for batches the record
-  count lets through.
+- the rows of a small batch (fewer than `single_task_below` records, the usual case at a steady
+  rate): one task (`coalesce(1)`) parses the records and Spark's CSV writer streams its rows into
+  one part file: one task's fixed cost instead of one per Kafka partition, and nothing collected
+  into the driver, so a few huge values (a 1 MB value of empty readings is ~330,000 rows) cost
+  the driver no memory. (Until 2026-12-03 a small batch's rows were collected into the driver over
+  Arrow, which needed a byte budget checked by a Spark job of its own: a second read of the batch
+  from Kafka, with a shuffle, that cost more per micro-batch than the collect saved.)
 - the rows of a large batch: Spark's own CSV writer writes one part file per task (per input split of the
   batch: a Kafka partition, or a contiguous offset range of one when SPARK_JOB_MIN_PARTITIONS cuts a big
   partition into several; so parsing and formatting run on every core) into a fresh temporary folder under
@@ -60,17 +59,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pyspark.sql import DataFrame, Observation
-from pyspark.sql import functions as F
 
 from contract.batches import BatchManifest, OffsetRange
 from contract.csv import BATCH_ROW_HEADER, REJECT_HEADER, batch_file_name, make_lineage, manifest_file_name
 from contract.files import atomic_write_bytes
 from spark_job import transform
-from spark_job.batch_files import collect_write, commit_parts, spark_write
+from spark_job.batch_files import commit_parts, spark_write
 from spark_job.batch_identity import offsets_continue, take_lineage_seq, topic_id_stale
 from spark_job.checkpoint_reader import OffsetLogError
 from spark_job.progress import BatchCounts
-from spark_job.settings import SINGLE_TASK_MAX_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +89,6 @@ class BatchSink:
         durable: bool = True,
         single_task_below: int = 0,
         lineage_counter: Path | None = None,
-        single_task_max_bytes: int = SINGLE_TASK_MAX_BYTES,
     ) -> None:
         """`lineage()`: the checkpoint's lineage (asked once, at the first batch: Spark writes the
         checkpoint's metadata when the query starts); `ranges(batch_id)`: the offsets the batch
@@ -106,7 +102,6 @@ class BatchSink:
         self.on_committed = on_committed
         self.durable = durable
         self.single_task_below = single_task_below
-        self.single_task_max_bytes = single_task_max_bytes
         self.topic = topic
         self._lineage_of = lineage
         self._lineage: str | None = None
@@ -157,19 +152,12 @@ class BatchSink:
         observation = Observation(f"batch-{batch_id}-{uuid.uuid4().hex[:8]}")
         observed = classified.observe(observation, *transform.count_columns())
         rows_tmp = self._tmp_folder("rows", batch_id)
-        value_bytes = None
-        small = one_task(ranges, self.single_task_below) and self.single_task_max_bytes > 0
-        if small:
-            value_bytes = _value_bytes(classified)
-            small = within_byte_budget(value_bytes, self.single_task_max_bytes)
+        small = one_task(ranges, self.single_task_below)
         self.last_path = "one task" if small else "per partition"
         prepared = time.monotonic()
         try:
             rows = transform.rows(observed.coalesce(1) if small else observed)
-            if small:
-                rows_parts = collect_write(rows, BATCH_ROW_HEADER, rows_tmp)
-            else:
-                rows_parts = spark_write(rows, BATCH_ROW_HEADER, rows_tmp)
+            rows_parts = spark_write(rows, BATCH_ROW_HEADER, rows_tmp)
             written = time.monotonic()
             c = observation.get
             counts = BatchCounts(
@@ -208,7 +196,6 @@ class BatchSink:
                 "rejects": counts.rejects,
                 "events_without_readings": counts.events_without_readings,
                 "path": self.last_path,
-                "value_bytes": value_bytes,
                 "duration_ms": round((done - started) * 1000),
                 # where the time went: before the Spark job, the job (rows file and counts), the commit
                 "prepare_ms": round((prepared - started) * 1000),
@@ -260,23 +247,9 @@ class BatchSink:
 
 
 def one_task(ranges: dict[int, OffsetRange], below: int) -> bool:
-    """Whether a batch is small enough to run as one task, its rows written from the driver
-    (batch_files.collect_write): it covers fewer than `below` records (known from its offset ranges;
-    unknown counts as large). A task per Kafka partition and Spark's own writer pay off for large
-    batches; for a few thousand records their fixed costs are most of the batch's time."""
+    """Whether a batch is small enough to run as one task: it covers fewer than `below` records (known
+    from its offset ranges; unknown counts as large). A task per Kafka partition pays off for large
+    batches; for a few thousand records the tasks' fixed costs are most of the batch's time."""
     if not ranges or any(r.start is None for r in ranges.values()):
         return False
     return sum(r.end - (r.start or 0) for r in ranges.values()) < below
-
-
-def within_byte_budget(value_bytes: int | None, max_bytes: int) -> bool:
-    """Whether a batch whose Kafka values add up to `value_bytes` may be collected into the driver
-    (the one-task path): fewer than `max_bytes` (unknown counts as too many; 0 turns it off)."""
-    return value_bytes is not None and value_bytes < max_bytes
-
-
-def _value_bytes(classified: DataFrame) -> int:
-    """The bytes of the batch's Kafka values (their text, base64 for non-UTF-8: a bound), summed by
-    Spark without parsing them."""
-    total = classified.agg(F.sum(F.octet_length("value"))).first()
-    return int(total[0] or 0) if total is not None else 0

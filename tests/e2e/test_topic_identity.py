@@ -32,17 +32,16 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(150
 
 TOPIC = "device-events"
 KEY = b"CI00100"  # every record on one partition
-#: below one huge value (~990 KB), above every batch of small events: a batch holding a huge value
-#: takes the per-partition path whether Spark reads the three in one micro-batch or one by one
-#: (the default 2 MiB budget let a lone huge value take the one-task path: flaky under load)
-SINGLE_TASK_MAX_BYTES = 500_000
+#: every batch takes the per-partition path (the default takes one task below 20,000 records): the
+#: job's log says which, so the tests see the launcher's environment reach the job
+SINGLE_TASK_BELOW = 0
 
 
 @pytest.fixture(scope="module")
 @starts_processes
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """The launcher passes its environment to the components: the job reads SPARK_JOB_SINGLE_TASK_MAX_BYTES."""
-    settings = {"SPARK_JOB_SINGLE_TASK_MAX_BYTES": str(SINGLE_TASK_MAX_BYTES)}
+    """The launcher passes its environment to the components: the job reads SPARK_JOB_SINGLE_TASK_BELOW."""
+    settings = {"SPARK_JOB_SINGLE_TASK_BELOW": str(SINGLE_TASK_BELOW)}
     with running_stack(tmp_path_factory.mktemp("e2e-identity"), **settings) as st:
         yield st
 
@@ -152,7 +151,8 @@ def test_2_values_of_a_megabyte_of_empty_readings_are_merged(stack: Stack) -> No
         logs=stack.logs("spark", "merger"),
         interval=1.0,
     )
-    # the batches that carried them (rows_out above one value's readings) took the per-partition path
+    # the batches that carried them (rows_out above one value's readings) took the path the
+    # launcher's environment set (SPARK_JOB_SINGLE_TASK_BELOW=0: per partition)
     log = (stack.data / "logs" / "spark.log").read_text(errors="replace")
     committed = [line for line in log.splitlines() if "batch committed" in line]
     huge = [line for line in committed if int(re.search(r"rows_out=(\d+)", line).group(1)) >= readings]

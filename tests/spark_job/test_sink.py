@@ -216,21 +216,11 @@ def test_small_batches_run_as_one_task_large_ones_per_partition() -> None:
     assert not one_task({0: OffsetRange(start=None, end=5)}, 1_000)
 
 
-def test_the_one_task_path_needs_the_values_under_the_byte_budget() -> None:
-    from spark_job.sink import within_byte_budget
-
-    assert within_byte_budget(1_000, 2_000)
-    assert not within_byte_budget(2_000, 2_000)  # not fewer than the budget
-    assert not within_byte_budget(3 * 1024 * 1024, 2 * 1024 * 1024)  # three 1 MB values of empty readings
-    assert not within_byte_budget(None, 2_000)  # unknown: too many
-    assert not within_byte_budget(0, 0)  # 0 turns it off
-
-
 @pytest.mark.integration
-def test_a_few_huge_values_take_the_per_partition_path(spark: SparkSession, tmp_path: Path) -> None:
-    """Three records, far fewer than single_task_below, whose values of empty readings are over the
-    byte budget: written by Spark's CSV writer (rows streamed to files), not collected in the driver;
-    the value bytes are what Kafka holds."""
+def test_a_few_huge_values_in_a_small_batch_are_streamed_to_the_file(spark: SparkSession, tmp_path: Path) -> None:
+    """Three records, far fewer than single_task_below, whose values of empty readings make 150,000
+    rows: the one-task path writes them with Spark's CSV writer (rows streamed to the part file,
+    nothing collected into the driver), every row there."""
     readings = 50_000
     values = [encode(dict(GOOD, eventOffset=20_000 + i, data={"devices": [{}] * readings})) for i in range(3)]
     ranges = {0: OffsetRange(start=0, end=len(values))}
@@ -242,26 +232,18 @@ def test_a_few_huge_values_take_the_per_partition_path(spark: SparkSession, tmp_
         ranges=lambda batch_id: ranges,
         topic="t",
         single_task_below=50_000,
-        single_task_max_bytes=sum(len(v) for v in values),  # just not under it
     )
     sink.prepare()
-    from spark_job.sink import _value_bytes
-
-    classified = classify(kafka_df(spark, values))
-    assert _value_bytes(classified) == sum(len(v) for v in values)
-    counts = sink.write_batch(classified, 3)
-    assert sink.last_path == "per partition"
+    counts = sink.write_batch(classify(kafka_df(spark, values)), 3)
+    assert sink.last_path == "one task"
     assert counts.rows_out == 3 * readings
     assert (tmp_path / "rows" / name(3)).read_bytes().count(b"\n") == 3 * readings + 1
-    sink.single_task_max_bytes += 1
-    sink.write_batch(classified, 4)
-    assert sink.last_path == "one task"
 
 
 @pytest.mark.integration
-def test_small_batches_from_the_driver_have_the_writers_exact_bytes(spark: SparkSession, tmp_path: Path) -> None:
-    """The two ways a rows file is written (to_csv + Arrow for a small batch, Spark's CSV writer for
-    a large one) give the same bytes, whatever the fields hold."""
+def test_one_task_and_per_partition_batches_have_the_same_bytes(spark: SparkSession, tmp_path: Path) -> None:
+    """The two ways a rows file is written (one task for a small batch, a task per input split for a
+    large one) give the same bytes, whatever the fields hold."""
     tricky = [
         dict(GOOD, eventOffset=10001, customerId='CI,"00100"\nx', eventPublisher=" padded "),
         dict(GOOD, eventOffset=10002, customerId="cr\rcrlf\r\nend", eventPublisher=""),
@@ -285,10 +267,10 @@ def test_small_batches_from_the_driver_have_the_writers_exact_bytes(spark: Spark
         sink.write_batch(classify(kafka_df(spark, values)), 9)
         return (folder / "rows" / name(9)).read_bytes()
 
-    from_driver = written(10_000, tmp_path / "driver")
-    by_writer = written(0, tmp_path / "writer")
-    assert from_driver == by_writer
-    assert from_driver.count(b"\n") > 50 and b"\xc3\xbc" in from_driver  # (rows, UTF-8 kept)
+    one_task = written(10_000, tmp_path / "one-task")
+    per_partition = written(0, tmp_path / "per-partition")
+    assert one_task == per_partition
+    assert one_task.count(b"\n") > 50 and b"\xc3\xbc" in one_task  # (rows, UTF-8 kept)
 
 
 @pytest.mark.integration
