@@ -1,12 +1,17 @@
 # syntax=docker/dockerfile:1
 # The Spark job: Java 17 JRE + pyspark (its own Spark distribution) + the Kafka connector jars, resolved
-# at build time with Maven from runtime/maven/spark/pom.xml exactly as scripts/install.sh does.
+# at build time with Maven from runtime/maven/spark/pom.xml exactly as scripts/install.sh does, and the
+# job's local file system (runtime/maven/localfs).
 # SPARK_MASTER picks local[N] (default) or a standalone cluster (spark://host:7077).
 
 FROM maven:3.9.9-eclipse-temurin-17 AS jars
 WORKDIR /build
 COPY runtime/maven/spark/pom.xml pom.xml
 RUN mvn -q -B -f pom.xml dependency:copy-dependencies -DoutputDirectory=/opt/spark-jars -DexcludeTransitive=true
+# The job's local file system without child processes (spark_job/session.py), built as install.sh does.
+COPY runtime/maven/localfs/pom.xml localfs/pom.xml
+COPY runtime/maven/localfs/src localfs/src
+RUN mvn -q -B -f localfs/pom.xml package && cp localfs/target/devicestream-localfs.jar /opt/spark-jars/
 
 FROM python:3.11.13-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1

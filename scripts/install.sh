@@ -2,7 +2,8 @@
 # Installs everything devicestream needs into the work tree, idempotently:
 #   .venv/        Python 3.11 virtualenv with the pinned packages (pyproject.toml + constraints.txt)
 #   .jars/kafka/  the embedded broker's classpath     (runtime/maven/kafka/pom.xml)
-#   .jars/spark/  Spark's Kafka connector and its deps (runtime/maven/spark/pom.xml)
+#   .jars/spark/  Spark's Kafka connector and its deps (runtime/maven/spark/pom.xml), and the job's
+#                 local file system without child processes (runtime/maven/localfs: built here)
 # A second run only compares stamps and returns in well under a second.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,6 +44,12 @@ mvn_copy() { # name, extra flags
 }
 mvn_copy kafka -DincludeScope=runtime
 mvn_copy spark -DexcludeTransitive=true
+localfs=.jars/spark/devicestream-localfs.jar
+if stale "$localfs" runtime/maven/localfs/pom.xml runtime/maven/localfs/src/main/java/devicestream/fs/*.java; then
+  echo "install: building the job's local file system (runtime/maven/localfs)"
+  mvn -q -B -f runtime/maven/localfs/pom.xml package
+  cp runtime/maven/localfs/target/devicestream-localfs.jar "$localfs"
+fi
 
 # Headless Chromium (Debian's package): prints `devicestream report`'s PDF, and playwright drives it in
 # the dashboard and report tests; poppler-utils (pdftoppm, pdfinfo) renders the PDF in the report test.
