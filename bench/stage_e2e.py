@@ -64,7 +64,10 @@ FULL = E2ESizes(
     ladder=(10_000, 40_000, 60_000, 80_000, 100_000),  # (20,000/s: the freshness run)
     probe_s=30,
     confirm_s=300,
-    prime_s=30,
+    # the job's JIT compiling settles after about a minute at 1,000 events/s (C2 from ~0.5 to ~0.15
+    # of a core, micro-batches from ~550 to ~270 ms, measured 2026-12-03): 30 s measured
+    # a JVM still compiling
+    prime_s=90,
 )
 QUICK = E2ESizes(fresh_s=12, warmup_s=3, ladder=(10_000, 60_000), probe_s=8, confirm_s=0, prime_s=10)
 
