@@ -3,14 +3,18 @@ processes (`chmod`, `readlink`), chosen by spark_job.session when its jar is on 
 
 from __future__ import annotations
 
+import json
 import os
-import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from pyspark.sql import SparkSession
 
+from devicestream.paths import REPO_ROOT, jars_dir
 from spark_job.session import LOCAL_FS_JAR, local_file_system
+
+PROBE = Path(__file__).with_name("local_fs_probe.py")
 
 
 def test_the_jar_on_the_classpath_picks_the_no_fork_file_system() -> None:
@@ -23,37 +27,24 @@ def test_the_jar_on_the_classpath_picks_the_no_fork_file_system() -> None:
 
 
 @pytest.mark.integration
-def test_the_session_uses_it_and_it_acts_as_raw_local_file_system(spark: SparkSession, tmp_path: Path) -> None:
-    """Directories get the umasked default mode, permissions are set, a file's link status is its
-    status, a symbolic link's is a link: as RawLocalFileSystem, through FileSystem and FileContext."""
-    jvm = spark.sparkContext._jvm
-    conf = spark.sparkContext._jsc.hadoopConfiguration()
-    assert conf.get("fs.file.impl") == "devicestream.fs.NoForkLocalFileSystem"
-    path = jvm.org.apache.hadoop.fs.Path
-    fs = jvm.org.apache.hadoop.fs.FileSystem.get(jvm.java.net.URI("file:///"), conf)
-    assert fs.getClass().getName() == "devicestream.fs.NoForkLocalFileSystem"
-
-    assert fs.mkdirs(path(f"file://{tmp_path}/a/b"))
-    assert stat.S_IMODE(os.stat(tmp_path / "a" / "b").st_mode) == 0o755
-    (tmp_path / "f").write_text("x")
-    fs.setPermission(path(f"file://{tmp_path}/f"), jvm.org.apache.hadoop.fs.permission.FsPermission(0o640))
-    assert stat.S_IMODE(os.stat(tmp_path / "f").st_mode) == 0o640
-
-    (tmp_path / "link").symlink_to(tmp_path / "f")
-    raw = jvm.org.apache.hadoop.fs.RawLocalFileSystem()
-    raw.initialize(jvm.java.net.URI("file:///"), conf)
-    for name in ("f", "link", "a"):  # the link status RawLocalFileSystem gives (after its `readlink`)
-        ours, theirs = (x.getFileLinkStatus(path(f"file://{tmp_path}/{name}")) for x in (fs, raw))
-        assert (ours.isSymlink(), ours.isDirectory(), ours.getLen(), ours.getPath().toString()) == (
-            theirs.isSymlink(),
-            theirs.isDirectory(),
-            theirs.getLen(),
-            theirs.getPath().toString(),
-        ), name
-    fc = jvm.org.apache.hadoop.fs.FileContext.getFileContext(conf)
-    plain = fc.getFileLinkStatus(path(f"file://{tmp_path}/f"))
-    assert not plain.isSymlink() and plain.getLen() == 1
-    # a rename through FileContext: how Spark commits a checkpoint log file
-    no_options = spark.sparkContext._gateway.new_array(jvm.org.apache.hadoop.fs.Options.Rename, 0)
-    fc.rename(path(f"file://{tmp_path}/f"), path(f"file://{tmp_path}/g"), no_options)
-    assert (tmp_path / "g").read_text() == "x" and not (tmp_path / "f").exists()
+@pytest.mark.timeout(300)
+def test_the_job_under_spark_submit_uses_it_and_it_acts_as_raw_local_file_system(tmp_path: Path) -> None:
+    """In its own spark-submit JVM (as the job runs, whatever session the tests share): directories get
+    the umasked default mode, permissions are set, link statuses are RawLocalFileSystem's (a file's, a
+    directory's, a symbolic link's), FileContext uses it too and renames through it."""
+    jars = ",".join(str(p) for p in sorted(jars_dir("spark").glob("*.jar")))
+    assert LOCAL_FS_JAR in jars, "make install builds it into .jars/spark"
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+    cmd = [str(Path(sys.executable).parent / "spark-submit"), "--master", "local[1]", "--jars", jars]
+    done = subprocess.run(
+        [*cmd, str(PROBE), str(tmp_path)], env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=240
+    )
+    lines = [line for line in done.stdout.splitlines() if line.startswith("LOCAL_FS_PROBE ")]
+    assert done.returncode == 0 and lines, (done.stdout + done.stderr)[-3000:]
+    out = json.loads(lines[-1].removeprefix("LOCAL_FS_PROBE "))
+    assert out["fs"] == "devicestream.fs.NoForkLocalFileSystem"
+    assert out["fc"] == "devicestream.fs.NoForkLocalFs"
+    assert (out["dir_mode"], out["file_mode"]) == ("0o755", "0o640")
+    for name, (ours, theirs) in out["link_status"].items():
+        assert ours == theirs, name
+    assert out["renamed"]
