@@ -16,6 +16,11 @@ log = logging.getLogger(__name__)
 LOCAL_FS_JAR = "devicestream-localfs.jar"
 
 
+def local_fs_jar(jars: str) -> str | None:
+    """runtime/maven/localfs's jar among the comma-separated `jars`, if it is there."""
+    return next((j for j in jars.split(",") if j.rsplit("/", 1)[-1] == LOCAL_FS_JAR), None)
+
+
 def local_file_system(jars: str) -> tuple[str, str]:
     """The Hadoop classes for file:// paths (FileSystem, and FileContext's AbstractFileSystem) given
     the comma-separated jars on the driver's classpath. Hadoop's RawLocalFileSystem, without its
@@ -24,7 +29,7 @@ def local_file_system(jars: str) -> tuple[str, str]:
     processes per micro-batch, ~6 ms each, on the query's thread. runtime/maven/localfs's
     subclass does the same with java.nio; without its jar, RawLocalFileSystem itself (no .crc
     sidecars either way)."""
-    if any(j.rsplit("/", 1)[-1] == LOCAL_FS_JAR for j in jars.split(",")):
+    if local_fs_jar(jars) is not None:
         return "devicestream.fs.NoForkLocalFileSystem", "devicestream.fs.NoForkLocalFs"
     return "org.apache.hadoop.fs.RawLocalFileSystem", "org.apache.hadoop.fs.local.RawLocalFs"
 
@@ -74,9 +79,9 @@ def build_session(settings: SparkJobSettings, app_name: str = "devicestream-spar
         builder = builder.master(settings.master).config("spark.driver.memory", settings.driver_memory)
         # spark.jars reach the tasks' class loader, not Hadoop's at the context's start: the file
         # system's jar goes on the driver's own classpath (the JVM is started by getOrCreate).
-        local_fs_jar = [j for j in settings.jars.split(",") if j.rsplit("/", 1)[-1] == LOCAL_FS_JAR]
-        if local_fs_jar:
-            builder = builder.config("spark.driver.extraClassPath", local_fs_jar[0])
+        jar = local_fs_jar(settings.jars)
+        if jar is not None:
+            builder = builder.config("spark.driver.extraClassPath", jar)
     if settings.jars:
         builder = builder.config("spark.jars", settings.jars)
     spark = builder.getOrCreate()

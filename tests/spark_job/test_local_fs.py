@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from devicestream.paths import REPO_ROOT, jars_dir
+from devicestream.paths import REPO_ROOT
 from spark_job.session import LOCAL_FS_JAR, local_file_system
+from tests.spark_job.conftest import connector_jars
 
 PROBE = Path(__file__).with_name("local_fs_probe.py")
 
@@ -32,7 +33,7 @@ def test_the_job_under_spark_submit_uses_it_and_it_acts_as_raw_local_file_system
     """In its own spark-submit JVM (as the job runs, whatever session the tests share): directories get
     the umasked default mode, permissions are set, link statuses are RawLocalFileSystem's (a file's, a
     directory's, a symbolic link's), FileContext uses it too and renames through it."""
-    jars = ",".join(str(p) for p in sorted(jars_dir("spark").glob("*.jar")))
+    jars = connector_jars()
     assert LOCAL_FS_JAR in jars, "make install builds it into .jars/spark"
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
     cmd = [str(Path(sys.executable).parent / "spark-submit"), "--master", "local[1]", "--jars", jars]
