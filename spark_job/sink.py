@@ -11,7 +11,9 @@ the manifest (contract.batches.BatchManifest) says which offsets the batch cover
 
 Input: the batch as `transform.classify` returns it. The job applies `classify` to the streaming
 DataFrame once, when the query starts: building that plan from Python takes about half a second
-of py4j calls, which per micro-batch was a third of a small batch's cost.
+of py4j calls, which per micro-batch was a third of a small batch's cost. For the same reason the
+Columns applied to each batch (the rows' projections, the counts) are built once, at the first
+batch (`transform.RowsColumns`): per batch they cost ~40 ms of py4j calls and JVM class lookups.
 
 How a batch is written, in one Spark job in the usual case (no rejects):
 - the rows of a small batch (fewer than `single_task_below` records, the usual case at a steady
@@ -113,6 +115,7 @@ class BatchSink:
         self._topic_id_at = 0.0
         self._last_ranges: dict[int, OffsetRange] = {}
         self._busy = threading.Event()
+        self._columns: transform.RowsColumns | None = None
         #: how the last batch's rows were written ("one task" or "per partition")
         self.last_path = ""
 
@@ -150,13 +153,14 @@ class BatchSink:
         topic_id = self._current_topic_id(ranges)
         name = batch_file_name(batch_id, lineage)
         observation = Observation(f"batch-{batch_id}-{uuid.uuid4().hex[:8]}")
-        observed = classified.observe(observation, *transform.count_columns())
+        columns = self._columns or self._build_columns()
+        observed = classified.observe(observation, *columns.counts)
         rows_tmp = self._tmp_folder("rows", batch_id)
         small = one_task(ranges, self.single_task_below)
         self.last_path = "one task" if small else "per partition"
         prepared = time.monotonic()
         try:
-            rows = transform.rows(observed.coalesce(1) if small else observed)
+            rows = transform.rows(observed.coalesce(1) if small else observed, columns)
             rows_parts = spark_write(rows, BATCH_ROW_HEADER, rows_tmp)
             written = time.monotonic()
             c = observation.get
@@ -230,6 +234,11 @@ class BatchSink:
             self._lineage_seq = take_lineage_seq(self._lineage_counter, self._lineage, durable=self.durable)
         log.info("checkpoint lineage", extra={"lineage": self._lineage, "lineage_seq": self._lineage_seq})
         return self._lineage
+
+    def _build_columns(self) -> transform.RowsColumns:
+        """The Columns applied to every batch, built at the first (a SparkContext runs by then)."""
+        self._columns = transform.RowsColumns.build()
+        return self._columns
 
     def _tmp_folder(self, kind: str, batch_id: int) -> Path:
         return self.tmp_dir / f"{kind}-{batch_file_name(batch_id).removesuffix('.csv')}-{uuid.uuid4().hex[:8]}"

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from contract.progress import PROGRESS_FIELDS
-from spark_job.progress import BatchCounts, ProgressTracker, flatten_offsets, offsets_behind
+from spark_job.progress import BatchCounts, ProgressListener, ProgressTracker, flatten_offsets, offsets_behind
 
 
 class Clock:
@@ -90,6 +90,38 @@ def test_offsets_helpers() -> None:
     assert flatten_offsets(None) == {}
     assert offsets_behind({"0": 7}, {"0": 9, "1": 2}) == 4
     assert offsets_behind({"0": 7}, {}) is None
+
+
+def test_the_listener_reads_a_progress_as_spark_writes_its_json(tmp_path: Path) -> None:
+    """The listener gets each progress as the JVM's StreamingQueryProgress.json, parsed: offsets are
+    objects (not text), and a rate Spark cannot compute (NaN) is left out of the JSON."""
+    path = tmp_path / "progress.json"
+    t = ProgressTracker(path, resume_batches=False, clock=Clock())
+    t.batch_committed(3, BatchCounts(input_rows=10, rows_out=20, rejects=0, events_without_readings=1))
+    listener = ProgressListener(t, "devicestream")
+    progress = {
+        "name": "devicestream",
+        "batchId": 3,
+        "numInputRows": 10,
+        "processedRowsPerSecond": 80.5,
+        "durationMs": {"triggerExecution": 120, "addBatch": 90},
+        "sources": [
+            {
+                "startOffset": {"device-events": {"0": 2, "1": 5}},
+                "endOffset": {"device-events": {"1": 5, "0": 7}},
+                "latestOffset": {"device-events": {"0": 9, "1": 5}},
+            }
+        ],
+    }
+    listener.on_progress({**progress, "name": "another query", "batchId": 99})
+    assert read(path)["batchId"] == 3 and read(path)["endOffsets"] == {}
+    listener.on_progress(progress)
+    doc = read(path)
+    assert doc["endOffsets"] == {"0": 7, "1": 5} and doc["latestOffsets"] == {"0": 9, "1": 5}
+    assert doc["offsetsBehindLatest"] == 2
+    assert doc["inputRowsPerSecond"] == 0.0 and doc["processedRowsPerSecond"] == 80.5
+    assert doc["batchDurationMs"] == 120
+    listener.on_progress({"name": "devicestream"})  # (no batchId: logged, never raised into Spark)
 
 
 def test_offsets_that_are_not_json_are_ignored() -> None:
