@@ -17,38 +17,48 @@ file per bucket and are read back a window of offsets at a time to name the firs
 
 from __future__ import annotations
 
+import io
 import math
 import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from contract.compacted import TEXT_SCHEMA, scan_text
 from contract.csv import ROW_COLUMNS
 from contract.verify_report import OffsetRange, VerifyReport
-from devicestream.merged_files import MergedFiles, _rejects, merged_files, merged_rejects_of, split_retired
+from devicestream.merged_files import (
+    MergedFiles,
+    _complete_records,
+    _rejects,
+    merged_files,
+    merged_rejects_of,
+    split_retired,
+)
 
 if TYPE_CHECKING:
     from devicestream.verify import TopicScan
 
 KEY = ["eventOffset", "deviceIndex"]
 RECORD = ["partition", "offset"]
-#: Input per bucket (expected CSV bytes plus merged CSV bytes): one bucket holds ~1M rows of each
-#: side in memory (~1 GB peak at most while compared, measured: /work/shared/measurements.md).
-BUCKET_BYTES = 256 * 1024 * 1024
+#: Input per bucket (expected CSV bytes plus merged CSV bytes): ~0.6M rows of each side, compared in
+#: ~0.8 GB (measured: scripts/verify_memory.py; 256 MB took ~1.4 GB, 64 MB no less than 128 MB).
+BUCKET_BYTES = 128 * 1024 * 1024
 #: A compacted segment's Parquet copy counts as this many CSV bytes per row.
 CSV_BYTES_PER_ROW = 110
+#: How much of a CSV file is read at a time while splitting, and how many rows of a Parquet copy.
+CHUNK_BYTES = 64 * 1024 * 1024
+PARQUET_ROWS = 500_000
+#: The expected rows' CSV (devicestream.verify.scan_partition): every column as text.
+EXPECTED_STRINGS = [*ROW_COLUMNS, "partition", "offset"]
+EXPECTED_SCHEMA = pl.Schema(dict.fromkeys(EXPECTED_STRINGS, pl.String))
 #: How many offsets of one partition are read back at a time to name the unaccounted runs.
 RANGE_WINDOW = 1 << 22
 #: The problems with examples in the report, in the order they are listed.
 EXAMPLE_KINDS = ("rows_missing", "rows_duplicated", "rows_altered", "rows_unexpected", "offsets_reused")
-
-
-def _strings(path: Path | list[Path], columns: tuple[str, ...] | list[str]) -> pl.LazyFrame:
-    return pl.scan_csv(path, schema=dict.fromkeys(columns, pl.String)).with_columns(
-        pl.col(c).fill_null("") for c in columns
-    )
 
 
 def _in_scanned_range(scan: TopicScan) -> pl.Expr:
@@ -139,20 +149,55 @@ def _bucket_count(rows_csv: list[Path], files: MergedFiles) -> int:
     return max(1, math.ceil(size / BUCKET_BYTES))
 
 
-def _split(lf: pl.LazyFrame, folder: Path, buckets: int) -> pl.Schema:
-    """Write `lf`'s rows to `folder`/_b=<bucket>/, in their order (a streaming pass)."""
-    schema = lf.collect_schema()
-    bucket = (pl.col("eventOffset").hash(seed=0) % buckets).alias("_b")
-    target = pl.PartitionBy(folder, key=bucket, include_key=False, approximate_bytes_per_file=None)
-    lf.sink_ipc(target, compression="lz4", mkdir=True, engine="streaming")
-    return schema
+def _csv_pieces(path: Path, schema: pl.Schema) -> Iterator[pl.DataFrame]:
+    """A CSV file's rows, CHUNK_BYTES of it at a time, parsed as a scan of it parses them: read
+    through a buffer (a scan maps the whole file, and its pages count in the process's memory)."""
+    with open(path, "rb") as f:
+        header, rest = f.readline(), b""
+        while data := f.read(CHUNK_BYTES):
+            body = _complete_records(rest + data)  # (whole records only; the rest goes with the next)
+            rest = (rest + data)[len(body) :]
+            if body:
+                yield pl.read_csv(io.BytesIO(header + body), schema=schema)
+        if rest.strip():  # (the last line without its line end)
+            yield pl.read_csv(io.BytesIO(header + rest), schema=schema)
+
+
+def _merged_pieces(files: MergedFiles) -> Iterator[pl.DataFrame]:
+    for p in files.paths:
+        if p.suffix == ".parquet":  # (a compacted segment: compressed, a few row groups at a time)
+            yield from scan_text(p).collect_batches(chunk_size=PARQUET_ROWS)
+        else:
+            yield from _csv_pieces(p, TEXT_SCHEMA)
+
+
+def _split(
+    pieces: Iterable[pl.DataFrame], prepare: Callable[[pl.LazyFrame], pl.LazyFrame], folder: Path, n: int
+) -> None:
+    """Write the pieces' rows (`prepare`d) to `folder`/_b=<bucket>/<piece>.ipc: a bucket's rows in
+    their order are its files in name order."""
+    for k, piece in enumerate(pieces):
+        rows = prepare(piece.lazy()).with_columns((pl.col("eventOffset").hash(seed=0) % n).alias("_b")).collect()
+        for (b,), part in rows.partition_by("_b", as_dict=True, include_key=False).items():
+            (folder / f"_b={b}").mkdir(parents=True, exist_ok=True)
+            part.write_ipc(folder / f"_b={b}" / f"{k:08d}.ipc", compression="lz4")
 
 
 def _bucket(folder: Path, i: int, schema: pl.Schema) -> pl.DataFrame:
     paths = sorted((folder / f"_b={i}").glob("*.ipc"))
     if not paths:
         return pl.DataFrame(schema=schema)
-    return pl.concat([pl.read_ipc(p, memory_map=False) for p in paths])
+    return pl.concat([pl.read_ipc(p, memory_map=False) for p in paths], rechunk=False)
+
+
+def _expected_rows(lf: pl.LazyFrame) -> pl.LazyFrame:
+    return lf.with_columns(pl.col(c).fill_null("") for c in EXPECTED_STRINGS).with_columns(
+        pl.col("partition").cast(pl.Int64), pl.col("offset").cast(pl.Int64)
+    )
+
+
+def _merged_rows(lf: pl.LazyFrame) -> pl.LazyFrame:
+    return lf.with_columns(pl.col(c).fill_null("") for c in ROW_COLUMNS)
 
 
 def compare(
@@ -170,11 +215,7 @@ def compare(
     against the merged rows beside `merged_csv` and the rejects; in `buckets` buckets (default: from
     the input's size), their files in a temporary folder in `workdir`."""
     rows_paths = rows_csv if isinstance(rows_csv, list) else [rows_csv]
-    expected = _strings(rows_paths, [*ROW_COLUMNS, "partition", "offset"]).with_columns(
-        pl.col("partition").cast(pl.Int64), pl.col("offset").cast(pl.Int64)
-    )
     files = merged_files(merged_csv)  # (merged.csv, or its retained segments)
-    merged = files.scan_text().with_columns(pl.col(c).fill_null("") for c in ROW_COLUMNS)
     invalid = pl.scan_csv(invalid_csv, schema={"partition": pl.Int64, "offset": pl.Int64, "reason": pl.String})
     rejects = _rejects(rejects_dir, merged_rejects_of(merged_csv)).filter(_in_scanned_range(scan)).collect()
     n = buckets or _bucket_count(rows_paths, files)
@@ -182,14 +223,18 @@ def compare(
 
     with tempfile.TemporaryDirectory(dir=workdir, prefix="verify-buckets-") as tmp:
         if n == 1:
-            tally.unaccounted.append(
-                _compare_bucket(tally, expected.collect(), merged.collect(), files, rejects, scan).lazy()
-            )
+            expected = _expected_rows(pl.scan_csv(rows_paths, schema=EXPECTED_SCHEMA)).collect()
+            merged = _merged_rows(files.scan_text()).collect()
+            tally.unaccounted.append(_compare_bucket(tally, expected, merged, files, rejects, scan).lazy())
+            del expected, merged
         else:
             d = Path(tmp)
-            exp_schema, mer_schema = _split(expected, d / "expected", n), _split(merged, d / "merged", n)
+            exp_pieces = (piece for p in rows_paths for piece in _csv_pieces(p, EXPECTED_SCHEMA))
+            _split(exp_pieces, _expected_rows, d / "expected", n)
+            _split(_merged_pieces(files), _merged_rows, d / "merged", n)
+            exp_schema = _expected_rows(pl.LazyFrame(schema=EXPECTED_SCHEMA)).collect_schema()
             for i in range(n):
-                exp, mer = _bucket(d / "expected", i, exp_schema), _bucket(d / "merged", i, mer_schema)
+                exp, mer = _bucket(d / "expected", i, exp_schema), _bucket(d / "merged", i, TEXT_SCHEMA)
                 unaccounted = _compare_bucket(tally, exp, mer, files, rejects, scan)
                 del exp, mer
                 if unaccounted.height:

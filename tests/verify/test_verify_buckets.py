@@ -11,6 +11,7 @@ import orjson
 import polars as pl
 import pytest
 
+from contract.compacted import TEXT_SCHEMA
 from contract.csv import REJECT_COLUMNS, ROW_COLUMNS, batch_file_name
 from contract.segments import SEGMENT_INDEX, Segment, SegmentIndex, segment_file
 from contract.verify_report import VerifyReport
@@ -60,6 +61,8 @@ def every_problem(tmp_path: Path) -> tuple[TopicScan, dict[str, Any]]:
         if (p, o) in gone or (p, o) == (1, 11):
             continue
         rows = _rows(eo, temp="21" if (p, o) == (0, 2) else "20")  # (0, 2): altered
+        if (p, o) == (0, 4):
+            rows[1][6] = 'D,"0\r\n01'  # altered too (a value CSV quotes, with a line end in it)
         merged += rows[:1] if (p, o) == (0, 8) else rows  # (0, 8): one row missing
         if (p, o) == (0, 1):
             merged += [rows[0], rows[0]]  # duplicated twice
@@ -105,13 +108,17 @@ def every_problem(tmp_path: Path) -> tuple[TopicScan, dict[str, Any]]:
     return scan, args
 
 
-@pytest.mark.parametrize("buckets", [2, 3, 16])
-def test_buckets_report_what_one_bucket_reports(buckets: int, every_problem, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("buckets", "chunk"), [(2, 1 << 20), (3, 1 << 20), (16, 1 << 20), (3, 100)])
+def test_buckets_report_what_one_bucket_reports(
+    buckets: int, chunk: int, every_problem, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     scan, args = every_problem
+    monkeypatch.setattr(verify_compare, "CHUNK_BYTES", chunk)  # (100: the files read a few rows at a time)
     one = compare(scan, **args, buckets=1)
     for name in (*VerifyReport.PROBLEMS, "rows_before_retention", "rows_retired", "partitions_truncated"):
         assert getattr(one, name) > 0, name  # (the case has every kind)
     assert one.rows_unexpected == 6 and one.rows_before_retention == 4 and one.rows_duplicated == 2
+    assert one.rows_altered == 3  # (0, 2) both rows, (0, 4) one
     assert [r.describe() for r in one.unaccounted_ranges] == [
         "topic '' partition 0 offsets [7, 9)",
         "topic '' partition 1 offsets [9, 11)",
@@ -140,6 +147,20 @@ def test_buckets_of_a_clean_run_are_clean(every_problem, tmp_path: Path) -> None
         report = compare(scan, rows_csv, invalid, merged_csv, tmp_path / "no-rejects", buckets=buckets)
         assert report.ok, report.model_dump()
         assert report.rows_in_merged == 42 and report.examples == {} and report.unaccounted_ranges == []
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, 1 << 20])
+def test_a_csv_read_in_pieces_is_the_csv_read_whole(
+    chunk: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "merged.csv"
+    rows = [_rows(10000)[0], [*_rows(10001)[0][:6], 'a,"b\nc', "", "", '""'], _rows(10002)[1]]
+    _write(path, list(ROW_COLUMNS), rows)
+    path.write_bytes(path.read_bytes().rstrip(b"\r\n"))  # (the last line without its line end)
+    monkeypatch.setattr(verify_compare, "CHUNK_BYTES", chunk)
+    pieces = list(verify_compare._csv_pieces(path, TEXT_SCHEMA))
+    assert pl.concat(pieces).equals(pl.read_csv(path, schema=TEXT_SCHEMA))
+    assert pl.concat(pieces).height == 3 and pieces[-1]["deviceIndex"].to_list()[-1] == "1"
 
 
 def test_unaccounted_ranges_read_a_window_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
