@@ -5,10 +5,11 @@ Every per-row check keys on (eventOffset, deviceIndex), so the rows are split by
 eventOffset text into buckets, each small enough to compare in memory (~BUCKET_BYTES of input):
 equal keys always land in one bucket, and a merged row whose eventOffset is not a number lands in
 some bucket where nothing matches it (it is unexpected, as it would be in one pass). Each side is
-read once, written to its buckets (Arrow IPC files in a temporary folder), and the buckets are
-compared one after the other and their counts added up. Small inputs are one bucket: read straight
-into memory, no files. Every row of a record carries the record's eventOffset, so a record's rows
-are in one bucket too and the per-record counts (records unaccounted) add up as well.
+read once, CHUNK_BYTES at a time (a polars scan maps the whole file, whose pages then count in the
+process's memory), written to its buckets (lz4 Arrow IPC files in a temporary folder), and the
+buckets are compared one after the other and their counts added up. Small inputs are one bucket:
+read straight into memory, no files. Every row of a record carries the record's eventOffset, so a
+record's rows are in one bucket too and the per-record counts (records unaccounted) add up as well.
 
 What stays whole: the rejects (one row per rejected record, read into memory by
 devicestream.merged_files), the invalid records compared with them (as many as the rejects when the
