@@ -11,11 +11,12 @@ import orjson
 import polars as pl
 import pytest
 
-from contract.compacted import TEXT_SCHEMA
+from contract.compacted import TEXT_SCHEMA, typed
 from contract.csv import REJECT_COLUMNS, ROW_COLUMNS, batch_file_name
-from contract.segments import SEGMENT_INDEX, Segment, SegmentIndex, segment_file
+from contract.segments import SEGMENT_INDEX, Segment, SegmentIndex, parquet_file, segment_file
 from contract.verify_report import VerifyReport
 from devicestream import verify_compare
+from devicestream.merged_files import merged_files
 from devicestream.verify import TopicScan, compare, offset_ranges
 
 
@@ -42,7 +43,8 @@ def _sorted_examples(report: VerifyReport) -> dict[str, list[Any]]:
 def every_problem(tmp_path: Path) -> tuple[TopicScan, dict[str, Any]]:
     """Partition 0 offsets 0-13 (eventOffsets 10000 + 2 * offset; 12 and 13 invalid); partition 1
     offsets 2-12 (10001 + 2 * offset; retention deleted 0-1; 12 invalid). The merger kept its rows in
-    two segments and retention removed a third (partition 0 offsets 9-10)."""
+    two segments (the first compacted to Parquet) and retention removed a third (partition 0
+    offsets 9-10)."""
     records = {(0, o): 10000 + 2 * o for o in range(12)} | {(1, o): 10001 + 2 * o for o in range(2, 12)}
     records[(1, 11)] = records[(0, 3)]  # a reused eventOffset
     expected = [[*r, str(p), str(o)] for (p, o), eo in records.items() for r in _rows(eo)]
@@ -69,19 +71,24 @@ def every_problem(tmp_path: Path) -> tuple[TopicScan, dict[str, Any]]:
     merged += _rows(10001) + _rows(10003)  # records retention deleted: before retention
     merged += _rows(99999) + _rows("x") + [_rows("")[0], _rows(" 10000")[0]]  # unexpected
     merger = tmp_path / "merger"
-    half = len(merged) // 2
-    _write(merger / segment_file(0), list(ROW_COLUMNS), merged[:half])
+    half = len(merged) // 2  # (the first half: the rows of records; the other: the unexpected ones too)
+    # Segment 0 compacted, its CSV removed: its rows are read from its Parquet copy.
+    first = pl.DataFrame(merged[:half], schema=TEXT_SCHEMA, orient="row")
+    (merger / parquet_file(0)).parent.mkdir(parents=True)
+    typed(first.lazy()).collect().write_parquet(merger / parquet_file(0))
     _write(merger / segment_file(1), list(ROW_COLUMNS), merged[half:])
+    compacted = {"parquet": parquet_file(0), "csv_kept": False}
     index = SegmentIndex(
         generation="g",
         segments=[
-            Segment(seq=0, file=segment_file(0), start=10, rows=half, offsets={0: (0, 11), 1: (2, 11)}),
+            Segment(seq=0, file=segment_file(0), start=10, rows=half, offsets={0: (0, 11), 1: (2, 11)}, **compacted),
             Segment(seq=1, file=segment_file(1), start=20, rows=len(merged) - half, offsets={0: (0, 11)}),
         ],
         retired=[Segment(seq=2, file=segment_file(2), start=5, rows=3, offsets={0: (9, 10)})],
         rows_retired=3,  # one row fewer than the retired bounds hold: that one is missing
     )
     (merger / SEGMENT_INDEX).write_text(index.model_dump_json())
+    assert [p.suffix for p in merged_files(merger / "merged.csv").paths] == [".parquet", ".csv"]
     rejects = tmp_path / "rejects"
     reject_rows = [
         ["0", "0", "12", "not JSON", "x"],
