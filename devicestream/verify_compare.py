@@ -33,7 +33,6 @@ from contract.csv import ROW_COLUMNS
 from contract.verify_report import OffsetRange, VerifyReport
 from devicestream.merged_files import (
     MergedFiles,
-    _complete_records,
     _rejects,
     merged_files,
     merged_rejects_of,
@@ -156,12 +155,25 @@ def _csv_pieces(path: Path, schema: pl.Schema) -> Iterator[pl.DataFrame]:
     with open(path, "rb") as f:
         header, rest = f.readline(), b""
         while data := f.read(CHUNK_BYTES):
-            body = _complete_records(rest + data)  # (whole records only; the rest goes with the next)
-            rest = (rest + data)[len(body) :]
-            if body:
-                yield pl.read_csv(io.BytesIO(header + body), schema=schema)
+            buf = rest + data
+            end = _whole_records(buf)  # (the rest goes with the next chunk)
+            rest = buf[end:]
+            if end:
+                yield pl.read_csv(io.BytesIO(header + buf[:end]), schema=schema)
         if rest.strip():  # (the last line without its line end)
             yield pl.read_csv(io.BytesIO(header + rest), schema=schema)
+
+
+def _whole_records(buf: bytes) -> int:
+    """The length of `buf` up to its last complete CSV record, `buf` beginning with a record: up to a
+    line end with an even number of quotes before it (an odd number: inside a quoted value)."""
+    i = buf.rfind(b"\n")
+    quotes = buf.count(b'"', 0, max(i, 0))
+    while i >= 0 and quotes % 2:
+        j = buf.rfind(b"\n", 0, i)
+        quotes -= buf.count(b'"', max(j, 0), i)
+        i = j
+    return i + 1
 
 
 def _merged_pieces(files: MergedFiles) -> Iterator[pl.DataFrame]:

@@ -4,6 +4,7 @@ one bucket reports, with every kind of problem present; on hand-made files (no K
 from __future__ import annotations
 
 import csv
+import random
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from contract.csv import REJECT_COLUMNS, ROW_COLUMNS, batch_file_name
 from contract.segments import SEGMENT_INDEX, Segment, SegmentIndex, parquet_file, segment_file
 from contract.verify_report import VerifyReport
 from devicestream import verify_compare
-from devicestream.merged_files import merged_files
+from devicestream.merged_files import _complete_records, merged_files
 from devicestream.verify import TopicScan, compare, offset_ranges
 
 
@@ -168,6 +169,14 @@ def test_a_csv_read_in_pieces_is_the_csv_read_whole(
     pieces = list(verify_compare._csv_pieces(path, TEXT_SCHEMA))
     assert pl.concat(pieces).equals(pl.read_csv(path, schema=TEXT_SCHEMA))
     assert pl.concat(pieces).height == 3 and pieces[-1]["deviceIndex"].to_list()[-1] == "1"
+
+
+def test_whole_records_end_where_the_rejects_reader_cuts() -> None:
+    """Each chunk is cut where merged_files._complete_records cuts rejects.csv (counted in one pass)."""
+    rng = random.Random(1)
+    for _ in range(5000):
+        buf = bytes(rng.choice(b'ab"\n,') for _ in range(rng.randint(0, 24)))
+        assert verify_compare._whole_records(buf) == len(_complete_records(buf)), buf
 
 
 def test_unaccounted_ranges_read_a_window_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
