@@ -22,9 +22,11 @@ altered or reused as far as verify knows, and their rejects are ignored. Merged 
 record explains are counted as `rows_before_retention` (not a problem) when their eventOffset is
 below the retention floor (the highest first surviving eventOffset of a truncated partition;
 eventOffsets grow within a partition), and as `rows_unexpected` otherwise. Duplicates are still
-counted over the whole of merged.csv. Memory stays bounded whatever the sizes: the
-expected rows are streamed to temporary CSVs (one per partition, each scanned by its own process:
-decoding and checking records is CPU-bound Python) and compared with polars' streaming engine.
+counted over the whole of merged.csv. The expected rows are streamed to temporary CSVs (one per
+partition, each scanned by its own process: decoding and checking records is CPU-bound Python), then
+compared (devicestream.verify_compare) bucket by bucket of keys, so that memory stays bounded
+whatever the sizes (~1 GB: 0.85 GB for 2M expected rows, 1.0 GB for 32M); the buckets' temporary
+files take ~1/5 of the inputs' size on disk.
 """
 
 from __future__ import annotations
@@ -41,12 +43,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
-import polars as pl
 from aiokafka.structs import TopicPartition
 
 from contract.csv import ROW_COLUMNS
 from contract.kafka import PLAINTEXT, KafkaSecurity
-from contract.verify_report import OffsetRange, VerifyReport
+from contract.verify_report import VerifyReport
 from devicestream.merged_files import (  # noqa: F401 (re-exported: run_check, report, tests)
     _complete_records,
     _rejects,
@@ -55,14 +56,13 @@ from devicestream.merged_files import (  # noqa: F401 (re-exported: run_check, r
     split_retired,
 )
 from devicestream.validity import Invalid, expected_rows
+from devicestream.verify_compare import KEY, compare, offset_ranges
 from kafka_io import admin as kafka_admin
 from kafka_io.clients import make_consumer
 
-__all__ = ["Invalid", "expected_rows"]
+__all__ = ["KEY", "Invalid", "compare", "expected_rows", "offset_ranges"]
 
 log = logging.getLogger(__name__)
-
-KEY = ["eventOffset", "deviceIndex"]
 
 
 class VerifyError(RuntimeError):
@@ -211,124 +211,6 @@ def scan_topic(
     return total, ScanFiles([j.rows_csv for j in jobs], [j.invalid_csv for j in jobs])
 
 
-# ---- comparing --------------------------------------------------------------------------------
-
-
-def _strings(path: Path | list[Path], columns: tuple[str, ...] | list[str]) -> pl.LazyFrame:
-    return pl.scan_csv(path, schema=dict.fromkeys(columns, pl.String)).with_columns(
-        pl.col(c).fill_null("") for c in columns
-    )
-
-
-def _in_scanned_range(scan: TopicScan) -> pl.Expr:
-    """Whether a (partition, offset) lies in what the scan read: at or above the partition's log
-    start offset (below it retention deleted the record) and below the end offset it stopped at."""
-    parts = sorted(scan.end_offsets)
-    if not parts:
-        return pl.lit(True)
-    start = pl.col("partition").replace_strict(parts, [scan.start_offsets.get(p, 0) for p in parts], default=None)
-    end = pl.col("partition").replace_strict(parts, [scan.end_offsets[p] for p in parts], default=None)
-    return (pl.col("offset") >= start) & (pl.col("offset") < end)
-
-
-def _split_unexplained(unexplained: pl.LazyFrame, floor: int | None) -> tuple[pl.LazyFrame, pl.LazyFrame]:
-    """Merged keys no scanned record explains -> (unexpected, before retention)."""
-    if floor is None:
-        return unexplained, unexplained.head(0)
-    below = pl.col("eventOffset").cast(pl.Int64, strict=False) < floor
-    return unexplained.filter(~below.fill_null(False)), unexplained.filter(below.fill_null(False))
-
-
-def compare(
-    scan: TopicScan,
-    rows_csv: Path | list[Path],
-    invalid_csv: Path | list[Path],
-    merged_csv: Path,
-    rejects_dir: Path,
-    examples: int = 5,
-) -> VerifyReport:
-    stream = {"engine": "streaming"}
-    expected = _strings(rows_csv, [*ROW_COLUMNS, "partition", "offset"]).with_columns(
-        pl.col("partition").cast(pl.Int64), pl.col("offset").cast(pl.Int64)
-    )
-    files = merged_files(merged_csv)  # (merged.csv, or its retained segments)
-    merged = files.scan_text().with_columns(pl.col(c).fill_null("") for c in ROW_COLUMNS)
-    invalid = pl.scan_csv(invalid_csv, schema={"partition": pl.Int64, "offset": pl.Int64, "reason": pl.String})
-    rejects = _rejects(rejects_dir, merged_rejects_of(merged_csv)).filter(_in_scanned_range(scan))
-
-    counts = merged.group_by(KEY).agg(pl.len().alias("n"))
-    rows_in_merged = merged.select(pl.len()).collect(**stream).item()
-    dup = counts.filter(pl.col("n") > 1)
-    retired, missing = split_retired(expected.join(counts, on=KEY, how="anti"), files, KEY)
-    unexpected, before_retention = _split_unexplained(
-        counts.join(expected.select(KEY), on=KEY, how="anti"), scan.retention_floor()
-    )
-    first = merged.unique(KEY, keep="first")
-    joined = expected.join(first, on=KEY, how="inner", suffix="_m")
-    differs = pl.any_horizontal([pl.col(c) != pl.col(f"{c}_m") for c in ROW_COLUMNS if c not in KEY])
-    altered = joined.filter(differs)
-    missing_records = missing.select("partition", "offset").unique()
-    unaccounted = missing_records.join(rejects, on=["partition", "offset"], how="anti")
-    invalid_not_rejected = invalid.join(rejects, on=["partition", "offset"], how="anti")
-    valid_rejected = rejects.join(invalid, on=["partition", "offset"], how="anti")
-    # Two records carrying one eventOffset: the generator reused an offset (never allowed).
-    reused = expected.group_by(KEY).agg(pl.len().alias("n")).filter(pl.col("n") > 1)
-
-    def n(lf: pl.LazyFrame) -> int:
-        return lf.select(pl.len()).collect(**stream).item()
-
-    rows_retired = n(retired)
-    report = VerifyReport(
-        records=scan.records,
-        valid_records=scan.valid,
-        invalid_records=scan.invalid,
-        records_without_readings=scan.without_readings,
-        rows_expected=scan.rows,
-        rows_in_merged=rows_in_merged,
-        rejects_found=n(rejects),
-        # (more rows in retired segments' bounds than retention removed: the rest are missing)
-        rows_missing=n(missing.join(rejects, on=["partition", "offset"], how="anti"))
-        + max(0, rows_retired - files.rows_retired),
-        rows_retired=min(rows_retired, files.rows_retired),
-        rows_duplicated=int(dup.select((pl.col("n") - 1).sum()).collect(**stream).item() or 0),
-        rows_altered=n(altered),
-        rows_unexpected=n(unexpected),
-        records_unaccounted=n(unaccounted),
-        invalid_not_rejected=n(invalid_not_rejected),
-        valid_rejected=n(valid_rejected),
-        offsets_reused=n(reused),
-        rows_before_retention=n(before_retention),
-        partitions_truncated=sum(1 for start in scan.start_offsets.values() if start > 0),
-    )
-    if report.records_unaccounted:
-        report.unaccounted_ranges = offset_ranges(scan.topic, unaccounted.collect(**stream))
-    if not report.ok:
-        for name, lf in (
-            ("rows_missing", missing),
-            ("rows_duplicated", dup),
-            ("rows_altered", altered),
-            ("rows_unexpected", unexpected),
-            ("invalid_not_rejected", invalid_not_rejected),
-            ("valid_rejected", valid_rejected),
-            ("offsets_reused", reused),
-        ):
-            if getattr(report, name):
-                report.examples[name] = lf.head(examples).collect().to_dicts()
-    return report
-
-
-def offset_ranges(topic: str, records: pl.DataFrame, limit: int = 20) -> list[OffsetRange]:
-    """`records` (partition, offset) as runs of consecutive offsets per partition, the first `limit`."""
-    runs = (
-        records.sort("partition", "offset")
-        .with_columns((pl.col("offset") - pl.int_range(pl.len()).over("partition")).alias("run"))
-        .group_by("partition", "run", maintain_order=True)
-        .agg(pl.col("offset").min().alias("start"), (pl.col("offset").max() + 1).alias("end"))
-        .head(limit)
-    )
-    return [OffsetRange(topic=topic, partition=p, start=a, end=b) for p, _, a, b in runs.iter_rows()]
-
-
 def verify(
     bootstrap: str,
     topic: str,
@@ -347,7 +229,7 @@ def verify(
         gone = 0
         while True:
             try:
-                report = compare(scan, files.rows, files.invalid, merged_csv, rejects_dir)
+                report = compare(scan, files.rows, files.invalid, merged_csv, rejects_dir, workdir=Path(d))
             except FileNotFoundError:  # a segment retention removed while it was read: read them again
                 gone += 1
                 if gone > 3:
