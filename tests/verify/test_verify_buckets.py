@@ -3,7 +3,6 @@ one bucket reports, with every kind of problem present; on hand-made files (no K
 
 from __future__ import annotations
 
-import csv
 import random
 from pathlib import Path
 from typing import Any
@@ -19,15 +18,7 @@ from contract.verify_report import VerifyReport
 from devicestream import verify_compare
 from devicestream.merged_files import _complete_records, merged_files
 from devicestream.verify import TopicScan, compare, offset_ranges
-
-
-def _write(path: Path, header: list[str], rows: list[list[str]]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(rows)
-    return path
+from tests.verify.test_verify import _write
 
 
 def _rows(event_offset: int | str, temp: str = "20") -> list[list[str]]:
