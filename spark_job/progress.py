@@ -226,7 +226,8 @@ class ProgressListener(StreamingQueryListener):
             log.info("query started", extra={"query": self.query_name, "run_id": str(event.runId)})
 
     def onQueryProgress(self, event: Any) -> None:
-        """(pyspark's event object: unused, `on_progress` gets the progress instead)"""
+        """pyspark's event, only if its bridge is used (a pyspark that no longer asks `_jlistener`)."""
+        self.on_progress(orjson.loads(event.progress.json))
 
     def on_progress(self, p: Mapping[str, Any]) -> None:
         """A finished batch (or no-data trigger): `p` is the StreamingQueryProgress's JSON, parsed."""

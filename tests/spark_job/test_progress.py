@@ -124,5 +124,21 @@ def test_the_listener_reads_a_progress_as_spark_writes_its_json(tmp_path: Path) 
     listener.on_progress({"name": "devicestream"})  # (no batchId: logged, never raised into Spark)
 
 
+def test_the_listener_still_reads_pysparks_own_event(tmp_path: Path) -> None:
+    """Had pyspark stopped using the listener's `_jlistener` bridge, its converted event still counts."""
+    from pyspark.sql.streaming.listener import QueryProgressEvent, StreamingQueryProgress
+
+    path = tmp_path / "progress.json"
+    listener = ProgressListener(ProgressTracker(path, resume_batches=False, clock=Clock()), "devicestream")
+    doc = {"id": "00000000-0000-0000-0000-000000000001", "runId": "00000000-0000-0000-0000-000000000002",
+           "name": "devicestream", "timestamp": "2026-12-03T00:00:00.000Z", "batchId": 0, "batchDuration": 5,
+           "durationMs": {}, "stateOperators": [], "sink": {"description": "ForeachBatchSink", "numOutputRows": -1},
+           "sources": [{"description": "KafkaV2", "startOffset": None, "endOffset": {"t": {"0": 4}},
+                        "latestOffset": {"t": {"0": 6}}, "numInputRows": 4, "inputRowsPerSecond": 1.0,
+                        "processedRowsPerSecond": 2.0}]}  # fmt: skip
+    listener.onQueryProgress(QueryProgressEvent(progress=StreamingQueryProgress.fromJson(doc)))
+    assert read(path)["endOffsets"] == {"0": 4} and read(path)["offsetsBehindLatest"] == 2
+
+
 def test_offsets_that_are_not_json_are_ignored() -> None:
     assert flatten_offsets("None") == {}
