@@ -58,6 +58,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from functools import cached_property
 from pathlib import Path
 
 from pyspark.sql import DataFrame, Observation
@@ -115,7 +116,6 @@ class BatchSink:
         self._topic_id_at = 0.0
         self._last_ranges: dict[int, OffsetRange] = {}
         self._busy = threading.Event()
-        self._columns: transform.RowsColumns | None = None
         #: how the last batch's rows were written ("one task" or "per partition")
         self.last_path = ""
 
@@ -153,7 +153,7 @@ class BatchSink:
         topic_id = self._current_topic_id(ranges)
         name = batch_file_name(batch_id, lineage)
         observation = Observation(f"batch-{batch_id}-{uuid.uuid4().hex[:8]}")
-        columns = self._columns or self._build_columns()
+        columns = self._columns
         observed = classified.observe(observation, *columns.counts)
         rows_tmp = self._tmp_folder("rows", batch_id)
         small = one_task(ranges, self.single_task_below)
@@ -235,10 +235,10 @@ class BatchSink:
         log.info("checkpoint lineage", extra={"lineage": self._lineage, "lineage_seq": self._lineage_seq})
         return self._lineage
 
-    def _build_columns(self) -> transform.RowsColumns:
+    @cached_property
+    def _columns(self) -> transform.RowsColumns:
         """The Columns applied to every batch, built at the first (a SparkContext runs by then)."""
-        self._columns = transform.RowsColumns.build()
-        return self._columns
+        return transform.RowsColumns.build()
 
     def _tmp_folder(self, kind: str, batch_id: int) -> Path:
         return self.tmp_dir / f"{kind}-{batch_file_name(batch_id).removesuffix('.csv')}-{uuid.uuid4().hex[:8]}"
