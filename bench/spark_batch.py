@@ -1,8 +1,8 @@
 """The batch baseline of the Spark stage, run with spark-submit: the same transformation and the
-same file writing as the streaming job (spark_job.transform.classify, then spark_job.sink.BatchSink.write_batch:
+same file writing as the streaming job (spark_job.transform.screen, then spark_job.sink.BatchSink.write_batch:
 rows file with its counts, rejects file), over the whole topic read as one batch DataFrame.
 
-Warm, like the plain baseline (bench/spark_result.py): classify is planned once, then one warm-up
+Warm, like the plain baseline (bench/spark_result.py): screen is planned once, then one warm-up
 pass and `--passes` timed passes, each a write_batch of its own batch id. Prints one result line."""
 
 from __future__ import annotations
@@ -77,11 +77,11 @@ def main() -> int:
     try:
         sink = make_sink(spark, settings, None)
         df = read_whole_topic(spark, settings)
-        classified = transform.classify(df)  # planned once, as the streaming job does
+        screened = transform.screen(df)  # planned once, as the streaming job does
 
         def one_pass(batch_id: int) -> SparkPass:
             t0 = time.perf_counter()
-            counts = sink.write_batch(classified, batch_id)
+            counts = sink.write_batch(screened, batch_id)
             seconds = time.perf_counter() - t0
             return SparkPass(seconds=seconds, input_rows=counts.input_rows, rows_out=counts.rows_out)
 

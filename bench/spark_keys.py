@@ -43,12 +43,12 @@ def main() -> int:
             # each topic its own data folder: the sink keeps the topic's identity there
             settings = SparkJobSettings(topic=topic, data_dir=base.data_dir / topic)
             df = read_whole_topic(spark, settings)
-            plans[topic] = (make_sink(spark, settings, None), transform.classify(df), df.rdd.getNumPartitions())
+            plans[topic] = (make_sink(spark, settings, None), transform.screen(df), df.rdd.getNumPartitions())
 
         def one_pass(topic: str, batch_id: int) -> SparkPass:
-            sink, classified, _tasks = plans[topic]
+            sink, screened, _tasks = plans[topic]
             t0 = time.perf_counter()
-            counts = sink.write_batch(classified, batch_id)
+            counts = sink.write_batch(screened, batch_id)
             seconds = time.perf_counter() - t0
             return SparkPass(seconds=seconds, input_rows=counts.input_rows, rows_out=counts.rows_out)
 

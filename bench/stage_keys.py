@@ -175,7 +175,7 @@ def run(cfg: Config, broker: Broker, work: Path) -> StageResult:
                 target=Target("ratio", ">=", RATIO_TARGET, f"ratio >= {RATIO_TARGET}"),
                 sizes={**sizes_doc, "tasks": doc.tasks, "passes": sizes.passes},
                 notes=[
-                    "bench/spark_keys.py: spark_job.transform.classify + BatchSink.write_batch over the whole "
+                    "bench/spark_keys.py: spark_job.transform.screen + BatchSink.write_batch over the whole "
                     f"topic, local[2], one task per Kafka partition; every topic warmed up first, then "
                     f"{sizes.passes} timed pass(es) of each, taken round the topics",
                     f"largest task's share {100 * share:.1f}% of the records",

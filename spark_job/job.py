@@ -78,7 +78,7 @@ def make_sink(
 
 
 def start_query(spark: SparkSession, settings: SparkJobSettings, sink: BatchSink) -> StreamingQuery:
-    """Kafka -> classify -> foreachBatch(sink), checkpointed in the data folder. classify is applied
+    """Kafka -> screen -> foreachBatch(sink), checkpointed in the data folder. screen is applied
     here, once, to the streaming DataFrame: each micro-batch then only plans it (in the JVM)."""
     reader = (
         spark.readStream.format("kafka")
@@ -97,7 +97,7 @@ def start_query(spark: SparkSession, settings: SparkJobSettings, sink: BatchSink
     settings.checkpoint_dir.mkdir(parents=True, exist_ok=True)
     query = (
         reader.load()
-        .transform(transform.classify)
+        .transform(transform.screen)
         .writeStream.queryName(settings.query_name)
         .foreachBatch(sink)
         .option("checkpointLocation", str(settings.checkpoint_dir))

@@ -9,11 +9,17 @@ The rows file starts with the Kafka partition and offset of each row's record (B
 the manifest (contract.batches.BatchManifest) says which offsets the batch covers per partition
 (from Spark's offset log) and the topic's id (from the broker): the merger keys exactly-once on them.
 
-Input: the batch as `transform.classify` returns it. The job applies `classify` to the streaming
-DataFrame once, when the query starts: building that plan from Python takes about half a second
-of py4j calls, which per micro-batch was a third of a small batch's cost. For the same reason the
-Columns applied to each batch (the rows' projections, the counts) are built once, at the first
-batch (`transform.RowsColumns`): per batch they cost ~40 ms of py4j calls and JVM class lookups.
+Input: the batch as `transform.screen` returns it: classified when every record is canonical (as
+the generator writes events: the usual case), otherwise counted as not canonical. The job applies
+`screen` to the streaming DataFrame once, when the query starts: building that plan from Python
+takes about half a second of py4j calls, which per micro-batch was a third of a small batch's
+cost. For the same reason the Columns applied to each batch (the rows' projections, the counts)
+are built once, at the first batch (`transform.RowsColumns`): per batch they cost ~40 ms of py4j
+calls and JVM class lookups. A batch that has records `screen` did not classify (the observed
+count says so after the rows are written) is classified again with the strict checks
+(`transform.classify_prepared`) and written again: only unusual input pays for the strict checks'
+code, which Spark otherwise generates anew for every micro-batch. The batch after it starts with
+the strict checks (one pass), until a batch turns out canonical.
 
 How a batch is written, in one Spark job in the usual case (no rejects):
 - the rows of a small batch (fewer than `single_task_below` records, the usual case at a steady
@@ -60,8 +66,9 @@ import uuid
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
-from pyspark.sql import DataFrame, Observation
+from pyspark.sql import Column, DataFrame, Observation
 
 from contract.batches import BatchManifest, OffsetRange
 from contract.csv import BATCH_ROW_HEADER, REJECT_HEADER, batch_file_name, make_lineage, manifest_file_name
@@ -116,8 +123,12 @@ class BatchSink:
         self._topic_id_at = 0.0
         self._last_ranges: dict[int, OffsetRange] = {}
         self._busy = threading.Event()
-        #: how the last batch's rows were written ("one task" or "per partition")
+        #: how the last batch's rows were written ("one task" or "per partition", then ", strict"
+        #: when it was classified with the strict checks)
         self.last_path = ""
+        #: the last batch had records that are not canonical: classify the next with the strict
+        #: checks at once (another producer's events would otherwise cost every batch two passes)
+        self._strict_next = False
 
     @property
     def busy(self) -> bool:
@@ -141,8 +152,8 @@ class BatchSink:
         finally:
             self._busy.clear()
 
-    def write_batch(self, classified: DataFrame, batch_id: int) -> BatchCounts:
-        """Write one batch (`classified`: transform.classify's output) and commit its two files."""
+    def write_batch(self, screened: DataFrame, batch_id: int) -> BatchCounts:
+        """Write one batch (`screened`: transform.screen's output) and commit its files."""
         started = time.monotonic()
         lineage = self._lineage or self._first_lineage()
         try:
@@ -152,18 +163,27 @@ class BatchSink:
             ranges = {}
         topic_id = self._current_topic_id(ranges)
         name = batch_file_name(batch_id, lineage)
-        observation = Observation(f"batch-{batch_id}-{uuid.uuid4().hex[:8]}")
         columns = self._columns
-        observed = classified.observe(observation, *columns.counts)
-        rows_tmp = self._tmp_folder("rows", batch_id)
         small = one_task(ranges, self.single_task_below)
         self.last_path = "one task" if small else "per partition"
         prepared = time.monotonic()
+        tmp_folders: list[Path] = []
         try:
-            rows = transform.rows(observed.coalesce(1) if small else observed, columns)
-            rows_parts = spark_write(rows, BATCH_ROW_HEADER, rows_tmp)
+            classified, c, not_canonical = screened, {}, 0
+            if not self._strict_next:
+                counts_cols = (*columns.counts, columns.not_canonical)
+                rows_parts, c = self._write_rows(screened, batch_id, small, counts_cols, tmp_folders)
+            if self._strict_next or c["notCanonical"]:
+                # Records the fast path did not take: the whole batch classified with the strict
+                # checks (written again when the first pass found them; the batch is read again).
+                # The next batch starts strict too, unless this one was canonical after all.
+                seen = Observation(f"canonical-{batch_id}-{uuid.uuid4().hex[:8]}")
+                classified = transform.classify_prepared(screened.observe(seen, columns.not_canonical), self._strict)
+                rows_parts, c = self._write_rows(classified, batch_id, small, columns.counts, tmp_folders)
+                not_canonical = int(seen.get["notCanonical"])
+                self._strict_next = not_canonical > 0
+                self.last_path += ", strict"
             written = time.monotonic()
-            c = observation.get
             counts = BatchCounts(
                 input_rows=int(c["inputRows"]),
                 rows_out=int(c["rowsOut"]),
@@ -187,7 +207,8 @@ class BatchSink:
             atomic_write_bytes(self.rows_dir / manifest_file_name(name), manifest.to_bytes(), durable=self.durable)
             commit_parts(rows_parts, BATCH_ROW_HEADER, self.rows_dir / name, durable=self.durable)
         finally:
-            shutil.rmtree(rows_tmp, ignore_errors=True)
+            for tmp in tmp_folders:
+                shutil.rmtree(tmp, ignore_errors=True)
         done = time.monotonic()
         log.info(
             "batch committed",
@@ -200,6 +221,7 @@ class BatchSink:
                 "rejects": counts.rejects,
                 "events_without_readings": counts.events_without_readings,
                 "path": self.last_path,
+                "not_canonical": not_canonical,
                 "duration_ms": round((done - started) * 1000),
                 # where the time went: before the Spark job, the job (rows file and counts), the commit
                 "prepare_ms": round((prepared - started) * 1000),
@@ -235,10 +257,29 @@ class BatchSink:
         log.info("checkpoint lineage", extra={"lineage": self._lineage, "lineage_seq": self._lineage_seq})
         return self._lineage
 
+    def _write_rows(
+        self, classified: DataFrame, batch_id: int, small: bool, counts: tuple[Column, ...], tmp_folders: list[Path]
+    ) -> tuple[list[Path], dict[str, Any]]:
+        """Write the rows of `classified` (one task when `small`) as part files in a new temp folder
+        (added to `tmp_folders`), with `counts` observed in the same pass: (parts, the counts)."""
+        observation = Observation(f"batch-{batch_id}-{uuid.uuid4().hex[:8]}")
+        observed = classified.observe(observation, *counts)
+        tmp = self._tmp_folder("rows", batch_id)
+        tmp_folders.append(tmp)
+        parts = spark_write(
+            transform.rows(observed.coalesce(1) if small else observed, self._columns), BATCH_ROW_HEADER, tmp
+        )
+        return parts, observation.get
+
     @cached_property
     def _columns(self) -> transform.RowsColumns:
         """The Columns applied to every batch, built at the first (a SparkContext runs by then)."""
         return transform.RowsColumns.build()
+
+    @cached_property
+    def _strict(self) -> transform.Stages:
+        """The strict checks' projections, built at the first batch that needs them."""
+        return transform.strict_stages()
 
     def _tmp_folder(self, kind: str, batch_id: int) -> Path:
         return self.tmp_dir / f"{kind}-{batch_file_name(batch_id).removesuffix('.csv')}-{uuid.uuid4().hex[:8]}"

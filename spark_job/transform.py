@@ -3,9 +3,10 @@
 Input: the Kafka source columns (key, value: binary, topic, partition, offset, timestamp).
 
 `classify` gives one row per Kafka record with a `reason` (null for a valid event) and the typed
-event fields; `rows` explodes the valid events into one row per device reading (BATCH_ROW_COLUMNS:
-the record's Kafka partition and offset, then ROW_COLUMNS); `rejects` keeps the bad records
-(REJECT_COLUMNS); `count_columns` / `batch_counts` sum what the progress reports.
+event fields (`screen` the same for canonical events only: what the streaming query plans);
+`rows` explodes the valid events into one row per device reading (BATCH_ROW_COLUMNS: the record's
+Kafka partition and offset, then ROW_COLUMNS); `rejects` keeps the bad records (REJECT_COLUMNS);
+`count_columns` / `batch_counts` sum what the progress reports.
 
 Why not `from_json` alone: Spark's JSON reader coerces silently (123 becomes "123" for a string
 field, an integer becomes epoch seconds for a timestamp, a type mismatch nulls the field) and
@@ -116,14 +117,14 @@ _FAST_SCHEMA: Final = (
 )
 
 
-def classify(kafka_df: DataFrame, *, fast_path: bool = True) -> DataFrame:
-    """One row per Kafka record: partition, offset, reason (null when valid), value (the raw value as
-    text for the rejects: UTF-8 as is, otherwise "base64:<bytes>"), and the typed event fields
-    eventId, eventOffset, eventPublisher, customerId, eventTime (formatted), devices.
+#: The columns `prepare` gives (and `screen` keeps in front of its own).
+PREPARED_COLUMNS: Final = ("partition", "offset", "raw", "utf8", "text", "canonical", "fast")
 
-    Cost: a canonical event is checked with one schema_of_variant per top-level scalar and one for
-    data.devices; the per-reading checks (a higher-order function, evaluated without codegen) only
-    run, lazily inside the CASE, for events whose devices array is not canonical."""
+
+def prepare(kafka_df: DataFrame, *, fast_path: bool = True) -> DataFrame:
+    """What both paths start from (PREPARED_COLUMNS): partition, offset, raw (the value's bytes), utf8,
+    text (the value as text when it is UTF-8), canonical (the text matches CANONICAL_EVENT_PATTERN;
+    always false without `fast_path`), fast (a canonical record's fields, parsed by from_json)."""
     check_utc_session(kafka_df)
     value = F.col("value")
     # Stage by stage (separate projections) so each expensive expression is computed once.
@@ -137,23 +138,105 @@ def classify(kafka_df: DataFrame, *, fast_path: bool = True) -> DataFrame:
         F.when(F.col("utf8"), F.col("raw").cast("string")).alias("text"),
     )
     canonical = F.coalesce(F.col("text").rlike(CANONICAL_EVENT_PATTERN), F.lit(False)) if fast_path else F.lit(False)
-    df = df.select("*", canonical.alias("canonical")).select(
+    return df.select("*", canonical.alias("canonical")).select(
         "*", F.when(F.col("canonical"), F.from_json("text", _FAST_SCHEMA)).alias("fast")
     )
+
+
+def _fast_fields() -> dict[str, Column]:
+    """A canonical record's output fields, from `fast` (null for any other record)."""
+    fast = F.col("fast")
+    ts = fast.getField("eventTime").try_cast("timestamp")
+    return {
+        "reason": F.when(ts.isNull(), F.lit(Reason.BAD_EVENT_TIME)),
+        "eventId": fast.getField("eventId"),
+        "eventOffset": fast.getField("eventOffset"),
+        "eventPublisher": fast.getField("eventPublisher"),
+        "customerId": fast.getField("customerId"),
+        "eventTs": ts,
+        "devices": fast.getField("data").getField("devices"),
+    }
+
+
+def _rejected_value() -> Column:
+    """The raw value as text for the rejects: UTF-8 as is, otherwise "base64:<bytes>"."""
+    return F.when(F.col("utf8"), F.col("text")).otherwise(F.concat(F.lit("base64:"), F.base64("raw")))
+
+
+def screen(kafka_df: DataFrame) -> DataFrame:
+    """`classify` for canonical records only: PREPARED_COLUMNS, then classify's columns after
+    partition and offset (reason, value, the event fields, devices) for the canonical records; a
+    record that is not canonical gets them all null: no reason and no rows. What the streaming
+    query plans for each micro-batch.
+
+    Why: the strict checks are most of classify's generated code, and a micro-batch generates its
+    code anew (on the driver for the fused stage, in each task for the projections Spark cannot
+    fuse: from_json and the per-reading check's higher-order functions are CodegenFallback). For a
+    small batch that code generation was most of its time, though canonical events never run the
+    checks. The sink counts the records that are not canonical (`not_canonical_count`) and, for a
+    batch that has any, classifies it again with `classify_prepared`: only unusual input pays."""
+    f = _fast_fields()
+    return prepare(kafka_df).select(
+        "*",
+        F.when(F.col("canonical"), f["reason"]).alias("reason"),
+        _rejected_value().alias("value"),
+        *(f[name].alias(name) for name in ("eventId", "eventOffset", "eventPublisher", "customerId")),
+        F.date_format(f["eventTs"], SPARK_EVENT_TIME_FORMAT).alias("eventTime"),
+        f["devices"].alias("devices"),
+    )
+
+
+def not_canonical_count() -> Column:
+    """The number of records `screen` left unclassified (for DataFrame.observe over its output)."""
+    return F.count_if(~F.col("canonical")).alias("notCanonical")
+
+
+def classify(kafka_df: DataFrame, *, fast_path: bool = True) -> DataFrame:
+    """One row per Kafka record: partition, offset, reason (null when valid),
+    value (the raw value as text for the rejects: UTF-8 as is, otherwise "base64:<bytes>"), and the
+    typed event fields eventId, eventOffset, eventPublisher, customerId, eventTime (formatted), devices."""
+    return classify_prepared(prepare(kafka_df, fast_path=fast_path))
+
+
+def classify_prepared(prepared: DataFrame, stages: Stages | None = None) -> DataFrame:
+    """`classify` of `prepare`'s output (or `screen`'s: its PREPARED_COLUMNS are used). `stages`:
+    prebuilt (`strict_stages()`; building them is ~0.4 s of py4j calls)."""
+    df = prepared
+    for columns in stages or strict_stages():
+        df = df.select(*columns)
+    return df
+
+
+#: The projections of classify_prepared, one tuple of Columns per DataFrame.select.
+Stages = tuple[tuple[Column, ...], ...]
+
+
+def strict_stages() -> Stages:
+    """classify_prepared's projections, stage by stage (so each expensive expression is computed
+    once); Column objects only (no DataFrame): build them once, apply them to any batch.
+
+    Cost: a canonical record takes the fast path; any other is checked with one schema_of_variant
+    per top-level scalar and one for data.devices; the per-reading checks (a higher-order function,
+    evaluated without codegen) only run, lazily inside the CASE, for events whose devices array is
+    not canonical."""
+    every = F.col("*")
     # The strict path parses only what the fast path did not take (CASE evaluates lazily).
     items = F.when(
         ~F.col("canonical"),
         F.try_variant_get(F.try_parse_json(F.concat(F.lit("["), F.col("text"), F.lit("]"))), "$", "array<variant>"),
     )
-    df = df.select("*", items.alias("items")).select(
-        "*",
-        (F.size("items") == 1).alias("json"),
-        F.when(F.size("items") == 1, F.try_element_at("items", F.lit(1))).alias("doc"),
+    parsed = (
+        (every, items.alias("items")),
+        (
+            every,
+            (F.size("items") == 1).alias("json"),
+            F.when(F.size("items") == 1, F.try_element_at("items", F.lit(1))).alias("doc"),
+        ),
     )
     doc = F.col("doc")
     devices_path = "$.data.devices"
-    df = df.select(
-        "*",
+    typed = (
+        every,
         # The value parsed as exactly one JSON document: it is an object iff it starts with "{".
         F.col("text").rlike(r"^\s*\{").alias("isObject"),
         *(_json_type(doc, f"$.{name}").alias(f"t_{name}") for name in (*EVENT_SCALARS, "eventTime")),
@@ -206,28 +289,25 @@ def classify(kafka_df: DataFrame, *, fast_path: bool = True) -> DataFrame:
         .when(~t("t_devices").startswith(JSON_ARRAY_PREFIX), F.lit(Reason.wrong_type("data.devices", "array")))
         .otherwise(reading_reason)
     )
-    rejected_value = F.when(F.col("utf8"), F.col("text")).otherwise(F.concat(F.lit("base64:"), F.base64("raw")))
-    fast = F.col("fast")
-    fast_ts = fast.getField("eventTime").try_cast("timestamp")
+    f = _fast_fields()
     is_fast = F.col("canonical")
 
     def pick(fast_value: Column, strict_value: Column) -> Column:
         return F.when(is_fast, fast_value).otherwise(strict_value)
 
-    return df.select(
-        "partition",
-        "offset",
-        pick(F.when(fast_ts.isNull(), F.lit(Reason.BAD_EVENT_TIME)), reason).alias("reason"),
-        rejected_value.alias("value"),
-        pick(fast.getField("eventId"), F.try_variant_get(doc, "$.eventId", "string")).alias("eventId"),
-        pick(fast.getField("eventOffset"), F.try_variant_get(doc, "$.eventOffset", "bigint")).alias("eventOffset"),
-        pick(fast.getField("eventPublisher"), F.try_variant_get(doc, "$.eventPublisher", "string")).alias(
-            "eventPublisher"
-        ),
-        pick(fast.getField("customerId"), F.try_variant_get(doc, "$.customerId", "string")).alias("customerId"),
-        F.date_format(pick(fast_ts, F.col("eventTs")), SPARK_EVENT_TIME_FORMAT).alias("eventTime"),
-        pick(fast.getField("data").getField("devices"), F.col("devices")).alias("devices"),
+    classified = (
+        F.col("partition"),
+        F.col("offset"),
+        pick(f["reason"], reason).alias("reason"),
+        _rejected_value().alias("value"),
+        pick(f["eventId"], F.try_variant_get(doc, "$.eventId", "string")).alias("eventId"),
+        pick(f["eventOffset"], F.try_variant_get(doc, "$.eventOffset", "bigint")).alias("eventOffset"),
+        pick(f["eventPublisher"], F.try_variant_get(doc, "$.eventPublisher", "string")).alias("eventPublisher"),
+        pick(f["customerId"], F.try_variant_get(doc, "$.customerId", "string")).alias("customerId"),
+        F.date_format(pick(f["eventTs"], F.col("eventTs")), SPARK_EVENT_TIME_FORMAT).alias("eventTime"),
+        pick(f["devices"], F.col("devices")).alias("devices"),
     )
+    return (tuple(map(F.col, PREPARED_COLUMNS)), *parsed, typed, classified)
 
 
 @dataclass(frozen=True)
@@ -243,6 +323,7 @@ class RowsColumns:
     explode: tuple[Column, ...]
     select: tuple[Column, ...]
     counts: tuple[Column, ...]
+    not_canonical: Column
 
     @classmethod
     def build(cls) -> RowsColumns:
@@ -261,7 +342,7 @@ class RowsColumns:
             F.col("reading.measure").alias("measure"),
             F.col("reading.status").alias("status"),
         )
-        return cls(explode, select, tuple(count_columns()))
+        return cls(explode, select, tuple(count_columns()), not_canonical_count())
 
 
 def rows(classified: DataFrame, columns: RowsColumns | None = None) -> DataFrame:

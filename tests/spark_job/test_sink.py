@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from contract.csv import BATCH_ROW_HEADER, REJECT_HEADER, ROW_HEADER, batch_file
 from spark_job.batch_identity import take_lineage_seq
 from spark_job.progress import BatchCounts
 from spark_job.sink import BatchSink
-from spark_job.transform import classify
+from spark_job.transform import screen
 from tests.spark_job.events import committed_files, encode, make_events, read_csv
 from tests.spark_job.test_transform import GOOD, kafka_df
 
@@ -48,7 +49,7 @@ def test_batch_files_hold_rows_and_rejects_escaped(spark: SparkSession, tmp_path
     calls: list[tuple[int, BatchCounts]] = []
     sink = make_sink(tmp_path, calls)
 
-    counts = sink.write_batch(classify(kafka_df(spark, values)), 42)
+    counts = sink.write_batch(screen(kafka_df(spark, values)), 42)
 
     assert counts == BatchCounts(input_rows=4, rows_out=4, rejects=2, events_without_readings=0)
     assert calls == [(42, counts)]
@@ -81,7 +82,7 @@ def test_batch_files_hold_rows_and_rejects_escaped(spark: SparkSession, tmp_path
 def test_empty_batch_writes_a_header_only_rows_file_and_no_rejects_file(spark: SparkSession, tmp_path: Path) -> None:
     calls: list[tuple[int, BatchCounts]] = []
     sink = make_sink(tmp_path, calls)
-    counts = sink.write_batch(classify(kafka_df(spark, [])), 0)
+    counts = sink.write_batch(screen(kafka_df(spark, [])), 0)
     assert counts == BatchCounts(0, 0, 0, 0)
     assert (tmp_path / "rows" / name(0)).read_text() == BATCH_ROW_HEADER + "\n"
     assert (tmp_path / "rows" / manifest_file_name(name(0))).exists()
@@ -91,10 +92,10 @@ def test_empty_batch_writes_a_header_only_rows_file_and_no_rejects_file(spark: S
 @pytest.mark.integration
 def test_a_rejects_file_is_never_overwritten(spark: SparkSession, tmp_path: Path) -> None:
     sink = make_sink(tmp_path, [])
-    sink.write_batch(classify(kafka_df(spark, [b"[1]"])), 3)
+    sink.write_batch(screen(kafka_df(spark, [b"[1]"])), 3)
     path = tmp_path / "rejects" / name(3)
     path.write_text(REJECT_HEADER + "\nkept\n")
-    sink.write_batch(classify(kafka_df(spark, [b"[2]"])), 3)
+    sink.write_batch(screen(kafka_df(spark, [b"[2]"])), 3)
     assert path.read_text() == REJECT_HEADER + "\nkept\n"
 
 
@@ -102,7 +103,7 @@ def test_a_rejects_file_is_never_overwritten(spark: SparkSession, tmp_path: Path
 def test_rerun_of_a_batch_rewrites_the_same_bytes_under_the_same_name(spark: SparkSession, tmp_path: Path) -> None:
     values = [encode(e) for e in make_events(seed=3, count=200)] + [b"[1]"]
     sink = make_sink(tmp_path, [])
-    df = classify(kafka_df(spark, values))
+    df = screen(kafka_df(spark, values))
     sink.write_batch(df, 5)
     first = {p.name: p.read_bytes() for p in (tmp_path / "rows").iterdir()}
     (tmp_path / "rows" / name(5)).unlink()  # the merger may delete merged files
@@ -133,13 +134,13 @@ def test_a_batch_written_by_several_tasks_is_one_file_with_one_header(spark: Spa
     sink = make_sink(tmp_path, [])
     df = kafka_df(spark, values).repartition(3, "partition")
     assert df.rdd.getNumPartitions() == 3
-    counts = sink.write_batch(classify(df), 6)
+    counts = sink.write_batch(screen(df), 6)
     header, rows = read_csv(tmp_path / "rows" / name(6))
     assert ",".join(header) == BATCH_ROW_HEADER
     assert len(rows) == counts.rows_out and counts.input_rows == 300
     assert BATCH_ROW_HEADER not in {",".join(r) for r in rows}
     one_task = make_sink(tmp_path / "one", [])
-    one_task.write_batch(classify(kafka_df(spark, values).coalesce(1)), 6)
+    one_task.write_batch(screen(kafka_df(spark, values).coalesce(1)), 6)
     _, same = read_csv(tmp_path / "one" / "rows" / name(6))
     assert sorted(rows) == sorted(same)  # the same rows, each once, whatever the tasks
     assert list((tmp_path / "_tmp").iterdir()) == []
@@ -178,7 +179,7 @@ def test_the_sink_asks_the_broker_once_while_offsets_continue(spark: SparkSessio
     )
     sink.prepare()
     for batch_id in range(3):
-        sink.write_batch(classify(kafka_df(spark, [encode(GOOD)])), batch_id)
+        sink.write_batch(screen(kafka_df(spark, [encode(GOOD)])), batch_id)
     ids = [
         BatchManifest.from_bytes((tmp_path / "rows" / manifest_file_name(name(b))).read_bytes()).topic_id
         for b in range(3)
@@ -234,8 +235,8 @@ def test_a_few_huge_values_in_a_small_batch_are_streamed_to_the_file(spark: Spar
         single_task_below=50_000,
     )
     sink.prepare()
-    counts = sink.write_batch(classify(kafka_df(spark, values)), 3)
-    assert sink.last_path == "one task"
+    counts = sink.write_batch(screen(kafka_df(spark, values)), 3)
+    assert sink.last_path == "one task, strict"  # readings {} are valid but not canonical
     assert counts.rows_out == 3 * readings
     assert (tmp_path / "rows" / name(3)).read_bytes().count(b"\n") == 3 * readings + 1
 
@@ -264,7 +265,7 @@ def test_one_task_and_per_partition_batches_have_the_same_bytes(spark: SparkSess
             single_task_below=single_task_below,
         )
         sink.prepare()
-        sink.write_batch(classify(kafka_df(spark, values)), 9)
+        sink.write_batch(screen(kafka_df(spark, values)), 9)
         return (folder / "rows" / name(9)).read_bytes()
 
     one_task = written(10_000, tmp_path / "one-task")
@@ -278,7 +279,7 @@ def test_each_job_run_takes_the_next_lineage_seq_into_its_manifests(spark: Spark
     counter = tmp_path / "lineage.json"  # (spark/lineage.json: outside the checkpoint)
     for run in range(2):  # a sink per job run; the checkpoint (and its lineage name) the same
         sink = make_sink(tmp_path, [], lineage_counter=counter)
-        sink.write_batch(classify(kafka_df(spark, [encode(GOOD)])), run)
+        sink.write_batch(screen(kafka_df(spark, [encode(GOOD)])), run)
         manifest = BatchManifest.from_bytes((tmp_path / "rows" / manifest_file_name(name(run))).read_bytes())
         assert (manifest.lineage, manifest.lineage_seq) == (LINEAGE, run)
     assert LineageCounter.from_bytes(counter.read_bytes()).seq == 1
@@ -289,3 +290,28 @@ def test_the_lineage_seq_only_moves_forward(tmp_path: Path) -> None:
     assert [take_lineage_seq(path, LINEAGE) for _ in range(3)] == [0, 1, 2]
     path.write_text("{}")  # edited by hand: a jump forward, never back to 0
     assert take_lineage_seq(path, LINEAGE) > 2
+
+
+@pytest.mark.integration
+def test_only_batches_with_records_that_are_not_canonical_take_the_strict_checks(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """The streaming plan classifies canonical records only; a batch with any other record is
+    written again with the strict checks, the next batch starts with them (one pass) until a batch
+    is canonical again; every batch's rows file is the same as for canonical records."""
+    events = make_events(seed=7, count=40)
+    canonical = [encode(e) for e in events]
+    # the same event, valid but not as the generator writes it (other field order, spaces)
+    reordered = json.dumps(events[17], sort_keys=True, indent=1).encode()
+    mixed = [*canonical[:17], reordered, *canonical[18:]]
+    sink = make_sink(tmp_path, [])
+    paths, files, counts = [], set(), set()
+    for batch_id, values in enumerate((canonical, mixed, mixed, canonical, canonical)):
+        counts.add(sink.write_batch(screen(kafka_df(spark, values)), batch_id))
+        paths.append(sink.last_path.removeprefix("per partition"))
+        files.add((tmp_path / "rows" / name(batch_id)).read_bytes())
+        assert list((tmp_path / "_tmp").iterdir()) == []
+    assert paths == ["", ", strict", ", strict", ", strict", ""]
+    assert len(files) == 1
+    assert len(counts) == 1 and counts.pop().input_rows == 40
+    assert list((tmp_path / "rejects").iterdir()) == []

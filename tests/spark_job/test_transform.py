@@ -187,3 +187,24 @@ def test_fast_path_agrees_with_the_strict_checks(spark: SparkSession) -> None:
     assert fast == strict
     canonical = df.select(F.col("value").cast("string").rlike(transform.CANONICAL_EVENT_PATTERN)).collect()
     assert [r[0] for r in canonical] == [True, True, True, True, False, False, False, False]
+
+
+def test_screen_classifies_canonical_records_as_classify_does_and_leaves_the_others(spark: SparkSession) -> None:
+    """What the streaming query plans: classify's result for canonical records; the others unclassified
+    (no reason, no fields: the sink classifies a batch that has any with classify_prepared)."""
+    df = kafka_df(spark, FAST_PATH_VALUES + [v for _, v, _ in REJECTED])
+    columns = transform.classify(df).columns
+    screened = {r["offset"]: r for r in transform.screen(df).collect()}
+    assert transform.screen(df).columns[: len(transform.PREPARED_COLUMNS)] == list(transform.PREPARED_COLUMNS)
+    classified = transform.classify(df).collect()
+    for row in classified:
+        s = screened[row["offset"]]
+        if s["canonical"]:
+            assert tuple(s[c] for c in columns) == tuple(row), row["offset"]
+        else:
+            assert [s[c] for c in columns[2:] if c != "value"] == [None] * (len(columns) - 3), row["offset"]
+    assert {s["canonical"] for s in screened.values()} == {True, False}
+    # the sink's second pass over screen's output: exactly classify's result
+    assert sorted(map(tuple, transform.classify_prepared(transform.screen(df)).collect())) == sorted(
+        map(tuple, classified)
+    )

@@ -1,0 +1,94 @@
+"""Freshness at one steady rate, with its phases, in a few minutes: the e2e bench stage's freshness
+measurement alone (the whole pipeline with `devicestream up` on free ports, a priming run, then a
+measured run). For work on the per-batch overhead; the figures of record come from `make bench`.
+
+    PYTHONPATH=$PWD .venv/bin/python scripts/freshness_probe.py --rate 1000 --prime 90 --window 60
+
+Prints freshness p50/p99 of the measured window, the row phases, and the Spark sink's batch
+durations over the measured window (from logs/spark.log)."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.e2e_checks import stack_cpu
+from bench.e2e_phases import batch_phases, committed_at, progress_events, row_phases, row_phases_text
+from bench.stack import stack
+from bench.stage_e2e import DRAIN_LIMIT_S, Driver, trigger_s
+from bench.tail import MergedTail
+
+BATCH_LINE = re.compile(r"batch committed batch_id=(\d+) .*?input_rows=(\d+).*?duration_ms=(\d+) prepare_ms=(\d+)")
+
+
+def sink_durations(log: Path, first_batch: int) -> list[int]:
+    found = BATCH_LINE.findall(log.read_text(errors="replace"))
+    return [int(f[2]) for f in found if int(f[0]) >= first_batch]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rate", type=float, default=1000)
+    ap.add_argument("--prime", type=float, default=90)
+    ap.add_argument("--window", type=float, default=60)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="freshness-probe-") as tmp:
+        work = Path(tmp)
+        conf = work / "spark-conf"
+        conf.mkdir()
+        events_dir = work / "spark-events"
+        events_dir.mkdir()
+        (conf / "spark-defaults.conf").write_text(
+            f"spark.eventLog.enabled true\nspark.eventLog.dir file://{events_dir}\n"
+        )
+        env = {"SPARK_CONF_DIR": str(conf), "GENERATOR_MAX_RATE": "1000000", "MERGER_JOURNAL_MAX_BYTES": str(2**30)}
+        with stack(work / "data", env) as st:
+            tail = MergedTail(st.data / "merger" / "merged.csv", t0=time.time())
+            tail.start()
+            try:
+                drv = Driver(st, tail)
+                drv.run(args.rate, args.prime)
+                drv.drain_s(DRAIN_LIMIT_S)
+                log = st.data / "logs" / "spark.log"
+                first_batch = len(BATCH_LINE.findall(log.read_text(errors="replace")))
+                t_from = time.time() - tail.t0 + 5
+                tail.keep_rows = True
+                cpu0, w0 = stack_cpu(st), time.monotonic()
+                drv.run(args.rate, args.window)
+                cpu1, w1 = stack_cpu(st), time.monotonic()
+                drain = drv.drain_s(DRAIN_LIMIT_S)
+                t_to = time.time() - tail.t0 + 1
+                (p50, p99), rows = tail.quantiles(t_from, t_to, (0.5, 0.99))
+                durs = sink_durations(log, first_batch)
+                progress = progress_events(events_dir)
+                batches = batch_phases(progress, tail.t0 + t_from, tail.t0 + t_to, trigger_s())
+                phases = row_phases(
+                    tail.kept,
+                    progress,
+                    committed_at(st.data / "logs"),
+                    st.data / "merger" / "journal.jsonl",
+                    tail.t0 + t_from,
+                    tail.t0 + t_to,
+                )
+            finally:
+                tail.stop()
+    cpu = {k: round((cpu1.get(k, 0) - v) / (w1 - w0), 2) for k, v in cpu0.items()}
+    lines = [
+        f"rate {args.rate:,.0f}/s, {rows:,} rows: freshness p50 {p50:.3f} s, p99 {p99:.3f} s; drained in {drain:.1f} s",
+        row_phases_text(args.rate, phases),
+        batches,
+    ]
+    if durs:
+        p90 = statistics.quantiles(durs, n=10)[-1]
+        lines.append(f"sink: {len(durs)} batches, duration p50 {statistics.median(durs):.0f} ms, p90 {p90:.0f} ms")
+    lines.append(f"CPU cores: {cpu}")
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
