@@ -23,12 +23,16 @@ from bench.stack import stack
 from bench.stage_e2e import DRAIN_LIMIT_S, Driver, trigger_s
 from bench.tail import MergedTail
 
-BATCH_LINE = re.compile(r"batch committed batch_id=(\d+) .*?input_rows=(\d+).*?duration_ms=(\d+) prepare_ms=(\d+)")
+BATCH_LINE = re.compile(
+    r"batch committed batch_id=(\d+) .*?input_rows=(\d+).*?duration_ms=(\d+) prepare_ms=(\d+) spark_ms=(\d+) "
+    r"commit_ms=(\d+)"
+)
 
 
-def sink_durations(log: Path, first_batch: int) -> list[int]:
+def sink_durations(log: Path, first_batch: int) -> list[tuple[int, ...]]:
+    """(duration, prepare, spark, commit) ms of each batch from `first_batch` on."""
     found = BATCH_LINE.findall(log.read_text(errors="replace"))
-    return [int(f[2]) for f in found if int(f[0]) >= first_batch]
+    return [tuple(map(int, f[2:])) for f in found if int(f[0]) >= first_batch]
 
 
 def main() -> None:
@@ -36,6 +40,7 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=1000)
     ap.add_argument("--prime", type=float, default=90)
     ap.add_argument("--window", type=float, default=60)
+    ap.add_argument("--jfr", type=Path, help="record the Spark JVM with Java Flight Recorder during the window")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="freshness-probe-") as tmp:
         work = Path(tmp)
@@ -43,9 +48,11 @@ def main() -> None:
         conf.mkdir()
         events_dir = work / "spark-events"
         events_dir.mkdir()
-        (conf / "spark-defaults.conf").write_text(
-            f"spark.eventLog.enabled true\nspark.eventLog.dir file://{events_dir}\n"
-        )
+        defaults = f"spark.eventLog.enabled true\nspark.eventLog.dir file://{events_dir}\n"
+        if args.jfr:  # from the end of the priming run (the stack's start takes ~20 s) for the window
+            recording = f"delay={args.prime + 25:.0f}s,duration={args.window:.0f}s,filename={args.jfr.resolve()}"
+            defaults += f"spark.driver.extraJavaOptions -XX:StartFlightRecording={recording},settings=profile\n"
+        (conf / "spark-defaults.conf").write_text(defaults)
         env = {"SPARK_CONF_DIR": str(conf), "GENERATOR_MAX_RATE": "1000000", "MERGER_JOURNAL_MAX_BYTES": str(2**30)}
         with stack(work / "data", env) as st:
             tail = MergedTail(st.data / "merger" / "merged.csv", t0=time.time())
@@ -83,9 +90,13 @@ def main() -> None:
         row_phases_text(args.rate, phases),
         batches,
     ]
-    if durs:
-        p90 = statistics.quantiles(durs, n=10)[-1]
-        lines.append(f"sink: {len(durs)} batches, duration p50 {statistics.median(durs):.0f} ms, p90 {p90:.0f} ms")
+    if len(durs) > 1:
+        p50s = [statistics.median(d[i] for d in durs) for i in range(4)]
+        p90 = statistics.quantiles([d[0] for d in durs], n=10)[-1]
+        lines.append(
+            f"sink: {len(durs)} batches, duration p50 {p50s[0]:.0f} ms (prepare {p50s[1]:.0f}, Spark job "
+            f"{p50s[2]:.0f}, commit {p50s[3]:.0f}), p90 {p90:.0f} ms"
+        )
     lines.append(f"CPU cores: {cpu}")
     sys.stdout.write("\n".join(lines) + "\n")
 

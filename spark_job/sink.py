@@ -180,7 +180,7 @@ class BatchSink:
                 seen = Observation(f"canonical-{batch_id}-{uuid.uuid4().hex[:8]}")
                 classified = transform.classify_prepared(screened.observe(seen, columns.not_canonical), self._strict)
                 rows_parts, c = self._write_rows(classified, batch_id, small, columns.counts, tmp_folders)
-                not_canonical = int(seen.get["notCanonical"])
+                not_canonical = int(metrics(seen)["notCanonical"])
                 self._strict_next = not_canonical > 0
                 self.last_path += ", strict"
             written = time.monotonic()
@@ -269,7 +269,7 @@ class BatchSink:
         parts = spark_write(
             transform.rows(observed.coalesce(1) if small else observed, self._columns), BATCH_ROW_HEADER, tmp
         )
-        return parts, observation.get
+        return parts, metrics(observation)
 
     @cached_property
     def _columns(self) -> transform.RowsColumns:
@@ -294,6 +294,20 @@ class BatchSink:
             commit_parts(parts, REJECT_HEADER, final, durable=self.durable)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def metrics(observation: Observation) -> dict[str, Any]:
+    """The observed metrics (waiting for them), as Observation.get gives them, without its cost:
+    Observation.get iterates the metrics' Java map, whose end py4j learns from a
+    NoSuchElementException, which pyspark's error conversion then checks against 13 exception
+    classes, each check a py4j lookup of py4j.reflection.TypeUtil that first misses in every jar of
+    the class path (~140 class-loader misses a batch, most of the stream thread's py4j time). The
+    keys as a Java array and a get per key are plain calls."""
+    jo = getattr(observation, "_jo", None)  # pyspark's handle of the JVM Observation
+    if jo is None:
+        return observation.get
+    jmap = jo.getAsJava()
+    return {key: jmap.get(key) for key in jmap.keySet().toArray()}
 
 
 def one_task(ranges: dict[int, OffsetRange], below: int) -> bool:
