@@ -41,6 +41,7 @@ def main() -> None:
     ap.add_argument("--prime", type=float, default=90)
     ap.add_argument("--window", type=float, default=60)
     ap.add_argument("--jfr", type=Path, help="record the Spark JVM with Java Flight Recorder during the window")
+    ap.add_argument("--java-options", default="", help="more options for the Spark JVM (e.g. -Xlog:class+load)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="freshness-probe-") as tmp:
         work = Path(tmp)
@@ -49,9 +50,12 @@ def main() -> None:
         events_dir = work / "spark-events"
         events_dir.mkdir()
         defaults = f"spark.eventLog.enabled true\nspark.eventLog.dir file://{events_dir}\n"
+        java = args.java_options
         if args.jfr:  # from the end of the priming run (the stack's start takes ~20 s) for the window
             recording = f"delay={args.prime + 25:.0f}s,duration={args.window:.0f}s,filename={args.jfr.resolve()}"
-            defaults += f"spark.driver.extraJavaOptions -XX:StartFlightRecording={recording},settings=profile\n"
+            java += f" -XX:StartFlightRecording={recording},settings=profile"
+        if java.strip():
+            defaults += f"spark.driver.extraJavaOptions {java.strip()}\n"
         (conf / "spark-defaults.conf").write_text(defaults)
         env = {"SPARK_CONF_DIR": str(conf), "GENERATOR_MAX_RATE": "1000000", "MERGER_JOURNAL_MAX_BYTES": str(2**30)}
         with stack(work / "data", env) as st:
