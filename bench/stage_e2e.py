@@ -1,8 +1,9 @@
 """End to end on the whole stack (`devicestream up`, all components co-located on this machine):
 freshness (eventTime -> row in merged.csv) at 1,000 and 20,000 events/s with where the time goes
 (bench/e2e_phases.py), and the highest rate the pipeline sustains with bounded lag (a ladder of short
-probes, then 5 minutes at the best one), against the generator alone, with each component's CPU at
-that rate; at the end `devicestream verify` over everything the stage sent."""
+probes, then 5-minute runs down the passing rates until one holds, bench/e2e_confirm.py), against the
+generator alone, with each component's CPU at that rate; at the end `devicestream verify` over
+everything the stage sent."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import httpx
 
 from bench.common import Config, Figure, Spread, StageError, StageResult, Target, wait_until
 from bench.e2e_checks import cpu_shares, stack_cpu, verify_text
+from bench.e2e_confirm import MAX_CONFIRMS, confirms_text, next_confirm_rate, profile_rate, sustained
 from bench.e2e_phases import (
     batch_phases,
     committed_at,
@@ -166,8 +168,8 @@ def run(ctx: RunContext, work: Path) -> StageResult:
             lost = any(math.isinf(f["drain_s"]) for f in fresh.values())
             ladder, best = ([], 0.0) if lost else _ladder(drv, sizes)
             confirms = _confirm(drv, ladder, sizes.confirm_s) if sizes.confirm_s and best else []
-            passed = _sustained(best, confirms)
-            failing = next((p["rate"] for p in ladder + confirms if not p["ok"]), sizes.ladder[-1])
+            passed = sustained(best, confirms)
+            failing = profile_rate(ladder + confirms, sizes.ladder[-1])
             profile = _profile_rate(drv, cfg, failing) if passed < RATE_TARGET and ladder else None
             merger_view = MergerStatus.model_validate_json(
                 httpx.get(f"{st.url('merger')}/merger/status", timeout=5).content
@@ -231,7 +233,7 @@ def run(ctx: RunContext, work: Path) -> StageResult:
         baseline = _generator_alone(ctx)
         base_note = "generator alone: measured by this stage (generator stage not run)"
     held_for = f" for {sizes.confirm_s:.0f} s" if sizes.confirm_s else " (quick: short probes only)"
-    held = next((c for c in confirms if c["ok"]), None) or next((p for p in ladder if p["rate"] == passed), None)
+    held = next((p for p in confirms + ladder if p["ok"] and p["rate"] == passed), None)
     top = held or (confirms[0] if confirms else ladder[-1] if ladder else None)
     f = Figure(
         stage="e2e",
@@ -248,12 +250,8 @@ def run(ctx: RunContext, work: Path) -> StageResult:
             base_note,
             f"sustained = generator delivers >= {MIN_ACHIEVED:.0%} of the asked rate and the pipeline has merged "
             f"everything within {LAG_BOUND_S:.0f} s after the run ends"
-            + (
-                f"; confirmed for {sizes.confirm_s:.0f} s at the best probe's rate, or the next lower one if "
-                "that does not hold"
-                if sizes.confirm_s
-                else ""
-            ),
+            + (f"; confirmed by a {sizes.confirm_s:.0f} s run" if sizes.confirm_s else ""),
+            *([confirms_text(confirms, sizes.confirm_s)] if sizes.confirm_s and ladder else []),
             "probes: "
             + "; ".join(
                 f"{p['rate']:,.0f}/s for {p['seconds']:.0f} s {'ok' if p['ok'] else 'FAIL'} (achieved "
@@ -327,21 +325,13 @@ def _ladder(drv: Driver, sizes: E2ESizes) -> tuple[list[dict], float]:
 
 
 def _confirm(drv: Driver, ladder: list[dict], seconds: float) -> list[dict]:
-    """The long runs: at the best rate of the ladder and, if it does not hold for `seconds`, at the
-    next lower rate that passed its probe (a short probe can pass a rate whose lag grows slowly)."""
+    """The long runs, down the rates that passed their probe until one holds for `seconds` (at most
+    MAX_CONFIRMS of them; bench/e2e_confirm.py chooses the rates)."""
+    passing = [p["rate"] for p in ladder if p["ok"]]
     confirms: list[dict] = []
-    for rate in [p["rate"] for p in ladder if p["ok"]][::-1][:2]:
+    while (rate := next_confirm_rate(passing, [(c["rate"], c["ok"]) for c in confirms], MAX_CONFIRMS)) is not None:
         confirms.append(_probe(drv, rate, seconds))
-        if confirms[-1]["ok"]:
-            break
     return confirms
-
-
-def _sustained(best: float, confirms: list[dict]) -> float:
-    """The highest rate that held: the best probe when there is no long run, else the confirmed one."""
-    if not confirms:
-        return best
-    return next((c["rate"] for c in confirms if c["ok"]), 0.0)
 
 
 def _profile_rate(drv: Driver, cfg: Config, rate: float) -> tuple[str, str]:

@@ -2,9 +2,10 @@
 decides it, without Spark: the rows it produces (ROW_COLUMNS order, null as "") or the reason it is
 rejected (the same words as the job's rejects).
 
-`devicestream verify` runs this on every record of the topic. tests/validity_cases.py is the one
-table of valid and invalid records both this module's tests and the Spark transform's tests run,
-so the two cannot drift apart.
+`devicestream verify` runs this on every record of the topic not in the generator's own form (those
+take devicestream.validity_fast, which gives the same rows: tests/verify/test_validity_fast.py).
+tests/validity_cases.py is the one table of valid and invalid records both this module's tests and
+the Spark transform's tests run, so the two cannot drift apart.
 
 The rules, in the job's order (the first that applies is the reason):
 empty value; not UTF-8; not JSON (exactly one document); not a JSON object; missing eventId,
