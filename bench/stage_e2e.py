@@ -66,10 +66,11 @@ FULL = E2ESizes(
     ladder=(10_000, 40_000, 60_000, 80_000, 100_000),  # (20,000/s: the freshness run)
     probe_s=30,
     confirm_s=300,
-    # the job's JIT compiling settles after about a minute at 1,000 events/s (C2 from ~0.5 to ~0.15
-    # of a core, micro-batches from ~550 to ~270 ms, measured 2026-12-03): 30 s measured
-    # a JVM still compiling
-    prime_s=90,
+    # A micro-batch runs thousands of planning methods about once each, so the JIT reaches them
+    # slowly: after 90 s at 1,000 events/s the Spark JVM's C2 compiler threads still used ~0.2 of a
+    # core and a micro-batch ~170 ms; after 300 s, 110 ms and freshness p50 0.29 s instead of
+    # ~0.36-0.48 s (scripts/freshness_probe.py, 2026-12-03). A running pipeline is that warm.
+    prime_s=300,
 )
 QUICK = E2ESizes(fresh_s=12, warmup_s=3, ladder=(10_000, 60_000), probe_s=8, confirm_s=0, prime_s=10)
 
