@@ -66,7 +66,7 @@ class SparkSizes:
         return self.warmup_events + self.events * self.grow_factor
 
 
-FULL = SparkSizes(events=1_000_000, warmup_events=400_000, passes=3)
+FULL = SparkSizes(events=1_000_000, warmup_events=1_000_000, passes=3)
 QUICK = SparkSizes(events=200_000, warmup_events=200_000, passes=3, grow_factor=3)
 
 

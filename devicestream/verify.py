@@ -191,11 +191,14 @@ async def scan_partition(job: PartitionScanJob) -> TopicScan:
 
 def _checked_csv(value: bytes | None, partition: int, offset: int) -> tuple[bytes, int, int]:
     """The record's expected rows by the full check (devicestream.validity) as CSV lines with its
-    partition and offset, how many, and its eventOffset (0 without rows); raises Invalid."""
+    partition and offset, how many, and its eventOffset (0 without rows); raises Invalid.
+
+    A lone surrogate escape ("\\ud800": valid JSON, not representable in UTF-8) is written as "?",
+    as the Spark job's UTF-8 writer writes it."""
     rows = expected_rows(value)
     out = io.StringIO(newline="")
     csv.writer(out).writerows([*r, partition, offset] for r in rows)
-    return out.getvalue().encode("utf-8"), len(rows), int(rows[0][1]) if rows else 0
+    return out.getvalue().encode("utf-8", errors="replace"), len(rows), int(rows[0][1]) if rows else 0
 
 
 def _scan_partition_in_process(job: PartitionScanJob) -> TopicScan:

@@ -208,3 +208,11 @@ def test_screen_classifies_canonical_records_as_classify_does_and_leaves_the_oth
     assert sorted(map(tuple, transform.classify_prepared(transform.screen(df)).collect())) == sorted(
         map(tuple, classified)
     )
+
+
+def test_a_lone_surrogate_escape_is_written_as_a_question_mark(spark: SparkSession) -> None:
+    """Valid JSON that UTF-8 cannot hold: the job writes "?" for it (devicestream verify expects the
+    same), as Java's UTF-8 encoder does, rather than failing the batch."""
+    value = json.dumps(dict(GOOD, eventId="a\ud800b")).encode()
+    row = transform.classify(kafka_df(spark, [value])).first()
+    assert (row["reason"], row["eventId"]) == (None, "a?b")

@@ -109,6 +109,7 @@ SLOW = {
     "unicode escape": _dumps(_doc(customerId="Ü")),
     "control character": _dumps(_doc(eventId="a\tb"), ensure_ascii=False).replace(b"\\t", b"\t"),
     "DEL": _dumps(_doc(eventId="a\x7fb")),
+    "lone surrogates in row fields": _dumps(_doc(eventId="a\ud800b", customerId="\udc00")),
     "comma in a string": _dumps(_doc(eventId="a,b")),
     "comma in a reading": _reading(status="OK, fine"),
     "extra field": _dumps(_doc(note=1)),
