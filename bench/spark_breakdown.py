@@ -101,7 +101,7 @@ class SinkBatch:
 
 
 _COMMITTED = re.compile(
-    r"batch committed batch_id=(\d+) .*?input_rows=(\d+) .*?path=(one task|per partition) .*?"
+    r"batch committed batch_id=(\d+) .*?input_rows=(\d+) .*?path=(one task|per partition)(?:, strict)? .*?"
     r"prepare_ms=(\d+) spark_ms=(\d+) commit_ms=(\d+)"
 )
 
