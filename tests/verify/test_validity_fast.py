@@ -32,7 +32,7 @@ def _full_csv(value: bytes | None) -> tuple[bytes, int] | None:
         return None
     out = io.StringIO(newline="")
     csv.writer(out).writerows([*r, 2, 41] for r in rows)
-    return out.getvalue().encode(), len(rows)
+    return out.getvalue().encode("utf-8", errors="replace"), len(rows)  # a lone surrogate: "?", as the job writes it
 
 
 def _agree(value: bytes | None) -> bool:
