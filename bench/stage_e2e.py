@@ -155,9 +155,7 @@ def run(ctx: RunContext, work: Path) -> StageResult:
     (spark_conf / "spark-defaults.conf").write_text(
         f"spark.eventLog.enabled true\nspark.eventLog.dir file://{events_dir.resolve()}\n"
     )
-    # The journal keeps every commit's line for the phase breakdown (not cut back during the stage).
-    env = {"SPARK_CONF_DIR": str(spark_conf), "GENERATOR_MAX_RATE": "1000000", "MERGER_JOURNAL_MAX_BYTES": str(2**30)}
-    with stack(work / "data", env) as st:
+    with stack(work / "data", stack_env(spark_conf)) as st:
         tail = MergedTail(st.data / "merger" / "merged.csv", t0=time.time())
         tail.start()
         try:
@@ -271,6 +269,12 @@ def run(ctx: RunContext, work: Path) -> StageResult:
         f.notes.append(summary)
     res.figures.append(f)
     return res
+
+
+def stack_env(spark_conf: Path) -> dict[str, str]:
+    """The stack's environment for the stage: Spark's conf folder (its event log), no rate cap, and
+    a merger journal that keeps every commit's line for the phase breakdown (not cut back)."""
+    return {"SPARK_CONF_DIR": str(spark_conf), "GENERATOR_MAX_RATE": "1000000", "MERGER_JOURNAL_MAX_BYTES": str(2**30)}
 
 
 def _freshness(drv: Driver, sizes: E2ESizes, rate: float) -> dict[str, Any]:

@@ -10,7 +10,6 @@ durations over the measured window (from logs/spark.log)."""
 from __future__ import annotations
 
 import argparse
-import re
 import statistics
 import sys
 import tempfile
@@ -19,20 +18,16 @@ from pathlib import Path
 
 from bench.e2e_checks import stack_cpu
 from bench.e2e_phases import batch_phases, committed_at, progress_events, row_phases, row_phases_text
+from bench.spark_breakdown import sink_batches
 from bench.stack import stack
-from bench.stage_e2e import DRAIN_LIMIT_S, Driver, trigger_s
+from bench.stage_e2e import DRAIN_LIMIT_S, Driver, stack_env, trigger_s
 from bench.tail import MergedTail
-
-BATCH_LINE = re.compile(
-    r"batch committed batch_id=(\d+) .*?input_rows=(\d+).*?duration_ms=(\d+) prepare_ms=(\d+) spark_ms=(\d+) "
-    r"commit_ms=(\d+)"
-)
 
 
 def sink_durations(log: Path, first_batch: int) -> list[tuple[int, ...]]:
-    """(duration, prepare, spark, commit) ms of each batch from `first_batch` on."""
-    found = BATCH_LINE.findall(log.read_text(errors="replace"))
-    return [tuple(map(int, f[2:])) for f in found if int(f[0]) >= first_batch]
+    """(duration, prepare, Spark job, commit) ms of each batch from the `first_batch`-th committed on."""
+    batches = sink_batches(log.read_text(errors="replace"))[first_batch:]
+    return [(b.prepare_ms + b.spark_ms + b.commit_ms, b.prepare_ms, b.spark_ms, b.commit_ms) for b in batches]
 
 
 def main() -> None:
@@ -57,8 +52,7 @@ def main() -> None:
         if java.strip():
             defaults += f"spark.driver.extraJavaOptions {java.strip()}\n"
         (conf / "spark-defaults.conf").write_text(defaults)
-        env = {"SPARK_CONF_DIR": str(conf), "GENERATOR_MAX_RATE": "1000000", "MERGER_JOURNAL_MAX_BYTES": str(2**30)}
-        with stack(work / "data", env) as st:
+        with stack(work / "data", stack_env(conf)) as st:
             tail = MergedTail(st.data / "merger" / "merged.csv", t0=time.time())
             tail.start()
             try:
@@ -66,7 +60,7 @@ def main() -> None:
                 drv.run(args.rate, args.prime)
                 drv.drain_s(DRAIN_LIMIT_S)
                 log = st.data / "logs" / "spark.log"
-                first_batch = len(BATCH_LINE.findall(log.read_text(errors="replace")))
+                first_batch = len(sink_batches(log.read_text(errors="replace")))
                 t_from = time.time() - tail.t0 + 5
                 tail.keep_rows = True
                 cpu0, w0 = stack_cpu(st), time.monotonic()
