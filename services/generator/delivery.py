@@ -146,7 +146,8 @@ class Delivery:
                 extra={"run": run.id, "partition": part, "records": n},
             )
             run.in_doubt.append(Doubtful(seq, part, recs, since))
-        run.wake.set()
+        if exc is not None or run.wake_on_delivery:
+            run.wake.set()
 
     async def try_settle(self, run: LiveRun, s: GeneratorSettings, *, connected: bool) -> bool:
         """Settle the run's batches in doubt once nothing of it is in flight and a producer is

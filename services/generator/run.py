@@ -58,6 +58,9 @@ class LiveRun:
     ledger: RunLedger | None = None  # the run's ledger, and its record maker if it needs one
     task: asyncio.Task | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    #: the run loop waits for deliveries (in flight at the limit, or ending): each one wakes it. While
+    #: the loop is on schedule a successful delivery does not (hundreds a second at low rates).
+    wake_on_delivery: bool = True
     retry: deque[Record] = field(default_factory=deque)  # records to send again
     #: failed batches that may be in Kafka: settled (read back) before anything is sent again
     in_doubt: list[Doubtful] = field(default_factory=list)
