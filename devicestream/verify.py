@@ -22,9 +22,10 @@ altered or reused as far as verify knows, and their rejects are ignored. Merged 
 record explains are counted as `rows_before_retention` (not a problem) when their eventOffset is
 below the retention floor (the highest first surviving eventOffset of a truncated partition;
 eventOffsets grow within a partition), and as `rows_unexpected` otherwise. Duplicates are still
-counted over the whole of merged.csv. The expected rows are streamed to temporary CSVs (one per
-partition, each scanned by its own process: decoding and checking records is CPU-bound Python; a record
-in the generator's own form takes devicestream.validity_fast, its rows straight from its bytes), then
+counted over the whole of merged.csv. The expected rows are streamed to temporary CSVs (zstd
+chunks, devicestream.verify_chunks; each partition scanned by its own process: decoding and checking
+records is CPU-bound Python; a record in the generator's own form takes devicestream.validity_fast,
+its rows straight from its bytes), then
 compared (devicestream.verify_compare) bucket by bucket of keys, so that memory stays bounded
 whatever the sizes (~1 GB: 0.85 GB for 2M expected rows, 1.0 GB for 32M); the buckets' temporary
 files take ~1/5 of the inputs' size on disk.
@@ -60,6 +61,7 @@ from devicestream.merged_files import (  # noqa: F401 (re-exported: run_check, r
 )
 from devicestream.validity import Invalid, expected_rows
 from devicestream.validity_fast import canonical_csv
+from devicestream.verify_chunks import RowsWriter
 from devicestream.verify_compare import KEY, compare, offset_ranges
 from kafka_io import admin as kafka_admin
 from kafka_io.clients import make_consumer
@@ -89,6 +91,8 @@ class TopicScan:
     start_offsets: dict[int, int] = field(default_factory=dict)
     #: each partition's smallest eventOffset among the valid records still in the topic
     first_event_offsets: dict[int, int] = field(default_factory=dict)
+    #: the expected rows' files (a partition's in order, then the next partition's)
+    rows_files: list[Path] = field(default_factory=list)
 
     def merge(self, other: TopicScan) -> None:
         self.records += other.records
@@ -99,6 +103,7 @@ class TopicScan:
         self.end_offsets.update(other.end_offsets)
         self.start_offsets.update(other.start_offsets)
         self.first_event_offsets.update(other.first_event_offsets)
+        self.rows_files += other.rows_files
 
     def retention_floor(self) -> int | None:
         """The eventOffset below which a merged row may come from a record retention deleted: the
@@ -125,14 +130,16 @@ class PartitionScanJob:
     topic: str
     partition: int
     end: int
-    rows_csv: Path
+    #: the rows files' base name: the scan writes <rows_base>-<n>.csv.zst (devicestream.verify_chunks)
+    rows_base: Path
     invalid_csv: Path
     security: KafkaSecurity = PLAINTEXT
 
 
 async def scan_partition(job: PartitionScanJob) -> TopicScan:
-    """Stream the partition's records below `job.end` into `job.rows_csv` (expected rows plus their
-    record's partition and offset) and `job.invalid_csv` (partition, offset, reason)."""
+    """Stream the partition's records below `job.end` into rows files after `job.rows_base`
+    (expected rows plus their record's partition and offset, in `scan.rows_files`) and
+    `job.invalid_csv` (partition, offset, reason)."""
     scan = TopicScan(end_offsets={job.partition: job.end})
     tp = TopicPartition(job.topic, job.partition)
     consumer = make_consumer(
@@ -153,9 +160,9 @@ async def scan_partition(job: PartitionScanJob) -> TopicScan:
         scan.start_offsets[job.partition] = (await consumer.beginning_offsets([tp]))[tp]
         await consumer.seek_to_beginning(tp)
         # A one-task scan in its own process: blocking local writes are fine here.
-        with open(job.rows_csv, "wb") as rf, open(job.invalid_csv, "w", newline="", encoding="utf-8") as inf:  # noqa: ASYNC230
+        rf = RowsWriter(job.rows_base, ",".join([*ROW_COLUMNS, "partition", "offset"]).encode() + b"\r\n")
+        with open(job.invalid_csv, "w", newline="", encoding="utf-8") as inf:  # noqa: ASYNC230
             inv_w = csv.writer(inf)
-            rf.write(",".join([*ROW_COLUMNS, "partition", "offset"]).encode() + b"\r\n")
             inv_w.writerow(["partition", "offset", "reason"])
             while job.end > 0 and await consumer.position(tp) < job.end:
                 batch = await consumer.getmany(tp, timeout_ms=1000, max_records=20000)
@@ -180,6 +187,7 @@ async def scan_partition(job: PartitionScanJob) -> TopicScan:
                         first = event_offset
                     lines.append(text)
                 rf.write(b"".join(lines))
+        scan.rows_files = rf.close()
     finally:
         if gc_was_on:
             gc.enable()
@@ -220,7 +228,7 @@ def scan_topic(
     `workers`, default the CPU count): decoding and checking records is CPU-bound Python."""
     ends = asyncio.run(end_offsets(bootstrap, topic, security))
     jobs = [
-        PartitionScanJob(bootstrap, topic, p, end, folder / f"expected-{p}.csv", folder / f"invalid-{p}.csv", security)
+        PartitionScanJob(bootstrap, topic, p, end, folder / f"expected-{p}", folder / f"invalid-{p}.csv", security)
         for p, end in sorted(ends.items())
     ]
     workers = max(1, min(len(jobs), workers or os.cpu_count() or 1))
@@ -233,7 +241,7 @@ def scan_topic(
     total = TopicScan(topic=topic)
     for sc in scans:
         total.merge(sc)
-    return total, ScanFiles([j.rows_csv for j in jobs], [j.invalid_csv for j in jobs])
+    return total, ScanFiles(total.rows_files, [j.invalid_csv for j in jobs])
 
 
 def verify(

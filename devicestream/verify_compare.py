@@ -38,6 +38,7 @@ from devicestream.merged_files import (
     merged_rejects_of,
     split_retired,
 )
+from devicestream.verify_chunks import is_chunk, read_text, text_size
 
 if TYPE_CHECKING:
     from devicestream.verify import TopicScan
@@ -140,7 +141,7 @@ def _compare_bucket(
 
 def _bucket_count(rows_csv: list[Path], files: MergedFiles) -> int:
     """Enough buckets for ~BUCKET_BYTES of input each (1 for small inputs: no bucket files)."""
-    size = sum(p.stat().st_size for p in rows_csv)
+    size = sum(text_size(p) for p in rows_csv)
     for p in files.paths:
         if p.suffix == ".parquet":
             size += CSV_BYTES_PER_ROW * pl.scan_parquet(p).select(pl.len()).collect().item()
@@ -151,7 +152,11 @@ def _bucket_count(rows_csv: list[Path], files: MergedFiles) -> int:
 
 def _csv_pieces(path: Path, schema: pl.Schema) -> Iterator[pl.DataFrame]:
     """A CSV file's rows, CHUNK_BYTES of it at a time, parsed as a scan of it parses them: read
-    through a buffer (a scan maps the whole file, and its pages count in the process's memory)."""
+    through a buffer (a scan maps the whole file, and its pages count in the process's memory). A
+    compressed chunk of the expected rows (devicestream.verify_chunks) is one piece."""
+    if is_chunk(path):
+        yield pl.read_csv(io.BytesIO(read_text(path)), schema=schema)
+        return
     with open(path, "rb") as f:
         header, rest = f.readline(), b""
         while data := f.read(CHUNK_BYTES):
@@ -236,7 +241,9 @@ def compare(
 
     with tempfile.TemporaryDirectory(dir=workdir, prefix="verify-buckets-") as tmp:
         if n == 1:
-            expected = _expected_rows(pl.scan_csv(rows_paths, schema=EXPECTED_SCHEMA)).collect()
+            pieces = [piece for p in rows_paths for piece in _csv_pieces(p, EXPECTED_SCHEMA)]
+            expected = _expected_rows(pl.concat(pieces).lazy() if pieces else pl.LazyFrame(schema=EXPECTED_SCHEMA))
+            expected = expected.collect()
             merged = _merged_rows(files.scan_text()).collect()
             tally.unaccounted.append(_compare_bucket(tally, expected, merged, files, rejects, scan).lazy())
             del expected, merged

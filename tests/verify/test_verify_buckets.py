@@ -3,6 +3,8 @@ one bucket reports, with every kind of problem present; on hand-made files (no K
 
 from __future__ import annotations
 
+import csv
+import io
 import random
 from pathlib import Path
 from typing import Any
@@ -15,9 +17,10 @@ from contract.compacted import TEXT_SCHEMA, typed
 from contract.csv import REJECT_COLUMNS, ROW_COLUMNS, batch_file_name
 from contract.segments import SEGMENT_INDEX, Segment, SegmentIndex, parquet_file, segment_file
 from contract.verify_report import VerifyReport
-from devicestream import verify_compare
+from devicestream import verify_chunks, verify_compare
 from devicestream.merged_files import _complete_records, merged_files
 from devicestream.verify import TopicScan, compare, offset_ranges
+from devicestream.verify_chunks import RowsWriter
 from tests.verify.test_verify import _write
 
 
@@ -183,3 +186,29 @@ def test_unaccounted_ranges_read_a_window_at_a_time(monkeypatch: pytest.MonkeyPa
         (1, 9, 10),
         (2, 30, 32),
     ]
+
+
+def test_chunks_compare_as_the_plain_csv_does(every_problem, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The case with every kind of problem (tests/verify/test_verify_buckets.py), its expected rows
+    as small zstd chunks: the same report in one bucket and in three."""
+    scan, args = every_problem
+    monkeypatch.setattr(verify_chunks, "CHUNK_TEXT_BYTES", 300)
+    chunks: list[Path] = []
+    for k, plain in enumerate(args["rows_csv"]):
+        header, *records = csv.reader(io.StringIO(plain.read_text(), newline=""))
+        w = RowsWriter(tmp_path / f"expected-{k}", _csv_line(header))
+        for record in records:  # (a record's lines always in one chunk, as the scan writes them)
+            w.write(_csv_line(record))
+        chunks += w.close()
+    assert len(chunks) > len(args["rows_csv"])
+    for buckets in (1, 3):
+        plain = compare(scan, **args, buckets=buckets, workdir=tmp_path)
+        zst = compare(scan, **{**args, "rows_csv": chunks}, buckets=buckets, workdir=tmp_path)
+        assert zst.model_dump(exclude={"examples"}) == plain.model_dump(exclude={"examples"})
+        assert _sorted_examples(zst) == _sorted_examples(plain)
+
+
+def _csv_line(fields: list[str]) -> bytes:
+    out = io.StringIO(newline="")
+    csv.writer(out).writerow(fields)
+    return out.getvalue().encode()
