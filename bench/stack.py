@@ -69,11 +69,16 @@ class Stack:
         return self._per_component(lambda q: sum(q.cpu_times()[:2]))
 
     def verify(self, wait_s: float, timeout_s: float) -> subprocess.CompletedProcess[str]:
-        """`devicestream verify --wait <wait_s> --json` against this stack (TimeoutExpired after `timeout_s`)."""
+        """`devicestream verify --wait <wait_s> --json` against this stack (TimeoutExpired after `timeout_s`).
+        Its temporary files go beside the data folder, which the stage removes: a verify killed at the
+        timeout cannot leave them behind (they took 12 GB once)."""
+        tmp = self.data.parent / "verify-tmp"
+        tmp.mkdir(exist_ok=True)
         env = {
             **os.environ,
             "DEVICESTREAM_DATA_DIR": str(self.data),
             "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{self.ports['kafka']}",
+            "TMPDIR": str(tmp),
         }
         return subprocess.run(
             [PY, "-m", "devicestream", "verify", "--wait", str(wait_s), "--json"],
