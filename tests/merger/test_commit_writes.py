@@ -164,3 +164,36 @@ def test_a_failed_write_is_described_with_its_folder(settings):
         OSError(errno.EDQUOT, "Disk quota exceeded"), "start", settings.merger_dir, since=1, attempts=1, retry_in_s=1
     )
     assert (quota.condition, quota.folder, quota.step) == ("quota exceeded", str(settings.merger_dir), "start")
+
+
+def test_writes_go_in_calls_of_at_most_write_max_bytes_in_order(tmp_path, monkeypatch):
+    """Big groups are written in bounded calls (writes.WRITE_MAX: a big write call is slow to land
+    in the page cache), a chunk bigger than that in slices; the bytes are the same, short writes
+    are still finished."""
+    from services.merger import writes
+
+    monkeypatch.setattr(writes, "WRITE_MAX", 100)
+    chunks = [b"a" * 30, b"b" * 80, b"c" * 250, b"", b"d" * 100, b"e" * 5]
+    groups = list(writes.write_groups(chunks))
+    assert all(sum(len(c) for c in g) <= 100 for g in groups)
+    assert b"".join(b"".join(g) for g in groups) == b"".join(chunks)
+    monkeypatch.setattr(writes, "IOV_BATCH", 2)
+    assert all(len(g) <= 2 for g in writes.write_groups([b"x"] * 7))
+
+    calls: list[int] = []
+    real_pwritev = os.pwritev
+
+    def short_pwritev(fd, buffers, offset):
+        calls.append(sum(len(b) for b in buffers))
+        return real_pwritev(fd, [bytes(buffers[0][:7])], offset)  # (a short write every time)
+
+    monkeypatch.setattr(writes.os, "pwritev", short_pwritev)
+    path = tmp_path / "out"
+    path.write_bytes(b"HEAD\n")
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        writes.pwrite_all(fd, chunks, 5)
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == b"HEAD\n" + b"".join(chunks)
+    assert calls and max(calls) <= 100
