@@ -50,8 +50,13 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
+_ACCESS = " uvicorn.access: "
+
+
 def log_tail(path: Path, lines: int = 40) -> str:
-    """The last `lines` lines of the log at `path` (from its last 64 KiB), or a note that there is none."""
+    """The last `lines` lines of the log at `path` (from its last 64 KiB), or a note that there is none.
+    Access log lines are left out: a test or a launcher polling a service fills a tail with them, and
+    hides the line that says what went wrong."""
     try:
         with open(path, "rb") as f:
             f.seek(0, os.SEEK_END)
@@ -60,7 +65,7 @@ def log_tail(path: Path, lines: int = 40) -> str:
             text = f.read().decode("utf-8", "replace")
     except FileNotFoundError:
         return f"(no log at {path})"
-    return "\n".join(text.splitlines()[-lines:])
+    return "\n".join([line for line in text.splitlines() if _ACCESS not in line][-lines:])
 
 
 def log_tails(logs: Sequence[Path], lines: int = 40) -> str:
