@@ -184,8 +184,8 @@ async def _produce(engine: Engine, run: LiveRun) -> None:
             run.wake_on_delivery = True
             await _sleep(run, 0.1)  # woken by each delivery
             continue
-        run.wake_on_delivery = run.in_flight >= max_in_flight
-        wait = ctl.wait_s(now) if not run.wake_on_delivery else tick_s
+        at_limit = run.wake_on_delivery = run.in_flight >= max_in_flight
+        wait = tick_s if at_limit else ctl.wait_s(now)
         if wait <= 0:
             await asyncio.sleep(0)
             continue
