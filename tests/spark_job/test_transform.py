@@ -161,7 +161,7 @@ FAST_PATH_VALUES = [
     b'{"eventId": "c", "eventOffset": 123456789012345678, "eventPublisher": "device", "customerId": "x", '
     b'"data": {"devices": [{"deviceId": "D5", "temperature": 999999999, "measure": "C", "status": "ERROR"}]}, '
     b'"eventTime": "2026-11-28T03:33:11.999999+00:00"}',
-    # canonical shape, impossible date: rejected as the strict path rejects it
+    # canonical shape, impossible date: not canonical (the pattern proves the date), rejected by the strict path
     b'{"eventId":"d","eventOffset":1,"eventPublisher":"device","customerId":"c","data":{"devices":[]},'
     b'"eventTime":"2026-02-30T03:33:11.123456Z"}',
     # not canonical (escape, extra field, out-of-range temperature, other order): strict path only
@@ -176,9 +176,48 @@ FAST_PATH_VALUES = [
 ]
 
 
+def _with(event_time: str = "2026-11-28T03:33:11.123456Z", customer: bytes = b"c") -> bytes:
+    return (
+        b'{"eventId":"t","eventOffset":7,"eventPublisher":"device","customerId":"' + customer + b'",'
+        b'"data":{"devices":[{"deviceId":"D1","temperature":1,"measure":"C","status":null}]},'
+        b'"eventTime":"' + event_time.encode() + b'"}'
+    )
+
+
+#: (value, canonical): the pattern proves the date-time and the UTF-8, so these edges take the fast
+#: path exactly when nothing is left to check, and give the strict path's result either way.
+EDGE_VALUES = [
+    (_with("0001-01-01T00:00:00.000000Z"), True),
+    (_with("9999-12-31T23:59:59.999999+00:00"), True),
+    (_with("1582-10-10T12:00:00.000000Z"), True),  # in the Julian-Gregorian gap: proleptic Gregorian
+    (_with("2000-02-29T00:00:00.000000Z"), True),
+    (_with("2024-02-29T23:59:59.000000Z"), True),
+    (_with("2026-12-31T23:59:59.999999Z"), True),
+    (_with("0000-01-01T00:00:00.000000Z"), False),
+    (_with("1900-02-29T00:00:00.000000Z"), False),
+    (_with("2100-02-29T00:00:00.000000Z"), False),
+    (_with("2023-02-29T00:00:00.000000Z"), False),
+    (_with("2026-04-31T00:00:00.000000Z"), False),
+    (_with("2026-13-01T00:00:00.000000Z"), False),
+    (_with("2026-11-00T00:00:00.000000Z"), False),
+    (_with("2026-11-28T24:00:00.000000Z"), False),
+    (_with("2026-11-28T23:60:00.000000Z"), False),
+    (_with("2026-11-28T23:59:60.000000Z"), False),
+    (_with(customer="caf\u00e9".encode()), True),  # UTF-8 letters
+    (_with(customer=b"bad\xff\xfeutf8"), False),  # not UTF-8 inside a string: rejected as such
+    (_with(customer=b"over\xc0\xafong"), False),  # an overlong "/"
+    (_with(customer=b"surrogate\xed\xa0\x80"), False),  # an encoded surrogate
+    (_with(customer=b"cut\xe2\x82"), False),  # a truncated sequence
+    (_with(customer="\ufffd".encode()), False),  # U+FFFD itself: valid, strict path
+    (_with(customer="\U0001f600".encode()), False),  # beyond the BMP: valid, strict path
+    (_with(customer=b"del\x7f"), True),  # DEL needs no escape in JSON
+]
+
+
 def test_fast_path_agrees_with_the_strict_checks(spark: SparkSession) -> None:
     """The regex fast path for canonical events must classify exactly as the strict VARIANT checks."""
-    df = kafka_df(spark, FAST_PATH_VALUES)
+    values = FAST_PATH_VALUES + [v for v, _ in EDGE_VALUES]
+    df = kafka_df(spark, values)
 
     def collect(fast: bool) -> list[tuple]:
         return sorted(tuple(r) for r in transform.classify(df, fast_path=fast).collect())
@@ -186,7 +225,14 @@ def test_fast_path_agrees_with_the_strict_checks(spark: SparkSession) -> None:
     fast, strict = collect(True), collect(False)
     assert fast == strict
     canonical = df.select(F.col("value").cast("string").rlike(transform.CANONICAL_EVENT_PATTERN)).collect()
-    assert [r[0] for r in canonical] == [True, True, True, True, False, False, False, False]
+    expected = [True, True, True, False, False, False, False, False] + [c for _, c in EDGE_VALUES]
+    assert [r[0] for r in canonical] == expected
+    by_offset = {r["offset"]: r for r in transform.classify(df).collect()}
+    reasons = [by_offset[100 + i]["reason"] for i in range(len(FAST_PATH_VALUES), len(values))]
+    assert reasons[:6] == [None] * 6  # the canonical edges are valid
+    assert reasons[17:21] == [Reason.NOT_UTF8] * 4
+    assert reasons[21:] == [None] * 3
+    assert by_offset[100 + len(FAST_PATH_VALUES) + 1]["eventTime"] == "9999-12-31T23:59:59.999999Z"
 
 
 def test_screen_classifies_canonical_records_as_classify_does_and_leaves_the_others(spark: SparkSession) -> None:
