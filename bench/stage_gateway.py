@@ -3,13 +3,15 @@ the gateway's peak memory while it streams.
 
 The merger and the gateway run as the real service processes. merged.csv is made by the merger
 itself, from batch files in the Spark job's format (one block of rows, repeated to the size) put
-in its input folder before it starts; the downloads begin once /merger/status shows them all
+in its input folder (the large set while it runs, each file written aside and renamed in, as Spark's
+file sink commits: a file written in place can be read half-written); the downloads begin once /merger/status shows them all
 merged. Downloads by curl to /dev/null
 (a C client, so the client is not the bottleneck); RSS of each server sampled every 20 ms."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import threading
 import time
@@ -57,8 +59,12 @@ def write_batches(data: Path, size: int, first: int = 0) -> tuple[int, int]:
     header = (ROW_HEADER + "\n").encode()
     block = csv_rows(BATCH_ROWS)
     n = max(1, (size - len(header)) // len(block))
+    staging = data / ".bench-staging"  # same file system: the rename is atomic
+    staging.mkdir(exist_ok=True)
     for batch_id in range(first, n):
-        (rows_dir / batch_file_name(batch_id)).write_bytes(header + block)
+        name = batch_file_name(batch_id)
+        (staging / name).write_bytes(header + block)
+        os.replace(staging / name, rows_dir / name)
     return len(header) + n * len(block), n * BATCH_ROWS
 
 

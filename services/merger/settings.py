@@ -29,14 +29,16 @@ class MergerSettings(PipelineSettings, InternalSecretSettings):
         default=10.0, ge=0, description="How long a missing batch id is waited for before it is reported."
     )
     first_batch_id: int = Field(default=0, ge=0, description="The batch id expected first on a fresh state.")
+    # 32 + 16 MiB: a catch-up over 4M rows peaked at 226 MB RSS instead of 269 with 64 + 32, at the
+    # same speed (16 MiB groups were ~20% slower).
     max_group_bytes: int = Field(
-        default=64 * 1024 * 1024,
+        default=32 * 1024 * 1024,
         gt=0,
         description="Ready batches are appended in groups with one fsync and one state write per group; "
         "a group stops growing past this many bytes.",
     )
     read_ahead_bytes: int = Field(
-        default=32 * 1024 * 1024,
+        default=16 * 1024 * 1024,
         gt=0,
         description="Batch files are read and checked ahead while the bytes in flight stay under this "
         "(one file at least): with max_group_bytes, it bounds the merger's memory per commit.",
