@@ -3,10 +3,10 @@ the gateway's peak memory while it streams.
 
 The merger and the gateway run as the real service processes. merged.csv is made by the merger
 itself, from batch files in the Spark job's format (one block of rows, repeated to the size) put
-in its input folder (the large set while it runs, each file written aside and renamed in, as Spark's
-file sink commits: a file written in place can be read half-written); the downloads begin once /merger/status shows them all
-merged. Downloads by curl to /dev/null
-(a C client, so the client is not the bottleneck); RSS of each server sampled every 20 ms."""
+in its input folder (the large set while it runs: each file written aside and renamed in, as Spark's
+file sink commits, since a file written in place can be read half-written); the downloads begin
+once /merger/status shows them all merged. Downloads by curl to /dev/null (a C client, so the
+client is not the bottleneck); RSS of each server sampled every 20 ms."""
 
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ bytes appended meanwhile, or a row cut in the middle after them, are never part 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -34,27 +35,42 @@ def first_record_end(buf: bytes) -> int:
     return 0
 
 
+def last_record_end(buf: bytes | bytearray, size: int) -> int:
+    """device_tracker.row_end on buf[:size], with a quick way out for the usual piece without any
+    quote (a memchr): then its last newline is a record end."""
+    if buf.find(b'"', 0, size) < 0:
+        return buf.rfind(b"\n", 0, size) + 1
+    return row_end(buf, size)
+
+
 def record_blocks(path: Path, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
     """The data records of `path` (its header record skipped) in blocks of whole records of about
-    `chunk_bytes` each; a last record without a newline at the end of the file comes last."""
-    with open(path, "rb") as f:
-        carry, header = b"", True
-        while data := f.read(chunk_bytes):
-            buf = carry + data if carry else data  # starts at a record's start
+    `chunk_bytes` each; a last record without a newline at the end of the file comes last.
+
+    Each block is found in one reused buffer, then read again at its exact length (from the page
+    cache): slicing or joining 8 MiB `bytes` cost more than the parse of the block did."""
+    with open(path, "rb", buffering=0) as f:
+        fd, pos, probe = f.fileno(), 0, bytearray(chunk_bytes)
+        header = True
+        while size := os.preadv(fd, [probe], pos):
             if header:
-                start = first_record_end(buf)
-                if start == 0:  # the header is not whole yet
-                    carry = buf
+                start = first_record_end(bytes(probe[:size]))
+                if start == 0 and size == len(probe):  # the header is longer than the buffer
+                    probe = bytearray(2 * len(probe))
                     continue
-                buf, header = buf[start:], False
-            end = row_end(buf, len(buf))
-            if end == 0:  # no whole record yet (a very long field): read on
-                carry = buf
+                pos, header = pos + (start or size), False
                 continue
-            carry = buf[end:]
-            yield buf[:end]
-        if carry and not header:
-            yield carry
+            end = last_record_end(probe, size)
+            if end == 0:
+                if size == len(probe):  # no whole record yet (a very long field): a bigger buffer
+                    probe = bytearray(2 * len(probe))
+                    continue
+                end = size  # the end of the file: its last record has no newline (or is being appended)
+            block = os.pread(fd, end, pos)
+            if not block:
+                return
+            yield block
+            pos += len(block)
 
 
 def scan_committed(

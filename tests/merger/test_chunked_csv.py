@@ -39,6 +39,19 @@ def test_blocks_hold_whole_records_whatever_the_chunk_size(tmp_path: Path, chunk
         assert row_end(b, len(b)) == len(b)
 
 
+@pytest.mark.parametrize("chunk", [16, 40, 100])
+def test_blocks_without_quotes_and_with_them_cut_at_record_ends(tmp_path: Path, chunk: int):
+    """Pieces with no quote take the quick way (their last newline); a piece whose last newline is
+    inside a quoted field does not."""
+    rows = [(str(i), "p") for i in range(12)] + [("12", "a\nb\nc\nd\ne\nf")] + [(str(i), "q") for i in range(13, 20)]
+    path = tmp_path / "m.csv"
+    path.write_bytes(csv_text(rows))
+    blocks = list(record_blocks(path, chunk))
+    assert b"".join(blocks) == csv_text(rows)[len(b"a,b\n") :]
+    for b in blocks:
+        assert row_end(b, len(b)) == len(b)
+
+
 @pytest.mark.parametrize("chunk", [5, 64, 1 << 20])
 def test_scan_stops_at_the_committed_rows_and_matches_polars(tmp_path: Path, chunk: int):
     path = tmp_path / "m.csv"
