@@ -2,7 +2,7 @@
 
 Every figure is warm (what a long-running job or a plain Spark user sees after its first batch):
 - Streaming: `spark-submit spark_job/job.py` exactly as the launcher starts it (its default settings:
-  250 ms trigger, maxOffsetsPerTrigger 200,000), on a fresh checkpoint, with two backlogs already in
+  200 ms trigger, maxOffsetsPerTrigger 200,000), on a fresh checkpoint, with two backlogs already in
   Kafka: a warm-up backlog it reads first (class loading, codegen, JIT), then the timed one.
   events/s = records read between the first progress.json showing the warm-up backlog read and the
   one showing everything read, over the time between them (progress.json polled every 20 ms).
@@ -270,7 +270,7 @@ def run(cfg: Config, broker: Broker, work: Path) -> StageResult:
         },
         notes=[
             f"method, streaming job: spark-submit spark_job/job.py --master local[2] --driver-memory 1g, the "
-            f"job's defaults (trigger 250 ms, maxOffsetsPerTrigger 200,000, a task per Kafka partition as plain "
+            f"job's defaults (trigger 200 ms, maxOffsetsPerTrigger 200,000, a task per Kafka partition as plain "
             f"Spark; SPARK_JOB_MIN_PARTITIONS from the environment, if set), fresh checkpoint; it reads a "
             f"{sizes.warmup_events:,}-record warm-up backlog first ({stream.warmup_seconds:.1f} s, JVM start "
             f"excluded), then is timed over the next {stream.events:,} records ({stream.timed_batches} "
