@@ -29,21 +29,15 @@ def test_first_record_end_ignores_newlines_inside_quotes():
     assert first_record_end(b'1,"a\nb') == 0
 
 
-@pytest.mark.parametrize("chunk", [1, 3, 7, 16, 4096])
-def test_blocks_hold_whole_records_whatever_the_chunk_size(tmp_path: Path, chunk: int):
-    path = tmp_path / "m.csv"
-    path.write_bytes(csv_text(ROWS))
-    blocks = list(record_blocks(path, chunk))
-    assert b"".join(blocks) == csv_text(ROWS)[len(b"a,b\n") :]
-    for b in blocks:
-        assert row_end(b, len(b)) == len(b)
+#: Quote-free pieces (cut at their last newline, the quick way) before and after a quoted field
+#: whose newlines a piece may end inside.
+LONG_ROWS = [(str(i), "p") for i in range(12)] + [("12", "a\nb\nc\nd\ne\nf")] + [(str(i), "q") for i in range(13, 20)]
 
 
-@pytest.mark.parametrize("chunk", [16, 40, 100])
-def test_blocks_without_quotes_and_with_them_cut_at_record_ends(tmp_path: Path, chunk: int):
-    """Pieces with no quote take the quick way (their last newline); a piece whose last newline is
-    inside a quoted field does not."""
-    rows = [(str(i), "p") for i in range(12)] + [("12", "a\nb\nc\nd\ne\nf")] + [(str(i), "q") for i in range(13, 20)]
+@pytest.mark.parametrize(
+    ("rows", "chunk"), [(ROWS, c) for c in (1, 3, 7, 16, 4096)] + [(LONG_ROWS, c) for c in (16, 40, 100)]
+)
+def test_blocks_hold_whole_records_whatever_the_chunk_size(tmp_path: Path, rows: list[tuple[str, str]], chunk: int):
     path = tmp_path / "m.csv"
     path.write_bytes(csv_text(rows))
     blocks = list(record_blocks(path, chunk))
