@@ -35,14 +35,6 @@ def first_record_end(buf: bytes) -> int:
     return 0
 
 
-def last_record_end(buf: bytes | bytearray, size: int) -> int:
-    """device_tracker.row_end on buf[:size], with a quick way out for the usual piece without any
-    quote (a memchr): then its last newline is a record end."""
-    if buf.find(b'"', 0, size) < 0:
-        return buf.rfind(b"\n", 0, size) + 1
-    return row_end(buf, size)
-
-
 def record_blocks(path: Path, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
     """The data records of `path` (its header record skipped) in blocks of whole records of about
     `chunk_bytes` each; a last record without a newline at the end of the file comes last.
@@ -60,7 +52,7 @@ def record_blocks(path: Path, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]
                     continue
                 pos, header = pos + (start or size), False
                 continue
-            end = last_record_end(probe, size)
+            end = row_end(probe, size)
             if end == 0:
                 if size == len(probe):  # no whole record yet (a very long field): a bigger buffer
                     probe = bytearray(2 * len(probe))

@@ -32,10 +32,13 @@ log = logging.getLogger(__name__)
 READ_CHUNK: Final = 8 * 1024 * 1024
 
 
-def row_end(data: bytes, before: int) -> int:
+def row_end(data: bytes | bytearray, before: int) -> int:
     """The end (just past the newline) of the last whole CSV row in data[:before], 0 if none. `data`
     starts at a row boundary; a newline inside a quoted field (merged rows keep CR/LF byte for byte)
-    is not a row end: one is where the count of '"' before it is even (RFC 4180 doubles quotes)."""
+    is not a row end: one is where the count of '"' before it is even (RFC 4180 doubles quotes).
+    Without any quote (the usual piece; one memchr), the last newline is the row end."""
+    if data.find(b'"', 0, before) < 0:
+        return data.rfind(b"\n", 0, before) + 1
     cut = data.rfind(b"\n", 0, before)
     while cut >= 0:
         if data.count(b'"', 0, cut) % 2 == 0:
