@@ -5,7 +5,8 @@
   whether a pid runs (`runs`);
 - polling with a deadline that shows the relevant log tails when it expires (`wait_until`,
   `DeadlineExpired`, `log_tail`, `log_tails`);
-- free ports for side-by-side stacks and tests (`free_ports`);
+- free ports for side-by-side stacks and tests, below the ephemeral range (`free_ports`,
+  `free_port_range`);
 - who a recorded pid is: a pid alone is reused by the system after a crash, so the launcher records
   each process's create time and command line (psutil) and checks both before it signals anything
   (`ProcessIdentity`, `group_members`, `stop_group`, `kill_group`, `stop_wrapper`).
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -36,18 +38,52 @@ TAIL_BYTES = 64 * 1024
 # ---- ports, logs, deadlines ---------------------------------------------------------------------
 
 
-def free_ports(n: int) -> list[int]:
-    """`n` distinct free TCP ports on 127.0.0.1 (for tests and side-by-side stacks)."""
-    socks = []
+#: where the kernel hands out source ports for outgoing connections
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
+def _ephemeral_low() -> int:
     try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+        return int(_EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_port_range(n: int, tries: int = 200) -> int:
+    """The first of `n` consecutive free TCP ports on 127.0.0.1, below the kernel's ephemeral range.
+
+    A port the kernel picked for `bind(0)` comes from the ephemeral range, the range it also hands
+    out as source ports for outgoing connections: between choosing such a port and the service
+    binding it (a container build, a JVM start), any client connection on the machine can take it
+    (CI: a compose gateway failed with "address already in use"), and a node that keeps dialling a
+    peer's port before the peer listens can be handed that very port and connect to itself (Kafka:
+    CorrelationIdMismatchException). Below the range neither happens; a random start keeps
+    side-by-side pickers apart, and each port is checked free by binding it."""
+    low = _ephemeral_low()
+    rng = random.Random()
+    for _ in range(tries):
+        first = rng.randrange(min(20000, low // 2), low - n)
+        socks: list[socket.socket] = []
+        try:
+            for port in range(first, first + n):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError(f"no {n} consecutive free ports below {low} found in {tries} tries")
+
+
+def free_ports(n: int) -> list[int]:
+    """`n` distinct free TCP ports on 127.0.0.1 (for tests and side-by-side stacks), below the
+    kernel's ephemeral range so no outgoing connection takes one before its service binds it (see
+    `free_port_range`)."""
+    first = free_port_range(n)
+    return list(range(first, first + n))
 
 
 _ACCESS = " uvicorn.access: "

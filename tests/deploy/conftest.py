@@ -5,44 +5,17 @@ unlike the e2e fixture it is per test and takes extra settings (SPARK_MASTER, DE
 
 from __future__ import annotations
 
-import random
-import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from devicestream.processes import free_ports
+from devicestream.processes import free_port_range, free_ports
 from tests.e2e.conftest import Stack
 from tests.helpers import start_up, stop_up, wait_up
 from tests.tiers import starts_processes
 
 LaunchStack = Callable[..., Stack]
-
-
-def free_port_range(n: int, tries: int = 200) -> int:
-    """The first of `n` consecutive free ports on 127.0.0.1 (the launcher gives brokers consecutive
-    port pairs starting at DEVICESTREAM_KAFKA_PORT), below the kernel's ephemeral range: a node that
-    keeps dialling a peer's port before the peer listens can otherwise be handed that very port as
-    its own source port and connect to itself (TCP self-connect), reading its own request back as
-    the answer (Kafka: CorrelationIdMismatchException, the node exits)."""
-    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    rng = random.Random()
-    for _ in range(tries):
-        first = rng.randrange(min(20000, low // 2), low - n)
-        socks: list[socket.socket] = []
-        try:
-            for port in range(first, first + n):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", port))
-            return first
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError(f"no {n} consecutive free ports found in {tries} tries")
 
 
 def _stop(st: Stack) -> None:
