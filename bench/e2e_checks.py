@@ -1,5 +1,6 @@
 """What the end-to-end stage says about a run besides freshness: each component's CPU (and the
-bench's own), and `devicestream verify` over everything the stage sent."""
+bench's own), Spark's and the merger's peak memory at the sustained rate, and `devicestream verify`
+over everything the stage sent."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 import psutil
 from pydantic import ValidationError
 
+from bench.common import Figure, Spread, Target
 from bench.stack import Stack
 from contract.verify_report import VerifyReport
 
@@ -28,6 +30,52 @@ def cpu_shares(probe: dict[str, Any]) -> str:
         f"of the {cores}): {shown}; the pipeline {total:.2f} ({total / cores:.0%}); the bench's own process (load "
         f"driver, merged.csv tail) {bench:.2f}"
     )
+
+
+#: Issue #25's memory bounds at the sustained rate: (component, what it is called, MiB)
+RSS_TARGETS_MB = (("spark", "Spark", 1536.0), ("merger", "merger", 300.0))
+
+
+def rss_figures(
+    held: dict[str, Any] | None, top: dict[str, Any] | None, fresh: dict[str, Any], stage_peak_mb: dict[str, float]
+) -> list[Figure]:
+    """Spark's and the merger's peak RSS (process tree, sampled once a second over a run and its
+    drain) at the sustained rate: the run that held it (`held`), else the highest run (`top`), said
+    so. Baseline: the same component's peak during the 1,000 events/s freshness run (`fresh`)."""
+    run = held or top
+    if run is None or "peak_rss_mb" not in run:
+        return []
+    which = (
+        f"the {run['seconds']:.0f} s run at {run['rate']:,.0f} events/s that held (the sustained rate) and its drain"
+        if held
+        else f"NO rate held: the {run['seconds']:.0f} s run at {run['rate']:,.0f} events/s and its drain"
+    )
+    whole = ", ".join(f"{k} {v:,.0f}" for k, v in sorted(stage_peak_mb.items()))
+    at_rate = ", ".join(f"{k} {v:,.0f}" for k, v in run["peak_rss_mb"].items())
+    out = []
+    for comp, label, limit in RSS_TARGETS_MB:
+        value = run["peak_rss_mb"].get(comp)
+        base = fresh.get("peak_rss_mb", {}).get(comp)
+        if value is None:
+            continue
+        out.append(
+            Figure(
+                stage="e2e",
+                name=f"{label} peak RSS at the sustained rate",
+                unit="MB",
+                value=Spread.of([value]),
+                baseline_name=f"{label} peak RSS at 1,000 events/s (the freshness run)",
+                baseline=Spread.of([base]) if base else None,
+                target=Target("value", "<=", limit, f"<= {limit:,.0f} MB (process tree)"),
+                sizes={"rate": run["rate"], "seconds": run["seconds"]},
+                notes=[
+                    f"measured over {which}; RSS of the component's process tree (psutil), sampled once a second",
+                    f"every component over that run (MB): {at_rate}",
+                    f"peak over the whole stage, overloaded probes included (MB): {whole}",
+                ],
+            )
+        )
+    return out
 
 
 def stack_cpu(st: Stack) -> dict[str, float]:

@@ -89,10 +89,12 @@ class Stack:
             timeout=timeout_s,
         )
 
-    def sample_rss(self) -> None:
-        """Update peak_rss with each component's resident memory now."""
-        for name, rss in self._per_component(lambda q: q.memory_info().rss).items():
-            self.peak_rss[name] = max(self.peak_rss.get(name, 0), int(rss))
+    def sample_rss(self) -> dict[str, int]:
+        """Each component's resident memory now (process tree, bytes); also kept in peak_rss."""
+        now = {name: int(rss) for name, rss in self._per_component(lambda q: q.memory_info().rss).items()}
+        for name, rss in now.items():
+            self.peak_rss[name] = max(self.peak_rss.get(name, 0), rss)
+        return now
 
 
 @contextlib.contextmanager

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from bench.common import Config, Figure, Spread, StageError, StageResult, Target, wait_until
-from bench.e2e_checks import cpu_shares, stack_cpu, verify_text
+from bench.e2e_checks import cpu_shares, rss_figures, stack_cpu, verify_text
 from bench.e2e_confirm import MAX_CONFIRMS, confirms_text, next_confirm_rate, profile_rate, sustained
 from bench.e2e_phases import (
     batch_phases,
@@ -93,6 +93,23 @@ class Driver:
         self.tail = tail
         self.acked_total = 0
         self.requested: list[tuple[float, float, float]] = []  # (start, end, rate) seconds after t0
+        #: peak RSS per component (bytes) since `new_window()`: one run and its drain
+        self.window_rss: dict[str, int] = {}
+        self._last_sample = 0.0
+
+    def new_window(self) -> None:
+        self.window_rss = {}
+
+    def sample_rss(self) -> None:
+        """At most once a second: each component's RSS into the stage's and the window's peaks."""
+        if time.monotonic() - self._last_sample < 1.0:
+            return
+        self._last_sample = time.monotonic()
+        for name, rss in self.st.sample_rss().items():
+            self.window_rss[name] = max(self.window_rss.get(name, 0), rss)
+
+    def window_rss_mb(self) -> dict[str, float]:
+        return {k: round(v / 2**20) for k, v in sorted(self.window_rss.items())}
 
     def run(self, rate: float, duration_s: float) -> dict[str, Any]:
         gen = self.st.url("generator")
@@ -103,14 +120,9 @@ class Driver:
         if r.status_code != 202:
             raise StageError(f"POST /generator/start answered {r.status_code}: {r.text[:300]}")
 
-        last_sample = 0.0
-
         def done() -> GeneratorStatus | None:
-            nonlocal last_sample
             self.st.check_alive()
-            if time.monotonic() - last_sample >= 1.0:
-                self.st.sample_rss()
-                last_sample = time.monotonic()
+            self.sample_rss()
             s = GeneratorStatus.model_validate_json(httpx.get(f"{gen}/generator/status", timeout=5).content)
             return s if s.run is not None and s.run.state not in ("running", "degraded") else None
 
@@ -131,6 +143,7 @@ class Driver:
         progress = self.st.data / "spark" / "progress.json"
 
         def drained() -> bool:
+            self.sample_rss()  # a backlog is worked off here: memory peaks can come after the run
             doc = read_progress_or_none(progress)
             if doc is None or doc.totals.input_rows < self.acked_total:
                 return False
@@ -258,8 +271,6 @@ def run(ctx: RunContext, work: Path) -> StageResult:
                 for p in ladder + confirms
             ),
             *quick_note,
-            "peak RSS per component over the whole stage (MB, process tree): "
-            + ", ".join(f"{k} {v / 2**20:,.0f}" for k, v in sorted(st.peak_rss.items())),
             *(["no rate probe: the pipeline did not merge a freshness run within the limit"] if not ladder else []),
         ],
         extra={"probes": ladder, "confirms": confirms, "cpu_cores_at_rate": top["cpu_cores"] if top else {}},
@@ -268,6 +279,8 @@ def run(ctx: RunContext, work: Path) -> StageResult:
         f.profile, summary = profile
         f.notes.append(summary)
     res.figures.append(f)
+    stage_peak = {k: v / 2**20 for k, v in st.peak_rss.items()}
+    res.figures.extend(rss_figures(held, top, fresh[FRESH_RATE], stage_peak))
     return res
 
 
@@ -282,6 +295,7 @@ def _freshness(drv: Driver, sizes: E2ESizes, rate: float) -> dict[str, Any]:
     that arrive late count, with their full delay). The tail keeps the rows for the phase breakdown."""
     t_run = time.time() - drv.tail.t0
     drv.tail.keep_rows = True
+    drv.new_window()
     cpu0, w0 = stack_cpu(drv.st), time.monotonic()
     drv.run(rate, sizes.fresh_s)
     cpu1, w1 = stack_cpu(drv.st), time.monotonic()
@@ -291,10 +305,16 @@ def _freshness(drv: Driver, sizes: E2ESizes, rate: float) -> dict[str, Any]:
         raise StageError(f"nothing reached merged.csv within {DRAIN_LIMIT_S:.0f} s of the {rate:,.0f} events/s run")
     t_end = time.time() - drv.tail.t0 + 1
     cpu = {k: round((cpu1.get(k, 0) - v) / (w1 - w0), 2) for k, v in cpu0.items()}
-    return {"window": (t_run + sizes.warmup_s, t_end), "drain_s": drain, "cpu_cores": cpu}
+    return {
+        "window": (t_run + sizes.warmup_s, t_end),
+        "drain_s": drain,
+        "cpu_cores": cpu,
+        "peak_rss_mb": drv.window_rss_mb(),
+    }
 
 
 def _probe(drv: Driver, rate: float, seconds: float) -> dict[str, Any]:
+    drv.new_window()
     cpu0, w0 = stack_cpu(drv.st), time.monotonic()
     t_run = time.time() - drv.tail.t0
     r = drv.run(rate, seconds)
@@ -314,6 +334,7 @@ def _probe(drv: Driver, rate: float, seconds: float) -> dict[str, Any]:
         "p99_last_half": p99,
         "ok": ok,
         "cpu_cores": cpu,
+        "peak_rss_mb": drv.window_rss_mb(),
     }
 
 
