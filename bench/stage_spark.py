@@ -2,7 +2,7 @@
 
 Every figure is warm (what a long-running job or a plain Spark user sees after its first batch):
 - Streaming: `spark-submit spark_job/job.py` exactly as the launcher starts it (its default settings:
-  200 ms trigger, maxOffsetsPerTrigger 200,000), on a fresh checkpoint, with the whole backlog
+  150 ms trigger, maxOffsetsPerTrigger 200,000), on a fresh checkpoint, with the whole backlog
   already in Kafka: a warm-up backlog it reads first (class loading, codegen, JIT), then
   `grow_factor` timed windows of `events` records one after the other, median (as the baselines'
   passes: one window varied 0.58-0.73 of plain Spark between runs of the same code). A window's
@@ -46,6 +46,8 @@ from bench.stage_generator import producer_performance
 from contract.progress import SparkProgress, read_progress, read_progress_or_none
 from devicestream.paths import REPO_ROOT, jars_dir
 from devicestream.processes import log_tail, start_in_own_group, stop_process
+from devicestream.settings import SPARK_DRIVER_JAVA_OPTIONS
+from devicestream.specs import java_options_conf
 
 T = TypeVar("T")
 RATIO_TARGET = 0.6
@@ -91,6 +93,7 @@ def spark_submit_argv(script: Path, event_log: Path) -> list[str]:
         jars,
         "--conf",
         "spark.ui.showConsoleProgress=false",
+        *java_options_conf(SPARK_DRIVER_JAVA_OPTIONS),  # (as the launcher does: plain Spark too)
         "--conf",
         "spark.eventLog.enabled=true",
         "--conf",
@@ -298,7 +301,7 @@ def run(cfg: Config, broker: Broker, work: Path) -> StageResult:
         },
         notes=[
             f"method, streaming job: spark-submit spark_job/job.py --master local[2] --driver-memory 1g, the "
-            f"job's defaults (trigger 200 ms, maxOffsetsPerTrigger 200,000, a task per Kafka partition as plain "
+            f"job's defaults (trigger 150 ms, maxOffsetsPerTrigger 200,000, a task per Kafka partition as plain "
             f"Spark; SPARK_JOB_MIN_PARTITIONS from the environment, if set), fresh checkpoint; it reads a "
             f"{sizes.warmup_events:,}-record warm-up backlog first ({stream.warmup_seconds:.1f} s, JVM start "
             f"excluded), then is timed over {len(stream.windows)} windows of {sizes.events:,} records one after "

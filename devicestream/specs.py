@@ -151,6 +151,11 @@ def kafka_specs(settings: LauncherSettings, cluster: KafkaCluster) -> list[Compo
     return specs
 
 
+def java_options_conf(options: str) -> list[str]:
+    """spark-submit arguments giving the driver JVM `options` (none when empty)."""
+    return ["--conf", f"spark.driver.defaultJavaOptions={options}"] if options.strip() else []
+
+
 def spark_spec(settings: LauncherSettings) -> ComponentSpec:
     layout = settings.layout
     py = sys.executable
@@ -170,6 +175,7 @@ def spark_spec(settings: LauncherSettings) -> ComponentSpec:
             jars,
             "--conf",
             "spark.ui.showConsoleProgress=false",
+            *java_options_conf(settings.spark_driver_java_options),
             str(REPO_ROOT / "spark_job" / "job.py"),
         ],
         log_file=layout.logs_dir / "spark.log",

@@ -380,7 +380,14 @@ def test_spark_image_resolves_the_connector_from_the_same_pom_as_install() -> No
     assert "openjdk-17-jre-headless" in text
     launcher = (REPO_ROOT / "devicestream/specs.py").read_text()
     submit = (REPO_ROOT / "docker/spark-submit.sh").read_text()
-    for flag in ("--master", "--name", "--driver-memory", "--jars", "spark.ui.showConsoleProgress=false"):
+    for flag in (
+        "--master",
+        "--name",
+        "--driver-memory",
+        "--jars",
+        "spark.ui.showConsoleProgress=false",
+        "spark.driver.defaultJavaOptions",
+    ):
         assert flag in launcher and flag in submit, f"the container submits the job as the launcher does ({flag})"
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from devicestream.kafka_broker import KafkaCluster
 from devicestream.settings import LauncherSettings
-from devicestream.specs import build_specs, child_env, wrapped_argv
+from devicestream.specs import build_specs, child_env, spark_spec, wrapped_argv
 
 
 @pytest.fixture
@@ -65,3 +65,11 @@ async def test_each_component_runs_under_the_log_wrapper(settings: LauncherSetti
     assert argv[:3] == [sys.executable, "-m", "devicestream.logpump"]
     assert argv[3:7] == [str(merger.log_file), str(settings.log_max_bytes), str(settings.log_backups), "--"]
     assert argv[7:] == merger.argv == [sys.executable, "-m", "services.merger"]
+
+
+def test_the_spark_driver_gets_its_jvm_options_as_spark_submit_defaults(tmp_path: Path) -> None:
+    tuned = spark_spec(LauncherSettings(data_dir=tmp_path, spark_driver_java_options="-XX:CompileThresholdScaling=0.1"))
+    at = tuned.argv.index("spark.driver.defaultJavaOptions=-XX:CompileThresholdScaling=0.1")
+    assert tuned.argv[at - 1] == "--conf" and tuned.argv[-1].endswith("job.py")  # (before the script)
+    plain = spark_spec(LauncherSettings(data_dir=tmp_path, spark_driver_java_options=" "))
+    assert not any("defaultJavaOptions" in a for a in plain.argv)
