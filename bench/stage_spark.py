@@ -46,8 +46,6 @@ from bench.stage_generator import producer_performance
 from contract.progress import SparkProgress, read_progress, read_progress_or_none
 from devicestream.paths import REPO_ROOT, jars_dir
 from devicestream.processes import log_tail, start_in_own_group, stop_process
-from devicestream.settings import SPARK_DRIVER_JAVA_OPTIONS
-from devicestream.specs import java_options_conf
 
 T = TypeVar("T")
 RATIO_TARGET = 0.6
@@ -93,7 +91,6 @@ def spark_submit_argv(script: Path, event_log: Path) -> list[str]:
         jars,
         "--conf",
         "spark.ui.showConsoleProgress=false",
-        *java_options_conf(SPARK_DRIVER_JAVA_OPTIONS),  # (as the launcher does: plain Spark too)
         "--conf",
         "spark.eventLog.enabled=true",
         "--conf",

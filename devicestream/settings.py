@@ -8,9 +8,6 @@ from pydantic_settings import SettingsConfigDict
 from contract.settings import PipelineSettings
 
 ALL_COMPONENTS = ("kafka", "spark", "merger", "generator", "gateway")
-#: The Spark driver JVM's default options (LauncherSettings.spark_driver_java_options; the bench's
-#: Spark stage submits its scripts with them too, as the launcher does).
-SPARK_DRIVER_JAVA_OPTIONS = "-XX:CompileThresholdScaling=0.1"
 
 
 def _alias(name: str) -> AliasChoices:
@@ -58,12 +55,10 @@ class LauncherSettings(PipelineSettings):
     )
     spark_driver_memory: str = Field("1g", description="spark-submit --driver-memory.")
     spark_driver_java_options: str = Field(
-        SPARK_DRIVER_JAVA_OPTIONS,
-        description="JVM options of the Spark driver (spark.driver.defaultJavaOptions: a spark-defaults.conf's "
-        "spark.driver.extraJavaOptions still apply, after these). The default has the JIT compile a method after "
-        "a tenth of the usual calls: a micro-batch runs thousands of planning methods about once each, which "
-        "otherwise take many minutes to be optimized (freshness p50 at 1,000 events/s 0.344 -> 0.313 s after "
-        "5 minutes, same CPU; scripts/freshness_probe.py). Empty: the JVM's defaults.",
+        "",
+        description="More JVM options for the Spark driver (spark.driver.defaultJavaOptions, e.g. "
+        "-XX:StartFlightRecording=... to profile it; a spark-defaults.conf's spark.driver.extraJavaOptions "
+        "still apply, after these). Empty: the JVM's defaults.",
     )
     generator_port: int = Field(8001, validation_alias=_alias("GENERATOR_PORT"))
     merger_port: int = Field(8002, validation_alias=_alias("MERGER_PORT"))

@@ -1,7 +1,7 @@
 #!/bin/sh
 # The Spark job's container command: spark-submit as `devicestream up` runs it (same flags), with the
 # connector jars baked into the image. SPARK_MASTER: local[2] (default) or spark://host:7077;
-# DEVICESTREAM_SPARK_DRIVER_JAVA_OPTIONS: the driver JVM's options (devicestream/settings.py; empty: none).
+# DEVICESTREAM_SPARK_DRIVER_JAVA_OPTIONS: more options for the driver JVM (devicestream/settings.py).
 set -eu
 jars=$(find /opt/spark-jars -name '*.jar' | sort | paste -sd, -)
 job=$(python -c 'import importlib.util; print(importlib.util.find_spec("spark_job.job").origin)')
@@ -11,5 +11,5 @@ exec spark-submit \
   --driver-memory "${SPARK_JOB_DRIVER_MEMORY:-1g}" \
   --jars "$jars" \
   --conf spark.ui.showConsoleProgress=false \
-  --conf "spark.driver.defaultJavaOptions=${DEVICESTREAM_SPARK_DRIVER_JAVA_OPTIONS--XX:CompileThresholdScaling=0.1}" \
+  ${DEVICESTREAM_SPARK_DRIVER_JAVA_OPTIONS:+--conf "spark.driver.defaultJavaOptions=$DEVICESTREAM_SPARK_DRIVER_JAVA_OPTIONS"} \
   "$job"

@@ -23,12 +23,12 @@ class SparkJobSettings(PipelineSettings):
         validation_alias=AliasChoices("SPARK_MASTER", "master"),
         description="Spark master URL (local[2], spark://host:7077, ...). Under spark-submit, --master wins.",
     )
-    # 150 ms: at 1,000 events/s a warm micro-batch takes ~120-170 ms, so batches run nearly back to
+    # 150 ms: at 1,000 events/s a warm micro-batch takes ~110-150 ms, so batches run nearly back to
     # back and a record waits about half a batch for its own. Measured with scripts/freshness_probe.py
-    # (2026-12-04, 300 s priming, the driver JIT setting of devicestream/settings.py): 200 ms gave
-    # p50 0.313 s, 150 ms 0.264 s, for the same Spark CPU (0.73 cores: the batches got cheaper as
-    # they got more frequent). 250 ms gave 0.30-0.33 s before (~0.13 core less than 200 ms). Larger
-    # batches take longer than any of these, so higher rates do not see it.
+    # (2026-12-04, 300 s priming, 60 s window): 200 ms gave p50 0.344 s (p99 0.653), 150 ms 0.251 s
+    # (p99 0.488), for the same Spark CPU (0.73-0.74 cores: the batches got cheaper as they got more
+    # frequent). 250 ms gave 0.30-0.33 s before (~0.13 core less than 200 ms). Larger batches take
+    # longer than any of these, so higher rates do not see it.
     trigger_interval: str = Field(
         default="150 milliseconds",
         description='Micro-batch trigger interval ("1 second", "250 milliseconds"); "0" = as fast as possible. A '

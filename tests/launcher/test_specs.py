@@ -71,5 +71,5 @@ def test_the_spark_driver_gets_its_jvm_options_as_spark_submit_defaults(tmp_path
     tuned = spark_spec(LauncherSettings(data_dir=tmp_path, spark_driver_java_options="-XX:CompileThresholdScaling=0.1"))
     at = tuned.argv.index("spark.driver.defaultJavaOptions=-XX:CompileThresholdScaling=0.1")
     assert tuned.argv[at - 1] == "--conf" and tuned.argv[-1].endswith("job.py")  # (before the script)
-    plain = spark_spec(LauncherSettings(data_dir=tmp_path, spark_driver_java_options=" "))
+    plain = spark_spec(LauncherSettings(data_dir=tmp_path))  # (none by default)
     assert not any("defaultJavaOptions" in a for a in plain.argv)
