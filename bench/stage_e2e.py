@@ -201,7 +201,7 @@ def run(ctx: RunContext, work: Path) -> StageResult:
         "stack: `devicestream up` (broker, Spark local[2], merger, generator, gateway) on free ports, "
         "temp data folder, all on this machine",
         "freshness = time the bench saw the row in merged.csv (20 ms polling) - the row's eventTime",
-        f"Spark event log: {events_dir}",
+        f"Spark event log: {events_dir} (the phases above come from it; ~40 MB a full run, so git ignores it)",
         f"`devicestream verify` at the end, over every event of the stage: {verified}",
     ]
     quick_note = ["quick mode: short windows and a short rate probe, no 5-minute run"] if cfg.quick else []
