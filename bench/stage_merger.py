@@ -36,7 +36,7 @@ class MergerSizes:
     catchup_reps: int
     #: The catch-up is measured again over this many times the files (cost as work grows).
     grow_factor: int = 4
-    grow_reps: int = 2
+    grow_reps: int = 3
 
     @property
     def merged_rows(self) -> int:
@@ -118,9 +118,7 @@ def tail_once(parts: Path, out: Path) -> float:
     return time.perf_counter() - t0
 
 
-def measure_catchup(
-    root: Path, parts: Path, sizes: MergerSizes, cpu: list[float]
-) -> tuple[list[float], list[float], MergeEngine]:
+def measure_catchup(root: Path, parts: Path, sizes: MergerSizes) -> tuple[list[float], list[float], MergeEngine]:
     """Seconds per repetition of the merger's catch-up and of the `tail` baseline, alternated (a
     load that comes and goes on a shared machine falls on both), after one untimed pass of each
     (page cache, imports, polars' thread pool warm). The last engine is left open on a merged.csv
@@ -134,7 +132,7 @@ def measure_catchup(
     for _ in range(sizes.catchup_reps):
         if engine is not None:
             engine.close()
-        took, engine = catchup_once(root, parts, sizes, cpu)
+        took, engine = catchup_once(root, parts, sizes)
         times.append(took)
         tail_s.append(tail_once(parts, root / "tail.csv"))
     assert engine is not None
@@ -165,8 +163,7 @@ def run(cfg: Config, sizes: MergerSizes | None = None) -> StageResult:
         parts = root / "parts"
         part_bytes = write_batches(parts, sizes.parts, sizes.part_rows)
 
-        catchup_cpu: list[float] = []
-        catchup_s, tail_s, engine = measure_catchup(root, parts, sizes, catchup_cpu)
+        catchup_s, tail_s, engine = measure_catchup(root, parts, sizes)
         try:
             merged_size = engine.state.committed_size
             append_ms = measure_appends(engine, sizes)
@@ -181,7 +178,7 @@ def run(cfg: Config, sizes: MergerSizes | None = None) -> StageResult:
         finally:
             engine.close()
 
-        grown = grown_catchup(root, sizes)
+        grown = grown_catchup(root, parts, sizes)
         # The old approach for one more batch: every part plus the new one, read and rewritten.
         (parts / batch_file_name(sizes.parts)).write_bytes(batch_file(sizes.part_rows, first_offset=50_000_000))
         pandas_ms = []
@@ -241,35 +238,41 @@ def run(cfg: Config, sizes: MergerSizes | None = None) -> StageResult:
         "merger",
         "catch-up (batch files merged from scratch)",
         sizes.merged_rows,
-        [c / sizes.merged_rows * 1e6 for c in catchup_cpu],
+        [c / sizes.merged_rows * 1e6 for c in grown[2]],
         big.merged_rows,
         [c / big.merged_rows * 1e6 for c in grown[1]],
         [
             how,
             f"{sizes.parts:,} then {big.parts:,} files of {sizes.part_rows:,} rows; wall time per row "
             f"{Spread.of(catchup_s).median / sizes.merged_rows * 1e6:.2f} us at A, "
-            f"{Spread.of(grown[0]).median / big.merged_rows * 1e6:.2f} us at B; CPU = the process's, every thread",
+            f"{Spread.of(grown[0]).median / big.merged_rows * 1e6:.2f} us at B; CPU = the process's, every thread; "
+            "each repetition at B right after one at A (a load or a machine speed that varies falls on both)",
         ],
     )
     res.figures += [append, catchup, growth]
     return res
 
 
-def grown_catchup(root: Path, sizes: MergerSizes) -> tuple[list[float], list[float]]:
-    """The catch-up over sizes.grow_factor times the files: (seconds, CPU seconds) per repetition."""
+def grown_catchup(root: Path, parts: Path, sizes: MergerSizes) -> tuple[list[float], list[float], list[float]]:
+    """The catch-up over sizes.grow_factor times the files, each repetition right after one over
+    `parts` (sizes.parts files), so a load or a machine speed that comes and goes falls on both:
+    (seconds at the large size, CPU seconds at the large size, CPU seconds at `sizes`)."""
     big = replace(sizes, parts=sizes.parts * sizes.grow_factor)
-    parts = root / "parts-grown"
-    write_batches(parts, big.parts, big.part_rows)
+    grown = root / "parts-grown"
+    write_batches(grown, big.parts, big.part_rows)
     times: list[float] = []
     cpu: list[float] = []
-    _, warm = catchup_once(root, parts, big)  # (files in the page cache)
+    cpu_small: list[float] = []
+    _, warm = catchup_once(root, grown, big)  # (files in the page cache)
     warm.close()
     for _ in range(sizes.grow_reps):
-        took, engine = catchup_once(root, parts, big, cpu)
+        _, engine = catchup_once(root, parts, sizes, cpu_small)
+        engine.close()
+        took, engine = catchup_once(root, grown, big, cpu)
         engine.close()
         times.append(took)
-    shutil.rmtree(parts, ignore_errors=True)
-    return times, cpu
+    shutil.rmtree(grown, ignore_errors=True)
+    return times, cpu, cpu_small
 
 
 def profile_catchup(cfg: Config, sizes: MergerSizes) -> tuple[str, str]:

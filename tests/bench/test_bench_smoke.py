@@ -34,6 +34,7 @@ def test_merger_stage_tiny(tmp_path: Path) -> None:
     growth = by_name["cost per record as work grows: catch-up (batch files merged from scratch)"]
     assert growth.sizes == {"size_a": 1000, "size_b": 4000}
     assert growth.ratio is not None and growth.ratio > 0 and growth.value.n == TINY.grow_reps
+    assert growth.baseline is not None and growth.baseline.n == TINY.grow_reps  # (alternated with B)
     for f in res.figures:
         f.to_json()  # verdict computable
 
