@@ -238,25 +238,33 @@ def run(cfg: Config, sizes: MergerSizes | None = None) -> StageResult:
         "merger",
         "catch-up (batch files merged from scratch)",
         sizes.merged_rows,
-        [c / sizes.merged_rows * 1e6 for c in grown[2]],
+        [c / sizes.merged_rows * 1e6 for c in grown.cpu_small],
         big.merged_rows,
-        [c / big.merged_rows * 1e6 for c in grown[1]],
+        [c / big.merged_rows * 1e6 for c in grown.cpu],
         [
             how,
             f"{sizes.parts:,} then {big.parts:,} files of {sizes.part_rows:,} rows; wall time per row "
             f"{Spread.of(catchup_s).median / sizes.merged_rows * 1e6:.2f} us at A, "
-            f"{Spread.of(grown[0]).median / big.merged_rows * 1e6:.2f} us at B; CPU = the process's, every thread; "
-            "each repetition at B right after one at A (a load or a machine speed that varies falls on both)",
+            f"{Spread.of(grown.seconds).median / big.merged_rows * 1e6:.2f} us at B; CPU = the process's, every "
+            "thread; each repetition at B right after one at A (a load or a machine speed that varies falls on both)",
         ],
     )
     res.figures += [append, catchup, growth]
     return res
 
 
-def grown_catchup(root: Path, parts: Path, sizes: MergerSizes) -> tuple[list[float], list[float], list[float]]:
+@dataclass(frozen=True)
+class GrownCatchup:
+    """The catch-up at the large size, each repetition right after one at the small size."""
+
+    seconds: list[float]  # at the large size
+    cpu: list[float]  # CPU seconds at the large size
+    cpu_small: list[float]  # CPU seconds at the small size (sizes.parts files)
+
+
+def grown_catchup(root: Path, parts: Path, sizes: MergerSizes) -> GrownCatchup:
     """The catch-up over sizes.grow_factor times the files, each repetition right after one over
-    `parts` (sizes.parts files), so a load or a machine speed that comes and goes falls on both:
-    (seconds at the large size, CPU seconds at the large size, CPU seconds at `sizes`)."""
+    `parts` (sizes.parts files), so a load or a machine speed that comes and goes falls on both."""
     big = replace(sizes, parts=sizes.parts * sizes.grow_factor)
     grown = root / "parts-grown"
     write_batches(grown, big.parts, big.part_rows)
@@ -272,7 +280,7 @@ def grown_catchup(root: Path, parts: Path, sizes: MergerSizes) -> tuple[list[flo
         engine.close()
         times.append(took)
     shutil.rmtree(grown, ignore_errors=True)
-    return times, cpu, cpu_small
+    return GrownCatchup(times, cpu, cpu_small)
 
 
 def profile_catchup(cfg: Config, sizes: MergerSizes) -> tuple[str, str]:

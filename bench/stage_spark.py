@@ -42,6 +42,7 @@ from bench.spark_breakdown import (
     tree_cpu_seconds,
 )
 from bench.spark_result import SparkRunResult
+from bench.stage_e2e import trigger_s
 from bench.stage_generator import producer_performance
 from contract.progress import SparkProgress, read_progress, read_progress_or_none
 from devicestream.paths import REPO_ROOT, jars_dir
@@ -298,8 +299,9 @@ def run(cfg: Config, broker: Broker, work: Path) -> StageResult:
         },
         notes=[
             f"method, streaming job: spark-submit spark_job/job.py --master local[2] --driver-memory 1g, the "
-            f"job's defaults (trigger 150 ms, maxOffsetsPerTrigger 200,000, a task per Kafka partition as plain "
-            f"Spark; SPARK_JOB_MIN_PARTITIONS from the environment, if set), fresh checkpoint; it reads a "
+            f"job's defaults (trigger {trigger_s() * 1000:.0f} ms, maxOffsetsPerTrigger 200,000, a task per Kafka "
+            f"partition as plain Spark; SPARK_JOB_MIN_PARTITIONS from the environment, if set), fresh checkpoint; "
+            f"it reads a "
             f"{sizes.warmup_events:,}-record warm-up backlog first ({stream.warmup_seconds:.1f} s, JVM start "
             f"excluded), then is timed over {len(stream.windows)} windows of {sizes.events:,} records one after "
             f"the other, median (the first: {stream.timed_batches} micro-batches, {stream.seconds:.1f} s; "
