@@ -5,7 +5,8 @@ what the service's watcher runs in its worker thread for each wake-up (scan, pla
 each file with polars, one pwrite + fdatasync, atomic state.json, delete the merged files).
 Baselines in the same run, on the same files: the old approach (pandas reads every part and
 rewrites the whole file) and `tail -q -n +2` concatenation (warm, alternated with the merger's
-passes)."""
+passes). The catch-up figure also reports the bound its row checks alone allow
+(bench/merger_bound.py)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import pandas as pd
 
 from bench.common import Config, Figure, Spread, StageError, StageResult, Target, growth_figure
 from bench.data import batch_file, events_in, write_batches
+from bench.merger_bound import checks_bound
 from bench.profiles import cprofile_call
 from contract.csv import ROW_HEADER, batch_file_name
 from services.merger.merge import MergeEngine
@@ -179,6 +181,7 @@ def run(cfg: Config, sizes: MergerSizes | None = None) -> StageResult:
             engine.close()
 
         grown = grown_catchup(root, parts, sizes)
+        bound = checks_bound(parts, sizes.catchup_reps)
         # The old approach for one more batch: every part plus the new one, read and rewritten.
         (parts / batch_file_name(sizes.parts)).write_bytes(batch_file(sizes.part_rows, first_offset=50_000_000))
         pandas_ms = []
@@ -226,9 +229,13 @@ def run(cfg: Config, sizes: MergerSizes | None = None) -> StageResult:
             how,
             "after one untimed pass of each; merger and tail passes alternated; tail's output of the previous "
             "pass removed before its clock starts; every file in the page cache (written just before)",
+            bound.text(Spread.of(rows_per_s).median, Spread.of(tail_rows_per_s).median),
             *quick_note,
         ],
-        extra={"catchup_mb_per_s": round(part_bytes / Spread.of(catchup_s).median / 1e6, 1)},
+        extra={
+            "catchup_mb_per_s": round(part_bytes / Spread.of(catchup_s).median / 1e6, 1),
+            "checks_bound_rows_per_s": round(bound.rows_per_s.median),
+        },
     )
     if not catchup.met:
         catchup.profile, summary = profile_catchup(cfg, sizes)

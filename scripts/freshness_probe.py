@@ -4,8 +4,8 @@ measured run). For work on the per-batch overhead; the figures of record come fr
 
     PYTHONPATH=$PWD .venv/bin/python scripts/freshness_probe.py --rate 1000 --prime 90 --window 60
 
-Prints freshness p50/p99 of the measured window, the row phases, and the Spark sink's batch
-durations over the measured window (from logs/spark.log)."""
+Prints freshness p50/p99 of the measured window, the row phases, the Spark sink's batch
+durations over the measured window (from logs/spark.log), each component's CPU and peak RSS."""
 
 from __future__ import annotations
 
@@ -34,9 +34,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rate", type=float, default=1000)
     ap.add_argument("--prime", type=float, default=90)
+    ap.add_argument("--prime-rate", type=float, help="the priming run's rate (default: --rate)")
     ap.add_argument("--window", type=float, default=60)
     ap.add_argument("--jfr", type=Path, help="record the Spark JVM with Java Flight Recorder during the window")
     ap.add_argument("--java-options", default="", help="more options for the Spark JVM (e.g. -Xlog:class+load)")
+    ap.add_argument("--conf", action="append", default=[], help="a Spark setting for the job, KEY=VALUE (repeatable)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="freshness-probe-") as tmp:
         work = Path(tmp)
@@ -49,6 +51,9 @@ def main() -> None:
         if args.jfr:  # from the end of the priming run (the stack's start takes ~20 s) for the window
             recording = f"delay={args.prime + 25:.0f}s,duration={args.window:.0f}s,filename={args.jfr.resolve()}"
             java += f" -XX:StartFlightRecording={recording},settings=profile"
+        for kv in args.conf:
+            key, _, value = kv.partition("=")
+            defaults += f"{key} {value}\n"
         if java.strip():
             defaults += f"spark.driver.extraJavaOptions {java.strip()}\n"
         (conf / "spark-defaults.conf").write_text(defaults)
@@ -57,16 +62,18 @@ def main() -> None:
             tail.start()
             try:
                 drv = Driver(st, tail)
-                drv.run(args.rate, args.prime)
+                drv.run(args.prime_rate or args.rate, args.prime)
                 drv.drain_s(DRAIN_LIMIT_S)
                 log = st.data / "logs" / "spark.log"
                 first_batch = len(sink_batches(log.read_text(errors="replace")))
                 t_from = time.time() - tail.t0 + 5
                 tail.keep_rows = True
                 cpu0, w0 = stack_cpu(st), time.monotonic()
+                drv.new_window()
                 drv.run(args.rate, args.window)
                 cpu1, w1 = stack_cpu(st), time.monotonic()
                 drain = drv.drain_s(DRAIN_LIMIT_S)
+                peak_rss = drv.window_rss_mb()
                 t_to = time.time() - tail.t0 + 1
                 (p50, p99), rows = tail.quantiles(t_from, t_to, (0.5, 0.99))
                 durs = sink_durations(log, first_batch)
@@ -96,6 +103,7 @@ def main() -> None:
             f"{p50s[2]:.0f}, commit {p50s[3]:.0f}), p90 {p90:.0f} ms"
         )
     lines.append(f"CPU cores: {cpu}")
+    lines.append(f"peak RSS over the window and its drain (MB, process trees): {peak_rss}")
     sys.stdout.write("\n".join(lines) + "\n")
 
 

@@ -31,6 +31,11 @@ def test_merger_stage_tiny(tmp_path: Path) -> None:
     assert append.ratio is not None and append.ratio > 0
     assert catchup.sizes["merged_rows"] == 1000
     assert catchup.value.median > 0 and catchup.baseline is not None and catchup.baseline.median > 0
+    # the bound its row checks allow, with where parse_batch's time goes (every step named, shares sum to 1)
+    assert catchup.extra["checks_bound_rows_per_s"] > 0
+    bound_note = next(n for n in catchup.notes if n.startswith("bound from the row checks alone"))
+    for step in ("read_csv", "eventTime parse", "cutting the Kafka fields", "field counts", "offset bounds"):
+        assert step in bound_note, bound_note
     growth = by_name["cost per record as work grows: catch-up (batch files merged from scratch)"]
     assert growth.sizes == {"size_a": 1000, "size_b": 4000}
     assert growth.ratio is not None and growth.ratio > 0 and growth.value.n == TINY.grow_reps
