@@ -28,7 +28,7 @@ from aiokafka import AIOKafkaProducer
 from bench.common import Config, Figure, Spread, StageError, StageResult, Target
 from bench.procs import Broker
 from bench.spark_result import SparkRunResult
-from bench.stage_spark import run_spark_script, spark_env, spark_submit_argv
+from bench.spark_submit import run_spark_script, spark_env, spark_submit_argv
 from contract.kafka import KafkaSecurity
 from devicestream.paths import REPO_ROOT
 from kafka_io.admin import end_offsets

@@ -23,14 +23,11 @@ import itertools
 import os
 import re
 import shutil
-import subprocess
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TypeVar
 
-from bench.common import PY, Config, Figure, Spread, StageError, StageResult, Target, growth_figure, wait_until
+from bench.common import Config, Figure, Spread, StageError, StageResult, Target, growth_figure, wait_until
 from bench.data import write_payload_file
 from bench.procs import Broker
 from bench.spark_breakdown import (
@@ -42,13 +39,19 @@ from bench.spark_breakdown import (
     tree_cpu_seconds,
 )
 from bench.spark_result import SparkRunResult
+from bench.spark_submit import (
+    BASELINE_DRIVER_MEMORY,
+    job_driver_memory,
+    run_spark_script,
+    spark_env,
+    spark_submit_argv,
+)
 from bench.stage_e2e import trigger_s
 from bench.stage_generator import producer_performance
 from contract.progress import SparkProgress, read_progress, read_progress_or_none
-from devicestream.paths import REPO_ROOT, jars_dir
+from devicestream.paths import REPO_ROOT
 from devicestream.processes import log_tail, start_in_own_group, stop_process
 
-T = TypeVar("T")
 RATIO_TARGET = 0.6
 
 
@@ -77,51 +80,6 @@ class SparkSizes:
 
 FULL = SparkSizes(events=1_000_000, warmup_events=1_000_000, passes=3)
 QUICK = SparkSizes(events=200_000, warmup_events=200_000, passes=3, grow_factor=3)
-
-
-def spark_submit_argv(script: Path, event_log: Path) -> list[str]:
-    jars = ",".join(str(p) for p in sorted(jars_dir("spark").glob("*.jar")))
-    event_log.mkdir(parents=True, exist_ok=True)
-    return [
-        str(REPO_ROOT / ".venv" / "bin" / "spark-submit"),
-        "--master",
-        "local[2]",
-        "--driver-memory",
-        "1g",
-        "--jars",
-        jars,
-        "--conf",
-        "spark.ui.showConsoleProgress=false",
-        "--conf",
-        "spark.eventLog.enabled=true",
-        "--conf",
-        f"spark.eventLog.dir=file://{event_log.resolve()}",
-        str(script),
-    ]
-
-
-def spark_env(broker: Broker, topic: str, data: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
-        "KAFKA_TOPIC": topic,
-        "DEVICESTREAM_DATA_DIR": str(data),
-        "PYSPARK_PYTHON": PY,
-        "PYSPARK_DRIVER_PYTHON": PY,
-        "PYTHONUNBUFFERED": "1",
-    }
-
-
-def run_spark_script(
-    script: str, argv: list[str], env: dict[str, str], timeout: float, parse: Callable[[str], T | None]
-) -> T:
-    """Run a bench Spark script (`argv`) and `parse` its stdout; StageError with the tails of its
-    output when it fails or `parse` finds nothing (None)."""
-    res = subprocess.run(argv, env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout)
-    doc = parse(res.stdout)
-    if res.returncode != 0 or doc is None:
-        raise StageError(f"{script} failed ({res.returncode}):\n{res.stdout[-1500:]}\n{res.stderr[-3000:]}")
-    return doc
 
 
 @dataclass(frozen=True)
@@ -169,7 +127,7 @@ def streaming_run(broker: Broker, topic: str, data: Path, sizes: SparkSizes, eve
     data.mkdir(parents=True)
     log = data / "spark.log"
     progress = data / "spark" / "progress.json"
-    argv = spark_submit_argv(REPO_ROOT / "spark_job" / "job.py", event_log)
+    argv = spark_submit_argv(REPO_ROOT / "spark_job" / "job.py", event_log, job_driver_memory())
     proc = start_in_own_group(argv, log, env=spark_env(broker, topic, data), cwd=REPO_ROOT)
     try:
 
@@ -298,7 +256,8 @@ def run(cfg: Config, broker: Broker, work: Path) -> StageResult:
             "kafka_partitions": plain.tasks,
         },
         notes=[
-            f"method, streaming job: spark-submit spark_job/job.py --master local[2] --driver-memory 1g, the "
+            f"method, streaming job: spark-submit spark_job/job.py --master local[2] --driver-memory "
+            f"{job_driver_memory()} (the launcher's), the "
             f"job's defaults (trigger {trigger_s() * 1000:.0f} ms, maxOffsetsPerTrigger 200,000, a task per Kafka "
             f"partition as plain Spark; SPARK_JOB_MIN_PARTITIONS from the environment, if set), fresh checkpoint; "
             f"it reads a "
@@ -307,7 +266,8 @@ def run(cfg: Config, broker: Broker, work: Path) -> StageResult:
             f"the other, median (the first: {stream.timed_batches} micro-batches, {stream.seconds:.1f} s; "
             f"each window's records at events/s: {_windows_text(stream.windows)}); the whole backlog was in "
             "Kafka before it started",
-            f"method, baselines: each script in its own JVM (spark-submit, same flags), the DataFrame planned "
+            f"method, baselines: each script in its own JVM (spark-submit, same flags but --driver-memory "
+            f"{BASELINE_DRIVER_MEMORY}), the DataFrame planned "
             f"once, one warm-up pass ({plain.warmup.events_per_s:,.0f} events/s for plain Spark), then "
             f"{sizes.passes} timed passes over the whole topic ({plain.input_rows:,} records), median; "
             "Spark's defaults otherwise (no shuffle in either job, so nothing else in Spark's tuning guide "

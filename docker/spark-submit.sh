@@ -8,7 +8,7 @@ job=$(python -c 'import importlib.util; print(importlib.util.find_spec("spark_jo
 exec spark-submit \
   --master "${SPARK_MASTER:-local[2]}" \
   --name devicestream \
-  --driver-memory "${SPARK_JOB_DRIVER_MEMORY:-1g}" \
+  --driver-memory "${SPARK_JOB_DRIVER_MEMORY:-768m}" \
   --jars "$jars" \
   --conf spark.ui.showConsoleProgress=false \
   ${DEVICESTREAM_SPARK_DRIVER_JAVA_OPTIONS:+--conf "spark.driver.defaultJavaOptions=$DEVICESTREAM_SPARK_DRIVER_JAVA_OPTIONS"} \

@@ -77,6 +77,15 @@ def build_session(settings: SparkJobSettings, app_name: str = "devicestream-spar
         # per micro-batch. "formatted" (the default) walked each plan node by node: 3.7% of the
         # JVM's samples at 1,000 events/s (JFR); nothing here reads more than the simple tree.
         .config("spark.sql.ui.explainMode", "simple")
+        # The status store (what the UI and the status tracker read) lives in the driver's heap even
+        # with the UI off: by default the last 1,000 jobs, stages and SQL executions (a plan graph and
+        # its metrics each, two per micro-batch) and 100,000 tasks, all promoted to the old generation
+        # of a heap that also runs the tasks (local mode), then dropped. The job reads none of it (its
+        # progress comes from its query listener); the UI, when on, shows the last 100.
+        .config("spark.ui.retainedJobs", "100")
+        .config("spark.ui.retainedStages", "100")
+        .config("spark.ui.retainedTasks", "1000")
+        .config("spark.sql.ui.retainedExecutions", "100")
     )
     if not under_spark_submit():
         # Under spark-submit, --master / --driver-memory / --jars are already applied to the JVM.

@@ -68,7 +68,9 @@ class SparkJobSettings(PipelineSettings):
     )
     shuffle_partitions: int = Field(default=2, gt=0, description="spark.sql.shuffle.partitions.")
     driver_memory: str = Field(
-        default="1g", description="spark.driver.memory when the job starts its own JVM (not under spark-submit)."
+        default="768m",
+        description="spark.driver.memory when the job starts its own JVM (not under spark-submit; the launcher's "
+        "is DEVICESTREAM_SPARK_DRIVER_MEMORY, the same default).",
     )
     jars: str = Field(
         default="",

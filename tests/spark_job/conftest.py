@@ -20,9 +20,8 @@ def connector_jars() -> str:
 @pytest.fixture(scope="session")
 @starts_processes
 def spark() -> Iterator[SparkSession]:
-    settings = SparkJobSettings(
-        master="local[2]", jars=connector_jars(), shuffle_partitions=2, driver_memory="1g", ui_enabled=False
-    )
+    # (the job's default heap, as the launcher gives it: the huge-record cases run on it)
+    settings = SparkJobSettings(master="local[2]", jars=connector_jars(), shuffle_partitions=2, ui_enabled=False)
     session = build_session(settings, app_name="devicestream-spark-job-tests")
     try:
         yield session
