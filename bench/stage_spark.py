@@ -257,11 +257,10 @@ def run(cfg: Config, broker: Broker, work: Path) -> StageResult:
         },
         notes=[
             f"method, streaming job: spark-submit spark_job/job.py --master local[2] --driver-memory "
-            f"{job_driver_memory()} (the launcher's), the "
-            f"job's defaults (trigger {trigger_s() * 1000:.0f} ms, maxOffsetsPerTrigger 200,000, a task per Kafka "
-            f"partition as plain Spark; SPARK_JOB_MIN_PARTITIONS from the environment, if set), fresh checkpoint; "
-            f"it reads a "
-            f"{sizes.warmup_events:,}-record warm-up backlog first ({stream.warmup_seconds:.1f} s, JVM start "
+            f"{job_driver_memory()} (the launcher's), the job's defaults (trigger {trigger_s() * 1000:.0f} ms, "
+            "maxOffsetsPerTrigger 200,000, a task per Kafka partition as plain Spark; SPARK_JOB_MIN_PARTITIONS "
+            f"from the environment, if set), fresh checkpoint; it reads a {sizes.warmup_events:,}-record warm-up "
+            f"backlog first ({stream.warmup_seconds:.1f} s, JVM start "
             f"excluded), then is timed over {len(stream.windows)} windows of {sizes.events:,} records one after "
             f"the other, median (the first: {stream.timed_batches} micro-batches, {stream.seconds:.1f} s; "
             f"each window's records at events/s: {_windows_text(stream.windows)}); the whole backlog was in "

@@ -38,7 +38,13 @@ def main() -> None:
     ap.add_argument("--window", type=float, default=60)
     ap.add_argument("--jfr", type=Path, help="record the Spark JVM with Java Flight Recorder during the window")
     ap.add_argument("--java-options", default="", help="more options for the Spark JVM (e.g. -Xlog:class+load)")
-    ap.add_argument("--conf", action="append", default=[], help="a Spark setting for the job, KEY=VALUE (repeatable)")
+    ap.add_argument(
+        "--conf",
+        action="append",
+        default=[],
+        help="a Spark setting for the job, KEY=VALUE (repeatable; into spark-defaults.conf, so what "
+        "spark_job/session.py sets itself wins)",
+    )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="freshness-probe-") as tmp:
         work = Path(tmp)
