@@ -4,7 +4,10 @@ A query parameter declared as a list of texts (deviceId=D001&deviceId=D002) has 
 the wire: whatever schemathesis generates for it (true, 5, [true], {"a": 1}) is sent as text, one
 item or several (deviceId=true is the list ["true"]). schemathesis 4.32 judges such a negative case
 by the value it generated, not the text sent, so a server that rightly accepts it fails
-`negative_data_rejection`. Cases with such a value are dropped: they test nothing invalid."""
+`negative_data_rejection`. Cases with such a value are dropped: they test nothing invalid. That
+includes a bare text in place of the list (the hook sees `true` as "true"): on the wire it is the
+one-item list, and schemathesis's own guard for that misses it when two such parameters are
+mutated at once (customerId=false&deviceId=false)."""
 
 from __future__ import annotations
 
@@ -33,4 +36,5 @@ def filter_query(ctx: Any, query: dict[str, Any] | None) -> bool:
 
 
 def _texts(value: object) -> bool:
-    return isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
+    """Only what the schema declares: a list of texts (or no value)."""
+    return value is None or (isinstance(value, list) and all(isinstance(v, str) for v in value))
