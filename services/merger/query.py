@@ -5,6 +5,10 @@ merged.csv), which the route then streams out.
 Only committed rows are read: the scan stops after the committed row count (state.rows_merged), so
 bytes being appended meanwhile (or an uncommitted tail) are never part of an answer.
 
+The files are pinned when the query is planned (pin_sources: a hard link to each in the answer's
+own folder), so a segment that compaction or retention removes while the query reads it stays
+readable to it: the answer is the committed state it was planned on, as a download's open files are.
+
 A query whose reader has gone stops within one chunk of the read: the plan checks the
 answer's `abandoned` flag before each chunk (polars' own cancel does not stop a streaming sink)."""
 
@@ -209,6 +213,30 @@ def run_query(
         lf.sink_csv(out, include_header=True, engine="streaming")
 
 
+def pin_sources(sources: list[Source], into: Path) -> list[Source]:
+    """The same sources as hard links in the new folder `into` (in the merger's folder: the same
+    file system), made now: the query reads the links, so the files it was planned on stay whole
+    and readable until it is done, whatever removes their names meanwhile (polars opens a source by
+    its path, so an open file would not do). Raises FileNotFoundError, `into` removed, when one is
+    already gone: the caller plans again on the state that removed it. Where the file system has no
+    hard links, the files are read in place (as before pinning: a removal mid-read fails the query)."""
+    pinned: list[Source] = []
+    try:
+        into.mkdir()
+        for i, (path, rows) in enumerate(sources):
+            link = into / f"{i:06d}-{path.name}"
+            link.hardlink_to(path)
+            pinned.append((link, rows))
+    except FileNotFoundError:
+        shutil.rmtree(into, ignore_errors=True)
+        raise
+    except OSError as e:  # (no hard links on this file system: EPERM, ENOTSUP...)
+        shutil.rmtree(into, ignore_errors=True)
+        log.warning("query files read in place: no hard links", extra={"path": str(into), "error": repr(e)})
+        return list(sources)
+    return pinned
+
+
 def tmp_dir(merger_dir: Path) -> Path:
     return merger_dir / "query-tmp"
 
@@ -224,10 +252,12 @@ class AnswerFile:
     reader follows the file as it grows (the streaming engine writes batch after batch, so the first
     bytes leave long before a large answer is complete) and stops at its end once the writer is done.
     A reader that leaves calls abandon(): the query stops at its next batch. The file is removed by
-    whichever of the two finishes last."""
+    whichever of the two finishes last; the folder of the query's pinned sources (`pins`, see
+    pin_sources) by the writer once it is done."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.pins = path.with_name(path.name + ".src")
         self.done = threading.Event()
         self.error: BaseException | None = None
         self.abandoned = threading.Event()
@@ -254,6 +284,7 @@ class AnswerFile:
                 extra={"format": fmt, "query": repr(q), "ms": round((time.perf_counter() - t0) * 1000, 1)},
             )
         finally:
+            shutil.rmtree(self.pins, ignore_errors=True)
             self.done.set()
             if self.abandoned.is_set():
                 self.path.unlink(missing_ok=True)

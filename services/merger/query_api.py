@@ -27,6 +27,7 @@ from services.merger.query import (
     Source,
     build_query,
     might_match,
+    pin_sources,
     tmp_dir,
 )
 from services.merger.settings import MergerSettings
@@ -40,6 +41,9 @@ PARQUET_MEDIA_TYPE: Final = "application/vnd.apache.parquet"
 POLL_S: Final = 0.02
 #: The status logged for a request whose client left before the answer (nginx's "client closed").
 CLIENT_GONE: Final = 499
+#: Plans of a query on the committed state before it gives up (each follows a removal of one of
+#: its files by compaction or retention: a second one is already rare).
+PLAN_ATTEMPTS: Final = 5
 
 
 def row_query(filters: Annotated[RowFilters, Query()]) -> RowQuery:
@@ -133,17 +137,10 @@ class QueryService:
             self._turn.set()
 
     async def answer(self, request: Request, q: RowQuery, fmt: Format) -> Response:
-        """The rows of `q`, computed in a worker thread into a temp file that is streamed as it grows.
-        ETag: the committed prefix and the query, so an unchanged file answers If-None-Match with
-        304 without running the query again."""
-        state = self.state()
-        first = state.retained[0].seq  # (retention removed the segments before it: other rows)
-        version = f"{state.merged_size}" if not first else f"{first}-{state.merged_size}"
-        etag = f'"{state.generation}-{version}-{fmt}-{q.key()}"'
-        headers = {"ETag": etag, "Cache-Control": "no-cache", "X-Committed-Size": str(state.merged_size)}
-        if fmt == "parquet":
-            headers["Content-Disposition"] = 'attachment; filename="merged.parquet"'
-        if etag_matches(request.headers.get("if-none-match"), etag):
+        """The rows of `q` in the committed state when its turn comes, computed in a worker thread
+        into a temp file that is streamed as it grows (headers: answer_headers)."""
+        headers = answer_headers(self.state(), q, fmt)
+        if etag_matches(request.headers.get("if-none-match"), headers["ETag"]):
             return Response(status_code=304, headers=headers)
         media_type = PARQUET_MEDIA_TYPE if fmt == "parquet" else CSV_MEDIA_TYPE
         if request.method == "HEAD":  # the length is not known before the answer is complete
@@ -153,7 +150,9 @@ class QueryService:
         try:
             self.tmp.mkdir(parents=True, exist_ok=True)
             answer = AnswerFile(self.tmp / f"{uuid.uuid4().hex}.{fmt}")
-            sources = query_sources(state, self.settings.merger_dir, q)
+            loop = asyncio.get_running_loop()
+            state, sources = await loop.run_in_executor(self._readers, self._pinned, q, answer.pins)
+            headers = answer_headers(state, q, fmt)  # (the state it answers: newer after a wait for a turn)
         except BaseException:
             self._release()
             raise
@@ -175,6 +174,18 @@ class QueryService:
             raise QueryFailedError(f"the query could not be answered: {answer.error!r}")
         # Streamed while it is computed (chunked, no Content-Length): the first bytes leave at once.
         return StreamingResponse(self._chunks(request, answer), headers=headers, media_type=media_type)
+
+    def _pinned(self, q: RowQuery, into: Path) -> tuple[MergerState, list[Source]]:
+        """The committed state now and the sources of `q` in it, pinned (query.pin_sources). When
+        compaction or retention removed one between the two, planned again: the state that removed
+        it no longer lists it."""
+        for _ in range(PLAN_ATTEMPTS):
+            state = self.state()
+            try:
+                return state, pin_sources(query_sources(state, self.settings.merger_dir, q), into)
+            except FileNotFoundError as e:
+                log.info("a query's file was removed as it was planned: planned again", extra={"error": repr(e)})
+        raise QueryFailedError(f"the merged files changed under each of {PLAN_ATTEMPTS} plans of the query; retry")
 
     async def _chunks(self, request: Request, answer: AnswerFile) -> AsyncIterator[bytes]:
         """The answer's bytes as they are written, until the writer is done and all are read; the
@@ -214,6 +225,18 @@ FILTER_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
     422: {"description": "A filter that cannot be applied; `detail[0].loc` names the field."},
     503: {"description": "The merger is still loading its state, or too many queries wait (Retry-After)."},
 }
+
+
+def answer_headers(state: MergerState, q: RowQuery, fmt: Format) -> dict[str, str]:
+    """An answer's headers. ETag: the committed prefix and the query, so an unchanged file answers
+    If-None-Match with 304 without running the query again."""
+    first = state.retained[0].seq  # (retention removed the segments before it: other rows)
+    version = f"{state.merged_size}" if not first else f"{first}-{state.merged_size}"
+    etag = f'"{state.generation}-{version}-{fmt}-{q.key()}"'
+    headers = {"ETag": etag, "Cache-Control": "no-cache", "X-Committed-Size": str(state.merged_size)}
+    if fmt == "parquet":
+        headers["Content-Disposition"] = 'attachment; filename="merged.parquet"'
+    return headers
 
 
 def add_get_and_head(router: APIRouter | FastAPI, path: str, endpoint: Callable[..., Any], **route: Any) -> None:

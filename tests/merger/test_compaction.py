@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,9 +24,10 @@ from devicestream.merged_files import merged_files
 from services.merger.compacted import open_part, open_segment
 from services.merger.compaction import compact_segment, temp_of
 from services.merger.device_tracker import read_merged_lines
+from services.merger.errors import QueryFailedError
 from services.merger.merge import MergeEngine
-from services.merger.query import EVENT_TIME_TYPE, TEXT_SCHEMA, TYPED_SCHEMA, build_query, run_query
-from services.merger.query_api import query_sources
+from services.merger.query import EVENT_TIME_TYPE, TEXT_SCHEMA, TYPED_SCHEMA, build_query, pin_sources, run_query
+from services.merger.query_api import QueryService, query_sources
 from services.merger.segments import stream_parts
 from services.merger.settings import MergerSettings
 from services.merger.state import HEADER_LINE, MergerState
@@ -134,6 +137,45 @@ def test_retention_removes_both_files(tmp_path):
     names = {p.name for p in (settings.merger_dir / "segments").iterdir()}
     for g in state.retired:
         assert Path(g.file).name not in names and Path(parquet_file(g.seq)).name not in names
+
+
+def test_a_query_reads_the_state_it_was_planned_on_whatever_removes_its_files(tmp_path):
+    """Compaction removes a segment's CSV, retention whole segments, while queries read them: a
+    query reads hard links made when it is planned (query.pin_sources), and one planned on a state
+    whose file was removed just then plans again on the state that removed it."""
+    settings = settings_of(tmp_path, keep_segment_csv=True)
+    engine = merge_and_compact(settings)
+    state = engine.state
+    engine.close()
+    q = build_query()
+    # The state before compaction lists the CSVs: planned on it, then each CSV removed, the query
+    # reads them whole.
+    before = replace(state, segments=tuple(g.model_copy(update={"parquet": None}) for g in state.segments))
+    pins = tmp_path / "pins"
+    sources = pin_sources(query_sources(before, settings.merger_dir, q), pins)
+    assert [p.parent for p, _ in sources] == [pins] * len(sources)
+    for g in state.segments:
+        g.path(settings.merger_dir).unlink()
+    out = tmp_path / "a.csv"
+    run_query(sources, q, "csv", out)
+    assert out.read_bytes() == expected_stream()
+    shutil.rmtree(pins)
+    # Planned on that state now (its CSVs gone): planned again on the current one (the Parquet copies).
+    states = iter([before, state])
+    service = QueryService(settings, lambda: next(states))
+    try:
+        planned, sources = service._pinned(q, pins)
+        assert planned is state and [p.suffix for p, _ in sources][:-1] == [".parquet"] * len(state.segments)
+        run_query(sources, q, "csv", out)
+        assert out.read_bytes() == expected_stream()
+        # A state whose files keep vanishing: a clear error after a few plans, nothing left behind.
+        shutil.rmtree(pins)
+        service.state = lambda: before
+        with pytest.raises(QueryFailedError, match="changed under each"):
+            service._pinned(q, pins)
+        assert not pins.exists()
+    finally:
+        service.close()
 
 
 def test_a_segment_that_does_not_render_back_keeps_its_csv(tmp_path):

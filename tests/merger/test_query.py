@@ -283,3 +283,35 @@ def test_temp_answers_left_by_a_crash_are_removed_at_start(merger_runner):
     (tmp / "4567ef.parquet").write_bytes(b"PAR1")
     with merger_runner.process():
         assert list(tmp.iterdir()) == []
+
+
+@pytest.mark.integration
+def test_queries_while_compaction_and_retention_remove_files_all_answer(merger_runner, rows_dir):
+    """Small segments, compacted with their CSV removed, and a retention bound: files go while
+    filtered answers are asked. Every answer is a 200 (its header line or Parquet magic first), and
+    no pinned file is left once the queries are done. (A removal in the middle of a read is rare
+    here: tests/merger/test_compaction.py makes it happen on files, deterministically.)"""
+    rnd = random.Random(5)
+    n_batches = 40
+    env = {
+        "MERGER_MAX_GROUP_BATCHES": "1",
+        "MERGER_SEGMENT_BYTES": "20000",
+        "MERGER_KEEP_SEGMENT_CSV": "false",
+        "MERGER_RETAIN_BYTES": "60000",
+    }
+    with merger_runner.process(**env) as proc:
+        url = merger_runner.url
+        answers = []
+        with httpx.Client(base_url=url, timeout=30) as client:
+            for b in range(n_batches):
+                write_batch(rows_dir, b, HEADER_LINE + varied_rows(b, rnd.randint(100, 300), rnd))
+                for fmt, params in (("csv", {"status": "ERROR"}), ("parquet", {"deviceId": "D001"})):
+                    r = client.get(f"/merged.{fmt}", params=params)
+                    answers.append((b, fmt, r.status_code, r.content[:8]))
+            wait_for(lambda: merger_status(url).last_batch_id == n_batches - 1, 30, "all merged", logs=[proc.log_file])
+            assert merger_status(url).segments_retired > 0
+        bad = [(b, fmt, code) for b, fmt, code, head in answers if code != 200]
+        assert not bad, f"answers that were not 200: {bad}"
+        assert all(head.startswith(b"eventId," if fmt == "csv" else b"PAR1") for _, fmt, _, head in answers)
+        tmp = merger_runner.data_dir / "merger" / "query-tmp"
+        wait_for(lambda: not list(tmp.iterdir()), 10, "the answers' files and pins removed", logs=[proc.log_file])
