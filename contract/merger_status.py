@@ -8,6 +8,8 @@ reach no reader, so it is a mistake to surface rather than carry."""
 
 from __future__ import annotations
 
+from typing import Final
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -29,9 +31,21 @@ class QuarantinedBatch(BaseModel):
     at: float
 
 
+#: The kinds of SourceEvent (the merger exports a count of each from its start, 0 included).
+SOURCE_EVENT_KINDS: Final = (
+    "topic_recreated",
+    "offsets_skipped",
+    "offsets_backwards",
+    "offsets_given_up",
+    "topic_id_unknown",
+    "state_rebuilt",
+)
+
+
 class SourceEvent(BaseModel):
-    """topic_recreated, offsets_skipped, offsets_backwards, topic_id_unknown (a batch held: its
-    manifest has no topic id) or state_rebuilt (README: Guarantees)."""
+    """topic_recreated, offsets_skipped, offsets_backwards, offsets_given_up (more gaps on a partition
+    than the merger tracks), topic_id_unknown (a batch held: its manifest has no topic id) or
+    state_rebuilt (README: Guarantees). Counted in the merger's merger_source_events_total{kind}."""
 
     model_config = ConfigDict(extra="forbid")
 

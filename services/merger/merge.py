@@ -215,7 +215,9 @@ class MergeEngine(CommitWriter, ReadAhead, Compaction):
                 if selected is not None and selected[1] and isinstance(parsed, ParsedBatch):
                     merge_bounds(result.offsets, parsed.partition_bounds)
             self._add_rejects(path.name, cursor, result, reject_chunks)
-            cursor.advance(manifest, parsed.partition_bounds if isinstance(parsed, ParsedBatch) else {})
+            result.events += cursor.advance(
+                manifest, parsed.partition_bounds if isinstance(parsed, ParsedBatch) else {}, now
+            )
             result.batch_ids.append(name.batch_id)
             result.lineage = name.lineage
             to_delete.append(path)

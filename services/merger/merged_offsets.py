@@ -22,7 +22,9 @@ Guarantees):
   them, a new checkpoint that did not start from the earliest offset, or a batch file not merged yet):
   the range becomes a gap, merged if a batch holding it comes later;
 - offsets_backwards: within one lineage a batch starts below where the previous one ended (Spark re-read
-  a partition): rows already merged are dropped, the event says so.
+  a partition): rows already merged are dropped, the event says so;
+- offsets_given_up: a partition has more than MAX_GAPS gaps: the oldest is no longer told apart from
+  merged records (a batch holding them later is not merged; `verify` counts them missing).
 An unknown topic id (None) never matches: the planner (services.merger.plan) holds such a batch.
 """
 
@@ -41,7 +43,7 @@ from services.merger.state import MergerState, RetiredTopic
 
 log = logging.getLogger(__name__)
 
-#: Gaps kept per partition; past it the oldest are given up (an offsets_skipped event said so).
+#: Gaps kept per partition; past it the oldest are given up (an offsets_given_up event says so).
 MAX_GAPS = 64
 #: Topic identities whose merged offsets are kept after a newer one replaced them.
 MAX_RETIRED = 8
@@ -85,25 +87,25 @@ class TopicOffsets:
         """Whether a batch covering `offsets` may hold a record not merged (no ranges: it may)."""
         return not offsets or any(self.holds_unmerged(p, r.start, r.end) for p, r in offsets.items())
 
-    def mark(self, partition: int, start: int | None, end: int) -> tuple[int, int] | None:
-        """Records [start, end) of `partition` are merged now. Returns the gap this opens below
-        `start` ((mark, start) when the batch starts past the mark), else None."""
+    def mark(self, partition: int, start: int | None, end: int) -> list[tuple[int, int]]:
+        """Records [start, end) of `partition` are merged now (a batch past the mark opens the gap
+        (mark, start) below it). Returns the gaps given up: the oldest, past MAX_GAPS, whose records
+        are no longer told apart from merged ones (a batch holding them later is not merged)."""
         nxt = self.next_offsets.get(partition)
         low = nxt if start is None or nxt is None else start
-        opened = None
         gaps = self.offset_gaps.get(partition, [])
         if nxt is not None and low is not None and low > nxt:
-            opened = (nxt, low)
-            gaps.append(opened)
+            gaps.append((nxt, low))
         if low is not None:
             gaps = [piece for s, e in gaps for piece in _minus((s, e), (low, end))]
-        gaps = sorted(gaps)[-MAX_GAPS:]
+        gaps = sorted(gaps)
+        given_up, gaps = gaps[:-MAX_GAPS], gaps[-MAX_GAPS:]
         if gaps:
             self.offset_gaps[partition] = gaps
         else:
             self.offset_gaps.pop(partition, None)
         self.next_offsets[partition] = max(nxt or 0, end)
-        return opened
+        return given_up
 
     def keep(self, parsed: ParsedBatch) -> pl.Series | None:
         """Which rows of a keyed batch to append (None: all of them)."""
@@ -248,9 +250,12 @@ class OffsetCursor:
     def keep(self, parsed: ParsedBatch) -> pl.Series | None:
         return self.current.keep(parsed)
 
-    def advance(self, manifest: BatchManifest | None, bounds: Mapping[int, tuple[int, int]]) -> None:
+    def advance(
+        self, manifest: BatchManifest | None, bounds: Mapping[int, tuple[int, int]], now: float
+    ) -> list[SourceEvent]:
         """Mark what the batch covers as merged: its ranges, and (in any case) its rows' own offsets
-        (`bounds`: lowest and highest per partition)."""
+        (`bounds`: lowest and highest per partition). Returns an offsets_given_up event per gap
+        given up (TopicOffsets.mark)."""
         ranges: dict[int, tuple[int | None, int]] = {}
         if manifest is not None:
             ranges = {p: (r.start, r.end) for p, r in manifest.offsets.items()}
@@ -258,8 +263,19 @@ class OffsetCursor:
         for p, (low, high) in bounds.items():
             start, end = ranges.get(p, (low, high + 1))
             ranges[p] = (low if start is None else min(start, low), max(end, high + 1))
+        events = []
         for p, (start, end) in ranges.items():
-            self.current.mark(p, start, end)
+            for s, e in self.current.mark(p, start, end):
+                detail = (
+                    f"partition {p}: offsets {s}..{e - 1} were never merged and are no longer tracked (more than "
+                    f"{MAX_GAPS} gaps on the partition): a batch holding them from now on is not merged"
+                )
+                batch_id = None if manifest is None else manifest.batch_id
+                events.append(
+                    SourceEvent(kind="offsets_given_up", at=now, detail=detail, lineage=self.lineage, batch_id=batch_id)
+                )
+                log.error(detail, extra={"event": "offsets_given_up", "lineage": self.lineage, "batch_id": batch_id})
+        return events
 
     def into(self, state: MergerState) -> MergerState:
         """`state` with this cursor's position."""

@@ -13,6 +13,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Proc
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from contract.merger_status import SOURCE_EVENT_KINDS
+
 FRESHNESS_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 
 
@@ -90,6 +92,15 @@ class MergerMetrics:
             "Re-written files of already merged batches removed.",
             registry=self.registry,
         )
+        self.source_events = Counter(
+            "merger_source_events",
+            "Source events recorded in /merger/status `events`, by kind (contract.merger_status.SourceEvent): "
+            "offsets_skipped and offsets_given_up are records not merged.",
+            ["kind"],
+            registry=self.registry,
+        )
+        for kind in SOURCE_EVENT_KINDS:  # (0 from the start: an alert sees the first one as an increase)
+            self.source_events.labels(kind)
         self.io_errors = Counter("merger_io_errors", "Merge passes failed by an I/O error.", registry=self.registry)
         self.disk_full = Gauge(
             "merger_disk_full",

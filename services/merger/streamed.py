@@ -221,7 +221,7 @@ def commit_streamed(
     except OSError:
         engine.cut_back()
         raise
-    cursor.advance(manifest, rows.bounds)
+    result.events += cursor.advance(manifest, rows.bounds, now)
     result.batch_ids.append(name.batch_id)
     try:
         if result.appended_bytes:

@@ -3,13 +3,16 @@
 import os
 
 import pytest
+from fastapi.testclient import TestClient
 
 from contract.csv import batch_file_name, manifest_file_name
 from services.merger import merge as merge_module
+from services.merger.app import create_app
 from services.merger.errors import MergeAttemptError
 from services.merger.merge import MergeEngine
 from services.merger.settings import MergerSettings
 from services.merger.state import HEADER_LINE
+from tests.helpers import wait_for
 from tests.merger.batches import LINEAGE_A, LINEAGE_B, keyed_row, keyed_rows, write_batch, write_keyed_batch
 
 
@@ -258,3 +261,23 @@ def test_attempt_counters_are_dropped_with_their_files(tmp_path, monkeypatch):
     path.unlink()  # removed by the operator
     engine.run_pass()
     assert engine._attempts == {}
+
+
+def test_source_events_are_counted_in_metrics_each_once(settings):
+    """merger_source_events_total{kind} (the SourceRecordsNotMerged alert's): every kind exported
+    from the start, each event counted by the run that records it, never again after a restart."""
+    write_keyed_batch(settings.rows_dir, LINEAGE_A, 0, {0: (0, 2)})
+    write_keyed_batch(settings.rows_dir, LINEAGE_A, 1, {0: (5, 6)})  # 2..4 deleted before read
+
+    def count(client: TestClient, kind: str) -> float:
+        text = client.get("/metrics").text
+        return float(text.split(f'merger_source_events_total{{kind="{kind}"}} ', 1)[1].split("\n", 1)[0])
+
+    with TestClient(create_app(settings)) as client:
+        wait_for(lambda: count(client, "offsets_skipped") == 1, 10, "the skipped offsets counted")
+        assert count(client, "offsets_given_up") == 0 and count(client, "topic_recreated") == 0
+    with TestClient(create_app(settings)) as client:
+        wait_for(lambda: client.get("/readyz").status_code == 200, 10, "ready again")
+        write_keyed_batch(settings.rows_dir, LINEAGE_A, 2, {0: (1, 7)})  # Spark went back to 1
+        wait_for(lambda: count(client, "offsets_backwards") == 1, 10, "the backward offsets counted")
+        assert count(client, "offsets_skipped") == 0  # (the first run's event, in the state: not again)

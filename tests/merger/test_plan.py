@@ -2,7 +2,7 @@
 
 from contract.batches import BatchManifest, OffsetRange
 from contract.csv import BatchName, make_lineage
-from services.merger.merged_offsets import TopicOffsets
+from services.merger.merged_offsets import MAX_GAPS, OffsetCursor, TopicOffsets
 from services.merger.plan import KeyedBatch, plan_keyed, plan_merge
 
 
@@ -138,12 +138,40 @@ def test_same_run_counter_orders_lineages_by_offsets_then_batch_ids():
 
 def test_topic_offsets_marks_and_gaps():
     t = offsets({0: 10})
-    assert t.mark(0, 20, 30) == (10, 20)  # a batch past the mark opens a gap
+    assert t.mark(0, 20, 30) == []  # a batch past the mark opens a gap
     assert (t.next_offsets, t.offset_gaps) == ({0: 30}, {0: [(10, 20)]})
     assert t.unmerged(0, 15) and not t.unmerged(0, 25) and t.unmerged(0, 30)
-    assert t.mark(0, 12, 15) is None  # part of the gap comes later
+    assert t.mark(0, 12, 15) == []  # part of the gap comes later
     assert t.offset_gaps == {0: [(10, 12), (15, 20)]}
     t.mark(0, 0, 40)
     assert (t.next_offsets, t.offset_gaps) == ({0: 40}, {})
     assert t.holds_unmerged(1, 0, 1)  # a partition never merged
     assert not t.matches("events", None)  # an unknown id never matches
+
+
+def test_past_max_gaps_the_oldest_is_given_up_with_an_event():
+    """Every other batch missing: each one past the mark opens a gap; the 65th gap gives up the
+    oldest, and the cursor says so in an offsets_given_up event (verify counts those records missing)."""
+    lineage = make_lineage(1, "0123abcd")
+
+    def manifest(batch_id: int, start: int) -> BatchManifest:
+        return BatchManifest(
+            lineage=lineage,
+            batch_id=batch_id,
+            topic="events",
+            topic_id="t1",
+            offsets={0: OffsetRange(start=start, end=start + 10)},
+            input_records=10,
+            rows=10,
+            rejects=0,
+            written_at=0.0,
+        )
+
+    cursor = OffsetCursor(lineage, offsets({0: 10}))
+    for i in range(1, MAX_GAPS + 1):
+        assert cursor.advance(manifest(i, 20 * i), {0: (20 * i, 20 * i + 9)}, now=1.0) == []
+    assert len(cursor.current.offset_gaps[0]) == MAX_GAPS
+    events = cursor.advance(manifest(99, 20 * MAX_GAPS + 20), {0: (20 * MAX_GAPS + 20, 20 * MAX_GAPS + 29)}, now=2.0)
+    assert [(e.kind, e.at, e.batch_id, e.lineage) for e in events] == [("offsets_given_up", 2.0, 99, lineage)]
+    assert "offsets 10..19 were never merged" in events[0].detail
+    assert cursor.current.offset_gaps[0][0] == (30, 40) and not cursor.current.unmerged(0, 15)
