@@ -12,12 +12,15 @@ kept), and only after that commit removes the CSV (MERGER_KEEP_SEGMENT_CSV=false
 A SIGKILL at any point: before the journal line the state does not list the copy, and the start
 removes the temp file or the unlisted Parquet file (the segment is compacted again); after it, the
 copy is the segment's, and a CSV the state says is removed is removed on start. Appends never wait
-for a compaction: the merge thread only looks whether one finished."""
+for a compaction: the merge thread only looks whether one finished. Nor does a stop: the compaction
+running then gives up between two chunks (CompactionStopped, its temp file removed) and is done
+again at the next start."""
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -25,7 +28,7 @@ from pathlib import Path
 
 import polars as pl
 
-from contract.compacted import TEXT_SCHEMA, render_csv, typed
+from contract.compacted import PARQUET_SCHEMA, TEXT_SCHEMA, render_csv, typed
 from contract.files import fsync_dir
 from contract.segments import GROUP_ROWS, Segment, parquet_file
 from services.merger.settings import MergerSettings
@@ -43,19 +46,30 @@ class Compacted:
     group_bytes: tuple[int, ...] | None
 
 
+class CompactionStopped(Exception):
+    """The merger is stopping: the compaction gave up (its temp file removed)."""
+
+
+def _check(stop: threading.Event | None, g: Segment) -> None:
+    if stop is not None and stop.is_set():
+        raise CompactionStopped(f"segment {g.seq}: the merger is stopping")
+
+
 def temp_of(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp")
 
 
-def rendered_groups(parquet: Path, csv: Path, g: Segment) -> list[int] | None:
+def rendered_groups(parquet: Path, csv: Path, g: Segment, stop: threading.Event | None = None) -> list[int] | None:
     """The CSV lengths of the copy's runs of GROUP_ROWS rows when, rendered one after the other, they
-    are the CSV's data lines exactly (None otherwise). Memory: one run."""
+    are the CSV's data lines exactly (None otherwise). Memory: one run. Raises CompactionStopped
+    between runs once `stop` is set."""
     groups: list[int] = []
     lf = pl.scan_parquet(parquet)
     with open(csv, "rb") as f:
         if f.read(len(HEADER_LINE)) != HEADER_LINE:
             return None
         for start in range(0, g.rows, GROUP_ROWS):
+            _check(stop, g)
             data = render_csv(lf.slice(start, GROUP_ROWS).collect())
             if not data or f.read(len(data)) != data:
                 return None
@@ -65,17 +79,25 @@ def rendered_groups(parquet: Path, csv: Path, g: Segment) -> list[int] | None:
     return groups
 
 
-def compact_segment(merger_dir: Path, g: Segment) -> Compacted:
-    """Write `g`'s Parquet copy (temp, check, fsync, rename, fsync the folder). Raises OSError (the
-    temp file removed)."""
+def compact_segment(merger_dir: Path, g: Segment, stop: threading.Event | None = None) -> Compacted:
+    """Write `g`'s Parquet copy (temp, check, fsync, rename, fsync the folder). Raises OSError, or
+    CompactionStopped once `stop` is set (the temp file removed)."""
     src, out = g.path(merger_dir), merger_dir / parquet_file(g.seq)
     tmp = temp_of(out)
     try:
         try:
-            scan = pl.scan_csv(src, schema=TEXT_SCHEMA, n_rows=g.rows, low_memory=True)
-            typed(scan).sink_parquet(tmp, compression="zstd", row_group_size=GROUP_ROWS, engine="streaming")
-            groups = rendered_groups(tmp, src, g)
+            lf = typed(pl.scan_csv(src, schema=TEXT_SCHEMA, n_rows=g.rows, low_memory=True))
+            if stop is not None:
+
+                def checked(batch: pl.DataFrame) -> pl.DataFrame:
+                    _check(stop, g)
+                    return batch
+
+                lf = lf.map_batches(checked, streamable=True, schema=PARQUET_SCHEMA)
+            lf.sink_parquet(tmp, compression="zstd", row_group_size=GROUP_ROWS, engine="streaming")
+            groups = rendered_groups(tmp, src, g, stop)
         except pl.exceptions.PolarsError as e:  # a value that does not parse as its type
+            _check(stop, g)  # (or the stop, raised inside polars' scan)
             log.warning("segment not compacted: %s", str(e).splitlines()[0][:300], extra={"path": str(src)})
             groups = None
         if groups is None:
@@ -105,6 +127,7 @@ class Compactor:
     def __init__(self, merger_dir: Path) -> None:
         self.merger_dir = merger_dir
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="merger-compact")
+        self._stop = threading.Event()
         self._running: Future[Compacted] | None = None
         #: Segments not to try again in this run (their rows do not render back, or it failed).
         self.skipped: set[int] = set()
@@ -115,7 +138,7 @@ class Compactor:
             return
         for g in state.segments:
             if g.parquet is None and g.rows and g.seq not in self.skipped:
-                self._running = self._pool.submit(compact_segment, self.merger_dir, g)
+                self._running = self._pool.submit(compact_segment, self.merger_dir, g, self._stop)
                 return
 
     def take(self) -> Compacted | None:
@@ -134,6 +157,8 @@ class Compactor:
         return done
 
     def close(self) -> None:
+        """Stop: the running compaction gives up within a chunk (done again at the next start)."""
+        self._stop.set()
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 

@@ -9,6 +9,7 @@ import random
 import shutil
 import subprocess
 import sys
+import threading
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +23,7 @@ from contract.compacted import PARQUET_SCHEMA, render_csv, typed
 from contract.segments import parquet_file
 from devicestream.merged_files import merged_files
 from services.merger.compacted import open_part, open_segment
-from services.merger.compaction import compact_segment, temp_of
+from services.merger.compaction import CompactionStopped, compact_segment, rendered_groups, temp_of
 from services.merger.device_tracker import read_merged_lines
 from services.merger.errors import QueryFailedError
 from services.merger.merge import MergeEngine
@@ -188,6 +189,29 @@ def test_a_segment_that_does_not_render_back_keeps_its_csv(tmp_path):
     engine.close()
     assert compact_segment(settings.merger_dir, g).group_bytes is None
     assert not any(p.suffix in (".parquet", ".tmp") for p in (settings.merger_dir / "segments").iterdir())
+
+
+def test_a_stop_ends_a_running_compaction_and_leaves_nothing(tmp_path):
+    """Closing the merger does not wait for a compaction: it gives up within a chunk, in polars'
+    scan or in the render check, its temp file removed (the segment is compacted at the next start)."""
+    settings = settings_of(tmp_path, compact_segments=False)
+    for b in range(N_BATCHES):
+        write_batch(settings.rows_dir, b, batch(b))
+    engine = MergeEngine(settings)
+    engine.run_pass()
+    g = engine.state.segments[0]
+    engine.close()
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(CompactionStopped):
+        compact_segment(settings.merger_dir, g, stop)
+    assert not any(p.suffix in (".parquet", ".tmp") for p in (settings.merger_dir / "segments").iterdir())
+    copy = tmp_path / "copy.parquet"
+    compact_segment(settings.merger_dir, g)  # (unstopped: the copy, then the render check stopped)
+    os.replace(settings.merger_dir / parquet_file(g.seq), copy)
+    with pytest.raises(CompactionStopped):
+        rendered_groups(copy, g.path(settings.merger_dir), g, stop)
+    assert rendered_groups(copy, g.path(settings.merger_dir), g) is not None
 
 
 CHILD = """
