@@ -5,12 +5,12 @@ from __future__ import annotations
 import bisect
 import shutil
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import polars as pl
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from contract.merger_status import SOURCE_EVENT_KINDS
@@ -73,6 +73,30 @@ class DataDiskCollector(Collector):
         yield GaugeMetricFamily("devicestream_data_disk_size_bytes", "Size of the data folder's disk.", usage.total)
 
 
+class SourceEventsCollector(Collector):
+    """merger_source_events_total{kind}: the source events the committed state has recorded since it
+    began (MergerState.event_counts), every kind at 0 included, so an alert sees the first one as
+    an increase. Nothing before the state is loaded: a restart shows the same totals again, never
+    a drop to 0 and back (which increase() would take for new events)."""
+
+    def __init__(self, counts: Callable[[], dict[str, int] | None]) -> None:
+        self.counts = counts
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        counts = self.counts()
+        if counts is None:
+            return
+        family = CounterMetricFamily(
+            "merger_source_events",
+            "Source events recorded in /merger/status `events`, by kind (contract.merger_status.SourceEvent): "
+            "offsets_skipped and offsets_given_up are records not merged.",
+            labels=["kind"],
+        )
+        for kind in (*SOURCE_EVENT_KINDS, *sorted(counts.keys() - set(SOURCE_EVENT_KINDS))):
+            family.add_metric([kind], counts.get(kind, 0))
+        yield family
+
+
 class MergerMetrics:
     def __init__(self, data_dir: Path | None = None) -> None:
         self.registry = CollectorRegistry()
@@ -92,15 +116,6 @@ class MergerMetrics:
             "Re-written files of already merged batches removed.",
             registry=self.registry,
         )
-        self.source_events = Counter(
-            "merger_source_events",
-            "Source events recorded in /merger/status `events`, by kind (contract.merger_status.SourceEvent): "
-            "offsets_skipped and offsets_given_up are records not merged.",
-            ["kind"],
-            registry=self.registry,
-        )
-        for kind in SOURCE_EVENT_KINDS:  # (0 from the start: an alert sees the first one as an increase)
-            self.source_events.labels(kind)
         self.io_errors = Counter("merger_io_errors", "Merge passes failed by an I/O error.", registry=self.registry)
         self.disk_full = Gauge(
             "merger_disk_full",

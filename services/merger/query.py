@@ -217,9 +217,10 @@ def pin_sources(sources: list[Source], into: Path) -> list[Source]:
     """The same sources as hard links in the new folder `into` (in the merger's folder: the same
     file system), made now: the query reads the links, so the files it was planned on stay whole
     and readable until it is done, whatever removes their names meanwhile (polars opens a source by
-    its path, so an open file would not do). Raises FileNotFoundError, `into` removed, when one is
-    already gone: the caller plans again on the state that removed it. Where the file system has no
-    hard links, the files are read in place (as before pinning: a removal mid-read fails the query)."""
+    its path, so an open file would not do; the space of a removed file is freed when the query is
+    done). Raises FileNotFoundError when one is already gone (the caller plans again on the state
+    that removed it), or another OSError when a link cannot be made (the caller reads in place);
+    `into` is then removed."""
     pinned: list[Source] = []
     try:
         into.mkdir()
@@ -227,13 +228,9 @@ def pin_sources(sources: list[Source], into: Path) -> list[Source]:
             link = into / f"{i:06d}-{path.name}"
             link.hardlink_to(path)
             pinned.append((link, rows))
-    except FileNotFoundError:
+    except BaseException:
         shutil.rmtree(into, ignore_errors=True)
         raise
-    except OSError as e:  # (no hard links on this file system: EPERM, ENOTSUP...)
-        shutil.rmtree(into, ignore_errors=True)
-        log.warning("query files read in place: no hard links", extra={"path": str(into), "error": repr(e)})
-        return list(sources)
     return pinned
 
 

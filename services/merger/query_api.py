@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -86,6 +87,7 @@ class QueryService:
         self._turn: asyncio.Event | None = None  # set when a place frees (made on the loop)
         self._workers = ThreadPoolExecutor(self.at_once, thread_name_prefix="merger-query")
         self._readers = ThreadPoolExecutor(4, thread_name_prefix="merger-query-read")
+        self._read_in_place = False  # (set once the files could not be linked: said once)
         registry = registry if registry is not None else CollectorRegistry()  # never the global one
         self.duration = Histogram(
             "merger_query_duration_seconds",
@@ -147,21 +149,25 @@ class QueryService:
             return Response(status_code=200, headers=headers, media_type=media_type)
         if not await self._take_turn(request):
             return Response(status_code=CLIENT_GONE)
+        answer = AnswerFile(self.tmp / f"{uuid.uuid4().hex}.{fmt}")
+        pinning = None
         try:
             self.tmp.mkdir(parents=True, exist_ok=True)
-            answer = AnswerFile(self.tmp / f"{uuid.uuid4().hex}.{fmt}")
-            loop = asyncio.get_running_loop()
-            state, sources = await loop.run_in_executor(self._readers, self._pinned, q, answer.pins)
+            pinning = self._readers.submit(self._pinned, q, answer.pins)
+            state, sources = await asyncio.wrap_future(pinning)
             headers = answer_headers(state, q, fmt)  # (the state it answers: newer after a wait for a turn)
+
+            def work() -> None:
+                with self.duration.labels(fmt).time():
+                    answer.write(sources, q, fmt)
+
+            running = self._workers.submit(work)  # (the writer removes the pins once done)
         except BaseException:
             self._release()
+            if pinning is not None:  # (when the pins are made: at once, or once a left request's thread is done)
+                pinning.add_done_callback(lambda _: shutil.rmtree(answer.pins, ignore_errors=True))
             raise
-
-        def work() -> None:
-            with self.duration.labels(fmt).time():
-                answer.write(sources, q, fmt)
-
-        asyncio.get_running_loop().run_in_executor(self._workers, work).add_done_callback(self._release)
+        asyncio.wrap_future(running).add_done_callback(self._release)  # (on the event loop, as the counts)
         # The status line goes out with the first bytes: a query that fails before writing any
         # (I/O error...) still gets a proper error instead of an empty 200.
         while (started := answer.started()) is None:
@@ -178,13 +184,25 @@ class QueryService:
     def _pinned(self, q: RowQuery, into: Path) -> tuple[MergerState, list[Source]]:
         """The committed state now and the sources of `q` in it, pinned (query.pin_sources). When
         compaction or retention removed one between the two, planned again: the state that removed
-        it no longer lists it."""
+        it no longer lists it. Read in place when the files cannot be linked (no hard links on the
+        file system: a removal mid-read then fails the query, as it would without pins)."""
         for _ in range(PLAN_ATTEMPTS):
             state = self.state()
+            sources = query_sources(state, self.settings.merger_dir, q)
             try:
-                return state, pin_sources(query_sources(state, self.settings.merger_dir, q), into)
+                return state, pin_sources(sources, into)
             except FileNotFoundError as e:
-                log.info("a query's file was removed as it was planned: planned again", extra={"error": repr(e)})
+                if self.state() is state:  # not a removal by a commit: a file of the committed state is missing
+                    raise QueryFailedError(f"a file of the committed state is missing: {e.filename}") from e
+                log.info("a query's file was removed as it was planned: planned again", extra={"path": e.filename})
+            except OSError as e:
+                if not self._read_in_place:
+                    log.warning(
+                        "query files are read in place: they cannot be linked",
+                        extra={"path": str(into), "error": repr(e)},
+                    )
+                    self._read_in_place = True
+                return state, sources
         raise QueryFailedError(f"the merged files changed under each of {PLAN_ATTEMPTS} plans of the query; retry")
 
     async def _chunks(self, request: Request, answer: AnswerFile) -> AsyncIterator[bytes]:

@@ -119,6 +119,9 @@ class MergerState:
     #: Rows dropped because their Kafka record was already merged (a replay under a new lineage).
     rows_skipped: int = 0
     events: tuple[SourceEvent, ...] = field(default_factory=tuple)
+    #: Every event ever recorded in this state, by kind (the newest are in `events`): committed with
+    #: them, so merger_source_events_total counts each once, across restarts and failed commits.
+    event_counts: dict[str, int] = field(default_factory=dict)
     #: Bytes of rejects.csv that are committed (header included; 0 before it exists), and the reject
     #: lines appended to it (those of records already merged are left out, as rows are).
     rejects_committed_size: int = 0
@@ -186,7 +189,10 @@ class MergerState:
     def with_events(self, events: list[SourceEvent]) -> MergerState:
         if not events:
             return self
-        return replace(self, events=(*self.events, *events)[-MAX_EVENTS:])
+        counts = dict(self.event_counts)
+        for e in events:
+            counts[e.kind] = counts.get(e.kind, 0) + 1
+        return replace(self, events=(*self.events, *events)[-MAX_EVENTS:], event_counts=counts)
 
 
 def quarantine_entries(quarantine_dir: Path) -> tuple[QuarantinedBatch, ...]:

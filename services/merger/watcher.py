@@ -58,8 +58,6 @@ class Watcher:
         #: Set while a write fails (disk full...): what, where, since when; None once writes succeed.
         self.write_blocked: WriteBlocked | None = None
         self._gap: tuple[int, float] | None = None  # (missing id, since)
-        #: Source events after this time are not counted yet (those of earlier runs never are).
-        self._events_counted_at = clock()
         self._gap_reported = False
         self._wake = asyncio.Event()
         self._stop_async = asyncio.Event()
@@ -84,7 +82,6 @@ class Watcher:
                 await self._stop_async.wait()
                 return
         self._write_ok()
-        self._count_events()  # (state_rebuilt, recorded as the state was loaded)
         watch = asyncio.create_task(self._watch_files(), name="merger-awatch")
         try:
             await self._merge_loop()
@@ -116,6 +113,11 @@ class Watcher:
     def state(self) -> MergerState | None:
         engine = self.engine
         return engine.state if engine is not None else None
+
+    def event_counts(self) -> dict[str, int] | None:
+        """The source events recorded by kind (merger_source_events_total), None before the state is loaded."""
+        state = self.state
+        return None if state is None else state.event_counts
 
     # -- loops ------------------------------------------------------------------------------------
 
@@ -184,20 +186,7 @@ class Watcher:
 
     # -- bookkeeping ------------------------------------------------------------------------------
 
-    def _count_events(self) -> None:
-        """merger_source_events_total{kind}: the source events the state gained since the last look
-        (each pass records its events with the pass's time)."""
-        state = self.state
-        if state is None:
-            return
-        new = [e for e in state.events if e.at > self._events_counted_at]
-        for e in new:
-            self.metrics.source_events.labels(e.kind).inc()
-        if new:
-            self._events_counted_at = max(e.at for e in new)
-
     def _after_pass(self, result: PassResult) -> None:
-        self._count_events()
         plan = result.plan
         self.newest_batch_id = plan.newest
         if result.stale_removed:

@@ -109,11 +109,11 @@ def _gateway_exposition() -> bytes:
 
 
 def _merger_exposition(tmp_path: Path) -> bytes:
-    from services.merger.metrics import MergerMetrics
+    from services.merger.metrics import MergerMetrics, SourceEventsCollector
 
     m = MergerMetrics(tmp_path)
     m.freshness.observe(0.3)
-    m.source_events.labels("offsets_skipped").inc()
+    m.registry.register(SourceEventsCollector(lambda: {"offsets_skipped": 1}))
     text = generate_latest(m.registry)
     assert b"devicestream_data_disk_free_bytes" in text and b"process_start_time_seconds" in text
     return text

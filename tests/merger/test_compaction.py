@@ -162,19 +162,29 @@ def test_a_query_reads_the_state_it_was_planned_on_whatever_removes_its_files(tm
     assert out.read_bytes() == expected_stream()
     shutil.rmtree(pins)
     # Planned on that state now (its CSVs gone): planned again on the current one (the Parquet copies).
-    states = iter([before, state])
-    service = QueryService(settings, lambda: next(states))
+    first = iter([before])
+    service = QueryService(settings, lambda: next(first, state))
     try:
         planned, sources = service._pinned(q, pins)
         assert planned is state and [p.suffix for p, _ in sources][:-1] == [".parquet"] * len(state.segments)
         run_query(sources, q, "csv", out)
         assert out.read_bytes() == expected_stream()
-        # A state whose files keep vanishing: a clear error after a few plans, nothing left behind.
+        # A file missing from the committed state itself (removed by hand): a clear error at once.
         shutil.rmtree(pins)
         service.state = lambda: before
+        with pytest.raises(QueryFailedError, match=r"a file of the committed state is missing: .*merged"):
+            service._pinned(q, pins)
+        assert not pins.exists()
+        # Each plan on a newer state whose files are gone again: a clear error after a few plans.
+        service.state = lambda: replace(before)
         with pytest.raises(QueryFailedError, match="changed under each"):
             service._pinned(q, pins)
         assert not pins.exists()
+        # No hard links here (the folder cannot be made): read in place.
+        (tmp_path / "file").touch()
+        service.state = lambda: state
+        planned, sources = service._pinned(q, tmp_path / "file" / "pins")
+        assert sources == query_sources(state, settings.merger_dir, q)
     finally:
         service.close()
 

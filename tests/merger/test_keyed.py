@@ -265,19 +265,26 @@ def test_attempt_counters_are_dropped_with_their_files(tmp_path, monkeypatch):
 
 def test_source_events_are_counted_in_metrics_each_once(settings):
     """merger_source_events_total{kind} (the SourceRecordsNotMerged alert's): every kind exported
-    from the start, each event counted by the run that records it, never again after a restart."""
+    from the start, each event counted once; the totals are the state's, so a restart shows the
+    same totals again (never a drop to 0 that increase() would take for new events)."""
     write_keyed_batch(settings.rows_dir, LINEAGE_A, 0, {0: (0, 2)})
     write_keyed_batch(settings.rows_dir, LINEAGE_A, 1, {0: (5, 6)})  # 2..4 deleted before read
 
-    def count(client: TestClient, kind: str) -> float:
+    def count(client: TestClient, kind: str) -> float | None:
         text = client.get("/metrics").text
-        return float(text.split(f'merger_source_events_total{{kind="{kind}"}} ', 1)[1].split("\n", 1)[0])
+        line = f'merger_source_events_total{{kind="{kind}"}} '
+        return float(text.split(line, 1)[1].split("\n", 1)[0]) if line in text else None
 
     with TestClient(create_app(settings)) as client:
         wait_for(lambda: count(client, "offsets_skipped") == 1, 10, "the skipped offsets counted")
         assert count(client, "offsets_given_up") == 0 and count(client, "topic_recreated") == 0
     with TestClient(create_app(settings)) as client:
         wait_for(lambda: client.get("/readyz").status_code == 200, 10, "ready again")
+        assert count(client, "offsets_skipped") == 1
         write_keyed_batch(settings.rows_dir, LINEAGE_A, 2, {0: (1, 7)})  # Spark went back to 1
         wait_for(lambda: count(client, "offsets_backwards") == 1, 10, "the backward offsets counted")
-        assert count(client, "offsets_skipped") == 0  # (the first run's event, in the state: not again)
+        assert count(client, "offsets_skipped") == 1
+    settings.state_file.unlink()  # rebuilt from the journal: its totals, and one state_rebuilt
+    with TestClient(create_app(settings)) as client:
+        wait_for(lambda: client.get("/readyz").status_code == 200, 10, "ready again")
+        assert [count(client, k) for k in ("offsets_skipped", "offsets_backwards", "state_rebuilt")] == [1, 1, 1]

@@ -82,10 +82,14 @@ COMPACTION_DEFAULTS = {"parquet": None, "csv_kept": True, "group_bytes": []}
 
 
 def _without_compaction_fields(doc: dict) -> dict:
+    """The document without the fields added since data/state_v2.json (each at its default there):
+    the segments' compaction fields and the event totals."""
+
     def seg(g: dict) -> dict:
         assert {k: g[k] for k in COMPACTION_DEFAULTS} == COMPACTION_DEFAULTS
         return {k: v for k, v in g.items() if k not in COMPACTION_DEFAULTS}
 
+    assert doc.pop("event_counts") == {}
     return {
         **doc,
         "active": seg(doc["active"]),
