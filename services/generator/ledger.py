@@ -71,3 +71,34 @@ class LedgerWriter:
         self._f.close()
         self._f = None
         fsync_dir(self.path.parent)
+
+
+def oldest_past(ledgers: list[tuple[float, str]], keep: int) -> list[str]:
+    """The names of the ledgers (mtime, name) older than the newest `keep` (ties: by name)."""
+    return [name for _, name in sorted(ledgers, reverse=True)[max(keep, 0) :]]
+
+
+def prune_ledgers(runs_dir: Path, keep: int) -> list[str]:
+    """Remove the run ledgers of `runs_dir` older than the newest `keep` (GENERATOR_KEEP_RUNS, the
+    run about to start not counted); returns their names. Never raises: what cannot be removed is
+    logged and left."""
+    try:
+        ledgers = [(e.stat().st_mtime, e.name) for e in os.scandir(runs_dir) if e.name.endswith(".jsonl")]
+    except FileNotFoundError:
+        return []
+    except OSError as e:
+        log.warning("run ledgers not pruned", extra={"path": str(runs_dir), "error": repr(e)})
+        return []
+    removed = []
+    for name in oldest_past(ledgers, keep):
+        try:
+            (runs_dir / name).unlink()
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            log.warning("run ledger not pruned", extra={"path": str(runs_dir / name), "error": repr(e)})
+            continue
+        removed.append(name)
+    if removed:
+        log.info("old run ledgers removed", extra={"path": str(runs_dir), "removed": len(removed), "kept": keep})
+    return removed

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from services.generator.batching import Batches
 from services.generator.events import EventClock, EventEncoder, make_invalid
+from services.generator.ledger import prune_ledgers
 from services.generator.profiles import ProfileController
 from services.generator.run import LiveRun
 from services.generator.run_ledger import RunLedger
@@ -80,6 +81,7 @@ async def _produce(engine: Engine, run: LiveRun) -> None:
     topic = s.topic
     seed = p.seed if p.seed is not None else random.SystemRandom().getrandbits(64)
     rng = random.Random(seed)
+    prune_ledgers(s.layout.generator_runs, s.keep_runs - 1)  # (GENERATOR_KEEP_RUNS with this one)
     ledger = run.ledger = RunLedger(  # the run's ledger, and the record maker if it needs one
         run_id=run.id,
         topic=topic,

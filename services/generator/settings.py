@@ -53,5 +53,11 @@ class GeneratorSettings(PipelineSettings, InternalSecretSettings):
         "~48%), deviceId (order per device, for events whose first reading names it; events naming no device get "
         "a null key), none (null keys, records spread round robin over every partition; no order per key).",
     )
+    keep_runs: int = Field(
+        default=200,
+        ge=1,
+        description="Run ledgers kept in generator/runs/: a run's start removes the oldest past this many, the new "
+        "one included (their `verify --run` and report are then gone; the gateway drops their series too).",
+    )
     topic_partitions: int = Field(default=3, ge=1, description="Partitions of the topic if the generator creates it.")
     create_topic: bool = Field(default=True, description="Create the topic when it does not exist.")

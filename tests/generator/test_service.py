@@ -8,6 +8,7 @@ import pytest
 
 from contract.api import RunConflict
 from contract.events import FIRST_EVENT_OFFSET
+from services.generator.ledger import oldest_past
 from tests.documents import run_of
 from tests.generator.conftest import read_topic
 from tests.helpers import wait_for
@@ -152,3 +153,25 @@ def test_lost_state_after_a_run_of_malformed_records_never_reuses_an_offset(kafk
     assert st.offset_first > first.offset_last
     counts = Counter(_offsets(read_topic(kafka.bootstrap, topic)))
     assert len(counts) == 400 and max(counts.values()) == 1, "an eventOffset was reused"
+
+
+def test_old_run_ledgers_are_removed_past_keep_runs(kafka, generator_factory, tmp_path) -> None:
+    """GENERATOR_KEEP_RUNS=2: a run's start removes the oldest ledgers so that two are left, its
+    own included; a file that is not a ledger is left alone."""
+    data = tmp_path / "gen-data"
+    runs = data / "generator" / "runs"
+    gen = generator_factory(kafka.bootstrap, kafka.new_topic(), data_dir=data, GENERATOR_KEEP_RUNS="2")
+    ids = []
+    for seed in (1, 2, 3):
+        ids.append(gen.post("/generator/start", {"rate": 5000, "count": 50, "seed": seed}).json()["id"])
+        gen.wait_state({"completed"}, 30)
+        if seed == 1:
+            (runs / "notes.txt").write_text("an operator's file")
+    assert sorted(p.name for p in runs.iterdir()) == sorted([f"{ids[1]}.jsonl", f"{ids[2]}.jsonl", "notes.txt"])
+
+
+def test_oldest_past_keeps_the_newest() -> None:
+    ledgers = [(3.0, "c.jsonl"), (1.0, "a.jsonl"), (2.0, "b.jsonl"), (2.0, "b2.jsonl")]
+    assert oldest_past(ledgers, 2) == ["b.jsonl", "a.jsonl"]
+    assert oldest_past(ledgers, 0) == ["c.jsonl", "b2.jsonl", "b.jsonl", "a.jsonl"]
+    assert oldest_past(ledgers, 9) == []
