@@ -22,7 +22,7 @@ from service_kit.internal import UNAUTHORIZED, require_internal
 from services.merger.deps import committed_state
 from services.merger.device_tracker import DeviceTracker
 from services.merger.errors import MergerError
-from services.merger.metrics import MergerMetrics, SourceEventsCollector
+from services.merger.metrics import MergerMetrics, StateCollector
 from services.merger.query import reset_tmp_dir
 from services.merger.query_api import QueryService
 from services.merger.routes import devices, download, probes, query, status
@@ -44,7 +44,7 @@ def lifespan_of(settings: MergerSettings) -> Callable[[FastAPI], AbstractAsyncCo
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         metrics = MergerMetrics(settings.data_dir)
         watcher = Watcher(settings, metrics)
-        metrics.registry.register(SourceEventsCollector(watcher.event_counts))
+        metrics.registry.register(StateCollector(lambda: watcher.state))
         tracker = DeviceTracker(
             settings.merged_csv,
             settings.devices_file,

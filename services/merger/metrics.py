@@ -14,6 +14,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from contract.merger_status import SOURCE_EVENT_KINDS
+from services.merger.state import MergerState
 
 FRESHNESS_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 
@@ -73,28 +74,48 @@ class DataDiskCollector(Collector):
         yield GaugeMetricFamily("devicestream_data_disk_size_bytes", "Size of the data folder's disk.", usage.total)
 
 
-class SourceEventsCollector(Collector):
-    """merger_source_events_total{kind}: the source events the committed state has recorded since it
-    began (MergerState.event_counts), every kind at 0 included, so an alert sees the first one as
-    an increase. Nothing before the state is loaded: a restart shows the same totals again, never
-    a drop to 0 and back (which increase() would take for new events)."""
+class StateCollector(Collector):
+    """Figures of the committed state, read at each scrape (nothing before it is loaded: a restart
+    shows the same totals again, never a drop to 0 and back, which increase() would take for new
+    events):
+    - merger_source_events_total{kind}: the source events recorded since the state began
+      (MergerState.event_counts), every kind at 0 included, so an alert sees the first one as an
+      increase;
+    - merger_segments{compacted}: the closed segments retained, with and without their Parquet copy
+      (compaction keeping up: few without), and merger_segments_retired_total."""
 
-    def __init__(self, counts: Callable[[], dict[str, int] | None]) -> None:
-        self.counts = counts
+    def __init__(self, state: Callable[[], MergerState | None]) -> None:
+        self.state = state
 
-    def collect(self) -> Iterator[CounterMetricFamily]:
-        counts = self.counts()
-        if counts is None:
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        state = self.state()
+        if state is None:
             return
-        family = CounterMetricFamily(
+        counts = state.event_counts
+        events = CounterMetricFamily(
             "merger_source_events",
             "Source events recorded in /merger/status `events`, by kind (contract.merger_status.SourceEvent): "
             "offsets_skipped and offsets_given_up are records not merged.",
             labels=["kind"],
         )
         for kind in (*SOURCE_EVENT_KINDS, *sorted(counts.keys() - set(SOURCE_EVENT_KINDS))):
-            family.add_metric([kind], counts.get(kind, 0))
-        yield family
+            events.add_metric([kind], counts.get(kind, 0))
+        yield events
+        segments = GaugeMetricFamily(
+            "merger_segments",
+            "Closed segments of merged.csv retained (MERGER_SEGMENT_BYTES), by whether their Parquet copy is "
+            "committed (MERGER_COMPACT_SEGMENTS).",
+            labels=["compacted"],
+        )
+        compacted = sum(1 for g in state.segments if g.parquet is not None)
+        segments.add_metric(["true"], compacted)
+        segments.add_metric(["false"], len(state.segments) - compacted)
+        yield segments
+        yield CounterMetricFamily(
+            "merger_segments_retired",
+            "Closed segments removed by retention (MERGER_RETAIN_BYTES, MERGER_RETAIN_AGE_S).",
+            state.segments_retired,
+        )
 
 
 class MergerMetrics:

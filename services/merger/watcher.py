@@ -114,11 +114,6 @@ class Watcher:
         engine = self.engine
         return engine.state if engine is not None else None
 
-    def event_counts(self) -> dict[str, int] | None:
-        """The source events recorded by kind (merger_source_events_total), None before the state is loaded."""
-        state = self.state
-        return None if state is None else state.event_counts
-
     # -- loops ------------------------------------------------------------------------------------
 
     async def _watch_files(self) -> None:

@@ -109,11 +109,12 @@ def _gateway_exposition() -> bytes:
 
 
 def _merger_exposition(tmp_path: Path) -> bytes:
-    from services.merger.metrics import MergerMetrics, SourceEventsCollector
+    from services.merger.metrics import MergerMetrics, StateCollector
+    from services.merger.state import MergerState
 
     m = MergerMetrics(tmp_path)
     m.freshness.observe(0.3)
-    m.registry.register(SourceEventsCollector(lambda: {"offsets_skipped": 1}))
+    m.registry.register(StateCollector(lambda: MergerState.fresh().with_events([])))
     text = generate_latest(m.registry)
     assert b"devicestream_data_disk_free_bytes" in text and b"process_start_time_seconds" in text
     return text

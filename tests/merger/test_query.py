@@ -310,6 +310,20 @@ def test_queries_while_compaction_and_retention_remove_files_all_answer(merger_r
                     answers.append((b, fmt, r.status_code, r.content[:8]))
             wait_for(lambda: merger_status(url).last_batch_id == n_batches - 1, 30, "all merged", logs=[proc.log_file])
             assert merger_status(url).segments_retired > 0
+
+            def segment_figures() -> dict[str, float]:
+                lines = client.get("/metrics").text.splitlines()
+                return {k: float(v) for k, v in (ln.rsplit(" ", 1) for ln in lines if ln.startswith("merger_segments"))}
+
+            wait_for(
+                lambda: segment_figures().get('merger_segments{compacted="false"}') == 0,
+                30,
+                "every closed segment compacted (its gauge)",
+                logs=[proc.log_file],
+            )
+            figures = segment_figures()
+            assert figures['merger_segments{compacted="true"}'] > 0
+            assert figures["merger_segments_retired_total"] == merger_status(url).segments_retired
         bad = [(b, fmt, code) for b, fmt, code, head in answers if code != 200]
         assert not bad, f"answers that were not 200: {bad}"
         assert all(head.startswith(b"eventId," if fmt == "csv" else b"PAR1") for _, fmt, _, head in answers)
