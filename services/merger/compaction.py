@@ -28,9 +28,10 @@ from pathlib import Path
 
 import polars as pl
 
-from contract.compacted import PARQUET_SCHEMA, TEXT_SCHEMA, render_csv, typed
+from contract.compacted import TEXT_SCHEMA, render_csv, typed
 from contract.files import fsync_dir
 from contract.segments import GROUP_ROWS, Segment, parquet_file
+from services.merger.query import checked_batches
 from services.merger.settings import MergerSettings
 from services.merger.state import HEADER_LINE, MergerState
 
@@ -87,13 +88,7 @@ def compact_segment(merger_dir: Path, g: Segment, stop: threading.Event | None =
     try:
         try:
             lf = typed(pl.scan_csv(src, schema=TEXT_SCHEMA, n_rows=g.rows, low_memory=True))
-            if stop is not None:
-
-                def checked(batch: pl.DataFrame) -> pl.DataFrame:
-                    _check(stop, g)
-                    return batch
-
-                lf = lf.map_batches(checked, streamable=True, schema=PARQUET_SCHEMA)
+            lf = checked_batches(lf, None if stop is None else lambda: _check(stop, g))
             lf.sink_parquet(tmp, compression="zstd", row_group_size=GROUP_ROWS, engine="streaming")
             groups = rendered_groups(tmp, src, g, stop)
         except pl.exceptions.PolarsError as e:  # a value that does not parse as its type

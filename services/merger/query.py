@@ -174,19 +174,25 @@ def plan(sources: list[Source], q: RowQuery, fmt: Format, check: Callable[[], No
     return lf
 
 
+def checked_batches(lf: pl.LazyFrame, check: Callable[[], None] | None) -> pl.LazyFrame:
+    """`lf` (of PARQUET_SCHEMA) with `check` run before each batch the streaming engine hands on:
+    it raises to stop the query or sink (polars' own cancel does not stop a streaming sink)."""
+    if check is None:
+        return lf
+
+    def checked(batch: pl.DataFrame) -> pl.DataFrame:
+        check()
+        return batch
+
+    return lf.map_batches(checked, streamable=True, schema=PARQUET_SCHEMA)
+
+
 def _scan(path: Path, rows: int, q: RowQuery, fmt: Format, check: Callable[[], None] | None) -> pl.LazyFrame:
     """One source's matching rows, typed for a Parquet answer, as text for a CSV one. A compacted
     segment's Parquet copy (contract.compacted) is filtered on its typed columns (the filter reaches
     the Parquet reader: row groups outside it are skipped)."""
     if path.suffix == ".parquet":
-        lf = pl.scan_parquet(path).head(rows)
-        if check is not None:
-
-            def checked(batch: pl.DataFrame) -> pl.DataFrame:
-                check()
-                return batch
-
-            lf = lf.map_batches(checked, streamable=True, schema=PARQUET_SCHEMA)
+        lf = checked_batches(pl.scan_parquet(path).head(rows), check)
         cond = predicate(q, pl.col("eventTime"))
         lf = lf if cond is None else lf.filter(cond)
         return lf if fmt == "parquet" else as_text(lf)
